@@ -1,0 +1,29 @@
+# ocikit: the two commands a newcomer needs are `make demo` and `make test`.
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+
+.PHONY: install demo test unit conformance lint bench clean
+
+install:
+	@sh .ci/install
+
+demo: install
+	@sh .ci/demo
+
+test: install
+	$(PYTHON) -m pytest -q tests
+
+unit: install
+	$(PYTHON) -m pytest -q tests/unit
+
+conformance: install
+	$(PYTHON) -m pytest -q tests/conformance
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	@for b in bench/bench_*.py; do $(PYTHON) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,153 @@
+"""Conventions every ocikit command shares: flags, error lines, exit codes, stdout as data.
+
+* stdout carries only data for the next command (one JSON document, or paths);
+* stderr carries messages: errors as `PROG: message` lines, or JSON lines with
+  `--log-format json`;
+* exit codes come from the exception hierarchy in `oci.errors`;
+* `--help` shows examples, `--version` the ocikit version.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+if os.path.isfile(os.path.join(_ROOT, "oci", "__init__.py")) and _ROOT not in sys.path:
+    sys.path.insert(1, _ROOT)  # running from a checkout
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+from typing import Any, Callable, NoReturn, Sequence  # noqa: E402
+
+from oci import __version__  # noqa: E402
+from oci.errors import INTERRUPTED_EXIT_CODE, InvalidInput, OciError, Unsupported  # noqa: E402
+
+LOG_FORMATS = ("text", "json")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with ocikit's common flags and an examples section in --help."""
+
+    def __init__(self, prog: str, description: str, examples: str = "", common: bool = True,
+                 **kwargs: Any) -> None:
+        epilog = f"examples:\n{examples.rstrip()}\n\n{EXIT_CODES}" if examples else EXIT_CODES
+        super().__init__(prog=prog, description=description, epilog=epilog,
+                         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+        self.add_argument("--version", action="version", version=f"{prog} (ocikit) {__version__}")
+        if common:
+            add_common(self)
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message} (see --help)\n")
+        sys.exit(2)
+
+
+EXIT_CODES = """exit codes:
+  0 success            1 failure             2 usage or invalid input
+  3 not found          4 integrity error     5 registry or network error
+  6 auth refused       7 conflict or locked  8 not implemented or unsupported
+  130 interrupted"""
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """The flags every command takes, with one meaning everywhere."""
+    parser.add_argument("-q", "--quiet", action="store_true", help="print no progress or warnings on stderr")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="messages on stderr as text lines or JSON lines (default: text)")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks and debug messages")
+
+
+class Messages:
+    """Writes messages to stderr in the chosen format."""
+
+    def __init__(self, prog: str, log_format: str = "text", quiet: bool = False, debug: bool = False) -> None:
+        self.prog, self.log_format, self.quiet, self.debug_on = prog, log_format, quiet, debug
+
+    def _write(self, level: str, message: str, **fields: Any) -> None:
+        if self.log_format == "json":
+            line = json.dumps({"level": level, "msg": message, "prog": self.prog, **fields})
+        else:
+            line = f"{self.prog}: {'' if level in ('error', 'info') else level + ': '}{message}"
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def error(self, message: str, **fields: Any) -> None:
+        self._write("error", message, **fields)
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            self._write("warning", message)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self._write("info", message)
+
+    def debug(self, message: str) -> None:
+        if self.debug_on:
+            self._write("debug", message)
+
+
+def emit(document: Any) -> None:
+    """Write one JSON document to stdout, for the next command in a pipeline."""
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def run(prog: str, main: Callable[[list[str], Messages], int | None], argv: Sequence[str] | None = None) -> NoReturn:
+    """Run a command's main, turning OciErrors into error lines and exit codes."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    messages = Messages(prog, _peek_log_format(args), debug="--debug" in args)
+    try:
+        code = main(args, messages) or 0
+    except OciError as err:
+        for line in err.lines():
+            messages.error(line, code=err.exit_code)
+        if messages.debug_on:
+            import traceback
+
+            traceback.print_exc()
+        code = err.exit_code
+    except KeyboardInterrupt:
+        messages.error("interrupted")
+        code = INTERRUPTED_EXIT_CODE
+    except BrokenPipeError:
+        code = 1
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+    sys.exit(code)
+
+
+def _peek_log_format(args: list[str]) -> str:
+    for i, arg in enumerate(args):
+        if arg.startswith("--log-format="):
+            return arg.split("=", 1)[1] if arg.split("=", 1)[1] in LOG_FORMATS else "text"
+        if arg == "--log-format" and i + 1 < len(args) and args[i + 1] in LOG_FORMATS:
+            return args[i + 1]
+    return "text"
+
+
+def read_stdin_json(what: str) -> Any:
+    """Read one JSON document from stdin (for `-` arguments)."""
+    from oci import schema
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InvalidInput(f"expected {what} as JSON on stdin")
+    return schema.parse(sys.stdin.buffer.read(), "<stdin>")
+
+
+def not_implemented(prog: str, description: str, examples: str, issue: str) -> Callable[[], NoReturn]:
+    """A main for a command whose job is not built yet: --help works, anything else says so."""
+
+    def main() -> NoReturn:
+        def body(args: list[str], messages: Messages) -> int:
+            parser = Parser(prog, description, examples)
+            parser.add_argument("args", nargs=argparse.REMAINDER)
+            parser.parse_args(args)
+            raise Unsupported(f"not implemented yet (tracked in {issue})")
+
+        run(prog, body)
+
+    return main

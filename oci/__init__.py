@@ -1,0 +1,7 @@
+"""ocikit's shared library: OCI images, layouts, bundles and runtimes, without CLI concerns.
+
+Each module holds one concept; import the module you need, nothing is re-exported here
+so that a command pays only for what it uses.
+"""
+
+__version__ = "0.1.0"

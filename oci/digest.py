@@ -1,0 +1,133 @@
+"""Content digests (`sha256:<hex>`, `sha512:<hex>`): parsing, hashing while copying, verifying readers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from oci.errors import IntegrityError, InvalidInput, Unsupported
+
+ALGORITHMS = {"sha256": 64, "sha512": 128}
+_GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, order=True)
+class Digest:
+    """A parsed, validated digest; `str(d)` gives back the canonical `alg:hex` form."""
+
+    algorithm: str
+    hex: str
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """Parse `alg:hex`; refuse malformed text and algorithms other than sha256/sha512."""
+        if not isinstance(text, str) or not _GRAMMAR.match(text):
+            raise InvalidInput(f"invalid digest {text!r}")
+        algorithm, _, encoded = text.partition(":")
+        if algorithm not in ALGORITHMS:
+            raise Unsupported(f"unsupported digest algorithm {algorithm!r} in {text!r}")
+        if len(encoded) != ALGORITHMS[algorithm] or not re.fullmatch(r"[a-f0-9]+", encoded):
+            raise InvalidInput(f"invalid {algorithm} digest {text!r}")
+        return cls(algorithm, encoded)
+
+    @classmethod
+    def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
+        """The digest of a byte string."""
+        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+    def hasher(self) -> hashlib._Hash:
+        """A fresh hash object of this digest's algorithm."""
+        return hashlib.new(self.algorithm)
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+
+def verify_bytes(data: bytes, digest: Digest | str, size: int | None = None, what: str = "content") -> None:
+    """Raise IntegrityError unless `data` has the given digest (and size, when given)."""
+    digest = Digest.parse(digest) if isinstance(digest, str) else digest
+    if size is not None and len(data) != size:
+        raise IntegrityError(f"{what}: size {len(data)} does not match expected {size}")
+    actual = Digest.of(data, digest.algorithm)
+    if actual != digest:
+        raise IntegrityError(f"{what}: digest {actual} does not match expected {digest}")
+
+
+class VerifyingReader:
+    """A file-like reader that hashes what passes through and fails at EOF on a mismatch.
+
+    It also fails as soon as more than `size` bytes arrive, so a hostile source cannot
+    make us read without bound.
+    """
+
+    def __init__(self, raw: BinaryIO, digest: Digest, size: int | None, what: str = "blob") -> None:
+        self._raw = raw
+        self._digest = digest
+        self._size = size
+        self._hash = digest.hasher()
+        self._count = 0
+        self._what = what
+        self.verified = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n) if n is not None and n >= 0 else self._raw.read()
+        self._count += len(data)
+        if self._size is not None and self._count > self._size:
+            raise IntegrityError(f"{self._what}: more than the expected {self._size} bytes")
+        self._hash.update(data)
+        if not data or (n is None or n < 0):
+            self._finish()
+        return data
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def _finish(self) -> None:
+        if self.verified:
+            return
+        if self._size is not None and self._count != self._size:
+            raise IntegrityError(f"{self._what}: size {self._count} does not match expected {self._size}")
+        actual = Digest(self._digest.algorithm, self._hash.hexdigest())
+        if actual != self._digest:
+            raise IntegrityError(f"{self._what}: digest {actual} does not match expected {self._digest}")
+        self.verified = True
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> VerifyingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def copy_hashing(source: BinaryIO, target: BinaryIO, algorithm: str = "sha256",
+                 limit: int | None = None) -> tuple[Digest, int]:
+    """Copy `source` to `target`, returning the digest and size of what was copied.
+
+    Raises IntegrityError when more than `limit` bytes arrive.
+    """
+    hasher = hashlib.new(algorithm)
+    count = 0
+    for chunk in iter_chunks(source):
+        count += len(chunk)
+        if limit is not None and count > limit:
+            raise IntegrityError(f"content exceeds the size cap of {limit} bytes")
+        hasher.update(chunk)
+        target.write(chunk)
+    return Digest(algorithm, hasher.hexdigest()), count
+
+
+def iter_chunks(source: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+    """Yield `source` in chunks until EOF."""
+    while chunk := source.read(size):
+        yield chunk

@@ -1,0 +1,250 @@
+"""The OCI image layout store: `oci-layout`, `index.json` and `blobs/<alg>/<hex>`.
+
+Store semantics:
+
+* A blob appears under its digest name only complete and verified: it is written to
+  `.ocikit/tmp/`, hashed while written, fsynced and renamed into place. A killed writer
+  leaves at most a stray temporary, removed by `gc()`.
+* Blobs are immutable; putting one that exists is a no-op.
+* `index.json` is replaced atomically under an exclusive lock (`.ocikit/index.lock`),
+  re-read inside the lock, so concurrent taggers never lose each other's entries.
+* Writers hold `.ocikit/gc.lock` shared for a whole session (`with layout.session():`);
+  `gc()` holds it exclusively, so it never deletes a blob between its put and its tag.
+* Reads verify: `read_blob` checks digest and size, and JSON documents are validated
+  against their schema before use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Any, BinaryIO, Iterator
+
+from oci import schema
+from oci.descriptor import INDEXES, MANIFESTS, OCI_INDEX, REF_NAME, Descriptor
+from oci.digest import Digest, VerifyingReader, copy_hashing
+from oci.errors import IntegrityError, InvalidInput, NotFound, OciError
+from oci.fsutil import atomic_file, fsync_dir, locked, write_atomic
+
+LAYOUT_VERSION = "1.0.0"
+MAX_DOCUMENT = 4 << 20  # manifests, indexes and configs larger than this are refused
+
+
+class Layout:
+    """An OCI image layout directory."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        self._private = os.path.join(self.path, ".ocikit")
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str, create: bool = False) -> Layout:
+        """Open an existing layout (validating `oci-layout`), or create it when asked."""
+        layout = cls(path)
+        header = os.path.join(layout.path, "oci-layout")
+        if not os.path.exists(header):
+            if not create:
+                raise NotFound(f"{path}: not an OCI image layout (no oci-layout file)")
+            layout._create()
+        else:
+            doc = schema.load_file(header, "layout")
+            if doc["imageLayoutVersion"] != LAYOUT_VERSION:
+                raise InvalidInput(f"{header}: unsupported imageLayoutVersion")
+        return layout
+
+    def _create(self) -> None:
+        os.makedirs(os.path.join(self.path, "blobs", "sha256"), exist_ok=True)
+        os.makedirs(self._private, exist_ok=True)
+        with locked(self._lock("index")):
+            if not os.path.exists(os.path.join(self.path, "index.json")):
+                self._write_index({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+            header = os.path.join(self.path, "oci-layout")
+            if not os.path.exists(header):
+                write_atomic(header, json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
+
+    def _lock(self, name: str) -> str:
+        os.makedirs(self._private, exist_ok=True)
+        return os.path.join(self._private, f"{name}.lock")
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Layout]:
+        """Hold off garbage collection while this block puts blobs and tags them."""
+        with locked(self._lock("gc"), shared=True):
+            yield self
+
+    # -- blobs -----------------------------------------------------------
+
+    def blob_path(self, digest: Digest | str) -> str:
+        """Where the blob with this digest lives (whether or not it exists)."""
+        d = Digest.parse(digest) if isinstance(digest, str) else digest
+        return os.path.join(self.path, "blobs", d.algorithm, d.hex)
+
+    def has_blob(self, digest: Digest | str, size: int | None = None) -> bool:
+        """True if the blob exists (with the given size, when given)."""
+        try:
+            st = os.stat(self.blob_path(digest))
+        except FileNotFoundError:
+            return False
+        return size is None or st.st_size == size
+
+    def put_blob(self, source: BinaryIO, expected: Digest | None = None, size: int | None = None,
+                 limit: int | None = None) -> tuple[Digest, int]:
+        """Store a stream as a blob; verify it against `expected`/`size` when given.
+
+        Returns the digest and size. Nothing appears under a digest name unless complete
+        and verified.
+        """
+        algorithm = expected.algorithm if expected else "sha256"
+        tmp_dir = os.path.join(self._private, "tmp")
+        os.makedirs(tmp_dir, exist_ok=True)
+        cap = size if size is not None else limit
+        holder: dict[str, Any] = {}
+        # Write to a temporary first: we only learn the final name once hashed.
+        tmp_target = os.path.join(tmp_dir, f"put-{os.getpid()}-{id(holder)}")
+        try:
+            with atomic_file(tmp_target, 0o644, tmp_dir=tmp_dir) as f:
+                digest, count = copy_hashing(source, f, algorithm, limit=cap)
+                if expected is not None and digest != expected:
+                    raise IntegrityError(f"blob digest {digest} does not match expected {expected}")
+                if size is not None and count != size:
+                    raise IntegrityError(f"blob {digest}: size {count} does not match expected {size}")
+            final = self.blob_path(digest)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.rename(tmp_target, final)
+            fsync_dir(os.path.dirname(final))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_target)
+        return digest, count
+
+    def put_bytes(self, data: bytes, expected: Digest | None = None) -> Digest:
+        """Store a byte string as a blob (a no-op if it exists)."""
+        import io
+
+        digest = Digest.of(data, expected.algorithm if expected else "sha256")
+        if expected is not None and digest != expected:
+            raise IntegrityError(f"blob digest {digest} does not match expected {expected}")
+        if not self.has_blob(digest, len(data)):
+            self.put_blob(io.BytesIO(data), digest, len(data))
+        return digest
+
+    def open_blob(self, descriptor: Descriptor) -> VerifyingReader:
+        """A reader of the blob that fails at EOF unless digest and size match."""
+        try:
+            raw = open(self.blob_path(descriptor.digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"{self.path}: blob {descriptor.digest} is missing") from None
+        return VerifyingReader(raw, descriptor.digest, descriptor.size, what=f"blob {descriptor.digest}")
+
+    def read_blob(self, descriptor: Descriptor, limit: int = MAX_DOCUMENT) -> bytes:
+        """Read a (small) blob completely, verified against its descriptor."""
+        if descriptor.size > limit:
+            raise IntegrityError(f"blob {descriptor.digest}: size {descriptor.size} exceeds the cap of {limit}")
+        with self.open_blob(descriptor) as reader:
+            return reader.read()
+
+    def read_document(self, descriptor: Descriptor) -> dict[str, Any]:
+        """Read a manifest, index or config blob, verified and validated by its media type."""
+        data = self.read_blob(descriptor)
+        return schema.load(data, schema.kind_of(descriptor.media_type), f"{self.path}@{descriptor.digest}")
+
+    # -- index -----------------------------------------------------------
+
+    def index(self) -> dict[str, Any]:
+        """The validated `index.json`."""
+        return schema.load_file(os.path.join(self.path, "index.json"), "index")
+
+    def descriptors(self) -> list[Descriptor]:
+        """The descriptors in `index.json`."""
+        return [Descriptor.from_json(d) for d in self.index().get("manifests", [])]
+
+    def resolve(self, tag: str | None = None) -> Descriptor:
+        """The descriptor tagged `tag`, or the only one in the index when `tag` is None."""
+        entries = self.descriptors()
+        if tag is None:
+            if len(entries) == 1:
+                return entries[0]
+            tags = sorted(filter(None, (d.ref_name for d in entries)))
+            raise InvalidInput(f"{self.path}: {len(entries)} images in the layout, name one of: {', '.join(tags)}")
+        if tag.startswith(("sha256:", "sha512:")):
+            digest = Digest.parse(tag)
+            for entry in entries:
+                if entry.digest == digest:
+                    return entry
+            raise NotFound(f"{self.path}: no image with digest {tag}")
+        for entry in entries:
+            if entry.ref_name == tag:
+                return entry
+        raise NotFound(f"{self.path}: no image tagged {tag!r}")
+
+    def tag(self, name: str, descriptor: Descriptor) -> Descriptor:
+        """Point tag `name` at `descriptor` (replacing any previous entry of that name)."""
+        if not self.has_blob(descriptor.digest, descriptor.size):
+            raise NotFound(f"{self.path}: cannot tag {name!r}: blob {descriptor.digest} is missing")
+        entry = descriptor.with_annotations(**{REF_NAME: name})
+        with locked(self._lock("index")):
+            index = self.index()
+            kept = [d for d in index.get("manifests", []) if (d.get("annotations") or {}).get(REF_NAME) != name]
+            kept.append(entry.to_json())
+            index["manifests"] = kept
+            self._write_index(index)
+        return entry
+
+    def untag(self, name: str) -> None:
+        """Remove the index entry tagged `name`."""
+        with locked(self._lock("index")):
+            index = self.index()
+            kept = [d for d in index.get("manifests", []) if (d.get("annotations") or {}).get(REF_NAME) != name]
+            if len(kept) == len(index.get("manifests", [])):
+                raise NotFound(f"{self.path}: no image tagged {name!r}")
+            index["manifests"] = kept
+            self._write_index(index)
+
+    def _write_index(self, index: dict[str, Any]) -> None:
+        schema.validate(index, "index", os.path.join(self.path, "index.json"))
+        write_atomic(os.path.join(self.path, "index.json"), json.dumps(index, indent=2).encode() + b"\n")
+
+    # -- garbage collection ---------------------------------------------
+
+    def reachable(self) -> set[Digest]:
+        """Every blob reachable from `index.json` through indexes, manifests and subjects."""
+        seen: set[Digest] = set()
+        pending = self.descriptors()
+        while pending:
+            desc = pending.pop()
+            if desc.digest in seen:
+                continue
+            seen.add(desc.digest)
+            if desc.media_type in INDEXES | MANIFESTS and self.has_blob(desc.digest):
+                doc = self.read_document(desc)
+                children = list(doc.get("manifests", [])) + list(doc.get("layers", []))
+                children += [doc[k] for k in ("config", "subject") if k in doc]
+                pending.extend(Descriptor.from_json(c) for c in children)
+        return seen
+
+    def gc(self) -> list[Digest]:
+        """Delete unreferenced blobs and stray temporaries; return the deleted digests."""
+        removed: list[Digest] = []
+        with locked(self._lock("gc")):
+            with locked(self._lock("index")):
+                keep = self.reachable()
+            blobs = os.path.join(self.path, "blobs")
+            for algorithm in sorted(os.listdir(blobs)):
+                folder = os.path.join(blobs, algorithm)
+                for name in sorted(os.listdir(folder)):
+                    try:
+                        digest = Digest.parse(f"{algorithm}:{name}")
+                    except OciError:
+                        continue  # not ours to judge
+                    if digest not in keep:
+                        os.unlink(os.path.join(folder, name))
+                        removed.append(digest)
+                fsync_dir(folder)
+            tmp_dir = os.path.join(self._private, "tmp")
+            for name in os.listdir(tmp_dir) if os.path.isdir(tmp_dir) else []:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(tmp_dir, name))
+        return removed

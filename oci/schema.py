@@ -1,0 +1,185 @@
+"""Validate JSON documents against the vendored OCI schemas in `spec/`, fully offline.
+
+`load(data, kind, source)` parses and validates; every violation is reported as
+`(json-pointer, message)` inside an InvalidDocument. The cost of importing jsonschema is
+paid on first use only, and compiled validators are cached per process. With
+`remember=True` the digest of a document that validated is kept on disk, so a runtime
+that is handed the same config.json again skips the schema work (the key covers the
+schema set through `spec/README.md`, which records every schema file's sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from oci.errors import InvalidDocument, InvalidInput, NotFound
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+SPEC_DIR = next(
+    (p for p in (os.path.join(_HERE, "spec"), os.path.join(os.path.dirname(_HERE), "spec")) if os.path.isdir(p)),
+    os.path.join(os.path.dirname(_HERE), "spec"),
+)
+
+# kind -> (spec folder, schema file)
+KINDS = {
+    "manifest": ("image", "image-manifest-schema.json"),
+    "index": ("image", "image-index-schema.json"),
+    "config": ("image", "config-schema.json"),
+    "layout": ("image", "image-layout-schema.json"),
+    "descriptor": ("image", "content-descriptor.json"),
+    "runtime-config": ("runtime", "config-schema.json"),
+    "state": ("runtime", "state-schema.json"),
+    "features": ("runtime", "features-schema.json"),
+}
+
+# media type -> kind; Docker's schema 2 types share the OCI structure.
+MEDIA_TYPE_KINDS = {
+    "application/vnd.oci.image.manifest.v1+json": "manifest",
+    "application/vnd.docker.distribution.manifest.v2+json": "manifest",
+    "application/vnd.oci.image.index.v1+json": "index",
+    "application/vnd.docker.distribution.manifest.list.v2+json": "index",
+    "application/vnd.oci.image.config.v1+json": "config",
+    "application/vnd.docker.container.image.v1+json": "config",
+    "application/vnd.oci.descriptor.v1+json": "descriptor",
+    "application/vnd.oci.layout.header.v1+json": "layout",
+}
+
+MAX_MESSAGE = 300
+_validators: dict[str, Any] = {}
+
+
+def kind_of(media_type: str) -> str:
+    """The schema kind for a media type; InvalidInput for types that have no schema."""
+    try:
+        return MEDIA_TYPE_KINDS[media_type]
+    except KeyError:
+        raise InvalidInput(f"no schema for media type {media_type!r}") from None
+
+
+def parse(data: bytes | str, source: str) -> Any:
+    """Parse JSON, reporting a syntax error as a one-violation InvalidDocument."""
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f" at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
+        raise InvalidDocument(source, [("", f"not valid JSON{where}: {getattr(err, 'msg', err)}")]) from None
+
+
+def load(data: bytes | str, kind: str, source: str, *, remember: bool = False) -> Any:
+    """Parse `data` and validate it as `kind` (a key of KINDS or a media type)."""
+    kind = kind if kind in KINDS else kind_of(kind)
+    key = _memo_key(data, kind) if remember else None
+    doc = parse(data, source)
+    if key is not None and _memo_has(key):
+        return doc
+    validate(doc, kind, source)
+    if key is not None:
+        _memo_add(key)
+    return doc
+
+
+def load_file(path: str, kind: str, *, remember: bool = False) -> Any:
+    """Read and validate a JSON file, naming the file in every error."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such file") from None
+    except OSError as err:
+        raise InvalidInput(f"{path}: cannot read: {err.strerror}") from None
+    return load(data, kind, path, remember=remember)
+
+
+def violations(doc: Any, kind: str) -> list[tuple[str, str]]:
+    """Every schema violation of `doc` as (json-pointer, message), sorted by pointer."""
+    found = []
+    for error in validator(kind).iter_errors(doc):
+        found.append((_pointer(error.absolute_path), _message(error)))
+    return sorted(set(found))
+
+
+def validate(doc: Any, kind: str, source: str) -> None:
+    """Raise InvalidDocument listing every violation of `doc` as `kind`."""
+    kind = kind if kind in KINDS else kind_of(kind)
+    problems = violations(doc, kind)
+    if problems:
+        raise InvalidDocument(source, problems)
+
+
+def validator(kind: str) -> Any:
+    """The compiled Draft 4 validator for `kind`, cached per process."""
+    cached = _validators.get(kind)
+    if cached is None:
+        cached = _validators[kind] = _compile(*KINDS[kind])
+    return cached
+
+
+def _compile(folder: str, filename: str) -> Any:
+    from jsonschema import Draft4Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    base = os.path.join(SPEC_DIR, folder)
+
+    def retrieve(uri: str) -> Resource:
+        # The OCI schemas name each other by file name, under ids that move with nesting.
+        name = uri.split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        with open(os.path.join(base, name), "rb") as f:
+            return Resource.from_contents(json.load(f), default_specification=DRAFT4)
+
+    with open(os.path.join(base, filename), "rb") as f:
+        schema = json.load(f)
+    return Draft4Validator(schema, registry=Registry(retrieve=retrieve))
+
+
+def _pointer(path: Any) -> str:
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
+def _message(error: Any) -> str:
+    # For anyOf/oneOf, the most specific sub-error says more than "is not valid under any".
+    if error.context:
+        deepest = max(error.context, key=lambda e: len(e.absolute_path))
+        if len(deepest.absolute_path) > len(error.absolute_path):
+            error = deepest
+    message = error.message
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+
+
+def _memo_dir() -> str:
+    explicit = os.environ.get("OCIKIT_CACHE_DIR")
+    if explicit:
+        return os.path.join(explicit, "validated")
+    if os.geteuid() == 0:
+        return "/var/cache/ocikit/validated"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ocikit", "validated")
+
+
+def _memo_key(data: bytes | str, kind: str) -> str | None:
+    try:
+        with open(os.path.join(SPEC_DIR, "README.md"), "rb") as f:
+            schemas = f.read()
+    except OSError:
+        return None
+    raw = data.encode() if isinstance(data, str) else data
+    h = hashlib.sha256(schemas)
+    h.update(kind.encode() + b"\0")
+    h.update(raw)
+    return h.hexdigest()
+
+
+def _memo_has(key: str) -> bool:
+    return os.path.exists(os.path.join(_memo_dir(), key))
+
+
+def _memo_add(key: str) -> None:
+    folder = _memo_dir()
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.close(os.open(os.path.join(folder, key), os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError:
+        pass  # a cache that cannot be written only costs speed
