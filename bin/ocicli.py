@@ -144,8 +144,7 @@ def not_implemented(prog: str, description: str, examples: str, issue: str) -> C
     def main() -> NoReturn:
         def body(args: list[str], messages: Messages) -> int:
             parser = Parser(prog, description, examples)
-            parser.add_argument("args", nargs=argparse.REMAINDER)
-            parser.parse_args(args)
+            parser.parse_known_args(args)
             raise Unsupported(f"not implemented yet (tracked in {issue})")
 
         run(prog, body)
