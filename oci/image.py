@@ -1,0 +1,101 @@
+"""An image in a layout: its manifest (an index resolved to one platform), config and layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from oci import platform as platforms
+from oci.descriptor import INDEXES, LAYERS, MANIFESTS, REF_NAME, Descriptor
+from oci.digest import Digest
+from oci.errors import IntegrityError, InvalidInput, Unsupported
+from oci.layout import Layout
+
+LAYOUT_ANNOTATION = "org.ocikit.layout"  # where the image lives, when a descriptor travels through a pipe
+
+
+@dataclass(frozen=True)
+class Image:
+    """A single-platform image whose manifest and config were verified and validated."""
+
+    layout: Layout
+    descriptor: Descriptor  # the manifest's descriptor
+    manifest: dict[str, Any]
+    config_descriptor: Descriptor
+    config: dict[str, Any]
+
+    @classmethod
+    def load(cls, layout: Layout, descriptor: Descriptor, platform: platforms.Platform | None = None) -> Image:
+        """Load the image `descriptor` names, resolving an index to `platform` (default: the host)."""
+        wanted = platform or platforms.Platform.host()
+        for _ in range(4):  # an index may point at an index
+            if descriptor.media_type in INDEXES:
+                index = layout.read_document(descriptor)
+                chosen = platforms.choose(index.get("manifests", []), wanted, f"{layout.path}@{descriptor.digest}")
+                descriptor = Descriptor.from_json(chosen)
+                continue
+            break
+        if descriptor.media_type not in MANIFESTS:
+            raise Unsupported(f"{layout.path}@{descriptor.digest}: not an image manifest ({descriptor.media_type})")
+        manifest = layout.read_document(descriptor)
+        config_descriptor = Descriptor.from_json(manifest["config"])
+        config = layout.read_document(config_descriptor)
+        image = cls(layout, descriptor, manifest, config_descriptor, config)
+        if len(image.diff_ids) != len(image.layers):
+            raise IntegrityError(f"{layout.path}@{descriptor.digest}: {len(image.layers)} layers but "
+                                 f"{len(image.diff_ids)} diff_ids in the config")
+        return image
+
+    @property
+    def layers(self) -> list[Descriptor]:
+        """The layer descriptors, base first; unknown layer media types are refused."""
+        layers = [Descriptor.from_json(d) for d in self.manifest.get("layers", [])]
+        for layer in layers:
+            if layer.media_type not in LAYERS:
+                raise Unsupported(f"layer {layer.digest}: unsupported media type {layer.media_type}")
+        return layers
+
+    @property
+    def diff_ids(self) -> list[Digest]:
+        """The uncompressed layer digests from the config's `rootfs.diff_ids`."""
+        return [Digest.parse(d) for d in self.config.get("rootfs", {}).get("diff_ids", [])]
+
+
+def parse_image_argument(text: str) -> tuple[str, str | None]:
+    """Split `LAYOUT[:TAG|@DIGEST]` into (layout path, tag or digest or None)."""
+    if "@" in text:
+        path, _, digest = text.rpartition("@")
+        return path, digest
+    path, sep, tag = text.rpartition(":")
+    if sep and path and "/" not in tag:
+        return path, tag
+    return text, None
+
+
+def open_image(text: str) -> tuple[Layout, Descriptor]:
+    """Open `LAYOUT[:TAG|@DIGEST]` and resolve the descriptor it names."""
+    path, name = parse_image_argument(text)
+    layout = Layout.open(path)
+    return layout, layout.resolve(name)
+
+
+def from_pipe(document: Any, source: str = "<stdin>") -> tuple[Layout, Descriptor]:
+    """The image named by a descriptor read from a pipe (its layout in an annotation)."""
+    from oci import schema
+
+    if isinstance(document, dict) and isinstance(document.get("image"), dict):
+        document = document["image"]  # the JSON printed by oci-unpack
+    schema.validate(document, "descriptor", source)
+    descriptor = Descriptor.from_json(document)
+    path = descriptor.annotations.get(LAYOUT_ANNOTATION)
+    if not path:
+        raise InvalidInput(f"{source}: descriptor has no {LAYOUT_ANNOTATION} annotation naming its layout")
+    return Layout.open(path), descriptor
+
+
+def to_pipe(layout: Layout, descriptor: Descriptor) -> dict[str, Any]:
+    """A descriptor to print for the next command: it names its layout (and keeps its tag)."""
+    extra = {LAYOUT_ANNOTATION: layout.path}
+    if descriptor.ref_name:
+        extra[REF_NAME] = descriptor.ref_name
+    return descriptor.with_annotations(**extra).to_json()
