@@ -36,3 +36,13 @@ def test_unknown_flag_is_a_usage_error():
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith("oci-fetch: ")
+
+
+def test_errors_as_json_lines():
+    import json
+
+    result = run("push", "--log-format", "json", "./layout:tag", "example.com/x")
+    assert result.returncode == 8
+    (line,) = result.stderr.splitlines()
+    message = json.loads(line)
+    assert message["level"] == "error" and message["prog"] == "oci-push" and message["code"] == 8
