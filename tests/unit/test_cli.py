@@ -38,11 +38,49 @@ def test_bad_flag_value_is_a_usage_error():
     assert result.stderr.startswith("oci-fetch: ")
 
 
-def test_errors_as_json_lines():
+
+def _run_main(main, *args):
+    sys.path.insert(0, str(BIN))
+    import ocicli
+
+    with pytest.raises(SystemExit) as info:
+        ocicli.run("oci-test", main, list(args))
+    return info.value.code
+
+
+def test_errors_as_json_lines(capsys):
     import json
 
-    result = run("push", "--log-format", "json", "./layout:tag", "example.com/x")
-    assert result.returncode == 8
-    (line,) = result.stderr.splitlines()
+    from oci.errors import NotFound
+
+    def main(args, messages):
+        raise NotFound("no image tagged 'x'", source="./images")
+
+    assert _run_main(main, "--log-format", "json") == 3
+    (line,) = capsys.readouterr().err.splitlines()
     message = json.loads(line)
-    assert message["level"] == "error" and message["prog"] == "oci-push" and message["code"] == 8
+    assert message == {"level": "error", "msg": "./images: no image tagged 'x'", "prog": "oci-test", "code": 3}
+
+
+def test_errors_as_text_lines_and_exit_codes(capsys):
+    from oci.errors import InvalidDocument
+
+    def main(args, messages):
+        raise InvalidDocument("config.json", [("/process/args", "is not an array"), ("/root", "bad")])
+
+    assert _run_main(main) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "oci-test: config.json: /process/args: is not an array", "oci-test: config.json: /root: bad"]
+
+
+def test_commands_not_built_yet_say_so(capsys):
+    sys.path.insert(0, str(BIN))
+    import ocicli
+
+    main = ocicli.not_implemented("oci-x", "does x", "  oci-x y", "issue 99")
+    with pytest.raises(SystemExit) as info:
+        sys.argv = ["oci-x", "--any-flag", "arg"]
+        main()
+    assert info.value.code == 8
+    captured = capsys.readouterr()
+    assert captured.out == "" and "not implemented yet (tracked in issue 99)" in captured.err
