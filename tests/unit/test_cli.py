@@ -73,13 +73,13 @@ def test_errors_as_text_lines_and_exit_codes(capsys):
         "oci-test: config.json: /process/args: is not an array", "oci-test: config.json: /root: bad"]
 
 
-def test_commands_not_built_yet_say_so(capsys):
+def test_commands_not_built_yet_say_so(capsys, monkeypatch):
     sys.path.insert(0, str(BIN))
     import ocicli
 
     main = ocicli.not_implemented("oci-x", "does x", "  oci-x y", "issue 99")
+    monkeypatch.setattr(sys, "argv", ["oci-x", "--any-flag", "arg"])
     with pytest.raises(SystemExit) as info:
-        sys.argv = ["oci-x", "--any-flag", "arg"]
         main()
     assert info.value.code == 8
     captured = capsys.readouterr()
