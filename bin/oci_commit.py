@@ -123,8 +123,8 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
         base = Image.load(*from_pipe(ocicli.read_stdin_json("a base image descriptor")), platform)
     elif args.base != "scratch":
         base = Image.load(*open_image(args.base), platform)
+    entries, created_by = layer_entries(args, os.path.join(path, ".ocikit", "tmp"))
     target = open_target(path)
-    entries, created_by = layer_entries(args, target)
     descriptor = commit(target, tag or "latest", base=base, entries=entries, changes=changes, policy=policy,
                         compression=args.compression, platform=platform,
                         created_by=args.created_by or created_by, comment=args.comment)
@@ -133,8 +133,12 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     return 0
 
 
-def layer_entries(args: argparse.Namespace, target: Layout) -> tuple[Iterator[Entry] | None, str]:
-    """The new layer's entries (None for --config-only) and the default history text."""
+def layer_entries(args: argparse.Namespace, tmp_dir: str) -> tuple[Iterator[Entry] | None, str]:
+    """The new layer's entries (None for --config-only) and the default history text.
+
+    Missing sources are reported now, before the target is touched; a compressed tarball
+    is decompressed into `tmp_dir` (the target layout's own, so on its filesystem).
+    """
     from oci.build import source
 
     if args.from_dir:
@@ -142,8 +146,6 @@ def layer_entries(args: argparse.Namespace, target: Layout) -> tuple[Iterator[En
     if args.from_upper:
         return source.from_directory(args.from_upper, upper=True), "oci-commit --from-upper"
     if args.from_tar:
-        tmp_dir = os.path.join(target.path, ".ocikit", "tmp")
-        os.makedirs(tmp_dir, exist_ok=True)
         if args.from_tar == "-":
             return source.from_tarball(sys.stdin.buffer, tmp_dir, "<stdin>"), "oci-commit --from-tar"
         return source.from_tarball(args.from_tar, tmp_dir), "oci-commit --from-tar"
