@@ -93,6 +93,7 @@ def glue_values(argv: list[str]) -> list[str]:
 
 def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     args = build_parser().parse_args(glue_values(argv))
+    messages.quiet = args.quiet
     from oci.build import config as configs
     from oci.build.commit import commit
     from oci.build.entry import Policy

@@ -3,16 +3,16 @@
 The tar stream is hashed as it is made (the diff_id), compressed, and handed to
 `Layout.put_blob`, which hashes the compressed bytes (the blob digest) while writing them
 to a temporary it renames into place: nothing is written twice, nothing appears half-done.
-Compression is deterministic: gzip through zlib with no file name and mtime 0 in its
-header, zstd single-threaded at a fixed level.
+Compression is deterministic (`compress.py`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
+from oci.build.compress import compressor as make_compressor
 from oci.build.entry import Entry, Policy, tar_stream
 from oci.descriptor import OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, Descriptor
 from oci.digest import Digest
@@ -20,8 +20,6 @@ from oci.errors import InvalidInput
 from oci.layout import Layout
 
 MEDIA_TYPES = {"gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD, "none": OCI_LAYER}
-GZIP_LEVEL = 6
-ZSTD_LEVEL = 3
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ def write_layer(layout: Layout, entries: Iterable[Entry], policy: Policy, compre
     tar_hash = hashlib.sha256()
 
     def compressed() -> Iterator[bytes]:
-        compressor = _compressor(compression)
+        compressor = make_compressor(compression)
         for chunk in tar_stream(entries, policy):
             tar_hash.update(chunk)
             if data := compressor.compress(chunk):
@@ -48,26 +46,6 @@ def write_layer(layout: Layout, entries: Iterable[Entry], policy: Policy, compre
 
     digest, size = layout.put_blob(ChunkReader(compressed()))
     return Layer(Descriptor(MEDIA_TYPES[compression], digest, size), Digest("sha256", tar_hash.hexdigest()))
-
-
-class _Identity:
-    def compress(self, data: bytes) -> bytes:
-        return data
-
-    def flush(self) -> bytes:
-        return b""
-
-
-def _compressor(compression: str) -> Any:
-    if compression == "gzip":
-        import zlib
-
-        return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip header: no name, mtime 0
-    if compression == "zstd":
-        import zstandard
-
-        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
-    return _Identity()
 
 
 class ChunkReader:
