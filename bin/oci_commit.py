@@ -12,6 +12,7 @@ import ocicli
 
 if TYPE_CHECKING:
     from oci.build.entry import Entry
+    from oci.image import Image
     from oci.layout import Layout
 
 DESCRIPTION = """\
@@ -39,6 +40,8 @@ EXAMPLES = """\
       --label org.opencontainers.image.version=1.2 --owner 0:0 --compression zstd ./images:app
   # a container's changes: the upper directory of its overlay mount, on its image
   oci-commit --from ./images:app --from-upper /run/ctr/upper ./images:app-snapshot
+  # or of a rootfs unpacked into a plain directory (compared with the image, file by file)
+  oci-commit --from ./images:app --diff ./bundle/rootfs ./images:app-snapshot
   # change the config only (no new layer); - reads a descriptor from the previous command
   oci-fetch 127.0.0.1:5000/library/busybox ./images | oci-commit --from - --config-only --cmd sh ./images:shell"""
 
@@ -53,6 +56,9 @@ def build_parser() -> ocicli.Parser:
     source.add_argument("--from-tar", metavar="FILE", help="a tarball (plain, gzip, zstd, bzip2, xz; - for stdin)")
     source.add_argument("--from-upper", metavar="DIR",
                         help="an overlayfs upper directory: its whiteouts become OCI .wh. files")
+    source.add_argument("--diff", metavar="ROOTFS",
+                        help="what ROOTFS (a plain directory) changed compared to the --from image, "
+                             "deletions as whiteouts")
     source.add_argument("--config-only", action="store_true", help="add no layer, only change the config")
     layer = parser.add_argument_group("layer options")
     layer.add_argument("--compression", choices=("gzip", "zstd", "none"), default="gzip",
@@ -101,8 +107,8 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     from oci.image import Image, from_pipe, open_image, parse_image_argument, to_pipe
     from oci.platform import Platform
 
-    if not (args.from_dir or args.from_tar or args.from_upper or args.config_only):
-        raise UsageError("give the new layer with --from-dir, --from-tar or --from-upper, or use --config-only")
+    if not (args.from_dir or args.from_tar or args.from_upper or args.diff or args.config_only):
+        raise UsageError("give the new layer with --from-dir, --from-tar, --from-upper or --diff, or use --config-only")
     if args.base == "-" and args.from_tar == "-":
         raise UsageError("--from - and --from-tar - cannot both read stdin")
     path, tag = parse_image_argument(args.target)
@@ -124,7 +130,7 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
         base = Image.load(*from_pipe(ocicli.read_stdin_json("a base image descriptor")), platform)
     elif args.base != "scratch":
         base = Image.load(*open_image(args.base), platform)
-    entries, created_by = layer_entries(args, os.path.join(path, ".ocikit", "tmp"))
+    entries, created_by = layer_entries(args, os.path.join(path, ".ocikit", "tmp"), base)
     target = open_target(path)
     descriptor = commit(target, tag or "latest", base=base, entries=entries, changes=changes, policy=policy,
                         compression=args.compression, platform=platform,
@@ -134,16 +140,23 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     return 0
 
 
-def layer_entries(args: argparse.Namespace, tmp_dir: str) -> tuple[Iterator[Entry] | None, str]:
+def layer_entries(args: argparse.Namespace, tmp_dir: str, base: Image | None) -> tuple[Iterator[Entry] | None, str]:
     """The new layer's entries (None for --config-only) and the default history text.
 
     Missing sources are reported now, before the target is touched; a compressed tarball
     is decompressed into `tmp_dir` (the target layout's own, so on its filesystem).
     """
     from oci.build import source
+    from oci.errors import NotFound
 
     if args.from_dir:
         return source.from_directory(args.from_dir), "oci-commit --from-dir"
+    if args.diff:
+        from oci.build.diff import changes
+
+        if not os.path.isdir(args.diff):
+            raise NotFound(f"{args.diff}: no such directory")
+        return changes(args.diff, base), "oci-commit --diff"
     if args.from_upper:
         return source.from_directory(args.from_upper, upper=True), "oci-commit --from-upper"
     if args.from_tar:

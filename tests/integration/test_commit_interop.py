@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import subprocess
+import tarfile
 
 import pytest
 
@@ -73,3 +74,25 @@ def test_skopeo_copies_a_zstd_image(oci, tmp_path):
     assert manifest["layers"][0]["mediaType"].endswith("+zstd")
     assert "sha256:" + hashlib.sha256((tmp_path / "copy" / "manifest.json").read_bytes()).hexdigest() == \
         json.loads(made.stdout)["digest"]
+
+
+def test_diff_of_a_rootfs_umoci_unpacked(oci, tmp_path):
+    """umoci unpack an image, change its rootfs, commit the difference: only the changes travel."""
+    src = tmp_path / "src"
+    (src / "etc").mkdir(parents=True)
+    for name in ("a", "b", "c"):
+        (src / "etc" / name).write_text(name * 1000)
+    layout = tmp_path / "images"
+    oci("commit", "--from-dir", str(src), "--owner", "0:0", f"{layout}:base", env={"SOURCE_DATE_EPOCH": "1700000000"},
+        check=True)
+    tool("umoci", "unpack", "--image", f"{layout}:base", str(tmp_path / "bundle"))
+    rootfs = tmp_path / "bundle" / "rootfs"
+    os.unlink(rootfs / "etc" / "b")
+    (rootfs / "etc" / "c").write_text("changed")
+    oci("commit", "--from", f"{layout}:base", "--diff", str(rootfs), f"{layout}:diff", check=True)
+    manifest = json.loads(tool("skopeo", "inspect", "--raw", f"oci:{layout}:diff"))
+    with tarfile.open(layout / "blobs" / "sha256" / manifest["layers"][-1]["digest"].split(":")[1]) as archive:
+        assert archive.getnames() == ["etc", "etc/.wh.b", "etc/c"]
+    tool("umoci", "unpack", "--image", f"{layout}:diff", str(tmp_path / "again"))
+    etc = tmp_path / "again" / "rootfs" / "etc"
+    assert sorted(os.listdir(etc)) == ["a", "c"] and (etc / "c").read_text() == "changed"

@@ -158,3 +158,38 @@ def test_unsafe_tarball_leaves_no_tag(oci, tmp_path):
 def test_help_has_examples(oci):
     result = oci("commit", "--help")
     assert result.returncode == 0 and "examples:" in result.stdout and "--from-upper" in result.stdout
+
+
+def test_diff_of_a_rootfs_against_its_image(oci, tmp_path):
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "a").mkdir(parents=True)
+    (rootfs / "a" / "keep").write_text("keep")
+    (rootfs / "a" / "mod").write_text("1234")
+    (rootfs / "del").write_text("x")
+    (rootfs / "deldir" / "sub").mkdir(parents=True)
+    (rootfs / "deldir" / "sub" / "x").write_text("x")
+    os.symlink("a/keep", rootfs / "link")
+    oci("commit", "--from-dir", str(rootfs), "--compression", "zstd", f"{tmp_path}/l:base", check=True)
+    before = os.stat(rootfs / "a" / "mod")
+    (rootfs / "a" / "mod").write_text("5678")  # same size, same mtime: only the content tells
+    os.utime(rootfs / "a" / "mod", ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.unlink(rootfs / "del")
+    import shutil
+
+    shutil.rmtree(rootfs / "deldir")
+    (rootfs / "new").write_text("new")
+    os.unlink(rootfs / "link")
+    os.symlink("a/mod", rootfs / "link")
+    oci("commit", "--from", f"{tmp_path}/l:base", "--diff", str(rootfs), f"{tmp_path}/l:diff", check=True)
+    image = load(tmp_path / "l", "diff")
+    with tarfile.open(image.layout.blob_path(image.layers[-1].digest)) as archive:
+        names = archive.getnames()
+    assert {".wh.del", ".wh.deldir", "a/mod", "link", "new"} <= set(names)
+    assert not {"a/keep", "deldir/sub/x", "deldir/.wh.sub"} & set(names)
+    assert names.index(".wh.del") < names.index("a/mod")  # whiteouts first among their siblings
+    unchanged = oci("commit", "--from", f"{tmp_path}/l:diff", "--diff", str(rootfs), f"{tmp_path}/l:again",
+                    check=True)
+    again = load(tmp_path / "l", "again")
+    assert json.loads(unchanged.stdout)["digest"] == str(again.descriptor.digest)
+    with tarfile.open(again.layout.blob_path(again.layers[-1].digest)) as archive:
+        assert archive.getnames() == []

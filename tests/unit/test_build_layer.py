@@ -195,3 +195,19 @@ def test_overlay_upper_dir_whiteouts_become_oci_whiteouts(tmp_path):
     assert members[1].isreg() and members[1].size == 0 and members[3].isreg()
     assert members[5].ischr() and members[5].devmajor == 5
     assert not any(k.startswith("SCHILY.xattr.trusted") for m in members for k in m.pax_headers)
+
+
+def test_parallel_gzip_is_the_same_whatever_the_threads_and_chunks():
+    import random
+
+    from oci.build.compress import ParallelGzip
+
+    rng = random.Random(7)
+    data = b"".join(rng.choice([b"abc" * 500, rng.randbytes(700)]) for _ in range(3000))
+    outputs = set()
+    for workers, piece in ((1, 1 << 20), (2, 999), (3, 70000)):
+        gz = ParallelGzip(workers=workers, block=64 << 10)
+        out = b"".join(gz.compress(data[i:i + piece]) for i in range(0, len(data), piece)) + gz.flush()
+        assert gzip.decompress(out) == data
+        outputs.add(out)
+    assert len(outputs) == 1
