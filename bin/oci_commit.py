@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 
 DESCRIPTION = """\
 Make an image in an OCI image layout, without Docker: a new layer from a directory, a
-tarball or an overlayfs upper directory (a container's changes, as `docker commit`), on
-top of a base image or from scratch, with config fields set. The new image's descriptor
-is printed on stdout for the next command.
+tarball, an overlayfs upper directory or the difference between a rootfs and its image
+(a container's changes, as `docker commit`), on top of a base image or from scratch,
+with config fields set. The new image's descriptor is printed on stdout for the next
+command. Arguments of --cmd and --entrypoint may start with a dash (`--cmd -c`).
 
 Layers are deterministic: entries sorted, owner names dropped, mtimes clamped to
 SOURCE_DATE_EPOCH when it is set (which also dates the config and history; otherwise

@@ -12,7 +12,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from oci.errors import OciError
+from oci.errors import IntegrityError, OciError
 
 BLOCK = 512
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
@@ -89,17 +89,22 @@ def tar_stream(entries: Iterable[Entry], policy: Policy, chunk: int = 1 << 20) -
     for entry in entries:
         buffer += header(entry, policy)
         if entry.type == tarfile.REGTYPE and entry.size:
-            with entry.opener() as source:
-                remaining = entry.size
-                while remaining:
-                    data = source.read(min(remaining, chunk))
-                    if not data:
-                        raise OciError(f"{entry.name}: file shrank while it was read into the layer")
-                    remaining -= len(data)
-                    buffer += data
-                    if len(buffer) >= chunk:
-                        yield bytes(buffer)
-                        buffer.clear()
+            try:
+                with entry.opener() as source:
+                    remaining = entry.size
+                    while remaining:
+                        data = source.read(min(remaining, chunk))
+                        if not data:
+                            raise OciError(f"{entry.name}: content ended early (file shrank while read)")
+                        remaining -= len(data)
+                        buffer += data
+                        if len(buffer) >= chunk:
+                            yield bytes(buffer)
+                            buffer.clear()
+            except tarfile.TarError as err:
+                raise IntegrityError(f"tar entry {entry.name!r}: {err}") from None
+            except OSError as err:
+                raise OciError(f"{entry.name}: cannot read: {err}") from None
             buffer += b"\0" * (-entry.size % BLOCK)
         if len(buffer) >= chunk:
             yield bytes(buffer)

@@ -49,7 +49,10 @@ def _walk(root: str, prefix: str, links: dict[tuple[int, int], str], upper: bool
     children = []
     for name in names:
         path = os.path.join(folder, name)
-        st = os.lstat(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue  # gone since the listing
         whiteout = upper and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
         out = WHITEOUT_PREFIX + name if whiteout else name
         children.append((sort_key(out), out, path, st, whiteout))
@@ -145,7 +148,7 @@ def _tar_entries(source: str | BinaryIO, path: str, tmp_dir: str | None) -> Iter
             archive = tarfile.open(fileobj=raw, mode="r:")
             members = archive.getmembers()
         except tarfile.TarError as err:
-            raise InvalidInput(f"{path}: not a tar archive: {err}") from None
+            raise InvalidInput(f"{path}: not a valid tar archive: {err}") from None
         latest: dict[str, tarfile.TarInfo] = {}
         for member in members:
             name = _safe_name(path, member.name)
@@ -193,6 +196,8 @@ def _link_groups(path: str, latest: dict[str, tarfile.TarInfo]) -> dict[str, lis
             target = _safe_name(path, latest[target].linkname)
             if target not in latest or target in seen:
                 raise IntegrityError(f"{path}: tar entry {name!r}: hard link to a missing entry")
+            if latest[target].isdir():
+                raise IntegrityError(f"{path}: tar entry {name!r}: hard link to a directory")
         members.setdefault(target, {target}).add(name)
     groups: dict[str, list[str]] = {}
     for names in members.values():

@@ -10,7 +10,7 @@ import pytest
 from oci.build.entry import Policy
 from oci.build.layer import write_layer
 from oci.build.source import from_directory, from_tarball
-from oci.errors import IntegrityError, NotFound
+from oci.errors import IntegrityError, InvalidInput, NotFound
 from oci.layout import Layout
 
 EPOCH = 1_600_000_000
@@ -46,6 +46,7 @@ def make_tree(root, order=1):
     (root / ("long-" + "x" * 120)).write_text("long")
     (root / "naïve").write_text("utf8")
     os.setxattr(root / "a.txt", "user.note", b"\xffbinary")
+    os.close(os.open(bytes(root / "raw") + b"\xff", os.O_CREAT | os.O_WRONLY, 0o600))  # not UTF-8
     return root
 
 
@@ -66,7 +67,7 @@ def test_every_entry_type_is_preserved_and_sorted(tmp_path):
     assert by_name["hard"].islnk() and by_name["hard"].linkname == "b.txt"  # b.txt comes first in layer order
     assert by_name["fifo"].isfifo() and by_name["dir"].isdir()
     assert archive.extractfile(by_name["long-" + "x" * 120]).read() == b"long"
-    assert "naïve" in by_name
+    assert "naïve" in by_name and "raw\udcff" in by_name
     for member in members:
         assert (member.uid, member.gid, member.uname, member.gname) == (1, 2, "", "")
         assert member.mtime == EPOCH  # every file here is newer than the epoch
@@ -211,3 +212,18 @@ def test_parallel_gzip_is_the_same_whatever_the_threads_and_chunks():
         assert gzip.decompress(out) == data
         outputs.add(out)
     assert len(outputs) == 1
+
+
+def test_truncated_tarball_is_refused(tmp_path):
+    write_tar(tmp_path / "in.tar", [info("big", data=b"x" * 100_000)])
+    data = (tmp_path / "in.tar").read_bytes()
+    (tmp_path / "cut.tar").write_bytes(data[:50_000])
+    layout = Layout.open(str(tmp_path / "l"), create=True)
+    with pytest.raises(InvalidInput, match="cut.tar: not a valid tar archive: unexpected end of data"):
+        write_layer(layout, from_tarball(str(tmp_path / "cut.tar")), Policy())
+
+
+def test_hard_link_to_a_directory_is_refused(tmp_path):
+    write_tar(tmp_path / "in.tar", [info("d", tarfile.DIRTYPE), info("l", tarfile.LNKTYPE, linkname="d")])
+    with pytest.raises(IntegrityError, match="hard link to a directory"):
+        list(from_tarball(str(tmp_path / "in.tar")))
