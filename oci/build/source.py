@@ -16,10 +16,11 @@ import tarfile
 import tempfile
 from typing import BinaryIO, Iterator
 
-from oci.build.entry import OPAQUE_WHITEOUT, WHITEOUT_PREFIX, Entry, keeps_xattr, sort_key
+from oci.build.entry import OPAQUE_WHITEOUT, OVERLAY_XATTR_PREFIXES, WHITEOUT_PREFIX, Entry, keeps_xattr, sort_key
 from oci.errors import IntegrityError, InvalidInput, NotFound, OciError, Unsupported
 
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
+UNSUPPORTED_OVERLAY_XATTRS = (".overlay.metacopy", ".overlay.redirect")
 _FILE_TYPES = {
     tarfile.DIRTYPE: tarfile.DIRTYPE, tarfile.SYMTYPE: tarfile.SYMTYPE, tarfile.CHRTYPE: tarfile.CHRTYPE,
     tarfile.BLKTYPE: tarfile.BLKTYPE, tarfile.FIFOTYPE: tarfile.FIFOTYPE,
@@ -62,7 +63,7 @@ def _walk(root: str, prefix: str, links: dict[tuple[int, int], str], upper: bool
         if whiteout:
             yield Entry(rel, tarfile.REGTYPE, mode=0o600, mtime=int(st.st_mtime))
             continue
-        entry = _entry(path, rel, st, links)
+        entry = _entry(path, rel, st, links, upper)
         if entry is None:
             continue
         yield entry
@@ -72,10 +73,14 @@ def _walk(root: str, prefix: str, links: dict[tuple[int, int], str], upper: bool
             yield from _walk(root, rel, links, upper)
 
 
-def _entry(path: str, rel: str, st: os.stat_result, links: dict[tuple[int, int], str]) -> Entry | None:
+def _entry(path: str, rel: str, st: os.stat_result, links: dict[tuple[int, int], str], upper: bool) -> Entry | None:
     mode = st.st_mode
+    xattrs = _xattrs(path)
+    if upper and (refused := [name for name in xattrs if name.endswith(UNSUPPORTED_OVERLAY_XATTRS)]):
+        raise Unsupported(f"{path}: overlayfs {refused[0]} (metacopy or redirect_dir mounts): "
+                          f"the content is in a lower layer; commit with --diff on the merged rootfs instead")
     entry = Entry(rel, tarfile.REGTYPE, mode=stat.S_IMODE(mode), uid=st.st_uid, gid=st.st_gid,
-                  mtime=int(st.st_mtime), xattrs=_xattrs(path))
+                  mtime=int(st.st_mtime), xattrs={k: v for k, v in xattrs.items() if keeps_xattr(k)})
     if not stat.S_ISDIR(mode) and st.st_nlink > 1:
         first = links.setdefault((st.st_dev, st.st_ino), rel)
         if first != rel:
@@ -106,9 +111,11 @@ def _open_file(path: str) -> BinaryIO:
 
 
 def _xattrs(path: str) -> dict[str, bytes]:
+    """The file's extended attributes we may keep, and overlayfs' own."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
-        return {name: os.getxattr(path, name, follow_symlinks=False) for name in sorted(names) if keeps_xattr(name)}
+        return {name: os.getxattr(path, name, follow_symlinks=False) for name in sorted(names)
+                if keeps_xattr(name) or name.startswith(OVERLAY_XATTR_PREFIXES)}
     except OSError as err:
         if err.errno in (errno.ENOTSUP, errno.EPERM, errno.ENODATA):
             return {}

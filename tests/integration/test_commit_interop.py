@@ -96,3 +96,27 @@ def test_diff_of_a_rootfs_umoci_unpacked(oci, tmp_path):
     tool("umoci", "unpack", "--image", f"{layout}:diff", str(tmp_path / "again"))
     etc = tmp_path / "again" / "rootfs" / "etc"
     assert sorted(os.listdir(etc)) == ["a", "c"] and (etc / "c").read_text() == "changed"
+
+
+def test_commit_of_a_real_overlay_upper_dir(oci, tmp_path):
+    """Change files through a real overlayfs mount (in a throwaway mount namespace), commit its upper dir."""
+    src = tmp_path / "src"
+    (src / "etc" / "conf.d").mkdir(parents=True)
+    for name in ("keep", "remove"):
+        (src / "etc" / name).write_text(name)
+    (src / "etc" / "conf.d" / "old").write_text("old")
+    layout = tmp_path / "images"
+    oci("commit", "--from-dir", str(src), f"{layout}:base", check=True)
+    tool("umoci", "unpack", "--image", f"{layout}:base", str(tmp_path / "bundle"))
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
+    for folder in (upper, work, merged):
+        folder.mkdir()
+    script = (f"mount -t overlay overlay -o lowerdir={tmp_path}/bundle/rootfs,upperdir={upper},workdir={work} {merged}"
+              f" && cd {merged}/etc && rm remove && rm -r conf.d && mkdir conf.d && echo new > conf.d/new"
+              f" && echo more >> keep")
+    tool("unshare", "-m", "sh", "-c", script)
+    oci("commit", "--from", f"{layout}:base", "--from-upper", str(upper), f"{layout}:changed", check=True)
+    tool("umoci", "unpack", "--image", f"{layout}:changed", str(tmp_path / "after"))
+    etc = tmp_path / "after" / "rootfs" / "etc"
+    assert sorted(os.listdir(etc)) == ["conf.d", "keep"] and os.listdir(etc / "conf.d") == ["new"]
+    assert (etc / "keep").read_text() == "keepmore\n"

@@ -227,3 +227,16 @@ def test_hard_link_to_a_directory_is_refused(tmp_path):
     write_tar(tmp_path / "in.tar", [info("d", tarfile.DIRTYPE), info("l", tarfile.LNKTYPE, linkname="d")])
     with pytest.raises(IntegrityError, match="hard link to a directory"):
         list(from_tarball(str(tmp_path / "in.tar")))
+
+
+@pytest.mark.root
+def test_upper_dir_with_metacopy_files_is_refused(tmp_path):
+    from oci.errors import Unsupported
+
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    (upper / "f").write_text("")
+    os.setxattr(upper / "f", "trusted.overlay.metacopy", b"")
+    with pytest.raises(Unsupported, match="metacopy"):
+        list(from_directory(str(upper), upper=True))
+    assert [e.name for e in from_directory(str(upper))] == ["f"]  # a plain directory: just a file
