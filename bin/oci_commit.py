@@ -22,10 +22,12 @@ tarball, an overlayfs upper directory or the difference between a rootfs and its
 with config fields set. The new image's descriptor is printed on stdout for the next
 command. Arguments of --cmd and --entrypoint may start with a dash (`--cmd -c`).
 
-Layers are deterministic: entries sorted, owner names dropped, mtimes clamped to
-SOURCE_DATE_EPOCH when it is set (which also dates the config and history; otherwise
-the clock does), owners forced with --owner, gzip without name or time. The same input
-gives the same manifest digest every time.
+Layers are deterministic: entries sorted, owner names dropped, pax headers only where
+needed, gzip without name or time (made on all cores, the same bytes whatever their
+number). Set SOURCE_DATE_EPOCH to clamp newer mtimes to it and to date the config and
+history (unset: mtimes are kept and the clock dates the image); add --owner 0:0 so the
+digest does not depend on who owns the files. Then the same input gives the same
+manifest digest on every run (across machines too, given the same zlib and zstd).
 
 The target layout is created when missing; TAG defaults to `latest`. A base image in
 another layout has its blobs copied into the target. Only regular files, directories,
