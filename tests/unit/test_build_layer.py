@@ -240,3 +240,15 @@ def test_upper_dir_with_metacopy_files_is_refused(tmp_path):
     with pytest.raises(Unsupported, match="metacopy"):
         list(from_directory(str(upper), upper=True))
     assert [e.name for e in from_directory(str(upper))] == ["f"]  # a plain directory: just a file
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_a_layer_fed_back_as_a_tarball_gives_itself(tmp_path, compression):
+    """Directory and tarball sources agree: re-committing a layer's own blob reproduces it exactly."""
+    tree = make_tree(tmp_path / "src")
+    layout = Layout.open(str(tmp_path / "l"), create=True)
+    policy = Policy(epoch=EPOCH, owner=(0, 0))
+    layer = write_layer(layout, from_directory(str(tree)), policy, compression)
+    again = write_layer(layout, from_tarball(layout.blob_path(layer.descriptor.digest), str(tmp_path)), policy,
+                        compression)
+    assert again == layer
