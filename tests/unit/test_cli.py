@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import BIN, run
 
-COMMANDS = ["fetch", "push", "unpack", "bundle", "run", "net"]
+COMMANDS = ["fetch", "push", "unpack", "bundle", "run", "net", "commit"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
