@@ -147,9 +147,14 @@ class Layout:
             return reader.read()
 
     def read_document(self, descriptor: Descriptor) -> dict[str, Any]:
-        """Read a manifest, index or config blob, verified and validated by its media type."""
+        """Read a manifest, index or config blob, verified and validated by its media type.
+
+        Blobs are immutable and verified by digest, so a blob that validated once is
+        remembered as valid (oci.schema's validation cache) and not validated again.
+        """
         data = self.read_blob(descriptor)
-        return schema.load(data, schema.kind_of(descriptor.media_type), f"{self.path}@{descriptor.digest}")
+        kind = schema.kind_of(descriptor.media_type)
+        return schema.load(data, kind, f"{self.path}@{descriptor.digest}", remember=True)
 
     # -- index -----------------------------------------------------------
 

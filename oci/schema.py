@@ -118,21 +118,33 @@ def validator(kind: str) -> Any:
 
 
 def _compile(folder: str, filename: str) -> Any:
+    from urllib.parse import urljoin
+
     from jsonschema import Draft4Validator
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT4
 
+    # The OCI schemas name each other by file name under ids that differ from file to file:
+    # register every file of the folder under each top-level id once, so that validation
+    # never has to look anything up again; anything else is still found by file name.
     base = os.path.join(SPEC_DIR, folder)
+    documents = {}
+    for name in sorted(os.listdir(base)):
+        if name.endswith(".json"):
+            with open(os.path.join(base, name), "rb") as f:
+                documents[name] = json.load(f)
+    bases = {""} | {doc.get("id", "") for doc in documents.values()}
+    pairs = []
+    for name, doc in documents.items():
+        resource = Resource.from_contents(doc, default_specification=DRAFT4)
+        pairs += [(urljoin(b, name) if b else name, resource) for b in bases]
 
     def retrieve(uri: str) -> Resource:
-        # The OCI schemas name each other by file name, under ids that move with nesting.
         name = uri.split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-        with open(os.path.join(base, name), "rb") as f:
-            return Resource.from_contents(json.load(f), default_specification=DRAFT4)
+        return Resource.from_contents(documents[name], default_specification=DRAFT4)
 
-    with open(os.path.join(base, filename), "rb") as f:
-        schema = json.load(f)
-    return Draft4Validator(schema, registry=Registry(retrieve=retrieve))
+    registry = Registry(retrieve=retrieve).with_resources(pairs).crawl()
+    return Draft4Validator(documents[filename], registry=registry)
 
 
 def _pointer(path: Any) -> str:
