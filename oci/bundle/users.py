@@ -2,7 +2,7 @@
 
 Follows the image-spec's conversion.md: numbers are copied verbatim; names are looked up in
 /etc/passwd and /etc/group read inside the rootfs; supplementary groups come from /etc/group
-only when the user is a name and no group is given; an unknown name is an error.
+only when the user is a name (or unset: root) and no group is given; an unknown name is an error.
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ def resolve(rootfs: str, spec: str | None) -> User:
     home = entry[5] if entry is not None and entry[5] else "/"
     name = entry[0] if entry is not None else None
     additional: list[int] = []
-    groups = _entries(rootfs, "/etc/group", 4) if (group_part or by_name) else []
+    # Unset, a user is implementation-defined: root with its groups, as Docker and umoci do.
+    with_groups = bool(by_name or not spec) and name is not None
+    groups = _entries(rootfs, "/etc/group", 4) if (group_part or with_groups) else []
     if group_part:
         found = _number(group_part, "gid")
         if found is None:
@@ -79,7 +81,7 @@ def resolve(rootfs: str, spec: str | None) -> User:
             if found is None:
                 raise NotFound(f"group {group_part!r} not found in the image's /etc/group")
         gid = found
-    elif by_name:
+    elif with_groups:
         for row in groups:
             members = [m.strip() for m in row[3].split(",")]
             number = _number(row[2], "gid")

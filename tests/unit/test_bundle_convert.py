@@ -72,8 +72,9 @@ def rootfs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("spec,uid,gid,extra,home", [
-    ("", 0, 0, [], "/root"),
-    (None, 0, 0, [], "/root"),
+    ("", 0, 0, [10], "/root"),  # unset: root and its groups, as Docker and umoci
+    (None, 0, 0, [10], "/root"),
+    ("0", 0, 0, [], "/root"),
     ("root", 0, 0, [10], "/root"),
     ("alice", 1000, 1000, [10, 29], "/home/alice"),  # supplementary groups from /etc/group
     ("1000", 1000, 1000, [], "/home/alice"),  # numeric: gid and home from passwd, no lookup of groups
