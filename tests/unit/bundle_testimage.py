@@ -29,7 +29,8 @@ bob:x:1001:
 nohome:x:1002:
 """
 BUSYBOX = "/bin/busybox"
-APPLETS = ["sh", "echo", "cat", "id", "ls", "sleep", "true", "false", "env", "pwd", "touch", "mkdir", "hostname"]
+APPLETS = ["sh", "echo", "cat", "id", "ls", "sleep", "true", "false", "env", "pwd", "touch", "mkdir", "hostname",
+           "unshare", "grep"]
 
 
 def make_rootfs(root: Path, busybox: bool = False, files: dict[str, bytes] | None = None) -> Path:
