@@ -20,6 +20,8 @@ from oci.errors import InvalidInput, NotFound, Unsupported, UsageError
 ROOTFS_MOUNT_ANNOTATION = "org.ocikit.rootfs.mount"
 TMPFS_DEFAULTS = ["nosuid", "nodev", "noexec"]
 CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 SKIPPED_HOST_DEVICES = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev", "console"}
 
 
@@ -93,6 +95,11 @@ def build(image_config: dict[str, Any], rootfs: str, bundle: str, opts: BundleOp
         process["user"]["additionalGids"] = list(dict.fromkeys(extra_gids))
 
     network = _network(opts.network)
+    if opts.hostname is not None and not HOSTNAME.match(opts.hostname):
+        raise InvalidInput(f"invalid --hostname {opts.hostname!r}: expected an RFC 1123 host name")
+    for word in opts.dns_search + opts.dns_options:
+        if not word or any(c.isspace() for c in word):
+            raise InvalidInput(f"invalid --dns-search or --dns-option {word!r}: empty or with white space")
     cfg["hostname"] = opts.hostname or (os.uname().nodename if network == "host" else _default_hostname(bundle))
     process["env"] = _environment(image_config, opts, user.home, cfg["hostname"])
 

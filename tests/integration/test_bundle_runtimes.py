@@ -87,3 +87,34 @@ def test_seccomp_refuses_what_capabilities_allow_and_hooks_run(oci, image, tmp_p
     result, _ = run_bundle(oci, runtime, image, tmp_path / "unconfined", "--security-opt", "seccomp=unconfined",
                            "--", "sh", "-c", probe)
     assert result.stdout.strip() == "unshared", result.stderr
+
+
+def test_overlay_rootfs_from_oci_unpack_is_mounted_and_runs(oci, image, tmp_path):
+    """oci-unpack may hand over an overlay it did not mount: oci-bundle mounts it, runc runs on it."""
+    import json
+
+    from oci.image import open_image, to_pipe
+
+    layout, lower = image
+    upper, work, rootfs = tmp_path / "upper", tmp_path / "work", tmp_path / "bundle" / "rootfs"
+    for folder in (upper, work):
+        folder.mkdir()
+    mount = {"type": "overlay", "source": "overlay", "destination": str(rootfs),
+             "options": [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"]}
+    piped = {"rootfs": str(rootfs), "image": to_pipe(*open_image(f"{layout}:latest")), "diff_ids": [], "mount": mount}
+    state, name = tmp_path / "state", f"ocikit-bundle-{uuid.uuid4().hex[:12]}"
+    try:
+        made = oci("bundle", "-", str(tmp_path / "bundle"), "-u", "0", "--", "sh", "-c", "echo new > /made; cat /made",
+                   input=json.dumps(piped).encode())
+        assert made.returncode == 0, made.stderr
+        assert os.path.ismount(rootfs)
+        config = json.loads((tmp_path / "bundle" / "config.json").read_text())
+        assert config["root"]["path"] == "rootfs"
+        assert json.loads(config["annotations"]["org.ocikit.rootfs.mount"]) == mount
+        result = subprocess.run(runtime_command("runc", state, tmp_path / "bundle", name), capture_output=True,
+                                text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0 and result.stdout == "new\n", result.stderr
+        assert (upper / "made").read_text() == "new\n" and not (Path(lower) / "made").exists()
+    finally:
+        subprocess.run(["runc", "--root", str(state), "delete", "--force", name], capture_output=True)
+        subprocess.run(["umount", "-l", str(rootfs)], capture_output=True)

@@ -221,8 +221,10 @@ def test_etc_files_and_annotations(make, tmp_path):
     assert hosts.endswith("10.1.2.3\tdb\nfd00::1\tv6\n")
     assert (bundle / "resolv.conf").read_text() == "nameserver 192.0.2.53\nsearch example.test\noptions ndots:2\n"
     assert config["annotations"]["com.example"] == "yes" and config["annotations"]["org.opencontainers.image.os"] == "x"
-    with pytest.raises(InvalidInput):
-        make(dns=["not-an-ip"])
+    for bad in ({"dns": ["not-an-ip"]}, {"hostname": "a\nb"}, {"hostname": "-x"}, {"dns_search": ["a b"]},
+                {"add_hosts": ["a\nb:1.2.3.4"]}):
+        with pytest.raises(InvalidInput):
+            make(**bad)
 
 
 def test_resolv_conf_from_the_host_drops_loopback(tmp_path):
