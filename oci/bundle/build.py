@@ -123,7 +123,14 @@ def build(image_config: dict[str, Any], rootfs: str, bundle: str, opts: BundleOp
                                             keep_loopback=network == "host"),
     }
     os.makedirs(bundle, exist_ok=True)
-    cfg["mounts"] = _mounts(cfg["mounts"], etcfiles.write(bundle, files), _user_mounts(image_config, opts, bundle))
+    etc_mounts = etcfiles.write(bundle, files)
+    cfg["mounts"] = _mounts(cfg["mounts"], etc_mounts, _user_mounts(image_config, opts, bundle))
+    if "uidMappings" in linux:  # the container's root owns its volumes and etc files, as with Docker's userns-remap
+        owner = (_host_id(linux["uidMappings"], 0), _host_id(linux["gidMappings"], 0))
+        made = [m["source"] for m in etc_mounts] + [m["source"] for m in cfg["mounts"]
+                                                    if m["source"].startswith(os.path.join(bundle, "volumes", ""))]
+        for path in made:
+            os.chown(path, *owner)
 
     notes = convert.annotations(image_config)
     for text in opts.annotations:
@@ -332,6 +339,12 @@ def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
                               "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
     return found
 
+
+def _host_id(mappings: list[dict[str, int]], container_id: int) -> int:
+    for m in mappings:
+        if m["containerID"] <= container_id < m["containerID"] + m["size"]:
+            return m["hostID"] + container_id - m["containerID"]
+    return 65534  # unmapped: the overflow id
 
 def _volume_dir(bundle: str, mount: options.Mount) -> str:
     name = mount.source or "anon-" + hashlib.sha256(mount.destination.encode()).hexdigest()[:16]

@@ -118,3 +118,25 @@ def test_overlay_rootfs_from_oci_unpack_is_mounted_and_runs(oci, image, tmp_path
     finally:
         subprocess.run(["runc", "--root", str(state), "delete", "--force", name], capture_output=True)
         subprocess.run(["umount", "-l", str(rootfs)], capture_output=True)
+
+
+@pytest.mark.parametrize("runtime", ["runc", "crun"])
+def test_user_namespace_bundle_runs(oci, runtime):
+    """--userns maps the container's root to an unprivileged host uid; volumes and etc files belong to it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ocikit-bundle-userns-") as folder:  # mapped root must traverse it
+        os.chmod(folder, 0o755)
+        check_user_namespace(oci, Path(folder), runtime)
+
+
+def check_user_namespace(oci, tmp_path: Path, runtime: str) -> None:
+    image = make_image(tmp_path, {"Cmd": ["sh", "-c", "id -u; cat /proc/self/uid_map; echo ok > /data/f"]},
+                       busybox=True)
+    for path in [image[1], *image[1].rglob("*")]:
+        os.lchown(path, 100000, 100000)  # what a userns-aware unpack produces
+    result, bundle = run_bundle(oci, runtime, image, tmp_path, "--userns", "0:100000:65536", "-v", "/data")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "0", "100000", "65536"]
+    written = next((bundle / "volumes").iterdir()) / "f"
+    assert written.read_text() == "ok\n" and written.stat().st_uid == 100000

@@ -200,9 +200,12 @@ def test_named_network_hooks(make):
     assert {"type": "network"} in config["linux"]["namespaces"]
 
 
-def test_user_namespace(make):
-    config = make(uid_maps=["0:100000:65536"], gid_maps=["0:100000:65536"])
+def test_user_namespace(make, tmp_path):
+    config = make(uid_maps=["0:100000:65536"], gid_maps=["0:200000:65536"])
     assert {"type": "user"} in config["linux"]["namespaces"]
+    if os.geteuid() == 0:  # the container's root owns its etc files and volumes
+        for path in (tmp_path / "bundle" / "hosts", mount_at(config, "/data")["source"]):
+            assert (os.stat(path).st_uid, os.stat(path).st_gid) == (100000, 200000)
     assert config["linux"]["uidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536}]
     assert "gid=5" in mount_at(config, "/dev/pts")["options"]
     config = make(uid_maps=["0:100000:1"], gid_maps=["0:100000:1"])
