@@ -14,6 +14,8 @@ Write BUNDLE/config.json for the image LAYOUT[:TAG] (or the oci-unpack output re
 with `-`), converted as the image-spec's conversion.md says, with Docker-like secure defaults
 and the options of `docker run`. The config is validated against the runtime-spec schema before
 it is written atomically; the bundle path is printed on stdout (the config itself with --print).
+Config.User is resolved against the rootfs's /etc/passwd and /etc/group (read without leaving
+the rootfs); an unknown user or group exits 3.
 
 The bundle also gets hostname, hosts and resolv.conf, bind-mounted at /etc/hostname, /etc/hosts
 and /etc/resolv.conf, and volumes/NAME directories for the image's Volumes and named volumes.
@@ -41,7 +43,8 @@ def parser() -> ocicli.Parser:
     add("--rootfs", metavar="PATH", help="the root filesystem (default: BUNDLE/rootfs, or oci-unpack's from stdin)")
     add("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pick from a multi-platform image")
     add("--oci-version", default="1.3.0", help="ociVersion written in the config (default: 1.3.0)")
-    add("--print", action="store_true", help="write the config to stdout instead of BUNDLE/config.json")
+    add("--print", action="store_true", help="write the config to stdout instead of BUNDLE/config.json "
+        "(the files it mounts from the bundle are still made)")
     g = p.add_argument_group("process")
     g.add_argument("--entrypoint", help="replace the image's Entrypoint (and drop its Cmd); \"\" clears it")
     g.add_argument("-e", "--env", action="append", default=[], metavar="NAME[=VALUE]",

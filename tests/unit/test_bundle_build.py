@@ -142,6 +142,8 @@ def test_resources(make):
     assert config["linux"]["devices"][0]["path"] == "/dev/n"
     assert make(memory="64m", memory_swap="-1")["linux"]["resources"]["memory"]["swap"] == -1
     assert make(pids_limit=0)["linux"]["resources"]["pids"] == {"limit": -1}
+    if build._swap_accounting():  # as Docker: swap defaults to as much again as memory
+        assert make(memory="64m")["linux"]["resources"]["memory"] == {"limit": 64 << 20, "swap": 128 << 20}
     for bad in ({"memory": "1m"}, {"memory": "64m", "memory_swap": "32m"}, {"cpuset_cpus": "0-"},
                 {"cpu_shares": 1}, {"cpus": "-2"}):
         with pytest.raises(InvalidInput):
@@ -172,9 +174,11 @@ def test_mounts(make, tmp_path):
 
 
 def test_network_modes(make, tmp_path):
-    config = make(network="host")
+    config = make(network="host", add_hosts=["db:10.0.0.9"])
     assert "network" not in {ns["type"] for ns in config["linux"]["namespaces"]}
     assert config["hostname"] == os.uname().nodename
+    hosts = (tmp_path / "bundle" / "hosts").read_text()
+    assert hosts.startswith(open("/etc/hosts").read().rstrip("\n")) and hosts.endswith("10.0.0.9\tdb\n")
     config = make(network="ns:/run/netns/x", sysctls=["net.ipv4.ping_group_range=0 0", "kernel.shmmax=1"])
     assert {"type": "network", "path": "/run/netns/x"} in config["linux"]["namespaces"]
     assert config["linux"]["sysctl"] == {"net.ipv4.ping_group_range": "0 0", "kernel.shmmax": "1"}

@@ -4,6 +4,8 @@ import os
 
 import pytest
 from bundle_testimage import make_rootfs
+from hypothesis import given
+from hypothesis import strategies as st
 
 from oci.bundle import convert, users
 from oci.errors import NotFound, UsageError
@@ -39,6 +41,16 @@ def test_env_merge_replaces_in_place_and_defaults_never_override():
     merged = convert.merge_env(["PATH=/bin", "A=1", "B=2"], ["A=9", "C=3", "A=10"])
     assert merged == ["PATH=/bin", "A=10", "B=2", "C=3"]
     assert convert.add_missing(["PATH=/x"], ["PATH=/default", "HOME=/root"]) == ["PATH=/x", "HOME=/root"]
+
+
+@given(st.lists(st.from_regex(r"[A-Z]{1,3}=[a-z]{0,3}", fullmatch=True), max_size=8),
+       st.lists(st.from_regex(r"[A-Z]{1,3}=[a-z]{0,3}", fullmatch=True), max_size=8))
+def test_env_merge_properties(base, overrides):
+    merged = convert.merge_env(base, overrides)
+    final = dict(e.split("=", 1) for e in base + overrides)  # the last word on each name wins
+    assert dict(e.split("=", 1) for e in merged) == final
+    if len(set(map(convert.env_name, base))) == len(base):  # no duplicates in, none out
+        assert len(set(map(convert.env_name, merged))) == len(merged)
 
 
 def test_working_dir():
