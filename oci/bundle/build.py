@@ -11,8 +11,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from oci.bundle import convert, defaults, etcfiles, options, users
 from oci.errors import InvalidInput, NotFound, Unsupported, UsageError
@@ -25,51 +24,50 @@ HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 SKIPPED_HOST_DEVICES = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev", "console"}
 
 
-@dataclass
-class BundleOptions:
+class BundleOptions(NamedTuple):
     """What the caller asked for, with the names of `docker run`'s options."""
 
     oci_version: str = "1.3.0"
-    args: list[str] = field(default_factory=list)
+    args: Sequence[str] = ()
     entrypoint: str | None = None
-    env: list[str] = field(default_factory=list)
-    env_files: list[str] = field(default_factory=list)
+    env: Sequence[str] = ()
+    env_files: Sequence[str] = ()
     user: str | None = None
-    group_add: list[str] = field(default_factory=list)
+    group_add: Sequence[str] = ()
     workdir: str | None = None
     tty: bool = False
     hostname: str | None = None
     read_only: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    devices: list[str] = field(default_factory=list)
+    cap_add: Sequence[str] = ()
+    cap_drop: Sequence[str] = ()
+    devices: Sequence[str] = ()
     memory: str | None = None
     memory_swap: str | None = None
     cpus: str | None = None
     cpu_shares: int | None = None
     cpuset_cpus: str | None = None
     pids_limit: int | None = None
-    ulimits: list[str] = field(default_factory=list)
-    sysctls: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
-    mounts: list[str] = field(default_factory=list)
-    tmpfs: list[str] = field(default_factory=list)
-    security_opts: list[str] = field(default_factory=list)
+    ulimits: Sequence[str] = ()
+    sysctls: Sequence[str] = ()
+    volumes: Sequence[str] = ()
+    mounts: Sequence[str] = ()
+    tmpfs: Sequence[str] = ()
+    security_opts: Sequence[str] = ()
     privileged: bool = False
-    uid_maps: list[str] = field(default_factory=list)
-    gid_maps: list[str] = field(default_factory=list)
+    uid_maps: Sequence[str] = ()
+    gid_maps: Sequence[str] = ()
     network: str = "none"
-    publish: list[str] = field(default_factory=list)
+    publish: Sequence[str] = ()
     name: str | None = None
-    aliases: list[str] = field(default_factory=list)
-    add_hosts: list[str] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)
-    dns_search: list[str] = field(default_factory=list)
-    dns_options: list[str] = field(default_factory=list)
-    annotations: list[str] = field(default_factory=list)
-    hooks: list[str] = field(default_factory=list)
+    aliases: Sequence[str] = ()
+    add_hosts: Sequence[str] = ()
+    dns: Sequence[str] = ()
+    dns_search: Sequence[str] = ()
+    dns_options: Sequence[str] = ()
+    annotations: Sequence[str] = ()
+    hooks: Sequence[str] = ()
     oci_net: str | None = None  # the oci-net executable, needed for --network NAME
-    environ: dict[str, str] = field(default_factory=dict)  # the host environment, for bare `-e NAME`
+    environ: Mapping[str, str] = {}  # the host environment, for bare `-e NAME`
 
 
 def build(image_config: dict[str, Any], rootfs: str, bundle: str, opts: BundleOptions,
@@ -97,7 +95,7 @@ def build(image_config: dict[str, Any], rootfs: str, bundle: str, opts: BundleOp
     network = _network(opts.network)
     if opts.hostname is not None and not HOSTNAME.match(opts.hostname):
         raise InvalidInput(f"invalid --hostname {opts.hostname!r}: expected an RFC 1123 host name")
-    for word in opts.dns_search + opts.dns_options:
+    for word in [*opts.dns_search, *opts.dns_options]:
         if not word or any(c.isspace() for c in word):
             raise InvalidInput(f"invalid --dns-search or --dns-option {word!r}: empty or with white space")
     cfg["hostname"] = opts.hostname or (os.uname().nodename if network == "host" else _default_hostname(bundle))

@@ -6,8 +6,7 @@ import os
 import posixpath
 import re
 import stat
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 from oci.errors import InvalidInput, NotFound
 
@@ -23,14 +22,13 @@ IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", 
                "kernel.shmmni", "kernel.shm_rmid_forced"}
 
 
-@dataclass
-class Mount:
+class Mount(NamedTuple):
     """A mount asked for with -v, --mount or --tmpfs (source of a volume is its name)."""
 
     kind: str  # bind, volume or tmpfs
     destination: str
     source: str = ""
-    options: list[str] = field(default_factory=list)
+    options: Sequence[str] = ()
 
 
 def parse_bytes(text: str, what: str = "size") -> int:

@@ -7,7 +7,7 @@ only when the user is a name (or unset: root) and no group is given; an unknown 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from oci.bundle.inroot import read_in_root
 from oci.errors import InvalidInput, NotFound
@@ -15,13 +15,12 @@ from oci.errors import InvalidInput, NotFound
 MAX_ID = 2**32 - 2
 
 
-@dataclass(frozen=True)
-class User:
+class User(NamedTuple):
     """A resolved process user."""
 
     uid: int
     gid: int
-    additional_gids: list[int] = field(default_factory=list)
+    additional_gids: list[int]
     home: str = "/"
     name: str | None = None
 
