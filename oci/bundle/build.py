@@ -11,9 +11,11 @@ import hashlib
 import json
 import os
 import re
+import stat
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from oci.bundle import convert, defaults, etcfiles, options, users
+from oci.bundle.inroot import open_in_root
 from oci.errors import InvalidInput, NotFound, Unsupported, UsageError
 
 ROOTFS_MOUNT_ANNOTATION = "org.ocikit.rootfs.mount"
@@ -122,13 +124,15 @@ def build(image_config: dict[str, Any], rootfs: str, bundle: str, opts: BundleOp
     }
     os.makedirs(bundle, exist_ok=True)
     etc_mounts = etcfiles.write(bundle, files)
-    cfg["mounts"] = _mounts(cfg["mounts"], etc_mounts, _user_mounts(image_config, opts, bundle))
-    if "uidMappings" in linux:  # the container's root owns its volumes and etc files, as with Docker's userns-remap
+    cfg["mounts"] = _mounts(cfg["mounts"], etc_mounts, _user_mounts(image_config, opts, bundle, rootfs))
+    if "uidMappings" in linux:  # the container's root owns its etc files and new volumes, as with userns-remap
         owner = (_host_id(linux["uidMappings"], 0), _host_id(linux["gidMappings"], 0))
+        volumes = os.path.join(bundle, "volumes", "")
         made = [m["source"] for m in etc_mounts] + [m["source"] for m in cfg["mounts"]
-                                                    if m["source"].startswith(os.path.join(bundle, "volumes", ""))]
+                                                    if m["source"].startswith(volumes)]
         for path in made:
-            os.chown(path, *owner)
+            if os.stat(path).st_uid == 0:  # not given the image directory's owner
+                os.chown(path, *owner)
 
     notes = convert.annotations(image_config)
     for text in opts.annotations:
@@ -318,8 +322,6 @@ def _privileged(cfg: dict[str, Any]) -> None:
 
 def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
     """Every character and block device under /dev (for --privileged), as linux.devices entries."""
-    import stat
-
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in SKIPPED_HOST_DEVICES]
@@ -344,14 +346,29 @@ def _host_id(mappings: list[dict[str, int]], container_id: int) -> int:
             return m["hostID"] + container_id - m["containerID"]
     return 65534  # unmapped: the overflow id
 
-def _volume_dir(bundle: str, mount: options.Mount) -> str:
+def _volume_dir(bundle: str, rootfs: str, mount: options.Mount) -> str:
+    """BUNDLE/volumes/NAME; a new one takes the owner and mode of the image's directory there, as Docker's."""
     name = mount.source or "anon-" + hashlib.sha256(mount.destination.encode()).hexdigest()[:16]
     path = os.path.join(bundle, "volumes", name)
-    os.makedirs(path, mode=0o755, exist_ok=True)
+    if os.path.isdir(path):
+        return path
+    os.makedirs(path, mode=0o755)
+    try:
+        fd = open_in_root(rootfs, mount.destination)
+    except NotFound:
+        return path
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if stat.S_ISDIR(st.st_mode):
+        os.chown(path, st.st_uid, st.st_gid)
+        os.chmod(path, stat.S_IMODE(st.st_mode))
     return path
 
 
-def _user_mounts(image_config: dict[str, Any], opts: BundleOptions, bundle: str) -> list[dict[str, Any]]:
+def _user_mounts(image_config: dict[str, Any], opts: BundleOptions, bundle: str,
+                 rootfs: str) -> list[dict[str, Any]]:
     asked = [options.parse_volume(v) for v in opts.volumes] + [options.parse_mount(m) for m in opts.mounts]
     asked += [options.parse_tmpfs(t) for t in opts.tmpfs]
     taken = {m.destination for m in asked}
@@ -368,7 +385,7 @@ def _user_mounts(image_config: dict[str, Any], opts: BundleOptions, bundle: str)
                 os.makedirs(mount.source, mode=0o755)  # as `docker run -v` does
             source = mount.source
         else:
-            source = _volume_dir(bundle, mount)
+            source = _volume_dir(bundle, rootfs, mount)
         extra = [o for o in mount.options if o in ("ro", "rw")]
         propagation = [o for o in mount.options if o in options.PROPAGATIONS] or ["rprivate"]
         result.append({"destination": mount.destination, "type": "bind", "source": source,

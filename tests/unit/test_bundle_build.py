@@ -298,3 +298,17 @@ def test_seccomp_profile_loads_into_libseccomp():
                 for a in rule.get("args", [])]
         for name in rule["names"]:
             f.add_rule(action, name, *args)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_new_volumes_take_the_owner_and_mode_of_the_image_directory(tmp_path):
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    (rootfs / "data").mkdir(mode=0o700)
+    os.chown(rootfs / "data", 1000, 1000)
+    os.symlink("/../../..", rootfs / "escape")  # resolved inside the rootfs: its root, owned by root
+    image = {"config": {"Cmd": ["sh"], "Volumes": {"/data": {}, "/escape": {}, "/missing": {}}}}
+    config = build.build(image, str(rootfs), str(tmp_path / "b"), build.BundleOptions())
+    data = os.stat(mount_at(config, "/data")["source"])
+    assert (data.st_uid, data.st_gid, data.st_mode & 0o7777) == (1000, 1000, 0o700)
+    assert os.stat(mount_at(config, "/escape")["source"]).st_mode & 0o7777 == os.stat(rootfs).st_mode & 0o7777
+    assert os.stat(mount_at(config, "/missing")["source"]).st_mode & 0o7777 == 0o755
