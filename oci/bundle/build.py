@@ -83,7 +83,8 @@ def build(image_config: dict[str, Any], rootfs: str, bundle: str, opts: BundleOp
     process = cfg["process"]
     linux = cfg["linux"]
     inside = os.path.relpath(rootfs, bundle)
-    cfg["root"] = {"path": inside if not inside.startswith("..") else rootfs, "readonly": opts.read_only}
+    outside = inside == ".." or inside.startswith("../")
+    cfg["root"] = {"path": rootfs if outside else inside, "readonly": opts.read_only}
 
     process["args"] = convert.process_args(image_config, opts.entrypoint, opts.args)
     process["cwd"] = convert.working_dir(image_config, opts.workdir)
@@ -115,25 +116,6 @@ def build(image_config: dict[str, Any], rootfs: str, bundle: str, opts: BundleOp
     if opts.privileged:
         _privileged(cfg)
 
-    extra_hosts = [options.parse_add_host(h) for h in opts.add_hosts]
-    files = {
-        "hostname": cfg["hostname"] + "\n",
-        "hosts": etcfiles.hosts(cfg["hostname"], extra_hosts, "/etc/hosts" if network == "host" else None),
-        "resolv.conf": etcfiles.resolv_conf(opts.dns, opts.dns_search, opts.dns_options,
-                                            keep_loopback=network == "host"),
-    }
-    os.makedirs(bundle, exist_ok=True)
-    etc_mounts = etcfiles.write(bundle, files)
-    cfg["mounts"] = _mounts(cfg["mounts"], etc_mounts, _user_mounts(image_config, opts, bundle, rootfs))
-    if "uidMappings" in linux:  # the container's root owns its etc files and new volumes, as with userns-remap
-        owner = (_host_id(linux["uidMappings"], 0), _host_id(linux["gidMappings"], 0))
-        volumes = os.path.join(bundle, "volumes", "")
-        made = [m["source"] for m in etc_mounts] + [m["source"] for m in cfg["mounts"]
-                                                    if m["source"].startswith(volumes)]
-        for path in made:
-            if os.stat(path).st_uid == 0:  # not given the image directory's owner
-                os.chown(path, *owner)
-
     notes = convert.annotations(image_config)
     for text in opts.annotations:
         key, value = options.parse_key_values(text, "annotation")
@@ -143,6 +125,27 @@ def build(image_config: dict[str, Any], rootfs: str, bundle: str, opts: BundleOp
     if notes:
         cfg["annotations"] = notes
     _hooks(cfg, opts, network)
+    asked = _parse_mounts(image_config, opts)
+    extra_hosts = [options.parse_add_host(h) for h in opts.add_hosts]
+    files = {
+        "hostname": cfg["hostname"] + "\n",
+        "hosts": etcfiles.hosts(cfg["hostname"], extra_hosts, "/etc/hosts" if network == "host" else None),
+        "resolv.conf": etcfiles.resolv_conf(opts.dns, opts.dns_search, opts.dns_options,
+                                            keep_loopback=network == "host"),
+    }
+
+    # Everything is checked: only now touch the disk.
+    os.makedirs(bundle, exist_ok=True)
+    etc_mounts = etcfiles.write(bundle, files)
+    cfg["mounts"] = _mounts(cfg["mounts"], etc_mounts, _user_mounts(asked, bundle, rootfs))
+    if "uidMappings" in linux:  # the container's root owns its etc files and new volumes, as with userns-remap
+        owner = (_host_id(linux["uidMappings"], 0), _host_id(linux["gidMappings"], 0))
+        volumes = os.path.join(bundle, "volumes", "")
+        made = [m["source"] for m in etc_mounts] + [m["source"] for m in cfg["mounts"]
+                                                    if m["source"].startswith(volumes)]
+        for path in made:
+            if os.stat(path).st_uid == 0:  # not given the image directory's owner
+                os.chown(path, *owner)
     return cfg
 
 
@@ -367,12 +370,16 @@ def _volume_dir(bundle: str, rootfs: str, mount: options.Mount) -> str:
     return path
 
 
-def _user_mounts(image_config: dict[str, Any], opts: BundleOptions, bundle: str,
-                 rootfs: str) -> list[dict[str, Any]]:
+def _parse_mounts(image_config: dict[str, Any], opts: BundleOptions) -> list[options.Mount]:
+    """-v, --mount and --tmpfs, after the image's volumes they do not replace."""
     asked = [options.parse_volume(v) for v in opts.volumes] + [options.parse_mount(m) for m in opts.mounts]
     asked += [options.parse_tmpfs(t) for t in opts.tmpfs]
     taken = {m.destination for m in asked}
-    asked = [options.Mount("volume", path) for path in convert.volumes(image_config) if path not in taken] + asked
+    return [options.Mount("volume", path) for path in convert.volumes(image_config) if path not in taken] + asked
+
+
+def _user_mounts(asked: list[options.Mount], bundle: str, rootfs: str) -> list[dict[str, Any]]:
+    """Runtime mounts for the parsed ones, making volume directories (and missing -v host directories)."""
     result = []
     for mount in asked:
         if mount.kind == "tmpfs":

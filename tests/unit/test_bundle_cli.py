@@ -67,12 +67,14 @@ def test_named_network_uses_the_oci_net_beside_the_command(oci, image, tmp_path)
     (["--device", "/dev/null:/dev/x:q"], 2, "permissions"),
     (["--security-opt", "label=disable"], 8, "not supported"),
     (["--bogus"], 2, "unrecognized arguments"),
+    (["--network", "web", "-p", "80", "--hook", "poststop=no-such-hook-command"], 3, "not found on PATH"),
+    (["--annotation", "novalue"], 2, "invalid annotation"),
 ])
 def test_errors_and_exit_codes(oci, image, tmp_path, extra, code, message):
     layout, rootfs = image
     result = oci("bundle", layout, str(tmp_path / "b"), "--rootfs", rootfs, *extra)
     assert result.returncode == code and message in result.stderr and result.stdout == ""
-    assert not (tmp_path / "b" / "config.json").exists()
+    assert not (tmp_path / "b").exists()  # checked before anything is written
 
 
 def test_missing_image_and_help(oci, tmp_path):
