@@ -209,11 +209,13 @@ def _security(cfg: dict[str, Any], opts: BundleOptions, caps: list[str]) -> None
             raise Unsupported(f"--security-opt {text!r} is not supported (seccomp=FILE|unconfined, "
                               "no-new-privileges[=true|false], systempaths=unconfined)")
     cfg["process"]["noNewPrivileges"] = nnp
-    if profile == "default":
-        from oci.bundle import seccomp
+    if profile == "unconfined":
+        return
+    from oci.bundle import seccomp
 
+    if profile == "default":
         cfg["linux"]["seccomp"] = seccomp.default_profile(caps)
-    elif profile != "unconfined":
+    else:
         from oci import schema
 
         try:
@@ -222,6 +224,8 @@ def _security(cfg: dict[str, Any], opts: BundleOptions, caps: list[str]) -> None
         except FileNotFoundError:
             raise NotFound(f"{profile}: no such seccomp profile") from None
         loaded = schema.parse(data, profile)
+        if seccomp.is_docker_format(loaded):
+            loaded = seccomp.from_docker(loaded, caps)
         probe = {"ociVersion": opts.oci_version, "linux": {"seccomp": loaded}}
         schema.validate(probe, "runtime-config", profile)
         cfg["linux"]["seccomp"] = loaded

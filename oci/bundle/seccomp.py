@@ -128,3 +128,57 @@ def default_profile(caps: list[str], machine: str | None = None,
         rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS})
     return {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": EPERM, "architectures": architectures,
             "syscalls": rules}
+
+
+# uname -m -> the architecture names Docker's profiles use in includes/excludes
+DOCKER_ARCHES = {"x86_64": {"amd64", "x86", "x32"}, "aarch64": {"arm64", "arm"}, "armv7l": {"arm"},
+                 "ppc64le": {"ppc64le"}, "s390x": {"s390x", "s390"}, "riscv64": {"riscv64"}}
+
+
+def is_docker_format(profile: Any) -> bool:
+    """True for a profile in Docker's format (archMap, includes/excludes) rather than the runtime-spec's."""
+    if not isinstance(profile, dict):
+        return False
+    rules = profile.get("syscalls") or []
+    return "archMap" in profile or any(isinstance(r, dict) and ({"includes", "excludes", "name"} & r.keys())
+                                       for r in rules)
+
+
+def from_docker(profile: dict[str, Any], caps: list[str], machine: str | None = None,
+                kernel: tuple[int, int] | None = None) -> dict[str, Any]:
+    """A Docker-format profile evaluated for this container (caps, architecture, kernel) as `linux.seccomp`."""
+    machine = machine or platform.machine()
+    kernel = kernel or kernel_version()
+    arches = DOCKER_ARCHES.get(machine, set())
+    held = set(caps)
+    result = {k: v for k, v in profile.items() if k not in ("archMap", "syscalls") and v is not None}
+    for entry in profile.get("archMap") or []:
+        if entry.get("architecture") in ARCHITECTURES.get(machine, []):
+            result["architectures"] = [entry["architecture"], *entry.get("subArchitectures", [])]
+    rules = []
+    for rule in profile.get("syscalls") or []:
+        if not isinstance(rule, dict) or not _applies(rule.get("includes") or {}, rule.get("excludes") or {},
+                                                      held, arches, kernel):
+            continue
+        kept = {k: v for k, v in rule.items()
+                if k not in ("includes", "excludes", "comment", "name") and v is not None}  # Docker writes nulls
+        if "name" in rule:
+            kept["names"] = [rule["name"], *kept.get("names", [])]
+        rules.append(kept)
+    result["syscalls"] = rules
+    return result
+
+
+def _applies(includes: dict[str, Any], excludes: dict[str, Any], caps: set[str], arches: set[str],
+             kernel: tuple[int, int]) -> bool:
+    if includes.get("arches") and not arches & set(includes["arches"]):
+        return False
+    if includes.get("caps") and not caps & set(includes["caps"]):
+        return False
+    if includes.get("minKernel"):
+        wanted = tuple(int(p) for p in str(includes["minKernel"]).split(".")[:2] if p.isdigit())
+        if kernel < wanted:
+            return False
+    if excludes.get("arches") and arches & set(excludes["arches"]):
+        return False
+    return not (excludes.get("caps") and caps & set(excludes["caps"]))

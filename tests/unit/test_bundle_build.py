@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 
 import pytest
 from bundle_testimage import make_rootfs
@@ -285,6 +286,31 @@ def test_seccomp_profile_gates_calls_by_capability():
         seccomp.default_profile([], "pdp11")
 
 
+def test_docker_format_profiles_are_evaluated_for_the_container(make, tmp_path):
+    docker = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+              "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]},
+                          {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
+              "syscalls": [
+                  {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW", "comment": "always"},
+                  {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}},
+                  {"names": ["mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+                  {"names": ["iopl"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["amd64"]}},
+                  {"names": ["arm_fadvise64_64"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["arm64"]}},
+                  {"names": ["clone"], "action": "SCMP_ACT_ALLOW", "excludes": {"caps": ["CAP_SYS_ADMIN"]},
+                   "args": [{"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}]}
+    converted = seccomp.from_docker(docker, ["CAP_CHOWN"], "x86_64", (6, 1))
+    assert seccomp.is_docker_format(docker) and not seccomp.is_docker_format(converted)
+    assert converted["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
+    assert [r["names"][0] for r in converted["syscalls"]] == ["read", "ptrace", "iopl", "clone"]
+    assert "comment" not in converted["syscalls"][0]
+    admin = seccomp.from_docker(docker, ["CAP_SYS_ADMIN"], "x86_64", (4, 4))
+    assert [r["names"][0] for r in admin["syscalls"]] == ["read", "mount", "iopl"]
+    path = tmp_path / "docker.json"
+    path.write_text(json.dumps(docker))
+    if platform.machine() == "x86_64":
+        assert make(security_opts=[f"seccomp={path}"])["linux"]["seccomp"]["syscalls"][-1]["names"] == ["clone"]
+
+
 def test_seccomp_profile_loads_into_libseccomp():
     """Every rule of the profile is one libseccomp accepts (what runc and crun do with it)."""
     import seccomp as libseccomp
@@ -312,3 +338,10 @@ def test_new_volumes_take_the_owner_and_mode_of_the_image_directory(tmp_path):
     assert (data.st_uid, data.st_gid, data.st_mode & 0o7777) == (1000, 1000, 0o700)
     assert os.stat(mount_at(config, "/escape")["source"]).st_mode & 0o7777 == os.stat(rootfs).st_mode & 0o7777
     assert os.stat(mount_at(config, "/missing")["source"]).st_mode & 0o7777 == 0o755
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/containers/seccomp.json"), reason="containers-common (skopeo)")
+def test_docker_format_profile_of_containers_common(make):
+    config = make(security_opts=["seccomp=/usr/share/containers/seccomp.json"])
+    rules = config["linux"]["seccomp"]["syscalls"]
+    assert rules and all("includes" not in r and "excludes" not in r for r in rules)
