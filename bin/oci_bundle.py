@@ -17,6 +17,10 @@ it is written atomically; the bundle path is printed on stdout (the config itsel
 Config.User is resolved against the rootfs's /etc/passwd and /etc/group (read without leaving
 the rootfs); an unknown user or group exits 3.
 
+Arguments after `--` replace the image's Cmd (and follow --entrypoint when given). When
+oci-unpack hands over an overlay it did not mount ("mount" in its JSON), oci-bundle mounts it
+at the rootfs and records it in the org.ocikit.rootfs.mount annotation.
+
 The bundle also gets hostname, hosts and resolv.conf, bind-mounted at /etc/hostname, /etc/hosts
 and /etc/resolv.conf, and volumes/NAME directories for the image's Volumes and named volumes.
 
@@ -54,12 +58,15 @@ def parser() -> ocicli.Parser:
     g.add_argument("--group-add", action="append", default=[], metavar="GROUP", help="an additional group")
     g.add_argument("-w", "--workdir", metavar="DIR", help="working directory in the container")
     g.add_argument("-t", "--tty", action="store_true", help="give the process a terminal")
+    g.add_argument("-i", "--interactive", action="store_true",
+                   help="accepted for docker-run habits (-it); stdin is the runtime's business")
     g.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="an rlimit")
     g = p.add_argument_group("security")
     g.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
     g.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
     g.add_argument("--security-opt", action="append", default=[], metavar="OPT",
-                   help="seccomp=FILE|unconfined, no-new-privileges[=true|false], systempaths=unconfined")
+                   help="seccomp=FILE|unconfined (FILE: runtime-spec or Docker format), "
+                   "no-new-privileges[=true|false], systempaths=unconfined")
     g.add_argument("--privileged", action="store_true",
                    help="every capability, host devices, no seccomp, masks or read-only /sys")
     g.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
