@@ -310,9 +310,19 @@ def _swap_accounting() -> bool:
         os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
-def _rlimits(process: dict[str, Any], ulimits: list[str]) -> None:
+def _rlimits(process: dict[str, Any], ulimits: Sequence[str]) -> None:
+    """--ulimit entries; a hard limit above ours is refused now when we could not raise it (no CAP_SYS_RESOURCE)."""
+    can_raise = "CAP_SYS_RESOURCE" in defaults.effective_caps()
     for text in ulimits:
         limit = options.parse_ulimit(text)
+        if not can_raise:
+            import resource
+
+            ours = resource.getrlimit(getattr(resource, limit["type"]))[1]
+            ours = options.RLIM_INFINITY if ours == resource.RLIM_INFINITY else ours
+            if limit["hard"] > ours:
+                raise InvalidInput(f"--ulimit {text}: the hard limit is above this host's {ours}, and raising it "
+                                   "needs CAP_SYS_RESOURCE, which is missing")
         process["rlimits"] = [r for r in process["rlimits"] if r["type"] != limit["type"]] + [limit]
 
 

@@ -33,22 +33,31 @@ DEFAULT_NOFILE = 1024
 NAMESPACES = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
 
 
-def host_caps() -> list[str]:
-    """The capabilities this host can grant: known to the kernel and in our bounding set."""
+def _own_caps(field: str) -> list[str]:
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
             last = int(f.read())
     except (OSError, ValueError):
         last = len(ALL_CAPS) - 1
-    bounding = (1 << (last + 1)) - 1
+    mask = (1 << (last + 1)) - 1
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("CapBnd:"):
-                    bounding = int(line.split()[1], 16)
+                if line.startswith(field + ":"):
+                    mask = int(line.split()[1], 16)
     except OSError:
         pass
-    return [cap for number, cap in enumerate(ALL_CAPS[: last + 1]) if bounding >> number & 1]
+    return [cap for number, cap in enumerate(ALL_CAPS[: last + 1]) if mask >> number & 1]
+
+
+def host_caps() -> list[str]:
+    """The capabilities this host can grant: known to the kernel and in our bounding set."""
+    return _own_caps("CapBnd")
+
+
+def effective_caps() -> list[str]:
+    """The capabilities this process holds now."""
+    return _own_caps("CapEff")
 
 
 def mounts() -> list[dict[str, Any]]:

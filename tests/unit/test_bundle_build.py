@@ -90,6 +90,17 @@ def test_process_options(make, tmp_path):
     assert make(entrypoint="/bin/true")["process"]["args"] == ["/bin/true"]
 
 
+def test_ulimit_above_our_hard_limit_is_refused_without_cap_sys_resource(make):
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if "CAP_SYS_RESOURCE" in defaults.effective_caps() or hard == resource.RLIM_INFINITY:
+        pytest.skip("this process could raise the limit")
+    assert make(ulimits=[f"nofile={hard}"])["process"]["rlimits"][-1]["hard"] == hard
+    with pytest.raises(InvalidInput, match="CAP_SYS_RESOURCE"):
+        make(ulimits=[f"nofile=1:{hard + 1}"])
+
+
 def test_unknown_user_is_an_error(make):
     with pytest.raises(NotFound, match="mallory"):
         make(user="mallory")
