@@ -138,7 +138,7 @@ def build(image_config: dict[str, Any], rootfs: str, bundle: str, opts: BundleOp
     os.makedirs(bundle, exist_ok=True)
     etc_mounts = etcfiles.write(bundle, files)
     cfg["mounts"] = _mounts(cfg["mounts"], etc_mounts, _user_mounts(asked, bundle, rootfs))
-    if "uidMappings" in linux:  # the container's root owns its etc files and new volumes, as with userns-remap
+    if "uidMappings" in linux and os.geteuid() == 0:  # the container's root owns its etc files and new volumes
         owner = (_host_id(linux["uidMappings"], 0), _host_id(linux["gidMappings"], 0))
         volumes = os.path.join(bundle, "volumes", "")
         made = [m["source"] for m in etc_mounts] + [m["source"] for m in cfg["mounts"]
@@ -379,7 +379,8 @@ def _volume_dir(bundle: str, rootfs: str, mount: options.Mount) -> str:
     finally:
         os.close(fd)
     if stat.S_ISDIR(st.st_mode):
-        os.chown(path, st.st_uid, st.st_gid)
+        if os.geteuid() == 0:
+            os.chown(path, st.st_uid, st.st_gid)
         os.chmod(path, stat.S_IMODE(st.st_mode))
     return path
 
