@@ -1,0 +1,213 @@
+"""Connect, disconnect, check and garbage-collect a container's attachment to a network.
+
+The single implementation behind the `oci-net` commands, the OCI hook and the CNI plugin.
+An attachment is keyed `CONTAINER_ID/IFNAME`; its lease (ipam.LeaseStore) records
+everything needed to undo it: addresses, the host end of the veth pair, the published
+ports, the names and the hosts file. A connect holds the network's lease lock from the
+allocation to the last hosts file, so concurrent connects and disconnects see each other
+whole; if any step fails, what was done is undone and no lease is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from oci.errors import Conflict, NotFound, OciError
+from oci.net import hosts, ipam, links, nat
+
+
+@dataclass
+class Request:
+    """What a caller asks for when connecting a container."""
+
+    container_id: str
+    netns: str
+    ifname: str = "eth0"
+    ip: str | None = None
+    ip6: str | None = None
+    mac: str | None = None
+    ports: list[nat.Port] = field(default_factory=list)
+    name: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    hosts_file: str | None = None
+
+
+def key_of(container_id: str, ifname: str) -> str:
+    return f"{container_id}/{ifname}"
+
+
+def host_ifname(network: str, key: str) -> str:
+    """The host end of the veth pair: a stable 15-character name from network and key."""
+    return "oci" + hashlib.sha256(f"{network}/{key}".encode()).hexdigest()[:12]
+
+
+def mac_for(address: str) -> str:
+    """A locally administered MAC derived from the IPv4 address (as Docker does)."""
+    octets = ipaddress.IPv4Address(address).packed
+    return "02:42:" + ":".join(f"{b:02x}" for b in octets)
+
+
+def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
+    """Attach the container to the network; the lease record (addresses, ports, names...)."""
+    key = key_of(req.container_id, req.ifname)
+    netns_id = links.netns_id(req.netns)
+    store = ipam.LeaseStore(state, net["name"])
+    with store.transaction() as leases:
+        if key in leases:
+            raise Conflict(f"{key} is already connected to network {net['name']}")
+        subnet = ipaddress.ip_network(net["subnet"])
+        address = ipam.allocate(subnet, ipam.used_addresses(leases, 4), [net["gateway"]], req.ip)
+        cidrs, gateways = [f"{address}/{subnet.prefixlen}"], [net["gateway"]]
+        if "subnet6" in net:
+            subnet6 = ipaddress.ip_network(net["subnet6"])
+            address6 = ipam.allocate(subnet6, ipam.used_addresses(leases, 6), [net["gateway6"]], req.ip6)
+            cidrs.append(f"{address6}/{subnet6.prefixlen}")
+            gateways.append(net["gateway6"])
+        lease = {
+            "containerId": req.container_id, "ifname": req.ifname, "netns": req.netns, "netnsId": netns_id,
+            "hostIfname": host_ifname(net["name"], key), "mac": req.mac or mac_for(address),
+            "addresses": cidrs, "gateways": gateways, "ports": [p.to_json() for p in req.ports],
+            "name": req.name, "aliases": list(req.aliases), "hostsFile": req.hosts_file,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
+        _ensure_network(net)
+        iface = links.Interface(req.ifname, lease["hostIfname"], lease["mac"], net["mtu"], cidrs, gateways)
+        lease["bridgeMac"], lease["hostMac"] = links.attach(net["bridge"], req.netns, iface)
+        try:
+            six = cidrs[1].split("/")[0] if len(cidrs) > 1 else None
+            nat.add_ports(net, key, address, req.ports, six)
+            leases[key] = lease
+            _refresh_hosts(net["name"], leases, extra=[])
+        except BaseException:
+            leases.pop(key, None)
+            _undo(net, key, lease)
+            raise
+    return lease
+
+
+def _ensure_network(net: dict[str, Any]) -> None:
+    addresses = [f"{net['gateway']}/{ipaddress.ip_network(net['subnet']).prefixlen}"]
+    if "subnet6" in net:
+        addresses.append(f"{net['gateway6']}/{ipaddress.ip_network(net['subnet6']).prefixlen}")
+    with links.iproute() as ipr:
+        created = links.ensure_bridge(ipr, net["bridge"], addresses, net["mtu"])
+    if created:
+        nat.setup_network(net)
+
+
+def _undo(net: dict[str, Any], key: str, lease: dict[str, Any]) -> None:
+    with contextlib.suppress(OciError):
+        links.detach(lease["hostIfname"])
+    if lease.get("ports"):
+        with contextlib.suppress(OciError):
+            nat.delete_rules(net["nftTable"], nat.port_comment(net["name"], key))
+
+
+def _refresh_hosts(network: str, leases: dict[str, Any], extra: Iterable[str]) -> None:
+    """Rewrite the network's block in every member's hosts file; remove it from `extra` files."""
+    entries = []
+    for lease in leases.values():
+        if lease.get("name") or lease.get("aliases"):
+            names = ([lease["name"]] if lease.get("name") else []) + list(lease.get("aliases") or [])
+            for cidr in lease["addresses"]:
+                entries.append((cidr.split("/")[0], names))
+    for lease in leases.values():
+        path = lease.get("hostsFile")
+        if path and os.path.exists(os.path.dirname(path) or "."):
+            hosts.update(path, network, entries)
+    for path in extra:
+        if path and os.path.exists(path):
+            hosts.update(path, network, None)
+
+
+def disconnect(state: str, net: dict[str, Any], container_id: str, ifname: str | None = None) -> list[dict[str, Any]]:
+    """Detach the container (every interface of it if `ifname` is None); the leases released.
+
+    Idempotent: an attachment that is not recorded is still cleaned of its veth, as a
+    CNI DEL after a lost lease requires.
+    """
+    store = ipam.LeaseStore(state, net["name"])
+    with store.transaction() as leases:
+        keys = [k for k, v in leases.items() if v["containerId"] == container_id and ifname in (None, v["ifname"])]
+        released = [leases.pop(k) for k in keys]
+        for key, lease in zip(keys, released, strict=True):
+            _undo(net, key, lease)
+        if not released and ifname is not None:
+            links.detach(host_ifname(net["name"], key_of(container_id, ifname)))
+        if released:
+            _refresh_hosts(net["name"], leases, extra=[lease.get("hostsFile") for lease in released])
+    return released
+
+
+def find(state: str, net: dict[str, Any], container_id: str, ifname: str) -> dict[str, Any]:
+    """The lease of an attachment; NotFound if it is not recorded."""
+    lease = ipam.LeaseStore(state, net["name"]).read().get(key_of(container_id, ifname))
+    if lease is None:
+        raise NotFound(f"{key_of(container_id, ifname)} is not connected to network {net['name']}")
+    return lease
+
+
+def check(state: str, net: dict[str, Any], container_id: str, ifname: str) -> dict[str, Any]:
+    """Verify an attachment is whole: lease, netns, addresses, veth, bridge, port rules."""
+    lease = find(state, net, container_id, ifname)
+    if not os.path.exists(lease["netns"]) or links.netns_id(lease["netns"]) != lease["netnsId"]:
+        raise NotFound(f"network namespace {lease['netns']} of {container_id} is gone")
+    have = set(links.container_addresses(lease["netns"], ifname))
+    missing = [cidr for cidr in lease["addresses"] if cidr not in have]
+    if missing:
+        raise OciError(f"{container_id}: {ifname} lacks {', '.join(missing)}")
+    for link in (net["bridge"], lease["hostIfname"]):
+        if not links.link_exists(link):
+            raise OciError(f"{container_id}: link {link} is missing on the host")
+    if lease.get("ports"):
+        comment = nat.port_comment(net["name"], key_of(container_id, ifname))
+        count = sum(1 for rule in nat.list_rules(net["nftTable"]) if rule.get("comment") == comment)
+        if count != 2 * len(lease["ports"]):
+            raise OciError(f"{container_id}: {count} nftables rules for {2 * len(lease['ports'])} port rules")
+    return lease
+
+
+def stale(lease: dict[str, Any]) -> bool:
+    """Whether the lease's network namespace no longer exists (or the path names another one)."""
+    try:
+        return links.netns_id(lease["netns"]) != lease["netnsId"]
+    except OSError:
+        return True
+
+
+def gc(state: str, net: dict[str, Any], valid: set[str] | None = None) -> list[dict[str, Any]]:
+    """Release the leases whose netns is gone, or whose key is not in `valid` when given."""
+    store = ipam.LeaseStore(state, net["name"])
+    with store.transaction() as leases:
+        doomed = [k for k, v in leases.items() if (valid is not None and k not in valid) or stale(v)]
+        released = [leases.pop(k) for k in doomed]
+        for key, lease in zip(doomed, released, strict=True):
+            _undo(net, key, lease)
+        if released:
+            _refresh_hosts(net["name"], leases, extra=[lease.get("hostsFile") for lease in released])
+    return released
+
+
+def attached(state: str, net: dict[str, Any]) -> dict[str, Any]:
+    """Every recorded attachment of the network."""
+    return ipam.LeaseStore(state, net["name"]).read()
+
+
+def teardown(state: str, net: dict[str, Any]) -> None:
+    """Remove the network's bridge, rules and lease store; Conflict while containers are attached."""
+    store = ipam.LeaseStore(state, net["name"])
+    if store.read():
+        live = [k for k, v in store.read().items() if not stale(v)]
+        if live:
+            raise Conflict(f"network {net['name']} has {len(live)} attached container(s): {', '.join(live[:5])}")
+        gc(state, net)
+    with links.iproute() as ipr:
+        links.delete_link(ipr, net["bridge"])
+    nat.teardown_network(net)
+    store.remove()
