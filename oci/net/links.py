@@ -205,6 +205,9 @@ def attach(bridge: str, netns: str, iface: Interface) -> tuple[str, str]:
                      peer={"ifname": iface.ifname, "net_ns_fd": fd, "mtu": iface.mtu, "address": iface.mac})
             host = _index(ipr, iface.host_ifname)
             ipr.link("set", index=host, master=master, state="up")
+            # hairpin: with br_netfilter, a container reaching its own published port is bridged back out its port
+            with open(f"/sys/class/net/{iface.host_ifname}/brport/hairpin_mode", "w") as f:
+                f.write("1")
             macs = (ipr.get_links(master)[0].get("address"), ipr.get_links(host)[0].get("address"))
     finally:
         os.close(fd)
