@@ -168,21 +168,21 @@ def main_body(argv: list[str], messages) -> int:
         networks.delete(state, args.name)
         messages.info(f"removed network {args.name}")
     elif args.verb == "add":
-        net = networks.load(state, args.network)
         container_id, netns = _container(args, need_netns=True)
+        net = networks.load(state, args.network)
         req = endpoint.Request(container_id, netns, args.ifname, ip=args.ip, ip6=args.ip6, mac=args.mac,
                                ports=[nat.parse_port(p) for p in args.publish], name=args.name,
                                aliases=args.alias, hosts_file=args.hosts_file and os.path.abspath(args.hosts_file))
         ocicli.emit({"network": net["name"], **endpoint.connect(state, net, req)})
     elif args.verb == "del":
-        net = networks.load(state, args.network)
         container_id, _ = _container(args, need_netns=False)
+        net = networks.load(state, args.network)
         released = endpoint.disconnect(state, net, container_id, args.ifname)
         if not released:
             messages.warn(f"{container_id}/{args.ifname} was not connected to {net['name']}")
     elif args.verb == "check":
-        net = networks.load(state, args.network)
         container_id, _ = _container(args, need_netns=False)
+        net = networks.load(state, args.network)
         ocicli.emit({"network": net["name"], **endpoint.check(state, net, container_id, args.ifname)})
     elif args.verb == "gc":
         names = args.networks or [n["name"] for n in networks.list_all(state)]
