@@ -76,9 +76,11 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
             "name": req.name, "aliases": list(req.aliases), "hostsFile": req.hosts_file,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
-        _ensure_network(net)
         iface = links.Interface(req.ifname, lease["hostIfname"], lease["mac"], net["mtu"], cidrs, gateways)
-        lease["bridgeMac"], lease["hostMac"] = links.attach(net["bridge"], req.netns, iface)
+        with links.iproute() as ipr:
+            if links.ensure_bridge(ipr, net["bridge"], _bridge_addresses(net), net["mtu"]):
+                nat.setup_network(net)
+            lease["bridgeMac"], lease["hostMac"] = links.attach(ipr, net["bridge"], req.netns, iface)
         try:
             six = cidrs[1].split("/")[0] if len(cidrs) > 1 else None
             nat.add_ports(net, key, address, req.ports, six)
@@ -91,14 +93,11 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
     return lease
 
 
-def _ensure_network(net: dict[str, Any]) -> None:
+def _bridge_addresses(net: dict[str, Any]) -> list[str]:
     addresses = [f"{net['gateway']}/{ipaddress.ip_network(net['subnet']).prefixlen}"]
     if "subnet6" in net:
         addresses.append(f"{net['gateway6']}/{ipaddress.ip_network(net['subnet6']).prefixlen}")
-    with links.iproute() as ipr:
-        created = links.ensure_bridge(ipr, net["bridge"], addresses, net["mtu"])
-    if created:
-        nat.setup_network(net)
+    return addresses
 
 
 def _undo(net: dict[str, Any], key: str, lease: dict[str, Any]) -> None:
@@ -165,9 +164,12 @@ def check(state: str, net: dict[str, Any], container_id: str, ifname: str) -> di
     for link in (net["bridge"], lease["hostIfname"]):
         if not links.link_exists(link):
             raise OciError(f"{container_id}: link {link} is missing on the host")
+    rules = nat.list_rules(net["nftTable"])
+    if not any(rule.get("comment") == nat.network_comment(net["name"]) for rule in rules):
+        raise OciError(f"the nftables rules of network {net['name']} are missing from table {net['nftTable']}")
     if lease.get("ports"):
         comment = nat.port_comment(net["name"], key_of(container_id, ifname))
-        count = sum(1 for rule in nat.list_rules(net["nftTable"]) if rule.get("comment") == comment)
+        count = sum(1 for rule in rules if rule.get("comment") == comment)
         if count != 2 * len(lease["ports"]):
             raise OciError(f"{container_id}: {count} nftables rules for {2 * len(lease['ports'])} port rules")
     return lease

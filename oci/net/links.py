@@ -42,14 +42,18 @@ class Interface:
 
 
 def _iproute_class() -> Any:
-    if "pyroute2" not in sys.modules:
-        spec = importlib.util.find_spec("pyroute2")
-        if spec is not None and spec.submodule_search_locations:
-            stub = types.ModuleType("pyroute2")
+    # Bind the packages without running their __init__ (which import every subsystem and
+    # the mocks); the submodules we load import what they need themselves.
+    for package in ("pyroute2", "pyroute2.iproute"):
+        if package not in sys.modules:
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                break
+            stub = types.ModuleType(package)
             stub.__path__ = list(spec.submodule_search_locations)
             stub.__spec__ = spec
             stub.__file__ = spec.origin
-            sys.modules["pyroute2"] = stub
+            sys.modules[package] = stub
     from pyroute2.iproute.linux import IPRoute
 
     return IPRoute
@@ -146,10 +150,11 @@ def ensure_bridge(ipr: Any, name: str, addresses: list[str], mtu: int) -> bool:
     """Create bridge `name` with the gateway `addresses` if it is missing; True if created."""
     with _guarded(f"bridge {name}"):
         index = _index(ipr, name)
-        created = index is None
-        if created:
+        created = False
+        if index is None:
             try:
                 ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+                created = True
             except Exception as err:
                 if getattr(err, "code", None) != errno.EEXIST:  # a concurrent add made it first
                     raise
@@ -190,14 +195,14 @@ def delete_link(ipr: Any, ifname: str) -> bool:
         return True
 
 
-def attach(bridge: str, netns: str, iface: Interface) -> tuple[str, str]:
+def attach(ipr: Any, bridge: str, netns: str, iface: Interface) -> tuple[str, str]:
     """Create the veth pair, put its peer in `netns` as `iface.ifname`, configure both ends.
 
-    Returns the MAC addresses of the bridge and of the host end of the pair.
+    `ipr` is a host IPRoute. Returns the MAC addresses of the bridge and of the host end.
     """
     fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with iproute() as ipr, _guarded(f"veth {iface.host_ifname}"):
+        with _guarded(f"veth {iface.host_ifname}"):
             master = _index(ipr, bridge)
             if master is None:
                 raise NotFound(f"bridge {bridge} does not exist")
@@ -212,21 +217,24 @@ def attach(bridge: str, netns: str, iface: Interface) -> tuple[str, str]:
     finally:
         os.close(fd)
     try:
-        with iproute(netns) as ipr, _guarded(f"{netns}: {iface.ifname}"):
-            lo = _index(ipr, "lo")
+        with iproute(netns) as inside, _guarded(f"{netns}: {iface.ifname}"):
+            lo = _index(inside, "lo")
             if lo is not None:
-                ipr.link("set", index=lo, state="up")
-            index = _index(ipr, iface.ifname)
+                inside.link("set", index=lo, state="up")
+            index = _index(inside, iface.ifname)
             for cidr in iface.addresses:
                 address, prefix = cidr.split("/")
-                ipr.addr("add", index=index, address=address, prefixlen=int(prefix), flags=IFA_F_NODAD)
-            ipr.link("set", index=index, state="up")
+                inside.addr("add", index=index, address=address, prefixlen=int(prefix), flags=IFA_F_NODAD)
+            inside.link("set", index=index, state="up")
             for gateway in iface.gateways:
                 dst = "::/0" if ":" in gateway else "0.0.0.0/0"
-                ipr.route("add", dst=dst, gateway=gateway, oif=index)
+                try:
+                    inside.route("add", dst=dst, gateway=gateway, oif=index)
+                except Exception as err:  # a default route of an earlier network stays the default
+                    if getattr(err, "code", None) != errno.EEXIST:
+                        raise
     except BaseException:
-        with iproute() as ipr:
-            delete_link(ipr, iface.host_ifname)
+        delete_link(ipr, iface.host_ifname)
         raise
     return macs
 
