@@ -154,6 +154,12 @@ def test_networks_are_isolated_from_each_other(lab):
         assert f.read().strip() == "1"  # the host routes between bridges: only our rule stops it
     assert not lab.ping(a1, address(lb1))
     assert not lab.ping(b1, address(la2))
+    # a container on both networks (eth0 and eth1) reaches both; its default route stays the first one
+    both = lab.netns("both")
+    add(lab, one["name"], both, "--id", "both")
+    add(lab, two["name"], both, "--id", "both", "--ifname", "eth1")
+    assert lab.ping(both, address(la2)) and lab.ping(both, address(lb1))
+    assert f"default via {one['gateway']} dev eth0" in lab.exec(both, "ip", "route").stdout
 
 
 def test_network_objects_create_ls_inspect_rm(lab):
