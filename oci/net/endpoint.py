@@ -55,6 +55,8 @@ def mac_for(address: str) -> str:
 
 def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
     """Attach the container to the network; the lease record (addresses, ports, names...)."""
+    for name in ([req.name] if req.name else []) + list(req.aliases):
+        hosts.check_name(name)
     key = key_of(req.container_id, req.ifname)
     netns_id = links.netns_id(req.netns)
     store = ipam.LeaseStore(state, net["name"])
@@ -83,12 +85,12 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
             lease["bridgeMac"], lease["hostMac"] = links.attach(ipr, net["bridge"], req.netns, iface)
         try:
             six = cidrs[1].split("/")[0] if len(cidrs) > 1 else None
-            nat.add_ports(net, key, address, req.ports, six)
+            nat.add_ports(net, lease["hostIfname"], address, req.ports, six)
             leases[key] = lease
             _refresh_hosts(net["name"], leases, extra=[])
         except BaseException:
             leases.pop(key, None)
-            _undo(net, key, lease)
+            _undo(net, lease)
             raise
     return lease
 
@@ -100,12 +102,12 @@ def _bridge_addresses(net: dict[str, Any]) -> list[str]:
     return addresses
 
 
-def _undo(net: dict[str, Any], key: str, lease: dict[str, Any]) -> None:
+def _undo(net: dict[str, Any], lease: dict[str, Any]) -> None:
     with contextlib.suppress(OciError):
         links.detach(lease["hostIfname"])
     if lease.get("ports"):
         with contextlib.suppress(OciError):
-            nat.delete_rules(net["nftTable"], nat.port_comment(net["name"], key))
+            nat.delete_rules(net["nftTable"], nat.port_comment(net["name"], lease["hostIfname"]))
 
 
 def _refresh_hosts(network: str, leases: dict[str, Any], extra: Iterable[str]) -> None:
@@ -135,8 +137,8 @@ def disconnect(state: str, net: dict[str, Any], container_id: str, ifname: str |
     with store.transaction() as leases:
         keys = [k for k, v in leases.items() if v["containerId"] == container_id and ifname in (None, v["ifname"])]
         released = [leases.pop(k) for k in keys]
-        for key, lease in zip(keys, released, strict=True):
-            _undo(net, key, lease)
+        for lease in released:
+            _undo(net, lease)
         if not released and ifname is not None:
             links.detach(host_ifname(net["name"], key_of(container_id, ifname)))
         if released:
@@ -168,7 +170,7 @@ def check(state: str, net: dict[str, Any], container_id: str, ifname: str) -> di
     if not any(rule.get("comment") == nat.network_comment(net["name"]) for rule in rules):
         raise OciError(f"the nftables rules of network {net['name']} are missing from table {net['nftTable']}")
     if lease.get("ports"):
-        comment = nat.port_comment(net["name"], key_of(container_id, ifname))
+        comment = nat.port_comment(net["name"], lease["hostIfname"])
         count = sum(1 for rule in rules if rule.get("comment") == comment)
         if count != 2 * len(lease["ports"]):
             raise OciError(f"{container_id}: {count} nftables rules for {2 * len(lease['ports'])} port rules")
@@ -189,8 +191,8 @@ def gc(state: str, net: dict[str, Any], valid: set[str] | None = None) -> list[d
     with store.transaction() as leases:
         doomed = [k for k, v in leases.items() if (valid is not None and k not in valid) or stale(v)]
         released = [leases.pop(k) for k in doomed]
-        for key, lease in zip(doomed, released, strict=True):
-            _undo(net, key, lease)
+        for lease in released:
+            _undo(net, lease)
         if released:
             _refresh_hosts(net["name"], leases, extra=[lease.get("hostsFile") for lease in released])
     return released

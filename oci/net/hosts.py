@@ -11,9 +11,20 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from typing import Iterable
 
+from oci.errors import InvalidInput
+
 BASE = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+NAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*$")
+
+
+def check_name(name: str) -> str:
+    """A host name or alias fit for a hosts file (labels of letters, digits, '-', '_')."""
+    if not NAME_RE.match(name):
+        raise InvalidInput(f"bad container name or alias {name!r} (letters, digits, '-', '_', dot-separated)")
+    return name
 
 
 def render_block(network: str, entries: Iterable[tuple[str, list[str]]]) -> str:

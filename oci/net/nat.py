@@ -2,7 +2,9 @@
 
 Rules are sent as JSON to `nft -j -f -` (one atomic batch per change) and read back with
 `nft -j list table`; each rule carries a comment naming its owner, `ocikit net NETWORK`
-for a network's rules and `ocikit port NETWORK KEY` for a container's published ports,
+for a network's rules and `ocikit port NETWORK VETH` for a container's published ports
+(VETH, the host end of its veth pair, is unique per attachment and keeps the comment
+within nftables' 128 bytes whatever the container id),
 so removal deletes exactly those rules by handle and leaves everyone else's alone.
 
 The table (default `ocikit`) holds:
@@ -139,8 +141,8 @@ def network_comment(network: str) -> str:
     return f"ocikit net {network}"
 
 
-def port_comment(network: str, key: str) -> str:
-    return f"ocikit port {network} {key}"
+def port_comment(network: str, host_ifname: str) -> str:
+    return f"ocikit port {network} {host_ifname}"
 
 
 def setup_network(net: dict[str, Any]) -> None:
@@ -171,11 +173,12 @@ def setup_network(net: dict[str, Any]) -> None:
     _nft(commands)
 
 
-def add_ports(net: dict[str, Any], key: str, address: str, ports: list[Port], address6: str | None = None) -> None:
+def add_ports(net: dict[str, Any], host_ifname: str, address: str, ports: list[Port],
+              address6: str | None = None) -> None:
     """DNAT `ports` to the container `address` (and `address6` for IPv6 host addresses)."""
     if not ports:
         return
-    table, comment = net["nftTable"], port_comment(net["name"], key)
+    table, comment = net["nftTable"], port_comment(net["name"], host_ifname)
     commands = []
     for port in ports:
         target = address6 if ":" in port.host_ip else address

@@ -76,7 +76,15 @@ def _path(state: str, name: str) -> str:
 
 
 def create(state: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """Store a new network; Conflict if its name, bridge or subnet is taken by another one."""
+    """Store a new network; Conflict if its name, bridge or subnet is taken by another one.
+
+    A bridge name that is already a link on the host is refused too: removing the network
+    deletes its bridge, which must then be one that oci-net made.
+    """
+    from oci.net import links
+
+    if links.link_exists(doc["bridge"]):
+        raise Conflict(f"a link named {doc['bridge']} exists on the host already (choose another --bridge)")
     doc = {**doc, "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
     os.makedirs(os.path.join(state, "networks"), mode=0o755, exist_ok=True)
     with locked(os.path.join(state, "networks.lock")):

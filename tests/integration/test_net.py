@@ -169,6 +169,8 @@ def test_network_objects_create_ls_inspect_rm(lab):
     assert again.returncode == 7
     overlap = lab.net("create", "other", "--subnet", net["subnet"], "--bridge", f"ocit{lab.tag}o", check=False)
     assert overlap.returncode == 7 and "overlaps" in overlap.stderr
+    taken = lab.net("create", "other", "--subnet", "10.213.3.0/24", "--bridge", "lo", check=False)
+    assert taken.returncode == 7 and "lo exists" in taken.stderr
     bad = lab.net("create", "bad", "--subnet", "10.213.3.7/24", check=False)
     assert bad.returncode == 2 and "10.213.3.7/24" in bad.stderr
     path = os.path.join(lab.state, "networks", f"{net['name']}.json")

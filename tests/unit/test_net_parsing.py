@@ -53,6 +53,17 @@ def test_hosts_update_in_place_and_lookup(tmp_path):
     assert path.read_text() == "127.0.0.1\tlocalhost\n"
 
 
+@pytest.mark.parametrize("name", ["web", "api.internal", "db_1", "a-b"])
+def test_good_names(name):
+    assert hosts.check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "two words", "new\nline", "-x", "a..b", "x" * 64, "tab\there"])
+def test_bad_names_never_reach_a_hosts_file(name):
+    with pytest.raises(InvalidInput):
+        hosts.check_name(name)
+
+
 def test_network_documents_are_checked():
     doc = networks.build("web", "10.213.5.0/24", subnet6="fd00:213:5::/64")
     assert doc["gateway"] == "10.213.5.1" and doc["gateway6"] == "fd00:213:5::1" and doc["bridge"] == "web"
