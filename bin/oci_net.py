@@ -104,7 +104,8 @@ def build_parser():
         sub = verbs.add_parser(verb, help=text)
         _container_flags(sub)
 
-    gc = verbs.add_parser("gc", help="release addresses and rules of containers whose netns is gone")
+    gc = verbs.add_parser("gc", help="release addresses and rules of containers whose netns is gone "
+                                     "(CNI networks of the state directory included)")
     gc.add_argument("networks", nargs="*", metavar="NETWORK", help="networks to collect (default: all)")
 
     hook = verbs.add_parser("hook", help="OCI hook: container state on stdin")
@@ -185,11 +186,12 @@ def main_body(argv: list[str], messages) -> int:
         net = networks.load(state, args.network)
         ocicli.emit({"network": net["name"], **endpoint.check(state, net, container_id, args.ifname)})
     elif args.verb == "gc":
-        names = args.networks or [n["name"] for n in networks.list_all(state)]
+        nets = [networks.load(state, name) for name in args.networks]
+        if not args.networks:  # every stored network, and the CNI networks known by their leases
+            nets = networks.list_all(state) + endpoint.lease_networks(state)
         released = []
-        for name in names:
-            net = networks.load(state, name)
-            released += [{"network": name, **lease} for lease in endpoint.gc(state, net)]
+        for net in nets:
+            released += [{"network": net["name"], **lease} for lease in endpoint.gc(state, net)]
         ocicli.emit(released)
     elif args.verb == "hook":
         return hook(args, state, messages)

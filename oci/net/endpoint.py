@@ -73,7 +73,8 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
             gateways.append(net["gateway6"])
         lease = {
             "containerId": req.container_id, "ifname": req.ifname, "netns": req.netns, "netnsId": netns_id,
-            "hostIfname": host_ifname(net["name"], key), "mac": req.mac or mac_for(address),
+            "hostIfname": host_ifname(net["name"], key), "nftTable": net["nftTable"],
+            "mac": req.mac or mac_for(address),
             "addresses": cidrs, "gateways": gateways, "ports": [p.to_json() for p in req.ports],
             "name": req.name, "aliases": list(req.aliases), "hostsFile": req.hosts_file,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -196,6 +197,21 @@ def gc(state: str, net: dict[str, Any], valid: set[str] | None = None) -> list[d
         if released:
             _refresh_hosts(net["name"], leases, extra=[lease.get("hostsFile") for lease in released])
     return released
+
+
+def lease_networks(state: str) -> list[dict[str, Any]]:
+    """Networks known only by their leases (CNI networks, whose definition the runtime keeps):
+    the name and nftables table, all that gc needs."""
+    from oci.net import networks
+
+    stored = {n["name"] for n in networks.list_all(state)}
+    found = []
+    for name in ipam.LeaseStore.networks(state):
+        if name not in stored:
+            leases = ipam.LeaseStore(state, name).read()
+            table = next((v["nftTable"] for v in leases.values() if "nftTable" in v), networks.DEFAULT_TABLE)
+            found.append({"name": name, "nftTable": table})
+    return found
 
 
 def attached(state: str, net: dict[str, Any]) -> dict[str, Any]:

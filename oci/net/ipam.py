@@ -84,6 +84,15 @@ class LeaseStore:
         self.path = os.path.join(self.folder, f"{network}.json")
         self.lock = os.path.join(self.folder, f"{network}.lock")
 
+    @staticmethod
+    def networks(state_dir: str) -> list[str]:
+        """The names of the networks that have a lease file."""
+        try:
+            names = os.listdir(os.path.join(state_dir, "leases"))
+        except FileNotFoundError:
+            return []
+        return sorted(n[:-5] for n in names if n.endswith(".json") and not n.startswith("."))
+
     def read(self) -> dict[str, Any]:
         """The leases as they are now (no lock: a consistent snapshot thanks to atomic replaces)."""
         try:

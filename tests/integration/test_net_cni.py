@@ -194,3 +194,19 @@ def test_errors_are_spec_error_objects(lab, tmp_path):
     assert code != 0 and out["code"] == 6
     code, out = plugin("ADD", ns, "c", conf={**plugin.conf, "bridge": "x" * 20})
     assert "/bridge" in out.get("details", "")
+
+
+def test_oci_net_gc_reclaims_cni_leases_after_a_missed_del(lab, tmp_path):
+    plugin = Plugin(lab, tmp_path)
+    ns = lab.netns("lost")
+    port = free_port()
+    conf = {**plugin.conf, "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80}]}}
+    code, result = plugin("ADD", ns, "lost", conf=conf)
+    assert code == 0, result
+    subprocess.run(["ip", "netns", "del", os.path.basename(ns)], check=True)  # as after a reboot: no DEL came
+    released = json.loads(lab.net("gc").stdout)
+    assert [(r["network"], r["containerId"]) for r in released] == [(plugin.conf["name"], "lost")]
+    rules = subprocess.run(["nft", "list", "table", "inet", lab.table], capture_output=True, text=True).stdout
+    assert "ocikit port" not in rules
+    code, again = plugin("ADD", lab.netns("next"), "next")
+    assert code == 0 and again["ips"][0]["address"] == result["ips"][0]["address"]
