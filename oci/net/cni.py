@@ -96,9 +96,13 @@ def load_config(data: bytes) -> dict[str, Any]:
         raise CniError(INCOMPATIBLE_VERSION, f"cniVersion {version!r} is not supported",
                        f"supported: {', '.join(SUPPORTED)}")
     state = networks.state_dir(conf.get("stateDir"))
-    stable = {k: v for k, v in conf.items() if k not in ("prevResult", "cni.dev/valid-attachments")}
+    # What changes per container (prevResult, the GC list) stays out of the remembered digest:
+    # prevResult is our own result and only its type is checked; the GC list is checked in full.
+    stable = {k: v for k, v in conf.items() if k != "cni.dev/valid-attachments"}
+    if isinstance(stable.get("prevResult"), dict):
+        stable["prevResult"] = {}
     validation.validate(stable, "cni-config", "<stdin>", memo_dir=os.path.join(state, "validated"))
-    if "prevResult" in conf:
+    if "cni.dev/valid-attachments" in conf:
         validation.validate(conf, "cni-config", "<stdin>")
     return conf
 
