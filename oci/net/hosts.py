@@ -75,13 +75,3 @@ def update(path: str, network: str, entries: Iterable[tuple[str, list[str]]] | N
     finally:
         os.close(fd)
 
-
-def lookup(path: str, name: str) -> list[str]:
-    """The addresses a hosts file gives for `name`, in file order."""
-    found = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            fields = line.split("#", 1)[0].split()
-            if len(fields) > 1 and name in fields[1:]:
-                found.append(fields[0])
-    return found

@@ -262,11 +262,3 @@ def link_exists(ifname: str) -> bool:
     with iproute() as ipr:
         return _index(ipr, ifname) is not None
 
-
-def mac_of(ifname: str, netns: str | None = None) -> str:
-    """The hardware address of a link."""
-    with iproute(netns) as ipr, _guarded(ifname):
-        index = _index(ipr, ifname)
-        if index is None:
-            raise NotFound(f"no interface {ifname}")
-        return ipr.get_links(index)[0].get("address")
