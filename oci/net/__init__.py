@@ -10,4 +10,7 @@ CNI plugin), one concern per module:
 * `hosts`     the managed /etc/hosts of each connected container
 * `endpoint`  connect, disconnect, check and gc: the four verbs built from the above
 * `cni`       the CNI protocol (ADD, DEL, CHECK, VERSION, STATUS, GC)
+* `validation` our own JSON schemas (network, CNI configuration), remembered by digest
+
+README.md beside this file documents the state directory, the schemas and the rules.
 """

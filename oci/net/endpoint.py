@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from oci.errors import Conflict, NotFound, OciError
+from oci.errors import Conflict, InvalidInput, NotFound, OciError
 from oci.net import hosts, ipam, links, nat
 
 
@@ -59,6 +59,8 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
         hosts.check_name(name)
     key = key_of(req.container_id, req.ifname)
     netns_id = links.netns_id(req.netns)
+    if netns_id == links.netns_id("/proc/self/ns/net"):
+        raise InvalidInput(f"{req.netns} is the host's own network namespace, not a container's")
     store = ipam.LeaseStore(state, net["name"])
     with store.transaction() as leases:
         if key in leases:

@@ -173,6 +173,8 @@ def test_network_objects_create_ls_inspect_rm(lab):
     assert taken.returncode == 7 and "lo exists" in taken.stderr
     bad = lab.net("create", "bad", "--subnet", "10.213.3.7/24", check=False)
     assert bad.returncode == 2 and "10.213.3.7/24" in bad.stderr
+    host = lab.net("add", net["name"], "--pid", str(os.getpid()), check=False)
+    assert host.returncode == 2 and "host's own network namespace" in host.stderr
     path = os.path.join(lab.state, "networks", f"{net['name']}.json")
     doc = json.loads(open(path).read())
     doc["mtu"] = 12
