@@ -92,13 +92,13 @@ class Lab:
         return subprocess.run(["ip", "netns", "exec", os.path.basename(netns), *argv], capture_output=True,
                               text=True, timeout=timeout, **kw)
 
-    def ping(self, netns: str, target: str, hosts_file: str | None = None) -> bool:
+    def ping(self, netns: str, target: str, hosts_file: str | None = None, wait: int = 2) -> bool:
         """busybox ping from the netns; with `hosts_file` bind-mounted on /etc/hosts in a mount namespace."""
         if hosts_file:
-            script = f"mount --bind {hosts_file} /etc/hosts && exec busybox ping -c1 -W2 {target}"
+            script = f"mount --bind {hosts_file} /etc/hosts && exec busybox ping -c1 -W{wait} {target}"
             argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script]
         else:
-            argv = ["busybox", "ping", "-c1", "-W2", target]
+            argv = ["busybox", "ping", "-c1", f"-W{wait}", target]
         return self.exec(netns, *argv).returncode == 0
 
     def spawn(self, netns: str | None, *argv: str) -> subprocess.Popen:

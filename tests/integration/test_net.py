@@ -152,8 +152,8 @@ def test_networks_are_isolated_from_each_other(lab):
     assert lab.ping(a1, one["gateway"]) and lab.ping(b1, two["gateway"])
     with open("/proc/sys/net/ipv4/ip_forward") as f:
         assert f.read().strip() == "1"  # the host routes between bridges: only our rule stops it
-    assert not lab.ping(a1, address(lb1))
-    assert not lab.ping(b1, address(la2))
+    assert not lab.ping(a1, address(lb1), wait=1)
+    assert not lab.ping(b1, address(la2), wait=1)
     # a container on both networks (eth0 and eth1) reaches both; its default route stays the first one
     both = lab.netns("both")
     add(lab, one["name"], both, "--id", "both")
