@@ -1,14 +1,238 @@
 #!/usr/bin/env python3
-"""oci-net: container networking as a command, an OCI hook and a CNI plugin."""
+"""oci-net: container networking as a command, an OCI hook and a CNI plugin.
 
-import ocicli
+With CNI_COMMAND in the environment it is a CNI plugin (configuration on stdin, result on
+stdout); otherwise a command with verbs create, ls, inspect, rm, add, del, check, gc, hook.
+"""
 
-main = ocicli.not_implemented(
-    "oci-net",
-    "Connect containers to bridge networks: addresses, NAT, published ports, names.",
-    "  oci-net add oci0 --pid 1234 -p 8080:80",
-    "issue 8",
-)
+from __future__ import annotations
+
+import os
+import sys
+
+DESCRIPTION = """Connect containers to bridge networks: addresses, NAT, published ports, names.
+
+Networks are named objects stored as JSON in the state directory (--state-dir, else
+$OCIKIT_NET_STATE_DIR, else /var/lib/ocikit/net). A container is a network namespace,
+given by path (--netns) or by the pid of a process in it (--pid).
+
+Three ways in, one implementation:
+  commands    oci-net add|del|check NETWORK --netns PATH|--pid PID ...
+  OCI hook    oci-net hook connect|disconnect NETWORK (container state on stdin;
+              createRuntime connects state.pid's netns, poststop disconnects by id;
+              BUNDLE/hosts, when it exists, is kept as the managed /etc/hosts)
+  CNI plugin  run with CNI_COMMAND set (ADD, DEL, CHECK, VERSION, STATUS, GC): link or copy
+              the oci-net executable as `ocikit` into the CNI plugin directory and use
+              {"type": "ocikit", "bridge": "oci0", "ipam": {"subnet": "10.88.0.0/16"}}"""
+
+EXAMPLES = """  oci-net create web --subnet 10.213.5.0/24 --subnet6 fd00:213:5::/64
+  oci-net add web --pid 1234 --name api --alias backend -p 8080:80 -p 127.0.0.1:5353:53/udp
+  oci-net add web --netns /run/netns/c2 --id c2 --ip 10.213.5.20 --hosts-file /tmp/c2/hosts
+  oci-net check web --id c2
+  oci-net del web --id c2
+  oci-net gc
+  oci-net rm web
+  # as OCI hooks in config.json:
+  #   createRuntime: ["oci-net", "hook", "connect", "web", "-p", "8080:80", "--name", "api"]
+  #   poststop:      ["oci-net", "hook", "disconnect", "web"]
+  CNI_COMMAND=VERSION oci-net </dev/null"""
+
+
+STATE_HELP = "state directory (default $OCIKIT_NET_STATE_DIR or /var/lib/ocikit/net)"
+
+
+def cni_main() -> None:
+    """The CNI plugin: imports only what the protocol needs (runtimes start it per container)."""
+    root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    if os.path.isfile(os.path.join(root, "oci", "net", "cni.py")) and root not in sys.path:
+        sys.path.insert(1, root)  # running from a checkout
+    import json
+
+    from oci.net import cni
+
+    stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
+    code, document = cni.main(stdin)
+    if document is not None:
+        sys.stdout.write(json.dumps(document) + "\n")
+        sys.stdout.flush()
+    sys.exit(code)
+
+
+def build_parser():
+    import argparse
+
+    import ocicli
+
+    class VerbParser(argparse.ArgumentParser):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.add_argument("--state-dir", default=argparse.SUPPRESS, help=STATE_HELP)
+
+        def error(self, message: str):
+            sys.stderr.write(f"{self.prog}: {message} (see --help)\n")
+            sys.exit(2)
+
+    parser = ocicli.Parser("oci-net", DESCRIPTION, EXAMPLES)
+    parser.add_argument("--state-dir", help=STATE_HELP)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=VerbParser)
+
+    create = verbs.add_parser("create", help="create a named network")
+    create.add_argument("name")
+    create.add_argument("--subnet", required=True, help="IPv4 subnet, e.g. 10.213.5.0/24")
+    create.add_argument("--subnet6", help="IPv6 subnet, e.g. fd00:213:5::/64")
+    create.add_argument("--gateway", help="IPv4 address of the bridge (default: first of the subnet)")
+    create.add_argument("--gateway6", help="IPv6 address of the bridge (default: first of subnet6)")
+    create.add_argument("--bridge", help="host bridge name (default: the network name)")
+    create.add_argument("--mtu", type=int, default=1500, help="MTU (default 1500)")
+    create.add_argument("--no-masquerade", action="store_true", help="do not masquerade the subnet")
+    create.add_argument("--nft-table", default="ocikit", help="nftables table (family inet) for the rules")
+
+    verbs.add_parser("ls", help="list networks (JSON)")
+    inspect = verbs.add_parser("inspect", help="a network and its attachments (JSON)")
+    inspect.add_argument("name")
+    rm = verbs.add_parser("rm", help="remove a network, its bridge and rules")
+    rm.add_argument("name")
+
+    add = verbs.add_parser("add", help="connect a container (netns) to a network")
+    _container_flags(add)
+    add.add_argument("--ip", help="static IPv4 address")
+    add.add_argument("--ip6", help="static IPv6 address")
+    add.add_argument("--mac", help="MAC address of the container interface")
+    _connect_flags(add)
+    add.add_argument("--hosts-file", help="the container's hosts file, kept up to date in place")
+    for verb, text in (("del", "disconnect a container"), ("check", "verify a container's attachment")):
+        sub = verbs.add_parser(verb, help=text)
+        _container_flags(sub)
+
+    gc = verbs.add_parser("gc", help="release addresses and rules of containers whose netns is gone "
+                                     "(CNI networks of the state directory included)")
+    gc.add_argument("networks", nargs="*", metavar="NETWORK", help="networks to collect (default: all)")
+
+    hook = verbs.add_parser("hook", help="OCI hook: container state on stdin")
+    hook.add_argument("action", choices=("connect", "disconnect"))
+    hook.add_argument("network")
+    hook.add_argument("--ip", help="static IPv4 address")
+    hook.add_argument("--ifname", default="eth0", help="interface name in the container (default eth0)")
+    _connect_flags(hook)
+    return parser
+
+
+def _container_flags(sub) -> None:
+    sub.add_argument("network")
+    where = sub.add_mutually_exclusive_group()
+    where.add_argument("--netns", help="path of the network namespace (e.g. /run/netns/NAME)")
+    where.add_argument("--pid", type=int, help="pid of a process in the network namespace")
+    sub.add_argument("--id", help="container id (default: derived from the namespace)")
+    sub.add_argument("--ifname", default="eth0", help="interface name in the container (default eth0)")
+
+
+def _connect_flags(sub) -> None:
+    sub.add_argument("-p", "--publish", action="append", default=[], metavar="[HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]",
+                     help="publish a container port on the host (repeatable)")
+    sub.add_argument("--name", help="name the other containers of the network resolve")
+    sub.add_argument("--alias", action="append", default=[], help="another name (repeatable; may be shared)")
+
+
+def _container(args, need_netns: bool) -> tuple[str, str | None]:
+    from oci.errors import UsageError
+    from oci.net import links
+
+    netns = None
+    if args.netns or args.pid:
+        netns = links.netns_path(args.netns, args.pid)
+    elif need_netns or not args.id:
+        raise UsageError("give --netns PATH or --pid PID" + ("" if need_netns else " or --id ID"))
+    container_id = args.id or f"netns-{os.stat(netns).st_ino}"
+    return container_id, netns
+
+
+def main_body(argv: list[str], messages) -> int:
+    import ocicli
+
+    from oci.net import endpoint, nat, networks
+
+    args = build_parser().parse_args(argv)
+    state = networks.state_dir(args.state_dir)
+    if args.verb == "create":
+        doc = networks.build(args.name, args.subnet, subnet6=args.subnet6, bridge=args.bridge, gateway=args.gateway,
+                             gateway6=args.gateway6, mtu=args.mtu, masquerade=not args.no_masquerade,
+                             nft_table=args.nft_table)
+        ocicli.emit(networks.create(state, doc))
+    elif args.verb == "ls":
+        ocicli.emit(networks.list_all(state))
+    elif args.verb == "inspect":
+        net = networks.load(state, args.name)
+        ocicli.emit({**net, "attachments": endpoint.attached(state, net)})
+    elif args.verb == "rm":
+        net = networks.load(state, args.name)
+        endpoint.teardown(state, net)
+        networks.delete(state, args.name)
+        messages.info(f"removed network {args.name}")
+    elif args.verb == "add":
+        container_id, netns = _container(args, need_netns=True)
+        net = networks.load(state, args.network)
+        req = endpoint.Request(container_id, netns, args.ifname, ip=args.ip, ip6=args.ip6, mac=args.mac,
+                               ports=[nat.parse_port(p) for p in args.publish], name=args.name,
+                               aliases=args.alias, hosts_file=args.hosts_file and os.path.abspath(args.hosts_file))
+        ocicli.emit({"network": net["name"], **endpoint.connect(state, net, req)})
+    elif args.verb == "del":
+        container_id, _ = _container(args, need_netns=False)
+        net = networks.load(state, args.network)
+        released = endpoint.disconnect(state, net, container_id, args.ifname)
+        if not released:
+            messages.warn(f"{container_id}/{args.ifname} was not connected to {net['name']}")
+    elif args.verb == "check":
+        container_id, _ = _container(args, need_netns=False)
+        net = networks.load(state, args.network)
+        ocicli.emit({"network": net["name"], **endpoint.check(state, net, container_id, args.ifname)})
+    elif args.verb == "gc":
+        nets = [networks.load(state, name) for name in args.networks]
+        if not args.networks:  # every stored network, and the CNI networks known by their leases
+            nets = networks.list_all(state) + endpoint.lease_networks(state)
+        released = []
+        for net in nets:
+            released += [{"network": net["name"], **lease} for lease in endpoint.gc(state, net)]
+        ocicli.emit(released)
+    elif args.verb == "hook":
+        return hook(args, state, messages)
+    return 0
+
+
+def hook(args, state: str, messages) -> int:
+    """createRuntime: connect the state's pid; poststop: disconnect by container id."""
+    import ocicli
+
+    from oci import schema
+    from oci.errors import InvalidInput
+    from oci.net import endpoint, nat, networks
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InvalidInput("expected the OCI container state as JSON on stdin")
+    container = schema.load(sys.stdin.buffer.read(), "state", "<stdin>")
+    net = networks.load(state, args.network)
+    if args.action == "disconnect":
+        endpoint.disconnect(state, net, container["id"])
+        return 0
+    if not container.get("pid"):
+        raise InvalidInput("<stdin>: /pid: the container has no process to connect")
+    hosts_file = os.path.join(container["bundle"], "hosts")
+    req = endpoint.Request(container["id"], f"/proc/{container['pid']}/ns/net", args.ifname, ip=args.ip,
+                           ports=[nat.parse_port(p) for p in args.publish], name=args.name or container["id"],
+                           aliases=args.alias, hosts_file=hosts_file if os.path.exists(hosts_file) else None)
+    lease = endpoint.connect(state, net, req)
+    messages.debug(f"connected {container['id']} to {net['name']} as {', '.join(lease['addresses'])}")
+    if not args.quiet and sys.stdout.isatty():
+        ocicli.emit(lease)
+    return 0
+
+
+def main() -> None:
+    if os.environ.get("CNI_COMMAND"):
+        cni_main()
+    import ocicli
+
+    ocicli.run("oci-net", main_body)
+
 
 if __name__ == "__main__":
     main()
