@@ -124,3 +124,14 @@ def test_oci_net_removes_the_port_rule_with_the_container(podman, tmp_path):
 
 def nft_rules(table: str) -> str:
     return subprocess.run(["nft", "list", "table", "inet", table], capture_output=True, text=True).stdout
+
+
+@pytest.mark.xfail(strict=False, reason="oci-run and oci-net not merged yet")
+def test_oci_run_and_oci_net_together(podman, tmp_path):
+    """ocikit's runtime and ocikit's network under podman: a published port answers."""
+    with made_network(podman, "ocikit", str(tmp_path / "state")) as net:
+        port = podman_env.free_port()
+        server = ("sh", "-c", "echo ocikit > /tmp/index.html; exec httpd -f -p 80 -h /tmp")
+        with podman.started("--network", net.name, "-p", f"127.0.0.1:{port}:80", command=server,
+                            runtime=podman.runtime("oci-run")):
+            assert get(f"http://127.0.0.1:{port}/") == b"ocikit\n"

@@ -1,8 +1,10 @@
 """podman runs containers with a runtime given by path: Debian's runc (the reference) and oci-run.
 
 Issue 7's "podman can use it": `podman --runtime PATH run --rm IMAGE true`, with --memory,
---pids-limit and -it; plus exit status propagation and --network none.
+--pids-limit and -it; plus exit status propagation, --network none and signals through `podman kill`.
 """
+
+import time
 
 import podman_env
 import pytest
@@ -70,3 +72,15 @@ def test_interactive_terminal(podman, runtime):
                                        runtime=runtime)
     assert code == 5, out
     assert b"\r\nhi\r\n" in out and b"/dev/pts/" in out, out
+
+
+def test_podman_kill_delivers_the_signal(podman, runtime):
+    """`podman kill -s TERM` goes through the runtime's kill; the trap's exit status comes back by `podman wait`."""
+    script = ("trap 'exit 7' TERM; echo ready; while :; do sleep 0.1; done",)
+    with podman.started(runtime=runtime, command=("sh", "-c", *script)) as (name, _):
+        for _ in range(100):
+            if "ready" in podman.run("logs", name).stdout:
+                break
+            time.sleep(0.05)
+        podman.run("kill", "-s", "TERM", name, runtime=runtime, check=True)
+        assert podman.run("wait", name, runtime=runtime, timeout=30).stdout.strip() == "7"
