@@ -105,11 +105,11 @@ class PodmanEnv:
         """The podman command line: `--runtime PATH` (when given) goes before the verb."""
         return ["podman", *(["--runtime", runtime] if runtime else []), *args]
 
-    def run(self, *args: str, runtime: str | None = None, input: str | None = None, timeout: float = 60,
-            check: bool = False) -> subprocess.CompletedProcess:
-        """Run podman, capturing stdout and stderr as text."""
-        done = subprocess.run(self.argv(*args, runtime=runtime), env=self.environ, input=input, text=True,
-                              capture_output=True, timeout=timeout)
+    def run(self, *args: str, runtime: str | None = None, env: dict[str, str] | None = None,
+            input: str | None = None, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
+        """Run podman (with `env` added to its environment), capturing stdout and stderr as text."""
+        done = subprocess.run(self.argv(*args, runtime=runtime), env={**self.environ, **(env or {})}, input=input,
+                              text=True, capture_output=True, timeout=timeout)
         if check and done.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} exited {done.returncode}: {done.stderr}")
         return done
