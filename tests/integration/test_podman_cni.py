@@ -15,15 +15,16 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import podman_env
 import pytest
 from podman_env import IMAGE
+
+from tests.integration import podman_env
 
 pytestmark = pytest.mark.root
 
 PLUGINS = [
     pytest.param("debian", id="bridge+host-local+portmap"),
-    pytest.param("ocikit", id="oci-net", marks=pytest.mark.xfail(strict=False, reason="oci-net not merged yet")),
+    pytest.param("ocikit", id="oci-net"),
 ]
 
 
@@ -111,7 +112,6 @@ def test_published_port_reaches_a_server_in_the_container(podman, network):
         assert get(f"http://{ip}:80/") == b"served-by-busybox\n"
 
 
-@pytest.mark.xfail(strict=False, reason="oci-net not merged yet")
 def test_oci_net_removes_the_port_rule_with_the_container(podman, tmp_path):
     """When podman removes the container (CNI DEL), no rule of its published port is left."""
     with made_network(podman, "ocikit", str(tmp_path / "state")) as net:

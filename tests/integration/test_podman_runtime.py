@@ -6,9 +6,10 @@ Issue 7's "podman can use it": `podman --runtime PATH run --rm IMAGE true`, with
 
 import time
 
-import podman_env
 import pytest
 from podman_env import IMAGE
+
+from tests.integration import podman_env
 
 pytestmark = pytest.mark.root
 
