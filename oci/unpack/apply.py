@@ -79,6 +79,8 @@ def apply_layer(root: Root, stream: LayerStream, options: Options, budget: Budge
     stream.finish()
     applier.result.size = stream.tell()
     budget.size += stream.tell()
+    if budget.size > budget.max_size:
+        raise IntegrityError(f"layers exceed the size cap of {budget.max_size} bytes (--max-size)")
     return applier.result
 
 

@@ -61,9 +61,17 @@ def unpack(image: Image, rootfs: str, options: Options, budget: Budget, progress
     with fresh_directory(rootfs) as path, Root(path) as root:
         os.chmod(path, 0o755)
         count = len(image.layers)
-        for index in range(count):
-            with open_layer(image, index, budget) as stream:
-                result = apply_layer(root, stream, options, budget)
-            if progress:
-                progress(index, count, result)
+        ahead = open_layer(image, 0, budget) if count else None
+        try:
+            for index in range(count):
+                stream, ahead = ahead, None
+                with stream:
+                    if index + 1 < count:  # decompress the next layer while this one is written
+                        ahead = open_layer(image, index + 1, budget)
+                    result = apply_layer(root, stream, options, budget)
+                if progress:
+                    progress(index, count, result)
+        finally:
+            if ahead is not None:
+                ahead.close()
     return path
