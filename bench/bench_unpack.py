@@ -52,7 +52,8 @@ def pick(top: str, budget: int) -> list[str]:
                 st = os.lstat(path)
             except OSError:
                 continue
-            if os.path.isfile(path) and not os.path.islink(path) and (st.st_size > 4 << 20 or not os.access(path, os.R_OK)):
+            regular = os.path.isfile(path) and not os.path.islink(path)
+            if regular and (st.st_size > 4 << 20 or not os.access(path, os.R_OK)):
                 continue
             chosen.append(os.path.relpath(path, "/"))
             used += st.st_size if not os.path.islink(path) else 0
@@ -164,8 +165,8 @@ def main() -> None:
 
         def cold(i: int) -> float:
             cache, out = os.path.join(scratch, f"cache-cold{i}"), os.path.join(scratch, f"cold{i}")
-            return timed(UNPACK + ["--overlay", "--cache", cache, image, out], [out, out + "-x", cache,
-                                                                                os.path.join(scratch, f".cold{i}.overlay")])
+            extra = os.path.join(scratch, f".cold{i}.overlay")
+            return timed(UNPACK + ["--overlay", "--cache", cache, image, out], [out, cache, extra])
 
         cache = os.path.join(scratch, "cache-warm")
         subprocess.run(UNPACK + ["--emit-mount", "--cache", cache, image, os.path.join(scratch, "prime")],

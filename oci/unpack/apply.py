@@ -185,6 +185,8 @@ class _Applier:
             raise IntegrityError(f"sparse file of {m.size} bytes exceeds the size cap (--max-size)")
         end = 0
         for offset, length in m.sparse:
+            if not length:
+                continue  # GNU tar ends its map with (size, 0); old-format maps pad with (0, 0)
             if offset < end or offset + length > m.size:
                 raise IntegrityError("invalid sparse map")
             self.stream.copy_to(fd, length, offset)
@@ -339,7 +341,7 @@ class _Applier:
 
     def _setxattr(self, target: int | str, name: str, value: bytes, m: tarfile.TarInfo) -> None:
         try:
-            os.setxattr(target, name, value, follow_symlinks=False)
+            os.setxattr(target, name, value, follow_symlinks=isinstance(target, int))
         except OSError as err:
             if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES) or (
                     self.options.privileged and not name.startswith("user.")):

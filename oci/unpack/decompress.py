@@ -99,12 +99,12 @@ class LayerStream:
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self._fd = -1
+        self._whole: bytearray | None = None
         if compression == "":
             self._fd = self._file.fileno()
             self._direct = True
             return
         self._direct = False
-        self._whole: bytearray | None = None
         pigz = shutil.which("pigz") if use_pigz is not False and compression == "gzip" else None
         if compression == "gzip" and _libdeflate() is not None and use_pigz is None and \
                 descriptor.size <= min(WHOLE_CAP, limit):
@@ -161,7 +161,8 @@ class LayerStream:
             whole = _inflate_once(data, min(WHOLE_CAP, self.limit))
             if whole is None:
                 memory = _BlobHasher(_MemoryFile(data), self.descriptor)
-                _inflate(memory, out)
+                out, pipe = -1, out
+                _inflate(memory, pipe)  # closes the pipe
                 return
             self._count = len(whole)
             self._whole = whole
