@@ -16,12 +16,10 @@ import errno
 import os
 import stat
 import tarfile
-from dataclasses import dataclass, field
-from typing import Callable
 
 from oci.errors import IntegrityError, OciError, Unsupported
 from oci.unpack.decompress import LayerStream
-from oci.unpack.idmap import IdMap
+from oci.unpack.options import Budget, LayerResult, Options
 from oci.unpack.safepath import Root, UnsafePath, clean, proc_path
 
 WHITEOUT = ".wh."
@@ -30,46 +28,6 @@ OVERLAY_OPAQUE = "trusted.overlay.opaque"
 XATTR_PAX = "SCHILY.xattr."
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-@dataclass
-class Budget:
-    """Caps shared by all the layers of an image: uncompressed bytes and tar entries."""
-
-    max_size: int
-    max_entries: int
-    size: int = 0
-    entries: int = 0
-
-    def count_entry(self) -> None:
-        self.entries += 1
-        if self.entries > self.max_entries:
-            raise IntegrityError(f"more than {self.max_entries} tar entries (--max-entries)")
-
-    @property
-    def bytes_left(self) -> int:
-        return self.max_size - self.size
-
-
-@dataclass
-class Options:
-    """How entries are written."""
-
-    uid_map: IdMap = field(default_factory=IdMap)
-    gid_map: IdMap = field(default_factory=IdMap)
-    overlay: bool = False  # whiteouts in overlayfs form (a layer cache entry)
-    privileged: bool = field(default_factory=lambda: os.geteuid() == 0)  # chown, mknod, trusted.* xattrs
-    lower: list[Root] = field(default_factory=list)  # overlay form: lower layers, top first (hardlink targets)
-    warn: Callable[[str], None] = lambda message: None
-
-
-@dataclass
-class LayerResult:
-    """What applying a layer did."""
-
-    entries: int = 0
-    size: int = 0
-    copied_from_lower: bool = False  # overlay form: a hardlink target was copied up from a lower layer
 
 
 def apply_layer(root: Root, stream: LayerStream, options: Options, budget: Budget) -> LayerResult:

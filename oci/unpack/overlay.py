@@ -23,16 +23,17 @@ import os
 import shutil
 import tempfile
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oci.digest import Digest
 from oci.errors import OciError
 from oci.fsutil import locked, write_atomic
-from oci.image import Image
-from oci.unpack.apply import Budget, LayerResult, Options, apply_layer
-from oci.unpack.decompress import LayerStream
+from oci.unpack.options import Budget, LayerResult, Options
 from oci.unpack.rootfs import Progress, open_layer
-from oci.unpack.safepath import Root
+
+if TYPE_CHECKING:
+    from oci.image import Image
+    from oci.unpack.decompress import LayerStream
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -96,6 +97,9 @@ class LayerCache:
 
     def _unpack(self, stream: LayerStream, diff_id: Digest, chain: Digest, lower: list[str], options: Options,
                 budget: Budget) -> str:
+        from oci.unpack.apply import apply_layer
+        from oci.unpack.safepath import Root
+
         os.makedirs(self._dir("tmp"), exist_ok=True)
         tmp = tempfile.mkdtemp(dir=self._dir("tmp"), prefix=f"{diff_id.hex[:16]}-")
         try:
@@ -167,6 +171,9 @@ class LayerCache:
                         shutil.rmtree(self._dir(key))
                         removed.append(key)
             shutil.rmtree(self._dir("tmp"), ignore_errors=True)
+            for name in os.listdir(self._dir("locks")):
+                if name != "gc.lock":  # unpackers take these only while holding gc.lock shared
+                    os.unlink(self._dir("locks", name))
         return removed
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from oci.errors import Conflict
-from oci.image import Image
-from oci.unpack.apply import Budget, LayerResult, Options, apply_layer
-from oci.unpack.decompress import LayerStream
-from oci.unpack.safepath import Root
+from oci.unpack.options import Budget, LayerResult, Options
+
+if TYPE_CHECKING:
+    from oci.image import Image
+    from oci.unpack.decompress import LayerStream
 
 Progress = Callable[[int, int, LayerResult], None]  # (layer index, layer count, what it did)
 
@@ -52,12 +53,17 @@ def empty(path: str) -> None:
 
 def open_layer(image: Image, index: int, budget: Budget) -> LayerStream:
     """The uncompressed stream of layer `index` of `image`, verified against its diff_id."""
+    from oci.unpack.decompress import LayerStream
+
     layer = image.layers[index]
     return LayerStream(image.layout.blob_path(layer.digest), layer, image.diff_ids[index], budget.bytes_left)
 
 
 def unpack(image: Image, rootfs: str, options: Options, budget: Budget, progress: Progress | None = None) -> str:
     """Apply every layer of `image` to the empty or absent directory `rootfs`; return its absolute path."""
+    from oci.unpack.apply import apply_layer
+    from oci.unpack.safepath import Root
+
     with fresh_directory(rootfs) as path, Root(path) as root:
         os.chmod(path, 0o755)
         count = len(image.layers)

@@ -17,8 +17,8 @@ from oci.digest import Digest
 from oci.errors import IntegrityError, Unsupported
 from oci.image import Image, open_image
 from oci.unpack import decompress
-from oci.unpack.apply import Budget, Options
 from oci.unpack.idmap import IdMap
+from oci.unpack.options import Budget, Options
 from oci.unpack.rootfs import unpack
 
 ROOT = os.geteuid() == 0

@@ -12,7 +12,7 @@ from unpack_util import chr_, dir_, info, link, put_image, reg, snapshot, sym, t
 from oci.errors import IntegrityError
 from oci.image import Image, open_image
 from oci.unpack import safepath
-from oci.unpack.apply import Budget, Options
+from oci.unpack.options import Budget, Options
 from oci.unpack.rootfs import unpack
 
 
