@@ -165,8 +165,19 @@ class Progress:
         sys.stderr.write("\n")
 
 
+def main_checked(argv: list[str], messages: ocicli.Messages) -> int:
+    """main_body, with operating-system errors outside any tar entry reported as one line."""
+    try:
+        return main_body(argv, messages)
+    except OSError as err:
+        from oci.errors import OciError
+
+        where = f"{err.filename}: " if err.filename else ""
+        raise OciError(f"{where}{err.strerror or err}") from None
+
+
 def main() -> None:
-    ocicli.run(PROG, main_body)
+    ocicli.run(PROG, main_checked)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from oci.digest import Digest
-from oci.errors import OciError
+from oci.errors import Conflict, OciError
 from oci.fsutil import locked, write_atomic
 from oci.unpack.options import Budget, LayerResult, Options
 from oci.unpack.rootfs import Progress, open_layer
@@ -107,6 +107,7 @@ class LayerCache:
             lowers = [Root(self._dir(n)) for n in reversed(lower)]
             try:
                 with Root(tmp) as root:
+                    root.like = lambda path: _first_lstat(lowers, path)
                     result = apply_layer(root, stream, replace(options, overlay=True, lower=lowers), budget)
                     _syncfs(root.fd)
             finally:
@@ -177,6 +178,18 @@ class LayerCache:
         return removed
 
 
+def _first_lstat(roots: list[Any], path: str) -> os.stat_result | None:
+    """lstat of `path` in the first of `roots` (lower layers, top first) that has it."""
+    for root in roots:
+        try:
+            found = root.lstat(path)
+        except (OSError, ValueError):
+            return None
+        if found is not None:
+            return found
+    return None
+
+
 def _syncfs(fd: int) -> None:
     if _libc.syncfs(fd) != 0:
         err = ctypes.get_errno()
@@ -201,7 +214,7 @@ def prepare_dirs(rootfs: str) -> None:
     """Make fresh upper and work directories for the overlay at `rootfs`."""
     upper, work = overlay_dirs(rootfs)
     if os.path.lexists(os.path.dirname(upper)):
-        raise OciError(f"{os.path.dirname(upper)}: already exists")
+        raise Conflict(f"{os.path.dirname(upper)}: already exists")
     os.makedirs(upper, 0o755)
     os.makedirs(work, 0o700)
 
@@ -216,5 +229,4 @@ def mount(spec: dict[str, Any]) -> None:
     if len(data) >= os.sysconf("SC_PAGE_SIZE"):
         raise OciError(f"overlay options too long ({len(data)} bytes): too many layers for one mount")
     if _libc.mount(b"overlay", spec["destination"].encode(), b"overlay", 0, data) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount overlay on {spec['destination']}: {os.strerror(err)}")
+        raise OciError(f"{spec['destination']}: mount overlay: {os.strerror(ctypes.get_errno())}")

@@ -14,6 +14,7 @@ import ctypes
 import errno
 import os
 import shutil
+from typing import Callable
 
 from oci.errors import IntegrityError
 
@@ -94,6 +95,8 @@ class Root:
         self.fd = os.open(self.path, _DIR_FLAGS)
         self._openat2 = has_openat2() if use_openat2 is None else use_openat2
         self._dirs: dict[str, int] = {}
+        # Where a missing parent directory takes its owner and mode from (None: root, 0755).
+        self.like: Callable[[str], os.stat_result | None] = lambda path: None
 
     def close(self) -> None:
         """Close the root fd and every cached directory fd."""
@@ -153,8 +156,10 @@ class Root:
     def _walk(self, path: str, create: bool) -> int:
         """Open `path` one component at a time, never following a symlink, making missing dirs."""
         fd = os.dup(self.fd)
+        done = ""
         try:
             for part in path.split("/"):
+                done = f"{done}/{part}" if done else part
                 try:
                     child = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
@@ -162,6 +167,7 @@ class Root:
                         raise
                     os.mkdir(part, 0o755, dir_fd=fd)
                     child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                    self._shape(child, done)
                 except OSError as err:
                     if err.errno in (errno.ELOOP, errno.ENOTDIR):
                         raise UnsafePath("a parent directory is a symlink or not a directory") from None
@@ -172,6 +178,16 @@ class Root:
         except BaseException:
             os.close(fd)
             raise
+
+    def _shape(self, fd: int, path: str) -> None:
+        """Give a directory made implicitly the owner and mode of its model (see `like`)."""
+        model = self.like(path)
+        if model is not None and _is_dir(model.st_mode):
+            if os.geteuid() == 0:
+                os.fchown(fd, model.st_uid, model.st_gid)
+            os.fchmod(fd, model.st_mode & 0o7777)
+        else:
+            os.fchmod(fd, 0o755)
 
     def lstat(self, path: str) -> os.stat_result | None:
         """lstat of a clean path, or None if it does not exist."""

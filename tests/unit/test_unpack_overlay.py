@@ -18,9 +18,10 @@ pytestmark = pytest.mark.root
 LAYERS = [
     [dir_("etc"), reg("etc/passwd", b"root\n"), reg("etc/gone", b"g"), dir_("var/lib", 0o755),
      reg("var/lib/old", b"o"), sym("bin", "usr/bin"), dir_("usr/bin"), reg("usr/bin/sh", b"sh", mode=0o755),
-     reg("usr/bin/x", b"x", xattrs={"user.k": b"v"})],
+     reg("usr/bin/x", b"x", xattrs={"user.k": b"v"}), dir_("srv/www", 0o750, uid=5, gid=6)],
     [reg("etc/.wh.gone"), dir_("var/lib"), reg("var/lib/.wh..wh..opq"), reg("var/lib/new", b"n"),
-     link("usr/bin/sh2", "usr/bin/sh"), reg("etc/hosts", b"h")],
+     link("usr/bin/sh2", "usr/bin/sh"), reg("etc/hosts", b"h"),
+     reg("srv/www/index.html", b"i")],  # its parents only implied: they keep the lower layer's owner and mode
 ]
 
 
