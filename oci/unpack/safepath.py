@@ -42,16 +42,19 @@ def clean(name: str) -> str:
         raise UnsafePath("absolute path")
     if "\0" in name:
         raise UnsafePath("NUL byte in path")
-    parts = [p for p in name.split("/") if p and p != "."]
+    parts = name.split("/")
+    if "" in parts or "." in parts:
+        parts = [p for p in parts if p and p != "."]
+        name = "/".join(parts)
     if ".." in parts:
         raise UnsafePath("'..' in path")
-    for part in parts:
-        if len(os.fsencode(part)) > NAME_MAX:
-            raise UnsafePath("path component longer than 255 bytes")
-    path = "/".join(parts)
-    if len(os.fsencode(path)) >= PATH_MAX:
-        raise UnsafePath("path longer than 4095 bytes")
-    return path
+    if len(name) * 4 > NAME_MAX:  # a character takes at most 4 bytes: only long names need counting
+        for part in parts:
+            if len(os.fsencode(part)) > NAME_MAX:
+                raise UnsafePath("path component longer than 255 bytes")
+        if len(os.fsencode(name)) >= PATH_MAX:
+            raise UnsafePath("path longer than 4095 bytes")
+    return name
 
 
 class _OpenHow(ctypes.Structure):
