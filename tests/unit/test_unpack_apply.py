@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 from unpack_util import MTIME, blk, chr_, dir_, fifo, link, put_image, reg, snapshot, sym, tar_bytes
@@ -45,7 +46,7 @@ def test_regular_files_dirs_symlinks_and_modes(tmp_path):
     ])
     root = unpack_layers(tmp_path, [layer])
     tree = snapshot(root)
-    assert tree["etc/hosts"][1] == 0o644 and open(f"{root}/etc/hosts").read() == "127.0.0.1 localhost\n"
+    assert tree["etc/hosts"][1] == 0o644 and Path(f"{root}/etc/hosts").read_text() == "127.0.0.1 localhost\n"
     assert tree["secret"][1] == 0o500 and tree["secret/key"][1] == 0o400
     assert tree["bin/suid"][1] == 0o4755 and tree["bin/sgid"][1] == 0o2711 and tree["tmp"][1] == 0o1777
     assert tree["bin"][1] == 0o755  # made implicitly
@@ -76,8 +77,8 @@ def test_replacing_entries_of_lower_layers(tmp_path):
     base = tar_bytes([dir_("d"), reg("d/f", b"1"), reg("f", b"file"), sym("l", "x"), dir_("e"), reg("e/x", b"")])
     top = tar_bytes([reg("d", b"now a file"), dir_("f"), reg("l", b"now a file"), sym("e", "d")])
     root = unpack_layers(tmp_path, [base, top])
-    assert open(f"{root}/d").read() == "now a file" and os.path.isdir(f"{root}/f")
-    assert open(f"{root}/l").read() == "now a file" and os.readlink(f"{root}/e") == "d"
+    assert Path(f"{root}/d").read_text() == "now a file" and os.path.isdir(f"{root}/f")
+    assert Path(f"{root}/l").read_text() == "now a file" and os.readlink(f"{root}/e") == "d"
 
 
 def test_whiteouts(tmp_path):
@@ -93,7 +94,7 @@ def test_whiteouts(tmp_path):
     ])
     root = unpack_layers(tmp_path, [base, top])
     assert sorted(snapshot(root)) == ["keep", "opq", "opq/d", "opq/d/upper", "opq/upper", "opq2", "opq2/new", "same"]
-    assert open(f"{root}/same").read() == "new"
+    assert Path(f"{root}/same").read_text() == "new"
 
 
 def test_long_names_pax_and_gnu(tmp_path):
@@ -103,7 +104,7 @@ def test_long_names_pax_and_gnu(tmp_path):
         layer = tar_bytes([reg(deep, b"deep"), reg(target, b"t"), sym("s" * 120, target), link("h" * 130, target)],
                           format=fmt)
         root = unpack_layers(tmp_path / str(fmt), [layer])
-        assert open(f"{root}/{deep}").read() == "deep"
+        assert Path(f"{root}/{deep}").read_text() == "deep"
         assert os.readlink(f"{root}/{'s' * 120}") == target
         assert os.stat(f"{root}/{'h' * 130}").st_ino == os.stat(f"{root}/{target}").st_ino
 
@@ -194,10 +195,10 @@ def test_gzip_paths_and_multi_member(tmp_path, use_pigz, monkeypatch):
         if d is None:
             path.write_bytes(data)
             d = Descriptor(OCI_LAYER_GZIP, Digest.of(data), len(data))
-        stream = decompress.LayerStream(str(path), d, Digest.of(raw), 1 << 30, use_pigz=use_pigz)
-        assert stream.read(512)[:1] == b"a"
-        stream.skip(len(raw) - 512 - 1024)
-        stream.finish()
+        with decompress.LayerStream(str(path), d, Digest.of(raw), 1 << 30, use_pigz=use_pigz) as stream:
+            assert stream.read(512)[:1] == b"a"
+            stream.skip(len(raw) - 512 - 1024)
+            stream.finish()
 
 
 def test_corrupt_gzip_and_truncation(tmp_path):
@@ -210,8 +211,8 @@ def test_corrupt_gzip_and_truncation(tmp_path):
     path.write_bytes(blob)
     for use_pigz in (None, True, False):
         desc = Descriptor(OCI_LAYER_GZIP, Digest.of(bytes(blob)), len(blob))
-        with pytest.raises(IntegrityError):
-            stream = decompress.LayerStream(str(path), desc, Digest.of(raw), 1 << 30, use_pigz=use_pigz)
+        with pytest.raises(IntegrityError), \
+                decompress.LayerStream(str(path), desc, Digest.of(raw), 1 << 30, use_pigz=use_pigz) as stream:
             stream.finish()
 
 
@@ -228,9 +229,9 @@ def test_blob_digest_mismatch(tmp_path, oci):
     layer = json.loads(layout.read_blob(layout.resolve("latest")))["layers"][0]
     path = layout.blob_path(layer["digest"])
     os.chmod(path, 0o644)
-    data = bytearray(open(path, "rb").read())
+    data = bytearray(Path(path).read_bytes())
     data[-9] ^= 1  # the gzip crc: the tar inside is intact
-    open(path, "wb").write(data)
+    Path(path).write_bytes(data)
     r = oci("unpack", str(tmp_path / "img"), str(tmp_path / "rootfs"))
     assert r.returncode == 4 and "sha256" in r.stderr and not (tmp_path / "rootfs").exists()
 

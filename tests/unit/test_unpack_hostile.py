@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+from pathlib import Path
 
 import pytest
 from unpack_util import chr_, dir_, info, link, put_image, reg, snapshot, sym, tar_bytes
@@ -111,7 +112,7 @@ def test_safe_replacements_never_write_through(tmp_path):
     before = state(tmp_path)
     image = Image.load(*open_image(str(tmp_path / "img")))
     root = unpack(image, str(tmp_path / "rootfs"), Options(), Budget(1 << 30, 1000))
-    assert open(f"{root}/etc/passwd").read() == "root" and not os.path.islink(f"{root}/etc/passwd")
+    assert Path(f"{root}/etc/passwd").read_text() == "root" and not os.path.islink(f"{root}/etc/passwd")
     assert os.path.isdir(f"{root}/etc/dir") and not os.path.islink(f"{root}/etc/dir")
     assert os.readlink(f"{root}/a") == outside
     after = {k: v for k, v in state(tmp_path).items() if not k.startswith("rootfs")}
