@@ -156,13 +156,14 @@ class Progress:
         self.size = 0
 
     def __call__(self, index: int, count: int, result) -> None:
-        self.size += result.size
+        self.size += result.size or 1
         sys.stderr.write(f"\r{PROG}: layer {index + 1}/{count}, {self.size / 1e6:.1f} MB, "
                          f"{result.entries} entries   ")
         sys.stderr.flush()
 
     def done(self) -> None:
-        sys.stderr.write("\n")
+        if self.size:
+            sys.stderr.write("\n")
 
 
 def main_checked(argv: list[str], messages: ocicli.Messages) -> int:
