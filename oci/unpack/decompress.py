@@ -78,7 +78,12 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 
 
 class LayerStream:
-    """The uncompressed tar stream of one layer, hashed against `diff_id`, at most `limit` bytes."""
+    """The uncompressed tar stream of one layer, hashed against `diff_id`, at most `limit` bytes.
+
+    Decompression starts at once, in the background. `use_pigz`: None picks the fastest
+    available (libdeflate for a gzip blob within WHOLE_CAP, then pigz, then zlib); True
+    streams through pigz (zlib if absent); False through zlib.
+    """
 
     def __init__(self, blob_path: str, descriptor: Descriptor, diff_id: Digest, limit: int,
                  use_pigz: bool | None = None) -> None:
