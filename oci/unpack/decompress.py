@@ -86,8 +86,11 @@ class LayerStream:
     """
 
     def __init__(self, blob_path: str, descriptor: Descriptor, diff_id: Digest, limit: int,
-                 use_pigz: bool | None = None) -> None:
+                 use_pigz: bool | None = None, after: LayerStream | None = None) -> None:
         self.descriptor, self.diff_id, self.limit = descriptor, diff_id, limit
+        self.done = threading.Event()  # set when the background work is over
+        self._after = after  # start background work only once `after`'s is over: one layer decodes at a time
+        self._closed = False
         compression = compression_of(descriptor)
         try:
             self._file = open(blob_path, "rb", buffering=0)
@@ -108,6 +111,7 @@ class LayerStream:
         if compression == "":
             self._fd = self._file.fileno()
             self._direct = True
+            self.done.set()
             return
         self._direct = False
         pigz = shutil.which("pigz") if use_pigz is not False and compression == "gzip" else None
@@ -133,9 +137,14 @@ class LayerStream:
     def _spawn(self, body: Callable[[], None]) -> None:
         def target() -> None:
             try:
+                while self._after is not None and not self._after.done.wait(0.05):
+                    if self._closed:
+                        return
                 body()
             except BaseException as err:  # reported by finish()
                 self._error = err
+            finally:
+                self.done.set()
 
         self._thread = threading.Thread(target=target, daemon=True)
         self._thread.start()
@@ -294,6 +303,7 @@ class LayerStream:
 
     def close(self) -> None:
         """Stop the decompressor and release everything (safe to call twice)."""
+        self._closed = True
         if not self._direct and self._fd >= 0:
             os.close(self._fd)  # a blocked writer gets EPIPE and ends
         self._fd = -1
@@ -301,6 +311,7 @@ class LayerStream:
             self._proc.kill()
         self._join()
         self._file.close()
+        self.done.set()
 
     def __enter__(self) -> LayerStream:
         return self

@@ -51,12 +51,14 @@ def empty(path: str) -> None:
         os.close(fd)
 
 
-def open_layer(image: Image, index: int, budget: Budget) -> LayerStream:
-    """The uncompressed stream of layer `index` of `image`, verified against its diff_id."""
+def open_layer(image: Image, index: int, budget: Budget, after: LayerStream | None = None) -> LayerStream:
+    """The uncompressed stream of layer `index` of `image`, verified against its diff_id; decoding
+    starts once `after` is decoded."""
     from oci.unpack.decompress import LayerStream
 
     layer = image.layers[index]
-    return LayerStream(image.layout.blob_path(layer.digest), layer, image.diff_ids[index], budget.bytes_left)
+    return LayerStream(image.layout.blob_path(layer.digest), layer, image.diff_ids[index], budget.bytes_left,
+                       after=after)
 
 
 def unpack(image: Image, rootfs: str, options: Options, budget: Budget, progress: Progress | None = None) -> str:
@@ -73,7 +75,7 @@ def unpack(image: Image, rootfs: str, options: Options, budget: Budget, progress
                 stream, ahead = ahead, None
                 with stream:
                     if index + 1 < count:  # decompress the next layer while this one is written
-                        ahead = open_layer(image, index + 1, budget)
+                        ahead = open_layer(image, index + 1, budget, after=stream)
                     result = apply_layer(root, stream, options, budget)
                 if progress:
                     progress(index, count, result)
