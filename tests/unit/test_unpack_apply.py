@@ -284,3 +284,10 @@ def test_empty_layer_and_help(tmp_path, oci):
     r = oci("unpack", "--help")
     assert r.returncode == 0 and "examples:" in r.stdout and "--overlay" in r.stdout
     assert oci("unpack", str(tmp_path / "img")).returncode == 2
+
+
+def test_failure_in_a_layer_while_the_next_is_decoding(tmp_path):
+    big = tar_bytes([reg("big", os.urandom(1 << 20))])
+    with pytest.raises(IntegrityError, match="tar entry '../x'"):
+        unpack_layers(tmp_path, [tar_bytes([reg("../x", b"x")]), big, big])
+    assert not (tmp_path / "rootfs").exists()
