@@ -139,10 +139,6 @@ class LayerCache:
         names = [os.path.relpath(d, self.path) for d in layers]
         write_atomic(self._record_path(rootfs), json.dumps({"rootfs": rootfs, "layers": names}).encode())
 
-    def forget(self, rootfs: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._record_path(rootfs))
-
     def gc(self) -> list[str]:
         """Delete the layers no live overlay uses (its ROOTFS gone); return their cache names."""
         removed: list[str] = []
