@@ -1,14 +1,185 @@
 #!/usr/bin/env python3
-"""oci-unpack: apply an image's layers to a root filesystem."""
+"""oci-unpack: apply an image's layers to a root filesystem, or compose cached layers with overlayfs."""
+
+from __future__ import annotations
+
+import os
+import sys
 
 import ocicli
 
-main = ocicli.not_implemented(
-    "oci-unpack",
-    "Apply an image's layers to a root filesystem, or compose cached layers with overlayfs.",
-    "  oci-unpack ./images:busybox ./bundle/rootfs",
-    "issue 5",
-)
+PROG = "oci-unpack"
+DESCRIPTION = """Apply an image's layers to a root filesystem, or compose cached layers with overlayfs.
+
+IMAGE is LAYOUT[:TAG|@DIGEST], or - for the descriptor printed by oci-fetch on stdin.
+ROOTFS must be absent or empty; on failure it is left as it was found. Every tar entry is
+treated as hostile: nothing is created, followed or written outside ROOTFS (exit 4 names the
+entry). Each uncompressed layer is checked against the config's rootfs.diff_ids.
+
+stdout: {"rootfs": ..., "image": DESCRIPTOR, "diff_ids": [...], "mount": null or MOUNT},
+where MOUNT (with --emit-mount) is the overlay mount for a runtime-spec config.json."""
+EXAMPLES = """  oci-unpack ./images:busybox ./bundle/rootfs
+  oci-fetch 127.0.0.1:5000/library/alpine:3 ./images | oci-unpack - ./bundle/rootfs
+  oci-unpack --overlay ./images:busybox ./c1/rootfs        # mount overlayfs from the layer cache
+  oci-unpack --emit-mount ./images:busybox ./c2/rootfs     # only print the mount, for oci-bundle
+  oci-unpack --uid-map 0:100000:65536 --gid-map 0:100000:65536 ./images:busybox ./rootfs
+  oci-unpack --gc                                          # prune cached layers no overlay uses"""
+
+DEFAULT_MAX_SIZE = 64 << 30
+DEFAULT_MAX_ENTRIES = 2_000_000
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def size_argument(text: str) -> int:
+    """A byte count with an optional K/M/G/T suffix."""
+    import argparse
+
+    unit = text[-1:].upper() if text[-1:].isalpha() else ""
+    try:
+        value = int(text[: len(text) - len(unit)]) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (examples: 500M, 8G)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}")
+    return value
+
+
+def parser() -> ocicli.Parser:
+    p = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
+    p.add_argument("image", nargs="?", metavar="IMAGE", help="LAYOUT[:TAG|@DIGEST], or - to read a descriptor on stdin")
+    p.add_argument("rootfs", nargs="?", metavar="ROOTFS", help="the directory to fill (absent or empty)")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to choose from an index "
+                   "(default: this machine's)")
+    p.add_argument("--overlay", action="store_true", help="unpack layers into the layer cache and mount "
+                   "ROOTFS as overlayfs over them (needs root)")
+    p.add_argument("--emit-mount", action="store_true", help="like --overlay, but only print the mount "
+                   "(for the bundle's config.json) instead of mounting")
+    p.add_argument("--cache", metavar="DIR", help="the layer cache (default: /var/lib/ocikit/layers as root, "
+                   "$XDG_CACHE_HOME/ocikit/layers otherwise)")
+    p.add_argument("--gc", action="store_true", help="delete cached layers that no overlay uses (its ROOTFS "
+                   "is gone); with IMAGE and ROOTFS, after unpacking")
+    p.add_argument("--max-size", type=size_argument, default=DEFAULT_MAX_SIZE, metavar="BYTES",
+                   help="cap on the uncompressed size of all layers (default: 64G; suffixes K, M, G, T)")
+    p.add_argument("--max-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
+                   help=f"cap on the number of tar entries of all layers (default: {DEFAULT_MAX_ENTRIES})")
+    p.add_argument("--uid-map", action="append", metavar="CONTAINER:HOST:SIZE",
+                   help="shift owners: container uid CONTAINER.. becomes HOST.. (repeatable; as runc and podman)")
+    p.add_argument("--gid-map", action="append", metavar="CONTAINER:HOST:SIZE", help="the same for groups")
+    return p
+
+
+def main_body(argv: list[str], messages: ocicli.Messages) -> int:
+    args = parser().parse_args(argv)
+    if args.image is None or args.rootfs is None:
+        if args.gc and args.image is None:
+            return collect(args, messages)
+        raise_usage("IMAGE and ROOTFS are required (or --gc alone)")
+    from oci.errors import UsageError
+    from oci.image import Image, from_pipe, to_pipe
+    from oci.unpack.idmap import IdMap
+    from oci.unpack.layout import open_image
+    from oci.unpack.options import Budget, Options
+
+    if args.max_entries <= 0:
+        raise UsageError("--max-entries must be positive")
+    if args.image == "-":
+        layout, descriptor = from_pipe(ocicli.read_stdin_json("an image descriptor"))
+    else:
+        layout, descriptor = open_image(args.image)
+    platform = None
+    if args.platform:
+        from oci.platform import Platform
+
+        platform = Platform.parse(args.platform)
+    image = Image.load(layout, descriptor, platform)
+    image.layers  # noqa: B018 -- refuses unknown layer media types before anything is made
+    options = Options(uid_map=IdMap.parse(args.uid_map), gid_map=IdMap.parse(args.gid_map),
+                      warn=messages.warn)
+    budget = Budget(args.max_size, args.max_entries)
+    progress = Progress(messages) if not args.quiet and sys.stderr.isatty() else None
+    rootfs = os.path.abspath(args.rootfs)
+    mount = None
+    if args.overlay or args.emit_mount:
+        mount = overlay(args, image, rootfs, options, budget, progress)
+    else:
+        from oci.unpack.rootfs import unpack
+
+        unpack(image, rootfs, options, budget, progress)
+    if progress:
+        progress.done()
+    ocicli.emit({"rootfs": rootfs, "image": to_pipe(layout, image.descriptor),
+                 "diff_ids": [str(d) for d in image.diff_ids], "mount": mount})
+    if args.gc:
+        collect(args, messages)
+    return 0
+
+
+def overlay(args, image, rootfs, options, budget, progress) -> dict | None:
+    """Cache the layers, then mount ROOTFS (or only describe the mount, with --emit-mount)."""
+    from oci.unpack import overlay as ov
+    from oci.unpack.rootfs import fresh_directory
+
+    cache = ov.LayerCache(args.cache or ov.default_cache())
+    with cache.session(), fresh_directory(rootfs):
+        layers = cache.ensure(image, options, budget, progress)
+        spec = ov.mount_spec(rootfs, layers)
+        ov.prepare_dirs(rootfs)
+        try:
+            if not args.emit_mount:
+                ov.mount(spec)
+            cache.record(rootfs, layers)
+        except BaseException:
+            ov.remove_dirs(rootfs)
+            raise
+    return spec if args.emit_mount else None
+
+
+def collect(args, messages: ocicli.Messages) -> int:
+    from oci.unpack import overlay as ov
+
+    removed = ov.LayerCache(args.cache or ov.default_cache()).gc()
+    messages.info(f"removed {len(removed)} unused cached layers")
+    return 0
+
+
+def raise_usage(message: str) -> None:
+    from oci.errors import UsageError
+
+    raise UsageError(message)
+
+
+class Progress:
+    """One self-overwriting line on a terminal: layers done and bytes unpacked."""
+
+    def __init__(self, messages: ocicli.Messages) -> None:
+        self.messages = messages
+        self.size = 0
+
+    def __call__(self, index: int, count: int, result) -> None:
+        self.size += result.size or 1
+        sys.stderr.write(f"\r{PROG}: layer {index + 1}/{count}, {self.size / 1e6:.1f} MB, "
+                         f"{result.entries} entries   ")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.size:
+            sys.stderr.write("\n")
+
+
+def main_checked(argv: list[str], messages: ocicli.Messages) -> int:
+    """main_body, with operating-system errors outside any tar entry reported as one line."""
+    try:
+        return main_body(argv, messages)
+    except OSError as err:
+        from oci.errors import OciError
+
+        where = f"{err.filename}: " if err.filename else ""
+        raise OciError(f"{where}{err.strerror or err}") from None
+
+
+def main() -> None:
+    ocicli.run(PROG, main_checked)
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,228 @@
+"""The shared layer cache and overlayfs: each layer unpacked once, keyed by its diff_id.
+
+Cache layout (`--cache`, default /var/lib/ocikit/layers as root):
+
+* `sha256/<hex>/`: the tree of the layer with that diff_id, whiteouts in overlayfs form;
+  `chain-sha256/<hex>/` instead when the layer hardlinks a file of a lower layer (copied up),
+  as its tree then depends on the layers below (keyed by the image-spec ChainID);
+* `tmp/`: layers being unpacked; one is renamed into place only when complete and synced;
+* `locks/<hex>.lock`: held while a layer is unpacked, so concurrent unpackers wait for
+  one copy instead of making two; `gc.lock`: shared while unpacking and recording, exclusive
+  for `gc`;
+* `users/<sha256 of ROOTFS>.json`: which layers the overlay at ROOTFS uses. `gc` drops the
+  records whose ROOTFS is gone and deletes the layers no record names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from oci.digest import Digest
+from oci.errors import Conflict, OciError
+from oci.fsutil import locked, write_atomic
+from oci.unpack.options import Budget, LayerResult, Options
+from oci.unpack.rootfs import Progress, open_layer
+
+if TYPE_CHECKING:
+    from oci.image import Image
+    from oci.unpack.decompress import LayerStream
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def default_cache() -> str:
+    """/var/lib/ocikit/layers as root, the XDG cache otherwise."""
+    if os.geteuid() == 0:
+        return "/var/lib/ocikit/layers"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ocikit", "layers")
+
+
+def chain_id(parent: Digest | None, diff_id: Digest) -> Digest:
+    """The image-spec ChainID of a layer on top of `parent`'s chain."""
+    if parent is None:
+        return diff_id
+    return Digest("sha256", hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest())
+
+
+class LayerCache:
+    """A content-addressed store of unpacked layers."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        self.last_result = LayerResult()
+
+    def _dir(self, *parts: str) -> str:
+        return os.path.join(self.path, *parts)
+
+    def _lock(self, name: str) -> str:
+        os.makedirs(self._dir("locks"), exist_ok=True)
+        return self._dir("locks", name)
+
+    def _existing(self, diff_id: Digest, chain: Digest) -> str | None:
+        for name in (f"{diff_id.algorithm}/{diff_id.hex}", f"chain-{chain.algorithm}/{chain.hex}"):
+            if os.path.isdir(self._dir(name)):
+                return name
+        return None
+
+    def ensure(self, image: Image, options: Options, budget: Budget, progress: Progress | None = None) -> list[str]:
+        """Unpack the layers of `image` that are not cached; return their cache dirs, base first.
+
+        Call inside `session()`, so that gc cannot delete them before they are recorded.
+        """
+        names: list[str] = []
+        chain: Digest | None = None
+        count = len(image.diff_ids)
+        for index, diff_id in enumerate(image.diff_ids):
+            chain = chain_id(chain, diff_id)
+            name = self._existing(diff_id, chain)
+            if name is None:
+                with locked(self._lock(f"{diff_id.hex}.lock")):
+                    name = self._existing(diff_id, chain)
+                    if name is None:
+                        with open_layer(image, index, budget) as stream:
+                            name = self._unpack(stream, diff_id, chain, names, options, budget)
+                        if progress:
+                            progress(index, count, self.last_result)
+            names.append(name)
+        return [self._dir(n) for n in names]
+
+    def _unpack(self, stream: LayerStream, diff_id: Digest, chain: Digest, lower: list[str], options: Options,
+                budget: Budget) -> str:
+        from oci.unpack.apply import apply_layer
+        from oci.unpack.safepath import Root
+
+        os.makedirs(self._dir("tmp"), exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=self._dir("tmp"), prefix=f"{diff_id.hex[:16]}-")
+        try:
+            os.chmod(tmp, 0o755)
+            lowers = [Root(self._dir(n)) for n in reversed(lower)]
+            try:
+                with Root(tmp) as root:
+                    root.like = lambda path: _first_lstat(lowers, path)
+                    result = apply_layer(root, stream, replace(options, overlay=True, lower=lowers), budget)
+                    _syncfs(root.fd)
+            finally:
+                for r in lowers:
+                    r.close()
+            target = chain if result.copied_from_lower else diff_id
+            name = f"{'chain-' if result.copied_from_lower else ''}{target.algorithm}/{target.hex}"
+            os.makedirs(os.path.dirname(self._dir(name)), exist_ok=True)
+            os.rename(tmp, self._dir(name))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.last_result = result
+        return name
+
+    @contextlib.contextmanager
+    def session(self) -> Any:
+        """Hold off gc while layers are made, mounted and recorded."""
+        os.makedirs(self.path, exist_ok=True)
+        with locked(self._lock("gc.lock"), shared=True):
+            yield self
+
+    def _record_path(self, rootfs: str) -> str:
+        return self._dir("users", hashlib.sha256(rootfs.encode()).hexdigest() + ".json")
+
+    def record(self, rootfs: str, layers: list[str]) -> None:
+        """Note that the overlay at `rootfs` uses `layers` (cache dirs)."""
+        os.makedirs(self._dir("users"), exist_ok=True)
+        names = [os.path.relpath(d, self.path) for d in layers]
+        write_atomic(self._record_path(rootfs), json.dumps({"rootfs": rootfs, "layers": names}).encode())
+
+    def gc(self) -> list[str]:
+        """Delete the layers no live overlay uses (its ROOTFS gone); return their cache names."""
+        removed: list[str] = []
+        if not os.path.isdir(self.path):
+            return removed
+        with locked(self._lock("gc.lock")):
+            live: set[str] = set()
+            users = self._dir("users")
+            for entry in sorted(os.listdir(users)) if os.path.isdir(users) else []:
+                path = os.path.join(users, entry)
+                try:
+                    with open(path, "rb") as f:
+                        record = json.load(f)
+                    rootfs, layers = record["rootfs"], record["layers"]
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue  # not ours to judge
+                if os.path.isdir(rootfs):
+                    live.update(layers)
+                else:
+                    os.unlink(path)
+            for folder in sorted(os.listdir(self.path)):
+                if folder in ("users", "tmp", "locks") or not os.path.isdir(self._dir(folder)):
+                    continue
+                for name in sorted(os.listdir(self._dir(folder))):
+                    key = f"{folder}/{name}"
+                    if key not in live:
+                        shutil.rmtree(self._dir(key))
+                        removed.append(key)
+            shutil.rmtree(self._dir("tmp"), ignore_errors=True)
+            for name in os.listdir(self._dir("locks")):
+                if name != "gc.lock":  # unpackers take these only while holding gc.lock shared
+                    os.unlink(self._dir("locks", name))
+        return removed
+
+
+def _first_lstat(roots: list[Any], path: str) -> os.stat_result | None:
+    """lstat of `path` in the first of `roots` (lower layers, top first) that has it."""
+    for root in roots:
+        try:
+            found = root.lstat(path)
+        except (OSError, ValueError):
+            return None
+        if found is not None:
+            return found
+    return None
+
+
+def _syncfs(fd: int) -> None:
+    if _libc.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def overlay_dirs(rootfs: str) -> tuple[str, str]:
+    """The upper and work directories of the overlay at `rootfs` (beside it, same filesystem)."""
+    parent, name = os.path.split(rootfs)
+    base = os.path.join(parent, f".{name}.overlay")
+    return os.path.join(base, "upper"), os.path.join(base, "work")
+
+
+def mount_spec(rootfs: str, layers: list[str]) -> dict[str, Any]:
+    """The overlay mount as a runtime-spec mount: lowerdir lists the top layer first."""
+    upper, work = overlay_dirs(rootfs)
+    return {"type": "overlay", "source": "overlay", "destination": rootfs,
+            "options": [f"lowerdir={':'.join(reversed(layers))}", f"upperdir={upper}", f"workdir={work}"]}
+
+
+def prepare_dirs(rootfs: str) -> None:
+    """Make fresh upper and work directories for the overlay at `rootfs`."""
+    upper, work = overlay_dirs(rootfs)
+    if os.path.lexists(os.path.dirname(upper)):
+        raise Conflict(f"{os.path.dirname(upper)}: already exists")
+    os.makedirs(upper, 0o755)
+    os.makedirs(work, 0o700)
+
+
+def remove_dirs(rootfs: str) -> None:
+    shutil.rmtree(os.path.dirname(overlay_dirs(rootfs)[0]), ignore_errors=True)
+
+
+def mount(spec: dict[str, Any]) -> None:
+    """mount(2) the overlay described by `spec`."""
+    data = ",".join(spec["options"]).encode()
+    if len(data) >= os.sysconf("SC_PAGE_SIZE"):
+        raise OciError(f"overlay options too long ({len(data)} bytes): too many layers for one mount")
+    if _libc.mount(b"overlay", spec["destination"].encode(), b"overlay", 0, data) != 0:
+        raise OciError(f"{spec['destination']}: mount overlay: {os.strerror(ctypes.get_errno())}")
