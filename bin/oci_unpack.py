@@ -75,9 +75,8 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
             return collect(args, messages)
         raise_usage("IMAGE and ROOTFS are required (or --gc alone)")
     from oci.errors import UsageError
-    from oci.image import Image, from_pipe, to_pipe
+    from oci.image import Image, from_pipe, open_image, to_pipe
     from oci.unpack.idmap import IdMap
-    from oci.unpack.layout import open_image
     from oci.unpack.options import Budget, Options
 
     if args.max_entries <= 0:

@@ -11,7 +11,8 @@ Store semantics:
 * Writers hold `.ocikit/gc.lock` shared for a whole session (`with layout.session():`);
   `gc()` holds it exclusively, so it never deletes a blob between its put and its tag.
 * Reads verify: `read_blob` checks digest and size, and JSON documents are validated
-  against their schema before use.
+  against their schema before use. A document's validity depends only on its bytes, so
+  oci.schema's validation cache answers for documents seen before (no jsonschema import).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Layout:
                 raise NotFound(f"{path}: not an OCI image layout (no oci-layout file)")
             layout._create()
         else:
-            doc = schema.load_file(header, "layout")
+            doc = schema.load_file(header, "layout", remember=True)
             if doc["imageLayoutVersion"] != LAYOUT_VERSION:
                 raise InvalidInput(f"{header}: unsupported imageLayoutVersion")
         return layout
@@ -159,8 +160,8 @@ class Layout:
     # -- index -----------------------------------------------------------
 
     def index(self) -> dict[str, Any]:
-        """The validated `index.json`."""
-        return schema.load_file(os.path.join(self.path, "index.json"), "index")
+        """The validated `index.json` (whose validity, like a blob's, depends only on its bytes)."""
+        return schema.load_file(os.path.join(self.path, "index.json"), "index", remember=True)
 
     def descriptors(self) -> list[Descriptor]:
         """The descriptors in `index.json`."""
