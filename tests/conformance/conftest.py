@@ -6,6 +6,8 @@ Every test gets `runtime` (one of $OCI_CONFORMANCE_RUNTIMES, see ocitest/runtime
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -64,14 +66,27 @@ def runtime(runtime_name: str, runtime_root: Path, tmp_path: Path):
     driver.cleanup()
 
 
+@pytest.fixture(scope="session")
+def bundles_dir():
+    """Where bundles live: reachable by every uid (user namespaces map root to an unprivileged host uid)."""
+    path = Path(tempfile.mkdtemp(prefix="ocikit-conformance-"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
-def make_bundle(runtime: Runtime, rootfs_template: Path, tmp_path: Path):
+def make_bundle(runtime: Runtime, rootfs_template: Path, bundles_dir: Path):
     """Factory of bundles: `make_bundle("name")` gives a new Bundle with its own root filesystem."""
+    test_dir = Path(tempfile.mkdtemp(dir=bundles_dir))
+    test_dir.chmod(0o711)
 
     def make(name: str = "bundle") -> Bundle:
-        return Bundle(tmp_path / name, rootfs_template, runtime.oci_version)
+        return Bundle(test_dir / name, rootfs_template, runtime.oci_version)
 
-    return make
+    yield make
+    runtime.cleanup()  # containers go before their bundles
+    shutil.rmtree(test_dir, ignore_errors=True)
 
 
 @pytest.fixture

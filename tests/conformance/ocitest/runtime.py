@@ -33,9 +33,12 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "time-namespace": "runc 1.1.5 has no time namespace (runc 1.2)",
         "personality": "runc 1.1.5 ignores linux.personality (runc 1.2)",
         "ioPriority": "runc 1.1.5 ignores process.ioPriority (runc 1.2)",
+        "domainname": "runc 1.1.5 ignores domainname (runc 1.2)",
     },
     "crun": {
         "ioPriority": "crun 1.8.1 ignores process.ioPriority",
+        "time-namespace": "crun 1.8.1 fails to make a time namespace (write to sync socket: Broken pipe)",
+        "duplicate-namespace-error": "crun 1.8.1 accepts a namespace type listed twice",
     },
     "oci-run": {},
 }
@@ -195,5 +198,5 @@ class Runtime:
             time.sleep(0.02)
 
     def cleanup(self) -> None:
-        for cid in self.ids:
-            self.call("delete", "--force", cid)
+        while self.ids:
+            self.call("delete", "--force", self.ids.pop())
