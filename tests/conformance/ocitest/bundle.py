@@ -120,6 +120,10 @@ class Bundle:
         """Make the container's process `/checker ARGS...`."""
         return self.args("/checker", *args)
 
+    def checks(self, *commands: str) -> Bundle:
+        """Make the process a shell running several `/checker ...` command lines, one JSON line each."""
+        return self.args("/bin/sh", "-c", "; ".join(f"/checker {command}" for command in commands))
+
     def set_namespace(self, kind: str, path: str | None = None) -> Bundle:
         """Ask for namespace KIND (new, or joined at PATH), replacing an entry of the same type."""
         namespaces = [ns for ns in self.linux["namespaces"] if ns["type"] != kind]

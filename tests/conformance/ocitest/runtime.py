@@ -34,6 +34,8 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "personality": "runc 1.1.5 ignores linux.personality (runc 1.2)",
         "ioPriority": "runc 1.1.5 ignores process.ioPriority (runc 1.2)",
         "domainname": "runc 1.1.5 ignores domainname (runc 1.2)",
+        "rootfsPropagation-shared": "runc 1.1.5 leaves / private with rootfsPropagation shared",
+        "rootfsPropagation-unbindable": "runc 1.1.5 fails on rootfsPropagation unbindable (EINVAL)",
     },
     "crun": {
         "ioPriority": "crun 1.8.1 ignores process.ioPriority",
@@ -188,6 +190,13 @@ class Runtime:
         if result.returncode != 0 or not result.stdout.strip():
             raise AssertionError(f"{self.name} run exited {result.returncode}\n{result.stderr}{result.stdout}")
         return json.loads(result.stdout)
+
+    def run_lines(self, bundle: Path) -> list[Any]:
+        """`run` a container that prints one JSON document per line (several checker calls)."""
+        result = self.run(bundle)
+        if result.returncode != 0:
+            raise AssertionError(f"{self.name} run exited {result.returncode}\n{result.stderr}{result.stdout}")
+        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
     def wait_stopped(self, cid: str, timeout: float = 10) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
