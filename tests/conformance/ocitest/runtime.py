@@ -34,6 +34,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "personality": "runc 1.1.5 ignores linux.personality (runc 1.2)",
         "ioPriority": "runc 1.1.5 ignores process.ioPriority (runc 1.2)",
         "domainname": "runc 1.1.5 ignores domainname (runc 1.2)",
+        "seccomp-errnoRet-check": "runc 1.1.5 accepts errnoRet on actions without an errno",
         "rootfsPropagation-shared": "runc 1.1.5 leaves / private with rootfsPropagation shared",
         "rootfsPropagation-unbindable": "runc 1.1.5 fails on rootfsPropagation unbindable (EINVAL)",
     },
