@@ -34,12 +34,18 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "personality": "runc 1.1.5 ignores linux.personality (runc 1.2)",
         "ioPriority": "runc 1.1.5 ignores process.ioPriority (runc 1.2)",
         "domainname": "runc 1.1.5 ignores domainname (runc 1.2)",
+        "poststart-at-start": "runc 1.1.5 runs poststart hooks during create, before the user process",
+        "poststart-after-exec": "runc 1.1.5 runs poststart hooks during create, before the user process",
+        "poststop-failure-continues": "runc 1.1.5 stops at the first failing poststop hook",
         "seccomp-errnoRet-check": "runc 1.1.5 accepts errnoRet on actions without an errno",
         "rootfsPropagation-shared": "runc 1.1.5 leaves / private with rootfsPropagation shared",
         "rootfsPropagation-unbindable": "runc 1.1.5 fails on rootfsPropagation unbindable (EINVAL)",
     },
     "crun": {
         "ioPriority": "crun 1.8.1 ignores process.ioPriority",
+        "poststart-after-exec": "crun 1.8.1 runs poststart hooks before the user process is executed",
+        "createContainer-state-pid": "crun 1.8.1 gives createContainer hooks pid 0 with status created",
+        "startContainer-state-bundle": "crun 1.8.1 gives startContainer hooks \"/\" as the bundle",
         "time-namespace": "crun 1.8.1 fails to make a time namespace (write to sync socket: Broken pipe)",
         "duplicate-namespace-error": "crun 1.8.1 accepts a namespace type listed twice",
     },
@@ -139,6 +145,9 @@ class Runtime:
         reason = UNSUPPORTED.get(self.name, {}).get(feature)
         if reason:
             pytest.skip(reason)
+
+    def lacks(self, feature: str) -> bool:
+        return feature in UNSUPPORTED.get(self.name, {})
 
     def new_id(self) -> str:
         cid = f"ocikit-conf-{uuid.uuid4().hex[:10]}-{next(_counter)}"
