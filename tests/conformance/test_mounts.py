@@ -224,11 +224,11 @@ def test_dev_symbolic_links(runtime, bundle):
 
 @pytest.mark.spec("config-linux.md#masked-paths")
 def test_masked_paths_cannot_be_read(runtime, bundle):
-    """maskedPaths: files read empty, directories list empty (here /proc/kcore, a file and a directory)."""
-    bundle.linux["maskedPaths"] = ["/proc/kcore", "/etc/passwd", "/home", "/no/such/path"]
-    bundle.checks("try read /proc/kcore", "try read /etc/passwd", "try list /home", "try read /etc/group").write()
-    kcore, passwd, home, group = runtime.run_lines(bundle.path)
-    assert kcore["ok"] is False and passwd["ok"] is False
+    """maskedPaths: files read empty, directories list empty (here /proc/timer_list, a file and a directory)."""
+    bundle.linux["maskedPaths"] = ["/proc/timer_list", "/etc/passwd", "/home", "/no/such/path"]
+    bundle.checks("try read /proc/timer_list", "try read /etc/passwd", "try list /home", "try read /etc/group").write()
+    timer_list, passwd, home, group = runtime.run_lines(bundle.path)
+    assert timer_list["ok"] is False and passwd["ok"] is False
     assert home["ok"] is False
     assert group["ok"] is True
 

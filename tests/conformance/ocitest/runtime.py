@@ -37,6 +37,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "poststart-at-start": "runc 1.1.5 runs poststart hooks during create, before the user process",
         "poststart-after-exec": "runc 1.1.5 runs poststart hooks during create, before the user process",
         "poststop-failure-continues": "runc 1.1.5 stops at the first failing poststop hook",
+        "init-not-dumpable": "runc 1.1.5's init waiting for start can be ptraced from a container sharing its pid ns",
         "seccomp-errnoRet-check": "runc 1.1.5 accepts errnoRet on actions without an errno",
         "rootfsPropagation-shared": "runc 1.1.5 leaves / private with rootfsPropagation shared",
         "rootfsPropagation-unbindable": "runc 1.1.5 fails on rootfsPropagation unbindable (EINVAL)",
