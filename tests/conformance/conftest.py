@@ -29,10 +29,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every conformance test needs root: namespaces, mounts and cgroups are real."""
+    """Every conformance test needs root (namespaces, mounts and cgroups are real) and names its spec section."""
     for item in items:
         if HERE in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.root)
+            if not item.get_closest_marker("spec"):
+                raise pytest.UsageError(f"{item.nodeid}: conformance tests need @pytest.mark.spec(SECTION)")
 
 
 @pytest.fixture(scope="session")

@@ -79,6 +79,15 @@ def test_rlimits_unknown_type_is_an_error(runtime, bundle):
 
 
 @pytest.mark.spec("config.md#process")
+def test_rlimits_duplicated_type_is_an_error(runtime, bundle):
+    """If rlimits contains duplicated entries with the same type, the runtime MUST generate an error."""
+    bundle.process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 100},
+                                 {"type": "RLIMIT_NOFILE", "soft": 200, "hard": 200}]
+    bundle.checker("exit", "0").write()
+    assert runtime.run(bundle.path).returncode != 0
+
+
+@pytest.mark.spec("config.md#process")
 def test_no_new_privileges(runtime, make_bundle):
     """noNewPrivileges true sets the no_new_privs bit; false leaves it clear."""
     seen = {}
