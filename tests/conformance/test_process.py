@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from ocitest import caps
+from ocitest.console import ConsoleSocket
 
 
 @pytest.mark.spec("config.md#process")
@@ -148,6 +151,52 @@ def test_terminal_false_gives_the_runtime_stdio(runtime, bundle):
     report = runtime.run_json(bundle.path)
     assert report["isatty"] == [False, False, False]
     assert report["fds"]["1"].startswith("pipe:")
+
+
+def run_on_terminal(runtime, bundle, tmp_path) -> dict:
+    """create with --console-socket, start, and parse what the checker printed on the terminal."""
+    bundle.write()
+    console = ConsoleSocket(tmp_path / "console.sock")
+    try:
+        cid, result = runtime.create(bundle.path, None, "--console-socket", str(console.path))
+        result.check()
+        console.wait_master()
+        runtime.start(cid).check()
+        return json.loads(console.read_until_closed())
+    finally:
+        console.close()
+
+
+@pytest.mark.spec("config.md#process")
+def test_terminal_true_gives_a_pty_through_the_console_socket(runtime, bundle, tmp_path):
+    """terminal true: stdio are a pseudoterminal whose master the runtime hands over (--console-socket)."""
+    bundle.process["terminal"] = True
+    bundle.checker("report").write()
+    report = run_on_terminal(runtime, bundle, tmp_path)
+    assert report["isatty"] == [True, True, True]
+    assert report["fds"]["0"].startswith("/dev/pts/") and report["fds"]["0"] == report["fds"]["2"]
+
+
+@pytest.mark.spec("config-linux.md#default-devices")
+def test_dev_console_is_the_pty_when_terminal_is_true(runtime, bundle, tmp_path):
+    """/dev/console is set up, when terminal is enabled, by bind mounting the pseudoterminal to it."""
+    bundle.process["terminal"] = True
+    bundle.checker("report", "-s", "/dev/console", "-s", "/proc/self/fd/0").write()
+    report = run_on_terminal(runtime, bundle, tmp_path)
+    dev_console = report["stat"]["/dev/console"]
+    assert (dev_console["type"], dev_console["major"]) == ("char", 136)
+    assert report["fds"]["0"] == f"/dev/pts/{dev_console['minor']}"
+
+
+@pytest.mark.spec("config.md#process")
+def test_console_size(runtime, bundle, tmp_path):
+    """consoleSize sets the terminal's rows and columns."""
+    runtime.require("consoleSize")
+    bundle.process["terminal"] = True
+    bundle.process["consoleSize"] = {"height": 33, "width": 111}
+    bundle.checker("report").write()
+    report = run_on_terminal(runtime, bundle, tmp_path)
+    assert report["winsize"] == [33, 111]
 
 
 @pytest.mark.spec("config.md#process")

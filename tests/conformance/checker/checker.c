@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -279,6 +280,14 @@ static int report(int argc, char **argv)
     for (int fd = 0; fd < 3; fd++) {
         sep();
         fputs(isatty(fd) ? "true" : "false", stdout);
+    }
+    close_arr();
+
+    struct winsize ws;
+    open_arr("winsize");
+    if (ioctl(0, TIOCGWINSZ, &ws) == 0) {
+        aint(ws.ws_row);
+        aint(ws.ws_col);
     }
     close_arr();
 
