@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -123,6 +124,19 @@ def test_prestart_runs_in_the_runtime_namespace_and_sees_the_container_pid(runti
     pid = json.loads((out_dir / "state").read_text())["pid"]
     assert pid == runtime.state(cid).json()["pid"]
     assert (out_dir / "mnt").read_text().strip() != Path(f"/proc/{pid}/ns/mnt").readlink().name
+
+
+@pytest.mark.spec("config.md#createContainer-hooks")
+def test_create_container_hook_runs_in_the_container_namespaces(runtime, bundle, out_dir):
+    """createContainer hooks resolve in the runtime namespace but execute in the container namespace."""
+    script = f"cat > /dev/null; for ns in mnt net uts; do readlink /proc/self/ns/$ns; done > {out_dir}/ns"
+    bundle.config["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]}
+    bundle.checker("sleep", "60").write()
+    cid, result = runtime.create(bundle.path)
+    result.check()
+    pid = runtime.state(cid).json()["pid"]
+    expected = [os.readlink(f"/proc/{pid}/ns/{ns}") for ns in ("mnt", "net", "uts")]
+    assert (out_dir / "ns").read_text().split() == expected
 
 
 @pytest.mark.spec("runtime.md#lifecycle")

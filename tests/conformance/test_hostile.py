@@ -138,6 +138,20 @@ def test_no_file_descriptor_leaks_into_the_container_with_run(runtime, bundle):
 
 
 @pytest.mark.spec("runtime.md#create")
+def test_descriptors_open_in_the_caller_do_not_reach_the_container(runtime, bundle):
+    """Directories the runtime's caller left open (the host's / and /sys/fs/cgroup) are not passed on."""
+    fds = (os.open("/", os.O_RDONLY | os.O_DIRECTORY), os.open("/sys/fs/cgroup", os.O_RDONLY | os.O_DIRECTORY))
+    try:
+        bundle.checker("try", "leaked-fds").write()
+        result = runtime.run(bundle.path, pass_fds=fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    leaked = json.loads(result.check().stdout)
+    assert leaked["ok"] is False and leaked["fds"] == []
+
+
+@pytest.mark.spec("runtime.md#create")
 def test_no_file_descriptor_leaks_into_the_container_with_create_and_start(runtime, bundle):
     bundle.checker("try", "leaked-fds").write()
     cid, result = runtime.create(bundle.path)

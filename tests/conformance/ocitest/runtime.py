@@ -158,9 +158,10 @@ class Runtime:
     def argv(self, *args: str) -> list[str]:
         return [*self.prefix, "--root", str(self.root), *args]
 
-    def call(self, *args: str, input: str | None = None, timeout: float = TIMEOUT) -> Result:
+    def call(self, *args: str, input: str | None = None, timeout: float = TIMEOUT,
+             pass_fds: tuple[int, ...] = ()) -> Result:
         argv = self.argv(*args)
-        proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, pass_fds=pass_fds,
                               env={**os.environ, **self.env}, stdin=None if input is not None else subprocess.DEVNULL)
         return Result(argv, proc.returncode, proc.stdout, proc.stderr)
 
@@ -191,9 +192,10 @@ class Runtime:
     def delete(self, cid: str, force: bool = False) -> Result:
         return self.call("delete", *(["--force"] if force else []), cid)
 
-    def run(self, bundle: Path, cid: str | None = None, timeout: float = TIMEOUT) -> Result:
+    def run(self, bundle: Path, cid: str | None = None, timeout: float = TIMEOUT,
+            pass_fds: tuple[int, ...] = ()) -> Result:
         """`run` in the foreground: the exit status is the container's."""
-        return self.call("run", "--bundle", str(bundle), cid or self.new_id(), timeout=timeout)
+        return self.call("run", "--bundle", str(bundle), cid or self.new_id(), timeout=timeout, pass_fds=pass_fds)
 
     def run_json(self, bundle: Path) -> Any:
         """`run` a checker command and parse its JSON report."""
