@@ -44,6 +44,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     },
     "crun": {
         "ioPriority": "crun 1.8.1 ignores process.ioPriority",
+        "features": "crun 1.8.1 has no features command",
         "poststart-after-exec": "crun 1.8.1 runs poststart hooks before the user process is executed",
         "createContainer-state-pid": "crun 1.8.1 gives createContainer hooks pid 0 with status created",
         "startContainer-state-bundle": "crun 1.8.1 gives startContainer hooks \"/\" as the bundle",
