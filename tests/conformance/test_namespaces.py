@@ -38,11 +38,14 @@ def test_new_namespace(runtime, bundle, kind):
     """A namespace without `path` MUST be a new container namespace of that type."""
     if kind == "time":
         runtime.require("time-namespace")
-    bundle.set_namespace(kind).checker("report").write()
+    bundle.set_namespace(kind).checker("report", "-r", "/proc/net/dev").write()
     report = runtime.run_json(bundle.path)
     assert report["namespaces"][PROC_NAME[kind]] != host_ns(kind)
     if kind == "pid":
         assert report["pid"] == 1
+    if kind == "network":  # a new network namespace holds only its loopback interface
+        lines = report["read"]["/proc/net/dev"]["text"].splitlines()[2:]
+        assert [line.split(":")[0].strip() for line in lines] == ["lo"]
 
 
 @pytest.mark.spec("config-linux.md#namespaces")
