@@ -25,6 +25,13 @@ def test_args_first_entry_is_looked_up_in_path(runtime, bundle):
 
 
 @pytest.mark.spec("config.md#process")
+def test_empty_args_is_an_error(runtime, bundle):
+    """At least one entry of `args` is REQUIRED: an empty list must not create a container."""
+    bundle.args().write()
+    assert runtime.run(bundle.path).returncode != 0
+
+
+@pytest.mark.spec("config.md#process")
 def test_env_is_exactly_the_configured_environment(runtime, bundle):
     """`env` is the environ of the process (HOME included, as runtimes add it when it is missing)."""
     env = ["PATH=/bin", "HOME=/home/alice", "ONE=1", "SPACED=a b=c", "EMPTY="]
