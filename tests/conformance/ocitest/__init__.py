@@ -1,0 +1,1 @@
+"""Helpers of the runtime-spec conformance suite: the checker, bundles and runtime drivers."""

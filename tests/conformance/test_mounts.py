@@ -1,0 +1,257 @@
+"""config.md#root and #mounts, config-linux.md devices, masked and readonly paths, sysctl, rootfs propagation."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from ocitest import mountinfo
+
+EROFS, EACCES = 30, 13
+
+
+def mounts_of(report) -> list[mountinfo.Mount]:
+    return mountinfo.parse(report["mountinfo"])
+
+
+@pytest.mark.spec("config.md#root")
+def test_root_path_absolute(runtime, bundle):
+    """root.path may be absolute: that directory is the container's /."""
+    bundle.config["root"]["path"] = str(bundle.rootfs)
+    bundle.checker("report", "-s", "/checker").write()
+    assert runtime.run_json(bundle.path)["stat"]["/checker"]["type"] == "file"
+
+
+@pytest.mark.spec("config.md#root")
+def test_root_readonly(runtime, bundle):
+    """root.readonly true: the root filesystem MUST be read-only inside the container."""
+    bundle.config["root"]["readonly"] = True
+    bundle.checks("try create /newfile", "report").write()
+    created, report = runtime.run_lines(bundle.path)
+    assert (created["ok"], created["errno"]) == (False, EROFS)
+    assert "ro" in mountinfo.at(mounts_of(report), "/").options
+    assert not (bundle.rootfs / "newfile").exists()
+
+
+@pytest.mark.spec("config.md#root")
+def test_root_writable_by_default(runtime, bundle):
+    bundle.checker("try", "create", "/newfile").write()
+    assert runtime.run_json(bundle.path)["ok"] is True
+    assert (bundle.rootfs / "newfile").exists()
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_mounts_in_listed_order(runtime, bundle):
+    """The runtime MUST mount entries in the listed order: a later mount lands inside an earlier one."""
+    bundle.add_mount("/mnt/outer", "tmpfs", "tmpfs", ["size=1m"])
+    bundle.add_mount("/mnt/outer/inner", "tmpfs", "tmpfs", ["size=2m"])
+    bundle.add_mount("/mnt/outer/inner/deepest", "tmpfs", "tmpfs", ["size=3m"])
+    bundle.checker("report").write()
+    mounts = mounts_of(runtime.run_json(bundle.path))
+    outer, inner, deepest = (mountinfo.at(mounts, p) for p in ("/mnt/outer", "/mnt/outer/inner",
+                                                                "/mnt/outer/inner/deepest"))
+    assert inner.parent == outer.id and deepest.parent == inner.id
+    assert "size=3072k" in deepest.super_options
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_mount_destination_is_created(runtime, bundle):
+    """A destination missing from the root filesystem is created (here two levels deep)."""
+    bundle.add_mount("/made/by/runtime", "tmpfs", "tmpfs")
+    bundle.checker("report").write()
+    assert mountinfo.at(mounts_of(runtime.run_json(bundle.path)), "/made/by/runtime").fstype == "tmpfs"
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_bind_mount_of_a_directory_and_a_file(runtime, bundle, tmp_path):
+    source = tmp_path / "shared"
+    source.mkdir()
+    (source / "data.txt").write_text("from the host")
+    (tmp_path / "single").write_text("one file")
+    bundle.add_mount("/mnt/shared", None, str(source), ["bind"])
+    bundle.add_mount("/mnt/single", None, str(tmp_path / "single"), ["bind"])
+    bundle.checker("report", "-r", "/mnt/shared/data.txt", "-r", "/mnt/single").write()
+    read = runtime.run_json(bundle.path)["read"]
+    assert read["/mnt/shared/data.txt"]["text"] == "from the host"
+    assert read["/mnt/single"]["text"] == "one file"
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_bind_is_not_recursive_and_rbind_is(runtime, bundle):
+    """`bind` takes one mount; `rbind` takes the submounts too (here the cgroup hierarchies)."""
+    bundle.add_mount("/mnt/bind", None, "/sys/fs/cgroup", ["bind", "ro"])
+    bundle.add_mount("/mnt/rbind", None, "/sys/fs/cgroup", ["rbind", "ro"])
+    bundle.checker("report").write()
+    mounts = mounts_of(runtime.run_json(bundle.path))
+    assert mountinfo.under(mounts, "/mnt/bind") == []
+    assert any(m.fstype == "cgroup" for m in mountinfo.under(mounts, "/mnt/rbind"))
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_mount_flags_ro_nosuid_nodev_noexec(runtime, bundle):
+    bundle.add_mount("/mnt/flags", "tmpfs", "tmpfs", ["ro", "nosuid", "nodev", "noexec"])
+    bundle.add_mount("/mnt/plain", "tmpfs", "tmpfs", [])
+    bundle.checker("report").write()
+    mounts = mounts_of(runtime.run_json(bundle.path))
+    assert {"ro", "nosuid", "nodev", "noexec"} <= mountinfo.at(mounts, "/mnt/flags").options
+    assert not {"ro", "nosuid", "nodev", "noexec"} & mountinfo.at(mounts, "/mnt/plain").options
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_bind_mount_ro_and_noexec_are_enforced(runtime, bundle, tmp_path):
+    """Flags on a bind mount are applied (a remount): writes fail with EROFS, exec with EACCES."""
+    source = tmp_path / "progs"
+    source.mkdir()
+    shutil.copy2(bundle.rootfs / "checker", source / "prog")
+    bundle.add_mount("/mnt/progs", None, str(source), ["bind", "ro", "noexec"])
+    bundle.add_mount("/mnt/exec", None, str(source), ["bind"])
+    bundle.checks("try create /mnt/progs/new", "try exec /mnt/progs/prog exit 0",
+                  "try exec /mnt/exec/prog exit 0").write()
+    write, noexec, exec_ok = runtime.run_lines(bundle.path)
+    assert (write["ok"], write["errno"]) == (False, EROFS)
+    assert (noexec["ok"], noexec["errno"]) == (False, EACCES)
+    assert exec_ok["ok"] is True
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_tmpfs_size_and_mode(runtime, bundle):
+    bundle.add_mount("/mnt/small", "tmpfs", "tmpfs", ["size=1m", "mode=700"])
+    bundle.checker("report", "-s", "/mnt/small").write()
+    report = runtime.run_json(bundle.path)
+    assert "size=1024k" in mountinfo.at(mounts_of(report), "/mnt/small").super_options
+    assert report["stat"]["/mnt/small"]["mode"] == 0o700
+
+
+@pytest.mark.spec("config.md#mounts")
+@pytest.mark.parametrize("option, tag", [("shared", "shared:"), ("rshared", "shared:"), ("private", None),
+                                         ("unbindable", "unbindable")])
+def test_bind_mount_propagation_option(runtime, bundle, tmp_path, option, tag):
+    """Propagation options set a bind mount's propagation type (mountinfo optional fields).
+
+    rootfsPropagation is set because the spec leaves the default open: crun makes the whole tree
+    private again after the mounts when it is unset.
+    """
+    bundle.linux["rootfsPropagation"] = "slave"
+    bundle.add_mount("/mnt/prop", None, str(tmp_path), ["bind", option])
+    bundle.checker("report").write()
+    fields = mountinfo.at(mounts_of(runtime.run_json(bundle.path)), "/mnt/prop").fields
+    if tag is None:
+        assert fields == []
+    else:
+        assert any(f.startswith(tag) for f in fields), fields
+
+
+@pytest.mark.spec("config-linux.md#rootfs-mount-propagation")
+@pytest.mark.parametrize("propagation, tag", [("shared", "shared:"), ("private", None), ("unbindable", "unbindable")])
+def test_rootfs_propagation(runtime, bundle, propagation, tag):
+    """rootfsPropagation sets the propagation of the container's / mount."""
+    runtime.require(f"rootfsPropagation-{propagation}")
+    bundle.linux["rootfsPropagation"] = propagation
+    bundle.checker("report").write()
+    fields = mountinfo.at(mounts_of(runtime.run_json(bundle.path)), "/").fields
+    if tag is None:
+        assert not any(f.startswith(("shared:", "master:")) for f in fields), fields
+    else:
+        assert any(f.startswith(tag) for f in fields), fields
+
+
+DEFAULT_DEVICES = {"/dev/null": (1, 3), "/dev/zero": (1, 5), "/dev/full": (1, 7), "/dev/random": (1, 8),
+                   "/dev/urandom": (1, 9), "/dev/tty": (5, 0)}
+
+
+@pytest.mark.spec("config-linux.md#default-devices")
+def test_default_devices(runtime, bundle):
+    """null, zero, full, random, urandom, tty are character devices usable by everyone; ptmx is devpts's."""
+    args = ["report"]
+    for path in [*DEFAULT_DEVICES, "/dev/ptmx", "/dev/pts/ptmx"]:
+        args += ["-s", path]
+    bundle.checker(*args).write()
+    stat = runtime.run_json(bundle.path)["stat"]
+    for path, (major, minor) in DEFAULT_DEVICES.items():
+        assert (stat[path]["type"], stat[path]["major"], stat[path]["minor"]) == ("char", major, minor), path
+        assert stat[path]["mode"] == 0o666, path
+    ptmx = stat["/dev/ptmx"]
+    assert (ptmx["type"] == "symlink" and ptmx["target"] == "pts/ptmx") or (ptmx["major"], ptmx["minor"]) == (5, 2)
+    assert stat["/dev/pts/ptmx"]["type"] == "char"
+
+
+@pytest.mark.spec("config-linux.md#default-devices")
+def test_default_devices_work(runtime, bundle):
+    """Reading /dev/zero gives bytes, writing /dev/null succeeds (the device cgroup lets them through)."""
+    bundle.checks("try read /dev/zero", "try write /dev/null", "try read /dev/urandom").write()
+    assert [act["ok"] for act in runtime.run_lines(bundle.path)] == [True, True, True]
+
+
+@pytest.mark.spec("config-linux.md#devices")
+def test_configured_devices(runtime, bundle):
+    """linux.devices entries are created with their type, major, minor, fileMode, uid and gid."""
+    bundle.linux["devices"] = [
+        {"path": "/dev/conformance-mem", "type": "c", "major": 1, "minor": 5, "fileMode": 0o640, "uid": 1000,
+         "gid": 50},
+        {"path": "/dev/sub/conformance-blk", "type": "b", "major": 7, "minor": 200, "fileMode": 0o600, "uid": 0,
+         "gid": 0},
+    ]
+    bundle.checker("report", "-s", "/dev/conformance-mem", "-s", "/dev/sub/conformance-blk").write()
+    stat = runtime.run_json(bundle.path)["stat"]
+    mem, blk = stat["/dev/conformance-mem"], stat["/dev/sub/conformance-blk"]
+    assert (mem["type"], mem["major"], mem["minor"], mem["mode"], mem["uid"], mem["gid"]) == \
+        ("char", 1, 5, 0o640, 1000, 50)
+    assert (blk["type"], blk["major"], blk["minor"], blk["mode"]) == ("block", 7, 200, 0o600)
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_dev_pts_and_shm(runtime, bundle):
+    """/dev/pts is a new devpts instance, /dev/shm a tmpfs, as mounted by the config."""
+    bundle.checker("report").write()
+    mounts = mounts_of(runtime.run_json(bundle.path))
+    assert mountinfo.at(mounts, "/dev/pts").fstype == "devpts"
+    assert mountinfo.at(mounts, "/dev/shm").fstype == "tmpfs"
+    assert mountinfo.at(mounts, "/dev").fstype == "tmpfs"
+
+
+@pytest.mark.spec("runtime-linux.md#dev-symbolic-links")
+def test_dev_symbolic_links(runtime, bundle):
+    links = {"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0", "/dev/stdout": "/proc/self/fd/1",
+             "/dev/stderr": "/proc/self/fd/2"}
+    args = ["report"]
+    for path in links:
+        args += ["-s", path]
+    bundle.checker(*args).write()
+    stat = runtime.run_json(bundle.path)["stat"]
+    assert {path: (stat[path]["type"], stat[path].get("target")) for path in links} == \
+        {path: ("symlink", target) for path, target in links.items()}
+
+
+@pytest.mark.spec("config-linux.md#masked-paths")
+def test_masked_paths_cannot_be_read(runtime, bundle):
+    """maskedPaths: files read empty, directories list empty (here /proc/timer_list, a file and a directory)."""
+    bundle.linux["maskedPaths"] = ["/proc/timer_list", "/etc/passwd", "/home", "/no/such/path"]
+    bundle.checks("try read /proc/timer_list", "try read /etc/passwd", "try list /home", "try read /etc/group").write()
+    timer_list, passwd, home, group = runtime.run_lines(bundle.path)
+    assert timer_list["ok"] is False and passwd["ok"] is False
+    assert home["ok"] is False
+    assert group["ok"] is True
+
+
+@pytest.mark.spec("config-linux.md#readonly-paths")
+def test_readonly_paths(runtime, bundle):
+    bundle.linux["readonlyPaths"] = ["/proc/sys", "/home", "/no/such/path"]
+    bundle.checks("try write /proc/sys/kernel/hostname", "try create /home/alice/new", "try create /tmp/new",
+                  "try read /home/alice/../../etc/passwd").write()
+    proc_sys, home, tmp, read = runtime.run_lines(bundle.path)
+    assert (proc_sys["ok"], proc_sys["errno"]) == (False, EROFS)
+    assert (home["ok"], home["errno"]) == (False, EROFS)
+    assert tmp["ok"] is True and read["ok"] is True
+
+
+@pytest.mark.spec("config-linux.md#sysctl")
+def test_sysctl(runtime, bundle):
+    """linux.sysctl values are written in the container's namespaces (net and ipc here), not the host's."""
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        host_forward = f.read().strip()
+    wanted = "0" if host_forward == "1" else "1"
+    bundle.linux["sysctl"] = {"net.ipv4.ip_forward": wanted, "kernel.msgmax": "4321"}
+    bundle.checker("report", "-k", "net.ipv4.ip_forward", "-k", "kernel.msgmax").write()
+    assert runtime.run_json(bundle.path)["sysctls"] == {"net.ipv4.ip_forward": wanted, "kernel.msgmax": "4321"}
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        assert f.read().strip() == host_forward
