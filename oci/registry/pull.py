@@ -1,0 +1,401 @@
+"""Copy an image from a registry, or from another layout, into an OCI image layout.
+
+`pull()` works in three steps so that a failure never leaves the layout half-changed:
+
+1. plan: read the manifest (an index resolved to one platform, or all of them), every
+   document checked against its digest, size cap and schema, before anything is written;
+2. transfer: the blobs the layout lacks travel in parallel, each verified while it
+   streams (digest and size); an interrupted download resumes with a Range request;
+3. commit: manifests are stored (children before parents) and the tag is written
+   atomically, last.
+
+A failure or Ctrl-C in step 2 leaves the index untouched; blobs that were completely
+downloaded and verified stay (a later pull reuses them, `gc` removes them if never
+tagged), partial ones never appear under a digest name.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+from oci import platform as platforms
+from oci import schema
+from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, OCI_INDEX, Descriptor
+from oci.digest import Digest, verify_bytes
+from oci.errors import IntegrityError, NotFound, OciError, RegistryError, Unsupported
+from oci.image import parse_image_argument
+from oci.layout import MAX_DOCUMENT, Layout
+
+from .client import MAX_MANIFEST, Manifest, Repository
+from .http import backoff_delay, describe_error
+
+log = logging.getLogger("oci.registry")
+
+MAX_DEPTH = 4  # an index may point at an index, this deep at most
+MAX_RESUMES = 5
+
+
+class Progress(Protocol):
+    """Told which blobs will travel, then how far each one got (from worker threads)."""
+
+    def begin(self, blobs: list[Descriptor]) -> None: ...
+
+    def advance(self, blob: Descriptor, done: int) -> None: ...
+
+
+class Interrupted(Exception):
+    """Another transfer failed: this one stops early."""
+
+
+class Source(Protocol):
+    """Where images come from: a registry repository or a layout."""
+
+    def manifest(self, reference: str) -> Manifest: ...
+
+    def open_blob(self, descriptor: Descriptor, offset: int) -> tuple[BinaryIO, int]: ...
+
+    def referrers(self, digest: Digest) -> Manifest | None: ...
+
+
+class RegistrySource:
+    """A repository of a registry."""
+
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+
+    def __str__(self) -> str:
+        return str(self.repository)
+
+    def manifest(self, reference: str) -> Manifest:
+        return self.repository.get_manifest(reference)
+
+    def open_blob(self, descriptor: Descriptor, offset: int) -> tuple[BinaryIO, int]:
+        return self.repository.open_blob(descriptor.digest, offset)  # type: ignore[return-value]
+
+    def referrers(self, digest: Digest) -> Manifest | None:
+        return self.repository.referrers(digest)
+
+
+class LayoutSource:
+    """Another OCI image layout, named `PATH[:TAG|@DIGEST]`."""
+
+    def __init__(self, text: str) -> None:
+        path, self.name = parse_image_argument(text)
+        self.layout = Layout.open(path)
+
+    def __str__(self) -> str:
+        return f"oci:{self.layout.path}"
+
+    def manifest(self, reference: str) -> Manifest:
+        entry = self.layout.resolve(reference or self.name)
+        if entry.media_type not in MANIFESTS | INDEXES:
+            raise Unsupported(f"{self}@{entry.digest}: not a manifest or index ({entry.media_type})")
+        data = self.layout.read_blob(entry, MAX_MANIFEST)
+        return Manifest(entry.media_type, entry.digest, data)
+
+    def default_tag(self) -> str:
+        """The tag an image copied from here gets when none is asked for: its tag in this layout."""
+        if self.name and not self.name.startswith(("sha256:", "sha512:")):
+            return self.name
+        return self.layout.resolve(self.name).ref_name or "latest"
+
+    def open_blob(self, descriptor: Descriptor, offset: int) -> tuple[BinaryIO, int]:
+        try:
+            f = open(self.layout.blob_path(descriptor.digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"{self}: blob {descriptor.digest} is missing") from None
+        f.seek(offset)
+        return f, offset
+
+    def referrers(self, digest: Digest) -> Manifest | None:
+        try:
+            return self.manifest(f"{digest.algorithm}-{digest.hex}")
+        except NotFound:
+            return None
+
+
+@dataclass
+class Plan:
+    """What a pull stores: blobs first, then documents (children before parents)."""
+
+    blobs: dict[Digest, Descriptor] = field(default_factory=dict)
+    documents: list[Manifest] = field(default_factory=list)
+    configs: set[Digest] = field(default_factory=set)
+
+    def add_document(self, manifest: Manifest) -> None:
+        if all(d.digest != manifest.digest for d in self.documents):
+            self.documents.append(manifest)
+
+
+@dataclass
+class Result:
+    """What a pull did: the tagged descriptor, and what travelled."""
+
+    descriptor: Descriptor
+    blobs_fetched: int = 0
+    bytes_fetched: int = 0
+    blobs_present: int = 0
+
+
+class Puller:
+    """Copies images from one source into one layout."""
+
+    def __init__(self, source: Source, layout_path: str, *, jobs: int = 4, progress: Progress | None = None,
+                 backoff: float = 0.5) -> None:
+        self.source = source
+        self.layout_path = layout_path
+        self.jobs = max(1, jobs)
+        self.progress = progress
+        self.backoff = backoff
+        self._existing = _open_existing(layout_path)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.result: Result | None = None
+
+    # -- step 1: plan --------------------------------------------------
+
+    def plan(self, reference: str, platform: platforms.Platform | None, all_platforms: bool) -> tuple[Plan, Manifest]:
+        """Read and check every document of the image; nothing is written yet. Returns the plan
+        and the manifest to tag (the root with `all_platforms`, else the platform's manifest)."""
+        plan = Plan()
+        root = self.source.manifest(reference)
+        _validate(root, f"{self.source}:{reference}")
+        chosen = root
+        if all_platforms:
+            self._walk(plan, root, 0)
+            return plan, root
+        wanted = platform or platforms.Platform.host()
+        for _ in range(MAX_DEPTH):
+            if chosen.media_type not in INDEXES:
+                break
+            index = schema.parse(chosen.data, str(chosen.digest))
+            entry = platforms.choose(index.get("manifests", []), wanted, f"{self.source}@{chosen.digest}")
+            chosen = self._document(Descriptor.from_json(entry))
+        if chosen.media_type in INDEXES:
+            raise Unsupported(f"{self.source}@{root.digest}: indexes nested deeper than {MAX_DEPTH}")
+        self._walk(plan, chosen, 0)
+        return plan, chosen
+
+    def _walk(self, plan: Plan, manifest: Manifest, depth: int) -> None:
+        doc = schema.parse(manifest.data, str(manifest.digest))
+        if manifest.media_type in INDEXES:
+            if depth >= MAX_DEPTH:
+                raise Unsupported(f"{self.source}@{manifest.digest}: indexes nested deeper than {MAX_DEPTH}")
+            for entry in doc.get("manifests", []):
+                child = Descriptor.from_json(entry)
+                if child.media_type in MANIFESTS | INDEXES:
+                    self._walk(plan, self._document(child), depth + 1)
+                else:
+                    plan.blobs.setdefault(child.digest, child)
+        else:
+            config = Descriptor.from_json(doc["config"])
+            plan.blobs.setdefault(config.digest, config)
+            if config.media_type in CONFIGS:
+                plan.configs.add(config.digest)
+            for layer in doc.get("layers", []):
+                descriptor = Descriptor.from_json(layer)
+                plan.blobs.setdefault(descriptor.digest, descriptor)
+        plan.add_document(manifest)
+
+    def _document(self, descriptor: Descriptor) -> Manifest:
+        """A child manifest by digest: from the target layout when it has it, else the source."""
+        where = f"{self.source}@{descriptor.digest}"
+        if descriptor.size > MAX_MANIFEST:
+            raise IntegrityError(f"{where}: manifest size {descriptor.size} exceeds the cap of {MAX_MANIFEST}")
+        if self._existing is not None and self._existing.has_blob(descriptor.digest, descriptor.size):
+            data = self._existing.read_blob(descriptor, MAX_MANIFEST)
+            manifest = Manifest(descriptor.media_type, descriptor.digest, data)
+        else:
+            manifest = self.source.manifest(str(descriptor.digest))
+            if manifest.digest != descriptor.digest or len(manifest.data) != descriptor.size:
+                raise IntegrityError(f"{where}: served manifest ({manifest.digest}, {len(manifest.data)} bytes) "
+                                     f"does not match its descriptor ({descriptor.size} bytes)")
+            if manifest.media_type != descriptor.media_type:
+                raise IntegrityError(f"{where}: served media type {manifest.media_type}, "
+                                     f"the index says {descriptor.media_type}")
+        _validate(manifest, where)
+        return manifest
+
+    # -- step 2 and 3: transfer and commit -------------------------------
+
+    def store(self, plan: Plan, layout: Layout) -> Result:
+        """Fetch the missing blobs of `plan` and store its documents; the caller tags."""
+        result = Result(Descriptor(OCI_INDEX, Digest.of(b""), 0))
+        missing = []
+        for descriptor in plan.blobs.values():
+            if layout.has_blob(descriptor.digest, descriptor.size):
+                result.blobs_present += 1
+            else:
+                missing.append(descriptor)
+        missing.sort(key=lambda d: -d.size)  # the largest first keeps every worker busy
+        if missing:
+            if self.progress:
+                self.progress.begin(missing)
+            self._transfer(missing, layout, plan)
+            result.blobs_fetched = len(missing)
+            result.bytes_fetched = sum(d.size for d in missing)
+        for manifest in plan.documents:
+            layout.put_bytes(manifest.data, manifest.digest)
+        return result
+
+    def _transfer(self, missing: list[Descriptor], layout: Layout, plan: Plan) -> None:
+        self._stop.clear()
+        pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(missing)), thread_name_prefix="oci-fetch")
+        try:
+            futures = [pool.submit(self._fetch_blob, d, layout, d.digest in plan.configs) for d in missing]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            errors = [f.exception() for f in futures if f.done() and f.exception() is not None]
+            real = [e for e in errors if not isinstance(e, Interrupted)]
+            if real or errors:
+                self._stop.set()
+                raise (real or errors)[0]  # type: ignore[misc]
+        except BaseException:
+            self._stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _fetch_blob(self, descriptor: Descriptor, layout: Layout, is_config: bool) -> None:
+        if self._stop.is_set():
+            raise Interrupted()
+        reader = ResumingReader(self.source, descriptor, self._stop, self.progress, self.backoff)
+        try:
+            if is_config:
+                if descriptor.size > MAX_DOCUMENT:
+                    raise IntegrityError(f"{self.source}@{descriptor.digest}: config size {descriptor.size} "
+                                         f"exceeds the cap of {MAX_DOCUMENT}")
+                data = b"".join(iter(reader.read, b""))
+                verify_bytes(data, descriptor.digest, descriptor.size, f"{self.source}@{descriptor.digest}")
+                schema.load(data, descriptor.media_type, f"{self.source}@{descriptor.digest}")
+                layout.put_bytes(data, descriptor.digest)
+            else:
+                try:
+                    layout.put_blob(reader, descriptor.digest, descriptor.size)
+                except IntegrityError as err:
+                    raise IntegrityError(f"{self.source}@{descriptor.digest}: {err.message}") from None
+        finally:
+            reader.close()
+
+    def referrers(self, subjects: list[Digest], layout: Layout) -> list[Descriptor]:
+        """Copy the artifacts that refer to `subjects` and tag each subject's referrers index
+        `<alg>-<hex>` (the tag schema), so they stay reachable in the layout."""
+        tagged = []
+        for subject in dict.fromkeys(subjects):
+            index = self.source.referrers(subject)
+            if index is None:
+                continue
+            _validate(index, f"{self.source}@{subject}: referrers")
+            plan = Plan()
+            for entry in schema.parse(index.data, "referrers").get("manifests", []):
+                child = Descriptor.from_json(entry)
+                if child.media_type in MANIFESTS | INDEXES:
+                    self._walk(plan, self._document(child), 1)
+                else:
+                    plan.blobs.setdefault(child.digest, child)
+            plan.add_document(index)
+            self.store(plan, layout)
+            tagged.append(layout.tag(f"{subject.algorithm}-{subject.hex}", index.descriptor))
+        return tagged
+
+
+class ResumingReader:
+    """A blob's bytes from a source; a broken connection resumes where it stopped (Range)."""
+
+    def __init__(self, source: Source, descriptor: Descriptor, stop: threading.Event,
+                 progress: Progress | None, backoff: float = 0.5) -> None:
+        self.source = source
+        self.descriptor = descriptor
+        self.offset = 0
+        self.resumes = 0
+        self._stop = stop
+        self._progress = progress
+        self._backoff = backoff
+        self._stream: BinaryIO | None = None
+
+    def _open(self) -> BinaryIO:
+        stream, start = self.source.open_blob(self.descriptor, self.offset)
+        skip = self.offset - start
+        while skip > 0:  # the source ignored the range: skip what we have
+            chunk = stream.read(min(skip, 1 << 20))
+            if not chunk:
+                raise http.client.IncompleteRead(b"")
+            skip -= len(chunk)
+        return stream
+
+    def read(self, n: int = 1 << 20) -> bytes:
+        n = 1 << 20 if n is None or n < 0 else n
+        while True:
+            if self._stop.is_set():
+                raise Interrupted()
+            try:
+                if self._stream is None:
+                    self._stream = self._open()
+                data = self._stream.read(n)
+                if not data and self.offset < self.descriptor.size:
+                    raise http.client.IncompleteRead(b"", self.descriptor.size - self.offset)
+            except (OSError, http.client.HTTPException) as err:
+                self._resume(err)
+                continue
+            self.offset += len(data)
+            if data and self._progress:
+                self._progress.advance(self.descriptor, self.offset)
+            return data
+
+    def _resume(self, err: BaseException) -> None:
+        self.close()
+        if self.resumes >= MAX_RESUMES:
+            raise RegistryError(f"{self.source}@{self.descriptor.digest}: download failed at byte "
+                                f"{self.offset} after {self.resumes} resumes: {describe_error(err)}") from None
+        delay = backoff_delay(self.resumes, self._backoff, 10.0)
+        self.resumes += 1
+        log.warning("%s@%s: interrupted at byte %d (%s); resuming in %.1fs",
+                    self.source, self.descriptor.digest, self.offset, describe_error(err), delay)
+        time.sleep(delay)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            try:
+                stream.close()
+            except (OSError, http.client.HTTPException):
+                pass
+
+
+def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform: platforms.Platform | None = None,
+         all_platforms: bool = False, referrers: bool = False, jobs: int = 4,
+         progress: Progress | None = None, backoff: float = 0.5) -> Result:
+    """Copy the image `reference` names from `source` into the layout at `layout_path`, tag it
+    `tag` there, and return the tagged descriptor with transfer figures."""
+    puller = Puller(source, layout_path, jobs=jobs, progress=progress, backoff=backoff)
+    plan, target = puller.plan(reference, platform, all_platforms)
+    layout = Layout.open(layout_path, create=True)
+    with layout.session():
+        result = puller.store(plan, layout)
+        result.descriptor = layout.tag(tag, target.descriptor)
+        if referrers:
+            puller.referrers([d.digest for d in plan.documents], layout)
+    return result
+
+
+def _validate(manifest: Manifest, where: str) -> None:
+    """Check a served manifest or index against its schema."""
+    doc = schema.load(manifest.data, manifest.media_type, where)
+    declared = doc.get("mediaType")
+    if declared and declared != manifest.media_type:
+        raise IntegrityError(f"{where}: document says mediaType {declared}, served as {manifest.media_type}")
+
+
+def _open_existing(path: str) -> Layout | None:
+    try:
+        return Layout.open(path)
+    except OciError:
+        return None
