@@ -107,7 +107,9 @@ class Registry:
                 return response
             challenge = response.header("WWW-Authenticate")
             detail = error_detail(response)
-            if attempt == 2 or (body is not None and not isinstance(body, bytes) and start is None):
+            insufficient = 'error="insufficient_scope"' in (challenge or "")
+            if attempt == 2 or (authorization and insufficient) or (
+                    body is not None and not isinstance(body, bytes) and start is None):
                 raise AuthError(f"{self.name}: access refused for {' '.join(scopes)}{detail}")
             self.auth.challenged(challenge, scopes)
         raise AssertionError("unreachable")
@@ -150,7 +152,6 @@ class Repository:
         if response.status != 200:
             raise self._fail(response, what)
         data = response.read_all(limit, f"{what}: manifest")
-        media_type = manifest_media_type(data, response.header("Content-Type"), what)
         expected = Digest.parse(reference) if reference.startswith(("sha256:", "sha512:")) else None
         served = response.header("Docker-Content-Digest")
         if expected is None and served:
@@ -161,7 +162,7 @@ class Repository:
         digest = Digest.of(data, expected.algorithm if expected else "sha256")
         if expected is not None and digest != expected:
             raise IntegrityError(f"{what}: manifest digest {digest} does not match {expected}")
-        return Manifest(media_type, digest, data)
+        return Manifest(manifest_media_type(data, response.header("Content-Type"), what), digest, data)
 
     def head_manifest(self, reference: str) -> Descriptor | None:
         """The descriptor of a manifest without its body (None when it does not exist)."""

@@ -9,12 +9,14 @@ its connection back to the pool for the next request to the same host.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import glob
 import http.client
 import logging
 import os
 import random
+import socket
 import ssl
 import threading
 import time
@@ -145,6 +147,7 @@ class Transport:
     def __init__(self, options: Options | None = None) -> None:
         self.options = options or Options()
         self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._busy: set[http.client.HTTPConnection] = set()
         self._lock = threading.Lock()
         self._contexts: dict[str, ssl.SSLContext] = {}
 
@@ -174,16 +177,29 @@ class Transport:
     def _checkout(self, key: tuple[str, str]) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
             idle = self._idle.get(key)
-            if idle:
-                return idle.pop(), True
-        return self._connect(*key), False
+            conn = idle.pop() if idle else None
+        reused = conn is not None
+        conn = conn or self._connect(*key)
+        with self._lock:
+            self._busy.add(conn)
+        return conn, reused
 
     def _checkin(self, key: tuple[str, str], conn: http.client.HTTPConnection, reusable: bool) -> None:
-        if not reusable:
-            conn.close()
-            return
         with self._lock:
-            self._idle.setdefault(key, []).append(conn)
+            self._busy.discard(conn)
+            if reusable:
+                self._idle.setdefault(key, []).append(conn)
+                return
+        conn.close()
+
+    def abort(self) -> None:
+        """Cut every connection in use, so threads blocked reading from them fail at once."""
+        with self._lock:
+            busy = list(self._busy)
+        for conn in busy:
+            if conn.sock is not None:
+                with contextlib.suppress(OSError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         """Close every idle connection."""
@@ -239,7 +255,7 @@ class Transport:
                 conn.request(method, target, body=body, headers=headers)
                 raw = conn.getresponse()
             except (OSError, http.client.HTTPException):
-                conn.close()
+                self._checkin(key, conn, False)
                 if reused and (body is None or isinstance(body, bytes)):
                     continue  # the server closed an idle keep-alive connection: try a fresh one
                 raise
@@ -310,7 +326,8 @@ def describe_error(err: BaseException) -> str:
     if isinstance(err, ssl.SSLCertVerificationError):
         return f"TLS certificate not trusted ({err.verify_message}); see --cert-dir"
     if isinstance(err, ssl.SSLError):
-        return f"TLS error: {err.reason or err}"
+        hint = " (a plain HTTP registry? see --insecure)" if err.reason == "WRONG_VERSION_NUMBER" else ""
+        return f"TLS error: {err.reason or err}{hint}"
     if isinstance(err, ConnectionRefusedError):
         return "connection refused"
     if isinstance(err, OSError) and err.strerror:

@@ -62,6 +62,8 @@ class Source(Protocol):
 
     def referrers(self, digest: Digest) -> Manifest | None: ...
 
+    def abort(self) -> None: ...
+
 
 class RegistrySource:
     """A repository of a registry."""
@@ -80,6 +82,10 @@ class RegistrySource:
 
     def referrers(self, digest: Digest) -> Manifest | None:
         return self.repository.referrers(digest)
+
+    def abort(self) -> None:
+        """Cut the connections in use (Ctrl-C, or another transfer failed)."""
+        self.repository.registry.transport.abort()
 
 
 class LayoutSource:
@@ -118,6 +124,9 @@ class LayoutSource:
             return self.manifest(f"{digest.algorithm}-{digest.hex}")
         except NotFound:
             return None
+
+    def abort(self) -> None:
+        pass
 
 
 @dataclass
@@ -257,6 +266,7 @@ class Puller:
                 raise (real or errors)[0]  # type: ignore[misc]
         except BaseException:
             self._stop.set()
+            self.source.abort()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -340,6 +350,8 @@ class ResumingReader:
                 if not data and self.offset < self.descriptor.size:
                     raise http.client.IncompleteRead(b"", self.descriptor.size - self.offset)
             except (OSError, http.client.HTTPException) as err:
+                if self._stop.is_set():
+                    raise Interrupted() from None
                 self._resume(err)
                 continue
             self.offset += len(data)
