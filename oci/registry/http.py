@@ -85,6 +85,16 @@ class Response:
             self._finish()
         return data
 
+    def read1(self, n: int = -1) -> bytes:
+        """What one read from the connection gives (at most `n` bytes): nothing already
+        received is lost when the connection then breaks."""
+        if self._done:
+            return b""
+        data = self._raw.read1(n if n is not None and n >= 0 else BLOCK)
+        if not data or self._raw.isclosed() or self._raw.length == 0:
+            self._finish()
+        return data
+
     def readinto(self, buffer: memoryview | bytearray) -> int:
         if self._done:
             return 0
@@ -125,7 +135,9 @@ class Response:
     def _finish(self) -> None:
         if not self._done:
             self._done = True
-            self._release(not self._raw.will_close)
+            reusable = not self._raw.will_close
+            self._raw.close()  # the connection takes no new request while its response is open
+            self._release(reusable)
 
     def close(self) -> None:
         """Stop reading: the connection is dropped unless the body was read to the end."""
@@ -254,9 +266,10 @@ class Transport:
             try:
                 conn.request(method, target, body=body, headers=headers)
                 raw = conn.getresponse()
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as err:
                 self._checkin(key, conn, False)
                 if reused and (body is None or isinstance(body, bytes)):
+                    log.debug("%s %s: kept-alive connection failed (%s), trying a new one", method, redact(url), err)
                     continue  # the server closed an idle keep-alive connection: try a fresh one
                 raise
             break

@@ -346,7 +346,7 @@ class ResumingReader:
             try:
                 if self._stream is None:
                     self._stream = self._open()
-                data = self._stream.read(n)
+                data = self._stream.read1(n)  # type: ignore[attr-defined]
                 if not data and self.offset < self.descriptor.size:
                     raise http.client.IncompleteRead(b"", self.descriptor.size - self.offset)
             except (OSError, http.client.HTTPException) as err:
