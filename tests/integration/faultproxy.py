@@ -6,20 +6,26 @@
     proxy.count("GET", r"/blobs/")                        # requests seen, faulty or not
 
 Each client connection gets its own upstream connection; requests are parsed (Content-Length
-or chunked bodies) and forwarded byte for byte, so keep-alive works as with the registry.
+or chunked bodies) and forwarded byte for byte, so keep-alive works as with the registry
+(`FaultProxy(upstream, keep_alive=False)` closes every connection after one answer, so that
+clients never resend a request on a reused connection they think went stale).
 The client's `Host` header is kept, so the registry's `Location` headers point at the proxy.
 
-Fault actions (the first matching fault with `times` left applies, then `times` drops by one):
+Fault actions (the first matching fault with `times` left applies, then `times` drops by one;
+`skip=N` lets the first N matching requests through untouched):
 
 * `status`: answer `status` (default 500) with `headers` and `body`, without forwarding;
   `Fault(..., action="status", status=429, headers={"Retry-After": "1"})`.
 * `reset`: forward, send the response head and `after` bytes of its body, then reset the
-  connection (TCP RST).
-* `reset_request`: forward the request head and `after` bytes of its body upstream, then
-  reset both connections (an interrupted upload: the registry saw a partial body).
+  connection (TCP RST); with `after=0` nothing of the answer is sent.
+* `reset_request`: forward the request head and `after` bytes of its body upstream, wait
+  `seconds` (so the registry reads them), then reset both connections (an interrupted
+  upload: the registry saw a partial body).
 * `corrupt`: forward, flip the byte at offset `after` of the response body.
-* `stall`: forward, send the head and `after` bytes of the body, then sleep `seconds`
-  and close (a registry that stops answering).
+* `corrupt_request`: forward the request with the byte at offset `after` of its body
+  flipped (an upload altered on the way: the registry sees the wrong digest).
+* `stall`: forward, send the head and `after` bytes of the body (with `after=0`, not even
+  the head), then sleep `seconds` and close (a registry that stops answering).
 * `delay`: sleep `seconds` before forwarding (a slow but correct registry).
 """
 
@@ -44,6 +50,7 @@ class Fault:
     path: str  # a regular expression searched in the request target
     action: str = "status"
     times: int = 1  # how many matching requests get the fault; -1 for every one
+    skip: int = 0  # matching requests let through untouched before the fault applies
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
@@ -141,8 +148,9 @@ def _reset(sock: socket.socket) -> None:
 class FaultProxy:
     """The proxy: `start()`, `add(Fault)`, `count(method, pattern)`, `seen`, `stop()`."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, keep_alive: bool = True) -> None:
         host, _, port = upstream.rpartition(":")
+        self.keep_alive = keep_alive  # False: every answer says `Connection: close` (no reused connections)
         self.upstream = (host, int(port))
         self.upstream_host = upstream
         self.faults: list[Fault] = []
@@ -176,6 +184,9 @@ class FaultProxy:
         with self._lock:
             for fault in self.faults:
                 if fault.times != 0 and fault.matches(method, target):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     if fault.times > 0:
                         fault.times -= 1
                     fault.hits += 1
@@ -234,10 +245,14 @@ class FaultProxy:
                     self._drain_body(reader, headers)
                     extra = dict(fault.headers)
                     out = [("Content-Length", str(len(fault.body))), *extra.items()]
+                    if not self.keep_alive:
+                        out.append(("Connection", "close"))
                     if "Content-Type" not in extra:
                         out.append(("Content-Type", "application/json"))
                     client.sendall(_build_head(f"HTTP/1.1 {fault.status} Fault", out) + fault.body)
                     self._record(method, target, fault.status, fault)
+                    if not self.keep_alive:
+                        return
                     continue
                 if fault and fault.action == "delay":
                     time.sleep(fault.seconds)
@@ -247,9 +262,11 @@ class FaultProxy:
                 assert up_reader is not None
                 upstream.sendall(_build_head(first, headers))
                 limit = fault.after if fault and fault.action == "reset_request" else None
-                complete = self._copy_body(reader, headers, upstream, limit)
+                flip = fault.after if fault and fault.action == "corrupt_request" else None
+                complete = self._copy_body(reader, headers, upstream, limit, flip)
                 if not complete:
                     self._record(method, target, 0, fault)
+                    time.sleep(fault.seconds if fault else 0)  # let the registry take in what arrived
                     _reset(upstream)
                     upstream = None
                     _reset(client)
@@ -272,12 +289,16 @@ class FaultProxy:
 
     @staticmethod
     def _copy_body(reader: _Reader, headers: list[tuple[str, str]], out: socket.socket | None,
-                   limit: int | None) -> bool:
-        """Copy a request or response body; False if cut after `limit` bytes."""
+                   limit: int | None, flip: int | None = None) -> bool:
+        """Copy a request or response body; False if cut after `limit` bytes. The byte at
+        offset `flip` of a Content-Length body is inverted on the way."""
         sent = 0
 
         def send(data: bytes) -> bool:
             nonlocal sent
+            if flip is not None and sent <= flip < sent + len(data):
+                i = flip - sent
+                data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
             if limit is not None and sent + len(data) > limit:
                 if out is not None and limit > sent:
                     out.sendall(data[: limit - sent])
@@ -311,12 +332,22 @@ class FaultProxy:
         first, headers = _parse_head(head)
         status = int(first.split(" ")[1])
         headers = [(k, self._rewrite_location(v) if k.lower() == "location" else v) for k, v in headers]
+        action = fault.action if fault else None
+        if fault and action in ("reset", "stall") and fault.after == 0:  # nothing of the answer arrives
+            self._record(method, target, 0, fault)
+            if action == "stall":
+                time.sleep(fault.seconds)
+                client.close()
+            else:
+                _reset(client)
+            return False
         self._record(method, target, status, fault)
+        if not self.keep_alive:
+            headers = [(k, v) for k, v in headers if k.lower() != "connection"] + [("Connection", "close")]
         client.sendall(_build_head(first, headers))
         no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
-        action = fault.action if fault else None
         if no_body:
-            return True
+            return self.keep_alive
         if action in ("reset", "stall"):
             self._copy_body(up, headers, client, fault.after)
             if action == "stall":
@@ -332,9 +363,9 @@ class FaultProxy:
             if (_header(headers, "Transfer-Encoding") or "").lower() == "chunked":
                 body = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n" if body else b"0\r\n\r\n"
             client.sendall(body)
-            return True
+            return self.keep_alive
         self._copy_body(up, headers, client, None)
-        return True
+        return self.keep_alive
 
     @staticmethod
     def _read_plain_body(up: _Reader, headers: list[tuple[str, str]]) -> bytes:
