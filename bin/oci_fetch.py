@@ -130,7 +130,6 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
 
     from oci.errors import UsageError
     from oci.image import to_pipe
-    from oci.layout import Layout
     from oci.platform import Platform
     from oci.reference import Reference
     from oci.registry.pull import LayoutSource, RegistrySource, pull
@@ -161,7 +160,7 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     if bar:
         messages.info(f"{result.blobs_fetched} blobs fetched ({result.bytes_fetched / 1e6:.1f} MB), "
                       f"{result.blobs_present} already present")
-    ocicli.emit(to_pipe(Layout.open(layout_path), result.descriptor))
+    ocicli.emit(to_pipe(result.layout, result.descriptor))
     return 0
 
 

@@ -20,7 +20,6 @@ import binascii
 import json
 import logging
 import os
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +159,8 @@ def _server_url(registry: str) -> str:
 
 def run_helper(name: str, server: str) -> Credentials | None:
     """Ask `docker-credential-NAME get` for `server`; warn and return None when it fails."""
+    import subprocess
+
     program = f"docker-credential-{name}"
     try:
         proc = subprocess.run([program, "get"], input=server.encode(), capture_output=True, timeout=HELPER_TIMEOUT)

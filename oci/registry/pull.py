@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import http.client
 import logging
+import os
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
@@ -28,9 +28,9 @@ from oci import platform as platforms
 from oci import schema
 from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, OCI_INDEX, Descriptor
 from oci.digest import Digest, verify_bytes
-from oci.errors import IntegrityError, NotFound, OciError, RegistryError, Unsupported
+from oci.errors import IntegrityError, InvalidInput, NotFound, OciError, RegistryError, Unsupported
 from oci.image import parse_image_argument
-from oci.layout import MAX_DOCUMENT, Layout
+from oci.layout import LAYOUT_VERSION, MAX_DOCUMENT, Layout
 
 from .client import MAX_MANIFEST, Manifest, Repository
 from .http import backoff_delay, describe_error
@@ -93,7 +93,7 @@ class LayoutSource:
 
     def __init__(self, text: str) -> None:
         path, self.name = parse_image_argument(text)
-        self.layout = Layout.open(path)
+        self.layout = open_layout(path)
 
     def __str__(self) -> str:
         return f"oci:{self.layout.path}"
@@ -150,6 +150,7 @@ class Result:
     blobs_fetched: int = 0
     bytes_fetched: int = 0
     blobs_present: int = 0
+    layout: Layout | None = None
 
 
 class Puller:
@@ -254,6 +255,8 @@ class Puller:
         return result
 
     def _transfer(self, missing: list[Descriptor], layout: Layout, plan: Plan) -> None:
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
         self._stop.clear()
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(missing)), thread_name_prefix="oci-fetch")
         try:
@@ -282,7 +285,7 @@ class Puller:
                                          f"exceeds the cap of {MAX_DOCUMENT}")
                 data = b"".join(iter(reader.read, b""))
                 verify_bytes(data, descriptor.digest, descriptor.size, f"{self.source}@{descriptor.digest}")
-                schema.load(data, descriptor.media_type, f"{self.source}@{descriptor.digest}")
+                schema.load(data, descriptor.media_type, f"{self.source}@{descriptor.digest}", remember=True)
                 layout.put_bytes(data, descriptor.digest)
             else:
                 try:
@@ -310,7 +313,7 @@ class Puller:
                     plan.blobs.setdefault(child.digest, child)
             plan.add_document(index)
             self.store(plan, layout)
-            tagged.append(layout.tag(f"{subject.algorithm}-{subject.hex}", index.descriptor))
+            tagged.append(tag_layout(layout, f"{subject.algorithm}-{subject.hex}", index.descriptor))
         return tagged
 
 
@@ -389,10 +392,11 @@ def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform
     `tag` there, and return the tagged descriptor with transfer figures."""
     puller = Puller(source, layout_path, jobs=jobs, progress=progress, backoff=backoff)
     plan, target = puller.plan(reference, platform, all_platforms)
-    layout = Layout.open(layout_path, create=True)
+    layout = open_layout(layout_path, create=True)
     with layout.session():
         result = puller.store(plan, layout)
-        result.descriptor = layout.tag(tag, target.descriptor)
+        result.descriptor = tag_layout(layout, tag, target.descriptor)
+        result.layout = layout
         if referrers:
             puller.referrers([d.digest for d in plan.documents], layout)
     return result
@@ -400,7 +404,7 @@ def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform
 
 def _validate(manifest: Manifest, where: str) -> None:
     """Check a served manifest or index against its schema."""
-    doc = schema.load(manifest.data, manifest.media_type, where)
+    doc = schema.load(manifest.data, manifest.media_type, where, remember=True)
     declared = doc.get("mediaType")
     if declared and declared != manifest.media_type:
         raise IntegrityError(f"{where}: document says mediaType {declared}, served as {manifest.media_type}")
@@ -408,6 +412,31 @@ def _validate(manifest: Manifest, where: str) -> None:
 
 def _open_existing(path: str) -> Layout | None:
     try:
-        return Layout.open(path)
+        return open_layout(path)
     except OciError:
         return None
+
+
+def open_layout(path: str, create: bool = False) -> Layout:
+    """Layout.open, with the `oci-layout` file's validation remembered (oci.schema's digest
+    cache), so that a pull that finds everything present never loads jsonschema."""
+    header = os.path.join(path, "oci-layout")
+    if not os.path.exists(header):
+        return Layout.open(path, create=create)
+    doc = schema.load_file(header, "layout", remember=True)
+    if doc["imageLayoutVersion"] != LAYOUT_VERSION:
+        raise InvalidInput(f"{header}: unsupported imageLayoutVersion")
+    return Layout(path)
+
+
+def tag_layout(layout: Layout, name: str, descriptor: Descriptor) -> Descriptor:
+    """Layout.tag, skipped when `index.json` already has that very entry; the index that
+    results is remembered as valid, so the next pull of the same image reads it for free."""
+    index_file = os.path.join(layout.path, "index.json")
+    for entry in schema.load_file(index_file, "index", remember=True).get("manifests", []):
+        current = Descriptor.from_json(entry)
+        if current.ref_name == name and current == descriptor and current.media_type == descriptor.media_type:
+            return current
+    tagged = layout.tag(name, descriptor)
+    schema.load_file(index_file, "index", remember=True)
+    return tagged
