@@ -26,9 +26,11 @@ if TYPE_CHECKING:
     from .http import Transport
 
 MAX_TOKEN_RESPONSE = 1 << 20
-_TOKEN68 = re.compile(r"\s*([A-Za-z0-9._~+/-]+=*)\s*(?:,|$)")
-_PARAM = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(?:,|$)')
-_SCHEME = re.compile(r"\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)")
+# Regular expressions as text: `re` compiles them on first use, so a pull that needs no
+# authentication never pays for them.
+_TOKEN68 = r"\s*([A-Za-z0-9._~+/-]+=*)\s*(?:,|$)"
+_PARAM = r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(?:,|$)'
+_SCHEME = r"\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)"
 
 
 @dataclass(frozen=True)
@@ -41,22 +43,23 @@ class Challenge:
 
 def parse_challenges(header: str) -> list[Challenge]:
     """Parse a WWW-Authenticate header (RFC 7235) into its challenges."""
+    scheme_re, param_re, token68_re = re.compile(_SCHEME), re.compile(_PARAM), re.compile(_TOKEN68)
     challenges: list[Challenge] = []
     pos = 0
     while pos < len(header):
         if header[pos] in ", \t":
             pos += 1
             continue
-        match = _SCHEME.match(header, pos)
+        match = scheme_re.match(header, pos)
         if not match:
             break
         scheme, pos = match[1].lower(), match.end()
         params: dict[str, str] = {}
         while pos < len(header):
-            param = _PARAM.match(header, pos)
+            param = param_re.match(header, pos)
             if not param:
-                token = _TOKEN68.match(header, pos) if not params else None
-                if token and not _PARAM.match(header, token.end()) and header[pos:token.end()].strip():
+                token = token68_re.match(header, pos) if not params else None
+                if token and not param_re.match(header, token.end()) and header[pos:token.end()].strip():
                     pos = token.end()
                 break
             value = param[2]

@@ -49,7 +49,7 @@ MAX_MANIFEST = 4 << 20  # the distribution spec lets registries refuse manifests
 MAX_ERROR_BODY = 1 << 16
 MAX_TAG_LIST = 16 << 20
 MAX_REDIRECTS = 5
-_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+_LINK_NEXT = r'<([^>]+)>\s*;\s*rel="?next"?'
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ class Repository:
                 raise self._fail(response, f"{self}: tags")
             doc = _json(response.read_all(limit, f"{self}: tag list"), f"{self}: tag list")
             tags += [t for t in (doc.get("tags") or []) if isinstance(t, str)]
-            link = _LINK_NEXT.search(response.header("Link") or "")
+            link = re.search(_LINK_NEXT, response.header("Link") or "")
             url = urllib.parse.urljoin(url, link[1]) if link else None
         return tags
 

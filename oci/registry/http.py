@@ -10,12 +10,9 @@ its connection back to the pool for the next request to the same host.
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import glob
 import http.client
 import logging
 import os
-import random
 import socket
 import ssl
 import threading
@@ -289,6 +286,8 @@ class Transport:
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff: `base * 2**attempt`, capped, with up to 25% random jitter."""
+    import random
+
     delay = min(cap, base * (2 ** attempt))
     return delay * (1 + random.random() * 0.25)
 
@@ -300,6 +299,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -312,6 +313,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 def tls_context(host: str, cert_dir: str | None = None) -> ssl.SSLContext:
     """A verifying TLS context: system CAs (and SSL_CERT_FILE), plus the CAs and client
     certificate of `cert_dir` (or $OCIKIT_CERT_DIR, or /etc/containers|docker/certs.d/HOST)."""
+    import glob
+
     context = ssl.create_default_context()
     folders = [cert_dir or os.environ.get(CERT_DIR_ENV) or ""]
     folders += [os.path.join(base, host) for base in SYSTEM_CERT_DIRS]

@@ -244,3 +244,46 @@ def test_usage_errors(tmp_path):
     assert fetch("--platform", "linux", "a/b", str(tmp_path)).returncode == 2
     assert fetch("--jobs", "0", "a/b", str(tmp_path)).returncode == 2
     assert not os.listdir(tmp_path)
+
+
+def test_docker_schema2_manifest_is_kept_as_served(registry, repo, small_image, tmp_path):
+    ref = registry.ref(repo, "v2s2")
+    images.skopeo_copy(f"oci:{small_image.arg}", f"docker://{ref}", None, registry, "--format", "v2s2")
+    served = images.skopeo_manifest_digest(ref, registry)
+    out = str(tmp_path / "out")
+    result = fetch("--insecure", ref, out)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert doc["digest"] == served  # the bytes the registry serves, not a conversion
+    layout = Layout.open(out)
+    image = Image.load(layout, layout.resolve("v2s2"))
+    assert [d.digest for d in image.layers] == [
+        d.digest for d in Image.load(Layout.open(small_image.path), small_image.descriptor).layers]
+
+
+def test_progress_bar_only_on_a_terminal(pushed, tmp_path):
+    import pty
+    import subprocess
+
+    from tests.conftest import command
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(command("fetch") + ["--insecure", pushed, str(tmp_path / "out")],
+                              stdout=subprocess.PIPE, stderr=follower, timeout=60)
+        os.close(follower)
+        follower = -1
+        shown = b""
+        try:
+            while chunk := os.read(leader, 4096):
+                shown += chunk
+        except OSError:
+            pass
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["mediaType"] == OCI_MANIFEST  # stdout stays pure JSON
+    assert b"blobs" in shown and b"MB" in shown and b"[#" in shown

@@ -3,7 +3,6 @@ retried, altered bytes fail the digest check, stalls time out, Ctrl-C leaves the
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,6 +10,7 @@ import time
 
 import pytest
 
+from oci.digest import Digest
 from oci.image import Image
 from oci.layout import Layout
 from tests.conftest import command, run
@@ -121,8 +121,27 @@ def test_ctrl_c_leaves_the_layout_valid(fault_proxy, image, tmp_path):
     assert snapshot(str(out))["index.json"] == before["index.json"]
     assert not layout.has_blob(layer) and not os.listdir(out / ".ocikit" / "tmp")
     for name in os.listdir(out / "blobs" / "sha256"):  # whatever arrived is complete and verified
-        with open(out / "blobs" / "sha256" / name, "rb") as f:
-            from oci.digest import Digest
+        assert Digest.of((out / "blobs" / "sha256" / name).read_bytes()).hex == name
+    assert Image.load(layout, layout.resolve("old"))
 
-            assert Digest.of(f.read()).hex == name
-    json.loads(layout.path and open(out / "index.json").read())
+
+def test_kill_leaves_the_layout_valid(fault_proxy, image, tmp_path):
+    ref, layer, _digest = image
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", action="stall", after=50_000, seconds=30))
+    out = tmp_path / "out"
+    images.build_image(str(out), "old", layers=[{"old": b"old"}])
+    before = snapshot(str(out))
+    proc = subprocess.Popen(command("fetch") + ["--insecure", ref(fault_proxy), str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while fault_proxy.count("GET", "/blobs/") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait(10)
+    layout = Layout.open(str(out))
+    assert snapshot(str(out))["index.json"] == before["index.json"]
+    assert not layout.has_blob(layer)  # the partial download never took a digest name
+    assert layer not in {str(d) for d in layout.gc()}
+    assert not os.listdir(out / ".ocikit" / "tmp")  # gc removed the stray temporary
+    assert Image.load(layout, layout.resolve("old"))
