@@ -45,7 +45,8 @@ DIGEST_REFUSALS = ("DIGEST_INVALID", "SIZE_INVALID", "BLOB_UPLOAD_INVALID")
 
 
 class Progress(Protocol):
-    """What a progress display needs: the blobs about to travel, then bytes done per blob."""
+    """What a progress display needs: each blob that travels (once the registry is known to
+    lack it), then bytes done per blob."""
 
     def begin(self, blobs: list[Descriptor]) -> None: ...
 
@@ -193,8 +194,6 @@ class Pusher:
         if not blobs:
             return
         blobs = sorted(blobs, key=lambda d: -d.size)  # the largest first keeps every worker busy
-        if self.progress:
-            self.progress.begin(blobs)
         self._stop.clear()
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(blobs)), thread_name_prefix="oci-push")
         try:
@@ -230,6 +229,8 @@ class Pusher:
                 self._count(result, "mounted", blob)
                 return
             break  # the registry opened an upload instead: use it
+        if self.progress:
+            self.progress.begin([blob])  # it travels
         for attempt in range(BLOB_ATTEMPTS):
             if upload is None:
                 upload = self.repository.start_upload()
@@ -254,7 +255,7 @@ class Pusher:
             else:
                 result.blobs_uploaded += 1
                 result.bytes_uploaded += blob.size
-        if self.progress:
+        if self.progress and how == "uploaded":
             self.progress.advance(blob, blob.size)
 
     def _upload(self, blob: Descriptor, upload: Upload) -> None:

@@ -236,3 +236,39 @@ def test_jobs(oci, tmp_path, registry, repo, jobs):
     result = _push(oci, tmp_path, registry, f"{layout}:many", registry.ref(repo, "many"), "--jobs", jobs)
     assert result.returncode == 0, result.stderr
     assert len(images.skopeo_inspect(registry.ref(repo, "many"), registry)["Layers"]) == 6
+
+
+def test_progress_on_a_terminal_only(oci, tmp_path, registry, repo):
+    import pty
+    import subprocess
+
+    from conftest import command
+
+    layout = str(tmp_path / "prog")
+    images.build_image(layout, "p", layers=[images.random_layer(200 << 10, repo)])
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(command("push") + ["--insecure", "--chunk-size", "64K", f"{layout}:p",
+                                                 registry.ref(repo, "p")],
+                              stdout=subprocess.PIPE, stderr=slave, env={**os.environ, **environment(tmp_path)},
+                              timeout=60)
+        os.close(slave)
+        slave = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert proc.returncode == 0
+    assert b"\r[" in shown and b"blobs" in shown and b"2 blobs uploaded" in shown
+    assert json.loads(proc.stdout)["digest"]  # stdout stays JSON
+    quiet = _push(oci, tmp_path, registry, f"{layout}:p", registry.ref(repo, "q"))
+    assert quiet.stderr == ""  # not a terminal: no progress
