@@ -124,6 +124,9 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     parser.add_argument("--referrers", action="store_true",
                         help="also fetch the artifacts that refer to the image (signatures, SBOMs), tagged "
                              "<alg>-<hex> in the layout as in the referrers tag schema")
+    parser.add_argument("--verify", metavar="KEY.pub",
+                        help="refuse the image unless a cosign-style signature (tag sha256-<hex>.sig) of the "
+                             "reference's manifest verifies with this ECDSA P-256 public key (PEM)")
     add_registry_flags(parser)
     args = parser.parse_args(argv)
     messages.quiet = args.quiet
@@ -141,19 +144,31 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     layout_path = args.layout or os.environ.get("OCIKIT_LAYOUT") or "."
     route_warnings(messages)
 
+    annotations: dict[str, str] = {}
+    verify = None
     if args.ref.startswith("oci:"):
+        if args.verify:
+            raise UsageError("--verify checks signatures in a registry; it does not apply to oci: sources")
         source = LayoutSource(args.ref[len("oci:"):])
         reference, tag = "", args.tag or source.default_tag()
     else:
-        from oci.registry.client import connect
+        from oci.registry.client import SOURCE_ANNOTATION, connect
 
         ref = Reference.parse(args.ref)
-        source = RegistrySource(connect(ref, options))
+        repository = connect(ref, options)
+        source = RegistrySource(repository)
         reference, tag = ref.identifier, args.tag or ref.tag or str(ref.digest)
+        annotations[SOURCE_ANNOTATION] = str(ref)
+        if args.verify:
+            from oci import sign
+
+            def verify(digest):
+                return sign.verify(repository, digest, args.verify)
     bar = ProgressBar() if not args.quiet and sys.stderr.isatty() else None
     try:
         result = pull(source, reference, layout_path, tag=tag, platform=platform, all_platforms=args.all_platforms,
-                      referrers=args.referrers, jobs=args.jobs, progress=bar)
+                      referrers=args.referrers, jobs=args.jobs, progress=bar, annotations=annotations,
+                      verify=verify)
     finally:
         if bar:
             bar.finish()

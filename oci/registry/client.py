@@ -43,6 +43,7 @@ from . import credentials as creds
 from .auth import Authenticator
 from .http import Body, HttpError, Options, Response, Transport
 
+SOURCE_ANNOTATION = "org.ocikit.source"  # on a layout's index entry: the reference an image was fetched from
 MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
 MAX_MANIFEST = 4 << 20  # the distribution spec lets registries refuse manifests above 4 MiB
@@ -291,6 +292,8 @@ class Repository:
             raise self._fail(response, f"{self}: upload status")
         moved = self._upload_from(response, f"{self}: upload status", expect=204)
         end = upload_range_end(response.header("Range"))
+        if end == 0 and upload.offset == 0:
+            end = -1  # distribution answers "0-0" for an empty upload too
         return Upload(moved.location, end + 1)
 
     def finish_upload(self, upload: Upload, digest: Digest, body: Body = None, size: int | None = None) -> None:

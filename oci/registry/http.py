@@ -237,7 +237,7 @@ class Transport:
             try:
                 response = self._send(method, url, headers or {}, body)
             except (OSError, http.client.HTTPException) as err:
-                if last:
+                if last or isinstance(err, ssl.SSLError):  # TLS trouble does not heal by waiting
                     raise HttpError(f"{method} {redact(url)}: {describe_error(err)}") from None
                 self.pause(attempt, None, f"{method} {redact(url)}: {describe_error(err)}")
                 continue

@@ -22,11 +22,11 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Callable, Protocol
 
 from oci import platform as platforms
 from oci import schema
-from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, OCI_INDEX, Descriptor
+from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, OCI_INDEX, REF_NAME, Descriptor
 from oci.digest import Digest, verify_bytes
 from oci.errors import IntegrityError, InvalidInput, NotFound, OciError, RegistryError, Unsupported
 from oci.image import parse_image_argument
@@ -133,6 +133,7 @@ class LayoutSource:
 class Plan:
     """What a pull stores: blobs first, then documents (children before parents)."""
 
+    root: Manifest  # what the reference named
     blobs: dict[Digest, Descriptor] = field(default_factory=dict)
     documents: list[Manifest] = field(default_factory=list)
     configs: set[Digest] = field(default_factory=set)
@@ -173,9 +174,9 @@ class Puller:
     def plan(self, reference: str, platform: platforms.Platform | None, all_platforms: bool) -> tuple[Plan, Manifest]:
         """Read and check every document of the image; nothing is written yet. Returns the plan
         and the manifest to tag (the root with `all_platforms`, else the platform's manifest)."""
-        plan = Plan()
         root = self.source.manifest(reference)
         _validate(root, f"{self.source}:{reference}")
+        plan = Plan(root)
         chosen = root
         if all_platforms:
             self._walk(plan, root, 0)
@@ -304,7 +305,7 @@ class Puller:
             if index is None:
                 continue
             _validate(index, f"{self.source}@{subject}: referrers")
-            plan = Plan()
+            plan = Plan(index)
             for entry in schema.parse(index.data, "referrers").get("manifests", []):
                 child = Descriptor.from_json(entry)
                 if child.media_type in MANIFESTS | INDEXES:
@@ -387,15 +388,20 @@ class ResumingReader:
 
 def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform: platforms.Platform | None = None,
          all_platforms: bool = False, referrers: bool = False, jobs: int = 4,
-         progress: Progress | None = None, backoff: float = 0.5) -> Result:
+         progress: Progress | None = None, backoff: float = 0.5, annotations: dict[str, str] | None = None,
+         verify: Callable[[Digest], object] | None = None) -> Result:
     """Copy the image `reference` names from `source` into the layout at `layout_path`, tag it
-    `tag` there, and return the tagged descriptor with transfer figures."""
+    `tag` there (with extra `annotations` on the index entry), and return the tagged
+    descriptor with transfer figures. `verify(digest)` is asked about the image's root
+    manifest before anything is written; it raises to refuse the image."""
     puller = Puller(source, layout_path, jobs=jobs, progress=progress, backoff=backoff)
     plan, target = puller.plan(reference, platform, all_platforms)
+    if verify is not None:
+        verify(plan.root.digest)
     layout = open_layout(layout_path, create=True)
     with layout.session():
         result = puller.store(plan, layout)
-        result.descriptor = tag_layout(layout, tag, target.descriptor)
+        result.descriptor = tag_layout(layout, tag, target.descriptor.with_annotations(**(annotations or {})))
         result.layout = layout
         if referrers:
             puller.referrers([d.digest for d in plan.documents], layout)
@@ -433,9 +439,10 @@ def tag_layout(layout: Layout, name: str, descriptor: Descriptor) -> Descriptor:
     """Layout.tag, skipped when `index.json` already has that very entry; the index that
     results is remembered as valid, so the next pull of the same image reads it for free."""
     index_file = os.path.join(layout.path, "index.json")
+    wanted = {**descriptor.annotations, REF_NAME: name}
     for entry in schema.load_file(index_file, "index", remember=True).get("manifests", []):
         current = Descriptor.from_json(entry)
-        if current.ref_name == name and current == descriptor and current.media_type == descriptor.media_type:
+        if current.ref_name == name and current == descriptor and current.annotations == wanted:
             return current
     tagged = layout.tag(name, descriptor)
     schema.load_file(index_file, "index", remember=True)

@@ -287,3 +287,36 @@ def test_progress_bar_only_on_a_terminal(pushed, tmp_path):
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["mediaType"] == OCI_MANIFEST  # stdout stays pure JSON
     assert b"blobs" in shown and b"MB" in shown and b"[#" in shown
+
+
+def _keypair(folder, name: str) -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = folder / f"{name}.key", folder / f"{name}.pub"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return str(private), str(public)
+
+
+def test_verify_refuses_unsigned_or_wrongly_signed_images(registry, repo, pushed, small_image, existing, tmp_path):
+    from oci import sign
+    from oci.reference import Reference
+    from oci.registry.client import connect
+    from oci.registry.http import Options
+
+    out, before = existing
+    (private, public), (_, other) = _keypair(tmp_path, "signer"), _keypair(tmp_path, "other")
+    _refused(fetch("--insecure", "--verify", public, pushed, out, "--tag", "new"), 4, "no signature")
+    sign.sign(connect(Reference.parse(pushed), Options(insecure=True), push=True), small_image.descriptor.digest,
+              private)
+    _refused(fetch("--insecure", "--verify", other, pushed, out, "--tag", "new"), 4)
+    assert snapshot(out) == before
+    result = fetch("--insecure", "--verify", public, pushed, out, "--tag", "new")
+    assert result.returncode == 0, result.stderr
+    entry = Layout.open(out).resolve("new")
+    assert entry.digest == small_image.descriptor.digest
+    assert entry.annotations["org.ocikit.source"] == pushed  # oci-push mounts from where an image came
