@@ -23,7 +23,16 @@ import subprocess
 import tarfile
 from typing import Any
 
-from oci.descriptor import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor
+from oci.descriptor import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    DOCKER_MANIFEST,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    Descriptor,
+)
 from oci.digest import Digest
 from oci.layout import Layout
 
@@ -65,25 +74,28 @@ def _put_json(layout: Layout, doc: dict[str, Any], media_type: str) -> Descripto
 
 def write_manifest(layout: Layout, layers: list[dict[str, bytes]], platform: str = "linux/amd64",
                    config_extra: dict[str, Any] | None = None, annotations: dict[str, str] | None = None,
-                   subject: Descriptor | None = None) -> Descriptor:
-    """Put the layers, config and manifest of one image in `layout`; the manifest descriptor."""
+                   subject: Descriptor | None = None, docker: bool = False) -> Descriptor:
+    """Put the layers, config and manifest of one image in `layout`; the manifest descriptor
+    (Docker schema 2 media types when `docker`)."""
+    manifest_type, config_type, layer_type = ((DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER_GZIP) if docker
+                                              else (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER_GZIP))
     os_name, arch = platform.split("/")[:2]
     layer_descs, diff_ids = [], []
     for files in layers:
         raw = layer_tar(files)
         diff_ids.append(str(Digest.of(raw)))
         blob = gzip.compress(raw, compresslevel=1, mtime=0)
-        layer_descs.append(Descriptor(OCI_LAYER_GZIP, layout.put_bytes(blob), len(blob)))
+        layer_descs.append(Descriptor(layer_type, layout.put_bytes(blob), len(blob)))
     config = {"architecture": arch, "os": os_name, "rootfs": {"type": "layers", "diff_ids": diff_ids},
               "config": {"Cmd": ["/bin/sh"]}, **(config_extra or {})}
-    config_desc = _put_json(layout, config, OCI_CONFIG)
-    manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc.to_json(),
+    config_desc = _put_json(layout, config, config_type)
+    manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": manifest_type, "config": config_desc.to_json(),
                                 "layers": [d.to_json() for d in layer_descs]}
     if annotations:
         manifest["annotations"] = annotations
     if subject is not None:
         manifest["subject"] = subject.to_json()
-    return _put_json(layout, manifest, OCI_MANIFEST)
+    return _put_json(layout, manifest, manifest_type)
 
 
 def build_image(layout_dir: str, tag: str, layers: list[dict[str, bytes]] | None = None,

@@ -272,3 +272,13 @@ def test_progress_on_a_terminal_only(oci, tmp_path, registry, repo):
     assert json.loads(proc.stdout)["digest"]  # stdout stays JSON
     quiet = _push(oci, tmp_path, registry, f"{layout}:p", registry.ref(repo, "q"))
     assert quiet.stderr == ""  # not a terminal: no progress
+
+
+def test_docker_schema2_image_is_pushed_as_is(oci, tmp_path, registry, repo):
+    layout = str(tmp_path / "docker")
+    desc = images.build_image(layout, "d", layers=[{"etc/docker": b"schema 2"}], docker=True)
+    result = _push(oci, tmp_path, registry, f"{layout}:d", registry.ref(repo, "d"))
+    assert result.returncode == 0, result.stderr
+    served = images.skopeo_inspect(registry.ref(repo, "d"), registry, raw=True)
+    assert served["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert images.skopeo_manifest_digest(registry.ref(repo, "d"), registry) == str(desc.digest)
