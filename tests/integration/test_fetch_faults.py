@@ -145,3 +145,14 @@ def test_kill_leaves_the_layout_valid(fault_proxy, image, tmp_path):
     assert layer not in {str(d) for d in layout.gc()}
     assert not os.listdir(out / ".ocikit" / "tmp")  # gc removed the stray temporary
     assert Image.load(layout, layout.resolve("old"))
+
+
+def test_blobs_travel_in_parallel(fault_proxy, image, tmp_path):
+    ref, _layer, _digest = image
+    fault_proxy.add(Fault("GET", "/blobs/", action="delay", seconds=1.5, times=-1))  # config and both layers
+    start = time.monotonic()
+    result = run("fetch", "--insecure", "--jobs", "3", ref(fault_proxy), str(tmp_path / "out"))
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stderr
+    assert fault_proxy.count("GET", "/blobs/") == 3
+    assert elapsed < 3.5, elapsed  # one after the other would take 4.5 s
