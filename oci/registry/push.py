@@ -213,12 +213,12 @@ class Pusher:
     def _ensure_blob(self, blob: Descriptor, sources: list[str], result: Result) -> None:
         if self._stop.is_set():
             raise _Stopped()
-        if not self.layout.has_blob(blob.digest, blob.size):
-            raise NotFound(f"{self.layout.path}: blob {blob.digest} ({blob.size} bytes) is missing from the layout")
         present = self.repository.blob_size(blob.digest)
         if present is not None:
             self._count(result, "present", blob)
             return
+        if not self.layout.has_blob(blob.digest, blob.size):  # a sparse layout is fine while the registry has it
+            raise NotFound(f"{self.layout.path}: blob {blob.digest} ({blob.size} bytes) is missing from the layout")
         upload: Upload | None = None
         for source in sources:
             try:

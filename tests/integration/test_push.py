@@ -200,11 +200,15 @@ def test_token_auth(oci, tmp_path, token_registry, repo, small_image):
 
 
 def test_missing_blob_in_layout_is_reported(oci, tmp_path, registry, repo, small_image):
+    assert _push(oci, tmp_path, registry, small_image.arg, registry.ref(repo, "v1")).returncode == 0
     layer = _layers(small_image.path, small_image.descriptor)[-1]
     os.unlink(os.path.join(small_image.path, "blobs", *layer.split(":")))
-    result = _push(oci, tmp_path, registry, small_image.arg, registry.ref(repo, "v1"))
-    assert result.returncode == 3 and layer in result.stderr
-    assert not [r for r in registry.requests() if r.path == f"/v2/{repo}/manifests/v1"]
+    # the registry has the blob: a sparse layout pushes fine
+    assert _push(oci, tmp_path, registry, small_image.arg, registry.ref(repo, "v2")).returncode == 0
+    other = f"{repo}-other"
+    result = _push(oci, tmp_path, registry, small_image.arg, registry.ref(other, "v1"))
+    assert result.returncode == 3 and layer in result.stderr and "missing from the layout" in result.stderr
+    assert not [r for r in registry.requests() if r.path == f"/v2/{other}/manifests/v1"]
 
 
 def test_damaged_layout_blob_is_refused_before_upload(oci, tmp_path, registry, repo, small_image):
