@@ -173,8 +173,9 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
         if bar:
             bar.finish()
     if bar:
-        messages.info(f"{result.blobs_fetched} blobs fetched ({result.bytes_fetched / 1e6:.1f} MB), "
-                      f"{result.blobs_present} already present")
+        stats = result.stats
+        messages.info(f"{stats.blobs_fetched} blobs fetched ({stats.bytes_fetched / 1e6:.1f} MB), "
+                      f"{stats.blobs_present} already present")
     ocicli.emit(to_pipe(result.layout, result.descriptor))
     return 0
 

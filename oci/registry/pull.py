@@ -26,7 +26,7 @@ from typing import BinaryIO, Callable, Protocol
 
 from oci import platform as platforms
 from oci import schema
-from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, OCI_INDEX, REF_NAME, Descriptor
+from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, REF_NAME, Descriptor
 from oci.digest import Digest, verify_bytes
 from oci.errors import IntegrityError, InvalidInput, NotFound, OciError, RegistryError, Unsupported
 from oci.image import parse_image_argument
@@ -144,14 +144,21 @@ class Plan:
 
 
 @dataclass
-class Result:
-    """What a pull did: the tagged descriptor, and what travelled."""
+class Stats:
+    """What travelled."""
 
-    descriptor: Descriptor
     blobs_fetched: int = 0
     bytes_fetched: int = 0
     blobs_present: int = 0
-    layout: Layout | None = None
+
+
+@dataclass
+class Result:
+    """What a pull did: the layout, the tagged descriptor, and what travelled."""
+
+    layout: Layout
+    descriptor: Descriptor
+    stats: Stats
 
 
 class Puller:
@@ -160,14 +167,11 @@ class Puller:
     def __init__(self, source: Source, layout_path: str, *, jobs: int = 4, progress: Progress | None = None,
                  backoff: float = 0.5) -> None:
         self.source = source
-        self.layout_path = layout_path
         self.jobs = max(1, jobs)
         self.progress = progress
         self.backoff = backoff
         self._existing = _open_existing(layout_path)
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self.result: Result | None = None
 
     # -- step 1: plan --------------------------------------------------
 
@@ -235,13 +239,13 @@ class Puller:
 
     # -- step 2 and 3: transfer and commit -------------------------------
 
-    def store(self, plan: Plan, layout: Layout) -> Result:
+    def store(self, plan: Plan, layout: Layout) -> Stats:
         """Fetch the missing blobs of `plan` and store its documents; the caller tags."""
-        result = Result(Descriptor(OCI_INDEX, Digest.of(b""), 0))
+        stats = Stats()
         missing = []
         for descriptor in plan.blobs.values():
             if layout.has_blob(descriptor.digest, descriptor.size):
-                result.blobs_present += 1
+                stats.blobs_present += 1
             else:
                 missing.append(descriptor)
         missing.sort(key=lambda d: -d.size)  # the largest first keeps every worker busy
@@ -249,11 +253,11 @@ class Puller:
             if self.progress:
                 self.progress.begin(missing)
             self._transfer(missing, layout, plan)
-            result.blobs_fetched = len(missing)
-            result.bytes_fetched = sum(d.size for d in missing)
+            stats.blobs_fetched = len(missing)
+            stats.bytes_fetched = sum(d.size for d in missing)
         for manifest in plan.documents:
             layout.put_bytes(manifest.data, manifest.digest)
-        return result
+        return stats
 
     def _transfer(self, missing: list[Descriptor], layout: Layout, plan: Plan) -> None:
         from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -264,10 +268,8 @@ class Puller:
             futures = [pool.submit(self._fetch_blob, d, layout, d.digest in plan.configs) for d in missing]
             wait(futures, return_when=FIRST_EXCEPTION)
             errors = [f.exception() for f in futures if f.done() and f.exception() is not None]
-            real = [e for e in errors if not isinstance(e, Interrupted)]
-            if real or errors:
-                self._stop.set()
-                raise (real or errors)[0]  # type: ignore[misc]
+            if errors:  # the first real failure, not the transfers it stopped
+                raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])  # type: ignore[misc]
         except BaseException:
             self._stop.set()
             self.source.abort()
@@ -400,12 +402,11 @@ def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform
         verify(plan.root.digest)
     layout = open_layout(layout_path, create=True)
     with layout.session():
-        result = puller.store(plan, layout)
-        result.descriptor = tag_layout(layout, tag, target.descriptor.with_annotations(**(annotations or {})))
-        result.layout = layout
+        stats = puller.store(plan, layout)
+        descriptor = tag_layout(layout, tag, target.descriptor.with_annotations(**(annotations or {})))
         if referrers:
             puller.referrers([d.digest for d in plan.documents], layout)
-    return result
+    return Result(layout, descriptor, stats)
 
 
 def _validate(manifest: Manifest, where: str) -> None:
