@@ -32,7 +32,7 @@ from oci.errors import IntegrityError, InvalidInput, NotFound, OciError, Registr
 from oci.image import parse_image_argument
 from oci.layout import LAYOUT_VERSION, MAX_DOCUMENT, Layout
 
-from .client import MAX_MANIFEST, Manifest, Repository
+from .client import MAX_MANIFEST, Manifest, Repository, manifest_media_type
 from .http import backoff_delay, describe_error
 
 log = logging.getLogger("oci.registry")
@@ -99,11 +99,22 @@ class LayoutSource:
         return f"oci:{self.layout.path}"
 
     def manifest(self, reference: str) -> Manifest:
+        if reference.startswith(("sha256:", "sha512:")) and self.layout.has_blob(reference):
+            return self._by_digest(Digest.parse(reference))  # an index's child, not in index.json
         entry = self.layout.resolve(reference or self.name)
         if entry.media_type not in MANIFESTS | INDEXES:
             raise Unsupported(f"{self}@{entry.digest}: not a manifest or index ({entry.media_type})")
         data = self.layout.read_blob(entry, MAX_MANIFEST)
         return Manifest(entry.media_type, entry.digest, data)
+
+    def _by_digest(self, digest: Digest) -> Manifest:
+        where = f"{self}@{digest}"
+        with open(self.layout.blob_path(digest), "rb") as f:
+            data = f.read(MAX_MANIFEST + 1)
+        if len(data) > MAX_MANIFEST:
+            raise IntegrityError(f"{where}: manifest exceeds the size cap of {MAX_MANIFEST}")
+        verify_bytes(data, digest, None, where)
+        return Manifest(manifest_media_type(data, None, where), digest, data)
 
     def default_tag(self) -> str:
         """The tag an image copied from here gets when none is asked for: its tag in this layout."""
