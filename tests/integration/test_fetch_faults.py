@@ -156,3 +156,16 @@ def test_blobs_travel_in_parallel(fault_proxy, image, tmp_path):
     assert result.returncode == 0, result.stderr
     assert fault_proxy.count("GET", "/blobs/") == 3
     assert elapsed < 3.5, elapsed  # one after the other would take 4.5 s
+
+
+def test_blob_redirect_to_another_host_is_followed(registry, fault_proxy, image, tmp_path):
+    ref, layer, digest = image
+    repo = ref(fault_proxy).split("/", 1)[1].rsplit(":", 1)[0]
+    location = f"http://{registry.host}/v2/{repo}/blobs/{layer}"  # "storage" elsewhere: the registry itself
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", status=307, headers={"Location": location}))
+    mark = registry.mark()
+    result = fetch(ref(fault_proxy), str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert fault_proxy.count("GET", f"/blobs/{layer}") == 1  # the redirected GET went straight to the target
+    assert sum(1 for r in registry.requests_since(mark) if r.path.endswith(layer)) == 1
+    assert Layout.open(str(tmp_path / "out")).resolve("v1").digest == digest
