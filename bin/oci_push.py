@@ -14,7 +14,7 @@ DESCRIPTION = """\
 Push an image (a manifest, or an index with every platform) from an OCI image layout to a
 registry and print the pushed manifest's descriptor as JSON on stdout.
 
-IMAGE is LAYOUT[:TAG|@DIGEST], or - for the descriptor JSON a previous command printed.
+IMAGE is [oci:]LAYOUT[:TAG|@DIGEST], or - for the descriptor JSON a previous command printed.
 REF is [HOST[:PORT]/]PATH[:TAG][@DIGEST]. Only blobs the registry lacks travel: each is
 asked for first (HEAD), mounted from another repository of the registry when one is known
 to hold it (--from-repo, and the repository the layout says the image came from), else
@@ -73,7 +73,7 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     if args.image == "-":
         layout, descriptor = from_pipe(ocicli.read_stdin_json("an image descriptor"))
     else:
-        path, name = parse_image_argument(args.image)
+        path, name = parse_image_argument(args.image.removeprefix("oci:"))
         layout = RememberingLayout.open(path)
         descriptor = layout.resolve(name)
     if ref.digest and ref.digest != descriptor.digest:

@@ -17,7 +17,9 @@ How to use them:
 * `fault_proxy`: a `faultproxy.FaultProxy` in front of `registry` (plain HTTP); reach the
   registry through `fault_proxy.host` and add faults with `fault_proxy.add(Fault(...))`;
   `fault_proxy.count(method, pattern)` counts requests. Faults: status (500, 429 with
-  Retry-After), reset (mid-response), reset_request (mid-upload), corrupt, stall, delay.
+  Retry-After), reset (mid-response), reset_request (mid-upload), corrupt, corrupt_request,
+  stall, delay; `skip=N` spares the first N matches; `fault_proxy.keep_alive = False` makes
+  every answer close its connection (clients then never resend on a reused connection).
   Note: distribution 2.8 cancels an upload whose PATCH was cut after part of its body
   arrived (its state token then disagrees with the stored size): only a cut before any
   body byte (`after=0`) or a refused request leaves an upload that can resume from `Range`.

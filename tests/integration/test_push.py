@@ -26,7 +26,7 @@ def _layers(layout: str, descriptor: Descriptor) -> list[str]:
 
 
 def test_push_prints_the_descriptor_and_skopeo_reads_it_back(oci, tmp_path, registry, repo, small_image):
-    result = _push(oci, tmp_path, registry, small_image.arg, registry.ref(repo, "v1"))
+    result = _push(oci, tmp_path, registry, f"oci:{small_image.arg}", registry.ref(repo, "v1"))
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     printed = json.loads(result.stdout)
