@@ -320,3 +320,25 @@ def test_verify_refuses_unsigned_or_wrongly_signed_images(registry, repo, pushed
     entry = Layout.open(out).resolve("new")
     assert entry.digest == small_image.descriptor.digest
     assert entry.annotations["org.ocikit.source"] == pushed  # oci-push mounts from where an image came
+
+
+def test_referrers_through_the_api(registry, fault_proxy, repo, small_image, tmp_path):
+    src = Layout.open(small_image.path)
+    with src.session():
+        sbom = images.write_manifest(src, [{"sbom.json": b"{}"}], subject=small_image.descriptor)
+        src.tag("sbom", sbom)
+    images.push_layout(small_image.path, "v1", registry, repo)
+    images.push_layout(small_image.path, "sbom", registry, repo)
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [sbom.to_json()]}).encode()
+    # distribution 2.8 has no referrers API: the proxy answers for it, as an OCI 1.1 registry would
+    fault_proxy.add(Fault("GET", f"/referrers/{small_image.descriptor.digest}", status=200,
+                          headers={"Content-Type": "application/vnd.oci.image.index.v1+json"}, body=index))
+    out = str(tmp_path / "out")
+    result = fetch("--insecure", "--referrers", f"{fault_proxy.host}/{repo}:v1", out)
+    assert result.returncode == 0, result.stderr
+    layout = Layout.open(out)
+    tagged = layout.resolve(f"sha256-{small_image.descriptor.digest.hex}")
+    assert layout.read_blob(tagged) == index
+    assert sbom.digest in layout.reachable()
+    assert fault_proxy.count("GET", "/manifests/sha256-") == 0  # no fallback needed
