@@ -122,3 +122,18 @@ def test_broken_helper_falls_back_to_anonymous(token_registry, token_image, clea
     assert result.returncode == 0, result.stderr
     assert "warning" in result.stderr and "docker-credential-broken" in result.stderr
     assert token_registry.token_issuer.grants[before].user is None
+
+
+def test_a_refused_token_is_replaced(token_registry, token_image, repo, clean_env, tmp_path):
+    from .faultproxy import Fault, FaultProxy
+
+    issuer = token_registry.token_issuer
+    challenge = (f'Bearer realm="{issuer.realm}",service="{issuer.service}",scope="repository:{repo}:pull",'
+                 'error="invalid_token"')
+    with FaultProxy(token_registry.host).start() as proxy:
+        proxy.add(Fault("GET", "/blobs/", status=401, headers={"WWW-Authenticate": challenge}))  # as if expired
+        before = len(issuer.grants)
+        result = fetch(clean_env, "--insecure", "--jobs", "1", f"{proxy.host}/{repo}:v1", str(tmp_path / "out"))
+        assert result.returncode == 0, result.stderr
+        assert len(issuer.grants) - before == 2  # the first token, then a new one after the 401
+        assert proxy.count("GET", "/blobs/") == 4  # three blobs, one of them asked twice
