@@ -33,13 +33,12 @@ from oci.errors import AuthError, IntegrityError, InvalidInput, NotFound, OciErr
 from oci.layout import LAYOUT_VERSION, Layout
 from oci.reference import Reference
 
-from .client import MAX_MANIFEST, Repository, Upload
+from .client import MAX_MANIFEST, SOURCE_ANNOTATION, Repository, Upload
 from .http import HttpError
 
 DEFAULT_CHUNK_SIZE = 32 << 20
 BLOB_ATTEMPTS = 4  # fresh upload sessions per blob before giving up
 MAX_DEPTH = 4
-SOURCE_ANNOTATION = "org.ocikit.source"  # index.json entry: the reference the image was fetched from
 BASE_NAME_ANNOTATION = "org.opencontainers.image.base.name"  # manifest: the image this one builds on
 DIGEST_REFUSALS = ("DIGEST_INVALID", "SIZE_INVALID", "BLOB_UPLOAD_INVALID")
 
@@ -307,10 +306,6 @@ class Pusher:
         except (NotFound, HttpError) as lost:
             raise _UploadLost(f"chunk at {upload.offset} failed ({err.message}) and the registry dropped "
                               f"the upload ({lost.message})") from None
-        if status.offset == 1 and upload.offset == 0:
-            # distribution answers `Range: 0-0` for an empty upload as for a one-byte one; a cut
-            # chunk that left part of its bytes would have cancelled the upload, so it is empty
-            status = Upload(status.location, 0)
         if status.offset > upload.offset + self.chunk_size or status.offset > blob.size:
             raise _UploadLost(f"the registry holds {status.offset} bytes, more than were sent")
         return status

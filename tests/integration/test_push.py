@@ -10,7 +10,7 @@ import pytest
 from oci.descriptor import OCI_MANIFEST, Descriptor
 from oci.image import LAYOUT_ANNOTATION
 from oci.layout import Layout
-from oci.registry.push import SOURCE_ANNOTATION
+from oci.registry.client import SOURCE_ANNOTATION
 
 from . import images
 from .push_support import blob_writes, environment, flags, uploads_started
@@ -136,15 +136,20 @@ def test_cross_repository_mount(oci, tmp_path, registry, repo, small_image):
     assert len(mounts) == 3 and all(r.status == 201 for r in mounts)
     assert [r for r in seen if r.method in ("PATCH", "PUT") and "/blobs/" in r.path] == []
 
-    # the layout says where the image came from (as oci-fetch records it): mounts without a hint
-    layout = Layout.open(small_image.path)
-    layout.tag("v1", small_image.descriptor.with_annotations(**{SOURCE_ANNOTATION: registry.ref(base, "v1")}))
-    mark = registry.mark()
-    result = _push(oci, tmp_path, registry, small_image.arg, registry.ref(f"{repo}-annotated", "v1"))
-    assert result.returncode == 0, result.stderr
-    seen = registry.requests_since(mark)
-    assert sum(1 for r in seen if "mount=" in r.query and r.status == 201) == 3
-    assert uploads_started(seen) == 0
+    # an image oci-fetch brought from the registry knows where it came from: it mounts without a hint,
+    # from the layout's index entry and from the descriptor piped from oci-fetch alike
+    fetched = str(tmp_path / "fetched")
+    fetch = oci("fetch", "--insecure", registry.ref(base, "v1"), fetched, env=environment(tmp_path))
+    assert fetch.returncode == 0, fetch.stderr
+    assert Layout.open(fetched).resolve("v1").annotations[SOURCE_ANNOTATION].startswith(f"{registry.host}/{base}")
+    for target, image, piped in ((f"{repo}-annotated", f"{fetched}:v1", None), (f"{repo}-piped", "-", fetch.stdout)):
+        mark = registry.mark()
+        result = oci("push", "--insecure", image, registry.ref(target, "v1"), env=environment(tmp_path),
+                     input=piped.encode() if piped else None)
+        assert result.returncode == 0, result.stderr
+        seen = registry.requests_since(mark)
+        assert sum(1 for r in seen if "mount=" in r.query and r.status == 201) == 3
+        assert uploads_started(seen) == 0
 
 
 def test_artifact_with_subject_is_a_referrer(oci, tmp_path, registry, repo, small_image):
@@ -171,8 +176,7 @@ def test_tls_with_basic_auth(oci, tmp_path, tls_registry, repo, small_image):
     assert result.returncode == 0, result.stderr
     assert images.skopeo_manifest_digest(ref, tls_registry) == str(small_image.descriptor.digest)
 
-    # (--retries 0: the shared transport retries certificate failures too, see oci/registry/REQUESTS.md)
-    untrusted = oci("push", "--retries", "0", small_image.arg, ref, env=environment(tmp_path, tls_registry))
+    untrusted = oci("push", small_image.arg, ref, env=environment(tmp_path, tls_registry))
     assert untrusted.returncode == 5 and "certificate" in untrusted.stderr
     refused = oci("push", *flags(tls_registry), small_image.arg, ref,
                   env=environment(tmp_path, tls_registry, password="wrong"))
