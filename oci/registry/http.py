@@ -270,9 +270,10 @@ class Transport:
                     continue  # the server closed an idle keep-alive connection: try a fresh one
                 raise
             break
+        response = Response(raw, url, lambda reusable: self._checkin(key, conn, reusable))
         if method == "HEAD":
-            raw.read()  # no body: the connection is free again
-        return Response(raw, url, lambda reusable: self._checkin(key, conn, reusable))
+            response.read()  # no body: the connection goes back to the pool
+        return response
 
     def pause(self, attempt: int, retry_after: float | None, reason: str) -> None:
         """Sleep before the next attempt: Retry-After when given, else exponential backoff with jitter."""

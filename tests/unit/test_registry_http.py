@@ -147,3 +147,12 @@ def test_manifest_media_type_prefers_the_document():
         "application/vnd.oci.image.manifest.v1+json"
     with pytest.raises(Unsupported, match="schema 1"):
         manifest_media_type(b'{"schemaVersion":1}', "application/json", "x")
+
+
+def test_head_answers_free_their_connection(serve):
+    server = serve((200, {}, b""), (404, {}, b""), (200, {}, b"body"))
+    transport = fast()
+    assert transport.request("HEAD", f"http://{server.host}/a").status == 200
+    assert transport.request("HEAD", f"http://{server.host}/b").status == 404
+    assert transport.request("GET", f"http://{server.host}/c").read_all(10) == b"body"
+    assert len(server.ports) == 1 and not transport._busy
