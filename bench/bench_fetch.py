@@ -5,7 +5,7 @@ The image (five gzip layers made from host folders such as /usr/lib/python3.11 a
 /usr/lib/gcc, well over 50 MB compressed, no network needed) is built once and cached in
 bench/.cache/fetch-image (an OCI layout). Each run starts the CNCF registry
 (`docker-registry`) on 127.0.0.1 with storage on tmpfs, pushes the image with skopeo, then
-times, alternating the two tools, median of BENCH_RUNS (default 3) runs:
+times, alternating the two tools, median of BENCH_RUNS (default 5) runs:
 
   cold  into an empty layout (every blob travels)
   warm  into a layout that already holds every blob (only manifests travel)
@@ -32,7 +32,7 @@ from tests.integration.registry_server import start_registry  # noqa: E402
 
 CACHE = os.path.join(ROOT, "bench", ".cache", "fetch-image")
 TAG = "bench"
-RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None
 LAYERS = [  # base first; folders that are missing on a host are skipped
     ["/usr/lib/python3.11"],
@@ -138,12 +138,15 @@ def main() -> None:
         theirs = ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}"]
         results: dict[str, list[float]] = {"ours cold": [], "skopeo cold": [], "ours warm": [], "skopeo warm": []}
         for run in range(RUNS):
+            stored = []
             for name, argv in (("ours", ours), ("skopeo", theirs)):
                 target = os.path.join(scratch, f"{name}-{run}")
                 cmd_cold = argv + ([target] if name == "ours" else [f"oci:{target}:{TAG}"])
                 results[f"{name} cold"].append(timed(cmd_cold))
                 results[f"{name} warm"].append(timed(cmd_cold))
+                stored.append(sorted(os.listdir(os.path.join(target, "blobs", "sha256"))))
                 shutil.rmtree(target)
+            assert stored[0] == stored[1], "oci-fetch and skopeo stored different blobs"
     finally:
         registry.stop()
         shutil.rmtree(scratch, ignore_errors=True)
