@@ -37,7 +37,8 @@ def add_registry_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--insecure", action="store_true", help="talk plain HTTP to the registry (no TLS)")
     parser.add_argument("--cert-dir", metavar="DIR",
                         help="trust the CA certificates DIR/*.crt and present the client certificate DIR/*.cert "
-                             "with DIR/*.key (default: $OCIKIT_CERT_DIR; $SSL_CERT_FILE is honoured too)")
+                             "with DIR/*.key (default: $OCIKIT_CERT_DIR, else /etc/containers/certs.d/HOST and "
+                             "/etc/docker/certs.d/HOST; the system CAs and $SSL_CERT_FILE are trusted too)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                         help="give up on a connection that makes no progress for this long (default: 30)")
     parser.add_argument("--retries", type=int, default=5, metavar="N",

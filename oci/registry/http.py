@@ -21,7 +21,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
-from oci.errors import IntegrityError, RegistryError
+from oci.errors import IntegrityError, NotFound, RegistryError
 
 log = logging.getLogger("oci.registry")
 
@@ -316,8 +316,11 @@ def tls_context(host: str, cert_dir: str | None = None) -> ssl.SSLContext:
     certificate of `cert_dir` (or $OCIKIT_CERT_DIR, or /etc/containers|docker/certs.d/HOST)."""
     import glob
 
+    explicit = cert_dir or os.environ.get(CERT_DIR_ENV) or ""
+    if explicit and not os.path.isdir(explicit):
+        raise NotFound(f"{explicit}: no such certificate directory")
     context = ssl.create_default_context()
-    folders = [cert_dir or os.environ.get(CERT_DIR_ENV) or ""]
+    folders = [explicit]
     folders += [os.path.join(base, host) for base in SYSTEM_CERT_DIRS]
     for folder in filter(os.path.isdir, folders):
         for ca in sorted(glob.glob(os.path.join(folder, "*.crt"))):

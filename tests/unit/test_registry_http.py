@@ -156,3 +156,10 @@ def test_head_answers_free_their_connection(serve):
     assert transport.request("HEAD", f"http://{server.host}/b").status == 404
     assert transport.request("GET", f"http://{server.host}/c").read_all(10) == b"body"
     assert len(server.ports) == 1 and not transport._busy
+
+
+def test_missing_cert_dir_is_reported(tmp_path):
+    from oci.errors import NotFound
+
+    with pytest.raises(NotFound, match="no such certificate directory"):
+        tls_context("reg", str(tmp_path / "missing"))
