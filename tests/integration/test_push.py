@@ -198,9 +198,17 @@ def test_token_auth(oci, tmp_path, token_registry, repo, small_image):
 
     anonymous = oci("push", "--insecure", small_image.arg, token_registry.ref(repo, "v2"), env=environment(tmp_path))
     assert anonymous.returncode == 6, anonymous.stderr
-    denied = _push(oci, tmp_path, token_registry, small_image.arg, token_registry.ref("private/secret", "v1"),
-                   **environment(tmp_path, token_registry, username="bob", password="bob-pw"))
+    bob = environment(tmp_path, token_registry, username="bob", password="bob-pw")
+    denied = _push(oci, tmp_path, token_registry, small_image.arg, token_registry.ref("private/secret", "v1"), **bob)
     assert denied.returncode == 6, denied.stderr
+    # a mount source bob may not read is passed over: the blobs are uploaded instead
+    mark = token_registry.mark()
+    hinted = _push(oci, tmp_path, token_registry, small_image.arg, token_registry.ref(f"{repo}-bob", "v1"),
+                   "--from-repo", "private/secret", **bob)
+    assert hinted.returncode == 0, hinted.stderr
+    seen = token_registry.requests_since(mark)
+    assert not [r for r in seen if "mount=" in r.query and r.status == 201]
+    assert uploads_started(seen) == 3
 
 
 def test_missing_blob_in_layout_is_reported(oci, tmp_path, registry, repo, small_image):
