@@ -9,13 +9,15 @@
 3. commit: manifests are stored (children before parents) and the tag is written
    atomically, last.
 
-A failure or Ctrl-C in step 2 leaves the index untouched; blobs that were completely
-downloaded and verified stay (a later pull reuses them, `gc` removes them if never
-tagged), partial ones never appear under a digest name.
+A failure or Ctrl-C in step 1 writes nothing. In step 2 or 3 the index stays untouched,
+partial downloads never appear under a digest name, and the blobs this pull had stored
+are removed again (`roll_back`), so the layout is as it was. A pull killed outright
+(SIGKILL) leaves at most verified blobs and a stray temporary, which `gc` removes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import os
@@ -29,6 +31,7 @@ from oci import schema
 from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, REF_NAME, Descriptor
 from oci.digest import Digest, verify_bytes
 from oci.errors import IntegrityError, InvalidInput, NotFound, OciError, RegistryError, Unsupported
+from oci.fsutil import locked
 from oci.image import parse_image_argument
 from oci.layout import LAYOUT_VERSION, MAX_DOCUMENT, Layout
 
@@ -183,6 +186,8 @@ class Puller:
         self.backoff = backoff
         self._existing = _open_existing(layout_path)
         self._stop = threading.Event()
+        self._added_lock = threading.Lock()
+        self.added: list[Digest] = []  # blobs this pull stored, for a rollback when it fails
 
     # -- step 1: plan --------------------------------------------------
 
@@ -267,8 +272,14 @@ class Puller:
             stats.blobs_fetched = len(missing)
             stats.bytes_fetched = sum(d.size for d in missing)
         for manifest in plan.documents:
-            layout.put_bytes(manifest.data, manifest.digest)
+            if not layout.has_blob(manifest.digest, len(manifest.data)):
+                layout.put_bytes(manifest.data, manifest.digest)
+                self._record(manifest.digest)
         return stats
+
+    def _record(self, digest: Digest) -> None:
+        with self._added_lock:
+            self.added.append(digest)
 
     def _transfer(self, missing: list[Descriptor], layout: Layout, plan: Plan) -> None:
         from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -306,6 +317,7 @@ class Puller:
                     layout.put_blob(reader, descriptor.digest, descriptor.size)
                 except IntegrityError as err:
                     raise IntegrityError(f"{self.source}@{descriptor.digest}: {err.message}") from None
+            self._record(descriptor.digest)
         finally:
             reader.close()
 
@@ -412,12 +424,36 @@ def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform
     if verify is not None:
         verify(plan.root.digest)
     layout = open_layout(layout_path, create=True)
-    with layout.session():
-        stats = puller.store(plan, layout)
-        descriptor = tag_layout(layout, tag, target.descriptor.with_annotations(**(annotations or {})))
-        if referrers:
+    try:
+        with layout.session():
+            stats = puller.store(plan, layout)
+            descriptor = tag_layout(layout, tag, target.descriptor.with_annotations(**(annotations or {})))
+    except BaseException:
+        roll_back(layout, puller.added)
+        raise
+    if referrers:
+        with layout.session():
             puller.referrers([d.digest for d in plan.documents], layout)
     return Result(layout, descriptor, stats)
+
+
+def roll_back(layout: Layout, added: list[Digest]) -> None:
+    """Remove the blobs a failed pull stored, so the layout is as it was before.
+
+    This follows the store's garbage-collection protocol (`.ocikit/gc.lock` held
+    exclusively, reachability computed under `.ocikit/index.lock`): a concurrent pull that
+    found one of these blobs and tagged an image with it has finished its session by
+    then, and the blob, now reachable, stays."""
+    if not added:
+        return
+    private = os.path.join(layout.path, ".ocikit")
+    with locked(os.path.join(private, "gc.lock")):
+        with locked(os.path.join(private, "index.lock")):
+            keep = layout.reachable()
+        for digest in added:
+            if digest not in keep:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(layout.blob_path(digest))
 
 
 def _validate(manifest: Manifest, where: str) -> None:

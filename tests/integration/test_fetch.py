@@ -191,8 +191,7 @@ def test_missing_blob(existing, registry, repo, pushed, small_image):
     assert urllib.request.urlopen(request).status == 202
     result = fetch("--insecure", pushed, out, "--tag", "new")
     _refused(result, 3, str(layer.digest))
-    assert Layout.open(out).index() == json.loads(before["index.json"])
-    assert not any(name.startswith(".ocikit/tmp/") for name in snapshot(out))
+    assert snapshot(out) == before  # the blobs that did arrive were rolled back
 
 
 def test_manifest_failing_the_schema(existing, fault_proxy, pushed, repo):

@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from oci.digest import Digest
 from oci.image import Image
 from oci.layout import Layout
 from tests.conftest import command, run
@@ -74,9 +73,7 @@ def test_persistent_server_errors_fail_cleanly(fault_proxy, image, tmp_path):
     before = snapshot(str(out))
     result = run("fetch", "--insecure", "--retries", "1", ref(fault_proxy), str(out))
     assert result.returncode == 5 and "HTTP 500" in result.stderr.splitlines()[-1]
-    after = snapshot(str(out))
-    assert after["index.json"] == before["index.json"]
-    assert not [name for name in after if name.startswith(".ocikit/tmp/")]
+    assert snapshot(str(out)) == before  # the blobs that did arrive were rolled back
 
 
 def test_altered_bytes_fail_the_digest_check(fault_proxy, image, tmp_path):
@@ -87,7 +84,7 @@ def test_altered_bytes_fail_the_digest_check(fault_proxy, image, tmp_path):
     assert result.returncode == 4, result.stderr
     assert layer in result.stderr and "digest" in result.stderr and result.stdout == ""
     layout = Layout.open(str(out))
-    assert layout.descriptors() == [] and not layout.has_blob(layer)
+    assert layout.descriptors() == [] and not os.listdir(out / "blobs" / "sha256")
     assert not os.listdir(out / ".ocikit" / "tmp")
 
 
@@ -117,11 +114,8 @@ def test_ctrl_c_leaves_the_layout_valid(fault_proxy, image, tmp_path):
     stdout, stderr = proc.communicate(timeout=10)
     assert proc.returncode == 130, stderr
     assert stdout == b"" and b"interrupted" in stderr
+    assert snapshot(str(out)) == before  # partial download gone, finished ones rolled back
     layout = Layout.open(str(out))
-    assert snapshot(str(out))["index.json"] == before["index.json"]
-    assert not layout.has_blob(layer) and not os.listdir(out / ".ocikit" / "tmp")
-    for name in os.listdir(out / "blobs" / "sha256"):  # whatever arrived is complete and verified
-        assert Digest.of((out / "blobs" / "sha256" / name).read_bytes()).hex == name
     assert Image.load(layout, layout.resolve("old"))
 
 

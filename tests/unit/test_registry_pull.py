@@ -62,8 +62,7 @@ def test_corrupt_blob_is_refused_and_nothing_is_tagged(source, tmp_path):
     out = str(tmp_path / "out")
     with pytest.raises(IntegrityError, match=big["digest"]):
         pull(LayoutSource(f"{source}:v1"), "", out, tag="v1")
-    assert Layout.open(out).descriptors() == []
-    assert big["digest"].split(":")[1] not in blobs(out)
+    assert Layout.open(out).descriptors() == [] and blobs(out) == []  # rolled back
     assert os.listdir(os.path.join(out, ".ocikit", "tmp")) == []
 
 
