@@ -123,8 +123,9 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     parser.add_argument("--all-platforms", action="store_true", help="copy the whole index, every platform")
     parser.add_argument("--tag", metavar="NAME", help="tag in the layout (default: the reference's tag, or its digest)")
     parser.add_argument("--referrers", action="store_true",
-                        help="also fetch the artifacts that refer to the image (signatures, SBOMs), tagged "
-                             "<alg>-<hex> in the layout as in the referrers tag schema")
+                        help="also fetch the artifacts that refer to the image (signatures, SBOMs; the OCI 1.1 "
+                             "referrers API, else the tag schema), tagged <alg>-<hex> in the layout, and cosign "
+                             "signatures, tagged <alg>-<hex>.sig")
     parser.add_argument("--verify", metavar="KEY.pub",
                         help="refuse the image unless a cosign-style signature (tag sha256-<hex>.sig) of the "
                              "reference's manifest verifies with this ECDSA P-256 public key (PEM)")

@@ -323,23 +323,27 @@ class Puller:
 
     def referrers(self, subjects: list[Digest], layout: Layout) -> list[Descriptor]:
         """Copy the artifacts that refer to `subjects` and tag each subject's referrers index
-        `<alg>-<hex>` (the tag schema), so they stay reachable in the layout."""
+        `<alg>-<hex>` (the tag schema), so they stay reachable in the layout; cosign
+        signatures (`<alg>-<hex>.sig`) come along under their own tag."""
         tagged = []
         for subject in dict.fromkeys(subjects):
             index = self.source.referrers(subject)
-            if index is None:
+            if index is not None:
+                _validate(index, f"{self.source}@{subject}: referrers")
+                plan = Plan(index)
+                self._walk(plan, index, 0)
+                self.store(plan, layout)
+                tagged.append(tag_layout(layout, f"{subject.algorithm}-{subject.hex}", index.descriptor))
+            signature_tag = f"{subject.algorithm}-{subject.hex}.sig"
+            try:
+                signatures = self.source.manifest(signature_tag)
+            except NotFound:
                 continue
-            _validate(index, f"{self.source}@{subject}: referrers")
-            plan = Plan(index)
-            for entry in schema.parse(index.data, "referrers").get("manifests", []):
-                child = Descriptor.from_json(entry)
-                if child.media_type in MANIFESTS | INDEXES:
-                    self._walk(plan, self._document(child), 1)
-                else:
-                    plan.blobs.setdefault(child.digest, child)
-            plan.add_document(index)
+            _validate(signatures, f"{self.source}:{signature_tag}")
+            plan = Plan(signatures)
+            self._walk(plan, signatures, 0)
             self.store(plan, layout)
-            tagged.append(tag_layout(layout, f"{subject.algorithm}-{subject.hex}", index.descriptor))
+            tagged.append(tag_layout(layout, signature_tag, signatures.descriptor))
         return tagged
 
 

@@ -340,4 +340,22 @@ def test_referrers_through_the_api(registry, fault_proxy, repo, small_image, tmp
     tagged = layout.resolve(f"sha256-{small_image.descriptor.digest.hex}")
     assert layout.read_blob(tagged) == index
     assert sbom.digest in layout.reachable()
-    assert fault_proxy.count("GET", "/manifests/sha256-") == 0  # no fallback needed
+    assert fault_proxy.count("GET", r"/manifests/sha256-[0-9a-f]{64}$") == 0  # no fallback needed
+
+
+def test_referrers_bring_cosign_signatures_along(registry, repo, pushed, small_image, tmp_path):
+    from oci import sign
+    from oci.reference import Reference
+    from oci.registry.client import connect
+    from oci.registry.http import Options
+
+    private, _public = _keypair(tmp_path, "signer")
+    signed = sign.sign(connect(Reference.parse(pushed), Options(insecure=True), push=True),
+                       small_image.descriptor.digest, private)
+    out = str(tmp_path / "out")
+    result = fetch("--insecure", "--referrers", pushed, out)
+    assert result.returncode == 0, result.stderr
+    layout = Layout.open(out)
+    entry = layout.resolve(f"sha256-{small_image.descriptor.digest.hex}.sig")
+    assert entry.digest == signed.digest
+    assert all(layout.has_blob(d) for d in layout.reachable())
