@@ -1,14 +1,112 @@
 #!/usr/bin/env python3
 """oci-push: push an image from an OCI image layout to a registry."""
 
-import ocicli
+from __future__ import annotations
 
-main = ocicli.not_implemented(
-    "oci-push",
-    "Push an image from an OCI image layout to a registry; only missing blobs travel.",
-    "  oci-push ./images:busybox 127.0.0.1:5000/library/busybox:latest",
-    "issue 4",
-)
+import os
+import sys
+
+import ocicli
+from oci_fetch import ProgressBar, add_registry_flags, registry_options, route_warnings
+
+PROG = "oci-push"
+DESCRIPTION = """\
+Push an image (a manifest, or an index with every platform) from an OCI image layout to a
+registry and print the pushed manifest's descriptor as JSON on stdout.
+
+IMAGE is [oci:]LAYOUT[:TAG|@DIGEST], or - for the descriptor JSON a previous command printed.
+REF is [HOST[:PORT]/]PATH[:TAG][@DIGEST]. Only blobs the registry lacks travel: each is
+asked for first (HEAD), mounted from another repository of the registry when one is known
+to hold it (--from-repo, and the repository the layout says the image came from), else
+uploaded: in one request up to --chunk-size, in chunks beyond, resuming an interrupted
+chunk where the registry's copy ends. Manifests go up after their blobs, the image under
+REF's tag and every --tag. Credentials as for oci-fetch ($REGISTRY_AUTH_FILE, containers
+auth.json, $DOCKER_CONFIG/config.json, credential helpers)."""
+EXAMPLES = """\
+  oci-push ./images:busybox 127.0.0.1:5000/library/busybox:latest
+  oci-push --insecure ./images:app 127.0.0.1:5000/team/app:1.0 --tag 1 --tag latest
+  oci-fetch --insecure 127.0.0.1:5000/library/debian:12 ./images | oci-push --insecure - 127.0.0.1:5000/mirror/debian:12
+  oci-push --from-repo library/debian ./images:app registry.example/team/app:2.0
+  oci-push --sign cosign.key ./images:app registry.example/team/app:2.0"""
+
+
+def body(argv: list[str], messages: ocicli.Messages) -> int:
+    parser = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
+    parser.add_argument("image", metavar="IMAGE", help="LAYOUT[:TAG|@DIGEST], or - for a descriptor on stdin")
+    parser.add_argument("ref", metavar="REF", help="where to push: [HOST[:PORT]/]PATH[:TAG][@DIGEST]")
+    parser.add_argument("--tag", action="append", default=[], metavar="NAME",
+                        help="also tag the pushed image NAME in the repository (repeatable)")
+    parser.add_argument("--from-repo", action="append", default=[], metavar="REPO",
+                        help="a repository of the same registry that may hold some blobs already: they are "
+                             "mounted from it instead of uploaded (repeatable)")
+    parser.add_argument("--chunk-size", default="32M", metavar="SIZE",
+                        help="blobs up to SIZE go up in one request, larger ones in chunks of SIZE "
+                             "(bytes, or with K, M, G; default: 32M)")
+    parser.add_argument("--sign", metavar="KEY",
+                        help="sign the pushed manifest with this ECDSA P-256 PEM key, cosign-compatible "
+                             "(signature pushed under the sha256-HEX.sig tag; encrypted keys read $COSIGN_PASSWORD)")
+    add_registry_flags(parser)
+    args = parser.parse_args(argv)
+    messages.quiet = args.quiet
+
+    from oci.errors import IntegrityError, OciError, UsageError
+    from oci.image import from_pipe, parse_image_argument, to_pipe
+    from oci.reference import Reference
+    from oci.registry.client import connect
+    from oci.registry.push import RememberingLayout, parse_size, push
+
+    try:
+        chunk_size = parse_size(args.chunk_size)
+    except ValueError as err:
+        raise UsageError(f"--chunk-size: {err}") from None
+    options = registry_options(args)
+    ref = Reference.parse(args.ref)
+    for tag in args.tag:
+        try:
+            Reference.parse(f"{ref.name}:{tag}")
+        except OciError:
+            raise UsageError(f"--tag {tag!r}: not a valid tag") from None
+    if args.sign and not os.path.isfile(args.sign):
+        raise UsageError(f"--sign {args.sign}: no such key file")
+    route_warnings(messages)
+
+    if args.image == "-":
+        layout, descriptor = from_pipe(ocicli.read_stdin_json("an image descriptor"))
+    else:
+        path, name = parse_image_argument(args.image.removeprefix("oci:"))
+        layout = RememberingLayout.open(path)
+        descriptor = layout.resolve(name)
+    if ref.digest and ref.digest != descriptor.digest:
+        raise IntegrityError(f"{args.ref}: the image is {descriptor.digest}, not {ref.digest}")
+    tags = ([ref.tag] if ref.tag and not ref.digest else []) + args.tag
+
+    repository = connect(ref, options, push=True)
+    bar = ProgressBar() if not args.quiet and sys.stderr.isatty() else None
+    try:
+        result = push(layout, descriptor, repository, tags=tags, jobs=args.jobs, chunk_size=chunk_size,
+                      mount_from=args.from_repo, progress=bar)
+    finally:
+        if bar:
+            bar.finish()
+    messages.debug(f"{result.blobs_uploaded} blobs uploaded ({result.bytes_uploaded} bytes), "
+                   f"{result.blobs_mounted} mounted, {result.blobs_present} already present")
+    if bar:
+        messages.info(f"{result.blobs_uploaded} blobs uploaded ({result.bytes_uploaded / 1e6:.1f} MB), "
+                      f"{result.blobs_mounted} mounted, {result.blobs_present} already present")
+    if args.sign:
+        from oci.sign import sign
+
+        signature = sign(repository, result.descriptor.digest, args.sign, docker_reference=ref.name)
+        messages.debug(f"signature {signature.digest} pushed")
+    document = to_pipe(layout, result.descriptor)
+    document.setdefault("annotations", {})["org.ocikit.reference"] = f"{ref.name}@{result.descriptor.digest}"
+    ocicli.emit(document)
+    return 0
+
+
+def main() -> None:
+    ocicli.run(PROG, body)
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,403 @@
+"""A client for the OCI distribution API, the one code path of oci-fetch and oci-push.
+
+    repo = connect(Reference.parse("127.0.0.1:5000/library/busybox:1"), Options(insecure=True))
+
+Pulling:
+    manifest = repo.get_manifest("1")            # Manifest(media_type, digest, data): bytes as served
+    response, start = repo.open_blob(digest, offset=0)   # a streaming Response, Range-resumable
+    repo.list_tags(); repo.referrers(digest)     # referrers API, with the tag-schema fallback
+
+Pushing (`connect(ref, options, push=True)` asks for pull and push rights):
+    repo.blob_size(digest) -> int | None         # HEAD: None when the blob is not there
+    repo.mount_blob(digest, "other/repo") -> Upload | None   # None: mounted, nothing to upload
+    upload = repo.start_upload()                 # Upload(location, offset=0)
+    repo.finish_upload(upload, digest, body, size)           # monolithic: one PUT with the body
+    upload = repo.upload_chunk(upload, data)     # chunked: PATCH with Content-Range, offset moves on
+    upload = repo.upload_status(upload)          # after a failure: where the registry's copy ends
+    repo.finish_upload(upload, digest)           # PUT ?digest= closes a chunked upload
+    repo.cancel_upload(upload)
+    repo.put_manifest("tag-or-digest", data, media_type) -> Digest
+
+Every request authenticates as the registry asks (anonymous, basic, bearer token), is
+retried on 408/429/5xx and connection errors (uploads of streamed bodies and PATCH
+chunks are not: the caller resumes from `upload_status`), and maps failures to
+oci.errors: NotFound (3), IntegrityError (4), RegistryError/HttpError (5), AuthError (6).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import urllib.parse
+from dataclasses import dataclass
+from typing import Callable
+
+from oci import schema
+from oci.descriptor import DOCKER_LIST, DOCKER_MANIFEST, INDEXES, MANIFESTS, OCI_INDEX, OCI_MANIFEST, Descriptor
+from oci.digest import Digest
+from oci.errors import AuthError, IntegrityError, NotFound, OciError, RegistryError, Unsupported
+from oci.reference import Reference
+
+from . import credentials as creds
+from .auth import Authenticator
+from .http import Body, HttpError, Options, Response, Transport
+
+SOURCE_ANNOTATION = "org.ocikit.source"  # on a layout's index entry: the reference an image was fetched from
+MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
+MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
+MAX_MANIFEST = 4 << 20  # the distribution spec lets registries refuse manifests above 4 MiB
+MAX_ERROR_BODY = 1 << 16
+MAX_TAG_LIST = 16 << 20
+MAX_REDIRECTS = 5
+_LINK_NEXT = r'<([^>]+)>\s*;\s*rel="?next"?'
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest or index exactly as the registry served it, with its verified digest."""
+
+    media_type: str
+    digest: Digest
+    data: bytes
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, len(self.data))
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A blob upload session: where to send the next request and how many bytes it holds."""
+
+    location: str
+    offset: int = 0
+
+
+class Registry:
+    """One registry host: its transport and what it told us about authentication."""
+
+    def __init__(self, host: str, options: Options | None = None, *, name: str | None = None,
+                 transport: Transport | None = None,
+                 credentials: Callable[[], creds.Credentials | None] | None = None) -> None:
+        self.host = host  # where the API lives (host[:port])
+        self.name = name or host  # what credentials are filed under (docker.io for Docker Hub)
+        self.transport = transport or Transport(options)
+        lookup = credentials or (lambda: creds.lookup(self.name))
+        self.auth = Authenticator(self.transport, self.name, lookup)
+
+    def repository(self, name: str, push: bool = False) -> Repository:
+        return Repository(self, name, push)
+
+    def url(self, path: str) -> str:
+        return self.transport.url(self.host, path)
+
+    def request(self, method: str, url: str, scopes: tuple[str, ...], headers: dict[str, str] | None = None,
+                body: Body = None, *, retry: bool = True) -> Response:
+        """Send a request with the authorization `scopes` need, answering challenges (401) as asked."""
+        start = body.tell() if body is not None and not isinstance(body, bytes) and body.seekable() else None
+        for attempt in range(3):
+            sent = dict(headers or {})
+            authorization = self.auth.header(scopes)
+            if authorization:
+                sent["Authorization"] = authorization
+            if attempt and start is not None:
+                body.seek(start)  # type: ignore[union-attr]
+            response = self.transport.request(method, url, sent, body, retry=retry)
+            if response.status != 401:
+                return response
+            challenge = response.header("WWW-Authenticate")
+            detail = error_detail(response)
+            insufficient = 'error="insufficient_scope"' in (challenge or "")
+            if attempt == 2 or (authorization and insufficient) or (
+                    body is not None and not isinstance(body, bytes) and start is None):
+                raise AuthError(f"{self.name}: access refused for {' '.join(scopes)}{detail}")
+            self.auth.challenged(challenge, scopes)
+        raise AssertionError("unreachable")
+
+
+class Repository:
+    """One repository of a registry: the distribution-spec endpoints under /v2/NAME/."""
+
+    def __init__(self, registry: Registry, name: str, push: bool = False) -> None:
+        self.registry = registry
+        self.name = name
+        self.scopes = (f"repository:{name}:pull,push" if push else f"repository:{name}:pull",)
+
+    def __str__(self) -> str:
+        return f"{self.registry.name}/{self.name}"
+
+    def _url(self, suffix: str) -> str:
+        return self.registry.url(f"/v2/{self.name}/{suffix}")
+
+    def _request(self, method: str, url: str, headers: dict[str, str] | None = None, body: Body = None,
+                 *, retry: bool = True, scopes: tuple[str, ...] | None = None) -> Response:
+        return self.registry.request(method, url, scopes or self.scopes, headers, body, retry=retry)
+
+    def _fail(self, response: Response, what: str) -> RegistryError:
+        """The error for an unexpected answer (the body is read for the registry's message)."""
+        detail = error_detail(response)
+        if response.status == 404:
+            return NotFound(f"{what}: not found{detail}")
+        if response.status in (401, 403):
+            return AuthError(f"{what}: access denied (HTTP {response.status}){detail}")
+        return HttpError(f"{what}: registry answered HTTP {response.status}{detail}", response.status)
+
+    # -- pulling -----------------------------------------------------------
+
+    def get_manifest(self, reference: str, limit: int = MAX_MANIFEST,
+                     accept: tuple[str, ...] = MANIFEST_TYPES) -> Manifest:
+        """The manifest or index tagged or digested `reference`, bytes kept exactly as served."""
+        what = f"{self}:{reference}" if not reference.startswith(("sha256:", "sha512:")) else f"{self}@{reference}"
+        response = self._request("GET", self._url(f"manifests/{reference}"), {"Accept": ", ".join(accept)})
+        if response.status != 200:
+            raise self._fail(response, what)
+        data = response.read_all(limit, f"{what}: manifest")
+        expected = Digest.parse(reference) if reference.startswith(("sha256:", "sha512:")) else None
+        served = response.header("Docker-Content-Digest")
+        if expected is None and served:
+            try:
+                expected = Digest.parse(served)
+            except OciError:
+                expected = None
+        digest = Digest.of(data, expected.algorithm if expected else "sha256")
+        if expected is not None and digest != expected:
+            raise IntegrityError(f"{what}: manifest digest {digest} does not match {expected}")
+        return Manifest(manifest_media_type(data, response.header("Content-Type"), what), digest, data)
+
+    def head_manifest(self, reference: str) -> Descriptor | None:
+        """The descriptor of a manifest without its body (None when it does not exist)."""
+        response = self._request("HEAD", self._url(f"manifests/{reference}"), {"Accept": MANIFEST_ACCEPT})
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise self._fail(response, f"{self}:{reference}")
+        digest, size = response.header("Docker-Content-Digest"), response.length
+        if not digest or size is None:
+            return None
+        media_type = (response.header("Content-Type") or "").split(";", 1)[0].strip()
+        return Descriptor(media_type, Digest.parse(digest), size)
+
+    def open_blob(self, digest: Digest, offset: int = 0) -> tuple[Response, int]:
+        """Stream a blob from `offset` (an HTTP Range request); returns the response and the
+        offset its body actually starts at (0 when the registry ignored the range)."""
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        what = f"{self}@{digest}"
+        url = self._url(f"blobs/{digest}")
+        response = self._request("GET", url, headers)
+        for _ in range(MAX_REDIRECTS):
+            if response.status not in (301, 302, 303, 307, 308):
+                break
+            location = response.header("Location")
+            response.drain()
+            if not location:
+                raise RegistryError(f"{what}: redirect without a Location")
+            target = urllib.parse.urljoin(url, location)
+            if urllib.parse.urlsplit(target).netloc == urllib.parse.urlsplit(url).netloc:
+                response = self._request("GET", target, headers)
+            else:  # a storage backend: never send our registry credentials there
+                response = self.registry.transport.request("GET", target, headers)
+            url = target
+        if response.status == 206 and offset:
+            start = content_range_start(response.header("Content-Range"))
+            if start != offset:
+                response.close()
+                raise RegistryError(f"{what}: asked for bytes from {offset}, got a range starting at {start}")
+            return response, offset
+        if response.status == 200:
+            return response, 0
+        if response.status == 416 and offset:
+            response.drain()
+            return self.open_blob(digest, 0)
+        raise self._fail(response, f"{what}: blob")
+
+    def list_tags(self, limit: int = MAX_TAG_LIST) -> list[str]:
+        """Every tag of the repository (following `Link: <...>; rel="next"` pages)."""
+        tags: list[str] = []
+        url: str | None = self._url("tags/list")
+        while url:
+            response = self._request("GET", url)
+            if response.status != 200:
+                raise self._fail(response, f"{self}: tags")
+            doc = _json(response.read_all(limit, f"{self}: tag list"), f"{self}: tag list")
+            tags += [t for t in (doc.get("tags") or []) if isinstance(t, str)]
+            link = re.search(_LINK_NEXT, response.header("Link") or "")
+            url = urllib.parse.urljoin(url, link[1]) if link else None
+        return tags
+
+    def referrers(self, digest: Digest, artifact_type: str | None = None) -> Manifest | None:
+        """The index of manifests whose `subject` is `digest`: from the referrers API, else the
+        `<alg>-<hex>` tag of the fallback tag schema; None when there are none."""
+        query = f"?{urllib.parse.urlencode({'artifactType': artifact_type})}" if artifact_type else ""
+        response = self._request("GET", self._url(f"referrers/{digest}{query}"), {"Accept": OCI_INDEX})
+        content_type = (response.header("Content-Type") or "").split(";", 1)[0].strip()
+        if response.status == 200 and content_type == OCI_INDEX:
+            data = response.read_all(MAX_MANIFEST, f"{self}@{digest}: referrers")
+            index = schema.load(data, "index", f"{self}@{digest}: referrers")
+            return Manifest(OCI_INDEX, Digest.of(data), data) if index.get("manifests") else None
+        if response.status not in (200, 404):
+            raise self._fail(response, f"{self}@{digest}: referrers")
+        response.drain()
+        try:
+            fallback = self.get_manifest(f"{digest.algorithm}-{digest.hex}", accept=(OCI_INDEX,))
+        except NotFound:
+            return None
+        if fallback.media_type != OCI_INDEX:
+            return None
+        return fallback
+
+    # -- pushing -----------------------------------------------------------
+
+    def blob_size(self, digest: Digest) -> int | None:
+        """The size of the blob in the repository (HEAD), or None when it is not there."""
+        response = self._request("HEAD", self._url(f"blobs/{digest}"))
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise self._fail(response, f"{self}@{digest}: blob")
+        return response.length
+
+    def mount_blob(self, digest: Digest, from_repository: str) -> Upload | None:
+        """Ask the registry to mount a blob from another repository; None when it did, else the
+        upload session it opened instead."""
+        query = urllib.parse.urlencode({"mount": str(digest), "from": from_repository})
+        scopes = self.scopes + (f"repository:{from_repository}:pull",)
+        response = self._request("POST", self._url(f"blobs/uploads/?{query}"), scopes=scopes)
+        if response.status == 201:
+            response.drain()
+            return None
+        return self._upload_from(response, f"{self}@{digest}: mount from {from_repository}")
+
+    def start_upload(self) -> Upload:
+        """Open a blob upload session (POST)."""
+        response = self._request("POST", self._url("blobs/uploads/"))
+        return self._upload_from(response, f"{self}: start upload")
+
+    def upload_chunk(self, upload: Upload, data: bytes) -> Upload:
+        """Send the next chunk (PATCH with Content-Range); not retried: on failure ask
+        `upload_status` where the registry's copy ends and continue from there."""
+        end = upload.offset + len(data) - 1
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
+                   "Content-Range": f"{upload.offset}-{end}"}
+        response = self._request("PATCH", upload.location, headers, data, retry=False)
+        if response.status != 202:
+            raise self._fail(response, f"{self}: upload chunk at {upload.offset}")
+        moved = self._upload_from(response, f"{self}: upload chunk")
+        return Upload(moved.location, upload.offset + len(data))
+
+    def upload_status(self, upload: Upload) -> Upload:
+        """Where an interrupted upload stands: the registry's Range gives the next offset."""
+        response = self._request("GET", upload.location)
+        if response.status != 204:
+            raise self._fail(response, f"{self}: upload status")
+        moved = self._upload_from(response, f"{self}: upload status", expect=204)
+        end = upload_range_end(response.header("Range"))
+        if end == 0 and upload.offset == 0:
+            end = -1  # distribution answers "0-0" for an empty upload too
+        return Upload(moved.location, end + 1)
+
+    def finish_upload(self, upload: Upload, digest: Digest, body: Body = None, size: int | None = None) -> None:
+        """Close an upload with PUT ?digest=, sending `body` (the whole blob, for a monolithic
+        upload, or the last chunk) when given. A file body is not retried."""
+        separator = "&" if "?" in upload.location else "?"
+        url = f"{upload.location}{separator}{urllib.parse.urlencode({'digest': str(digest)})}"
+        headers = {"Content-Type": "application/octet-stream"}
+        if body is not None:
+            length = len(body) if isinstance(body, bytes) else size
+            if length is None:
+                raise ValueError("finish_upload: size is required with a streamed body")
+            headers["Content-Length"] = str(length)
+        response = self._request("PUT", url, headers, body, retry=body is None or isinstance(body, bytes))
+        if response.status != 201:
+            raise self._fail(response, f"{self}@{digest}: upload")
+        response.drain()
+
+    def cancel_upload(self, upload: Upload) -> None:
+        """Abandon an upload session (errors are ignored: the registry expires it anyway)."""
+        try:
+            self._request("DELETE", upload.location, retry=False).drain()
+        except RegistryError:
+            pass
+
+    def put_manifest(self, reference: str, data: bytes, media_type: str) -> Digest:
+        """Upload a manifest or index under a tag or its digest; returns its digest."""
+        digest = Digest.of(data)
+        response = self._request("PUT", self._url(f"manifests/{reference}"), {"Content-Type": media_type}, data)
+        if response.status != 201:
+            raise self._fail(response, f"{self}:{reference}: put manifest")
+        served = response.header("Docker-Content-Digest")
+        response.drain()
+        if served and served.startswith("sha256:") and served != str(digest):
+            raise IntegrityError(f"{self}:{reference}: registry stored digest {served}, expected {digest}")
+        return digest
+
+    def _upload_from(self, response: Response, what: str, expect: int = 202) -> Upload:
+        if response.status != expect:
+            raise self._fail(response, what)
+        location = response.header("Location")
+        response.drain()
+        if not location:
+            raise RegistryError(f"{what}: registry gave no upload Location")
+        return Upload(urllib.parse.urljoin(response.url, location))
+
+
+def connect(reference: Reference, options: Options | None = None, push: bool = False,
+            transport: Transport | None = None) -> Repository:
+    """The repository a reference names, reached with `options`."""
+    registry = Registry(reference.api_host, options, name=reference.registry, transport=transport,
+                        credentials=lambda: creds.lookup(reference.registry, reference.repository))
+    return registry.repository(reference.repository, push)
+
+
+def manifest_media_type(data: bytes, content_type: str | None, what: str) -> str:
+    """The media type of served manifest bytes: the document's own `mediaType`, else Content-Type."""
+    doc = schema.parse(data, what)
+    declared = doc.get("mediaType") if isinstance(doc, dict) else None
+    header = (content_type or "").split(";", 1)[0].strip()
+    media_type = declared if isinstance(declared, str) and declared else header
+    if media_type not in MANIFESTS | INDEXES:
+        if isinstance(doc, dict) and doc.get("schemaVersion") == 1:
+            raise Unsupported(f"{what}: Docker schema 1 manifests are not supported")
+        if isinstance(doc, dict) and isinstance(doc.get("manifests"), list):
+            media_type = OCI_INDEX
+        elif isinstance(doc, dict) and "config" in doc:
+            media_type = OCI_MANIFEST
+        else:
+            raise Unsupported(f"{what}: unsupported manifest media type {media_type or 'none'!r}")
+    return media_type
+
+
+def content_range_start(value: str | None) -> int | None:
+    """The first byte of `Content-Range: bytes START-END/TOTAL`."""
+    match = re.match(r"\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*$", value or "")
+    return int(match[1]) if match else None
+
+
+def upload_range_end(value: str | None) -> int:
+    """The last byte an upload holds from its `Range: 0-END` header (-1 when empty)."""
+    match = re.match(r"\s*(?:bytes=)?0-(-?\d+)\s*$", value or "")
+    return max(-1, int(match[1])) if match else -1
+
+
+def error_detail(response: Response) -> str:
+    """`: CODE: message` from a registry's JSON error body, or '' (the body is consumed)."""
+    try:
+        data = response.read_all(MAX_ERROR_BODY, "error body")
+    except (OciError, OSError, http.client.HTTPException):
+        response.close()
+        return ""
+    try:
+        errors = json.loads(data).get("errors") or []
+        first = errors[0]
+        text = ": ".join(filter(None, (str(first.get("code", "")), str(first.get("message", "")))))
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return ""
+    return f" ({text})" if text else ""
+
+
+def _json(data: bytes, what: str) -> dict:
+    doc = schema.parse(data, what)
+    if not isinstance(doc, dict):
+        raise RegistryError(f"{what}: not a JSON object")
+    return doc
+

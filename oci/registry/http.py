@@ -1,0 +1,360 @@
+"""HTTP for registries: pooled keep-alive connections, TLS, timeouts, retries with backoff.
+
+`Transport.request()` sends one request and returns a `Response` whose body is read by
+the caller (streaming, or completely with a size cap). Answers 408, 429 and 5xx, and
+connection errors, are retried with exponential backoff (honouring `Retry-After`) as long
+as the request body can be sent again. A response whose body was read to the end gives
+its connection back to the pool for the next request to the same host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import BinaryIO, Callable
+
+from oci.errors import IntegrityError, NotFound, RegistryError
+
+log = logging.getLogger("oci.registry")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for longer is treated as failing
+BLOCK = 1 << 20
+CERT_DIR_ENV = "OCIKIT_CERT_DIR"
+SYSTEM_CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
+
+Body = bytes | BinaryIO | None
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to reach registries; the same for fetch and push."""
+
+    insecure: bool = False  # plain HTTP instead of TLS
+    cert_dir: str | None = None  # *.crt CA certificates, *.cert/*.key client certificate
+    timeout: float = 30.0  # seconds without progress on a connection
+    retries: int = 5  # attempts after the first, for retryable failures
+    backoff: float = 0.5  # first delay in seconds, doubled each attempt
+    max_backoff: float = 10.0
+
+
+class HttpError(RegistryError):
+    """An unexpected HTTP answer; `status` is the HTTP status code (0 for connection errors)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Response:
+    """An HTTP answer whose body the caller reads; the connection returns to the pool at EOF."""
+
+    def __init__(self, raw: http.client.HTTPResponse, url: str, release: Callable[[bool], None]) -> None:
+        self._raw = raw
+        self._release = release
+        self._done = False
+        self.url = url
+        self.status = raw.status
+        self.headers = raw.headers
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name, default)
+
+    @property
+    def length(self) -> int | None:
+        """The Content-Length, when the server sent one."""
+        value = self.headers.get("Content-Length")
+        return int(value) if value and value.isdigit() else None
+
+    def read(self, n: int = -1) -> bytes:
+        if self._done:
+            return b""
+        data = self._raw.read(n if n is not None and n >= 0 else None)
+        if not data or n is None or n < 0 or self._raw.isclosed():
+            self._finish()
+        return data
+
+    def read1(self, n: int = -1) -> bytes:
+        """What one read from the connection gives (at most `n` bytes): nothing already
+        received is lost when the connection then breaks."""
+        if self._done:
+            return b""
+        data = self._raw.read1(n if n is not None and n >= 0 else BLOCK)
+        if not data or self._raw.isclosed() or self._raw.length == 0:
+            self._finish()
+        return data
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:
+        if self._done:
+            return 0
+        count = self._raw.readinto(buffer)
+        if not count or self._raw.isclosed():
+            self._finish()
+        return count
+
+    def readable(self) -> bool:
+        return True
+
+    def read_all(self, limit: int, what: str = "response") -> bytes:
+        """The whole body; IntegrityError when it is larger than `limit` bytes."""
+        length = self.length
+        if length is not None and length > limit:
+            self.close()
+            raise IntegrityError(f"{what}: {length} bytes exceeds the size cap of {limit}")
+        chunks, total = [], 0
+        while chunk := self.read(min(BLOCK, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                self.close()
+                raise IntegrityError(f"{what}: more than the size cap of {limit} bytes")
+        return b"".join(chunks)
+
+    def drain(self, limit: int = 1 << 16) -> None:
+        """Read a small leftover body so the connection can be reused, or drop the connection."""
+        try:
+            length = self.length
+            if length is not None and length > limit:
+                self.close()
+                return
+            self.read_all(limit)
+        except (OSError, http.client.HTTPException, IntegrityError):
+            self.close()
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            reusable = not self._raw.will_close
+            self._raw.close()  # the connection takes no new request while its response is open
+            self._release(reusable)
+
+    def close(self) -> None:
+        """Stop reading: the connection is dropped unless the body was read to the end."""
+        if not self._done:
+            self._done = True
+            self._raw.close()
+            self._release(False)
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Transport:
+    """Connections to registries, pooled per scheme and host, shared by threads."""
+
+    def __init__(self, options: Options | None = None) -> None:
+        self.options = options or Options()
+        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._busy: set[http.client.HTTPConnection] = set()
+        self._lock = threading.Lock()
+        self._contexts: dict[str, ssl.SSLContext] = {}
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.options.insecure else "https"
+
+    def url(self, host: str, path: str) -> str:
+        """An absolute URL on `host` for the API `path`."""
+        return f"{self.scheme}://{host}{path}"
+
+    # -- connections ---------------------------------------------------
+
+    def _context(self, host: str) -> ssl.SSLContext:
+        with self._lock:
+            context = self._contexts.get(host)
+            if context is None:
+                context = self._contexts[host] = tls_context(host, self.options.cert_dir)
+            return context
+
+    def _connect(self, scheme: str, host: str) -> http.client.HTTPConnection:
+        timeout = self.options.timeout
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, timeout=timeout, context=self._context(host), blocksize=BLOCK)
+        return http.client.HTTPConnection(host, timeout=timeout, blocksize=BLOCK)
+
+    def _checkout(self, key: tuple[str, str]) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            idle = self._idle.get(key)
+            conn = idle.pop() if idle else None
+        reused = conn is not None
+        conn = conn or self._connect(*key)
+        with self._lock:
+            self._busy.add(conn)
+        return conn, reused
+
+    def _checkin(self, key: tuple[str, str], conn: http.client.HTTPConnection, reusable: bool) -> None:
+        with self._lock:
+            self._busy.discard(conn)
+            if reusable:
+                self._idle.setdefault(key, []).append(conn)
+                return
+        conn.close()
+
+    def abort(self) -> None:
+        """Cut every connection in use, so threads blocked reading from them fail at once."""
+        with self._lock:
+            busy = list(self._busy)
+        for conn in busy:
+            if conn.sock is not None:
+                with contextlib.suppress(OSError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
+    # -- requests --------------------------------------------------------
+
+    def request(self, method: str, url: str, headers: dict[str, str] | None = None, body: Body = None,
+                *, retry: bool = True) -> Response:
+        """Send a request, retrying retryable failures when `retry` and the body can be replayed.
+
+        Returns the last response whatever its status (the caller judges it); raises
+        HttpError when the connection keeps failing.
+        """
+        start = body.tell() if body is not None and not isinstance(body, bytes) and body.seekable() else None
+        replayable = body is None or isinstance(body, bytes) or start is not None
+        attempts = 1 + (self.options.retries if retry and replayable else 0)
+        for attempt in range(attempts):
+            if attempt and start is not None:
+                body.seek(start)  # type: ignore[union-attr]
+            last = attempt == attempts - 1
+            try:
+                response = self._send(method, url, headers or {}, body)
+            except (OSError, http.client.HTTPException) as err:
+                if last or isinstance(err, ssl.SSLError):  # TLS trouble does not heal by waiting
+                    raise HttpError(f"{method} {redact(url)}: {describe_error(err)}") from None
+                self.pause(attempt, None, f"{method} {redact(url)}: {describe_error(err)}")
+                continue
+            if response.status in RETRY_STATUSES and not last:
+                retry_after = parse_retry_after(response.header("Retry-After"))
+                response.drain()
+                if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+                    return response
+                self.pause(attempt, retry_after, f"{method} {redact(url)}: HTTP {response.status}")
+                continue
+            return response
+        raise AssertionError("unreachable")
+
+    def _send(self, method: str, url: str, headers: dict[str, str], body: Body) -> Response:
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = {"User-Agent": "ocikit", **headers}
+        if body is None and method in ("PUT", "POST", "PATCH"):
+            headers.setdefault("Content-Length", "0")
+        while True:
+            conn, reused = self._checkout(key)
+            try:
+                conn.request(method, target, body=body, headers=headers)
+                raw = conn.getresponse()
+            except (OSError, http.client.HTTPException) as err:
+                self._checkin(key, conn, False)
+                if reused and (body is None or isinstance(body, bytes)):
+                    log.debug("%s %s: kept-alive connection failed (%s), trying a new one", method, redact(url), err)
+                    continue  # the server closed an idle keep-alive connection: try a fresh one
+                raise
+            break
+        response = Response(raw, url, lambda reusable: self._checkin(key, conn, reusable))
+        if method == "HEAD":
+            response.read()  # no body: the connection goes back to the pool
+        return response
+
+    def pause(self, attempt: int, retry_after: float | None, reason: str) -> None:
+        """Sleep before the next attempt: Retry-After when given, else exponential backoff with jitter."""
+        if retry_after is not None:
+            delay = retry_after
+        else:
+            delay = backoff_delay(attempt, self.options.backoff, self.options.max_backoff)
+        log.warning("%s; retrying in %.1fs", reason, delay)
+        time.sleep(delay)
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff: `base * 2**attempt`, capped, with up to 25% random jitter."""
+    import random
+
+    delay = min(cap, base * (2 ** attempt))
+    return delay * (1 + random.random() * 0.25)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    import email.utils
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def tls_context(host: str, cert_dir: str | None = None) -> ssl.SSLContext:
+    """A verifying TLS context: system CAs (and SSL_CERT_FILE), plus the CAs and client
+    certificate of `cert_dir` (or $OCIKIT_CERT_DIR, or /etc/containers|docker/certs.d/HOST)."""
+    import glob
+
+    explicit = cert_dir or os.environ.get(CERT_DIR_ENV) or ""
+    if explicit and not os.path.isdir(explicit):
+        raise NotFound(f"{explicit}: no such certificate directory")
+    context = ssl.create_default_context()
+    folders = [explicit]
+    folders += [os.path.join(base, host) for base in SYSTEM_CERT_DIRS]
+    for folder in filter(os.path.isdir, folders):
+        for ca in sorted(glob.glob(os.path.join(folder, "*.crt"))):
+            try:
+                context.load_verify_locations(cafile=ca)
+            except (OSError, ssl.SSLError) as err:
+                raise RegistryError(f"{ca}: cannot load CA certificate: {err}") from None
+        for cert in sorted(glob.glob(os.path.join(folder, "*.cert"))):
+            key = cert[: -len(".cert")] + ".key"
+            try:
+                context.load_cert_chain(cert, key if os.path.exists(key) else None)
+            except (OSError, ssl.SSLError) as err:
+                raise RegistryError(f"{cert}: cannot load client certificate: {err}") from None
+        if folder == folders[0]:
+            break  # an explicit directory replaces the per-host defaults
+    return context
+
+
+def describe_error(err: BaseException) -> str:
+    """A short human description of a connection-level failure."""
+    if isinstance(err, TimeoutError):
+        return "timed out"
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted ({err.verify_message}); see --cert-dir"
+    if isinstance(err, ssl.SSLError):
+        hint = " (a plain HTTP registry? see --insecure)" if err.reason == "WRONG_VERSION_NUMBER" else ""
+        return f"TLS error: {err.reason or err}{hint}"
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.lower()
+    return str(err) or type(err).__name__
+
+
+def redact(url: str) -> str:
+    """A URL without its query string (upload locations carry secrets on some registries)."""
+    return url.split("?", 1)[0]

@@ -1,0 +1,501 @@
+"""Copy an image from a registry, or from another layout, into an OCI image layout.
+
+`pull()` works in three steps so that a failure never leaves the layout half-changed:
+
+1. plan: read the manifest (an index resolved to one platform, or all of them), every
+   document checked against its digest, size cap and schema, before anything is written;
+2. transfer: the blobs the layout lacks travel in parallel, each verified while it
+   streams (digest and size); an interrupted download resumes with a Range request;
+3. commit: manifests are stored (children before parents) and the tag is written
+   atomically, last.
+
+A failure or Ctrl-C in step 1 writes nothing. In step 2 or 3 the index stays untouched,
+partial downloads never appear under a digest name, and the blobs this pull had stored
+are removed again (`roll_back`), so the layout is as it was. A pull killed outright
+(SIGKILL) leaves at most verified blobs and a stray temporary, which `gc` removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Protocol
+
+from oci import platform as platforms
+from oci import schema
+from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, REF_NAME, Descriptor
+from oci.digest import Digest, verify_bytes
+from oci.errors import IntegrityError, InvalidInput, NotFound, OciError, RegistryError, Unsupported
+from oci.fsutil import locked
+from oci.image import parse_image_argument
+from oci.layout import LAYOUT_VERSION, MAX_DOCUMENT, Layout
+
+from .client import MAX_MANIFEST, Manifest, Repository, manifest_media_type
+from .http import backoff_delay, describe_error
+
+log = logging.getLogger("oci.registry")
+
+MAX_DEPTH = 4  # an index may point at an index, this deep at most
+MAX_RESUMES = 5
+
+
+class Progress(Protocol):
+    """Told which blobs will travel, then how far each one got (from worker threads)."""
+
+    def begin(self, blobs: list[Descriptor]) -> None: ...
+
+    def advance(self, blob: Descriptor, done: int) -> None: ...
+
+
+class Interrupted(Exception):
+    """Another transfer failed: this one stops early."""
+
+
+class Source(Protocol):
+    """Where images come from: a registry repository or a layout."""
+
+    def manifest(self, reference: str) -> Manifest: ...
+
+    def open_blob(self, descriptor: Descriptor, offset: int) -> tuple[BinaryIO, int]: ...
+
+    def referrers(self, digest: Digest) -> Manifest | None: ...
+
+    def abort(self) -> None: ...
+
+
+class RegistrySource:
+    """A repository of a registry."""
+
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+
+    def __str__(self) -> str:
+        return str(self.repository)
+
+    def manifest(self, reference: str) -> Manifest:
+        return self.repository.get_manifest(reference)
+
+    def open_blob(self, descriptor: Descriptor, offset: int) -> tuple[BinaryIO, int]:
+        return self.repository.open_blob(descriptor.digest, offset)  # type: ignore[return-value]
+
+    def referrers(self, digest: Digest) -> Manifest | None:
+        return self.repository.referrers(digest)
+
+    def abort(self) -> None:
+        """Cut the connections in use (Ctrl-C, or another transfer failed)."""
+        self.repository.registry.transport.abort()
+
+
+class LayoutSource:
+    """Another OCI image layout, named `PATH[:TAG|@DIGEST]`."""
+
+    def __init__(self, text: str) -> None:
+        path, self.name = parse_image_argument(text)
+        self.layout = open_layout(path)
+
+    def __str__(self) -> str:
+        return f"oci:{self.layout.path}"
+
+    def manifest(self, reference: str) -> Manifest:
+        if reference.startswith(("sha256:", "sha512:")) and self.layout.has_blob(reference):
+            return self._by_digest(Digest.parse(reference))  # an index's child, not in index.json
+        entry = self.layout.resolve(reference or self.name)
+        if entry.media_type not in MANIFESTS | INDEXES:
+            raise Unsupported(f"{self}@{entry.digest}: not a manifest or index ({entry.media_type})")
+        data = self.layout.read_blob(entry, MAX_MANIFEST)
+        return Manifest(entry.media_type, entry.digest, data)
+
+    def _by_digest(self, digest: Digest) -> Manifest:
+        where = f"{self}@{digest}"
+        with open(self.layout.blob_path(digest), "rb") as f:
+            data = f.read(MAX_MANIFEST + 1)
+        if len(data) > MAX_MANIFEST:
+            raise IntegrityError(f"{where}: manifest exceeds the size cap of {MAX_MANIFEST}")
+        verify_bytes(data, digest, None, where)
+        return Manifest(manifest_media_type(data, None, where), digest, data)
+
+    def default_tag(self) -> str:
+        """The tag an image copied from here gets when none is asked for: its tag in this layout."""
+        if self.name and not self.name.startswith(("sha256:", "sha512:")):
+            return self.name
+        return self.layout.resolve(self.name).ref_name or "latest"
+
+    def open_blob(self, descriptor: Descriptor, offset: int) -> tuple[BinaryIO, int]:
+        try:
+            f = open(self.layout.blob_path(descriptor.digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"{self}: blob {descriptor.digest} is missing") from None
+        f.seek(offset)
+        return f, offset
+
+    def referrers(self, digest: Digest) -> Manifest | None:
+        try:
+            return self.manifest(f"{digest.algorithm}-{digest.hex}")
+        except NotFound:
+            return None
+
+    def abort(self) -> None:
+        pass
+
+
+@dataclass
+class Plan:
+    """What a pull stores: blobs first, then documents (children before parents)."""
+
+    root: Manifest  # what the reference named
+    blobs: dict[Digest, Descriptor] = field(default_factory=dict)
+    documents: list[Manifest] = field(default_factory=list)
+    configs: set[Digest] = field(default_factory=set)
+
+    def add_document(self, manifest: Manifest) -> None:
+        if all(d.digest != manifest.digest for d in self.documents):
+            self.documents.append(manifest)
+
+
+@dataclass
+class Stats:
+    """What travelled."""
+
+    blobs_fetched: int = 0
+    bytes_fetched: int = 0
+    blobs_present: int = 0
+
+
+@dataclass
+class Result:
+    """What a pull did: the layout, the tagged descriptor, and what travelled."""
+
+    layout: Layout
+    descriptor: Descriptor
+    stats: Stats
+
+
+class Puller:
+    """Copies images from one source into one layout."""
+
+    def __init__(self, source: Source, layout_path: str, *, jobs: int = 4, progress: Progress | None = None,
+                 backoff: float = 0.5) -> None:
+        self.source = source
+        self.jobs = max(1, jobs)
+        self.progress = progress
+        self.backoff = backoff
+        self._existing = _open_existing(layout_path)
+        self._stop = threading.Event()
+        self._added_lock = threading.Lock()
+        self.added: list[Digest] = []  # blobs this pull stored, for a rollback when it fails
+
+    # -- step 1: plan --------------------------------------------------
+
+    def plan(self, reference: str, platform: platforms.Platform | None, all_platforms: bool) -> tuple[Plan, Manifest]:
+        """Read and check every document of the image; nothing is written yet. Returns the plan
+        and the manifest to tag (the root with `all_platforms`, else the platform's manifest)."""
+        root = self.source.manifest(reference)
+        _validate(root, f"{self.source}:{reference}")
+        plan = Plan(root)
+        chosen = root
+        if all_platforms:
+            self._walk(plan, root, 0)
+            return plan, root
+        wanted = platform or platforms.Platform.host()
+        for _ in range(MAX_DEPTH):
+            if chosen.media_type not in INDEXES:
+                break
+            index = schema.parse(chosen.data, str(chosen.digest))
+            entry = platforms.choose(index.get("manifests", []), wanted, f"{self.source}@{chosen.digest}")
+            chosen = self._document(Descriptor.from_json(entry))
+        if chosen.media_type in INDEXES:
+            raise Unsupported(f"{self.source}@{root.digest}: indexes nested deeper than {MAX_DEPTH}")
+        self._walk(plan, chosen, 0)
+        return plan, chosen
+
+    def _walk(self, plan: Plan, manifest: Manifest, depth: int) -> None:
+        doc = schema.parse(manifest.data, str(manifest.digest))
+        if manifest.media_type in INDEXES:
+            if depth >= MAX_DEPTH:
+                raise Unsupported(f"{self.source}@{manifest.digest}: indexes nested deeper than {MAX_DEPTH}")
+            for entry in doc.get("manifests", []):
+                child = Descriptor.from_json(entry)
+                if child.media_type in MANIFESTS | INDEXES:
+                    self._walk(plan, self._document(child), depth + 1)
+                else:
+                    plan.blobs.setdefault(child.digest, child)
+        else:
+            config = Descriptor.from_json(doc["config"])
+            plan.blobs.setdefault(config.digest, config)
+            if config.media_type in CONFIGS:
+                plan.configs.add(config.digest)
+            for layer in doc.get("layers", []):
+                descriptor = Descriptor.from_json(layer)
+                plan.blobs.setdefault(descriptor.digest, descriptor)
+        plan.add_document(manifest)
+
+    def _document(self, descriptor: Descriptor) -> Manifest:
+        """A child manifest by digest: from the target layout when it has it, else the source."""
+        where = f"{self.source}@{descriptor.digest}"
+        if descriptor.size > MAX_MANIFEST:
+            raise IntegrityError(f"{where}: manifest size {descriptor.size} exceeds the cap of {MAX_MANIFEST}")
+        if self._existing is not None and self._existing.has_blob(descriptor.digest, descriptor.size):
+            data = self._existing.read_blob(descriptor, MAX_MANIFEST)
+            manifest = Manifest(descriptor.media_type, descriptor.digest, data)
+        else:
+            manifest = self.source.manifest(str(descriptor.digest))
+            if manifest.digest != descriptor.digest or len(manifest.data) != descriptor.size:
+                raise IntegrityError(f"{where}: served manifest ({manifest.digest}, {len(manifest.data)} bytes) "
+                                     f"does not match its descriptor ({descriptor.size} bytes)")
+            if manifest.media_type != descriptor.media_type:
+                raise IntegrityError(f"{where}: served media type {manifest.media_type}, "
+                                     f"the index says {descriptor.media_type}")
+        _validate(manifest, where)
+        return manifest
+
+    # -- step 2 and 3: transfer and commit -------------------------------
+
+    def store(self, plan: Plan, layout: Layout) -> Stats:
+        """Fetch the missing blobs of `plan` and store its documents; the caller tags."""
+        stats = Stats()
+        missing = []
+        for descriptor in plan.blobs.values():
+            if layout.has_blob(descriptor.digest, descriptor.size):
+                stats.blobs_present += 1
+            else:
+                missing.append(descriptor)
+        missing.sort(key=lambda d: -d.size)  # the largest first keeps every worker busy
+        if missing:
+            if self.progress:
+                self.progress.begin(missing)
+            self._transfer(missing, layout, plan)
+            stats.blobs_fetched = len(missing)
+            stats.bytes_fetched = sum(d.size for d in missing)
+        for manifest in plan.documents:
+            if not layout.has_blob(manifest.digest, len(manifest.data)):
+                layout.put_bytes(manifest.data, manifest.digest)
+                self._record(manifest.digest)
+        return stats
+
+    def _record(self, digest: Digest) -> None:
+        with self._added_lock:
+            self.added.append(digest)
+
+    def _transfer(self, missing: list[Descriptor], layout: Layout, plan: Plan) -> None:
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+        self._stop.clear()
+        pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(missing)), thread_name_prefix="oci-fetch")
+        try:
+            futures = [pool.submit(self._fetch_blob, d, layout, d.digest in plan.configs) for d in missing]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            errors = [f.exception() for f in futures if f.done() and f.exception() is not None]
+            if errors:  # the first real failure, not the transfers it stopped
+                raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])  # type: ignore[misc]
+        except BaseException:
+            self._stop.set()
+            self.source.abort()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _fetch_blob(self, descriptor: Descriptor, layout: Layout, is_config: bool) -> None:
+        if self._stop.is_set():
+            raise Interrupted()
+        reader = ResumingReader(self.source, descriptor, self._stop, self.progress, self.backoff)
+        try:
+            if is_config:
+                if descriptor.size > MAX_DOCUMENT:
+                    raise IntegrityError(f"{self.source}@{descriptor.digest}: config size {descriptor.size} "
+                                         f"exceeds the cap of {MAX_DOCUMENT}")
+                data = b"".join(iter(reader.read, b""))
+                verify_bytes(data, descriptor.digest, descriptor.size, f"{self.source}@{descriptor.digest}")
+                schema.load(data, descriptor.media_type, f"{self.source}@{descriptor.digest}", remember=True)
+                layout.put_bytes(data, descriptor.digest)
+            else:
+                try:
+                    layout.put_blob(reader, descriptor.digest, descriptor.size)
+                except IntegrityError as err:
+                    raise IntegrityError(f"{self.source}@{descriptor.digest}: {err.message}") from None
+            self._record(descriptor.digest)
+        finally:
+            reader.close()
+
+    def referrers(self, subjects: list[Digest], layout: Layout) -> list[Descriptor]:
+        """Copy the artifacts that refer to `subjects` and tag each subject's referrers index
+        `<alg>-<hex>` (the tag schema), so they stay reachable in the layout; cosign
+        signatures (`<alg>-<hex>.sig`) come along under their own tag."""
+        tagged = []
+        for subject in dict.fromkeys(subjects):
+            index = self.source.referrers(subject)
+            if index is not None:
+                _validate(index, f"{self.source}@{subject}: referrers")
+                plan = Plan(index)
+                self._walk(plan, index, 0)
+                self.store(plan, layout)
+                tagged.append(tag_layout(layout, f"{subject.algorithm}-{subject.hex}", index.descriptor))
+            signature_tag = f"{subject.algorithm}-{subject.hex}.sig"
+            try:
+                signatures = self.source.manifest(signature_tag)
+            except NotFound:
+                continue
+            _validate(signatures, f"{self.source}:{signature_tag}")
+            plan = Plan(signatures)
+            self._walk(plan, signatures, 0)
+            self.store(plan, layout)
+            tagged.append(tag_layout(layout, signature_tag, signatures.descriptor))
+        return tagged
+
+
+class ResumingReader:
+    """A blob's bytes from a source; a broken connection resumes where it stopped (Range)."""
+
+    def __init__(self, source: Source, descriptor: Descriptor, stop: threading.Event,
+                 progress: Progress | None, backoff: float = 0.5) -> None:
+        self.source = source
+        self.descriptor = descriptor
+        self.offset = 0
+        self.resumes = 0
+        self._stop = stop
+        self._progress = progress
+        self._backoff = backoff
+        self._stream: BinaryIO | None = None
+
+    def _open(self) -> BinaryIO:
+        stream, start = self.source.open_blob(self.descriptor, self.offset)
+        skip = self.offset - start
+        while skip > 0:  # the source ignored the range: skip what we have
+            chunk = stream.read(min(skip, 1 << 20))
+            if not chunk:
+                raise http.client.IncompleteRead(b"")
+            skip -= len(chunk)
+        return stream
+
+    def read(self, n: int = 1 << 20) -> bytes:
+        n = 1 << 20 if n is None or n < 0 else n
+        while True:
+            if self._stop.is_set():
+                raise Interrupted()
+            try:
+                if self._stream is None:
+                    self._stream = self._open()
+                data = self._stream.read1(n)  # type: ignore[attr-defined]
+                if not data and self.offset < self.descriptor.size:
+                    raise http.client.IncompleteRead(b"", self.descriptor.size - self.offset)
+            except (OSError, http.client.HTTPException) as err:
+                if self._stop.is_set():
+                    raise Interrupted() from None
+                self._resume(err)
+                continue
+            self.offset += len(data)
+            if data and self._progress:
+                self._progress.advance(self.descriptor, self.offset)
+            return data
+
+    def _resume(self, err: BaseException) -> None:
+        self.close()
+        if self.resumes >= MAX_RESUMES:
+            raise RegistryError(f"{self.source}@{self.descriptor.digest}: download failed at byte "
+                                f"{self.offset} after {self.resumes} resumes: {describe_error(err)}") from None
+        delay = backoff_delay(self.resumes, self._backoff, 10.0)
+        self.resumes += 1
+        log.warning("%s@%s: interrupted at byte %d (%s); resuming in %.1fs",
+                    self.source, self.descriptor.digest, self.offset, describe_error(err), delay)
+        time.sleep(delay)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            try:
+                stream.close()
+            except (OSError, http.client.HTTPException):
+                pass
+
+
+def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform: platforms.Platform | None = None,
+         all_platforms: bool = False, referrers: bool = False, jobs: int = 4,
+         progress: Progress | None = None, backoff: float = 0.5, annotations: dict[str, str] | None = None,
+         verify: Callable[[Digest], object] | None = None) -> Result:
+    """Copy the image `reference` names from `source` into the layout at `layout_path`, tag it
+    `tag` there (with extra `annotations` on the index entry), and return the tagged
+    descriptor with transfer figures. `verify(digest)` is asked about the image's root
+    manifest before anything is written; it raises to refuse the image."""
+    puller = Puller(source, layout_path, jobs=jobs, progress=progress, backoff=backoff)
+    plan, target = puller.plan(reference, platform, all_platforms)
+    if verify is not None:
+        verify(plan.root.digest)
+    layout = open_layout(layout_path, create=True)
+    try:
+        with layout.session():
+            stats = puller.store(plan, layout)
+            descriptor = tag_layout(layout, tag, target.descriptor.with_annotations(**(annotations or {})))
+    except BaseException:
+        roll_back(layout, puller.added)
+        raise
+    if referrers:
+        with layout.session():
+            puller.referrers([d.digest for d in plan.documents], layout)
+    return Result(layout, descriptor, stats)
+
+
+def roll_back(layout: Layout, added: list[Digest]) -> None:
+    """Remove the blobs a failed pull stored, so the layout is as it was before.
+
+    This follows the store's garbage-collection protocol (`.ocikit/gc.lock` held
+    exclusively, reachability computed under `.ocikit/index.lock`): a concurrent pull that
+    found one of these blobs and tagged an image with it has finished its session by
+    then, and the blob, now reachable, stays."""
+    if not added:
+        return
+    private = os.path.join(layout.path, ".ocikit")
+    with locked(os.path.join(private, "gc.lock")):
+        with locked(os.path.join(private, "index.lock")):
+            keep = layout.reachable()
+        for digest in added:
+            if digest not in keep:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(layout.blob_path(digest))
+
+
+def _validate(manifest: Manifest, where: str) -> None:
+    """Check a served manifest or index against its schema."""
+    doc = schema.load(manifest.data, manifest.media_type, where, remember=True)
+    declared = doc.get("mediaType")
+    if declared and declared != manifest.media_type:
+        raise IntegrityError(f"{where}: document says mediaType {declared}, served as {manifest.media_type}")
+
+
+def _open_existing(path: str) -> Layout | None:
+    try:
+        return open_layout(path)
+    except OciError:
+        return None
+
+
+def open_layout(path: str, create: bool = False) -> Layout:
+    """Layout.open, with the `oci-layout` file's validation remembered (oci.schema's digest
+    cache), so that a pull that finds everything present never loads jsonschema."""
+    header = os.path.join(path, "oci-layout")
+    if not os.path.exists(header):
+        return Layout.open(path, create=create)
+    doc = schema.load_file(header, "layout", remember=True)
+    if doc["imageLayoutVersion"] != LAYOUT_VERSION:
+        raise InvalidInput(f"{header}: unsupported imageLayoutVersion")
+    return Layout(path)
+
+
+def tag_layout(layout: Layout, name: str, descriptor: Descriptor) -> Descriptor:
+    """Layout.tag, skipped when `index.json` already has that very entry; the index that
+    results is remembered as valid, so the next pull of the same image reads it for free."""
+    index_file = os.path.join(layout.path, "index.json")
+    wanted = {**descriptor.annotations, REF_NAME: name}
+    for entry in schema.load_file(index_file, "index", remember=True).get("manifests", []):
+        current = Descriptor.from_json(entry)
+        if current.ref_name == name and current == descriptor and current.annotations == wanted:
+            return current
+    tagged = layout.tag(name, descriptor)
+    schema.load_file(index_file, "index", remember=True)
+    return tagged

@@ -1,0 +1,165 @@
+"""oci-fetch through the fault-injecting proxy: resets resume with Range, 5xx and 429 are
+retried, altered bytes fail the digest check, stalls time out, Ctrl-C leaves the layout valid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from oci.image import Image
+from oci.layout import Layout
+from tests.conftest import command, run
+
+from . import images
+from .faultproxy import Fault
+from .fetch_support import snapshot
+
+
+@pytest.fixture
+def image(registry, repo, tmp_path):
+    """A pushed image with one 256 KiB layer; (proxied reference maker, layer digest, manifest digest)."""
+    src = str(tmp_path / "src")
+    desc = images.build_image(src, "v1", layers=[{"small": b"small"}, images.random_layer(256 << 10, repo)])
+    images.push_layout(src, "v1", registry, repo)
+    big = max(Image.load(Layout.open(src), desc).layers, key=lambda d: d.size)
+    return (lambda proxy: f"{proxy.host}/{repo}:v1"), str(big.digest), desc.digest
+
+
+def fetch(*args: str):
+    return run("fetch", "--insecure", *args)
+
+
+def test_reset_mid_blob_resumes_with_a_range_request(registry, fault_proxy, image, tmp_path):
+    ref, layer, digest = image
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", action="reset", after=100_000))
+    mark = registry.mark()
+    result = fetch(ref(fault_proxy), str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert fault_proxy.count("GET", f"/blobs/{layer}") == 2
+    statuses = [r.status for r in registry.requests_since(mark) if r.path.endswith(layer)]
+    assert statuses == [200, 206], statuses  # the second request asked for the rest only
+    assert Layout.open(str(tmp_path / "out")).resolve("v1").digest == digest
+
+
+def test_server_errors_are_retried(fault_proxy, image, tmp_path):
+    ref, layer, _digest = image
+    fault_proxy.add(Fault("GET", "/manifests/", status=500))
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", status=503))
+    result = fetch(ref(fault_proxy), str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert fault_proxy.count("GET", "/manifests/") == 2 and fault_proxy.count("GET", f"/blobs/{layer}") == 2
+    assert "HTTP 500" in result.stderr and "retrying" in result.stderr  # warnings, not data
+
+
+def test_too_many_requests_honours_retry_after(fault_proxy, image, tmp_path):
+    ref, _layer, _digest = image
+    fault_proxy.add(Fault("GET", "/manifests/", status=429, headers={"Retry-After": "1"}))
+    start = time.monotonic()
+    result = fetch(ref(fault_proxy), str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - start >= 1.0
+    assert "retrying in 1.0s" in result.stderr
+
+
+def test_persistent_server_errors_fail_cleanly(fault_proxy, image, tmp_path):
+    ref, layer, _digest = image
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", status=500, times=-1))
+    out = tmp_path / "out"
+    images.build_image(str(out), "old", layers=[{"old": b"old"}])
+    before = snapshot(str(out))
+    result = run("fetch", "--insecure", "--retries", "1", ref(fault_proxy), str(out))
+    assert result.returncode == 5 and "HTTP 500" in result.stderr.splitlines()[-1]
+    assert snapshot(str(out)) == before  # the blobs that did arrive were rolled back
+
+
+def test_altered_bytes_fail_the_digest_check(fault_proxy, image, tmp_path):
+    ref, layer, _digest = image
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", action="corrupt", after=5000))
+    out = tmp_path / "out"
+    result = fetch(ref(fault_proxy), str(out))
+    assert result.returncode == 4, result.stderr
+    assert layer in result.stderr and "digest" in result.stderr and result.stdout == ""
+    layout = Layout.open(str(out))
+    assert layout.descriptors() == [] and not os.listdir(out / "blobs" / "sha256")
+    assert not os.listdir(out / ".ocikit" / "tmp")
+
+
+def test_a_stalled_blob_times_out_and_resumes(fault_proxy, image, tmp_path):
+    ref, layer, digest = image
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", action="stall", after=50_000, seconds=5))
+    start = time.monotonic()
+    result = run("fetch", "--insecure", "--timeout", "0.5", ref(fault_proxy), str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "timed out" in result.stderr and time.monotonic() - start < 4
+    assert Layout.open(str(tmp_path / "out")).resolve("v1").digest == digest
+
+
+def test_ctrl_c_leaves_the_layout_valid(fault_proxy, image, tmp_path):
+    ref, layer, _digest = image
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", action="stall", after=50_000, seconds=30))
+    out = tmp_path / "out"
+    images.build_image(str(out), "old", layers=[{"old": b"old"}])
+    before = snapshot(str(out))
+    proc = subprocess.Popen(command("fetch") + ["--insecure", ref(fault_proxy), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while fault_proxy.count("GET", "/blobs/") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the small blobs are through; the big one is stalled
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 130, stderr
+    assert stdout == b"" and b"interrupted" in stderr
+    assert snapshot(str(out)) == before  # partial download gone, finished ones rolled back
+    layout = Layout.open(str(out))
+    assert Image.load(layout, layout.resolve("old"))
+
+
+def test_kill_leaves_the_layout_valid(fault_proxy, image, tmp_path):
+    ref, layer, _digest = image
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", action="stall", after=50_000, seconds=30))
+    out = tmp_path / "out"
+    images.build_image(str(out), "old", layers=[{"old": b"old"}])
+    before = snapshot(str(out))
+    proc = subprocess.Popen(command("fetch") + ["--insecure", ref(fault_proxy), str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while fault_proxy.count("GET", "/blobs/") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait(10)
+    layout = Layout.open(str(out))
+    assert snapshot(str(out))["index.json"] == before["index.json"]
+    assert not layout.has_blob(layer)  # the partial download never took a digest name
+    assert layer not in {str(d) for d in layout.gc()}
+    assert not os.listdir(out / ".ocikit" / "tmp")  # gc removed the stray temporary
+    assert Image.load(layout, layout.resolve("old"))
+
+
+def test_blobs_travel_in_parallel(fault_proxy, image, tmp_path):
+    ref, _layer, _digest = image
+    fault_proxy.add(Fault("GET", "/blobs/", action="delay", seconds=1.5, times=-1))  # config and both layers
+    start = time.monotonic()
+    result = run("fetch", "--insecure", "--jobs", "3", ref(fault_proxy), str(tmp_path / "out"))
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stderr
+    assert fault_proxy.count("GET", "/blobs/") == 3
+    assert elapsed < 3.5, elapsed  # one after the other would take 4.5 s
+
+
+def test_blob_redirect_to_another_host_is_followed(registry, fault_proxy, image, tmp_path):
+    ref, layer, digest = image
+    repo = ref(fault_proxy).split("/", 1)[1].rsplit(":", 1)[0]
+    location = f"http://{registry.host}/v2/{repo}/blobs/{layer}"  # "storage" elsewhere: the registry itself
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", status=307, headers={"Location": location}))
+    mark = registry.mark()
+    result = fetch(ref(fault_proxy), str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert fault_proxy.count("GET", f"/blobs/{layer}") == 1  # the redirected GET went straight to the target
+    assert sum(1 for r in registry.requests_since(mark) if r.path.endswith(layer)) == 1
+    assert Layout.open(str(tmp_path / "out")).resolve("v1").digest == digest
