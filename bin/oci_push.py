@@ -50,10 +50,10 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     messages.quiet = args.quiet
 
     from oci.errors import IntegrityError, OciError, UsageError
-    from oci.image import from_pipe, parse_image_argument, to_pipe
+    from oci.image import from_pipe, open_image, to_pipe
     from oci.reference import Reference
     from oci.registry.client import connect
-    from oci.registry.push import RememberingLayout, parse_size, push
+    from oci.registry.push import parse_size, push
 
     try:
         chunk_size = parse_size(args.chunk_size)
@@ -73,9 +73,7 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     if args.image == "-":
         layout, descriptor = from_pipe(ocicli.read_stdin_json("an image descriptor"))
     else:
-        path, name = parse_image_argument(args.image.removeprefix("oci:"))
-        layout = RememberingLayout.open(path)
-        descriptor = layout.resolve(name)
+        layout, descriptor = open_image(args.image.removeprefix("oci:"))
     if ref.digest and ref.digest != descriptor.digest:
         raise IntegrityError(f"{args.ref}: the image is {descriptor.digest}, not {ref.digest}")
     tags = ([ref.tag] if ref.tag and not ref.digest else []) + args.tag

@@ -187,12 +187,18 @@ class Layout:
         raise NotFound(f"{self.path}: no image tagged {tag!r}")
 
     def tag(self, name: str, descriptor: Descriptor) -> Descriptor:
-        """Point tag `name` at `descriptor` (replacing any previous entry of that name)."""
+        """Point tag `name` at `descriptor` (replacing any previous entry of that name).
+
+        Tagging what the tag already names exactly leaves `index.json` untouched.
+        """
         if not self.has_blob(descriptor.digest, descriptor.size):
             raise NotFound(f"{self.path}: cannot tag {name!r}: blob {descriptor.digest} is missing")
         entry = descriptor.with_annotations(**{REF_NAME: name})
         with locked(self._lock("index")):
             index = self.index()
+            for current in index.get("manifests", []):
+                if current == entry.to_json():
+                    return entry
             kept = [d for d in index.get("manifests", []) if (d.get("annotations") or {}).get(REF_NAME) != name]
             kept.append(entry.to_json())
             index["manifests"] = kept
@@ -210,8 +216,10 @@ class Layout:
             self._write_index(index)
 
     def _write_index(self, index: dict[str, Any]) -> None:
-        schema.validate(index, "index", os.path.join(self.path, "index.json"))
-        write_atomic(os.path.join(self.path, "index.json"), json.dumps(index, indent=2).encode() + b"\n")
+        path = os.path.join(self.path, "index.json")
+        data = json.dumps(index, indent=2).encode() + b"\n"
+        schema.load(data, "index", path, remember=True)  # validated before written, remembered for readers
+        write_atomic(path, data)
 
     # -- garbage collection ---------------------------------------------
 

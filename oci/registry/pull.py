@@ -28,12 +28,12 @@ from typing import BinaryIO, Callable, Protocol
 
 from oci import platform as platforms
 from oci import schema
-from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, REF_NAME, Descriptor
+from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, Descriptor
 from oci.digest import Digest, verify_bytes
-from oci.errors import IntegrityError, InvalidInput, NotFound, OciError, RegistryError, Unsupported
+from oci.errors import IntegrityError, NotFound, OciError, RegistryError, Unsupported
 from oci.fsutil import locked
 from oci.image import parse_image_argument
-from oci.layout import LAYOUT_VERSION, MAX_DOCUMENT, Layout
+from oci.layout import MAX_DOCUMENT, Layout
 
 from .client import MAX_MANIFEST, Manifest, Repository, manifest_media_type
 from .http import backoff_delay, describe_error
@@ -96,7 +96,7 @@ class LayoutSource:
 
     def __init__(self, text: str) -> None:
         path, self.name = parse_image_argument(text)
-        self.layout = open_layout(path)
+        self.layout = Layout.open(path)
 
     def __str__(self) -> str:
         return f"oci:{self.layout.path}"
@@ -333,7 +333,7 @@ class Puller:
                 plan = Plan(index)
                 self._walk(plan, index, 0)
                 self.store(plan, layout)
-                tagged.append(tag_layout(layout, f"{subject.algorithm}-{subject.hex}", index.descriptor))
+                tagged.append(layout.tag(f"{subject.algorithm}-{subject.hex}", index.descriptor))
             signature_tag = f"{subject.algorithm}-{subject.hex}.sig"
             try:
                 signatures = self.source.manifest(signature_tag)
@@ -343,7 +343,7 @@ class Puller:
             plan = Plan(signatures)
             self._walk(plan, signatures, 0)
             self.store(plan, layout)
-            tagged.append(tag_layout(layout, signature_tag, signatures.descriptor))
+            tagged.append(layout.tag(signature_tag, signatures.descriptor))
         return tagged
 
 
@@ -427,11 +427,11 @@ def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform
     plan, target = puller.plan(reference, platform, all_platforms)
     if verify is not None:
         verify(plan.root.digest)
-    layout = open_layout(layout_path, create=True)
+    layout = Layout.open(layout_path, create=True)
     try:
         with layout.session():
             stats = puller.store(plan, layout)
-            descriptor = tag_layout(layout, tag, target.descriptor.with_annotations(**(annotations or {})))
+            descriptor = layout.tag(tag, target.descriptor.with_annotations(**(annotations or {})))
     except BaseException:
         roll_back(layout, puller.added)
         raise
@@ -470,32 +470,8 @@ def _validate(manifest: Manifest, where: str) -> None:
 
 def _open_existing(path: str) -> Layout | None:
     try:
-        return open_layout(path)
+        return Layout.open(path)
     except OciError:
         return None
 
 
-def open_layout(path: str, create: bool = False) -> Layout:
-    """Layout.open, with the `oci-layout` file's validation remembered (oci.schema's digest
-    cache), so that a pull that finds everything present never loads jsonschema."""
-    header = os.path.join(path, "oci-layout")
-    if not os.path.exists(header):
-        return Layout.open(path, create=create)
-    doc = schema.load_file(header, "layout", remember=True)
-    if doc["imageLayoutVersion"] != LAYOUT_VERSION:
-        raise InvalidInput(f"{header}: unsupported imageLayoutVersion")
-    return Layout(path)
-
-
-def tag_layout(layout: Layout, name: str, descriptor: Descriptor) -> Descriptor:
-    """Layout.tag, skipped when `index.json` already has that very entry; the index that
-    results is remembered as valid, so the next pull of the same image reads it for free."""
-    index_file = os.path.join(layout.path, "index.json")
-    wanted = {**descriptor.annotations, REF_NAME: name}
-    for entry in schema.load_file(index_file, "index", remember=True).get("manifests", []):
-        current = Descriptor.from_json(entry)
-        if current.ref_name == name and current == descriptor and current.annotations == wanted:
-            return current
-    tagged = layout.tag(name, descriptor)
-    schema.load_file(index_file, "index", remember=True)
-    return tagged

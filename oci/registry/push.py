@@ -20,17 +20,16 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from oci import schema
 from oci.descriptor import INDEXES, MANIFESTS, OCI_INDEX, Descriptor
 from oci.digest import Digest
-from oci.errors import AuthError, IntegrityError, InvalidInput, NotFound, OciError, RegistryError
-from oci.layout import LAYOUT_VERSION, Layout
+from oci.errors import AuthError, IntegrityError, NotFound, OciError, RegistryError
+from oci.layout import Layout
 from oci.reference import Reference
 
 from .client import MAX_MANIFEST, SOURCE_ANNOTATION, Repository, Upload
@@ -71,26 +70,6 @@ class Result:
     blobs_mounted: int = 0
     blobs_present: int = 0
     tags: list[str] = field(default_factory=list)
-
-
-class RememberingLayout(Layout):
-    """A layout whose JSON documents are validated through the schema memo (`remember=True`):
-    a document that validated once is not validated again, so a repeated push of the same
-    image never imports jsonschema."""
-
-    @classmethod
-    def open(cls, path: str, create: bool = False) -> RememberingLayout:
-        if create:
-            raise ValueError("a pushed layout is only read")
-        header = os.path.join(path, "oci-layout")
-        if not os.path.exists(header):
-            raise NotFound(f"{path}: not an OCI image layout (no oci-layout file)")
-        if schema.load_file(header, "layout", remember=True)["imageLayoutVersion"] != LAYOUT_VERSION:
-            raise InvalidInput(f"{header}: unsupported imageLayoutVersion")
-        return cls(path)
-
-    def index(self) -> dict[str, Any]:
-        return schema.load_file(os.path.join(self.path, "index.json"), "index", remember=True)
 
 
 def plan(layout: Layout, descriptor: Descriptor) -> Plan:

@@ -258,7 +258,7 @@ def test_progress_on_a_terminal_only(oci, tmp_path, registry, repo):
     import pty
     import subprocess
 
-    from conftest import command
+    from tests.conftest import command
 
     layout = str(tmp_path / "prog")
     images.build_image(layout, "p", layers=[images.random_layer(200 << 10, repo)])

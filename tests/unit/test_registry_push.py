@@ -14,7 +14,7 @@ from oci.errors import IntegrityError
 from oci.layout import Layout
 from oci.registry.client import Registry
 from oci.registry.http import Options
-from oci.registry.push import RememberingLayout, _detail, mount_sources, parse_size, plan
+from oci.registry.push import _detail, mount_sources, parse_size, plan
 
 
 @pytest.mark.parametrize("text,size", [("1", 1), ("512K", 512 << 10), ("16M", 16 << 20), ("16MiB", 16 << 20),
@@ -70,11 +70,11 @@ def test_plan_of_an_index_puts_children_first(tmp_path):
     index = _put(layout, {"schemaVersion": 2, "mediaType": OCI_INDEX,
                           "manifests": [one.to_json(), two.to_json()]}, OCI_INDEX)
     layout.tag("multi", index)
-    result = plan(RememberingLayout.open(layout.path), index)
+    result = plan(Layout.open(layout.path), index)
     assert [d.digest for d, _ in result.manifests] == [one.digest, two.digest, index.digest]
     assert len(result.blobs) == 3  # two layers, one shared config
     assert result.mount_from == ["127.0.0.1:5000/library/base:1"]
-    assert RememberingLayout.open(layout.path).resolve("multi").digest == index.digest
+    assert Layout.open(layout.path).resolve("multi").digest == index.digest
 
 
 def test_plan_refuses_a_layer_as_the_image(tmp_path):
