@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from podman_env import IMAGE
 
 from tests.integration import podman_env
+from tests.integration.podman_env import IMAGE
 
 pytestmark = pytest.mark.root
 

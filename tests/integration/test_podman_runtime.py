@@ -7,9 +7,9 @@ Issue 7's "podman can use it": `podman --runtime PATH run --rm IMAGE true`, with
 import time
 
 import pytest
-from podman_env import IMAGE
 
 from tests.integration import podman_env
+from tests.integration.podman_env import IMAGE
 
 pytestmark = pytest.mark.root
 
