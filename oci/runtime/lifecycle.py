@@ -7,23 +7,23 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from oci.errors import Conflict, InvalidInput, NotFound, OciError, UsageError
 from oci.runtime.state import Container, StateStore, process_start_time
 
 
-@dataclass
 class CreateOptions:
-    """The flags of `create` (and `run`)."""
+    """The flags of `create` (and `run`).
 
-    pid_file: str | None = None
-    console_socket: str | None = None
-    no_pivot: bool = False
-    preserve_fds: int = 0
-    subreaper: bool = False  # `run`: the init is reparented to us so we can wait for it
-    console_fd: int | None = None  # `run -t`: our end receives the pty master
+    `subreaper`: `run` has the init reparented to itself to wait for it;
+    `console_fd`: `run -t` holds the other end, which receives the pty master.
+    """
+
+    def __init__(self, pid_file: str | None = None, console_socket: str | None = None, no_pivot: bool = False,
+                 preserve_fds: int = 0, subreaper: bool = False, console_fd: int | None = None) -> None:
+        self.pid_file, self.console_socket, self.no_pivot = pid_file, console_socket, no_pivot
+        self.preserve_fds, self.subreaper, self.console_fd = preserve_fds, subreaper, console_fd
 
 
 def _now() -> str:

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import sys
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from oci.linux import namespaces, syscalls
@@ -30,17 +29,13 @@ PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}
 WAIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-@dataclass
 class InitOptions:
     """Everything the container's init needs, decided by the runtime before fork."""
 
-    config: dict[str, Any]
-    bundle: str
-    exec_socket: str
-    no_pivot: bool
-    preserve_fds: int
-    console_fd: int | None
-    cgroup_binds: list[tuple[str, str]]
+    def __init__(self, config: dict[str, Any], bundle: str, exec_socket: str, no_pivot: bool, preserve_fds: int,
+                 console_fd: int | None, cgroup_binds: list[tuple[str, str]]) -> None:
+        self.config, self.bundle, self.exec_socket, self.no_pivot = config, bundle, exec_socket, no_pivot
+        self.preserve_fds, self.console_fd, self.cgroup_binds = preserve_fds, console_fd, cgroup_binds
 
 
 class InitFailure(Exception):

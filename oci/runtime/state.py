@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-from dataclasses import dataclass, field
 from typing import Any
 
 from oci.errors import Conflict, InvalidInput, NotFound
-from oci.fsutil import locked, write_atomic
 
 DEFAULT_ROOT = "/run/oci-run"
 OCI_VERSION = "1.2.1"
-_ID = re.compile(r"^[\w+\-.]+$")
+_ID_PUNCTUATION = set("_+-.")
 
 
 def check_id(container_id: str) -> str:
     """Refuse ids that are empty, too long or could name another path."""
-    if not container_id or len(container_id) > 1024 or not _ID.match(container_id) or container_id in (".", ".."):
+    if (not container_id or len(container_id) > 1024 or container_id in (".", "..")
+            or not all(c.isalnum() or c in _ID_PUNCTUATION for c in container_id)):
         raise InvalidInput(f"invalid container id format: {container_id!r}")
     return container_id
 
@@ -42,23 +39,17 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-@dataclass
 class Container:
     """One container's record: what `state` prints plus what later verbs need."""
 
-    id: str
-    bundle: str
-    pid: int = 0
-    start_time: int = 0
-    created: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)
-    rootfs: str = ""
-    cgroup_path: str = ""
-    hooks: dict[str, Any] = field(default_factory=dict)
-    pid_namespace: bool = True
-    owner: str = ""
-    oci_version: str = OCI_VERSION
-    directory: str = ""
+    def __init__(self, id: str, bundle: str, pid: int = 0, start_time: int = 0, created: str = "",  # noqa: A002
+                 annotations: dict[str, str] | None = None, rootfs: str = "", cgroup_path: str = "",
+                 hooks: dict[str, Any] | None = None, pid_namespace: bool = True, owner: str = "",
+                 oci_version: str = OCI_VERSION, directory: str = "") -> None:
+        self.id, self.bundle, self.pid, self.start_time, self.created = id, bundle, pid, start_time, created
+        self.annotations = annotations or {}
+        self.rootfs, self.cgroup_path, self.hooks = rootfs, cgroup_path, hooks or {}
+        self.pid_namespace, self.owner, self.oci_version, self.directory = pid_namespace, owner, oci_version, directory
 
     @property
     def fifo(self) -> str:
@@ -115,6 +106,8 @@ class StateStore:
         return folder
 
     def save(self, container: Container) -> None:
+        from oci.fsutil import write_atomic
+
         write_atomic(os.path.join(container.directory, "state.json"), container.to_json(), 0o600)
 
     def load(self, container_id: str) -> Container:
@@ -128,14 +121,28 @@ class StateStore:
             raise NotFound(f"container {container_id} does not exist (unreadable state)") from None
         return Container(directory=folder, **record)
 
-    def lock(self, container_id: str):  # noqa: ANN201 - a context manager
+    def lock(self, container_id: str) -> ContainerLock:
         folder = self.path(container_id)
         if not os.path.isdir(folder):
             raise NotFound(f"container {container_id} does not exist")
-        return locked(os.path.join(folder, ".lock"))
+        return ContainerLock(os.path.join(folder, ".lock"))
 
     def remove(self, container_id: str) -> None:
-        shutil.rmtree(self.path(container_id), ignore_errors=True)
+        """Remove the container's directory (its files are flat: no tree walk needed)."""
+        folder = self.path(container_id)
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return
+        for name in names:
+            try:
+                os.unlink(os.path.join(folder, name))
+            except (FileNotFoundError, IsADirectoryError):
+                pass
+        try:
+            os.rmdir(folder)
+        except FileNotFoundError:
+            pass
 
     def list(self) -> list[Container]:
         try:
@@ -149,3 +156,21 @@ class StateStore:
             except (NotFound, InvalidInput):
                 continue
         return found
+
+
+class ContainerLock:
+    """An exclusive flock on the container's lock file, held for a `with` block."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> ContainerLock:
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
