@@ -170,10 +170,14 @@ class RootfsBuilder:
 
     def prepare(self) -> None:
         """Everything before pivot_root: propagation, the rootfs bind, the mounts, /dev."""
-        propagation = PROPAGATION_OPTIONS.get(self.linux.get("rootfsPropagation", ""), MS_SLAVE | MS_REC)
-        syscalls.mount(None, "/", None, MS_REC | (propagation & ~MS_REC if propagation & ~MS_REC else MS_SLAVE))
+        # An unbindable rootfs could not be bound onto itself: that one is applied after pivot_root only.
+        initial = PROPAGATION_OPTIONS.get(self.linux.get("rootfsPropagation", ""), MS_SLAVE | MS_REC)
+        syscalls.mount(None, "/", None, MS_SLAVE | MS_REC if initial & MS_UNBINDABLE else initial)
         if not os.path.isdir(self.rootfs):
             raise InvalidInput(f"/root/path: rootfs {self.rootfs} is not a directory")
+        parent = _mount_point_of(self.rootfs)
+        if parent[1]:  # pivot_root refuses a shared parent mount
+            syscalls.mount(None, parent[0], None, MS_PRIVATE)
         syscalls.mount(self.rootfs, self.rootfs, None, MS_BIND | MS_REC)
         for i, entry in enumerate(self.config.get("mounts", [])):
             try:
@@ -353,6 +357,19 @@ class RootfsBuilder:
         propagation = self.linux.get("rootfsPropagation")
         if propagation:
             syscalls.mount(None, "/", None, PROPAGATION_OPTIONS[propagation])
+
+
+def _mount_point_of(path: str) -> tuple[str, bool]:
+    """(the mount point holding `path`, whether that mount is shared)."""
+    best, shared = "/", False
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].replace("\\040", " ")
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                best = point
+                shared = any(field.startswith("shared:") for field in fields[6:fields.index("-")])
+    return best, shared
 
 
 def mask_path(path: str) -> None:

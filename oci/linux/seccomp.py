@@ -22,6 +22,8 @@ FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": seccomp.Attr.CTL_TSYNC, "SECCOMP_FILTER_FL
 
 
 def _action(name: str, errno_ret: int | None, pointer: str) -> Any:
+    if errno_ret is not None and name not in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"):
+        raise InvalidInput(f"{pointer}: errnoRet is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not {name}")
     if name in ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD"):
         return seccomp.KILL
     if name == "SCMP_ACT_KILL_PROCESS":

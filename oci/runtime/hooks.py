@@ -29,7 +29,7 @@ def run_hook(hook: dict[str, Any], state: dict[str, Any], phase: str) -> None:
     args = hook.get("args") or [path]
     env = dict(item.split("=", 1) for item in hook.get("env", []) if "=" in item)
     timeout = hook.get("timeout")
-    data = json.dumps(state).encode()
+    data = json.dumps(state, separators=(",", ":")).encode()
     read_end, write_end = os.pipe()
     try:
         pid = os.posix_spawn(path, args, env, file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)],

@@ -91,9 +91,18 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
             except OSError as err:
                 raise InvalidInput(f"console socket {opts.console_socket}: {err.strerror}") from None
             console_fd = console_sock.fileno()
-        init_opts = InitOptions(config=config, bundle=bundle, exec_socket=os.path.join(folder, "exec.sock"),
+        seccomp_filter = None
+        if linux.get("seccomp"):
+            from oci.linux import seccomp
+
+            seccomp_filter = seccomp.build(linux["seccomp"], bool(config["process"].get("noNewPrivileges")))
+        # The init inherits the listening socket `start` connects to: it need not reach the state dir.
+        exec_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        exec_listener.bind(os.path.join(folder, "exec.sock"))
+        exec_listener.listen(1)
+        init_opts = InitOptions(config=config, bundle=bundle, exec_listener=exec_listener,
                                 no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds, console_fd=console_fd,
-                                cgroup_binds=cgroup.mount_binds())
+                                cgroup_binds=cgroup.mount_binds(), seccomp_filter=seccomp_filter)
         ours, theirs = Channel.pair()
         if opts.subreaper:
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
@@ -102,6 +111,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
             ours.close()
             stage_a(theirs, init_opts)
         theirs.close()
+        exec_listener.close()
         if console_sock is not None:
             console_sock.close()
         try:

@@ -32,10 +32,12 @@ WAIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, si
 class InitOptions:
     """Everything the container's init needs, decided by the runtime before fork."""
 
-    def __init__(self, config: dict[str, Any], bundle: str, exec_socket: str, no_pivot: bool, preserve_fds: int,
-                 console_fd: int | None, cgroup_binds: list[tuple[str, str]]) -> None:
-        self.config, self.bundle, self.exec_socket, self.no_pivot = config, bundle, exec_socket, no_pivot
+    def __init__(self, config: dict[str, Any], bundle: str, exec_listener: socket.socket, no_pivot: bool,
+                 preserve_fds: int, console_fd: int | None, cgroup_binds: list[tuple[str, str]],
+                 seccomp_filter: Any = None) -> None:
+        self.config, self.bundle, self.exec_listener, self.no_pivot = config, bundle, exec_listener, no_pivot
         self.preserve_fds, self.console_fd, self.cgroup_binds = preserve_fds, console_fd, cgroup_binds
+        self.seccomp_filter = seccomp_filter
 
 
 class InitFailure(Exception):
@@ -117,8 +119,6 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         import resource  # noqa: F401
 
         import oci.linux.capabilities  # noqa: F401
-        if linux.get("seccomp"):
-            import oci.linux.seccomp  # noqa: F401
         if process.get("terminal"):
             import oci.linux.terminal  # noqa: F401
         builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"))
@@ -126,21 +126,19 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         if "oomScoreAdj" in process:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(process["oomScoreAdj"]))
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(opts.exec_socket)
-        listener.listen(1)
+        listener = opts.exec_listener
         channel.send("hooks")
         state = channel.recv("state")["state"]
         hooks.run_hooks(config.get("hooks"), "createContainer", state)
         builder.pivot(opts.no_pivot)
+        for key, value in (linux.get("sysctl") or {}).items():
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(value)
         builder.finish()
         if "hostname" in config and ns.has("uts"):
             syscalls.sethostname(config["hostname"])
         if "domainname" in config and ns.has("uts"):
             syscalls.setdomainname(config["domainname"])
-        for key, value in (linux.get("sysctl") or {}).items():
-            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-                f.write(value)
         if process.get("terminal"):
             from oci.linux import terminal
 
@@ -162,7 +160,7 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
     listener.close()
     try:
         hooks.run_hooks(config.get("hooks"), "startContainer", {**state, "status": "created"})
-        finalize(process, linux, opts.preserve_fds, keep=conn.fileno())
+        finalize(process, linux.get("personality"), opts.seccomp_filter, opts.preserve_fds, keep=conn.fileno())
         os.execve(executable, process["args"], _environ(env))
     except BaseException as err:  # noqa: BLE001
         try:
@@ -192,7 +190,8 @@ def _environ(env: list[str]) -> dict[str, str]:
     return result
 
 
-def finalize(process: dict[str, Any], linux: dict[str, Any], preserve_fds: int, keep: int) -> None:
+def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccomp_filter: Any, preserve_fds: int,
+             keep: int) -> None:
     """Set up the process: limits, scheduling, user, capabilities, no_new_privs, fds, then seccomp."""
     import resource
 
@@ -206,8 +205,8 @@ def finalize(process: dict[str, Any], linux: dict[str, Any], preserve_fds: int, 
             resource.setrlimit(number, (limit["soft"], limit["hard"]))
         except (OSError, ValueError) as err:
             raise InitFailure(f"setrlimit {limit['type']}: {err}") from None
-    if "personality" in linux:
-        domain = linux["personality"].get("domain", "LINUX")
+    if personality is not None:
+        domain = personality.get("domain", "LINUX")
         if domain not in PERSONALITIES:
             raise InitFailure(f"/linux/personality/domain: unknown domain {domain}")
         syscalls.personality(PERSONALITIES[domain])
@@ -226,12 +225,9 @@ def finalize(process: dict[str, Any], linux: dict[str, Any], preserve_fds: int, 
         syscalls.sched_setattr(attr)
     caps = CapabilitySets(process.get("capabilities"))
     no_new_privs = bool(process.get("noNewPrivileges"))
-    seccomp_config = linux.get("seccomp")
-    if seccomp_config and not no_new_privs:
+    if seccomp_filter is not None and not no_new_privs:
         # Without no_new_privs loading a filter needs CAP_SYS_ADMIN: do it before the drop.
-        from oci.linux import seccomp
-
-        seccomp.load(seccomp_config, no_new_privs)
+        seccomp_filter.load()
     caps.drop_bounding()
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
     user = process.get("user", {})
@@ -267,7 +263,5 @@ def finalize(process: dict[str, Any], linux: dict[str, Any], preserve_fds: int, 
         syscalls.close_range(keep + 1)
     else:
         syscalls.close_range(first)
-    if seccomp_config and no_new_privs:
-        from oci.linux import seccomp
-
-        seccomp.load(seccomp_config, no_new_privs)
+    if seccomp_filter is not None and no_new_privs:
+        seccomp_filter.load()

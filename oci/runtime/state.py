@@ -66,10 +66,10 @@ class Container:
     def spec_state(self, status: str | None = None) -> dict[str, Any]:
         """The runtime spec's state object (what hooks read on stdin)."""
         status = status or self.status()
-        state: dict[str, Any] = {"ociVersion": self.oci_version, "id": self.id, "status": status,
-                                 "bundle": self.bundle}
+        state: dict[str, Any] = {"ociVersion": self.oci_version, "id": self.id, "status": status}
         if status != "stopped":
             state["pid"] = self.pid
+        state["bundle"] = self.bundle
         if self.annotations:
             state["annotations"] = self.annotations
         return state
