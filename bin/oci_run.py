@@ -134,7 +134,7 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
     if verb == "--version":
         from oci import __version__
 
-        sys.stdout.write(f"{PROG} version {__version__}\nspec: 1.3.0\n")
+        sys.stdout.write(f"{PROG} version {__version__} (ocikit)\nspec: 1.3.0\n")
         return 0
     if verb not in VERBS:
         messages.error(f"unknown command {verb!r} (one of: {', '.join(VERBS)})")
@@ -293,10 +293,9 @@ def cmd_list(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 def cmd_spec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     import json
 
-    from oci.runtime.defaults import default_config
-
     from oci.errors import Conflict
     from oci.fsutil import write_atomic
+    from oci.runtime.defaults import default_config
 
     path = os.path.join(opts.bundle, "config.json")
     if os.path.exists(path):
