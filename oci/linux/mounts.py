@@ -173,8 +173,11 @@ class RootfsBuilder:
         # An unbindable rootfs could not be bound onto itself: that one is applied after pivot_root only.
         initial = PROPAGATION_OPTIONS.get(self.linux.get("rootfsPropagation", ""), MS_SLAVE | MS_REC)
         syscalls.mount(None, "/", None, MS_SLAVE | MS_REC if initial & MS_UNBINDABLE else initial)
-        if not os.path.isdir(self.rootfs):
-            raise InvalidInput(f"/root/path: rootfs {self.rootfs} is not a directory")
+        try:
+            if not stat.S_ISDIR(os.stat(self.rootfs).st_mode):
+                raise InvalidInput(f"/root/path: rootfs {self.rootfs} is not a directory")
+        except OSError as err:
+            raise InvalidInput(f"/root/path: rootfs {self.rootfs}: {err.strerror}") from None
         parent = _mount_point_of(self.rootfs)
         if parent[1]:  # pivot_root refuses a shared parent mount
             syscalls.mount(None, parent[0], None, MS_PRIVATE)
