@@ -61,7 +61,7 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
 def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, config: dict[str, Any],
                opts: CreateOptions, cgroups: Any, hooks: Any) -> Container:
     from oci.linux import namespaces, syscalls
-    from oci.runtime.channel import Channel
+    from oci.runtime.channel import Channel, InitError
     from oci.runtime.process import InitOptions, stage_a
 
     linux = config["linux"]
@@ -122,6 +122,8 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
                 namespaces.write_id_maps(stage_a_pid, linux.get("uidMappings", []), linux.get("gidMappings", []))
                 ours.send("mapped")
                 message = ours.recv()
+            if message["kind"] != "pid":
+                raise InitError(f"container init: expected its pid, got {message['kind']}")
             pid = message["pid"]
         finally:
             os.waitpid(stage_a_pid, 0)

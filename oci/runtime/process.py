@@ -92,10 +92,17 @@ def stage_a(channel: Channel, opts: InitOptions) -> NoReturn:
             syscalls.unshare(flags)
         if "time" in ns.new and linux.get("timeOffsets"):
             namespaces.write_time_offsets(linux["timeOffsets"])
+        # The init waits until its pid is reported: the runtime reads "pid" before any message of the init.
+        hold_read, hold_write = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(hold_write)
+            os.read(hold_read, 1)
+            os.close(hold_read)
             stage_b(channel, opts, ns)
+        os.close(hold_read)
         channel.send("pid", pid=pid)
+        os.close(hold_write)
     except BaseException as err:  # noqa: BLE001 - every failure goes back to the runtime
         _fail(channel, _describe(err))
     os._exit(0)

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Start latency of `oci-run run` against `runc run` and `crun run` on the same bundle.
+
+Each runtime runs /bin/true from a busybox-static rootfs (on a tmpfs scratch) BENCH_RUNS
+times, interleaved, and the medians are printed with ratios. The whole benchmark runs in
+a private mount namespace with the hybrid host's /sys/fs/cgroup/unified unmounted, which
+crun 1.8 needs; the config says ociVersion 1.1.0 for the same reason. All three runtimes
+see the same environment. oci-run is run the way an engine runs it: the installed
+console script (.venv/bin/oci-run) when there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+RUNS = int(os.environ.get("BENCH_RUNS", "30"))
+INSIDE = "OCIKIT_BENCH_RUN_INSIDE"
+
+
+def oci_run_argv() -> list[str]:
+    installed = os.path.join(ROOT, ".venv", "bin", "oci-run")
+    if os.access(installed, os.X_OK):
+        return [installed]
+    return [sys.executable, os.path.join(ROOT, "bin", "oci_run.py")]
+
+
+def make_bundle(scratch: str) -> str:
+    from oci.runtime.defaults import default_config
+
+    bundle = os.path.join(scratch, "bundle")
+    rootfs = os.path.join(bundle, "rootfs")
+    os.makedirs(os.path.join(rootfs, "bin"))
+    shutil.copy2(shutil.which("busybox") or "/bin/busybox", os.path.join(rootfs, "bin", "busybox"))
+    os.symlink("busybox", os.path.join(rootfs, "bin", "true"))
+    for folder in ("proc", "sys", "dev", "tmp"):
+        os.mkdir(os.path.join(rootfs, folder))
+    config = default_config()
+    config["ociVersion"] = "1.1.0"
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["/bin/true"]
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    return bundle
+
+
+def timed(argv: list[str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = (time.perf_counter() - start) * 1000
+    if result.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed: {result.stderr.decode(errors='replace').strip()}")
+    return elapsed
+
+
+def inside() -> None:
+    subprocess.run(["umount", "/sys/fs/cgroup/unified"], stderr=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", scratch], check=True)
+        try:
+            samples = measure(make_bundle(scratch), scratch)
+        finally:
+            subprocess.run(["umount", "-l", scratch])
+    report(samples)
+
+
+def measure(bundle: str, scratch: str) -> dict[str, list[float]]:
+    """Interleaved runs of every runtime; two warm-up rounds (oci-run remembers the validated config)."""
+    runtimes = {
+        "oci-run": oci_run_argv(),
+        "runc": [shutil.which("runc") or "runc"],
+        "crun": [shutil.which("crun") or "crun"],
+    }
+    samples: dict[str, list[float]] = {name: [] for name in runtimes}
+    for i in range(RUNS + 2):
+        for name, argv in runtimes.items():
+            cid = f"bench-{name}-{os.getpid()}-{i}"
+            ms = timed([*argv, "--root", os.path.join(scratch, f"state-{name}"), "run", "--bundle", bundle, cid])
+            if i >= 2:
+                samples[name].append(ms)
+    return samples
+
+
+def report(samples: dict[str, list[float]]) -> None:
+    med = {name: statistics.median(values) for name, values in samples.items()}
+    print(f"`RUNTIME run` of /bin/true, busybox-static rootfs, median of {RUNS} runs (interleaved)")
+    for name, value in med.items():
+        print(f"  {name:8s} {value:7.1f} ms   (min {min(samples[name]):6.1f}, max {max(samples[name]):6.1f})")
+    print(f"  oci-run / runc = {med['oci-run'] / med['runc']:.2f}x   (target <= 1.0x)")
+    print(f"  oci-run / crun = {med['oci-run'] / med['crun']:.2f}x   (target <= 1.5x)")
+
+
+def main() -> None:
+    if os.geteuid() != 0:
+        raise SystemExit("bench_run needs root (containers)")
+    if os.environ.get(INSIDE):
+        inside()
+        return
+    # A private mount namespace: crun refuses the hybrid cgroup layout while unified is mounted.
+    result = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, os.path.abspath(__file__)],
+                            env={**os.environ, INSIDE: "1"})
+    sys.exit(result.returncode)
+
+
+if __name__ == "__main__":
+    main()
