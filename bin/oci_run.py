@@ -119,7 +119,17 @@ def verb_parser(verb: str) -> ocicli.Parser:
 
 
 def main(args: list[str] | None = None) -> None:
-    ocicli.run(PROG, _main, args)
+    try:
+        ocicli.run(PROG, _main, args)
+    except SystemExit as done:
+        # Engines run us many times per container: skip the interpreter's teardown.
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
 
 
 def _main(args: list[str], messages: ocicli.Messages) -> int:
@@ -230,7 +240,7 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     master = None
     if theirs is not None:
         theirs.close()
-        if container_has_terminal(opts.bundle):
+        if container.terminal:
             from oci.linux import terminal
 
             master = terminal.receive_master(ours)
@@ -263,13 +273,6 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
         for warning in lifecycle.delete(store, opts.id, force=True):
             messages.warn(warning)
     return status
-
-
-def container_has_terminal(bundle: str) -> bool:
-    import json
-
-    with open(os.path.join(bundle, "config.json"), "rb") as f:
-        return bool(json.loads(f.read()).get("process", {}).get("terminal"))
 
 
 def cmd_list(g: Globals, opts: Any, messages: ocicli.Messages) -> int:

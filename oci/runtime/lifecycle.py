@@ -75,6 +75,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
                           cgroup_path=cgroup_path, hooks=config.get("hooks") or {},
                           pid_namespace=any(ns["type"] == "pid" for ns in linux.get("namespaces", [])),
                           oci_version=config["ociVersion"], directory=folder)
+    container.terminal = bool(config["process"].get("terminal"))
     try:
         resources = dict(linux.get("resources") or {})
         if "devices" in resources:  # the config's device nodes stay usable whatever the rules say

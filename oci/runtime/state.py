@@ -50,6 +50,7 @@ class Container:
         self.annotations = annotations or {}
         self.rootfs, self.cgroup_path, self.hooks = rootfs, cgroup_path, hooks or {}
         self.pid_namespace, self.owner, self.oci_version, self.directory = pid_namespace, owner, oci_version, directory
+        self.terminal = False  # process.terminal, known to the `create` that made it (not stored)
 
     @property
     def fifo(self) -> str:
@@ -82,7 +83,7 @@ class Container:
                 "annotations": self.annotations or {}, "owner": self.owner}
 
     def to_json(self) -> bytes:
-        record = {k: v for k, v in self.__dict__.items() if k != "directory"}
+        record = {k: v for k, v in self.__dict__.items() if k not in ("directory", "terminal")}
         return json.dumps(record).encode()
 
 
