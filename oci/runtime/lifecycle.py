@@ -116,7 +116,6 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         if console_sock is not None:
             console_sock.close()
         try:
-            cgroup.join(stage_a_pid)
             ours.send("go")
             message = ours.recv()
             if message["kind"] == "userns":
@@ -130,6 +129,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
             os.waitpid(stage_a_pid, 0)
         container.pid = pid
         container.start_time = process_start_time(pid) or 0
+        cgroup.join(pid)  # while the init prepares the rootfs; it waits for "state" to go on
         ours.recv("hooks")
         creating = container.spec_state("creating")
         try:

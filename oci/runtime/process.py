@@ -87,7 +87,9 @@ def stage_a(channel: Channel, opts: InitOptions) -> NoReturn:
                 pass
         for kind, fd in fds.items():
             namespaces.join(kind, fd)
-        flags = ns.unshare_flags(exclude=("user",))
+        # The cgroup namespace is made by the init itself once the runtime has moved it into its
+        # cgroup: that move (slow on cgroup v1) overlaps with the rootfs preparation.
+        flags = ns.unshare_flags(exclude=("user", "cgroup"))
         if flags:
             syscalls.unshare(flags)
         if "time" in ns.new and linux.get("timeOffsets"):
@@ -136,6 +138,8 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         listener = opts.exec_listener
         channel.send("hooks")
         state = channel.recv("state")["state"]
+        if "cgroup" in ns.new:
+            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
         hooks.run_hooks(config.get("hooks"), "createContainer", state)
         builder.pivot(opts.no_pivot)
         for key, value in (linux.get("sysctl") or {}).items():
