@@ -217,9 +217,18 @@ def cmd_kill(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_delete(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.errors import NotFound
     from oci.runtime import lifecycle
 
-    for warning in lifecycle.delete(_store(g), opts.id, opts.force):
+    store = _store(g)
+    try:
+        warnings = lifecycle.delete(store, opts.id, opts.force)
+    except NotFound:
+        if not opts.force:
+            raise
+        store.remove(opts.id)  # like runc: --force on a missing container only clears leftovers
+        return 0
+    for warning in warnings:
         messages.warn(warning)
     return 0
 

@@ -84,3 +84,8 @@ def test_log_file_receives_errors_as_json(tmp_path):
     run("run", "--root", str(tmp_path), "--log", str(log), "--log-format", "json", "delete", "ghost")
     record = json.loads(log.read_text().splitlines()[0])
     assert record["level"] == "error" and "does not exist" in record["msg"]
+
+
+def test_forced_delete_of_a_missing_container_succeeds(tmp_path):
+    assert run("run", "--root", str(tmp_path), "delete", "--force", "ghost").returncode == 0
+    assert run("run", "--root", str(tmp_path), "delete", "ghost").returncode == 3
