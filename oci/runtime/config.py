@@ -91,6 +91,28 @@ def check_version(version: str, source: str) -> None:
                           f"{'.'.join(map(str, MIN_VERSION))} to {'.'.join(map(str, MAX_VERSION))}")
 
 
+# Options of features.md's list that oci-run recognizes but does not implement.
+UNIMPLEMENTED_MOUNT_OPTIONS = {
+    "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnoatime", "ratime", "rnodiratime",
+    "rdiratime", "rrelatime", "rnorelatime", "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow",
+    "idmap", "ridmap", "tmpcopyup", "acl", "noacl",
+}
+
+
+def check_mount_options(doc: dict[str, Any], path: str) -> None:
+    """Refuse mount options oci-run does not implement, and data options a bind mount would ignore."""
+    from oci.linux.mounts import FLAG_OPTIONS, PROPAGATION_OPTIONS
+
+    for i, mount in enumerate(doc.get("mounts") or []):
+        options = mount.get("options") or []
+        bind = mount.get("type") == "bind" or "bind" in options or "rbind" in options
+        for j, option in enumerate(options):
+            if option in UNIMPLEMENTED_MOUNT_OPTIONS:
+                raise Unsupported(f"{path}: /mounts/{i}/options/{j}: mount option {option} is not supported by oci-run")
+            if bind and option not in FLAG_OPTIONS and option not in PROPAGATION_OPTIONS:
+                raise Unsupported(f"{path}: /mounts/{i}/options/{j}: {option!r} means nothing to a bind mount")
+
+
 def load(bundle: str) -> dict[str, Any]:
     """Read BUNDLE/config.json, validate it, and refuse fields oci-run does not implement."""
     path = os.path.join(bundle, "config.json")
@@ -100,6 +122,7 @@ def load(bundle: str) -> dict[str, Any]:
     if unknown:
         raise Unsupported(f"{path}: {unknown[0]}: not supported by oci-run"
                           + (f" (and {len(unknown) - 1} more: {', '.join(unknown[1:4])})" if len(unknown) > 1 else ""))
+    check_mount_options(doc, path)
     if "process" not in doc:
         raise InvalidInput(f"{path}: /process: required to create a container")
     if "linux" not in doc:

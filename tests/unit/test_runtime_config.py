@@ -76,3 +76,15 @@ def test_oci_version_range(tmp_path, monkeypatch, version, ok):
     else:
         with pytest.raises(Unsupported, match="/ociVersion"):
             config.load(write(tmp_path, doc))
+
+
+@pytest.mark.parametrize("options, pointer", [(["rbind", "rro"], "/mounts/7/options/1"),
+                                              (["bind", "size=1k"], "/mounts/7/options/1"),
+                                              (["idmap"], "/mounts/7/options/0")])
+def test_unimplemented_mount_options_are_refused(tmp_path, monkeypatch, options, pointer):
+    monkeypatch.setenv("OCIKIT_CACHE_DIR", str(tmp_path / "cache"))
+    doc = default_config()
+    doc["mounts"].append({"destination": "/x", "type": "bind" if "idmap" not in options else "tmpfs",
+                          "source": "/tmp", "options": options})
+    with pytest.raises(Unsupported, match=pointer):
+        config.load(write(tmp_path, doc))
