@@ -23,6 +23,7 @@ SYS_SCHED_SETATTR = 314
 SYS_CLOSE_RANGE = 436
 SYS_CAPGET = 125
 SYS_CAPSET = 126
+SYS_BPF = 321
 
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
@@ -168,3 +169,9 @@ def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
     """Close (or with CLOSE_RANGE_CLOEXEC=4, mark close-on-exec) every fd in [first, last]."""
     _call("close_range", _libc.syscall, ctypes.c_long(SYS_CLOSE_RANGE), ctypes.c_uint(first), ctypes.c_uint(last),
           ctypes.c_uint(flags))
+
+
+def bpf(cmd: int, attr: bytes) -> int:
+    """bpf(2) with a bpf_attr given as bytes; the call's result (a new fd for loads)."""
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    return _call("bpf", _libc.syscall, ctypes.c_long(SYS_BPF), ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr)))

@@ -9,6 +9,14 @@ from typing import Any
 
 from oci.errors import OciError
 
+# What every container may use whatever its rules say (as runc allows them): mknod of any
+# node, the default devices, the console and the pseudo-terminals.
+DEFAULT_ALLOWED = [
+    {"allow": True, "type": "c", "access": "m"}, {"allow": True, "type": "b", "access": "m"},
+    *({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
+      for major, minor in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (136, -1))),
+]
+
 
 class CgroupError(OciError):
     """A cgroup could not be created, joined or limited."""

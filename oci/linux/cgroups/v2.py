@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from oci.linux.cgroups.base import CgroupError, Manager, rmdir_retry, write
+from oci.linux.cgroups.base import DEFAULT_ALLOWED, CgroupError, Manager, rmdir_retry, write
 
 
 class V2Manager(Manager):
@@ -42,6 +42,10 @@ class V2Manager(Manager):
         write(os.path.join(self.dir, "cgroup.procs"), str(pid))
 
     def apply(self, resources: dict[str, Any]) -> None:
+        if resources.get("devices"):
+            from oci.linux.cgroups import devices_bpf
+
+            devices_bpf.attach(self.dir, [*resources["devices"], *DEFAULT_ALLOWED])
         memory = resources.get("memory") or {}
         if memory:
             self._enable("memory")
