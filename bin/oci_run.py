@@ -265,6 +265,11 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
         return 0
 
     def forward(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGWINCH and master is not None:
+            from oci.linux import terminal
+
+            terminal.copy_size(0, master)  # the kernel tells the container's foreground group
+            return
         try:
             os.kill(container.pid, signum)
         except ProcessLookupError:

@@ -60,17 +60,22 @@ def receive_master(sock: socket.socket) -> int:
     return fds[0]
 
 
+def copy_size(tty_fd: int, master: int) -> None:
+    """Give the container's pty the window size of our terminal."""
+    try:
+        size = fcntl.ioctl(tty_fd, termios.TIOCGWINSZ, array.array("H", [0, 0, 0, 0]).tobytes())
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
+
+
 def proxy(master: int) -> None:
     """Copy stdin to the pty and the pty to stdout until the container's output ends."""
     saved: Any = None
     if os.isatty(0):
         saved = termios.tcgetattr(0)
         tty.setraw(0)
-        try:
-            size = fcntl.ioctl(0, termios.TIOCGWINSZ, array.array("H", [0, 0, 0, 0]).tobytes())
-            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
-        except OSError:
-            pass
+        copy_size(0, master)
     try:
         watch = [master, 0]
         while True:
