@@ -33,9 +33,7 @@ def _now() -> str:
 
 def create(store: StateStore, container_id: str, bundle: str, opts: CreateOptions) -> Container:
     """Create the container: namespaces, cgroup, rootfs, createRuntime/createContainer hooks; init waits for start."""
-    from oci.linux import cgroups
     from oci.runtime import config as config_mod
-    from oci.runtime import hooks
 
     bundle = os.path.realpath(bundle)
     if not os.path.isdir(bundle):
@@ -52,15 +50,16 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
         raise UsageError("cannot use console socket if oci-run will not detach or allocate tty")
     folder = store.reserve(container_id)
     try:
-        return _create_in(store, folder, container_id, bundle, config, opts, cgroups, hooks)
+        return _create_in(store, folder, container_id, bundle, config, opts)
     except BaseException:
         store.remove(container_id)
         raise
 
 
 def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, config: dict[str, Any],
-               opts: CreateOptions, cgroups: Any, hooks: Any) -> Container:
-    from oci.linux import namespaces, syscalls
+               opts: CreateOptions) -> Container:
+    from oci.linux import cgroups, namespaces, syscalls
+    from oci.runtime import hooks
     from oci.runtime.channel import Channel, InitError
     from oci.runtime.process import InitOptions, stage_a
 
@@ -73,7 +72,6 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
     container = Container(id=container_id, bundle=bundle, created=_now(), annotations=config.get("annotations") or {},
                           rootfs=os.path.realpath(os.path.join(bundle, config["root"]["path"])),
                           cgroup_path=cgroup_path, hooks=config.get("hooks") or {},
-                          pid_namespace=any(ns["type"] == "pid" for ns in linux.get("namespaces", [])),
                           oci_version=config["ociVersion"], directory=folder)
     container.terminal = bool(config["process"].get("terminal"))
     try:

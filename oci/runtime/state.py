@@ -44,12 +44,12 @@ class Container:
 
     def __init__(self, id: str, bundle: str, pid: int = 0, start_time: int = 0, created: str = "",  # noqa: A002
                  annotations: dict[str, str] | None = None, rootfs: str = "", cgroup_path: str = "",
-                 hooks: dict[str, Any] | None = None, pid_namespace: bool = True, owner: str = "",
+                 hooks: dict[str, Any] | None = None, owner: str = "",
                  oci_version: str = OCI_VERSION, directory: str = "") -> None:
         self.id, self.bundle, self.pid, self.start_time, self.created = id, bundle, pid, start_time, created
         self.annotations = annotations or {}
         self.rootfs, self.cgroup_path, self.hooks = rootfs, cgroup_path, hooks or {}
-        self.pid_namespace, self.owner, self.oci_version, self.directory = pid_namespace, owner, oci_version, directory
+        self.owner, self.oci_version, self.directory = owner, oci_version, directory
         self.terminal = False  # process.terminal, known to the `create` that made it (not stored)
 
     @property
@@ -115,12 +115,11 @@ class StateStore:
         folder = self.path(container_id)
         try:
             with open(os.path.join(folder, "state.json"), "rb") as f:
-                record = json.loads(f.read())
+                return Container(directory=folder, **json.loads(f.read()))
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"container {container_id} does not exist") from None
-        except ValueError:
+        except (ValueError, TypeError):
             raise NotFound(f"container {container_id} does not exist (unreadable state)") from None
-        return Container(directory=folder, **record)
 
     def lock(self, container_id: str) -> ContainerLock:
         folder = self.path(container_id)
