@@ -30,6 +30,7 @@ VERBS = {
     "kill": "send a signal to the container's init (or, with --all, every process)",
     "delete": "delete a stopped (or, with --force, any) container",
     "run": "create and start a container; exit with its status",
+    "exec": "run another process in a running container; exit with its status",
     "list": "list containers",
     "spec": "write a default config.json",
     "features": "print the implemented features as runtime-spec features JSON",
@@ -98,6 +99,19 @@ def verb_parser(verb: str) -> ocicli.Parser:
         parser.add_argument("--no-new-keyring", action="store_true",
                             help="accepted: oci-run never creates a session keyring")
         parser.add_argument("--preserve-fds", type=int, default=0, help="pass N fds beyond stdio (3..3+N-1)")
+    if verb == "exec":
+        parser.add_argument("-p", "--process", help="a process.json (the config's process object) to run")
+        parser.add_argument("--console-socket", help="AF_UNIX socket that receives the pty master (with --tty)")
+        parser.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+        parser.add_argument("--cwd", help="working directory inside the container")
+        parser.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE, repeatable")
+        parser.add_argument("-u", "--user", help="UID[:GID]")
+        parser.add_argument("-g", "--additional-gids", action="append", type=int, default=[])
+        parser.add_argument("-c", "--cap", action="append", default=[], help="add a capability, repeatable")
+        parser.add_argument("--no-new-privs", action="store_true")
+        parser.add_argument("-d", "--detach", action="store_true", help="return once the process started")
+        parser.add_argument("--pid-file", help="write the process's pid to this file")
+        parser.add_argument("--preserve-fds", type=int, default=0, help="pass N fds beyond stdio (3..3+N-1)")
     if verb == "run":
         parser.add_argument("-d", "--detach", action="store_true", help="return once the container started")
         parser.add_argument("--keep", action="store_true", help="keep the container's state after it exits")
@@ -115,6 +129,10 @@ def verb_parser(verb: str) -> ocicli.Parser:
         parser.add_argument("id", metavar="CONTAINER_ID")
     if verb == "kill":
         parser.add_argument("signal", nargs="?", default="SIGTERM", help="name or number (default: SIGTERM)")
+    if verb == "exec":
+        import argparse
+
+        parser.add_argument("command", nargs=argparse.REMAINDER, help="the program and its arguments (no --process)")
     return parser
 
 
@@ -289,6 +307,76 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     return status
 
 
+def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    import signal
+    import socket
+
+    from oci.runtime import execute, lifecycle
+
+    store = _store(g)
+    process = execute.process_from_file(opts.process) if opts.process else _exec_process(store, opts)
+    direct_tty = bool(process.get("terminal")) and not opts.detach and opts.console_socket is None
+    ours = theirs = None
+    if direct_tty:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    exec_opts = execute.ExecOptions(console_socket=opts.console_socket, pid_file=opts.pid_file,
+                                    console_fd=theirs.fileno() if theirs else None,
+                                    preserve_fds=opts.preserve_fds, subreaper=not opts.detach)
+    pid = execute.run_exec(store, opts.id, process, exec_opts)
+    if opts.detach:
+        return 0
+    master = None
+    if theirs is not None:
+        from oci.linux import terminal
+
+        theirs.close()
+        master = terminal.receive_master(ours)
+        ours.close()
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, forward)
+    if master is not None:
+        from oci.linux import terminal
+
+        terminal.proxy(master)
+    return lifecycle.wait_exit(pid)
+
+
+def _exec_process(store: Any, opts: Any) -> dict[str, Any]:
+    """The process to exec from the command line: the container's own process with overrides."""
+    import copy
+
+    from oci.errors import UsageError
+    from oci.runtime import config as config_mod
+
+    if not opts.command:
+        raise UsageError("exec: a command (or --process) is required")
+    process = copy.deepcopy(config_mod.load(store.load(opts.id).bundle)["process"])
+    process["args"] = opts.command
+    process["terminal"] = opts.tty
+    process.pop("consoleSize", None)
+    process["env"] = [*process.get("env", []), *opts.env]
+    if opts.cwd:
+        process["cwd"] = opts.cwd
+    if opts.user:
+        uid, _, gid = opts.user.partition(":")
+        process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    if opts.additional_gids:
+        process.setdefault("user", {})["additionalGids"] = opts.additional_gids
+    if opts.no_new_privs:
+        process["noNewPrivileges"] = True
+    for cap in opts.cap:
+        for kind in ("bounding", "effective", "permitted"):
+            process.setdefault("capabilities", {}).setdefault(kind, []).append(cap)
+    return process
+
+
 def cmd_list(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     containers = [c.runc_state() for c in _store(g).list()]
     if opts.quiet:
@@ -330,7 +418,7 @@ def cmd_features(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 HANDLERS: dict[str, Callable[[Globals, Any, ocicli.Messages], int]] = {
     "create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill, "delete": cmd_delete,
-    "run": cmd_run, "list": cmd_list, "spec": cmd_spec, "features": cmd_features,
+    "run": cmd_run, "exec": cmd_exec, "list": cmd_list, "spec": cmd_spec, "features": cmd_features,
 }
 
 if __name__ == "__main__":

@@ -38,6 +38,14 @@ class Channel:
             raise InitError(f"container init: expected {expect}, got {message['kind']}")
         return message
 
+    @staticmethod
+    def decode(data: bytes) -> str:
+        """The text of an error message read raw from the channel."""
+        try:
+            return json.loads(data).get("message", "")
+        except ValueError:
+            return data.decode(errors="replace")
+
     def fileno(self) -> int:
         return self.sock.fileno()
 

@@ -44,7 +44,7 @@ class InitFailure(Exception):
     """A setup step in the container's init failed."""
 
 
-def _fail(channel: Channel | None, message: str) -> NoReturn:
+def report_failure(channel: Channel | None, message: str) -> NoReturn:
     if channel is not None:
         try:
             channel.send("error", message=message)
@@ -56,7 +56,7 @@ def _fail(channel: Channel | None, message: str) -> NoReturn:
     os._exit(1)
 
 
-def _describe(err: BaseException) -> str:
+def describe_error(err: BaseException) -> str:
     text = getattr(err, "message", None) or str(err) or type(err).__name__
     if os.environ.get("OCI_RUN_DEBUG"):
         import traceback
@@ -106,7 +106,7 @@ def stage_a(channel: Channel, opts: InitOptions) -> NoReturn:
         channel.send("pid", pid=pid)
         os.close(hold_write)
     except BaseException as err:  # noqa: BLE001 - every failure goes back to the runtime
-        _fail(channel, _describe(err))
+        report_failure(channel, describe_error(err))
     os._exit(0)
 
 
@@ -163,19 +163,19 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         channel.send("ready")
         channel.close()
     except BaseException as err:  # noqa: BLE001
-        _fail(channel, _describe(err))
+        report_failure(channel, describe_error(err))
     try:
         conn, _ = listener.accept()
     except BaseException as err:  # noqa: BLE001
-        _fail(None, f"waiting for start: {_describe(err)}")
+        report_failure(None, f"waiting for start: {describe_error(err)}")
     listener.close()
     try:
         hooks.run_hooks(config.get("hooks"), "startContainer", {**state, "status": "created"})
         finalize(process, linux.get("personality"), opts.seccomp_filter, opts.preserve_fds, keep=conn.fileno())
-        os.execve(executable, process["args"], _environ(env))
+        os.execve(executable, process["args"], environment(env))
     except BaseException as err:  # noqa: BLE001
         try:
-            conn.send(_describe(err).encode())
+            conn.send(describe_error(err).encode())
         finally:
             os._exit(1)
     os._exit(127)
@@ -195,7 +195,7 @@ def find_executable(name: str, env: list[str]) -> str:
     raise InitFailure(f'exec: "{name}": executable file not found in $PATH')
 
 
-def _environ(env: list[str]) -> dict[str, str]:
+def environment(env: list[str]) -> dict[str, str]:
     result = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
     result.setdefault("HOME", "/")
     return result

@@ -308,3 +308,32 @@ def test_state_kill_delete_import_neither_jsonschema_nor_seccomp(oci, bundle):
         imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
         assert "oci.runtime.state" in imported
         assert not imported & {"jsonschema", "seccomp", "oci.linux.seccomp", "oci.schema", "oci.linux.mounts"}
+
+
+def test_exec_joins_the_running_container(oci, bundle, tmp_path):
+    cid = unique_id()
+    bundle.args("sleep", "30").write()
+    assert oci("run", "-d", "--bundle", str(bundle.path), cid).returncode == 0
+    init = oci.state(cid)["pid"]
+    result = oci("exec", "-e", "EXTRA=1", "--cwd", "/tmp", cid, "sh", "-c",
+                 "hostname; pwd; echo $EXTRA; readlink /proc/1/exe; ls /proc/self/fd; exit 6")
+    assert result.returncode == 6, result.stderr
+    assert result.stdout.split() == ["ocirun-test", "/tmp", "1", "/bin/busybox", "0", "1", "2", "3"]
+    assert oci("exec", "-u", "1000:1001", cid, "id").stdout.strip() == "uid=1000 gid=1001"
+    process = dict(bundle.config["process"], args=["cat", "/proc/self/cgroup"])
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    pid_file = tmp_path / "exec.pid"
+    result = oci("exec", "--process", str(tmp_path / "process.json"), "--pid-file", str(pid_file), cid)
+    assert result.returncode == 0, result.stderr
+    assert int(pid_file.read_text()) > 0
+    # In the container's cgroup namespace its own cgroup is "/": anything else would show as /.. paths.
+    assert {line.split(":")[2] for line in result.stdout.splitlines()} == {"/"}
+    assert init > 0
+    missing = oci("exec", cid, "no-such-program")
+    assert missing.returncode != 0 and "executable file not found" in missing.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(dict(process, selinuxLabel="system_u:x")))
+    refused = oci("exec", "--process", str(bad), cid)
+    assert refused.returncode == 8 and "/selinuxLabel" in refused.stderr
+    assert oci("delete", "-f", cid).returncode == 0
+    assert oci("exec", cid, "true").returncode == 3

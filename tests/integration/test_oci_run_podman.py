@@ -64,7 +64,7 @@ def write_layout(out: Path) -> None:
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)
         tar.add(shutil.which("busybox") or "/bin/busybox", "bin/busybox")
-        for applet in ("sh", "true", "cat", "id", "test", "echo"):
+        for applet in ("sh", "true", "cat", "id", "test", "echo", "sleep"):
             info = tarfile.TarInfo("bin/" + applet)
             info.type, info.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(info)
@@ -129,3 +129,17 @@ def test_podman_interactive_tty(podman):
                             text=True, env=env, timeout=120)
     assert "tty-ok" in result.stdout, result.stdout + result.stderr
     assert result.returncode == 4
+
+
+def test_podman_exec(podman):
+    argv, env = podman
+    started = subprocess.run([*argv, "run", "-d", IMAGE, "sleep", "60"], capture_output=True, text=True, env=env,
+                             timeout=120)
+    assert started.returncode == 0, started.stderr
+    cid = started.stdout.strip()
+    try:
+        result = subprocess.run([*argv, "exec", cid, "sh", "-c", "echo exec-ok; exit 5"], capture_output=True,
+                                text=True, env=env, timeout=120)
+        assert result.stdout.strip() == "exec-ok" and result.returncode == 5, result.stderr
+    finally:
+        subprocess.run([*argv, "rm", "-f", "-t", "0", cid], capture_output=True, env=env, timeout=120)
