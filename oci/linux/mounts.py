@@ -41,7 +41,18 @@ PROPAGATION_OPTIONS = {
     "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC, "unbindable": MS_UNBINDABLE,
     "runbindable": MS_UNBINDABLE | MS_REC,
 }
-MOUNT_OPTIONS = sorted([*FLAG_OPTIONS, *PROPAGATION_OPTIONS])
+# recursive options, applied with mount_setattr(AT_RECURSIVE): option -> (attributes set, attributes cleared)
+ATTR_RDONLY, ATTR_NOSUID, ATTR_NODEV, ATTR_NOEXEC, ATTR__ATIME = 0x1, 0x2, 0x4, 0x8, 0x70
+ATTR_RELATIME, ATTR_NOATIME, ATTR_STRICTATIME, ATTR_NODIRATIME, ATTR_NOSYMFOLLOW = 0x0, 0x10, 0x20, 0x80, 0x200000
+RECURSIVE_OPTIONS: dict[str, tuple[int, int]] = {
+    "rro": (ATTR_RDONLY, 0), "rrw": (0, ATTR_RDONLY), "rnosuid": (ATTR_NOSUID, 0), "rsuid": (0, ATTR_NOSUID),
+    "rnodev": (ATTR_NODEV, 0), "rdev": (0, ATTR_NODEV), "rnoexec": (ATTR_NOEXEC, 0), "rexec": (0, ATTR_NOEXEC),
+    "rnodiratime": (ATTR_NODIRATIME, 0), "rdiratime": (0, ATTR_NODIRATIME),
+    "rnosymfollow": (ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, ATTR_NOSYMFOLLOW),
+    "rnoatime": (ATTR_NOATIME, ATTR__ATIME), "rrelatime": (ATTR_RELATIME, ATTR__ATIME),
+    "rstrictatime": (ATTR_STRICTATIME, ATTR__ATIME),
+}
+MOUNT_OPTIONS = sorted([*FLAG_OPTIONS, *PROPAGATION_OPTIONS, *RECURSIVE_OPTIONS])
 
 # statvfs f_flag bits -> mount flags the kernel locks in a user namespace
 _LOCKED = {1: MS_RDONLY, 2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: MS_NOATIME, 2048: MS_NODIRATIME,
@@ -60,9 +71,11 @@ class MountError(OciError):
 
 
 def parse_options(options: list[str]) -> tuple[int, int, list[str]]:
-    """(flags, propagation flags, filesystem data options) from a mount's options."""
+    """(flags, propagation flags, filesystem data options) from a mount's options (recursive ones left out)."""
     flags, propagation, data = 0, 0, []
     for option in options:
+        if option in RECURSIVE_OPTIONS:
+            continue
         if option in FLAG_OPTIONS:
             clear, flag = FLAG_OPTIONS[option]
             flags = flags & ~flag if clear else flags | flag
@@ -134,6 +147,20 @@ def _make_dirs(root: str, rel: str) -> None:
         full = os.path.join(root, current)
         if not os.path.isdir(full):
             os.mkdir(full, 0o755)
+
+
+def _attributes(options: list[tuple[int, int]]) -> tuple[int, int]:
+    """(attributes to set, attributes to clear) from recursive options, later ones winning."""
+    attr_set = attr_clr = 0
+    for set_bits, clr_bits in options:
+        if clr_bits == ATTR__ATIME:  # the atime modes are one field: clear it, then set the mode
+            attr_clr |= ATTR__ATIME
+            attr_set = (attr_set & ~ATTR__ATIME) | set_bits
+        elif set_bits:
+            attr_set, attr_clr = attr_set | set_bits, attr_clr & ~set_bits
+        else:
+            attr_set, attr_clr = attr_set & ~clr_bits, attr_clr | clr_bits
+    return attr_set, attr_clr
 
 
 def _locked_flags(path: str) -> int:
@@ -223,9 +250,13 @@ class RootfsBuilder:
                     remount_bind(f"/proc/self/fd/{fd}", extra)
             else:
                 self._mount_fs(source, target, fstype, flags, ",".join(data), dest)
-            if propagation:
+            recursive = [RECURSIVE_OPTIONS[o] for o in entry.get("options", []) if o in RECURSIVE_OPTIONS]
+            if recursive or propagation:
                 os.close(fd)
                 fd = os.open(resolve_in_root(self.rootfs, dest), os.O_PATH | os.O_CLOEXEC)
+            if recursive:
+                syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE, *_attributes(recursive))
+            if propagation:
                 for flag in (MS_PRIVATE, MS_SHARED, MS_SLAVE, MS_UNBINDABLE):
                     if propagation & flag:
                         syscalls.mount(None, f"/proc/self/fd/{fd}", None, flag | (propagation & MS_REC))

@@ -24,6 +24,9 @@ SYS_CLOSE_RANGE = 436
 SYS_CAPGET = 125
 SYS_CAPSET = 126
 SYS_BPF = 321
+SYS_MOUNT_SETATTR = 442
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
 
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
@@ -175,3 +178,17 @@ def bpf(cmd: int, attr: bytes) -> int:
     """bpf(2) with a bpf_attr given as bytes; the call's result (a new fd for loads)."""
     buf = ctypes.create_string_buffer(attr, len(attr))
     return _call("bpf", _libc.syscall, ctypes.c_long(SYS_BPF), ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr)))
+
+
+class MountAttr(ctypes.Structure):
+    """struct mount_attr."""
+
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int) -> None:
+    """mount_setattr(2): change mount attributes (recursively with AT_RECURSIVE)."""
+    attr = MountAttr(attr_set, attr_clr, 0, 0)
+    _call("mount_setattr", _libc.syscall, ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(dirfd), _bytes(path),
+          ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))

@@ -92,16 +92,13 @@ def check_version(version: str, source: str) -> None:
 
 
 # Options of features.md's list that oci-run recognizes but does not implement.
-UNIMPLEMENTED_MOUNT_OPTIONS = {
-    "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnoatime", "ratime", "rnodiratime",
-    "rdiratime", "rrelatime", "rnorelatime", "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow",
-    "idmap", "ridmap", "tmpcopyup", "acl", "noacl",
-}
+UNIMPLEMENTED_MOUNT_OPTIONS = {"ratime", "rnorelatime", "rnostrictatime", "idmap", "ridmap", "tmpcopyup", "acl",
+                               "noacl"}
 
 
 def check_mount_options(doc: dict[str, Any], path: str) -> None:
     """Refuse mount options oci-run does not implement, and data options a bind mount would ignore."""
-    from oci.linux.mounts import FLAG_OPTIONS, PROPAGATION_OPTIONS
+    from oci.linux.mounts import FLAG_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS
 
     for i, mount in enumerate(doc.get("mounts") or []):
         options = mount.get("options") or []
@@ -109,7 +106,8 @@ def check_mount_options(doc: dict[str, Any], path: str) -> None:
         for j, option in enumerate(options):
             if option in UNIMPLEMENTED_MOUNT_OPTIONS:
                 raise Unsupported(f"{path}: /mounts/{i}/options/{j}: mount option {option} is not supported by oci-run")
-            if bind and option not in FLAG_OPTIONS and option not in PROPAGATION_OPTIONS:
+            if bind and option not in FLAG_OPTIONS and option not in PROPAGATION_OPTIONS \
+                    and option not in RECURSIVE_OPTIONS:
                 raise Unsupported(f"{path}: /mounts/{i}/options/{j}: {option!r} means nothing to a bind mount")
 
 

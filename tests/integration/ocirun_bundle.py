@@ -16,7 +16,7 @@ from tests.conftest import command
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 APPLETS = ["sh", "true", "false", "echo", "cat", "ls", "sleep", "id", "mount", "readlink", "stat", "grep",
-           "mkdir", "touch", "hostname", "test", "tr", "head", "ps", "kill", "wc"]
+           "mkdir", "touch", "hostname", "test", "tr", "head", "ps", "kill", "wc", "cut"]
 
 
 def make_rootfs(path: Path) -> Path:

@@ -337,3 +337,20 @@ def test_exec_joins_the_running_container(oci, bundle, tmp_path):
     assert refused.returncode == 8 and "/selinuxLabel" in refused.stderr
     assert oci("delete", "-f", cid).returncode == 0
     assert oci("exec", cid, "true").returncode == 3
+
+
+def test_recursive_read_only_bind(oci, bundle, tmp_path):
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(source / "sub")], check=True)
+    try:
+        bundle.config["mounts"].append({"destination": "/data", "type": "bind", "source": str(source),
+                                        "options": ["rbind", "rro", "rnosuid"]})
+        bundle.args("sh", "-c", "touch /data/sub/x 2>/dev/null && echo WRITABLE; "
+                                "grep ' /data/sub ' /proc/self/mountinfo | cut -d' ' -f6").write()
+        result = oci("run", "--bundle", str(bundle.path), unique_id())
+        assert result.returncode == 0, result.stderr
+        assert "WRITABLE" not in result.stdout
+        assert set(result.stdout.split()[0].split(",")) >= {"ro", "nosuid"}
+    finally:
+        subprocess.run(["umount", "-l", str(source / "sub")])

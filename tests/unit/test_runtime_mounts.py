@@ -55,3 +55,12 @@ def test_syscalls_are_recorded(monkeypatch):
     with pytest.raises(OSError):
         syscalls.mount("/nonexistent-src", "/nonexistent-dst", None, MS_BIND)
     assert calls == [("mount", ("/nonexistent-src", "/nonexistent-dst", None, MS_BIND, None))]
+
+
+def test_recursive_attributes_later_options_win():
+    assert mounts._attributes([mounts.RECURSIVE_OPTIONS[o] for o in ("rro", "rnosuid")]) == (
+        mounts.ATTR_RDONLY | mounts.ATTR_NOSUID, 0)
+    assert mounts._attributes([mounts.RECURSIVE_OPTIONS[o] for o in ("rro", "rrw")]) == (0, mounts.ATTR_RDONLY)
+    assert mounts._attributes([mounts.RECURSIVE_OPTIONS[o] for o in ("rnoatime", "rstrictatime")]) == (
+        mounts.ATTR_STRICTATIME, mounts.ATTR__ATIME)
+    assert mounts.parse_options(["rbind", "rro"])[0] == MS_BIND | MS_REC
