@@ -155,8 +155,16 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
 
     g, verb, rest = split_globals(args)
     if verb is None:
-        top = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES, common=False)
-        top.add_argument("verb", choices=sorted(VERBS))
+        verbs = "\n".join(f"  {name:9s} {text}" for name, text in VERBS.items())
+        top = ocicli.Parser(PROG, f"{DESCRIPTION}\n\nverbs (`oci-run VERB --help` for each):\n{verbs}", EXAMPLES,
+                            common=False, usage="oci-run [global flags] VERB [flags] [CONTAINER_ID ...]")
+        top.add_argument("--root", default="/run/oci-run", help="state directory (default: /run/oci-run)")
+        top.add_argument("--log", help="also append errors to this file")
+        top.add_argument("--log-format", choices=ocicli.LOG_FORMATS, default="text", help="text or json messages")
+        top.add_argument("--debug", action="store_true", help="tracebacks and debug messages")
+        top.add_argument("--systemd-cgroup", action="store_true",
+                         help="accepted: a slice:prefix:name cgroupsPath maps to a cgroupfs path")
+        top.add_argument("--rootless", help="accepted for compatibility (true, false, auto)")
         top.print_help()
         return 0 if any(a in ("-h", "--help") for a in args) else 2
     if verb == "--version":
