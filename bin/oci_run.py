@@ -1,14 +1,433 @@
 #!/usr/bin/env python3
-"""oci-run: an OCI runtime with a runc-compatible command line."""
+"""oci-run: an OCI runtime with a runc-compatible command line.
+
+Global flags come before the verb; each verb builds only its own parser and imports only
+what it needs, because engines call the runtime many times per container.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable
 
 import ocicli
 
-main = ocicli.not_implemented(
-    "oci-run",
-    "Create and run containers from OCI runtime bundles (runc-compatible).",
-    "  oci-run run --bundle ./bundle demo",
-    "issue 7",
-)
+PROG = "oci-run"
+DESCRIPTION = "Create and run containers from OCI runtime bundles (runc-compatible)."
+EXAMPLES = """  oci-run run --bundle ./bundle demo          # run in the foreground, exit with the container's status
+  oci-run create -b ./bundle demo && oci-run start demo
+  oci-run state demo
+  oci-run kill demo TERM
+  oci-run delete --force demo
+  oci-run list --format json
+  oci-run spec --bundle ./bundle              # write a default config.json
+  oci-run features"""
+VERBS = {
+    "create": "create a container (its init waits for start)",
+    "start": "run the user process of a created container",
+    "state": "print the state of a container as JSON",
+    "kill": "send a signal to the container's init (or, with --all, every process)",
+    "delete": "delete a stopped (or, with --force, any) container",
+    "run": "create and start a container; exit with its status",
+    "exec": "run another process in a running container; exit with its status",
+    "list": "list containers",
+    "spec": "write a default config.json",
+    "features": "print the implemented features as runtime-spec features JSON",
+}
+GLOBAL_VALUE_FLAGS = ("--root", "--log", "--log-format", "--criu", "--rootless")
+GLOBAL_SWITCHES = ("--debug", "--systemd-cgroup", "-q", "--quiet")
+
+
+class Globals:
+    """The flags before the verb."""
+
+    def __init__(self) -> None:
+        self.root = "/run/oci-run"
+        self.log: str | None = None
+        self.log_format = "text"
+        self.debug = False
+
+
+def split_globals(args: list[str]) -> tuple[Globals, str | None, list[str]]:
+    """(global flags, verb, the verb's arguments); raises UsageError on an unknown global flag."""
+    from oci.errors import UsageError
+
+    g = Globals()
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-"):
+            return g, arg, args[i + 1:]
+        name, eq, value = arg.partition("=")
+        if name in GLOBAL_VALUE_FLAGS:
+            if not eq:
+                if name == "--rootless" and (i + 1 >= len(args) or args[i + 1] not in ("true", "false", "auto")):
+                    i += 1
+                    continue
+                if i + 1 >= len(args):
+                    raise UsageError(f"flag needs an argument: {name}")
+                value = args[i + 1]
+                i += 1
+            if name == "--root":
+                g.root = value
+            elif name == "--log":
+                g.log = value
+            elif name == "--log-format":
+                if value not in ocicli.LOG_FORMATS:
+                    raise UsageError(f"--log-format: unknown format {value!r} (text or json)")
+                g.log_format = value
+        elif name in GLOBAL_SWITCHES:
+            g.debug = g.debug or name == "--debug"
+        elif arg in ("-h", "--help"):
+            return g, None, []
+        elif arg in ("-v", "--version"):
+            return g, "--version", []
+        else:
+            raise UsageError(f"unknown global flag {arg}")
+        i += 1
+    return g, None, []
+
+
+def verb_parser(verb: str) -> ocicli.Parser:
+    parser = ocicli.Parser(f"{PROG} {verb}", VERBS[verb], common=False)
+    if verb in ("create", "run"):
+        parser.add_argument("-b", "--bundle", default=".", help="the bundle directory (default: current directory)")
+        parser.add_argument("--pid-file", help="write the init's pid to this file")
+        parser.add_argument("--console-socket", help="AF_UNIX socket that receives the pty master (with terminal)")
+        parser.add_argument("--no-pivot", action="store_true", help="move the rootfs to / and chroot, no pivot_root")
+        parser.add_argument("--no-new-keyring", action="store_true",
+                            help="accepted: oci-run never creates a session keyring")
+        parser.add_argument("--preserve-fds", type=int, default=0, help="pass N fds beyond stdio (3..3+N-1)")
+    if verb == "exec":
+        parser.add_argument("-p", "--process", help="a process.json (the config's process object) to run")
+        parser.add_argument("--console-socket", help="AF_UNIX socket that receives the pty master (with --tty)")
+        parser.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+        parser.add_argument("--cwd", help="working directory inside the container")
+        parser.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE, repeatable")
+        parser.add_argument("-u", "--user", help="UID[:GID]")
+        parser.add_argument("-g", "--additional-gids", action="append", type=int, default=[])
+        parser.add_argument("-c", "--cap", action="append", default=[], help="add a capability, repeatable")
+        parser.add_argument("--no-new-privs", action="store_true")
+        parser.add_argument("-d", "--detach", action="store_true", help="return once the process started")
+        parser.add_argument("--pid-file", help="write the process's pid to this file")
+        parser.add_argument("--preserve-fds", type=int, default=0, help="pass N fds beyond stdio (3..3+N-1)")
+    if verb == "run":
+        parser.add_argument("-d", "--detach", action="store_true", help="return once the container started")
+        parser.add_argument("--keep", action="store_true", help="keep the container's state after it exits")
+    if verb == "kill":
+        parser.add_argument("-a", "--all", action="store_true", help="signal every process in the container")
+    if verb == "delete":
+        parser.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    if verb == "list":
+        parser.add_argument("-f", "--format", choices=("table", "json"), default="table")
+        parser.add_argument("-q", "--quiet", action="store_true", help="print the ids only")
+    if verb == "spec":
+        parser.add_argument("-b", "--bundle", default=".", help="where to write config.json")
+        parser.add_argument("--rootless", action="store_true", help="a config for an unprivileged user")
+    if verb not in ("list", "spec", "features"):
+        parser.add_argument("id", metavar="CONTAINER_ID")
+    if verb == "kill":
+        parser.add_argument("signal", nargs="?", default="SIGTERM", help="name or number (default: SIGTERM)")
+    if verb == "exec":
+        import argparse
+
+        parser.add_argument("command", nargs=argparse.REMAINDER, help="the program and its arguments (no --process)")
+    return parser
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        ocicli.run(PROG, _main, args)
+    except SystemExit as done:
+        # Engines run us many times per container: skip the interpreter's teardown.
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def _main(args: list[str], messages: ocicli.Messages) -> int:
+    from oci.errors import OciError
+
+    g, verb, rest = split_globals(args)
+    if verb is None:
+        verbs = "\n".join(f"  {name:9s} {text}" for name, text in VERBS.items())
+        top = ocicli.Parser(PROG, f"{DESCRIPTION}\n\nverbs (`oci-run VERB --help` for each):\n{verbs}", EXAMPLES,
+                            common=False, usage="oci-run [global flags] VERB [flags] [CONTAINER_ID ...]")
+        top.add_argument("--root", default="/run/oci-run", help="state directory (default: /run/oci-run)")
+        top.add_argument("--log", help="also append errors to this file")
+        top.add_argument("--log-format", choices=ocicli.LOG_FORMATS, default="text", help="text or json messages")
+        top.add_argument("--debug", action="store_true", help="tracebacks and debug messages")
+        top.add_argument("--systemd-cgroup", action="store_true",
+                         help="accepted: a slice:prefix:name cgroupsPath maps to a cgroupfs path")
+        top.add_argument("--rootless", help="accepted for compatibility (true, false, auto)")
+        top.print_help()
+        return 0 if any(a in ("-h", "--help") for a in args) else 2
+    if verb == "--version":
+        from oci import __version__
+
+        sys.stdout.write(f"{PROG} version {__version__} (ocikit)\nspec: 1.3.0\n")
+        return 0
+    if verb not in VERBS:
+        messages.error(f"unknown command {verb!r} (one of: {', '.join(VERBS)})")
+        return 2
+    messages.log_format = g.log_format
+    messages.debug_on = g.debug
+    opts = verb_parser(verb).parse_args(rest)
+    try:
+        return HANDLERS[verb](g, opts, messages) or 0
+    except OciError as err:
+        if g.log:
+            _log(g, "error", "; ".join(err.lines()))
+        raise
+
+
+def _log(g: Globals, level: str, message: str) -> None:
+    import json
+    import time
+
+    try:
+        with open(g.log, "a") as f:
+            if g.log_format == "json":
+                f.write(json.dumps({"level": level, "msg": message,
+                                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+            else:
+                f.write(f"{level}: {message}\n")
+    except OSError:
+        pass
+
+
+def _store(g: Globals) -> Any:
+    from oci.runtime.state import StateStore
+
+    return StateStore(g.root)
+
+
+def _create_options(opts: Any, **extra: Any) -> Any:
+    from oci.runtime.lifecycle import CreateOptions
+
+    return CreateOptions(pid_file=opts.pid_file, console_socket=opts.console_socket, no_pivot=opts.no_pivot,
+                         preserve_fds=opts.preserve_fds, **extra)
+
+
+def cmd_create(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.runtime import lifecycle
+
+    lifecycle.create(_store(g), opts.id, opts.bundle, _create_options(opts))
+    return 0
+
+
+def cmd_start(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.runtime import lifecycle
+
+    _, warnings = lifecycle.start(_store(g), opts.id)
+    for warning in warnings:
+        messages.warn(warning)
+    return 0
+
+
+def cmd_state(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    ocicli.emit(_store(g).load(opts.id).runc_state())
+    return 0
+
+
+def cmd_kill(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.runtime import lifecycle
+
+    lifecycle.kill(_store(g), opts.id, lifecycle.parse_signal(opts.signal), opts.all)
+    return 0
+
+
+def cmd_delete(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.errors import NotFound
+    from oci.runtime import lifecycle
+
+    store = _store(g)
+    try:
+        warnings = lifecycle.delete(store, opts.id, opts.force)
+    except NotFound:
+        if not opts.force:
+            raise
+        store.remove(opts.id)  # like runc: --force on a missing container only clears leftovers
+        return 0
+    for warning in warnings:
+        messages.warn(warning)
+    return 0
+
+
+def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    import signal
+    import socket
+
+    from oci.runtime import lifecycle
+
+    store = _store(g)
+    direct_tty = not opts.detach and opts.console_socket is None
+    ours = theirs = None
+    if direct_tty:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    create_opts = _create_options(opts, subreaper=not opts.detach, console_fd=theirs.fileno() if theirs else None)
+    container = lifecycle.create(store, opts.id, opts.bundle, create_opts)
+    master = None
+    if theirs is not None:
+        theirs.close()
+        if container.terminal:
+            from oci.linux import terminal
+
+            master = terminal.receive_master(ours)
+        ours.close()
+    try:
+        _, warnings = lifecycle.start(store, opts.id)
+    except BaseException:
+        lifecycle.delete(store, opts.id, force=True)
+        raise
+    for warning in warnings:
+        messages.warn(warning)
+    if opts.detach:
+        return 0
+
+    def forward(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGWINCH and master is not None:
+            from oci.linux import terminal
+
+            terminal.copy_size(0, master)  # the kernel tells the container's foreground group
+            return
+        try:
+            os.kill(container.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                   signal.SIGWINCH):
+        signal.signal(signum, forward)
+    if master is not None:
+        from oci.linux import terminal
+
+        terminal.proxy(master)
+    status = lifecycle.wait_exit(container.pid)
+    if not opts.keep:
+        for warning in lifecycle.delete(store, opts.id, force=True):
+            messages.warn(warning)
+    return status
+
+
+def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    import signal
+    import socket
+
+    from oci.runtime import execute, lifecycle
+
+    store = _store(g)
+    process = execute.process_from_file(opts.process) if opts.process else _exec_process(store, opts)
+    direct_tty = bool(process.get("terminal")) and not opts.detach and opts.console_socket is None
+    ours = theirs = None
+    if direct_tty:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    exec_opts = execute.ExecOptions(console_socket=opts.console_socket, pid_file=opts.pid_file,
+                                    console_fd=theirs.fileno() if theirs else None,
+                                    preserve_fds=opts.preserve_fds, subreaper=not opts.detach)
+    pid = execute.run_exec(store, opts.id, process, exec_opts)
+    if opts.detach:
+        return 0
+    master = None
+    if theirs is not None:
+        from oci.linux import terminal
+
+        theirs.close()
+        master = terminal.receive_master(ours)
+        ours.close()
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, forward)
+    if master is not None:
+        from oci.linux import terminal
+
+        terminal.proxy(master)
+    return lifecycle.wait_exit(pid)
+
+
+def _exec_process(store: Any, opts: Any) -> dict[str, Any]:
+    """The process to exec from the command line: the container's own process with overrides."""
+    import copy
+
+    from oci.errors import UsageError
+    from oci.runtime import config as config_mod
+
+    if not opts.command:
+        raise UsageError("exec: a command (or --process) is required")
+    process = copy.deepcopy(config_mod.load(store.load(opts.id).bundle)["process"])
+    process["args"] = opts.command
+    process["terminal"] = opts.tty
+    process.pop("consoleSize", None)
+    process["env"] = [*process.get("env", []), *opts.env]
+    if opts.cwd:
+        process["cwd"] = opts.cwd
+    if opts.user:
+        uid, _, gid = opts.user.partition(":")
+        process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    if opts.additional_gids:
+        process.setdefault("user", {})["additionalGids"] = opts.additional_gids
+    if opts.no_new_privs:
+        process["noNewPrivileges"] = True
+    for cap in opts.cap:
+        for kind in ("bounding", "effective", "permitted"):
+            process.setdefault("capabilities", {}).setdefault(kind, []).append(cap)
+    return process
+
+
+def cmd_list(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    containers = [c.runc_state() for c in _store(g).list()]
+    if opts.quiet:
+        sys.stdout.write("".join(c["id"] + "\n" for c in containers))
+    elif opts.format == "json":
+        import json
+
+        sys.stdout.write(json.dumps(containers) + "\n")
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"] or "root")
+                 for c in containers]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+        sys.stdout.write("".join(line + "\n" for line in lines))
+    return 0
+
+
+def cmd_spec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    import json
+
+    from oci.errors import Conflict
+    from oci.fsutil import write_atomic
+    from oci.runtime.defaults import default_config
+
+    path = os.path.join(opts.bundle, "config.json")
+    if os.path.exists(path):
+        raise Conflict(f"{path} exists: remove it first")
+    write_atomic(path, (json.dumps(default_config(rootless=opts.rootless), indent=2) + "\n").encode())
+    return 0
+
+
+def cmd_features(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.runtime.features import features
+
+    ocicli.emit(features())
+    return 0
+
+
+HANDLERS: dict[str, Callable[[Globals, Any, ocicli.Messages], int]] = {
+    "create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill, "delete": cmd_delete,
+    "run": cmd_run, "exec": cmd_exec, "list": cmd_list, "spec": cmd_spec, "features": cmd_features,
+}
 
 if __name__ == "__main__":
     main()

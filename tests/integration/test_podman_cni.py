@@ -126,7 +126,6 @@ def nft_rules(table: str) -> str:
     return subprocess.run(["nft", "list", "table", "inet", table], capture_output=True, text=True).stdout
 
 
-@pytest.mark.xfail(strict=False, reason="oci-run and oci-net not merged yet")
 def test_oci_run_and_oci_net_together(podman, tmp_path):
     """ocikit's runtime and ocikit's network under podman: a published port answers."""
     with made_network(podman, "ocikit", str(tmp_path / "state")) as net:

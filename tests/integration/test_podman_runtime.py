@@ -15,7 +15,7 @@ pytestmark = pytest.mark.root
 
 RUNTIMES = [
     pytest.param("runc", id="runc"),
-    pytest.param("oci-run", id="oci-run", marks=pytest.mark.xfail(strict=False, reason="oci-run not merged yet")),
+    pytest.param("oci-run", id="oci-run"),
 ]
 
 

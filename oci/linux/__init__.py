@@ -1,0 +1,1 @@
+"""Linux kernel interfaces the runtime uses: namespaces, mounts, capabilities, seccomp, cgroups."""

@@ -1,0 +1,70 @@
+"""Capability names and the five sets: bounding, effective, permitted, inheritable, ambient."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oci.errors import InvalidInput
+from oci.linux import syscalls
+
+NAMES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+NUMBERS = {name: i for i, name in enumerate(NAMES)}
+
+
+def last_cap() -> int:
+    """The highest capability number this kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return len(NAMES) - 1
+
+
+def mask(names: list[str], pointer: str) -> int:
+    """A bit mask from capability names; unknown names are refused, ones the kernel lacks skipped."""
+    bits, top = 0, last_cap()
+    for i, name in enumerate(names):
+        number = NUMBERS.get(name)
+        if number is None:
+            raise InvalidInput(f"{pointer}/{i}: unknown capability {name!r}")
+        if number <= top:
+            bits |= 1 << number
+    return bits
+
+
+class CapabilitySets:
+    """The process.capabilities object as masks."""
+
+    def __init__(self, config: dict[str, Any] | None) -> None:
+        config = config or {}
+        base = "/process/capabilities"
+        self.bounding = mask(config.get("bounding", []), base + "/bounding")
+        self.effective = mask(config.get("effective", []), base + "/effective")
+        self.permitted = mask(config.get("permitted", []), base + "/permitted")
+        self.inheritable = mask(config.get("inheritable", []), base + "/inheritable")
+        self.ambient = mask(config.get("ambient", []), base + "/ambient")
+
+    def drop_bounding(self) -> None:
+        """Drop from the bounding set every capability not listed (needs CAP_SETPCAP)."""
+        for number in range(last_cap() + 1):
+            if not self.bounding & (1 << number):
+                syscalls.prctl(syscalls.PR_CAPBSET_DROP, number)
+
+    def apply(self) -> None:
+        """Set effective, permitted, inheritable, then raise ambient (after the uid change)."""
+        syscalls.capset(self.effective, self.permitted, self.inheritable)
+        syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
+        # The kernel raises an ambient capability only if it is permitted and inheritable;
+        # like runc, the others are left out rather than failing the container.
+        raisable = self.ambient & self.permitted & self.inheritable
+        for number in range(last_cap() + 1):
+            if raisable & (1 << number):
+                syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, number)

@@ -1,0 +1,95 @@
+"""What both cgroup versions share: finding the mounted hierarchies, writing files, removal."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from typing import Any
+
+from oci.errors import OciError
+
+# What every container may use whatever its rules say (as runc allows them): mknod of any
+# node, the default devices, the console and the pseudo-terminals.
+DEFAULT_ALLOWED = [
+    {"allow": True, "type": "c", "access": "m"}, {"allow": True, "type": "b", "access": "m"},
+    *({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
+      for major, minor in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (136, -1))),
+]
+
+
+class CgroupError(OciError):
+    """A cgroup could not be created, joined or limited."""
+
+
+def mounted_hierarchies() -> list[tuple[str, str, set[str]]]:
+    """(fstype, mount point, controllers) of every cgroup and cgroup2 mount of this mount namespace."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, options = fields[sep + 1], fields[sep + 3]
+            if fstype not in ("cgroup", "cgroup2"):
+                continue
+            controllers = {o for o in options.split(",") if o not in ("rw", "ro")} if fstype == "cgroup" else set()
+            found.append((fstype, fields[4], controllers))
+    return found
+
+
+def write(path: str, value: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as err:
+        raise CgroupError(f"cgroup: write {value!r} to {path}: {err.strerror}") from None
+
+
+def rmdir_retry(path: str, tries: int = 50) -> None:
+    """Remove an empty cgroup directory, waiting a little for exiting tasks to leave it."""
+    for _ in range(tries):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            if err.errno != errno.EBUSY:
+                raise CgroupError(f"cgroup: remove {path}: {err.strerror}") from None
+            time.sleep(0.02)
+    raise CgroupError(f"cgroup: remove {path}: still busy")
+
+
+class Manager:
+    """One container's cgroup."""
+
+    def __init__(self, path: str, hierarchies: list[tuple[str, str, set[str]]]) -> None:
+        self.path = path
+        self.hierarchies = hierarchies
+
+    def create(self) -> None:
+        raise NotImplementedError
+
+    def join(self, pid: int) -> None:
+        raise NotImplementedError
+
+    def apply(self, resources: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def destroy(self) -> None:
+        raise NotImplementedError
+
+    def mount_binds(self) -> list[tuple[str, str]]:
+        """(name under /sys/fs/cgroup, host directory) pairs to bind into the container; `->x` is a symlink."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _read_pids(path: str) -> list[int]:
+        try:
+            with open(path) as f:
+                return [int(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []

@@ -1,0 +1,426 @@
+"""The container's filesystem: mounts in order, /dev, masked and read-only paths, pivot_root.
+
+Every target is resolved inside the rootfs as if it were `/` (symlinks cannot lead out),
+created if missing, opened O_PATH and mounted through /proc/self/fd, so a path swapped
+under our feet cannot redirect a mount to the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Any, Callable
+
+from oci.errors import InvalidInput, OciError
+from oci.linux import syscalls
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS = 1, 2, 4, 8, 16
+MS_REMOUNT, MS_MANDLOCK, MS_DIRSYNC, MS_NOSYMFOLLOW = 32, 64, 128, 256
+MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_MOVE, MS_REC, MS_SILENT = 1024, 2048, 4096, 8192, 16384, 32768
+MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 1 << 17, 1 << 18, 1 << 19, 1 << 20
+MS_RELATIME, MS_I_VERSION, MS_STRICTATIME, MS_LAZYTIME = 1 << 21, 1 << 23, 1 << 24, 1 << 25
+
+# option -> (clear?, flag)
+FLAG_OPTIONS: dict[str, tuple[bool, int]] = {
+    "defaults": (False, 0), "ro": (False, MS_RDONLY), "rw": (True, MS_RDONLY),
+    "suid": (True, MS_NOSUID), "nosuid": (False, MS_NOSUID), "dev": (True, MS_NODEV), "nodev": (False, MS_NODEV),
+    "exec": (True, MS_NOEXEC), "noexec": (False, MS_NOEXEC), "sync": (False, MS_SYNCHRONOUS),
+    "async": (True, MS_SYNCHRONOUS), "dirsync": (False, MS_DIRSYNC), "remount": (False, MS_REMOUNT),
+    "mand": (False, MS_MANDLOCK), "nomand": (True, MS_MANDLOCK), "atime": (True, MS_NOATIME),
+    "noatime": (False, MS_NOATIME), "diratime": (True, MS_NODIRATIME), "nodiratime": (False, MS_NODIRATIME),
+    "bind": (False, MS_BIND), "rbind": (False, MS_BIND | MS_REC), "relatime": (False, MS_RELATIME),
+    "norelatime": (True, MS_RELATIME), "strictatime": (False, MS_STRICTATIME),
+    "nostrictatime": (True, MS_STRICTATIME), "iversion": (False, MS_I_VERSION),
+    "noiversion": (True, MS_I_VERSION), "lazytime": (False, MS_LAZYTIME), "nolazytime": (True, MS_LAZYTIME),
+    "silent": (False, MS_SILENT), "loud": (True, MS_SILENT), "nosymfollow": (False, MS_NOSYMFOLLOW),
+    "symfollow": (True, MS_NOSYMFOLLOW),
+}
+PROPAGATION_OPTIONS = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC, "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+# recursive options, applied with mount_setattr(AT_RECURSIVE): option -> (attributes set, attributes cleared)
+ATTR_RDONLY, ATTR_NOSUID, ATTR_NODEV, ATTR_NOEXEC, ATTR__ATIME = 0x1, 0x2, 0x4, 0x8, 0x70
+ATTR_RELATIME, ATTR_NOATIME, ATTR_STRICTATIME, ATTR_NODIRATIME, ATTR_NOSYMFOLLOW = 0x0, 0x10, 0x20, 0x80, 0x200000
+RECURSIVE_OPTIONS: dict[str, tuple[int, int]] = {
+    "rro": (ATTR_RDONLY, 0), "rrw": (0, ATTR_RDONLY), "rnosuid": (ATTR_NOSUID, 0), "rsuid": (0, ATTR_NOSUID),
+    "rnodev": (ATTR_NODEV, 0), "rdev": (0, ATTR_NODEV), "rnoexec": (ATTR_NOEXEC, 0), "rexec": (0, ATTR_NOEXEC),
+    "rnodiratime": (ATTR_NODIRATIME, 0), "rdiratime": (0, ATTR_NODIRATIME),
+    "rnosymfollow": (ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, ATTR_NOSYMFOLLOW),
+    "rnoatime": (ATTR_NOATIME, ATTR__ATIME), "rrelatime": (ATTR_RELATIME, ATTR__ATIME),
+    "rstrictatime": (ATTR_STRICTATIME, ATTR__ATIME),
+}
+MOUNT_OPTIONS = sorted([*FLAG_OPTIONS, *PROPAGATION_OPTIONS, *RECURSIVE_OPTIONS])
+
+# statvfs f_flag bits -> mount flags the kernel locks in a user namespace
+_LOCKED = {1: MS_RDONLY, 2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: MS_NOATIME, 2048: MS_NODIRATIME,
+           4096: MS_RELATIME}
+
+DEFAULT_DEVICES = [  # path, major, minor
+    ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0),
+]
+DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),
+             ("/proc/self/fd/2", "/dev/stderr")]
+
+
+class MountError(OciError):
+    """A mount the config asks for could not be made."""
+
+
+def parse_options(options: list[str]) -> tuple[int, int, list[str]]:
+    """(flags, propagation flags, filesystem data options) from a mount's options (recursive ones left out)."""
+    flags, propagation, data = 0, 0, []
+    for option in options:
+        if option in RECURSIVE_OPTIONS:
+            continue
+        if option in FLAG_OPTIONS:
+            clear, flag = FLAG_OPTIONS[option]
+            flags = flags & ~flag if clear else flags | flag
+        elif option in PROPAGATION_OPTIONS:
+            propagation |= PROPAGATION_OPTIONS[option]
+        else:
+            data.append(option)
+    return flags, propagation, data
+
+
+def resolve_in_root(root: str, path: str) -> str:
+    """`path` inside `root` with symlinks followed as if `root` were `/`; never leaves `root`."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > 40:
+                raise MountError(f"{path}: too many levels of symbolic links")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved) if resolved else root
+
+
+def _inside(root: str, fd: int) -> bool:
+    real = os.readlink(f"/proc/self/fd/{fd}")
+    return real == root or real.startswith(root.rstrip("/") + "/")
+
+
+def open_target(root: str, path: str, directory: bool) -> int:
+    """Create `path` inside `root` (a directory or an empty file) and open it O_PATH, checked to be inside."""
+    full = resolve_in_root(root, path)
+    parent = os.path.dirname(full) if full != root else root
+    if not os.path.lexists(full):
+        _make_dirs(root, os.path.relpath(parent, root))
+        parent = resolve_in_root(root, os.path.relpath(parent, root))
+        full = os.path.join(parent, os.path.basename(full))
+        if directory:
+            os.mkdir(full, 0o755)
+        else:
+            os.close(os.open(full, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+    fd = os.open(full, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if not _inside(root, fd):
+        os.close(fd)
+        raise MountError(f"mount target {path} resolves outside the rootfs")
+    return fd
+
+
+def _make_dirs(root: str, rel: str) -> None:
+    current = ""
+    for part in [p for p in rel.split("/") if p and p != "."]:
+        current = os.path.relpath(resolve_in_root(root, os.path.join(current, part)), root)
+        full = os.path.join(root, current)
+        if not os.path.isdir(full):
+            os.mkdir(full, 0o755)
+
+
+def _attributes(options: list[tuple[int, int]]) -> tuple[int, int]:
+    """(attributes to set, attributes to clear) from recursive options, later ones winning."""
+    attr_set = attr_clr = 0
+    for set_bits, clr_bits in options:
+        if clr_bits == ATTR__ATIME:  # the atime modes are one field: clear it, then set the mode
+            attr_clr |= ATTR__ATIME
+            attr_set = (attr_set & ~ATTR__ATIME) | set_bits
+        elif set_bits:
+            attr_set, attr_clr = attr_set | set_bits, attr_clr & ~set_bits
+        else:
+            attr_set, attr_clr = attr_set & ~clr_bits, attr_clr | clr_bits
+    return attr_set, attr_clr
+
+
+def _locked_flags(path: str) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return sum(flag for bit, flag in _LOCKED.items() if st.f_flag & bit)
+
+
+def remount_bind(target: str, flags: int) -> None:
+    """Apply flags to a bind mount, keeping flags a user namespace has locked."""
+    try:
+        syscalls.mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
+    except OSError as err:
+        if err.errno != errno.EPERM:
+            raise
+        syscalls.mount(None, target, None, MS_REMOUNT | MS_BIND | flags | _locked_flags(target))
+
+
+class RootfsBuilder:
+    """Prepares the rootfs in the container's new mount namespace, then pivots into it."""
+
+    def __init__(self, config: dict[str, Any], bundle: str, cgroup_binds: Callable[[], list[tuple[str, str]]],
+                 in_userns: bool) -> None:
+        self.config = config
+        self.linux = config.get("linux", {})
+        self.bundle = bundle
+        root = config["root"]["path"]
+        self.rootfs = os.path.realpath(root if os.path.isabs(root) else os.path.join(bundle, root))
+        self.cgroup_binds = cgroup_binds
+        self.in_userns = in_userns
+        self.dev_bound = False
+
+    def prepare(self) -> None:
+        """Everything before pivot_root: propagation, the rootfs bind, the mounts, /dev."""
+        # An unbindable rootfs could not be bound onto itself: that one is applied after pivot_root only.
+        initial = PROPAGATION_OPTIONS.get(self.linux.get("rootfsPropagation", ""), MS_SLAVE | MS_REC)
+        syscalls.mount(None, "/", None, MS_SLAVE | MS_REC if initial & MS_UNBINDABLE else initial)
+        try:
+            if not stat.S_ISDIR(os.stat(self.rootfs).st_mode):
+                raise InvalidInput(f"/root/path: rootfs {self.rootfs} is not a directory")
+        except OSError as err:
+            raise InvalidInput(f"/root/path: rootfs {self.rootfs}: {err.strerror}") from None
+        parent = _mount_point_of(self.rootfs)
+        if parent[1]:  # pivot_root refuses a shared parent mount
+            syscalls.mount(None, parent[0], None, MS_PRIVATE)
+        syscalls.mount(self.rootfs, self.rootfs, None, MS_BIND | MS_REC)
+        for i, entry in enumerate(self.config.get("mounts", [])):
+            try:
+                self.mount(entry)
+            except OSError as err:
+                raise MountError(f"/mounts/{i}: {err.strerror or err}") from None
+        if not self.dev_bound:
+            self.make_default_devices()
+        self.make_devices()
+
+    def mount(self, entry: dict[str, Any]) -> None:
+        dest = entry["destination"]
+        if not dest.startswith("/"):
+            dest = "/" + dest
+        fstype = entry.get("type") or ""
+        flags, propagation, data = parse_options(entry.get("options", []))
+        source = entry.get("source") or fstype or "none"
+        bind = bool(flags & MS_BIND) or fstype == "bind"
+        if bind:
+            flags |= MS_BIND
+            if not os.path.isabs(source):
+                source = os.path.join(self.bundle, source)
+            if dest == "/dev":
+                self.dev_bound = True
+        elif dest == "/dev":
+            self.dev_bound = False
+        if fstype == "cgroup" or fstype == "cgroup2":
+            self.mount_cgroup(dest, flags)
+            return
+        directory = not bind or os.path.isdir(source)
+        fd = open_target(self.rootfs, dest, directory)
+        target = f"/proc/self/fd/{fd}"
+        try:
+            if bind:
+                syscalls.mount(source, target, None, MS_BIND | (flags & MS_REC))
+                extra = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
+                if extra:
+                    os.close(fd)
+                    fd = os.open(resolve_in_root(self.rootfs, dest), os.O_PATH | os.O_CLOEXEC)
+                    remount_bind(f"/proc/self/fd/{fd}", extra)
+            else:
+                self._mount_fs(source, target, fstype, flags, ",".join(data), dest)
+            recursive = [RECURSIVE_OPTIONS[o] for o in entry.get("options", []) if o in RECURSIVE_OPTIONS]
+            if recursive or propagation:
+                os.close(fd)
+                fd = os.open(resolve_in_root(self.rootfs, dest), os.O_PATH | os.O_CLOEXEC)
+            if recursive:
+                syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE, *_attributes(recursive))
+            if propagation:
+                for flag in (MS_PRIVATE, MS_SHARED, MS_SLAVE, MS_UNBINDABLE):
+                    if propagation & flag:
+                        syscalls.mount(None, f"/proc/self/fd/{fd}", None, flag | (propagation & MS_REC))
+        finally:
+            os.close(fd)
+
+    def _mount_fs(self, source: str, target: str, fstype: str, flags: int, data: str, dest: str) -> None:
+        try:
+            syscalls.mount(source, target, fstype, flags, data or None)
+        except OSError as err:
+            if fstype == "sysfs" and err.errno == errno.EPERM:
+                # sysfs needs a network namespace of our own; bind the host's instead.
+                syscalls.mount("/sys", target, None, MS_BIND | MS_REC)
+                remount_bind(target, flags | MS_RDONLY if flags & MS_RDONLY else flags)
+            elif fstype == "mqueue" and err.errno == errno.EPERM:
+                syscalls.mount("/dev/mqueue", target, None, MS_BIND | MS_REC)
+            else:
+                raise
+
+    def mount_cgroup(self, dest: str, flags: int) -> None:
+        """/sys/fs/cgroup as the container sees it: its own cgroup directories bound read-only."""
+        binds = self.cgroup_binds()
+        flags &= ~(MS_BIND | MS_REC | MS_REMOUNT)
+        if len(binds) == 1 and binds[0][0] == "":
+            fd = open_target(self.rootfs, dest, True)
+            try:
+                syscalls.mount(binds[0][1], f"/proc/self/fd/{fd}", None, MS_BIND)
+            finally:
+                os.close(fd)
+            fd = os.open(resolve_in_root(self.rootfs, dest), os.O_PATH | os.O_CLOEXEC)
+            try:
+                remount_bind(f"/proc/self/fd/{fd}", flags)
+            finally:
+                os.close(fd)
+            return
+        fd = open_target(self.rootfs, dest, True)
+        try:
+            syscalls.mount("tmpfs", f"/proc/self/fd/{fd}", "tmpfs", flags & ~MS_RDONLY, "mode=755")
+        finally:
+            os.close(fd)
+        for name, host_path in binds:
+            if host_path.startswith("->"):
+                link = resolve_in_root(self.rootfs, os.path.join(dest, name))
+                if not os.path.lexists(link):
+                    os.symlink(host_path[2:], link)
+                continue
+            sub = open_target(self.rootfs, os.path.join(dest, name), True)
+            try:
+                syscalls.mount(host_path, f"/proc/self/fd/{sub}", None, MS_BIND)
+            finally:
+                os.close(sub)
+            sub = os.open(resolve_in_root(self.rootfs, os.path.join(dest, name)), os.O_PATH | os.O_CLOEXEC)
+            try:
+                remount_bind(f"/proc/self/fd/{sub}", flags | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            finally:
+                os.close(sub)
+        if flags & MS_RDONLY:
+            fd = os.open(resolve_in_root(self.rootfs, dest), os.O_PATH | os.O_CLOEXEC)
+            try:
+                syscalls.mount(None, f"/proc/self/fd/{fd}", None, MS_REMOUNT | flags)
+            finally:
+                os.close(fd)
+
+    def _node(self, path: str, kind: str, major: int, minor: int, mode: int, uid: int, gid: int) -> None:
+        full = resolve_in_root(self.rootfs, path)
+        if os.path.lexists(full):
+            if stat.S_ISLNK(os.lstat(full).st_mode) or not os.path.isdir(full):
+                os.unlink(full)
+        _make_dirs(self.rootfs, os.path.relpath(os.path.dirname(full), self.rootfs))
+        type_bits = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
+        if self.in_userns and kind != "p":
+            # mknod is refused in a user namespace: bind the host's node instead.
+            fd = open_target(self.rootfs, path, False)
+            try:
+                syscalls.mount(path, f"/proc/self/fd/{fd}", None, MS_BIND)
+            finally:
+                os.close(fd)
+            return
+        os.mknod(full, type_bits | (mode & 0o7777), os.makedev(major, minor) if kind != "p" else 0)
+        os.chmod(full, mode & 0o7777)
+        os.lchown(full, uid, gid)
+
+    def make_default_devices(self) -> None:
+        for path, major, minor in DEFAULT_DEVICES:
+            self._node(path, "c", major, minor, 0o666, 0, 0)
+        for target, link in [*DEV_LINKS, ("pts/ptmx", "/dev/ptmx")]:
+            full = resolve_in_root(self.rootfs, link)
+            if os.path.lexists(full):
+                if link == "/dev/ptmx" or stat.S_ISLNK(os.lstat(full).st_mode):
+                    os.unlink(full)
+                else:
+                    continue
+            os.symlink(target, full)
+        if os.path.exists("/proc/kcore"):
+            core = resolve_in_root(self.rootfs, "/dev/core")
+            if not os.path.lexists(core):
+                os.symlink("/proc/kcore", core)
+
+    def make_devices(self) -> None:
+        for device in self.linux.get("devices", []):
+            mode = device.get("fileMode", 0o666)
+            self._node(device["path"], device["type"], device.get("major", 0), device.get("minor", 0), mode,
+                       device.get("uid", 0), device.get("gid", 0))
+
+    def pivot(self, no_pivot: bool) -> None:
+        """Make the rootfs `/`: pivot_root and detach the old root, or move and chroot."""
+        if no_pivot:
+            os.chdir(self.rootfs)
+            syscalls.mount(self.rootfs, "/", None, MS_MOVE)
+            os.chroot(".")
+            os.chdir("/")
+            return
+        old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.chdir(self.rootfs)
+            syscalls.pivot_root(".", ".")
+            os.fchdir(old_root)
+            syscalls.mount(None, ".", None, MS_SLAVE | MS_REC)
+            syscalls.umount2(".", syscalls.MNT_DETACH)
+        finally:
+            os.close(old_root)
+        os.chdir("/")
+
+    def finish(self) -> None:
+        """After pivot_root: masked and read-only paths, a read-only root, / propagation."""
+        for path in self.linux.get("maskedPaths", []):
+            mask_path(path)
+        for path in self.linux.get("readonlyPaths", []):
+            make_readonly(path)
+        if self.config["root"].get("readonly"):
+            remount_bind("/", MS_RDONLY)
+        propagation = self.linux.get("rootfsPropagation")
+        if propagation:
+            syscalls.mount(None, "/", None, PROPAGATION_OPTIONS[propagation])
+
+
+def _mount_point_of(path: str) -> tuple[str, bool]:
+    """(the mount point holding `path`, whether that mount is shared)."""
+    best, shared = "/", False
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].replace("\\040", " ")
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                best = point
+                shared = any(field.startswith("shared:") for field in fields[6:fields.index("-")])
+    return best, shared
+
+
+def mask_path(path: str) -> None:
+    """Hide `path`: /dev/null over a file, an empty read-only tmpfs over a directory."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        syscalls.mount("tmpfs", path, "tmpfs", MS_RDONLY, None)
+    else:
+        syscalls.mount("/dev/null", path, None, MS_BIND)
+
+
+def make_readonly(path: str) -> None:
+    """Bind `path` onto itself read-only."""
+    if not os.path.exists(path):
+        return
+    syscalls.mount(path, path, None, MS_BIND | MS_REC)
+    remount_bind(path, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)

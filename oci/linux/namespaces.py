@@ -1,0 +1,88 @@
+"""Linux namespaces: the config's types, creating new ones, joining ones named by path, id maps."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from oci.errors import InvalidInput
+from oci.linux import syscalls
+
+FLAGS = {
+    "pid": syscalls.CLONE_NEWPID,
+    "network": syscalls.CLONE_NEWNET,
+    "mount": syscalls.CLONE_NEWNS,
+    "ipc": syscalls.CLONE_NEWIPC,
+    "uts": syscalls.CLONE_NEWUTS,
+    "user": syscalls.CLONE_NEWUSER,
+    "cgroup": syscalls.CLONE_NEWCGROUP,
+    "time": syscalls.CLONE_NEWTIME,
+}
+
+# The order in which namespaces named by path are joined: user first (it grants the rights
+# to join the others), mount last (its path may live in another mount namespace).
+JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+
+
+class Namespaces:
+    """The `linux.namespaces` list of a config, split into new ones and ones to join."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        self.new: set[str] = set()
+        self.join: dict[str, str] = {}
+        for i, entry in enumerate(entries):
+            kind = entry["type"]
+            if kind in self.new or kind in self.join:
+                raise InvalidInput(f"/linux/namespaces/{i}: namespace {kind} listed twice")
+            if entry.get("path"):
+                self.join[kind] = entry["path"]
+            else:
+                self.new.add(kind)
+
+    def has(self, kind: str) -> bool:
+        """Whether the container gets its own `kind` namespace (new or joined)."""
+        return kind in self.new or kind in self.join
+
+    def open_joins(self) -> dict[str, int]:
+        """Open every namespace path to join (before any namespace change), kind -> fd."""
+        fds = {}
+        for kind in JOIN_ORDER:
+            if kind in self.join:
+                try:
+                    fds[kind] = os.open(self.join[kind], os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as err:
+                    raise InvalidInput(f"namespace {kind}: {self.join[kind]}: {err.strerror}") from None
+        return fds
+
+    def unshare_flags(self, exclude: tuple[str, ...] = ()) -> int:
+        flags = 0
+        for kind in self.new:
+            if kind not in exclude:
+                flags |= FLAGS[kind]
+        return flags
+
+
+def join(kind: str, fd: int) -> None:
+    """setns into the namespace open at `fd`, then close it."""
+    try:
+        syscalls.setns(fd, FLAGS[kind])
+    finally:
+        os.close(fd)
+
+
+def write_id_maps(pid: int, uid_maps: list[dict[str, int]], gid_maps: list[dict[str, int]]) -> None:
+    """Write /proc/PID/uid_map and gid_map from the config's mappings."""
+    for name, maps in (("uid_map", uid_maps), ("gid_map", gid_maps)):
+        if not maps:
+            continue
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(text)
+
+
+def write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
+    """Write /proc/self/timens_offsets (before the first child enters the new time namespace)."""
+    names = {"monotonic": "monotonic", "boottime": "boottime"}
+    lines = "".join(f"{names[clock]} {v.get('secs', 0)} {v.get('nanosecs', 0)}\n" for clock, v in offsets.items())
+    with open("/proc/self/timens_offsets", "w") as f:
+        f.write(lines)

@@ -1,0 +1,194 @@
+"""Every raw Linux system call the runtime makes, in one place, behind small functions.
+
+Each call goes through `_call`, which raises OSError with the errno on failure and, when
+`RECORDER` is a list, appends `(name, args)` to it so tests can see what was asked of the kernel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+
+RECORDER: list[tuple[str, tuple[Any, ...]]] | None = None
+
+# x86_64 syscall numbers for calls glibc has no wrapper for.
+SYS_PIVOT_ROOT = 155
+SYS_IOPRIO_SET = 251
+SYS_SCHED_SETATTR = 314
+SYS_CLOSE_RANGE = 436
+SYS_CAPGET = 125
+SYS_CAPSET = 126
+SYS_BPF = 321
+SYS_MOUNT_SETATTR = 442
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MNT_DETACH = 2
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _record(name: str, args: tuple[Any, ...]) -> None:
+    if RECORDER is not None:
+        RECORDER.append((name, args))
+
+
+def _check(name: str, result: int) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}: {os.strerror(err)}")
+    return result
+
+
+def _call(name: str, func: Any, *args: Any) -> int:
+    _record(name, args)
+    return _check(name, func(*args))
+
+
+def _bytes(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def unshare(flags: int) -> None:
+    """Move this process into new namespaces (CLONE_NEW* flags)."""
+    _call("unshare", _libc.unshare, ctypes.c_int(flags))
+
+
+def setns(fd: int, nstype: int) -> None:
+    """Join the namespace open at `fd`."""
+    _call("setns", _libc.setns, ctypes.c_int(fd), ctypes.c_int(nstype))
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    """mount(2); OSError names the target."""
+    _record("mount", (source, target, fstype, flags, data))
+    if _libc.mount(_bytes(source), _bytes(target), _bytes(fstype), ctypes.c_ulong(flags), _bytes(data)) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source or ''} on {target} ({fstype or 'bind/remount'}): {os.strerror(err)}")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    """umount2(2)."""
+    _call("umount2", _libc.umount2, _bytes(target), ctypes.c_int(flags))
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2)."""
+    _call("pivot_root", _libc.syscall, ctypes.c_long(SYS_PIVOT_ROOT), _bytes(new_root), _bytes(put_old))
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _call("sethostname", _libc.sethostname, raw, ctypes.c_size_t(len(raw)))
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _call("setdomainname", _libc.setdomainname, raw, ctypes.c_size_t(len(raw)))
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2) with integer arguments."""
+    return _call("prctl", _libc.prctl, ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                 ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """(effective, permitted, inheritable) of `pid` as 64-bit masks."""
+    header, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid), (_CapData * 2)()
+    _call("capget", _libc.syscall, ctypes.c_long(SYS_CAPGET), ctypes.byref(header), ctypes.byref(data))
+    return tuple((getattr(data[1], f) << 32) | getattr(data[0], f)  # type: ignore[return-value]
+                 for f in ("effective", "permitted", "inheritable"))
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's effective, permitted and inheritable sets (64-bit masks)."""
+    header, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+    for i in range(2):
+        data[i].effective = (effective >> (32 * i)) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
+    _call("capset", _libc.syscall, ctypes.c_long(SYS_CAPSET), ctypes.byref(header), ctypes.byref(data))
+
+
+def personality(persona: int) -> int:
+    return _call("personality", _libc.personality, ctypes.c_ulong(persona))
+
+
+def ioprio_set(which: int, who: int, ioprio: int) -> None:
+    _call("ioprio_set", _libc.syscall, ctypes.c_long(SYS_IOPRIO_SET), ctypes.c_int(which), ctypes.c_int(who),
+          ctypes.c_int(ioprio))
+
+
+class SchedAttr(ctypes.Structure):
+    """struct sched_attr (SCHED_ATTR_SIZE_VER1)."""
+
+    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32), ("sched_flags", ctypes.c_uint64),
+                ("sched_nice", ctypes.c_int32), ("sched_priority", ctypes.c_uint32),
+                ("sched_runtime", ctypes.c_uint64), ("sched_deadline", ctypes.c_uint64),
+                ("sched_period", ctypes.c_uint64), ("sched_util_min", ctypes.c_uint32),
+                ("sched_util_max", ctypes.c_uint32)]
+
+
+def sched_setattr(attr: SchedAttr) -> None:
+    attr.size = ctypes.sizeof(SchedAttr)
+    _call("sched_setattr", _libc.syscall, ctypes.c_long(SYS_SCHED_SETATTR), ctypes.c_int(0), ctypes.byref(attr),
+          ctypes.c_uint(0))
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    """Close (or with CLOSE_RANGE_CLOEXEC=4, mark close-on-exec) every fd in [first, last]."""
+    _call("close_range", _libc.syscall, ctypes.c_long(SYS_CLOSE_RANGE), ctypes.c_uint(first), ctypes.c_uint(last),
+          ctypes.c_uint(flags))
+
+
+def bpf(cmd: int, attr: bytes) -> int:
+    """bpf(2) with a bpf_attr given as bytes; the call's result (a new fd for loads)."""
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    return _call("bpf", _libc.syscall, ctypes.c_long(SYS_BPF), ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr)))
+
+
+class MountAttr(ctypes.Structure):
+    """struct mount_attr."""
+
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int) -> None:
+    """mount_setattr(2): change mount attributes (recursively with AT_RECURSIVE)."""
+    attr = MountAttr(attr_set, attr_clr, 0, 0)
+    _call("mount_setattr", _libc.syscall, ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(dirfd), _bytes(path),
+          ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))

@@ -1,0 +1,99 @@
+"""The container's terminal: a pty made inside the container, its master handed out with SCM_RIGHTS."""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import os
+import select
+import socket
+import struct
+import termios
+import tty
+from typing import Any
+
+from oci.linux import syscalls
+from oci.linux.mounts import MS_BIND
+
+
+def open_console(console_size: dict[str, int] | None) -> tuple[int, int]:
+    """(master, slave) of a new pty from the container's /dev/ptmx, slave bound onto /dev/console."""
+    master, slave = os.openpty()
+    os.set_inheritable(master, False)
+    name = os.ttyname(slave)
+    if not os.path.exists("/dev/console"):
+        os.close(os.open("/dev/console", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    syscalls.mount(name, "/dev/console", None, MS_BIND)
+    if console_size:
+        set_size(master, console_size.get("height", 0), console_size.get("width", 0))
+    return master, slave
+
+
+def set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def make_controlling(slave: int) -> None:
+    """Start a session with `slave` as the controlling terminal and stdio."""
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+
+
+def send_master(sock_fd: int, master: int) -> None:
+    """Send the pty master over the connected console socket (runc's protocol: name + SCM_RIGHTS)."""
+    sock = socket.socket(fileno=sock_fd)
+    try:
+        socket.send_fds(sock, [b"/dev/ptmx"], [master])
+    finally:
+        sock.close()
+
+
+def receive_master(sock: socket.socket) -> int:
+    """The pty master sent by send_master."""
+    _, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+    if not fds:
+        raise OSError("console: no file descriptor received")
+    return fds[0]
+
+
+def copy_size(tty_fd: int, master: int) -> None:
+    """Give the container's pty the window size of our terminal."""
+    try:
+        size = fcntl.ioctl(tty_fd, termios.TIOCGWINSZ, array.array("H", [0, 0, 0, 0]).tobytes())
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
+
+
+def proxy(master: int) -> None:
+    """Copy stdin to the pty and the pty to stdout until the container's output ends."""
+    saved: Any = None
+    if os.isatty(0):
+        saved = termios.tcgetattr(0)
+        tty.setraw(0)
+        copy_size(0, master)
+    try:
+        watch = [master, 0]
+        while True:
+            ready, _, _ = select.select(watch, [], [])
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if not data:
+                    watch = [master]
+                else:
+                    os.write(master, data)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)

@@ -1,0 +1,146 @@
+"""`exec`: run another process inside a running container, in all of its namespaces and its cgroup.
+
+A forked child opens the init's namespaces, joins them (user first, mount last: that makes the
+container's root ours), and forks the process that becomes a member of the container's pid
+namespace. The runtime moves that one into the container's cgroup before it goes on; it then
+sets itself up as `start` does for the init, and execs. The channel closes on exec: an empty
+read means the exec happened, a message is the error.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, NoReturn
+
+from oci.errors import Conflict, OciError
+from oci.runtime.channel import Channel
+from oci.runtime.state import StateStore
+
+NAMESPACE_ORDER = ("user", "ipc", "uts", "net", "pid", "cgroup", "time", "mnt")
+NAMESPACE_TYPES = {"user": "user", "ipc": "ipc", "uts": "uts", "net": "network", "pid": "pid", "cgroup": "cgroup",
+                   "time": "time", "mnt": "mount"}
+
+
+class ExecOptions:
+    """The flags of `exec` once the process is known."""
+
+    def __init__(self, console_socket: str | None = None, console_fd: int | None = None, pid_file: str | None = None,
+                 preserve_fds: int = 0, subreaper: bool = False) -> None:
+        self.console_socket, self.console_fd, self.pid_file = console_socket, console_fd, pid_file
+        self.preserve_fds, self.subreaper = preserve_fds, subreaper
+
+
+def process_from_file(path: str) -> dict[str, Any]:
+    """A process.json, validated as the `process` of a config, with unimplemented fields refused."""
+    from oci import schema
+    from oci.errors import Unsupported
+    from oci.runtime.config import SUPPORTED, unsupported_fields
+
+    with open(path, "rb") as f:
+        process = schema.parse(f.read(), path)
+    schema.validate({"ociVersion": "1.2.1", "root": {"path": "rootfs"}, "process": process}, "runtime-config", path)
+    unknown = unsupported_fields(process, SUPPORTED["process"], "")
+    if unknown:
+        raise Unsupported(f"{path}: {unknown[0]}: not supported by oci-run")
+    return process
+
+
+def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts: ExecOptions) -> int:
+    """Start `process` in the container; its host pid."""
+    from oci.linux import cgroups, syscalls
+    from oci.runtime import config as config_mod
+    from oci.runtime.channel import InitError
+
+    container = store.load(container_id)
+    if container.status() not in ("created", "running"):
+        raise Conflict("cannot exec in a stopped container")
+    config = config_mod.load(container.bundle)
+    seccomp_filter = None
+    if config["linux"].get("seccomp"):
+        from oci.linux import seccomp
+
+        seccomp_filter = seccomp.build(config["linux"]["seccomp"], bool(process.get("noNewPrivileges")))
+    fds = {}
+    for name in NAMESPACE_ORDER:
+        try:
+            own = os.stat(f"/proc/self/ns/{name}").st_ino
+            theirs = os.stat(f"/proc/{container.pid}/ns/{name}").st_ino
+        except FileNotFoundError:
+            continue
+        if own != theirs:
+            fds[name] = os.open(f"/proc/{container.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    console_fd, console_sock = opts.console_fd, None
+    if opts.console_socket:
+        console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        console_sock.connect(opts.console_socket)
+        console_fd = console_sock.fileno()
+    if process.get("terminal") and console_fd is None:
+        raise OciError("exec: a terminal needs --console-socket (or no --detach)")
+    ours, theirs = Channel.pair()
+    if opts.subreaper:
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    joiner = os.fork()
+    if joiner == 0:
+        ours.close()
+        _join(theirs, fds, process, config, seccomp_filter, console_fd, opts.preserve_fds)
+    theirs.close()
+    for fd in fds.values():
+        os.close(fd)
+    if console_sock is not None:
+        console_sock.close()
+    try:
+        pid = ours.recv("pid")["pid"]
+    finally:
+        os.waitpid(joiner, 0)
+    cgroups.manager(container.cgroup_path).join(pid)
+    ours.send("go")
+    data = ours.sock.recv(65536)
+    ours.close()
+    if data:
+        raise InitError(f"exec: {Channel.decode(data)}")
+    if opts.pid_file:
+        from oci.fsutil import write_atomic
+
+        write_atomic(os.path.abspath(opts.pid_file), str(pid).encode())
+    return pid
+
+
+def _join(channel: Channel, fds: dict[str, int], process: dict[str, Any], config: dict[str, Any],
+          seccomp_filter: Any, console_fd: int | None, preserve_fds: int) -> NoReturn:
+    from oci.linux import namespaces, syscalls
+    from oci.runtime.process import describe_error, environment, finalize, find_executable, report_failure
+
+    try:
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        import resource  # noqa: F401 - needed after the mount namespace changes
+
+        import oci.linux.capabilities  # noqa: F401
+        if process.get("terminal"):
+            import oci.linux.terminal  # noqa: F401
+        for name in NAMESPACE_ORDER:
+            if name in fds:
+                namespaces.join(NAMESPACE_TYPES[name], fds.pop(name))
+        pid = os.fork()
+        if pid == 0:
+            channel.recv("go")
+            if process.get("terminal"):
+                from oci.linux import terminal
+
+                master, slave = os.openpty()
+                if process.get("consoleSize"):
+                    terminal.set_size(master, process["consoleSize"].get("height", 0),
+                                      process["consoleSize"].get("width", 0))
+                terminal.send_master(console_fd, master)  # type: ignore[arg-type]
+                os.close(master)
+                terminal.make_controlling(slave)
+            os.chdir(process.get("cwd", "/"))
+            env = process.get("env") or []
+            executable = find_executable(process["args"][0], env)
+            finalize(process, config["linux"].get("personality"), seccomp_filter, preserve_fds,
+                     keep=channel.fileno())
+            os.execve(executable, process["args"], environment(env))
+        channel.send("pid", pid=pid)
+    except BaseException as err:  # noqa: BLE001 - every failure goes back to the runtime
+        report_failure(channel, describe_error(err))
+    os._exit(0)

@@ -1,0 +1,290 @@
+"""The runtime spec's operations: create, start, kill, delete, state, as runtime.md lays them out."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+from oci.errors import Conflict, InvalidInput, NotFound, OciError, UsageError
+from oci.runtime.state import Container, StateStore, process_start_time
+
+
+class CreateOptions:
+    """The flags of `create` (and `run`).
+
+    `subreaper`: `run` has the init reparented to itself to wait for it;
+    `console_fd`: `run -t` holds the other end, which receives the pty master.
+    """
+
+    def __init__(self, pid_file: str | None = None, console_socket: str | None = None, no_pivot: bool = False,
+                 preserve_fds: int = 0, subreaper: bool = False, console_fd: int | None = None) -> None:
+        self.pid_file, self.console_socket, self.no_pivot = pid_file, console_socket, no_pivot
+        self.preserve_fds, self.subreaper, self.console_fd = preserve_fds, subreaper, console_fd
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
+
+
+def create(store: StateStore, container_id: str, bundle: str, opts: CreateOptions) -> Container:
+    """Create the container: namespaces, cgroup, rootfs, createRuntime/createContainer hooks; init waits for start."""
+    from oci.runtime import config as config_mod
+
+    bundle = os.path.realpath(bundle)
+    if not os.path.isdir(bundle):
+        raise NotFound(f"bundle {bundle} does not exist")
+    config = config_mod.load(bundle)
+    process = config["process"]
+    linux = config["linux"]
+    kinds = {ns["type"] for ns in linux.get("namespaces", [])}
+    if "mount" not in kinds:
+        raise InvalidInput(f"{bundle}/config.json: /linux/namespaces: a mount namespace is required")
+    if process.get("terminal") and opts.console_socket is None and opts.console_fd is None:
+        raise UsageError("cannot allocate tty if oci-run will detach without setting console socket")
+    if not process.get("terminal") and opts.console_socket is not None:
+        raise UsageError("cannot use console socket if oci-run will not detach or allocate tty")
+    folder = store.reserve(container_id)
+    try:
+        return _create_in(store, folder, container_id, bundle, config, opts)
+    except BaseException:
+        store.remove(container_id)
+        raise
+
+
+def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, config: dict[str, Any],
+               opts: CreateOptions) -> Container:
+    from oci.linux import cgroups, namespaces, syscalls
+    from oci.runtime import hooks
+    from oci.runtime.channel import Channel, InitError
+    from oci.runtime.process import InitOptions, stage_a
+
+    linux = config["linux"]
+    cgroup_path = cgroups.normalize_path(linux.get("cgroupsPath"), container_id)
+    cgroup = cgroups.manager(cgroup_path)
+    cgroup.create()
+    pid = 0
+    hooks_failed = False
+    container = Container(id=container_id, bundle=bundle, created=_now(), annotations=config.get("annotations") or {},
+                          rootfs=os.path.realpath(os.path.join(bundle, config["root"]["path"])),
+                          cgroup_path=cgroup_path, hooks=config.get("hooks") or {},
+                          oci_version=config["ociVersion"], directory=folder)
+    container.terminal = bool(config["process"].get("terminal"))
+    try:
+        resources = dict(linux.get("resources") or {})
+        if "devices" in resources:  # the config's device nodes stay usable whatever the rules say
+            resources["devices"] = [*resources["devices"], *(
+                {"allow": True, "type": d["type"], "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"}
+                for d in linux.get("devices", []) if d["type"] in ("c", "b"))]
+        cgroup.apply(resources)
+        console_fd = opts.console_fd
+        console_sock = None
+        if opts.console_socket is not None:
+            console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                console_sock.connect(opts.console_socket)
+            except OSError as err:
+                raise InvalidInput(f"console socket {opts.console_socket}: {err.strerror}") from None
+            console_fd = console_sock.fileno()
+        seccomp_filter = None
+        if linux.get("seccomp"):
+            from oci.linux import seccomp
+
+            seccomp_filter = seccomp.build(linux["seccomp"], bool(config["process"].get("noNewPrivileges")))
+        # The init inherits the listening socket `start` connects to: it need not reach the state dir.
+        exec_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        exec_listener.bind(os.path.join(folder, "exec.sock"))
+        exec_listener.listen(1)
+        init_opts = InitOptions(config=config, bundle=bundle, exec_listener=exec_listener,
+                                no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds, console_fd=console_fd,
+                                cgroup_binds=cgroup.mount_binds(), seccomp_filter=seccomp_filter)
+        ours, theirs = Channel.pair()
+        if opts.subreaper:
+            syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+        stage_a_pid = os.fork()
+        if stage_a_pid == 0:
+            ours.close()
+            stage_a(theirs, init_opts)
+        theirs.close()
+        exec_listener.close()
+        if console_sock is not None:
+            console_sock.close()
+        try:
+            ours.send("go")
+            message = ours.recv()
+            if message["kind"] == "userns":
+                namespaces.write_id_maps(stage_a_pid, linux.get("uidMappings", []), linux.get("gidMappings", []))
+                ours.send("mapped")
+                message = ours.recv()
+            if message["kind"] != "pid":
+                raise InitError(f"container init: expected its pid, got {message['kind']}")
+            pid = message["pid"]
+        finally:
+            os.waitpid(stage_a_pid, 0)
+        container.pid = pid
+        container.start_time = process_start_time(pid) or 0
+        cgroup.join(pid)  # while the init prepares the rootfs; it waits for "state" to go on
+        ours.recv("hooks")
+        creating = container.spec_state("creating")
+        try:
+            hooks.run_hooks(container.hooks, "prestart", creating)
+            hooks.run_hooks(container.hooks, "createRuntime", creating)
+        except hooks.HookError:
+            hooks_failed = True
+            raise
+        ours.send("state", state=container.spec_state("created"))
+        try:
+            ours.recv("ready")
+        except OciError as err:
+            hooks_failed = "createContainer hook" in err.message
+            raise
+        ours.close()
+        store.save(container)
+        if opts.pid_file:
+            from oci.fsutil import write_atomic
+
+            write_atomic(os.path.abspath(opts.pid_file), str(pid).encode())
+        return container
+    except BaseException:
+        _stop(pid, cgroup, opts.subreaper)
+        try:
+            cgroup.destroy()
+        except OciError:
+            pass
+        if hooks_failed:
+            hooks.run_hooks_warn(container.hooks, "poststop", container.spec_state("stopped"))
+        raise
+
+
+def _stop(pid: int, cgroup: Any, reap: bool) -> None:
+    """SIGKILL the init and everything in the cgroup, and wait until they are gone."""
+    targets = set(cgroup.pids()) | ({pid} if pid else set())
+    for target in targets:
+        try:
+            os.kill(target, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if reap and pid:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    for _ in range(500):
+        if not cgroup.pids() and (not pid or process_start_time(pid) is None):
+            return
+        time.sleep(0.005)
+
+
+def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
+    """Let the waiting init run startContainer hooks and exec the process; then poststart hooks (warnings)."""
+    from oci.runtime import hooks
+
+    with store.lock(container_id):
+        container = store.load(container_id)
+        status = container.status()
+        if status == "stopped":
+            raise Conflict("cannot start a container that has stopped")
+        if status != "created":
+            raise Conflict(f"cannot start an already running container ({status})")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(os.path.join(container.directory, "exec.sock"))
+        except OSError:
+            raise Conflict("container not running: its init is not waiting for start") from None
+        os.unlink(os.path.join(container.directory, "exec.sock"))
+        with sock:
+            reply = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        if reply:
+            raise OciError(f"start: {reply.decode(errors='replace')}")
+    return container, hooks.run_hooks_warn(container.hooks, "poststart", container.spec_state("running"))
+
+
+SIGNALS = {name[3:]: int(value) for name, value in signal.Signals.__members__.items()
+           if name.startswith("SIG") and not name.startswith("SIG_")}
+
+
+def parse_signal(text: str) -> int:
+    """A signal from a number, a name (KILL) or a SIG-name (SIGKILL), as runc accepts them."""
+    if text.isdigit():
+        number = int(text)
+        if not 0 < number < signal.NSIG:
+            raise InvalidInput(f"invalid signal: {text}")
+        return number
+    name = text.upper().removeprefix("SIG")
+    if name.startswith("RTMIN") or name.startswith("RTMAX"):
+        base = signal.SIGRTMIN if name.startswith("RTMIN") else signal.SIGRTMAX
+        offset = name[5:]
+        try:
+            return int(base) + (int(offset) if offset else 0)
+        except ValueError:
+            pass
+    if name in SIGNALS:
+        return SIGNALS[name]
+    raise InvalidInput(f"invalid signal: {text}")
+
+
+def kill(store: StateStore, container_id: str, signum: int, all_processes: bool = False) -> None:
+    """Send `signum` to the container's init (or, with all_processes, to every process in its cgroup)."""
+    container = store.load(container_id)
+    if all_processes:
+        from oci.linux import cgroups
+
+        targets = cgroups.manager(container.cgroup_path).pids()
+        if not targets and not container.alive():
+            raise Conflict("container not running")
+        for pid in targets:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        return
+    if not container.alive():
+        raise Conflict("container not running")
+    try:
+        os.kill(container.pid, signum)
+    except ProcessLookupError:
+        raise Conflict("container not running") from None
+
+
+def delete(store: StateStore, container_id: str, force: bool = False) -> list[str]:
+    """Remove a stopped (or created, or with force any) container; poststop hooks (warnings returned)."""
+    from oci.linux import cgroups
+    from oci.runtime import hooks
+
+    with store.lock(container_id):
+        container = store.load(container_id)
+        status = container.status()
+        if status not in ("stopped", "created") and not force:
+            raise Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
+        cgroup = cgroups.manager(container.cgroup_path)
+        if status != "stopped" or cgroup.pids():
+            _stop(container.pid if container.alive() else 0, cgroup, False)
+        try:
+            cgroup.destroy()
+        except OSError as err:
+            if err.errno != errno.ENOENT:
+                raise
+        store.remove(container_id)
+    return hooks.run_hooks_warn(container.hooks, "poststop", container.spec_state("stopped"))
+
+
+def wait_exit(pid: int) -> int:
+    """Reap `pid` (our child through the subreaper) and every orphan; its exit status as a shell shows it."""
+    while True:
+        try:
+            reaped, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        except InterruptedError:
+            continue
+        if reaped == pid:
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

@@ -1,0 +1,278 @@
+"""What runs in the container's processes, from fork to exec.
+
+Stage A (forked by the runtime) enters or creates the namespaces and forks stage B,
+which becomes the container's init (pid 1 of a new pid namespace). B builds the rootfs,
+pivots into it, then waits on exec.sock until `start` connects, and finally sets up the
+process (rlimits, user, capabilities, no_new_privs, seccomp last) and execs it. Both
+stages are not dumpable while they hold host resources, and nothing but stdio and
+--preserve-fds survives the exec.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from typing import Any, NoReturn
+
+from oci.linux import namespaces, syscalls
+from oci.runtime.channel import Channel
+
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_ISO": 4,
+                  "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 1, "SCHED_FLAG_RECLAIM": 2, "SCHED_FLAG_DL_OVERRUN": 4,
+               "SCHED_FLAG_KEEP_POLICY": 8, "SCHED_FLAG_KEEP_PARAMS": 16, "SCHED_FLAG_UTIL_CLAMP_MIN": 32,
+               "SCHED_FLAG_UTIL_CLAMP_MAX": 64}
+PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}
+WAIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class InitOptions:
+    """Everything the container's init needs, decided by the runtime before fork."""
+
+    def __init__(self, config: dict[str, Any], bundle: str, exec_listener: socket.socket, no_pivot: bool,
+                 preserve_fds: int, console_fd: int | None, cgroup_binds: list[tuple[str, str]],
+                 seccomp_filter: Any = None) -> None:
+        self.config, self.bundle, self.exec_listener, self.no_pivot = config, bundle, exec_listener, no_pivot
+        self.preserve_fds, self.console_fd, self.cgroup_binds = preserve_fds, console_fd, cgroup_binds
+        self.seccomp_filter = seccomp_filter
+
+
+class InitFailure(Exception):
+    """A setup step in the container's init failed."""
+
+
+def report_failure(channel: Channel | None, message: str) -> NoReturn:
+    if channel is not None:
+        try:
+            channel.send("error", message=message)
+        except OSError:
+            pass
+    else:
+        sys.stderr.write(f"oci-run: {message}\n")
+        sys.stderr.flush()
+    os._exit(1)
+
+
+def describe_error(err: BaseException) -> str:
+    text = getattr(err, "message", None) or str(err) or type(err).__name__
+    if os.environ.get("OCI_RUN_DEBUG"):
+        import traceback
+
+        text += "\n" + "".join(traceback.format_exception(err))
+    return text
+
+
+def stage_a(channel: Channel, opts: InitOptions) -> NoReturn:
+    """Enter the namespaces, fork the container's init, report its pid, exit."""
+    try:
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        linux = opts.config["linux"]
+        channel.recv("go")
+        ns = namespaces.Namespaces(linux.get("namespaces", []))
+        fds = ns.open_joins()
+        if "user" in fds:
+            namespaces.join("user", fds.pop("user"))
+        if "user" in ns.new:
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            channel.send("userns")
+            channel.recv("mapped")
+        if ns.has("user"):
+            try:
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+            except OSError:
+                pass
+        for kind, fd in fds.items():
+            namespaces.join(kind, fd)
+        # The cgroup namespace is made by the init itself once the runtime has moved it into its
+        # cgroup: that move (slow on cgroup v1) overlaps with the rootfs preparation.
+        flags = ns.unshare_flags(exclude=("user", "cgroup"))
+        if flags:
+            syscalls.unshare(flags)
+        if "time" in ns.new and linux.get("timeOffsets"):
+            namespaces.write_time_offsets(linux["timeOffsets"])
+        # The init waits until its pid is reported: the runtime reads "pid" before any message of the init.
+        hold_read, hold_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(hold_write)
+            os.read(hold_read, 1)
+            os.close(hold_read)
+            stage_b(channel, opts, ns)
+        os.close(hold_read)
+        channel.send("pid", pid=pid)
+        os.close(hold_write)
+    except BaseException as err:  # noqa: BLE001 - every failure goes back to the runtime
+        report_failure(channel, describe_error(err))
+    os._exit(0)
+
+
+def _on_wait_signal(signum: int, _frame: Any) -> None:
+    os._exit(128 + signum)
+
+
+def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> NoReturn:
+    """The container's init: rootfs, hooks, pivot, wait for start, then exec the process."""
+    from oci.linux.mounts import RootfsBuilder
+    from oci.runtime import hooks
+
+    config, process = opts.config, opts.config["process"]
+    linux = config["linux"]
+    for signum in WAIT_SIGNALS:
+        signal.signal(signum, _on_wait_signal)
+    try:
+        # Everything imported after pivot_root would be looked for inside the container.
+        import resource  # noqa: F401
+
+        import oci.linux.capabilities  # noqa: F401
+        if process.get("terminal"):
+            import oci.linux.terminal  # noqa: F401
+        builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"))
+        builder.prepare()
+        if "oomScoreAdj" in process:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(process["oomScoreAdj"]))
+        listener = opts.exec_listener
+        channel.send("hooks")
+        state = channel.recv("state")["state"]
+        if "cgroup" in ns.new:
+            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+        hooks.run_hooks(config.get("hooks"), "createContainer", state)
+        builder.pivot(opts.no_pivot)
+        for key, value in (linux.get("sysctl") or {}).items():
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(value)
+        builder.finish()
+        if "hostname" in config and ns.has("uts"):
+            syscalls.sethostname(config["hostname"])
+        if "domainname" in config and ns.has("uts"):
+            syscalls.setdomainname(config["domainname"])
+        if process.get("terminal"):
+            from oci.linux import terminal
+
+            master, slave = terminal.open_console(process.get("consoleSize"))
+            terminal.send_master(opts.console_fd, master)  # type: ignore[arg-type]
+            os.close(master)
+            terminal.make_controlling(slave)
+        os.chdir(process.get("cwd", "/"))
+        env = process.get("env") or []
+        executable = find_executable(process["args"][0], env)
+        channel.send("ready")
+        channel.close()
+    except BaseException as err:  # noqa: BLE001
+        report_failure(channel, describe_error(err))
+    try:
+        conn, _ = listener.accept()
+    except BaseException as err:  # noqa: BLE001
+        report_failure(None, f"waiting for start: {describe_error(err)}")
+    listener.close()
+    try:
+        hooks.run_hooks(config.get("hooks"), "startContainer", {**state, "status": "created"})
+        finalize(process, linux.get("personality"), opts.seccomp_filter, opts.preserve_fds, keep=conn.fileno())
+        os.execve(executable, process["args"], environment(env))
+    except BaseException as err:  # noqa: BLE001
+        try:
+            conn.send(describe_error(err).encode())
+        finally:
+            os._exit(1)
+    os._exit(127)
+
+
+def find_executable(name: str, env: list[str]) -> str:
+    """The path exec will run: `name` itself if it has a slash, else the first match in the container's PATH."""
+    if "/" in name:
+        if not os.access(name, os.X_OK):
+            raise InitFailure(f'exec: "{name}": permission denied or not found')
+        return name
+    path = next((item[5:] for item in env if item.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
+    for folder in path.split(":"):
+        candidate = os.path.join(folder or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise InitFailure(f'exec: "{name}": executable file not found in $PATH')
+
+
+def environment(env: list[str]) -> dict[str, str]:
+    result = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    result.setdefault("HOME", "/")
+    return result
+
+
+def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccomp_filter: Any, preserve_fds: int,
+             keep: int) -> None:
+    """Set up the process: limits, scheduling, user, capabilities, no_new_privs, fds, then seccomp."""
+    import resource
+
+    from oci.linux.capabilities import CapabilitySets
+
+    for limit in process.get("rlimits") or []:
+        number = getattr(resource, limit["type"], None)
+        if number is None:
+            raise InitFailure(f"/process/rlimits: unknown rlimit {limit['type']}")
+        try:
+            resource.setrlimit(number, (limit["soft"], limit["hard"]))
+        except (OSError, ValueError) as err:
+            raise InitFailure(f"setrlimit {limit['type']}: {err}") from None
+    if personality is not None:
+        domain = personality.get("domain", "LINUX")
+        if domain not in PERSONALITIES:
+            raise InitFailure(f"/linux/personality/domain: unknown domain {domain}")
+        syscalls.personality(PERSONALITIES[domain])
+    if "ioPriority" in process:
+        io = process["ioPriority"]
+        syscalls.ioprio_set(1, 0, (IOPRIO_CLASSES[io["class"]] << 13) | io.get("priority", 0))
+    if "scheduler" in process:
+        sched = process["scheduler"]
+        attr = syscalls.SchedAttr()
+        attr.sched_policy = SCHED_POLICIES[sched["policy"]]
+        attr.sched_nice = sched.get("nice", 0)
+        attr.sched_priority = sched.get("priority", 0)
+        attr.sched_flags = sum(SCHED_FLAGS[f] for f in sched.get("flags", []))
+        attr.sched_runtime, attr.sched_deadline = sched.get("runtime", 0), sched.get("deadline", 0)
+        attr.sched_period = sched.get("period", 0)
+        syscalls.sched_setattr(attr)
+    caps = CapabilitySets(process.get("capabilities"))
+    no_new_privs = bool(process.get("noNewPrivileges"))
+    if seccomp_filter is not None and not no_new_privs:
+        # Without no_new_privs loading a filter needs CAP_SYS_ADMIN: do it before the drop.
+        seccomp_filter.load()
+    caps.drop_bounding()
+    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
+    user = process.get("user", {})
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    try:
+        os.setgroups(user.get("additionalGids") or [])
+    except PermissionError:
+        if user.get("additionalGids"):
+            raise
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
+    caps.apply()
+    os.umask(user.get("umask", 0o022))
+    if no_new_privs:
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    for signum in range(1, signal.NSIG):
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(signum, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    first = 3 + preserve_fds
+    for fd in range(3, first):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    if keep >= first:
+        if keep > first:
+            syscalls.close_range(first, keep - 1)
+        syscalls.close_range(keep + 1)
+    else:
+        syscalls.close_range(first)
+    if seccomp_filter is not None and no_new_privs:
+        seccomp_filter.load()
