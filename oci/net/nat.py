@@ -20,16 +20,18 @@ The table (default `ocikit`) holds:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from typing import Any
 
 from oci.errors import InvalidInput, OciError
 
-NFT = "nft"
+SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"  # where nft lives; OCI hooks run with an empty environment
 PORT_RE = re.compile(r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$")
 
 
@@ -81,13 +83,19 @@ def _checked(port: Port) -> Port:
     return port
 
 
+@functools.cache
+def nft_path() -> str:
+    """The nft executable: on PATH, else in the sbin directories (a hook's PATH is unset or /bin:/usr/bin)."""
+    found = shutil.which("nft") or shutil.which("nft", path=SBIN_PATH)
+    if not found:
+        raise OciError("nft is not installed (Debian package nftables)")
+    return found
+
+
 def _nft(commands: list[dict[str, Any]] | None = None, args: tuple[str, ...] = ()) -> Any:
-    argv = [NFT, "-j", *args] + (["-f", "-"] if commands is not None else [])
+    argv = [nft_path(), "-j", *args] + (["-f", "-"] if commands is not None else [])
     data = json.dumps({"nftables": commands}).encode() if commands is not None else None
-    try:
-        proc = subprocess.run(argv, input=data, capture_output=True, check=False)
-    except FileNotFoundError:
-        raise OciError("nft is not installed (Debian package nftables)") from None
+    proc = subprocess.run(argv, input=data, capture_output=True, check=False)
     if proc.returncode != 0:
         lines = proc.stderr.decode(errors="replace").strip().splitlines() or [f"exit {proc.returncode}"]
         raise OciError(f"nft: {lines[0]}")
@@ -96,7 +104,7 @@ def _nft(commands: list[dict[str, Any]] | None = None, args: tuple[str, ...] = (
 
 def list_rules(table: str) -> list[dict[str, Any]]:
     """Every rule of the table as nft's JSON objects; [] if the table does not exist."""
-    proc = subprocess.run([NFT, "-j", "list", "table", "inet", table], capture_output=True, check=False)
+    proc = subprocess.run([nft_path(), "-j", "list", "table", "inet", table], capture_output=True, check=False)
     if proc.returncode != 0:
         return []
     return [item["rule"] for item in json.loads(proc.stdout)["nftables"] if "rule" in item]
@@ -236,4 +244,4 @@ def teardown_network(net: dict[str, Any]) -> None:
 
 
 def _table_exists(table: str) -> bool:
-    return subprocess.run([NFT, "list", "table", "inet", table], capture_output=True).returncode == 0
+    return subprocess.run([nft_path(), "list", "table", "inet", table], capture_output=True).returncode == 0
