@@ -84,7 +84,11 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
         iface = links.Interface(req.ifname, lease["hostIfname"], lease["mac"], net["mtu"], cidrs, gateways)
         with links.iproute() as ipr:
             if links.ensure_bridge(ipr, net["bridge"], _bridge_addresses(net), net["mtu"]):
-                nat.setup_network(net)
+                try:
+                    nat.setup_network(net)
+                except BaseException:  # no bridge without its rules: the next connect sets up both
+                    links.delete_link(ipr, net["bridge"])
+                    raise
             lease["bridgeMac"], lease["hostMac"] = links.attach(ipr, net["bridge"], req.netns, iface)
         try:
             six = cidrs[1].split("/")[0] if len(cidrs) > 1 else None
