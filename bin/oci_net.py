@@ -211,7 +211,7 @@ def hook(args, state: str, messages) -> int:
     container = schema.load(sys.stdin.buffer.read(), "state", "<stdin>")
     net = networks.load(state, args.network)
     if args.action == "disconnect":
-        endpoint.disconnect(state, net, container["id"])
+        endpoint.disconnect(state, net, container["id"], args.ifname)
         return 0
     if not container.get("pid"):
         raise InvalidInput("<stdin>: /pid: the container has no process to connect")
