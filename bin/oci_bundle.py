@@ -9,6 +9,7 @@ import sys
 import ocicli
 
 PROG = "oci-bundle"
+NET_STATE_ENV = "OCIKIT_NET_STATE_DIR"
 DESCRIPTION = """\
 Write BUNDLE/config.json for the image LAYOUT[:TAG] (or the oci-unpack output read from stdin
 with `-`), converted as the image-spec's conversion.md says, with Docker-like secure defaults
@@ -26,11 +27,14 @@ and /etc/resolv.conf, and volumes/NAME directories for the image's Volumes and n
 
 Networking (--network): none (default: a new network namespace with only loopback), host (the
 host's namespace), ns:PATH (join a namespace), or NAME: a new namespace wired by oci-net through
-hooks. For NAME, oci-net is the `oci-net` beside this command (or on PATH) and the config gets
+hooks. For NAME, OCI_NET is the `oci-net` installed beside this command (from a checkout:
+this Python running bin/oci_net.py; else `oci-net` on PATH) and the config gets
   createRuntime: [OCI_NET, hook, connect, NAME, --publish VALUE..., --name NAME, --alias ALIAS...]
   poststop:      [OCI_NET, hook, disconnect, NAME]
-The hook reads the container state on stdin, finds the bundle from it and rewrites BUNDLE/hosts
-in place (never by rename: the file is bind-mounted into the container)."""
+both with `--state-dir DIR` when oci-net's state directory is not its default (--state-dir, else
+$OCIKIT_NET_STATE_DIR as oci-bundle sees it: hooks run with an empty environment). The hook
+reads the container state on stdin, finds the bundle from it and rewrites BUNDLE/hosts in place
+(never by rename: the file is bind-mounted into the container)."""
 
 EXAMPLES = """\
   oci-bundle ./images:busybox ./bundle --rootfs ./bundle/rootfs -- echo hello
@@ -96,6 +100,8 @@ def parser() -> ocicli.Parser:
     g.add_argument("--name", help="container name (passed to oci-net)")
     g.add_argument("--network-alias", "--alias", dest="aliases", action="append", default=[], metavar="ALIAS",
                    help="a network alias (passed to oci-net)")
+    g.add_argument("--state-dir", metavar="DIR", help="oci-net's state directory, given to its hooks "
+                   f"(default ${NET_STATE_ENV}, else oci-net's default)")
     g.add_argument("--hostname", help="container host name (default: from the bundle path)")
     g.add_argument("--add-host", action="append", default=[], metavar="NAME:IP", help="a line in /etc/hosts")
     g.add_argument("--dns", action="append", default=[], metavar="IP", help="a nameserver in /etc/resolv.conf")
@@ -108,15 +114,21 @@ def parser() -> ocicli.Parser:
     return p
 
 
-def find_oci_net() -> str | None:
-    """`oci-net` beside this command, else on PATH."""
+def oci_net_command() -> list[str]:
+    """The command the hooks run for oci-net: an installed `oci-net` beside this command (its
+    shebang names an interpreter with ocikit's dependencies), else this installation's
+    oci_net.py run by this interpreter (a checkout's bin/oci-net starts `env python3`, which in
+    a hook's empty environment is the system's), else `oci-net` on PATH."""
     import shutil
 
+    module = os.path.join(os.path.dirname(os.path.realpath(__file__)), "oci_net.py")
     beside = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "oci-net")
-    if os.path.isfile(beside) and os.access(beside, os.X_OK):
-        return beside
+    if os.path.isfile(beside) and os.access(beside, os.X_OK) and os.path.realpath(beside) != module:
+        return [beside]
+    if os.path.isfile(module):
+        return [sys.executable, module]
     found = shutil.which("oci-net")
-    return os.path.abspath(found) if found else None
+    return [os.path.abspath(found)] if found else []
 
 
 def body(argv: list[str], messages: ocicli.Messages) -> int:
@@ -155,6 +167,9 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
         uid_maps.append(args.userns)
         gid_maps.append(args.userns)
     named_network = args.network not in ("none", "host") and not args.network.startswith("ns:")
+    net_state_dir = args.state_dir or os.environ.get(NET_STATE_ENV)
+    if net_state_dir:
+        net_state_dir = os.path.abspath(net_state_dir)
     opts = builder.BundleOptions(
         oci_version=args.oci_version, args=trailing, entrypoint=args.entrypoint, env=args.env,
         env_files=args.env_file, user=args.user, group_add=args.group_add, workdir=args.workdir, tty=args.tty,
@@ -165,7 +180,8 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
         security_opts=args.security_opt, privileged=args.privileged, uid_maps=uid_maps, gid_maps=gid_maps,
         network=args.network, publish=args.publish, name=args.name, aliases=args.aliases, add_hosts=args.add_host,
         dns=args.dns, dns_search=args.dns_search, dns_options=args.dns_option, annotations=args.annotation,
-        hooks=args.hook, oci_net=find_oci_net() if named_network else None, environ=dict(os.environ))
+        hooks=args.hook, oci_net=oci_net_command() if named_network else (), net_state_dir=net_state_dir,
+        environ=dict(os.environ))
     if rootfs_mount:
         from oci.bundle import rootfs as rootfs_module
 

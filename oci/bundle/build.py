@@ -68,7 +68,8 @@ class BundleOptions(NamedTuple):
     dns_options: Sequence[str] = ()
     annotations: Sequence[str] = ()
     hooks: Sequence[str] = ()
-    oci_net: str | None = None  # the oci-net executable, needed for --network NAME
+    oci_net: Sequence[str] = ()  # the command (argv prefix) that runs oci-net, needed for --network NAME
+    net_state_dir: str | None = None  # oci-net's state directory, passed to its hooks when not the default
     environ: Mapping[str, str] = {}  # the host environment, for bare `-e NAME`
 
 
@@ -435,15 +436,16 @@ def _hooks(cfg: dict[str, Any], opts: BundleOptions, network: str) -> None:
     if named:
         if not opts.oci_net:
             raise NotFound("oci-net not found beside oci-bundle or on PATH (needed for --network NAME)")
-        connect = [opts.oci_net, "hook", "connect", network]
+        state = ["--state-dir", opts.net_state_dir] if opts.net_state_dir else []
+        connect = [*opts.oci_net, "hook", "connect", network, *state]
         for value in opts.publish:
             connect += ["--publish", value]
         if opts.name:
             connect += ["--name", opts.name]
         for alias in opts.aliases:
             connect += ["--alias", alias]
-        hooks.setdefault("createRuntime", []).insert(0, {"path": opts.oci_net, "args": connect})
-        hooks.setdefault("poststop", []).append(
-            {"path": opts.oci_net, "args": [opts.oci_net, "hook", "disconnect", network]})
+        disconnect = [*opts.oci_net, "hook", "disconnect", network, *state]
+        hooks.setdefault("createRuntime", []).insert(0, {"path": opts.oci_net[0], "args": connect})
+        hooks.setdefault("poststop", []).append({"path": opts.oci_net[0], "args": disconnect})
     if hooks:
         cfg["hooks"] = hooks

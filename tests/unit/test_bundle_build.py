@@ -206,7 +206,7 @@ def test_network_modes(make, tmp_path):
 
 def test_named_network_hooks(make):
     config = make(network="web", publish=["8080:80", "53/udp"], name="api", aliases=["a1", "a2"],
-                  oci_net="/opt/ocikit/oci-net", hooks=["createRuntime=/bin/true first", "poststop=/bin/true"])
+                  oci_net=["/opt/ocikit/oci-net"], hooks=["createRuntime=/bin/true first", "poststop=/bin/true"])
     net = "/opt/ocikit/oci-net"
     assert config["hooks"]["createRuntime"][0] == {"path": net, "args": [
         net, "hook", "connect", "web", "--publish", "8080:80", "--publish", "53/udp", "--name", "api",
@@ -214,6 +214,16 @@ def test_named_network_hooks(make):
     assert config["hooks"]["createRuntime"][1]["args"] == ["/bin/true", "first"]
     assert config["hooks"]["poststop"][-1] == {"path": net, "args": [net, "hook", "disconnect", "web"]}
     assert {"type": "network"} in config["linux"]["namespaces"]
+
+
+def test_named_network_hooks_through_an_interpreter_with_a_state_dir(make):
+    config = make(network="web", name="api", oci_net=["/venv/bin/python", "/src/bin/oci_net.py"],
+                  net_state_dir="/srv/net")
+    py, script = "/venv/bin/python", "/src/bin/oci_net.py"
+    assert config["hooks"]["createRuntime"] == [{"path": py, "args": [
+        py, script, "hook", "connect", "web", "--state-dir", "/srv/net", "--name", "api"]}]
+    assert config["hooks"]["poststop"] == [{"path": py, "args": [
+        py, script, "hook", "disconnect", "web", "--state-dir", "/srv/net"]}]
 
 
 def test_user_namespace(make, tmp_path):

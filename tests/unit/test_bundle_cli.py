@@ -1,9 +1,12 @@
 """oci-bundle, the command: arguments, stdin from oci-unpack, output, exit codes; and umoci as a reference."""
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from bundle_testimage import make_image
@@ -11,6 +14,7 @@ from bundle_testimage import make_image
 from oci import schema
 from oci.image import open_image, to_pipe
 
+BIN = Path(__file__).resolve().parent.parent.parent / "bin"
 CONFIG = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo $GREETING"], "Env": ["PATH=/usr/bin:/bin", "GREETING=hi"],
           "WorkingDir": "/home/alice", "User": "alice", "StopSignal": "SIGTERM",
           "ExposedPorts": {"8080/tcp": {}}, "Labels": {"com.example.team": "core"}}
@@ -50,15 +54,50 @@ def test_print_and_stdin_from_oci_unpack(oci, image, tmp_path):
     assert (tmp_path / "b" / "hosts").exists()  # the files the printed config mounts are there
 
 
-def test_named_network_uses_the_oci_net_beside_the_command(oci, image, tmp_path):
+def test_named_network_runs_the_checkouts_oci_net_with_this_interpreter(oci, image, tmp_path):
+    """From a checkout, bin/oci-net starts `env python3`: in a hook's empty environment that is the
+    system's Python, without ocikit's dependencies. The hook runs oci_net.py with oci-bundle's Python."""
     layout, rootfs = image
     result = oci("bundle", layout, str(tmp_path / "b"), "--rootfs", rootfs, "--network", "web", "-p", "80:80",
                  "--name", "api", "--print")
     assert result.returncode == 0, result.stderr
-    hook = json.loads(result.stdout)["hooks"]["createRuntime"][0]
-    beside = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "bin", "oci-net")
-    assert hook["path"] == os.path.abspath(beside)
-    assert hook["args"][1:] == ["hook", "connect", "web", "--publish", "80:80", "--name", "api"]
+    hooks = json.loads(result.stdout)["hooks"]
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bin", "oci_net.py")
+    prefix = [sys.executable, os.path.realpath(script)]
+    assert hooks["createRuntime"][0] == {"path": sys.executable, "args": [
+        *prefix, "hook", "connect", "web", "--publish", "80:80", "--name", "api"]}
+    assert hooks["poststop"][-1] == {"path": sys.executable, "args": [*prefix, "hook", "disconnect", "web"]}
+
+
+def test_installed_oci_net_beside_the_command_is_preferred(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("oci_bundle_cli", BIN / "oci_bundle.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    installed = tmp_path / "oci-net"
+    installed.write_text("#!/venv/bin/python\n")
+    installed.chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / "oci-bundle")])
+    assert module.oci_net_command() == [str(installed)]
+    monkeypatch.setattr(sys, "argv", [str(BIN / "oci-bundle")])  # the checkout's symlink
+    assert module.oci_net_command() == [sys.executable, str(BIN / "oci_net.py")]
+
+
+def test_net_state_dir_reaches_the_hooks_from_the_flag_or_the_environment(oci, image, tmp_path):
+    layout, rootfs = image
+
+    def hooks(*extra: str, env: dict[str, str] | None = None) -> list[list[str]]:
+        result = oci("bundle", layout, str(tmp_path / "b"), "--rootfs", rootfs, "--network", "web", "--print",
+                     *extra, env=env)
+        assert result.returncode == 0, result.stderr
+        config = json.loads(result.stdout)
+        return [config["hooks"]["createRuntime"][0]["args"], config["hooks"]["poststop"][-1]["args"]]
+
+    for args in hooks(env={"OCIKIT_NET_STATE_DIR": ""}):
+        assert "--state-dir" not in args  # oci-net's own default
+    for args in hooks(env={"OCIKIT_NET_STATE_DIR": "rel/state"}):
+        assert args[args.index("--state-dir") + 1] == os.path.abspath("rel/state")  # hooks get no environment
+    for args in hooks("--state-dir", "/srv/net", env={"OCIKIT_NET_STATE_DIR": "/elsewhere"}):
+        assert args[args.index("--state-dir") + 1] == "/srv/net"
 
 
 @pytest.mark.parametrize("extra,code,message", [
