@@ -21,11 +21,12 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import command, run
 from tests.integration.netutil import free_port, free_subnet, links, nft_table
 from tests.integration.ocirun_bundle import OciRun
 
@@ -63,23 +64,39 @@ def image(tmp_path_factory) -> Path:
     return tmp / "layout"
 
 
+INSTALLED = Path(sys.executable).parent  # .venv/bin: the console scripts `make install` made
+
+
+class InstalledOciRun(OciRun):
+    def argv(self, *args: str) -> list[str]:
+        return [str(INSTALLED / "oci-run"), "--root", str(self.root), *args]
+
+
 class Stack:
     """One test's network, containers and mounts; `close` removes all of them."""
 
-    def __init__(self, tmp: Path, image: Path) -> None:
+    def __init__(self, tmp: Path, image: Path, installed: bool = False) -> None:
         self.tag = secrets.token_hex(3)
-        self.tmp, self.image = tmp, image
+        self.tmp, self.image, self.installed = tmp, image, installed
         self.state = str(tmp / "net-state")
         self.network, self.bridge, self.table = f"p{self.tag}", f"ocip{self.tag}", f"ocikit_p{self.tag}"
-        self.runtime = OciRun(tmp / "run-root")
+        self.runtime = InstalledOciRun(tmp / "run-root") if installed else OciRun(tmp / "run-root")
         self.mounts: list[str] = []
         self.env: dict[str, str] = {"OCIKIT_NET_STATE_DIR": ""}  # oci-net's default unless a test says otherwise
 
     def cid(self, name: str) -> str:
         return f"{name}-{self.tag}"
 
+    def command(self, name: str, *args: str, input: bytes | None = None) -> str:
+        """oci-NAME from the checkout, or the console script installed beside this Python."""
+        argv = [str(INSTALLED / f"oci-{name}")] if self.installed else command(name)
+        proc = subprocess.run(argv + list(args), input=input, capture_output=True, env={**os.environ, **self.env},
+                              timeout=60)
+        return ok(subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(errors="replace"),
+                                              proc.stderr.decode(errors="replace")))
+
     def net(self, *args: str) -> dict | list:
-        return json.loads(ok(run("net", *args, env=self.env)))
+        return json.loads(self.command("net", *args))
 
     def create_network(self, *state_flag: str) -> dict:
         return self.net(*state_flag, "create", self.network, "--subnet", free_subnet([]), "--bridge", self.bridge,
@@ -88,19 +105,23 @@ class Stack:
     def rootfs(self, name: str, overlay: bool = False) -> dict:
         """oci-unpack's output for a new root filesystem (an overlay on a cache of the test's own)."""
         extra = ["--overlay", "--cache", str(self.tmp / "layer-cache")] if overlay else []
-        piped = json.loads(ok(run("unpack", "-q", *extra, f"{self.image}:bb", str(self.tmp / name / "rootfs"))))
+        piped = json.loads(self.command("unpack", "-q", *extra, f"{self.image}:bb", str(self.tmp / name / "rootfs")))
         if overlay:
             self.mounts.append(piped["rootfs"])
         return piped
 
-    def bundle(self, name: str, piped: dict, *options: str) -> Path:
+    def bundle(self, name: str, piped: dict, *options: str, network: str | None = None) -> Path:
         """`oci-unpack ... | oci-bundle - BUNDLE --network NAME ...`."""
-        out = ok(run("bundle", "-", str(self.tmp / name), "--network", self.network, "--name", name,
-                     "--hostname", name, *options, input=json.dumps(piped).encode(), env=self.env))
+        out = self.command("bundle", "-", str(self.tmp / name), "--network", network or self.network, "--name", name,
+                           "--hostname", name, *options, input=json.dumps(piped).encode())
         return Path(out.strip())
 
     def oci_run(self, *args: str) -> str:
-        return ok(self.runtime(*args, env={k: v for k, v in os.environ.items() if k != "OCIKIT_NET_STATE_DIR"}))
+        return ok(self.oci_run_result(*args))
+
+    def oci_run_result(self, *args: str) -> subprocess.CompletedProcess:
+        """oci-run without $OCIKIT_NET_STATE_DIR: what the hooks need is in the bundle."""
+        return self.runtime(*args, env={k: v for k, v in os.environ.items() if k != "OCIKIT_NET_STATE_DIR"})
 
     def leases(self) -> dict:
         path = Path(self.state) / "leases" / f"{self.network}.json"
@@ -116,12 +137,23 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path, image):
-    stack = Stack(tmp_path, image)
+def make_stack(tmp_path, image):
+    made: list[Stack] = []
+
+    def make(installed: bool = False) -> Stack:
+        made.append(Stack(tmp_path / f"stack{len(made)}", image, installed))
+        return made[-1]
+
     try:
-        yield stack
+        yield make
     finally:
-        stack.close()
+        for stack in made:
+            stack.close()
+
+
+@pytest.fixture
+def stack(make_stack):
+    return make_stack()
 
 
 def http_get(port: int, host: str = "127.0.0.1") -> str:
@@ -189,6 +221,13 @@ def test_two_containers_by_name_published_port_and_nothing_stale(stack):
     assert reply.startswith("HTTP/1.") and reply.endswith(PAGE)
     assert f"dport {port} " in nft_table(stack.table)
 
+    # `docker run --rm` style: a foreground container fetches the page by name, exits, is deleted
+    once = stack.bundle("once", stack.rootfs("once"), "--state-dir", stack.state, "--", "sh", "-c",
+                        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 web 80")
+    assert stack.oci_run("run", "--bundle", str(once), stack.cid("once")).endswith(PAGE)
+    assert f"{stack.cid('once')}/eth0" not in stack.leases()
+    assert "\tonce\n" not in (client / "hosts").read_text()
+
     # kill + delete: the poststop hook releases the address, the veth and the port rules
     stack.oci_run("kill", stack.cid("web"), "KILL")
     for _ in range(100):
@@ -222,25 +261,43 @@ def test_two_containers_by_name_published_port_and_nothing_stale(stack):
     assert f"{stack.bridge}:" not in links() and nft_table(stack.table) == ""
 
 
-def test_state_dir_from_the_environment_reaches_the_hooks(stack):
-    """OCIKIT_NET_STATE_DIR as oci-net and oci-bundle see it; oci-run runs without it (hooks get no env)."""
+@pytest.mark.parametrize("installed", [False, True], ids=["checkout", "installed"])
+def test_state_dir_from_the_environment_reaches_the_hooks(make_stack, installed):
+    """OCIKIT_NET_STATE_DIR as oci-net and oci-bundle see it; oci-run runs without it (hooks get no
+    environment). From the checkout (python bin/oci_X.py) and with the installed console scripts."""
+    stack = make_stack(installed)
     stack.env["OCIKIT_NET_STATE_DIR"] = stack.state
     stack.create_network()
     port = free_port()
     web = stack.bundle("web", stack.rootfs("web"), "-p", f"127.0.0.1:{port}:80",
                        "--", "httpd", "-f", "-p", "80", "-h", "/www")
     for stage in ("createRuntime", "poststop"):
-        args = hooks_of(web)[stage][0]["args"]
-        assert args[args.index("--state-dir") + 1] == stack.state
+        hook = hooks_of(web)[stage][0]
+        assert hook["args"][hook["args"].index("--state-dir") + 1] == stack.state
+        assert hook["path"] == (str(INSTALLED / "oci-net") if installed else sys.executable)
 
     stack.oci_run("run", "-d", "--bundle", str(web), stack.cid("web"))
     assert list(stack.leases()) == [f"{stack.cid('web')}/eth0"]
-    inspect = stack.net("inspect", stack.network)
-    assert list(inspect["attachments"]) == [f"{stack.cid('web')}/eth0"]
-    reply = wait_http(port)
-    assert reply.endswith(PAGE)
+    assert list(stack.net("inspect", stack.network)["attachments"]) == [f"{stack.cid('web')}/eth0"]
+    assert wait_http(port).endswith(PAGE)
     veth = stack.leases()[f"{stack.cid('web')}/eth0"]["hostIfname"]
 
     stack.oci_run("delete", "--force", stack.cid("web"))
     assert stack.leases() == {} and f"{veth}@" not in links() and f"dport {port} " not in nft_table(stack.table)
     assert stack.net("inspect", stack.network)["attachments"] == {}
+
+    # created, never started, deleted: connected by createRuntime, disconnected by poststop
+    stack.oci_run("create", "--bundle", str(web), stack.cid("again"))
+    assert list(stack.leases()) == [f"{stack.cid('again')}/eth0"]
+    stack.oci_run("delete", stack.cid("again"))
+    assert stack.leases() == {} and f"dport {port} " not in nft_table(stack.table)
+
+
+def test_a_missing_network_fails_the_create_and_leaves_nothing(stack):
+    stack.create_network("--state-dir", stack.state)
+    bundle = stack.bundle("lost", stack.rootfs("lost"), "--state-dir", stack.state, "--", "sleep", "60",
+                          network=f"x{stack.tag}")
+    result = stack.oci_run_result("run", "-d", "--bundle", str(bundle), stack.cid("lost"))
+    assert result.returncode != 0
+    assert f"network x{stack.tag}" in result.stderr and "createRuntime hook" in result.stderr
+    assert stack.oci_run("list", "-q").split() == [] and stack.leases() == {}
