@@ -301,3 +301,31 @@ def test_a_missing_network_fails_the_create_and_leaves_nothing(stack):
     assert result.returncode != 0
     assert f"network x{stack.tag}" in result.stderr and "createRuntime hook" in result.stderr
     assert stack.oci_run("list", "-q").split() == [] and stack.leases() == {}
+
+
+def test_a_failed_rule_setup_leaves_no_bridge_so_the_next_connect_sets_up_both(stack, monkeypatch):
+    """The seam the pipeline first tripped on: a hook could not run nft (empty environment), the
+    bridge stayed, and every later connect skipped the network's rules (no loopback masquerade:
+    published ports were dead)."""
+    from oci.errors import OciError
+    from oci.net import endpoint, nat, networks
+
+    net = stack.create_network("--state-dir", stack.state)
+    netns = f"ocikit-test-{stack.tag}-nft"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        request = endpoint.Request(stack.cid("c"), f"/run/netns/{netns}")
+
+        def no_nft() -> str:
+            raise OciError("nft is not installed (Debian package nftables)")
+
+        monkeypatch.setattr(nat, "nft_path", no_nft)
+        with pytest.raises(OciError, match="nft"):
+            endpoint.connect(stack.state, networks.load(stack.state, net["name"]), request)
+        assert f"{stack.bridge}:" not in links() and stack.leases() == {}
+        monkeypatch.undo()
+        endpoint.connect(stack.state, networks.load(stack.state, net["name"]), request)
+        assert f'"ocikit net {stack.network}"' in nft_table(stack.table)
+        endpoint.disconnect(stack.state, net, stack.cid("c"))
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
