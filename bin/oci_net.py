@@ -32,9 +32,9 @@ EXAMPLES = """  oci-net create web --subnet 10.213.5.0/24 --subnet6 fd00:213:5::
   oci-net del web --id c2
   oci-net gc
   oci-net rm web
-  # as OCI hooks in config.json:
-  #   createRuntime: ["oci-net", "hook", "connect", "web", "-p", "8080:80", "--name", "api"]
-  #   poststop:      ["oci-net", "hook", "disconnect", "web"]
+  # as OCI hooks in config.json (hooks get no environment: a state directory goes in the args):
+  #   createRuntime: ["oci-net", "hook", "connect", "web", "--state-dir", "/srv/net", "-p", "8080:80"]
+  #   poststop:      ["oci-net", "hook", "disconnect", "web", "--state-dir", "/srv/net"]
   CNI_COMMAND=VERSION oci-net </dev/null"""
 
 
