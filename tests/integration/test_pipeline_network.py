@@ -6,6 +6,8 @@ bundles whose createRuntime/poststop hooks run `oci-net hook connect|disconnect`
 runs them knowing nothing about networks. Shown: a container reaches another by name through
 the managed /etc/hosts, the host reaches a published port on 127.0.0.1, and deleting the
 containers (poststop) leaves no lease, veth or nftables rule behind, the image untouched.
+The same with the state directory from the environment, with the installed console scripts,
+and with runc as the runtime.
 
 Global names carry a random tag (network, bridge `ocip*`, nftables table `ocikit_p*`,
 container ids); the subnet is a free /24 of 10.213.0.0/16 (netutil.free_subnet) and traffic
@@ -329,3 +331,24 @@ def test_a_failed_rule_setup_leaves_no_bridge_so_the_next_connect_sets_up_both(s
         endpoint.disconnect(stack.state, net, stack.cid("c"))
     finally:
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+
+
+def test_the_same_bundle_under_runc(stack, tmp_path):
+    """The hooks are plain runtime-spec hooks: runc from Debian wires the network just as oci-run does."""
+    stack.create_network("--state-dir", stack.state)
+    port = free_port()
+    web = stack.bundle("web", stack.rootfs("web"), "--state-dir", stack.state, "-p", f"127.0.0.1:{port}:80",
+                       "--", "httpd", "-f", "-p", "80", "-h", "/www")
+    runc = ["runc", "--root", str(tmp_path / "runc-root")]
+    cid = stack.cid("runc")
+    try:
+        with open(tmp_path / "runc.log", "w+") as log:
+            started = subprocess.run([*runc, "run", "-d", "--bundle", str(web), cid], stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=log, timeout=60)
+            log.seek(0)
+            assert started.returncode == 0, log.read()
+        assert list(stack.leases()) == [f"{cid}/eth0"]
+        assert wait_http(port).endswith(PAGE)
+    finally:
+        subprocess.run([*runc, "delete", "--force", cid], capture_output=True, timeout=60)
+    assert stack.leases() == {} and f"dport {port} " not in nft_table(stack.table)
