@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import command, run
+from tests.conftest import ROOT, command, run
 from tests.integration.netutil import free_port, free_subnet, links, nft_table
 from tests.integration.ocirun_bundle import OciRun
 
@@ -66,7 +66,7 @@ def image(tmp_path_factory) -> Path:
     return tmp / "layout"
 
 
-INSTALLED = Path(sys.executable).parent  # .venv/bin: the console scripts `make install` made
+INSTALLED = ROOT / ".venv" / "bin"  # the console scripts `make install` made
 
 
 class InstalledOciRun(OciRun):
