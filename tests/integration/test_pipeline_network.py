@@ -24,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,7 @@ class Stack:
         return f"{name}-{self.tag}"
 
     def command(self, name: str, *args: str, input: bytes | None = None) -> str:
-        """oci-NAME from the checkout, or the console script installed beside this Python."""
+        """oci-NAME from the checkout (python bin/oci_NAME.py), or the console script in .venv/bin."""
         argv = [str(INSTALLED / f"oci-{name}")] if self.installed else command(name)
         proc = subprocess.run(argv + list(args), input=input, capture_output=True, env={**os.environ, **self.env},
                               timeout=60)
@@ -174,7 +175,7 @@ def wait_http(port: int) -> str:
             reply = http_get(port)
             if reply:
                 return reply
-        subprocess.run(["sleep", "0.05"])
+        time.sleep(0.05)
     return http_get(port)
 
 
@@ -235,7 +236,7 @@ def test_two_containers_by_name_published_port_and_nothing_stale(stack):
     for _ in range(100):
         if stack.runtime.state(stack.cid("web"))["status"] == "stopped":
             break
-        subprocess.run(["sleep", "0.05"])
+        time.sleep(0.05)
     stack.oci_run("delete", stack.cid("web"))
     assert set(stack.leases()) == {f"{stack.cid('client')}/eth0"}
     web_veth = leases[f"{stack.cid('web')}/eth0"]["hostIfname"]
