@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import threading
@@ -60,14 +59,9 @@ def registry_options(args: argparse.Namespace):  # -> oci.registry.http.Options
 def route_warnings(messages: ocicli.Messages) -> None:
     """Send the library's warnings (retries, credential helpers) to stderr through `messages`."""
 
-    class Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.warn(record.getMessage())
+    from oci.registry import log
 
-    logger = logging.getLogger("oci.registry")
-    logger.addHandler(Handler())
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
+    log.sink = messages.warn
 
 
 class ProgressBar:

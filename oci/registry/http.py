@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import logging
 import os
 import socket
 import ssl
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, NamedTuple
 
 from oci.errors import IntegrityError, NotFound, RegistryError
 
-log = logging.getLogger("oci.registry")
+from . import log
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for longer is treated as failing
@@ -34,8 +32,7 @@ SYSTEM_CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 Body = bytes | BinaryIO | None
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     """How to reach registries; the same for fetch and push."""
 
     insecure: bool = False  # plain HTTP instead of TLS

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from oci import schema
@@ -51,25 +49,25 @@ class Progress(Protocol):
     def advance(self, blob: Descriptor, done: int) -> None: ...
 
 
-@dataclass
 class Plan:
     """What an image consists of: blobs to ensure, then manifests in the order to put them."""
 
-    blobs: dict[Digest, Descriptor] = field(default_factory=dict)
-    manifests: list[tuple[Descriptor, bytes]] = field(default_factory=list)  # children first, root last
-    mount_from: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.blobs: dict[Digest, Descriptor] = {}
+        self.manifests: list[tuple[Descriptor, bytes]] = []  # children first, root last
+        self.mount_from: list[str] = []
 
 
-@dataclass
 class Result:
     """What a push did."""
 
-    descriptor: Descriptor
-    blobs_uploaded: int = 0
-    bytes_uploaded: int = 0
-    blobs_mounted: int = 0
-    blobs_present: int = 0
-    tags: list[str] = field(default_factory=list)
+    def __init__(self, descriptor: Descriptor) -> None:
+        self.descriptor = descriptor
+        self.blobs_uploaded = 0
+        self.bytes_uploaded = 0
+        self.blobs_mounted = 0
+        self.blobs_present = 0
+        self.tags: list[str] = []
 
 
 def plan(layout: Layout, descriptor: Descriptor) -> Plan:
@@ -172,6 +170,8 @@ class Pusher:
         if not blobs:
             return
         blobs = sorted(blobs, key=lambda d: -d.size)  # the largest first keeps every worker busy
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
         self._stop.clear()
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(blobs)), thread_name_prefix="oci-push")
         try:
