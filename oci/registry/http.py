@@ -178,7 +178,9 @@ class Transport:
         timeout = self.options.timeout
         if scheme == "https":
             return http.client.HTTPSConnection(host, timeout=timeout, context=self._context(host), blocksize=BLOCK)
-        return http.client.HTTPConnection(host, timeout=timeout, blocksize=BLOCK)
+        conn = http.client.HTTPConnection(host, timeout=timeout, blocksize=BLOCK)
+        conn._create_connection = _create_connection  # type: ignore[attr-defined]
+        return conn
 
     def _checkout(self, key: tuple[str, str]) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
@@ -280,6 +282,15 @@ class Transport:
             delay = backoff_delay(attempt, self.options.backoff, self.options.max_backoff)
         log.warning("%s; retrying in %.1fs", reason, delay)
         time.sleep(delay)
+
+
+def _create_connection(address: tuple[str, int], timeout: float | None,
+                       source_address: tuple[str, int] | None = None) -> socket.socket:
+    """socket.create_connection, with an ASCII host name handed over as bytes: the IDNA codec
+    (and the modules it imports) is then not needed to resolve it."""
+    host, port = address
+    return socket.create_connection((host.encode() if host.isascii() else host, port), timeout,  # type: ignore[arg-type]
+                                    source_address)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
