@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import threading
@@ -57,17 +56,26 @@ def registry_options(args: argparse.Namespace):  # -> oci.registry.http.Options
     return Options(insecure=args.insecure, cert_dir=args.cert_dir, timeout=args.timeout, retries=args.retries)
 
 
+def import_without_ssl() -> None:
+    """Import http.client without letting it import ssl, for a process that talks plain HTTP
+    (http.client then lacks HTTPSConnection; the registry client makes TLS connections of its
+    own, importing ssl when one is needed, such as a redirect to an https storage backend).
+    Does nothing when http.client or ssl is imported already."""
+    if "http.client" in sys.modules or "ssl" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # http.client's `import ssl` fails: no HTTPS class
+    try:
+        import http.client  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
+
+
 def route_warnings(messages: ocicli.Messages) -> None:
     """Send the library's warnings (retries, credential helpers) to stderr through `messages`."""
 
-    class Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.warn(record.getMessage())
+    from oci.registry import log
 
-    logger = logging.getLogger("oci.registry")
-    logger.addHandler(Handler())
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
+    log.sink = messages.warn
 
 
 class ProgressBar:
@@ -132,6 +140,8 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     add_registry_flags(parser)
     args = parser.parse_args(argv)
     messages.quiet = args.quiet
+    if args.insecure:
+        import_without_ssl()
 
     from oci.errors import UsageError
     from oci.image import to_pipe

@@ -7,7 +7,7 @@ import os
 import sys
 
 import ocicli
-from oci_fetch import ProgressBar, add_registry_flags, registry_options, route_warnings
+from oci_fetch import ProgressBar, add_registry_flags, import_without_ssl, registry_options, route_warnings
 
 PROG = "oci-push"
 DESCRIPTION = """\
@@ -48,6 +48,8 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     add_registry_flags(parser)
     args = parser.parse_args(argv)
     messages.quiet = args.quiet
+    if args.insecure:
+        import_without_ssl()
 
     from oci.errors import IntegrityError, OciError, UsageError
     from oci.image import from_pipe, open_image, to_pipe

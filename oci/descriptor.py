@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from oci.digest import Digest
@@ -41,16 +40,46 @@ LAYERS = {
 REF_NAME = "org.opencontainers.image.ref.name"
 
 
-@dataclass(frozen=True)
 class Descriptor:
-    """What the image-spec calls a content descriptor: media type, digest, size and extras."""
+    """What the image-spec calls a content descriptor: media type, digest, size and extras.
 
+    Immutable; equal (and hashed) by media type, digest and size only."""
+
+    __slots__ = ("media_type", "digest", "size", "annotations", "platform", "artifact_type")
     media_type: str
     digest: Digest
     size: int
-    annotations: dict[str, str] = field(default_factory=dict, compare=False)
-    platform: dict[str, Any] | None = field(default=None, compare=False)
-    artifact_type: str | None = field(default=None, compare=False)
+    annotations: dict[str, str]
+    platform: dict[str, Any] | None
+    artifact_type: str | None
+
+    def __init__(self, media_type: str, digest: Digest, size: int, annotations: dict[str, str] | None = None,
+                 platform: dict[str, Any] | None = None, artifact_type: str | None = None) -> None:
+        setter = object.__setattr__
+        setter(self, "media_type", media_type)
+        setter(self, "digest", digest)
+        setter(self, "size", size)
+        setter(self, "annotations", {} if annotations is None else annotations)
+        setter(self, "platform", platform)
+        setter(self, "artifact_type", artifact_type)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Descriptor is immutable: cannot set {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Descriptor is immutable: cannot delete {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.media_type, self.digest, self.size) == (other.media_type, other.digest, other.size)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.media_type, self.digest, self.size))
+
+    def __repr__(self) -> str:
+        return (f"Descriptor(media_type={self.media_type!r}, digest={self.digest!r}, size={self.size!r}, "
+                f"annotations={self.annotations!r}, platform={self.platform!r}, artifact_type={self.artifact_type!r})")
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Descriptor:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, NamedTuple
 
 from oci.errors import IntegrityError, InvalidInput, Unsupported
 
@@ -14,8 +13,7 @@ _GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 CHUNK = 1 << 20
 
 
-@dataclass(frozen=True, order=True)
-class Digest:
+class Digest(NamedTuple):
     """A parsed, validated digest; `str(d)` gives back the canonical `alg:hex` form."""
 
     algorithm: str

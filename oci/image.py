@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from oci import platform as platforms
 from oci.descriptor import INDEXES, LAYERS, MANIFESTS, REF_NAME, Descriptor
@@ -14,8 +13,7 @@ from oci.layout import Layout
 LAYOUT_ANNOTATION = "org.ocikit.layout"  # where the image lives, when a descriptor travels through a pipe
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(NamedTuple):
     """A single-platform image whose manifest and config were verified and validated."""
 
     layout: Layout

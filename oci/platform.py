@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import platform as _platform
-from dataclasses import dataclass
-from typing import Any
+import os
+from typing import Any, NamedTuple
 
 from oci.errors import InvalidInput, NotFound
 
@@ -16,8 +15,7 @@ _MACHINES = {
 }
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(NamedTuple):
     """An image platform as the image-spec names it."""
 
     os: str
@@ -35,7 +33,7 @@ class Platform:
     @classmethod
     def host(cls) -> Platform:
         """The platform of this machine."""
-        arch, variant = _MACHINES.get(_platform.machine(), (_platform.machine(), None))
+        arch, variant = _MACHINES.get(os.uname().machine, (os.uname().machine, None))
         return cls("linux", arch, variant)
 
     def matches(self, candidate: dict[str, Any] | None) -> bool:

@@ -9,7 +9,7 @@ when neither tag nor digest is given.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from oci.digest import Digest
 from oci.errors import InvalidInput
@@ -29,8 +29,7 @@ _REMAINDER = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """A normalised image reference."""
 
     registry: str

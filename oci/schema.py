@@ -49,6 +49,7 @@ MEDIA_TYPE_KINDS = {
 
 MAX_MESSAGE = 300
 _validators: dict[str, Any] = {}
+_schemas: bytes | None = None  # spec/README.md, once read
 
 
 def kind_of(media_type: str) -> str:
@@ -171,11 +172,21 @@ def _memo_dir() -> str:
     return os.path.join(base, "ocikit", "validated")
 
 
+def _schema_set() -> bytes | None:
+    """`spec/README.md` (every schema file's sha256), read once per process."""
+    global _schemas
+    if _schemas is None:
+        try:
+            with open(os.path.join(SPEC_DIR, "README.md"), "rb") as f:
+                _schemas = f.read()
+        except OSError:
+            return None
+    return _schemas
+
+
 def _memo_key(data: bytes | str, kind: str) -> str | None:
-    try:
-        with open(os.path.join(SPEC_DIR, "README.md"), "rb") as f:
-            schemas = f.read()
-    except OSError:
+    schemas = _schema_set()
+    if schemas is None:
         return None
     raw = data.encode() if isinstance(data, str) else data
     h = hashlib.sha256(schemas)

@@ -15,8 +15,7 @@ import re
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from oci.errors import AuthError, RegistryError
 
@@ -33,12 +32,11 @@ _PARAM = r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s
 _SCHEME = r"\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)"
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(NamedTuple):
     """One challenge of a WWW-Authenticate header: a scheme (lower case) and its parameters."""
 
     scheme: str
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str]
 
 
 def parse_challenges(header: str) -> list[Challenge]:
@@ -77,8 +75,7 @@ def basic_header(credentials: Credentials) -> str:
     return "Basic " + base64.b64encode(pair).decode()
 
 
-@dataclass
-class _Token:
+class _Token(NamedTuple):
     value: str
     expires: float
 

@@ -30,8 +30,7 @@ import http.client
 import json
 import re
 import urllib.parse
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from oci import schema
 from oci.descriptor import DOCKER_LIST, DOCKER_MANIFEST, INDEXES, MANIFESTS, OCI_INDEX, OCI_MANIFEST, Descriptor
@@ -53,8 +52,7 @@ MAX_REDIRECTS = 5
 _LINK_NEXT = r'<([^>]+)>\s*;\s*rel="?next"?'
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     """A manifest or index exactly as the registry served it, with its verified digest."""
 
     media_type: str
@@ -66,8 +64,7 @@ class Manifest:
         return Descriptor(self.media_type, self.digest, len(self.data))
 
 
-@dataclass(frozen=True)
-class Upload:
+class Upload(NamedTuple):
     """A blob upload session: where to send the next request and how many bytes it holds."""
 
     location: str

@@ -18,22 +18,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from oci.reference import DOCKER_HUB
 
-log = logging.getLogger("oci.registry")
+from . import log
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 HELPER_TIMEOUT = 30.0
 MAX_FILE = 1 << 20
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(NamedTuple):
     """A user name and password, or an identity (refresh) token for bearer auth."""
 
     username: str = ""

@@ -5,25 +5,31 @@ the caller (streaming, or completely with a size cap). Answers 408, 429 and 5xx,
 connection errors, are retried with exponential backoff (honouring `Retry-After`) as long
 as the request body can be sent again. A response whose body was read to the end gives
 its connection back to the pool for the next request to the same host.
+
+`ssl` is imported only when a TLS connection is made (or a TLS error is described): a
+plain HTTP client (`--insecure`) does not pay for it. TLS connections are
+`TLSConnection`s rather than http.client's HTTPSConnection, which does not exist when
+a plain HTTP command had http.client imported without ssl.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
-import logging
 import os
 import socket
-import ssl
+import sys
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable, NamedTuple
 
 from oci.errors import IntegrityError, NotFound, RegistryError
 
-log = logging.getLogger("oci.registry")
+from . import log
+
+if TYPE_CHECKING:
+    import ssl
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for longer is treated as failing
@@ -34,8 +40,7 @@ SYSTEM_CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 Body = bytes | BinaryIO | None
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     """How to reach registries; the same for fetch and push."""
 
     insecure: bool = False  # plain HTTP instead of TLS
@@ -150,6 +155,21 @@ class Response:
         self.close()
 
 
+class TLSConnection(http.client.HTTPConnection):
+    """An HTTP connection over TLS with the given context (what HTTPSConnection does, for a
+    client that never tunnels through a proxy)."""
+
+    default_port = http.client.HTTPS_PORT
+
+    def __init__(self, host: str, context: ssl.SSLContext, **kwargs: object) -> None:
+        super().__init__(host, **kwargs)  # type: ignore[arg-type]
+        self._tls = context
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self.host)
+
+
 class Transport:
     """Connections to registries, pooled per scheme and host, shared by threads."""
 
@@ -180,8 +200,10 @@ class Transport:
     def _connect(self, scheme: str, host: str) -> http.client.HTTPConnection:
         timeout = self.options.timeout
         if scheme == "https":
-            return http.client.HTTPSConnection(host, timeout=timeout, context=self._context(host), blocksize=BLOCK)
-        return http.client.HTTPConnection(host, timeout=timeout, blocksize=BLOCK)
+            return TLSConnection(host, self._context(host), timeout=timeout, blocksize=BLOCK)
+        conn = http.client.HTTPConnection(host, timeout=timeout, blocksize=BLOCK)
+        conn._create_connection = _create_connection  # type: ignore[attr-defined]
+        return conn
 
     def _checkout(self, key: tuple[str, str]) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
@@ -237,7 +259,7 @@ class Transport:
             try:
                 response = self._send(method, url, headers or {}, body)
             except (OSError, http.client.HTTPException) as err:
-                if last or isinstance(err, ssl.SSLError):  # TLS trouble does not heal by waiting
+                if last or _is_tls_error(err):  # TLS trouble does not heal by waiting
                     raise HttpError(f"{method} {redact(url)}: {describe_error(err)}") from None
                 self.pause(attempt, None, f"{method} {redact(url)}: {describe_error(err)}")
                 continue
@@ -285,6 +307,15 @@ class Transport:
         time.sleep(delay)
 
 
+def _create_connection(address: tuple[str, int], timeout: float | None,
+                       source_address: tuple[str, int] | None = None) -> socket.socket:
+    """socket.create_connection, with an ASCII host name handed over as bytes: the IDNA codec
+    (and the modules it imports) is then not needed to resolve it."""
+    host, port = address
+    return socket.create_connection((host.encode() if host.isascii() else host, port), timeout,  # type: ignore[arg-type]
+                                    source_address)
+
+
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff: `base * 2**attempt`, capped, with up to 25% random jitter."""
     import random
@@ -315,6 +346,7 @@ def tls_context(host: str, cert_dir: str | None = None) -> ssl.SSLContext:
     """A verifying TLS context: system CAs (and SSL_CERT_FILE), plus the CAs and client
     certificate of `cert_dir` (or $OCIKIT_CERT_DIR, or /etc/containers|docker/certs.d/HOST)."""
     import glob
+    import ssl
 
     explicit = cert_dir or os.environ.get(CERT_DIR_ENV) or ""
     if explicit and not os.path.isdir(explicit):
@@ -343,9 +375,10 @@ def describe_error(err: BaseException) -> str:
     """A short human description of a connection-level failure."""
     if isinstance(err, TimeoutError):
         return "timed out"
-    if isinstance(err, ssl.SSLCertVerificationError):
+    ssl = sys.modules.get("ssl")  # no TLS error without ssl imported
+    if ssl is not None and isinstance(err, ssl.SSLCertVerificationError):
         return f"TLS certificate not trusted ({err.verify_message}); see --cert-dir"
-    if isinstance(err, ssl.SSLError):
+    if ssl is not None and isinstance(err, ssl.SSLError):
         hint = " (a plain HTTP registry? see --insecure)" if err.reason == "WRONG_VERSION_NUMBER" else ""
         return f"TLS error: {err.reason or err}{hint}"
     if isinstance(err, ConnectionRefusedError):
@@ -353,6 +386,11 @@ def describe_error(err: BaseException) -> str:
     if isinstance(err, OSError) and err.strerror:
         return err.strerror.lower()
     return str(err) or type(err).__name__
+
+
+def _is_tls_error(err: BaseException) -> bool:
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(err, ssl.SSLError)
 
 
 def redact(url: str) -> str:

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Protocol
+from typing import BinaryIO, Callable, NamedTuple, Protocol
 
 from oci import platform as platforms
 from oci import schema
@@ -35,10 +33,9 @@ from oci.fsutil import locked
 from oci.image import parse_image_argument
 from oci.layout import MAX_DOCUMENT, Layout
 
+from . import log
 from .client import MAX_MANIFEST, Manifest, Repository, manifest_media_type
 from .http import backoff_delay, describe_error
-
-log = logging.getLogger("oci.registry")
 
 MAX_DEPTH = 4  # an index may point at an index, this deep at most
 MAX_RESUMES = 5
@@ -143,31 +140,30 @@ class LayoutSource:
         pass
 
 
-@dataclass
 class Plan:
     """What a pull stores: blobs first, then documents (children before parents)."""
 
-    root: Manifest  # what the reference named
-    blobs: dict[Digest, Descriptor] = field(default_factory=dict)
-    documents: list[Manifest] = field(default_factory=list)
-    configs: set[Digest] = field(default_factory=set)
+    def __init__(self, root: Manifest) -> None:
+        self.root = root  # what the reference named
+        self.blobs: dict[Digest, Descriptor] = {}
+        self.documents: list[Manifest] = []
+        self.configs: set[Digest] = set()
 
     def add_document(self, manifest: Manifest) -> None:
         if all(d.digest != manifest.digest for d in self.documents):
             self.documents.append(manifest)
 
 
-@dataclass
 class Stats:
     """What travelled."""
 
-    blobs_fetched: int = 0
-    bytes_fetched: int = 0
-    blobs_present: int = 0
+    def __init__(self) -> None:
+        self.blobs_fetched = 0
+        self.bytes_fetched = 0
+        self.blobs_present = 0
 
 
-@dataclass
-class Result:
+class Result(NamedTuple):
     """What a pull did: the layout, the tagged descriptor, and what travelled."""
 
     layout: Layout

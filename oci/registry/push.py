@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from oci import schema
@@ -51,25 +49,25 @@ class Progress(Protocol):
     def advance(self, blob: Descriptor, done: int) -> None: ...
 
 
-@dataclass
 class Plan:
     """What an image consists of: blobs to ensure, then manifests in the order to put them."""
 
-    blobs: dict[Digest, Descriptor] = field(default_factory=dict)
-    manifests: list[tuple[Descriptor, bytes]] = field(default_factory=list)  # children first, root last
-    mount_from: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.blobs: dict[Digest, Descriptor] = {}
+        self.manifests: list[tuple[Descriptor, bytes]] = []  # children first, root last
+        self.mount_from: list[str] = []
 
 
-@dataclass
 class Result:
     """What a push did."""
 
-    descriptor: Descriptor
-    blobs_uploaded: int = 0
-    bytes_uploaded: int = 0
-    blobs_mounted: int = 0
-    blobs_present: int = 0
-    tags: list[str] = field(default_factory=list)
+    def __init__(self, descriptor: Descriptor) -> None:
+        self.descriptor = descriptor
+        self.blobs_uploaded = 0
+        self.bytes_uploaded = 0
+        self.blobs_mounted = 0
+        self.blobs_present = 0
+        self.tags: list[str] = []
 
 
 def plan(layout: Layout, descriptor: Descriptor) -> Plan:
@@ -169,13 +167,22 @@ class Pusher:
     # -- blobs -------------------------------------------------------------
 
     def _ensure_blobs(self, blobs: list[Descriptor], sources: list[str], result: Result) -> None:
+        # Asked for one by one on one kept-alive connection while the registry has them (a second
+        # push of an image costs no thread and no new connection); from the first missing blob on,
+        # the rest travel in parallel.
+        blobs = sorted(blobs, key=lambda d: -d.size)  # the largest first keeps every worker busy
+        while blobs and self.repository.blob_size(blobs[0].digest) is not None:
+            self._count(result, "present", blobs.pop(0))
         if not blobs:
             return
-        blobs = sorted(blobs, key=lambda d: -d.size)  # the largest first keeps every worker busy
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
         self._stop.clear()
+        first, *rest = blobs
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(blobs)), thread_name_prefix="oci-push")
         try:
-            futures = [pool.submit(self._ensure_blob, blob, sources, result) for blob in blobs]
+            futures = [pool.submit(self._ensure_blob, first, sources, result, True)]
+            futures += [pool.submit(self._ensure_blob, blob, sources, result) for blob in rest]
             wait(futures, return_when=FIRST_EXCEPTION)
             errors = [f.exception() for f in futures if f.done() and f.exception() is not None]
             if errors:
@@ -188,11 +195,11 @@ class Pusher:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _ensure_blob(self, blob: Descriptor, sources: list[str], result: Result) -> None:
+    def _ensure_blob(self, blob: Descriptor, sources: list[str], result: Result, missing: bool = False) -> None:
+        """Make the registry hold `blob`: asked for first (unless known `missing`), then mounted or uploaded."""
         if self._stop.is_set():
             raise _Stopped()
-        present = self.repository.blob_size(blob.digest)
-        if present is not None:
+        if not missing and self.repository.blob_size(blob.digest) is not None:
             self._count(result, "present", blob)
             return
         if not self.layout.has_blob(blob.digest, blob.size):  # a sparse layout is fine while the registry has it

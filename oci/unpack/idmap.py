@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from oci.errors import InvalidInput
 
 
-@dataclass(frozen=True)
-class IdRange:
+class IdRange(NamedTuple):
     """`CONTAINER:HOST:SIZE`, as runc's linux.uidMappings and podman's --uidmap say it."""
 
     container: int

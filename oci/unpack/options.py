@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from oci.errors import IntegrityError
@@ -13,14 +12,14 @@ if TYPE_CHECKING:
     from oci.unpack.safepath import Root
 
 
-@dataclass
 class Budget:
     """Caps shared by all the layers of an image: uncompressed bytes and tar entries."""
 
-    max_size: int
-    max_entries: int
-    size: int = 0
-    entries: int = 0
+    def __init__(self, max_size: int, max_entries: int, size: int = 0, entries: int = 0) -> None:
+        self.max_size = max_size
+        self.max_entries = max_entries
+        self.size = size
+        self.entries = entries
 
     def count_entry(self) -> None:
         self.entries += 1
@@ -32,22 +31,28 @@ class Budget:
         return self.max_size - self.size
 
 
-@dataclass
 class Options:
     """How entries are written."""
 
-    uid_map: IdMap = field(default_factory=IdMap)
-    gid_map: IdMap = field(default_factory=IdMap)
-    overlay: bool = False  # whiteouts in overlayfs form (a layer cache entry)
-    privileged: bool = field(default_factory=lambda: os.geteuid() == 0)  # chown, mknod, trusted.* xattrs
-    lower: list[Root] = field(default_factory=list)  # overlay form: lower layers, top first (hardlink targets)
-    warn: Callable[[str], None] = lambda message: None
+    def __init__(self, uid_map: IdMap | None = None, gid_map: IdMap | None = None, overlay: bool = False,
+                 privileged: bool | None = None, lower: list[Root] | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
+        self.uid_map = IdMap() if uid_map is None else uid_map
+        self.gid_map = IdMap() if gid_map is None else gid_map
+        self.overlay = overlay  # whiteouts in overlayfs form (a layer cache entry)
+        self.privileged = os.geteuid() == 0 if privileged is None else privileged  # chown, mknod, trusted.* xattrs
+        self.lower: list[Root] = [] if lower is None else lower  # overlay form: lower layers, top first
+        self.warn: Callable[[str], None] = warn or (lambda message: None)
+
+    def for_layer_cache(self, lower: list[Root]) -> Options:
+        """A copy that writes the overlay form, with `lower` as the layers beneath (hardlink targets)."""
+        return Options(self.uid_map, self.gid_map, True, self.privileged, lower, self.warn)
 
 
-@dataclass
 class LayerResult:
     """What applying a layer did."""
 
-    entries: int = 0
-    size: int = 0
-    copied_from_lower: bool = False  # overlay form: a hardlink target was copied up from a lower layer
+    def __init__(self, entries: int = 0, size: int = 0, copied_from_lower: bool = False) -> None:
+        self.entries = entries
+        self.size = size
+        self.copied_from_lower = copied_from_lower  # overlay form: a hardlink target was copied up from a lower layer

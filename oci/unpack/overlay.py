@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from oci.digest import Digest
@@ -108,7 +107,7 @@ class LayerCache:
             try:
                 with Root(tmp) as root:
                     root.like = lambda path: _first_lstat(lowers, path)
-                    result = apply_layer(root, stream, replace(options, overlay=True, lower=lowers), budget)
+                    result = apply_layer(root, stream, options.for_layer_cache(lowers), budget)
                     _syncfs(root.fd)
             finally:
                 for r in lowers:
