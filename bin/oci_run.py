@@ -137,6 +137,11 @@ def verb_parser(verb: str) -> ocicli.Parser:
 
 
 def main(args: list[str] | None = None) -> None:
+    if _creates_container(sys.argv[1:] if args is None else args):
+        # The kernel's cgroup-move grace period then runs while we import and read the config.
+        from oci.linux.cgroups import prime
+
+        prime.start()
     try:
         ocicli.run(PROG, _main, args)
     except SystemExit as done:
@@ -148,6 +153,15 @@ def main(args: list[str] | None = None) -> None:
             except (OSError, ValueError):
                 pass
         os._exit(code)
+
+
+def _creates_container(args: list[str]) -> bool:
+    """Whether the verb is `create` or `run` (a cheap look before the real parsing)."""
+    try:
+        _, verb, rest = split_globals(args)
+    except Exception:  # noqa: BLE001 - the real parsing reports it
+        return False
+    return verb in ("create", "run") and "-h" not in rest and "--help" not in rest
 
 
 def _main(args: list[str], messages: ocicli.Messages) -> int:

@@ -59,6 +59,7 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
 def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, config: dict[str, Any],
                opts: CreateOptions) -> Container:
     from oci.linux import cgroups, namespaces, syscalls
+    from oci.linux.cgroups import prime
     from oci.runtime import hooks
     from oci.runtime.channel import Channel, InitError
     from oci.runtime.process import InitOptions, stage_a
@@ -128,6 +129,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         container.pid = pid
         container.start_time = process_start_time(pid) or 0
         cgroup.join(pid)  # while the init prepares the rootfs; it waits for "state" to go on
+        prime.stop()
         ours.recv("hooks")
         creating = container.spec_state("creating")
         try:
