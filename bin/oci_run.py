@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
 
 import ocicli
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 PROG = "oci-run"
 DESCRIPTION = "Create and run containers from OCI runtime bundles (runc-compatible)."

@@ -7,10 +7,13 @@ import os
 import signal
 import socket
 import time
-from typing import Any
 
 from oci.errors import Conflict, InvalidInput, NotFound, OciError, UsageError
-from oci.runtime.state import Container, StateStore, process_start_time
+from oci.runtime.state import Container, StateStore, process_start_time, write_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class CreateOptions:
@@ -147,8 +150,6 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         ours.close()
         store.save(container)
         if opts.pid_file:
-            from oci.fsutil import write_atomic
-
             write_atomic(os.path.abspath(opts.pid_file), str(pid).encode())
         return container
     except BaseException:
@@ -210,8 +211,10 @@ def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
     return container, hooks.run_hooks_warn(container.hooks, "poststart", container.spec_state("running"))
 
 
-SIGNALS = {name[3:]: int(value) for name, value in signal.Signals.__members__.items()
-           if name.startswith("SIG") and not name.startswith("SIG_")}
+def signal_numbers() -> dict[str, int]:
+    """Signal names without the SIG prefix -> numbers."""
+    return {name[3:]: int(value) for name, value in signal.Signals.__members__.items()
+            if name.startswith("SIG") and not name.startswith("SIG_")}
 
 
 def parse_signal(text: str) -> int:
@@ -229,8 +232,9 @@ def parse_signal(text: str) -> int:
             return int(base) + (int(offset) if offset else 0)
         except ValueError:
             pass
-    if name in SIGNALS:
-        return SIGNALS[name]
+    numbers = signal_numbers()
+    if name in numbers:
+        return numbers[name]
     raise InvalidInput(f"invalid signal: {text}")
 
 
