@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
 
 import ocicli
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 PROG = "oci-run"
 DESCRIPTION = "Create and run containers from OCI runtime bundles (runc-compatible)."
@@ -89,16 +92,88 @@ def split_globals(args: list[str]) -> tuple[Globals, str | None, list[str]]:
     return g, None, []
 
 
+# The flags of the verbs engines call on every container: (flags, dest, kind, default, help).
+# One table serves argparse (help, errors) and quick_parse (the common case without argparse).
+CREATE_FLAGS = [
+    (("-b", "--bundle"), "bundle", "str", ".", "the bundle directory (default: current directory)"),
+    (("--pid-file",), "pid_file", "str", None, "write the init's pid to this file"),
+    (("--console-socket",), "console_socket", "str", None,
+     "AF_UNIX socket that receives the pty master (with terminal)"),
+    (("--no-pivot",), "no_pivot", "switch", False, "move the rootfs to / and chroot, no pivot_root"),
+    (("--no-new-keyring",), "no_new_keyring", "switch", False, "accepted: oci-run never creates a session keyring"),
+    (("--preserve-fds",), "preserve_fds", "int", 0, "pass N fds beyond stdio (3..3+N-1)"),
+]
+VERB_FLAGS = {
+    "create": CREATE_FLAGS,
+    "run": [*CREATE_FLAGS,
+            (("-d", "--detach"), "detach", "switch", False, "return once the container started"),
+            (("--keep",), "keep", "switch", False, "keep the container's state after it exits")],
+    "start": [],
+    "state": [],
+    "kill": [(("-a", "--all"), "all", "switch", False, "signal every process in the container")],
+    "delete": [(("-f", "--force"), "force", "switch", False, "kill a running container first")],
+}
+
+
+class Options:
+    """Parsed verb flags, as attributes (what argparse's Namespace gives)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+def quick_parse(verb: str, args: list[str]) -> Options | None:
+    """Parse the plain forms of VERB_FLAGS verbs without argparse; None for anything else (argparse decides)."""
+    flags = VERB_FLAGS.get(verb)
+    if flags is None:
+        return None
+    by_flag = {flag: (dest, kind) for names, dest, kind, _, _ in flags for flag in names}
+    values: dict[str, Any] = {dest: default for _, dest, _, default, _ in flags}
+    positionals = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-") or arg == "-":
+            positionals.append(arg)
+        else:
+            name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+            if name not in by_flag:
+                return None
+            dest, kind = by_flag[name]
+            if kind == "switch":
+                if eq:
+                    return None
+                values[dest] = True
+            else:
+                if not eq:
+                    if i + 1 >= len(args) or args[i + 1].startswith("-"):
+                        return None
+                    i += 1
+                    value = args[i]
+                if kind == "int":
+                    if not value.isdigit():
+                        return None
+                    values[dest] = int(value)
+                else:
+                    values[dest] = value
+        i += 1
+    if verb == "kill" and len(positionals) == 2:
+        values["signal"] = positionals.pop()
+    elif verb == "kill":
+        values["signal"] = "SIGTERM"
+    if len(positionals) != 1:
+        return None
+    values["id"] = positionals[0]
+    return Options(**values)
+
+
 def verb_parser(verb: str) -> ocicli.Parser:
     parser = ocicli.Parser(f"{PROG} {verb}", VERBS[verb], common=False)
-    if verb in ("create", "run"):
-        parser.add_argument("-b", "--bundle", default=".", help="the bundle directory (default: current directory)")
-        parser.add_argument("--pid-file", help="write the init's pid to this file")
-        parser.add_argument("--console-socket", help="AF_UNIX socket that receives the pty master (with terminal)")
-        parser.add_argument("--no-pivot", action="store_true", help="move the rootfs to / and chroot, no pivot_root")
-        parser.add_argument("--no-new-keyring", action="store_true",
-                            help="accepted: oci-run never creates a session keyring")
-        parser.add_argument("--preserve-fds", type=int, default=0, help="pass N fds beyond stdio (3..3+N-1)")
+    for names, dest, kind, default, text in VERB_FLAGS.get(verb, []):
+        if kind == "switch":
+            parser.add_argument(*names, dest=dest, action="store_true", help=text)
+        else:
+            parser.add_argument(*names, dest=dest, default=default, type=int if kind == "int" else str, help=text)
     if verb == "exec":
         parser.add_argument("-p", "--process", help="a process.json (the config's process object) to run")
         parser.add_argument("--console-socket", help="AF_UNIX socket that receives the pty master (with --tty)")
@@ -112,13 +187,6 @@ def verb_parser(verb: str) -> ocicli.Parser:
         parser.add_argument("-d", "--detach", action="store_true", help="return once the process started")
         parser.add_argument("--pid-file", help="write the process's pid to this file")
         parser.add_argument("--preserve-fds", type=int, default=0, help="pass N fds beyond stdio (3..3+N-1)")
-    if verb == "run":
-        parser.add_argument("-d", "--detach", action="store_true", help="return once the container started")
-        parser.add_argument("--keep", action="store_true", help="keep the container's state after it exits")
-    if verb == "kill":
-        parser.add_argument("-a", "--all", action="store_true", help="signal every process in the container")
-    if verb == "delete":
-        parser.add_argument("-f", "--force", action="store_true", help="kill a running container first")
     if verb == "list":
         parser.add_argument("-f", "--format", choices=("table", "json"), default="table")
         parser.add_argument("-q", "--quiet", action="store_true", help="print the ids only")
@@ -137,6 +205,11 @@ def verb_parser(verb: str) -> ocicli.Parser:
 
 
 def main(args: list[str] | None = None) -> None:
+    if _creates_container(sys.argv[1:] if args is None else args):
+        # The kernel's cgroup-move grace period then runs while we import and read the config.
+        from oci.linux.cgroups import prime
+
+        prime.start()
     try:
         ocicli.run(PROG, _main, args)
     except SystemExit as done:
@@ -148,6 +221,15 @@ def main(args: list[str] | None = None) -> None:
             except (OSError, ValueError):
                 pass
         os._exit(code)
+
+
+def _creates_container(args: list[str]) -> bool:
+    """Whether the verb is `create` or `run` (a cheap look before the real parsing)."""
+    try:
+        _, verb, rest = split_globals(args)
+    except Exception:  # noqa: BLE001 - the real parsing reports it
+        return False
+    return verb in ("create", "run") and "-h" not in rest and "--help" not in rest
 
 
 def _main(args: list[str], messages: ocicli.Messages) -> int:
@@ -177,7 +259,7 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
         return 2
     messages.log_format = g.log_format
     messages.debug_on = g.debug
-    opts = verb_parser(verb).parse_args(rest)
+    opts = quick_parse(verb, rest) or verb_parser(verb).parse_args(rest)
     try:
         return HANDLERS[verb](g, opts, messages) or 0
     except OciError as err:

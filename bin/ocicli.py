@@ -5,6 +5,9 @@
   `--log-format json`;
 * exit codes come from the exception hierarchy in `oci.errors`;
 * `--help` shows examples, `--version` the ocikit version.
+
+Commands start often: argparse (with the gettext, locale and shutil it pulls in), json and
+typing are imported on first use, not with this module. `Parser` is made on first access.
 """
 
 from __future__ import annotations
@@ -16,31 +19,52 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 if os.path.isfile(os.path.join(_ROOT, "oci", "__init__.py")) and _ROOT not in sys.path:
     sys.path.insert(1, _ROOT)  # running from a checkout
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-from typing import Any, Callable, NoReturn, Sequence  # noqa: E402
-
 from oci import __version__  # noqa: E402
 from oci.errors import INTERRUPTED_EXIT_CODE, InvalidInput, OciError, Unsupported  # noqa: E402
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Callable, NoReturn, Sequence
 
 LOG_FORMATS = ("text", "json")
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with ocikit's common flags and an examples section in --help."""
+def _make_parser_class() -> type:
+    import argparse
 
-    def __init__(self, prog: str, description: str, examples: str = "", common: bool = True,
-                 **kwargs: Any) -> None:
-        epilog = f"examples:\n{examples.rstrip()}\n\n{EXIT_CODES}" if examples else EXIT_CODES
-        super().__init__(prog=prog, description=description, epilog=epilog,
-                         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
-        self.add_argument("--version", action="version", version=f"{prog} (ocikit) {__version__}")
-        if common:
-            add_common(self)
+    class Parser(argparse.ArgumentParser):
+        """argparse with ocikit's common flags and an examples section in --help."""
 
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: {message} (see --help)\n")
-        sys.exit(2)
+        def __init__(self, prog: str, description: str, examples: str = "", common: bool = True,
+                     **kwargs: Any) -> None:
+            epilog = f"examples:\n{examples.rstrip()}\n\n{EXIT_CODES}" if examples else EXIT_CODES
+            super().__init__(prog=prog, description=description, epilog=epilog,
+                             formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+            self.add_argument("--version", action="version", version=f"{prog} (ocikit) {__version__}")
+            if common:
+                add_common(self)
+
+        def error(self, message: str) -> NoReturn:
+            sys.stderr.write(f"{self.prog}: {message} (see --help)\n")
+            sys.exit(2)
+
+    Parser.__module__ = __name__
+    return Parser
+
+
+def _parser_class() -> type:
+    parser_class = globals().get("Parser")
+    if parser_class is None:
+        parser_class = globals()["Parser"] = _make_parser_class()
+    return parser_class
+
+
+def __getattr__(name: str) -> Any:
+    """`Parser` (argparse with ocikit's common flags), made on first access."""
+    if name == "Parser":
+        return _parser_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 EXIT_CODES = """exit codes:
@@ -66,6 +90,8 @@ class Messages:
 
     def _write(self, level: str, message: str, **fields: Any) -> None:
         if self.log_format == "json":
+            import json
+
             line = json.dumps({"level": level, "msg": message, "prog": self.prog, **fields})
         else:
             line = f"{self.prog}: {'' if level in ('error', 'info') else level + ': '}{message}"
@@ -90,6 +116,8 @@ class Messages:
 
 def emit(document: Any) -> None:
     """Write one JSON document to stdout, for the next command in a pipeline."""
+    import json
+
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
     sys.stdout.flush()
 
@@ -143,7 +171,7 @@ def not_implemented(prog: str, description: str, examples: str, issue: str) -> C
 
     def main() -> NoReturn:
         def body(args: list[str], messages: Messages) -> int:
-            parser = Parser(prog, description, examples)
+            parser = _parser_class()(prog, description, examples)
             parser.parse_known_args(args)
             raise Unsupported(f"not implemented yet (tracked in {issue})")
 

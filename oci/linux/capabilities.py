@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from oci.errors import InvalidInput
 from oci.linux import syscalls
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NAMES = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",

@@ -10,10 +10,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any, Callable
 
 from oci.errors import InvalidInput, OciError
 from oci.linux import syscalls
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS = 1, 2, 4, 8, 16
 MS_REMOUNT, MS_MANDLOCK, MS_DIRSYNC, MS_NOSYMFOLLOW = 32, 64, 128, 256

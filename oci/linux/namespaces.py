@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from oci.errors import InvalidInput
 from oci.linux import syscalls
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FLAGS = {
     "pid": syscalls.CLONE_NEWPID,

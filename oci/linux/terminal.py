@@ -10,10 +10,13 @@ import socket
 import struct
 import termios
 import tty
-from typing import Any
 
 from oci.linux import syscalls
 from oci.linux.mounts import MS_BIND
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def open_console(console_size: dict[str, int] | None) -> tuple[int, int]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
 
 from oci.errors import OciError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class InitError(OciError):

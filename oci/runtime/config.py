@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from oci import schema
 from oci.errors import InvalidInput, Unsupported
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ANY = True
 MIN_VERSION, MAX_VERSION = (1, 0, 0), (1, 3, 0)

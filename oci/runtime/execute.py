@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, NoReturn
 
 from oci.errors import Conflict, OciError
 from oci.runtime.channel import Channel
 from oci.runtime.state import StateStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 NAMESPACE_ORDER = ("user", "ipc", "uts", "net", "pid", "cgroup", "time", "mnt")
 NAMESPACE_TYPES = {"user": "user", "ipc": "ipc", "uts": "uts", "net": "network", "pid": "pid", "cgroup": "cgroup",
@@ -100,7 +103,7 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
     if data:
         raise InitError(f"exec: {Channel.decode(data)}")
     if opts.pid_file:
-        from oci.fsutil import write_atomic
+        from oci.runtime.state import write_atomic
 
         write_atomic(os.path.abspath(opts.pid_file), str(pid).encode())
     return pid

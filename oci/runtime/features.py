@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from oci.runtime.config import MAX_VERSION, MIN_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def features() -> dict[str, Any]:

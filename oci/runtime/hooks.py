@@ -11,9 +11,12 @@ import json
 import os
 import select
 import signal
-from typing import Any
 
 from oci.errors import OciError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 FATAL_PHASES = ("prestart", "createRuntime", "createContainer", "startContainer")

@@ -7,10 +7,13 @@ import os
 import signal
 import socket
 import time
-from typing import Any
 
 from oci.errors import Conflict, InvalidInput, NotFound, OciError, UsageError
-from oci.runtime.state import Container, StateStore, process_start_time
+from oci.runtime.state import Container, StateStore, process_start_time, write_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class CreateOptions:
@@ -59,6 +62,7 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
 def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, config: dict[str, Any],
                opts: CreateOptions) -> Container:
     from oci.linux import cgroups, namespaces, syscalls
+    from oci.linux.cgroups import prime
     from oci.runtime import hooks
     from oci.runtime.channel import Channel, InitError
     from oci.runtime.process import InitOptions, stage_a
@@ -128,6 +132,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         container.pid = pid
         container.start_time = process_start_time(pid) or 0
         cgroup.join(pid)  # while the init prepares the rootfs; it waits for "state" to go on
+        prime.stop()
         ours.recv("hooks")
         creating = container.spec_state("creating")
         try:
@@ -145,8 +150,6 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         ours.close()
         store.save(container)
         if opts.pid_file:
-            from oci.fsutil import write_atomic
-
             write_atomic(os.path.abspath(opts.pid_file), str(pid).encode())
         return container
     except BaseException:
@@ -208,8 +211,10 @@ def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
     return container, hooks.run_hooks_warn(container.hooks, "poststart", container.spec_state("running"))
 
 
-SIGNALS = {name[3:]: int(value) for name, value in signal.Signals.__members__.items()
-           if name.startswith("SIG") and not name.startswith("SIG_")}
+def signal_numbers() -> dict[str, int]:
+    """Signal names without the SIG prefix -> numbers."""
+    return {name[3:]: int(value) for name, value in signal.Signals.__members__.items()
+            if name.startswith("SIG") and not name.startswith("SIG_")}
 
 
 def parse_signal(text: str) -> int:
@@ -227,8 +232,9 @@ def parse_signal(text: str) -> int:
             return int(base) + (int(offset) if offset else 0)
         except ValueError:
             pass
-    if name in SIGNALS:
-        return SIGNALS[name]
+    numbers = signal_numbers()
+    if name in numbers:
+        return numbers[name]
     raise InvalidInput(f"invalid signal: {text}")
 
 

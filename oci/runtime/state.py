@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from oci.errors import Conflict, InvalidInput, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_ROOT = "/run/oci-run"
 OCI_VERSION = "1.2.1"
@@ -37,6 +40,38 @@ def process_start_time(pid: int) -> int | None:
     if fields[0] in (b"Z", b"X"):
         return None
     return int(fields[19])
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data`: a temporary beside it, fsync, rename, fsync of the folder.
+
+    oci.fsutil.write_atomic does the same through tempfile, whose import (shutil, random,
+    bz2, lzma, ...) costs more than the write on a runtime's start path.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".tmp-{os.path.basename(path)}-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Container:
@@ -107,8 +142,6 @@ class StateStore:
         return folder
 
     def save(self, container: Container) -> None:
-        from oci.fsutil import write_atomic
-
         write_atomic(os.path.join(container.directory, "state.json"), container.to_json(), 0o600)
 
     def load(self, container_id: str) -> Container:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Any
 
 from oci.errors import OciError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # What every container may use whatever its rules say (as runc allows them): mknod of any
 # node, the default devices, the console and the pseudo-terminals.

@@ -10,10 +10,13 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
-from typing import Any
 
 from oci.linux import syscalls
 from oci.linux.cgroups.base import CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
 BPF_PROG_TYPE_CGROUP_DEVICE, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI = 15, 6, 2

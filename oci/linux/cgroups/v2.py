@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from oci.linux.cgroups.base import DEFAULT_ALLOWED, CgroupError, Manager, rmdir_retry, write
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class V2Manager(Manager):
