@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
-from typing import BinaryIO, Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, Iterator
 
 
 def fsync_dir(path: str) -> None:
@@ -25,6 +27,8 @@ def atomic_file(path: str, mode: int = 0o644, tmp_dir: str | None = None) -> Ite
     The temporary lives in `tmp_dir` (default: beside `path`, which must be on the same
     filesystem); it is fsynced before the rename and removed on any failure.
     """
+    import tempfile  # on use: it pulls shutil, random, bz2 and lzma
+
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=tmp_dir or folder, prefix=".tmp-")
     try:

@@ -10,12 +10,14 @@ schema set through `spec/README.md`, which records every schema file's sha256).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from typing import Any
 
 from oci.errors import InvalidDocument, InvalidInput, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SPEC_DIR = next(
@@ -188,8 +190,10 @@ def _memo_key(data: bytes | str, kind: str) -> str | None:
     schemas = _schema_set()
     if schemas is None:
         return None
+    from hashlib import sha256  # on use: loading OpenSSL costs ~2 ms of every runtime start
+
     raw = data.encode() if isinstance(data, str) else data
-    h = hashlib.sha256(schemas)
+    h = sha256(schemas)
     h.update(kind.encode() + b"\0")
     h.update(raw)
     return h.hexdigest()
