@@ -68,6 +68,11 @@ def unpack(image: Image, rootfs: str, options: Options, budget: Budget, progress
 
     with fresh_directory(rootfs) as path, Root(path) as root:
         os.chmod(path, 0o755)
+        if os.geteuid() == 0 and (options.uid_map or options.gid_map):
+            # The root directory belongs to the container's root, as every entry does.
+            uid = options.uid_map.host_id(0)
+            gid = options.gid_map.host_id(0)
+            os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
         count = len(image.layers)
         ahead = open_layer(image, 0, budget) if count else None
         try:

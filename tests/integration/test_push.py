@@ -13,6 +13,7 @@ from oci.layout import Layout
 from oci.registry.client import SOURCE_ANNOTATION
 
 from . import images
+from .conftest import TOKEN_POLICY
 from .push_support import blob_writes, environment, flags, uploads_started
 
 
@@ -185,7 +186,10 @@ def test_tls_with_basic_auth(oci, tmp_path, tls_registry, repo, small_image):
     assert anonymous.returncode == 6, anonymous.stderr
 
 
-def test_token_auth(oci, tmp_path, token_registry, repo, small_image):
+def test_token_auth(oci, tmp_path, new_registry, repo, small_image):
+    # A private token registry: in a full `make test` run the shared one's token server was
+    # once seen answering 404 by the time this test ran (not understood yet; see the note).
+    token_registry = new_registry(token={**TOKEN_POLICY, "deny": set(TOKEN_POLICY["deny"])})
     issuer = token_registry.token_issuer
     before = len(issuer.grants)
     ref = token_registry.ref(repo, "v1")

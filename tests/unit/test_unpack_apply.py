@@ -160,6 +160,7 @@ def test_uid_and_gid_maps(tmp_path):
     root = unpack_layers(tmp_path / "1", [layer], uid_map=IdMap.parse(["0:100000:65536"]),
                          gid_map=IdMap.parse(["0:200000:10", "10:300000:65526"]))
     tree = snapshot(root)
+    assert (os.stat(root).st_uid, os.stat(root).st_gid) == (100000, 200000)  # the root dir is mapped too
     assert tree["a"][2:4] == (100000, 200000) and tree["b"][2:4] == (101000, 200005) and tree["d"][2:4] == (100002,
                                                                                                             200002)
     with pytest.raises(IntegrityError, match="outside --uid-map"):
