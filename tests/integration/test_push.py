@@ -187,8 +187,9 @@ def test_tls_with_basic_auth(oci, tmp_path, tls_registry, repo, small_image):
 
 
 def test_token_auth(oci, tmp_path, new_registry, repo, small_image):
-    # A private token registry: in a full `make test` run the shared one's token server was
-    # once seen answering 404 by the time this test ran (not understood yet; see the note).
+    # A private token registry: late in a full `make test` run, requests for tokens from the
+    # session-wide one were seen answered with 404 while its token server was up and answering
+    # curl (cause not found yet; the token tests of test_fetch_auth.py, which run earlier, pass).
     token_registry = new_registry(token={**TOKEN_POLICY, "deny": set(TOKEN_POLICY["deny"])})
     issuer = token_registry.token_issuer
     before = len(issuer.grants)

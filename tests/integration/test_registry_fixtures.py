@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from . import images
+from .conftest import TOKEN_POLICY
 from .faultproxy import Fault
 
 
@@ -60,7 +61,9 @@ def test_tls_registry_with_skopeo_and_auth_json(tls_registry, repo, small_image,
     assert json.loads(out)["config"]["digest"]
 
 
-def test_token_registry_issues_scoped_tokens(token_registry, repo, small_image):
+def test_token_registry_issues_scoped_tokens(new_registry, repo, small_image):
+    # A private token registry, as in test_push.py::test_token_auth (see the note there).
+    token_registry = new_registry(token={**TOKEN_POLICY, "deny": set(TOKEN_POLICY["deny"])})
     issuer = token_registry.token_issuer
     status, headers, _ = _get(f"{token_registry.url}/v2/")
     challenge = headers["WWW-Authenticate"]
