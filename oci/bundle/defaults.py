@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from oci.linux.capnames import NAMES as ALL_CAPS  # every capability, in the kernel's numbering
+from oci.linux.hardening import MASKED_PATHS, READONLY_PATHS
 
 # Docker's default capability set.
 DEFAULT_CAPS = [
@@ -13,11 +14,6 @@ DEFAULT_CAPS = [
     "CAP_AUDIT_WRITE",
 ]
 
-MASKED_PATHS = [
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
-]
-READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_NOFILE = 1024

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from oci.linux.hardening import MASKED_PATHS, READONLY_PATHS
 from oci.runtime.state import OCI_VERSION
 
 TYPE_CHECKING = False
@@ -9,10 +10,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
-                "/sys/devices/virtual/powercap"]
-READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
 def default_config(rootless: bool = False) -> dict[str, Any]:
@@ -34,8 +31,8 @@ def default_config(rootless: bool = False) -> dict[str, Any]:
     namespaces = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")]
     linux: dict[str, Any] = {
         "namespaces": namespaces,
-        "maskedPaths": MASKED_PATHS,
-        "readonlyPaths": READONLY_PATHS,
+        "maskedPaths": list(MASKED_PATHS),
+        "readonlyPaths": list(READONLY_PATHS),
     }
     if rootless:
         namespaces.append({"type": "user"})
