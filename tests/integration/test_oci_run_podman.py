@@ -124,7 +124,10 @@ def test_podman_memory_and_pids_limits_and_exit_status(podman):
 
 def test_podman_interactive_tty(podman):
     argv, env = podman
-    command = " ".join([*argv, "run", "--rm", "-it", IMAGE, "sh", "-c", "'test -t 0 && echo tty-ok; exit 4'"])
+    # The short sleep keeps the container alive until podman has attached to its terminal: under
+    # load, podman 4.3 was seen missing the output of a `-it` container that exits at once.
+    command = " ".join([*argv, "run", "--rm", "-it", IMAGE, "sh", "-c",
+                        "'test -t 0 && echo tty-ok; sleep 1; exit 4'"])
     result = subprocess.run(["script", "-qec", command, "/dev/null"], stdin=subprocess.DEVNULL, capture_output=True,
                             text=True, env=env, timeout=120)
     assert "tty-ok" in result.stdout, result.stdout + result.stderr
