@@ -20,14 +20,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from oci.layout import Layout  # noqa: E402
+from bench import hostimage  # noqa: E402
 from tests.integration.registry_server import start_registry  # noqa: E402
 
 CACHE = os.path.join(ROOT, "bench", ".cache", "fetch-image")
@@ -42,74 +41,6 @@ LAYERS = [  # base first; folders that are missing on a host are skipped
     ["/usr/share/doc"],
 ]
 MIN_SIZE = 50 << 20
-EPOCH = 1_700_000_000
-
-
-def _layer_tar(folders: list[str], target: str) -> None:
-    """A deterministic tar of host folders: sorted, owners 0, mtimes clamped, no special files."""
-    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        if not (info.isfile() or info.isdir() or info.issym()):
-            return None
-        info.uid = info.gid = 0
-        info.uname = info.gname = "root"
-        info.mtime = min(info.mtime, EPOCH)
-        return info
-
-    with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as tar:
-        for folder in folders:
-            if not os.path.isdir(folder):
-                continue
-            for parent, dirs, files in os.walk(folder):
-                dirs.sort()
-                for name in [""] + sorted(files):
-                    path = os.path.join(parent, name) if name else parent
-                    if os.path.isfile(path) and not os.access(path, os.R_OK):
-                        continue
-                    tar.add(path, arcname=path.lstrip("/"), recursive=False, filter=clean)
-
-
-def build_image() -> None:
-    """Build the benchmark image into CACHE (once)."""
-    import hashlib
-    import json
-
-    from oci.descriptor import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor
-    from oci.digest import Digest
-
-    work = tempfile.mkdtemp(prefix="bench-fetch-build-", dir=SCRATCH)
-    try:
-        layout = Layout.open(CACHE + ".tmp", create=True)
-        layers, diff_ids = [], []
-        for i, folders in enumerate(LAYERS):
-            raw = os.path.join(work, f"layer{i}.tar")
-            _layer_tar(folders, raw)
-            with open(raw, "rb") as f:
-                diff_ids.append("sha256:" + hashlib.file_digest(f, "sha256").hexdigest())
-            subprocess.run(["pigz", "-n", "-6", raw], check=True)
-            with open(raw + ".gz", "rb") as f:
-                digest, size = layout.put_blob(f)
-            layers.append(Descriptor(OCI_LAYER_GZIP, digest, size))
-        config = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
-                  "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-        config_data = json.dumps(config).encode()
-        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                    "config": Descriptor(OCI_CONFIG, layout.put_bytes(config_data), len(config_data)).to_json(),
-                    "layers": [d.to_json() for d in layers]}
-        data = json.dumps(manifest).encode()
-        layout.tag(TAG, Descriptor(OCI_MANIFEST, layout.put_bytes(data), len(data)))
-        assert Digest.of(data)
-        os.rename(CACHE + ".tmp", CACHE)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(CACHE + ".tmp", ignore_errors=True)
-
-
-def image_size() -> tuple[int, int]:
-    layout = Layout.open(CACHE)
-    import json
-
-    manifest = json.loads(layout.read_blob(layout.resolve(TAG)))
-    return sum(layer["size"] for layer in manifest["layers"]), len(manifest["layers"])
 
 
 def timed(argv: list[str]) -> float:
@@ -121,12 +52,12 @@ def timed(argv: list[str]) -> float:
 def main() -> None:
     if not os.path.isdir(CACHE):
         print("building the benchmark image (cached in bench/.cache) ...", file=sys.stderr)
-        build_image()
+        hostimage.build(CACHE, TAG, LAYERS, MIN_SIZE)
     # Installed Python packages carry compiled bytecode; a checkout gets it here (even under
     # PYTHONDONTWRITEBYTECODE), so start-up is measured as users see it.
     subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(ROOT, "oci"), os.path.join(ROOT, "bin")],
                    check=True)
-    size, count = image_size()
+    size, count = hostimage.size(CACHE, TAG)
     assert size >= MIN_SIZE, f"benchmark image is only {size} bytes"
     scratch = tempfile.mkdtemp(prefix="bench-fetch-", dir=SCRATCH)
     registry = start_registry(os.path.join(scratch, "registry"))
