@@ -112,15 +112,11 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
 def _join(channel: Channel, fds: dict[str, int], process: dict[str, Any], config: dict[str, Any],
           seccomp_filter: Any, console_fd: int | None, preserve_fds: int) -> NoReturn:
     from oci.linux import namespaces, syscalls
-    from oci.runtime.process import describe_error, environment, finalize, find_executable, report_failure
+    from oci.runtime.process import describe_error, environment, finalize, find_executable, preload, report_failure
 
     try:
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        import resource  # noqa: F401 - needed after the mount namespace changes
-
-        import oci.linux.capabilities  # noqa: F401
-        if process.get("terminal"):
-            import oci.linux.terminal  # noqa: F401
+        preload(process)  # before the container's namespaces hide the runtime's files
         for name in NAMESPACE_ORDER:
             if name in fds:
                 namespaces.join(NAMESPACE_TYPES[name], fds.pop(name))

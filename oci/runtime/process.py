@@ -68,10 +68,24 @@ def describe_error(err: BaseException) -> str:
     return text
 
 
+def preload(process: dict[str, Any]) -> None:
+    """Import now what the init needs later: once in a user namespace, or after pivot_root, the
+    runtime's own files may be out of reach (a checkout in a 0700 folder, a path the container
+    cannot see)."""
+    import resource  # noqa: F401
+
+    import oci.linux.capabilities  # noqa: F401
+    import oci.linux.mounts  # noqa: F401
+    import oci.runtime.hooks  # noqa: F401
+    if process.get("terminal"):
+        import oci.linux.terminal  # noqa: F401
+
+
 def stage_a(channel: Channel, opts: InitOptions) -> NoReturn:
     """Enter the namespaces, fork the container's init, report its pid, exit."""
     try:
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        preload(opts.config["process"])
         linux = opts.config["linux"]
         channel.recv("go")
         ns = namespaces.Namespaces(linux.get("namespaces", []))
@@ -127,12 +141,6 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
     for signum in WAIT_SIGNALS:
         signal.signal(signum, _on_wait_signal)
     try:
-        # Everything imported after pivot_root would be looked for inside the container.
-        import resource  # noqa: F401
-
-        import oci.linux.capabilities  # noqa: F401
-        if process.get("terminal"):
-            import oci.linux.terminal  # noqa: F401
         builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"))
         builder.prepare()
         if "oomScoreAdj" in process:
