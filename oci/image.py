@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections import namedtuple
 
 from oci import platform as platforms
 from oci.descriptor import INDEXES, LAYERS, MANIFESTS, REF_NAME, Descriptor
@@ -10,12 +10,17 @@ from oci.digest import Digest
 from oci.errors import IntegrityError, InvalidInput, Unsupported
 from oci.layout import Layout
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 LAYOUT_ANNOTATION = "org.ocikit.layout"  # where the image lives, when a descriptor travels through a pipe
 
 
-class Image(NamedTuple):
+class Image(namedtuple("Image", ["layout", "descriptor", "manifest", "config_descriptor", "config"])):
     """A single-platform image whose manifest and config were verified and validated."""
 
+    __slots__ = ()
     layout: Layout
     descriptor: Descriptor  # the manifest's descriptor
     manifest: dict[str, Any]

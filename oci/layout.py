@@ -20,13 +20,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Any, BinaryIO, Iterator
 
 from oci import schema
 from oci.descriptor import INDEXES, MANIFESTS, OCI_INDEX, REF_NAME, Descriptor
-from oci.digest import Digest, VerifyingReader, copy_hashing
+from oci.digest import Digest, VerifyingReader, copy_hashing, verify_bytes
 from oci.errors import IntegrityError, InvalidInput, NotFound, OciError
 from oci.fsutil import atomic_file, fsync_dir, locked, write_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Iterator
 
 LAYOUT_VERSION = "1.0.0"
 MAX_DOCUMENT = 4 << 20  # manifests, indexes and configs larger than this are refused
@@ -144,8 +147,15 @@ class Layout:
         """Read a (small) blob completely, verified against its descriptor."""
         if descriptor.size > limit:
             raise IntegrityError(f"blob {descriptor.digest}: size {descriptor.size} exceeds the cap of {limit}")
-        with self.open_blob(descriptor) as reader:
-            return reader.read()
+        try:
+            with open(self.blob_path(descriptor.digest), "rb") as f:
+                data = f.read(descriptor.size + 1)
+        except FileNotFoundError:
+            raise NotFound(f"{self.path}: blob {descriptor.digest} is missing") from None
+        if len(data) > descriptor.size:
+            raise IntegrityError(f"blob {descriptor.digest}: more than the expected {descriptor.size} bytes")
+        verify_bytes(data, descriptor.digest, descriptor.size, f"blob {descriptor.digest}")
+        return data
 
     def read_document(self, descriptor: Descriptor) -> dict[str, Any]:
         """Read a manifest, index or config blob, verified and validated by its media type.

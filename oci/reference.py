@@ -9,7 +9,7 @@ when neither tag nor digest is given.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from collections import namedtuple
 
 from oci.digest import Digest
 from oci.errors import InvalidInput
@@ -29,13 +29,14 @@ _REMAINDER = re.compile(
 )
 
 
-class Reference(NamedTuple):
+class Reference(namedtuple("Reference", ["registry", "repository", "tag", "digest"], defaults=(None, None))):
     """A normalised image reference."""
 
+    __slots__ = ()
     registry: str
     repository: str
-    tag: str | None = None
-    digest: Digest | None = None
+    tag: str | None
+    digest: Digest | None
 
     @classmethod
     def parse(cls, text: str) -> Reference:

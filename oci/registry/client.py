@@ -30,7 +30,7 @@ import http.client
 import json
 import re
 import urllib.parse
-from typing import Callable, NamedTuple
+from collections import namedtuple
 
 from oci import schema
 from oci.descriptor import DOCKER_LIST, DOCKER_MANIFEST, INDEXES, MANIFESTS, OCI_INDEX, OCI_MANIFEST, Descriptor
@@ -40,7 +40,13 @@ from oci.reference import Reference
 
 from . import credentials as creds
 from .auth import Authenticator
-from .http import Body, HttpError, Options, Response, Transport
+from .http import HttpError, Options, Response, Transport
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from .http import Body
 
 SOURCE_ANNOTATION = "org.ocikit.source"  # on a layout's index entry: the reference an image was fetched from
 MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
@@ -52,9 +58,10 @@ MAX_REDIRECTS = 5
 _LINK_NEXT = r'<([^>]+)>\s*;\s*rel="?next"?'
 
 
-class Manifest(NamedTuple):
+class Manifest(namedtuple("Manifest", ["media_type", "digest", "data"])):
     """A manifest or index exactly as the registry served it, with its verified digest."""
 
+    __slots__ = ()
     media_type: str
     digest: Digest
     data: bytes
@@ -64,11 +71,12 @@ class Manifest(NamedTuple):
         return Descriptor(self.media_type, self.digest, len(self.data))
 
 
-class Upload(NamedTuple):
+class Upload(namedtuple("Upload", ["location", "offset"], defaults=(0,))):
     """A blob upload session: where to send the next request and how many bytes it holds."""
 
+    __slots__ = ()
     location: str
-    offset: int = 0
+    offset: int
 
 
 class Registry:
@@ -88,6 +96,15 @@ class Registry:
 
     def url(self, path: str) -> str:
         return self.transport.url(self.host, path)
+
+    def send_ahead(self, method: str, url: str, scopes: tuple[str, ...], headers: dict[str, str] | None = None
+                   ) -> None:
+        """Send a GET or HEAD now, authorized as `request` would; `request` reads the answer."""
+        sent = dict(headers or {})
+        authorization = self.auth.header(scopes)
+        if authorization:
+            sent["Authorization"] = authorization
+        self.transport.send_ahead(method, url, sent)
 
     def request(self, method: str, url: str, scopes: tuple[str, ...], headers: dict[str, str] | None = None,
                 body: Body = None, *, retry: bool = True) -> Response:
@@ -141,6 +158,16 @@ class Repository:
         return HttpError(f"{what}: registry answered HTTP {response.status}{detail}", response.status)
 
     # -- pulling -----------------------------------------------------------
+
+    def prefetch_manifest(self, reference: str, head: bool = False) -> None:
+        """Ask for the manifest `get_manifest(reference)` (or `head_manifest`, with `head`) then
+        reads, without waiting for the answer."""
+        self.registry.send_ahead("HEAD" if head else "GET", self._url(f"manifests/{reference}"), self.scopes,
+                                 {"Accept": MANIFEST_ACCEPT})
+
+    def prefetch_blob_size(self, digest: Digest) -> None:
+        """Ask now what `blob_size(digest)` then reads (a HEAD on a connection of its own)."""
+        self.registry.send_ahead("HEAD", self._url(f"blobs/{digest}"), self.scopes)
 
     def get_manifest(self, reference: str, limit: int = MAX_MANIFEST,
                      accept: tuple[str, ...] = MANIFEST_TYPES) -> Manifest:

@@ -61,6 +61,18 @@ def test_second_push_uploads_no_blob(oci, tmp_path, registry, repo, small_image)
     assert [r.path for r in seen if r.method == "PUT"] == [f"/v2/{repo}/manifests/v2"]
 
 
+def test_push_of_what_the_registry_serves_puts_nothing(oci, tmp_path, registry, repo, small_image):
+    ref = registry.ref(repo, "same")
+    assert _push(oci, tmp_path, registry, small_image.arg, ref).returncode == 0
+    mark = registry.mark()
+    again = _push(oci, tmp_path, registry, small_image.arg, ref)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["digest"] == str(small_image.descriptor.digest)
+    seen = registry.requests_since(mark)
+    assert {r.method for r in seen} == {"HEAD"}  # the manifest under its tag, and every blob
+    assert [r.path for r in seen if "/manifests/" in r.path] == [f"/v2/{repo}/manifests/same"]
+
+
 def test_several_tags_and_push_by_digest(oci, tmp_path, registry, repo, small_image):
     digest = str(small_image.descriptor.digest)
     result = _push(oci, tmp_path, registry, small_image.arg, registry.ref(repo, "1.0"), "--tag", "1", "--tag", "latest")
@@ -225,7 +237,7 @@ def test_missing_blob_in_layout_is_reported(oci, tmp_path, registry, repo, small
     other = f"{repo}-other"
     result = _push(oci, tmp_path, registry, small_image.arg, registry.ref(other, "v1"))
     assert result.returncode == 3 and layer in result.stderr and "missing from the layout" in result.stderr
-    assert not [r for r in registry.requests() if r.path == f"/v2/{other}/manifests/v1"]
+    assert not [r for r in registry.requests() if r.path == f"/v2/{other}/manifests/v1" and r.method == "PUT"]
 
 
 def test_damaged_layout_blob_is_refused_before_upload(oci, tmp_path, registry, repo, small_image):
@@ -237,7 +249,7 @@ def test_damaged_layout_blob_is_refused_before_upload(oci, tmp_path, registry, r
         f.write(data)
     result = _push(oci, tmp_path, registry, small_image.arg, registry.ref(repo, "v1"))
     assert result.returncode == 4 and layer in result.stderr and "damaged" in result.stderr
-    assert not [r for r in registry.requests() if r.path == f"/v2/{repo}/manifests/v1"]
+    assert not [r for r in registry.requests() if r.path == f"/v2/{repo}/manifests/v1" and r.method == "PUT"]
 
 
 def test_bad_arguments(oci, tmp_path, registry, small_image):
