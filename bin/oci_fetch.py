@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from _thread import allocate_lock
-from time import monotonic
+import gc
 
-import ocicli
+gc.disable()  # starting up (imports) makes many objects and no garbage cycles; collected again once at work
+
+import os  # noqa: E402
+import sys  # noqa: E402
+from _thread import allocate_lock  # noqa: E402
+from time import monotonic  # noqa: E402
+
+import ocicli  # noqa: E402
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -268,6 +272,7 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
 
     platform = Platform.parse(args.platform) if args.platform else None
     bar = ProgressBar() if not args.quiet and sys.stderr.isatty() else None
+    gc.enable()
     try:
         result = pull(source, reference, layout_path, tag=tag, platform=platform, all_platforms=args.all_platforms,
                       referrers=args.referrers, jobs=args.jobs, progress=bar, annotations=annotations,

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
-import os
-import sys
+import gc
 
-import ocicli
-from oci_fetch import (
+gc.disable()  # starting up (imports) makes many objects and no garbage cycles; collected again once at work
+
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import ocicli  # noqa: E402
+from oci_fetch import (  # noqa: E402
     REGISTRY_FLAGS,
     ProgressBar,
     add_flags,
@@ -104,6 +108,7 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     if ref.digest and ref.digest != descriptor.digest:
         raise IntegrityError(f"{args.ref}: the image is {descriptor.digest}, not {ref.digest}")
     bar = ProgressBar() if not args.quiet and sys.stderr.isatty() else None
+    gc.enable()
     try:
         result = push(layout, descriptor, repository, tags=tags, jobs=args.jobs, chunk_size=chunk_size,
                       mount_from=args.from_repo, progress=bar)

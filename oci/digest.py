@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from typing import BinaryIO, Iterator
 
 ALGORITHMS = {"sha256": 64, "sha512": 128}
-_GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+_GRAMMAR = r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"  # compiled only for digests we do not support
+_HEX = "0123456789abcdef"
 CHUNK = 1 << 20
 SMALL = 1 << 20  # byte strings up to this size are hashed without loading OpenSSL
 
@@ -28,14 +29,14 @@ class Digest(namedtuple("Digest", ["algorithm", "hex"])):
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse `alg:hex`; refuse malformed text and algorithms other than sha256/sha512."""
-        if not isinstance(text, str) or not _GRAMMAR.match(text):
+        algorithm, colon, encoded = text.partition(":") if isinstance(text, str) else ("", "", "")
+        if colon and algorithm in ALGORITHMS:
+            if len(encoded) != ALGORITHMS[algorithm] or encoded.strip(_HEX):
+                raise InvalidInput(f"invalid {algorithm} digest {text!r}")
+            return cls(algorithm, encoded)
+        if not isinstance(text, str) or not re.match(_GRAMMAR, text):
             raise InvalidInput(f"invalid digest {text!r}")
-        algorithm, _, encoded = text.partition(":")
-        if algorithm not in ALGORITHMS:
-            raise Unsupported(f"unsupported digest algorithm {algorithm!r} in {text!r}")
-        if len(encoded) != ALGORITHMS[algorithm] or not re.fullmatch(r"[a-f0-9]+", encoded):
-            raise InvalidInput(f"invalid {algorithm} digest {text!r}")
-        return cls(algorithm, encoded)
+        raise Unsupported(f"unsupported digest algorithm {algorithm!r} in {text!r}")
 
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:

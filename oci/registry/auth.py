@@ -19,12 +19,11 @@ from collections import namedtuple
 
 from oci.errors import AuthError, RegistryError
 
-from .credentials import Credentials
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
+    from .credentials import Credentials
     from .http import Transport
 
 MAX_TOKEN_RESPONSE = 1 << 20

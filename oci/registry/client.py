@@ -38,7 +38,6 @@ from oci.digest import Digest
 from oci.errors import AuthError, IntegrityError, NotFound, OciError, RegistryError, Unsupported
 from oci.reference import Reference
 
-from . import credentials as creds
 from .auth import Authenticator
 from .http import HttpError, Options, Response, Transport
 
@@ -46,6 +45,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
+    from .credentials import Credentials
     from .http import Body
 
 SOURCE_ANNOTATION = "org.ocikit.source"  # on a layout's index entry: the reference an image was fetched from
@@ -84,11 +84,11 @@ class Registry:
 
     def __init__(self, host: str, options: Options | None = None, *, name: str | None = None,
                  transport: Transport | None = None,
-                 credentials: Callable[[], creds.Credentials | None] | None = None) -> None:
+                 credentials: Callable[[], Credentials | None] | None = None) -> None:
         self.host = host  # where the API lives (host[:port])
         self.name = name or host  # what credentials are filed under (docker.io for Docker Hub)
         self.transport = transport or Transport(options)
-        lookup = credentials or (lambda: creds.lookup(self.name))
+        lookup = credentials or (lambda: _lookup(self.name))
         self.auth = Authenticator(self.transport, self.name, lookup)
 
     def repository(self, name: str, push: bool = False) -> Repository:
@@ -369,8 +369,15 @@ def connect(reference: Reference, options: Options | None = None, push: bool = F
             transport: Transport | None = None) -> Repository:
     """The repository a reference names, reached with `options`."""
     registry = Registry(reference.api_host, options, name=reference.registry, transport=transport,
-                        credentials=lambda: creds.lookup(reference.registry, reference.repository))
+                        credentials=lambda: _lookup(reference.registry, reference.repository))
     return registry.repository(reference.repository, push)
+
+
+def _lookup(registry: str, repository: str = "") -> Credentials | None:
+    """Credentials from the files and helpers (read when a registry first asks for them)."""
+    from .credentials import lookup
+
+    return lookup(registry, repository)
 
 
 def manifest_media_type(data: bytes, content_type: str | None, what: str) -> str:

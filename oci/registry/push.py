@@ -15,8 +15,12 @@
   refusing a digest is reported as an integrity error naming the blob.
 * Child manifests are put by digest after their blobs, the top manifest or index by each
   tag (or by digest when there is none), unless a HEAD (asked before the blobs) showed the
-  registry serving that very digest there already. A manifest with a `subject` is recorded in the
-  referrers tag schema (`<alg>-<hex>` index) when the registry has no referrers API.
+  registry serving that very digest there already.
+* When the repository holds the top manifest or index by digest already, no blob or child
+  is asked for: registries take a manifest only when they hold every blob and child manifest
+  it names (distribution checks on each put), so only missing tags are put.
+* A manifest with a `subject` is recorded in the referrers tag schema (`<alg>-<hex>` index)
+  when the registry has no referrers API.
 """
 
 from __future__ import annotations
@@ -153,21 +157,25 @@ class Pusher:
     def push(self, descriptor: Descriptor, tags: list[str]) -> Result:
         """Ensure every blob, put the manifests, tag the root; the pushed root's descriptor."""
         references = tags or [str(descriptor.digest)]
-        for reference in references:  # answered while the layout is read
+        asked = list(dict.fromkeys([*references, str(descriptor.digest)]))
+        for reference in asked:  # answered while the layout is read
             self.repository.prefetch_manifest(reference, head=True)
         image = plan(self.layout, descriptor)
-        for child, _ in image.manifests[:-1][:AHEAD]:
-            self.repository.prefetch_manifest(str(child.digest), head=True)
-        sources = mount_sources(self.repository, self.hints + image.mount_from
-                                + _source_hints(self.layout, descriptor))
         result = Result(Descriptor(descriptor.media_type, descriptor.digest, descriptor.size,
                                    platform=descriptor.platform, artifact_type=descriptor.artifact_type))
         *children, (root, root_data) = image.manifests
-        served = {reference for reference in references if self._serves(reference, root)}
-        self._ensure_blobs(list(image.blobs.values()), sources, result)
-        for child, data in children:
-            if not self._serves(str(child.digest), child):
-                self._put_manifest(str(child.digest), child, data)
+        served = {reference for reference in asked if self._serves(reference, root)}
+        if str(root.digest) in served:  # held with every blob and child it names: only tags may be missing
+            result.blobs_present = len(image.blobs)
+        else:
+            for child, _ in children[:AHEAD]:
+                self.repository.prefetch_manifest(str(child.digest), head=True)
+            sources = mount_sources(self.repository, self.hints + image.mount_from
+                                    + _source_hints(self.layout, descriptor))
+            self._ensure_blobs(list(image.blobs.values()), sources, result)
+            for child, data in children:
+                if not self._serves(str(child.digest), child):
+                    self._put_manifest(str(child.digest), child, data)
         for tag in references:
             if tag not in served:
                 self._put_manifest(tag, root, root_data)
