@@ -10,7 +10,9 @@ times, alternating the two tools, median of BENCH_RUNS (default 5) runs:
   cold  into an empty layout (every blob travels)
   warm  into a layout that already holds every blob (only manifests travel)
 
-Layouts are written on tmpfs (/dev/shm). Prints seconds and the ratio oci-fetch / skopeo.
+Layouts are written on tmpfs (/dev/shm). oci-fetch runs as users run it: its launcher
+(bin/oci-fetch), which imports the command's byte-code. Prints seconds and the ratio
+oci-fetch / skopeo.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def main() -> None:
         ref = f"{registry.host}/bench/image:{TAG}"
         subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{CACHE}:{TAG}",
                         f"docker://{ref}"], check=True)
-        ours = [sys.executable, os.path.join(ROOT, "bin", "oci_fetch.py"), "--insecure", "-q", ref]
+        ours = [sys.executable, os.path.join(ROOT, "bin", "oci-fetch"), "--insecure", "-q", ref]  # the launcher
         theirs = ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}"]
         results: dict[str, list[float]] = {"ours cold": [], "skopeo cold": [], "ours warm": [], "skopeo warm": []}
         for run in range(RUNS):

@@ -24,7 +24,6 @@ import time
 from _thread import allocate_lock
 from collections import namedtuple
 
-from oci import platform as platforms
 from oci import schema
 from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, Descriptor
 from oci.digest import Digest, verify_bytes
@@ -41,6 +40,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # the interfaces, for type checkers only (typing costs a command's start ~3 ms)
     import threading
     from typing import BinaryIO, Callable, Protocol
+
+    from oci import platform as platforms
 
     class Progress(Protocol):
         """Told which blobs will travel, then how far each one got (from worker threads)."""
@@ -201,12 +202,13 @@ class Puller:
         if all_platforms:
             self._walk(plan, root, 0)
             return plan, root
-        wanted = platform or platforms.Platform.host()
         for _ in range(MAX_DEPTH):
             if chosen.media_type not in INDEXES:
                 break
+            from oci.platform import Platform, choose
+
             index = schema.parse(chosen.data, str(chosen.digest))
-            entry = platforms.choose(index.get("manifests", []), wanted, f"{self.source}@{chosen.digest}")
+            entry = choose(index.get("manifests", []), platform or Platform.host(), f"{self.source}@{chosen.digest}")
             chosen = self._document(Descriptor.from_json(entry))
         if chosen.media_type in INDEXES:
             raise Unsupported(f"{self.source}@{root.digest}: indexes nested deeper than {MAX_DEPTH}")
