@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import gc
+import os
+import sys
+from _thread import allocate_lock
+from time import monotonic
 
-gc.disable()  # starting up (imports) makes many objects and no garbage cycles; collected again once at work
-
-import os  # noqa: E402
-import sys  # noqa: E402
-from _thread import allocate_lock  # noqa: E402
-from time import monotonic  # noqa: E402
-
-import ocicli  # noqa: E402
+import ocicli
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -290,7 +287,10 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
 
 def run_and_exit(prog: str, body: Callable[[list[str], ocicli.Messages], int]) -> None:
     """ocicli.run, then leave at once: by then the output is flushed and every file and lock
-    closed, so the interpreter's teardown (freeing every module, ~2-4 ms) is skipped."""
+    closed, so the interpreter's teardown (freeing every module, ~2-4 ms) is skipped. No
+    garbage is collected while the command starts (imports make many objects and no
+    garbage cycles): `body` turns collection back on when its work begins."""
+    gc.disable()
     try:
         ocicli.run(prog, body)
         code: Any = 0

@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 import gc
+import os
+import sys
 
-gc.disable()  # starting up (imports) makes many objects and no garbage cycles; collected again once at work
-
-import os  # noqa: E402
-import sys  # noqa: E402
-
-import ocicli  # noqa: E402
-from oci_fetch import (  # noqa: E402
+import ocicli
+from oci_fetch import (
     REGISTRY_FLAGS,
     ProgressBar,
     add_flags,
