@@ -30,6 +30,7 @@ import http.client
 import json
 import re
 import urllib.parse
+from _thread import allocate_lock
 from collections import namedtuple
 
 from oci import schema
@@ -38,13 +39,13 @@ from oci.digest import Digest
 from oci.errors import AuthError, IntegrityError, NotFound, OciError, RegistryError, Unsupported
 from oci.reference import Reference
 
-from .auth import Authenticator
 from .http import HttpError, Options, Response, Transport
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
+    from .auth import Authenticator
     from .credentials import Credentials
     from .http import Body
 
@@ -88,8 +89,23 @@ class Registry:
         self.host = host  # where the API lives (host[:port])
         self.name = name or host  # what credentials are filed under (docker.io for Docker Hub)
         self.transport = transport or Transport(options)
-        lookup = credentials or (lambda: _lookup(self.name))
-        self.auth = Authenticator(self.transport, self.name, lookup)
+        self._credentials = credentials or (lambda: _lookup(self.name))
+        self._auth: Authenticator | None = None  # made on the first challenge (401)
+        self._auth_lock = allocate_lock()
+
+    @property
+    def auth(self) -> Authenticator:
+        """How to authenticate here, learnt from the registry's challenges."""
+        with self._auth_lock:
+            if self._auth is None:
+                from .auth import Authenticator
+
+                self._auth = Authenticator(self.transport, self.name, self._credentials)
+            return self._auth
+
+    def _authorization(self, scopes: tuple[str, ...]) -> str | None:
+        """The Authorization header for `scopes`; None until a challenge said how to make one."""
+        return self._auth.header(scopes) if self._auth is not None else None
 
     def repository(self, name: str, push: bool = False) -> Repository:
         return Repository(self, name, push)
@@ -101,7 +117,7 @@ class Registry:
                    ) -> None:
         """Send a GET or HEAD now, authorized as `request` would; `request` reads the answer."""
         sent = dict(headers or {})
-        authorization = self.auth.header(scopes)
+        authorization = self._authorization(scopes)
         if authorization:
             sent["Authorization"] = authorization
         self.transport.send_ahead(method, url, sent)
@@ -112,7 +128,7 @@ class Registry:
         start = body.tell() if body is not None and not isinstance(body, bytes) and body.seekable() else None
         for attempt in range(3):
             sent = dict(headers or {})
-            authorization = self.auth.header(scopes)
+            authorization = self._authorization(scopes)
             if authorization:
                 sent["Authorization"] = authorization
             if attempt and start is not None:
