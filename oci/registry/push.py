@@ -3,7 +3,7 @@
     result = push(layout, descriptor, repository, tags=["1.0"], jobs=4)
 
 * Every blob (configs and layers of every manifest, for an index every platform) is first
-  asked for with HEAD (the first few at once, each on a kept-alive connection of its own);
+  asked for with HEAD (two per job at once, each on a kept-alive connection of its own);
   present blobs are skipped. A missing blob is mounted from another
   repository of the same registry when one is known to hold it (`mount_from`, and the
   repository the layout says the image came from), else uploaded.
@@ -43,7 +43,7 @@ BLOB_ATTEMPTS = 4  # fresh upload sessions per blob before giving up
 MAX_DEPTH = 4
 BASE_NAME_ANNOTATION = "org.opencontainers.image.base.name"  # manifest: the image this one builds on
 DIGEST_REFUSALS = ("DIGEST_INVALID", "SIZE_INVALID", "BLOB_UPLOAD_INVALID")
-AHEAD = 8  # blobs asked for at once (HEAD), each on a connection of its own
+AHEAD_PER_JOB = 2  # blobs (and child manifests) asked for at once per --jobs, each HEAD on a connection of its own
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for type checkers only (typing costs a command's start ~3 ms)
@@ -168,7 +168,7 @@ class Pusher:
         if str(root.digest) in served:  # held with every blob and child it names: only tags may be missing
             result.blobs_present = len(image.blobs)
         else:
-            for child, _ in children[:AHEAD]:
+            for child, _ in children[:AHEAD_PER_JOB * self.jobs]:
                 self.repository.prefetch_manifest(str(child.digest), head=True)
             sources = mount_sources(self.repository, self.hints + image.mount_from
                                     + _source_hints(self.layout, descriptor))
@@ -198,12 +198,12 @@ class Pusher:
     # -- blobs -------------------------------------------------------------
 
     def _ensure_blobs(self, blobs: list[Descriptor], sources: list[str], result: Result) -> None:
-        # The first few are asked for at once (HEADs sent ahead, one connection each: a second
+        # Two per job are asked for at once (HEADs sent ahead, one connection each: a second
         # push of an image costs one round trip and no thread); the answers are read in turn
         # while the registry has the blobs, and from the first missing blob on the rest travel
         # in parallel.
         blobs = sorted(blobs, key=lambda d: -d.size)  # the largest first keeps every worker busy
-        for blob in blobs[:AHEAD]:
+        for blob in blobs[:AHEAD_PER_JOB * self.jobs]:
             self.repository.prefetch_blob_size(blob.digest)
         while blobs and self.repository.blob_size(blobs[0].digest) is not None:
             self._count(result, "present", blobs.pop(0))
