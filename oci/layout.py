@@ -18,7 +18,6 @@ Store semantics:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
 from oci import schema
@@ -67,6 +66,8 @@ class Layout:
                 self._write_index({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
             header = os.path.join(self.path, "oci-layout")
             if not os.path.exists(header):
+                import json
+
                 write_atomic(header, json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
 
     def _lock(self, name: str) -> str:
@@ -226,6 +227,8 @@ class Layout:
             self._write_index(index)
 
     def _write_index(self, index: dict[str, Any]) -> None:
+        import json
+
         path = os.path.join(self.path, "index.json")
         data = json.dumps(index, indent=2).encode() + b"\n"
         schema.load(data, "index", path, remember=True)  # validated before written, remembered for readers

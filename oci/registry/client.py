@@ -27,7 +27,6 @@ oci.errors: NotFound (3), IntegrityError (4), RegistryError/HttpError (5), AuthE
 from __future__ import annotations
 
 import http.client
-import json
 import re
 import urllib.parse
 from _thread import allocate_lock
@@ -434,6 +433,8 @@ def error_detail(response: Response) -> str:
         response.close()
         return ""
     try:
+        import json
+
         errors = json.loads(data).get("errors") or []
         first = errors[0]
         text = ": ".join(filter(None, (str(first.get("code", "")), str(first.get("message", "")))))

@@ -1,7 +1,7 @@
 """oci.reference: Docker's reference grammar and normalisation."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oci.errors import InvalidInput
@@ -101,6 +101,7 @@ plainish = st.text(alphabet="abAB09.-_:/@", max_size=24) | st.builds(
     host, path, st.one_of(st.none(), tag), st.one_of(st.none(), hexdigest))
 
 
+@settings(deadline=None)  # the first example compiles the grammar
 @given(plainish)
 def test_the_plain_spellings_read_as_the_grammar_reads_them(text):
     from oci.reference import _plain, _split_domain
