@@ -1,7 +1,7 @@
 """oci-run's runc verbs beyond the lifecycle, against the real kernel: pause, resume, update, ps, events.
 
 Containers from a busybox-static rootfs, each in a cgroup of its own (cgroup v1 here; the v2
-test runs in cg2vm's VM). podman's pause/unpause through oci-run is in test_oci_run_podman_control.py.
+test runs in cg2vm's VM), and `podman --runtime oci-run pause/unpause` on a running container.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ocirun_bundle import Bundle, OciRun, make_rootfs, unique_id  # noqa: E402
 
 from oci import schema  # noqa: E402
+from tests.integration import podman_env  # noqa: E402
 
 pytestmark = pytest.mark.root
 
@@ -255,3 +256,29 @@ def test_pause_resume_update_events_on_cgroup_v2(tmp_path, monkeypatch):
     stats = json.loads(lines[5])["data"]
     assert stats["memory"]["usage"]["limit"] == 32 << 20 and stats["pids"] == {"current": 1, "limit": 10}
     assert "LEFT-BEHIND" not in lines
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory):
+    with podman_env.session(tmp_path_factory) as env:
+        yield env
+
+
+@pytest.mark.slow
+def test_podman_pause_unpause_and_update(podman):
+    runtime = podman.runtime("oci-run")
+    with podman.started("--memory", "64m", runtime=runtime, command=("sh", "-c", "while :; do sleep 0.05; done"),
+                        ) as (name, pid):
+        freezer = podman_env.host_cgroup_file(pid, "freezer", "freezer.state") if V1 else \
+            podman_env.host_cgroup_file(pid, "", "cgroup.freeze")
+        podman.run("pause", name, runtime=runtime, check=True)
+        assert podman.run("inspect", "--format", "{{.State.Status}}", name).stdout.strip() == "paused"
+        assert freezer.read_text().strip() in ("FROZEN", "1")
+        podman.run("unpause", name, runtime=runtime, check=True)
+        assert podman.run("inspect", "--format", "{{.State.Status}}", name).stdout.strip() == "running"
+        assert freezer.read_text().strip() in ("THAWED", "0")
+        # podman update hands oci-run `--resources=FILE` with the new memory and memory+swap limits.
+        podman.run("update", "--memory", "32m", name, runtime=runtime, check=True)
+        limit = podman_env.host_cgroup_file(pid, "memory", "memory.limit_in_bytes") if V1 else \
+            podman_env.host_cgroup_file(pid, "", "memory.max")
+        assert limit.read_text().strip() == str(32 << 20)
