@@ -121,6 +121,19 @@ VERB_FLAGS = {
     "state": [],
     "kill": [(("-a", "--all"), "all", "switch", False, "signal every process in the container")],
     "delete": [(("-f", "--force"), "force", "switch", False, "kill a running container first")],
+    "pause": [],
+    "resume": [],
+    "ps": [(("-f", "--format"), "format", "str", "table", "table (ps output) or json (the pids as a JSON array)")],
+    "events": [(("--stats",), "stats", "switch", False, "print the container's stats once and exit"),
+               (("--interval",), "interval", "str", "5s", "time between stats (5s, 500ms, 1m; default: 5s)")],
+    "update": [(("-r", "--resources"), "resources", "str", None,
+                "a LinuxResources JSON document (- for stdin); no other flag with it"),
+               (("--memory",), "memory", "str", None, "memory limit in bytes (k, m, g suffixes; -1: unlimited)"),
+               (("--memory-reservation",), "memory_reservation", "str", None,
+                "memory soft limit in bytes (k, m, g suffixes)"),
+               (("--memory-swap",), "memory_swap", "str", None,
+                "memory+swap limit in bytes (k, m, g suffixes; -1: unlimited)"),
+               (("--pids-limit",), "pids_limit", "int", None, "maximum number of processes (-1: unlimited)")],
 }
 
 
@@ -202,8 +215,8 @@ def verb_parser(verb: str) -> ocicli.Parser:
     if verb == "spec":
         parser.add_argument("-b", "--bundle", default=".", help="where to write config.json")
         parser.add_argument("--rootless", action="store_true", help="a config for an unprivileged user")
-    if verb in ("ps", "update", "events"):
-        _control_flags(verb, parser)
+    if verb == "update":
+        _refused_update_flags(parser)
     if verb not in ("list", "spec", "features"):
         parser.add_argument("id", metavar="CONTAINER_ID")
     if verb == "kill":
@@ -226,25 +239,11 @@ UPDATE_REFUSED = ("--blkio-weight", "--cpu-period", "--cpu-quota", "--cpu-share"
                   "--l3-cache-schema", "--mem-bw-schema", "--cpu-idle", "--cpu-burst")
 
 
-def _control_flags(verb: str, parser: ocicli.Parser) -> None:
-    """The flags of ps, update and events (as runc has them)."""
+def _refused_update_flags(parser: ocicli.Parser) -> None:
     import argparse
 
-    if verb == "ps":
-        parser.add_argument("-f", "--format", choices=("table", "json"), default="table",
-                            help="table (ps output) or json (the pids as a JSON array)")
-    elif verb == "events":
-        parser.add_argument("--stats", action="store_true", help="print the container's stats once and exit")
-        parser.add_argument("--interval", default="5s", help="time between stats (5s, 500ms, 1m; default: 5s)")
-    else:
-        parser.add_argument("-r", "--resources", metavar="FILE",
-                            help="a LinuxResources JSON document (- for stdin); no other flag with it")
-        parser.add_argument("--memory", help="memory limit in bytes (k, m, g suffixes; -1: unlimited)")
-        parser.add_argument("--memory-reservation", help="memory soft limit in bytes (k, m, g suffixes)")
-        parser.add_argument("--memory-swap", help="memory+swap limit in bytes (k, m, g suffixes; -1: unlimited)")
-        parser.add_argument("--pids-limit", type=int, help="maximum number of processes (-1: unlimited)")
-        for flag in UPDATE_REFUSED:
-            parser.add_argument(flag, dest="refused_" + flag[2:].replace("-", "_"), help=argparse.SUPPRESS)
+    for flag in UPDATE_REFUSED:
+        parser.add_argument(flag, dest="refused_" + flag[2:].replace("-", "_"), help=argparse.SUPPRESS)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -591,8 +590,11 @@ def cmd_ps(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.errors import OciError, UsageError
     from oci.runtime import stats
 
+    if opts.format not in ("table", "json"):
+        raise UsageError(f"ps: --format: {opts.format!r} is neither table nor json")
     pids = stats.pids(_store(g), opts.id)
-    ps_args = opts.ps_args[1:] if opts.ps_args[:1] == ["--"] else opts.ps_args
+    ps_args = getattr(opts, "ps_args", [])  # quick_parse leaves it out: there were none
+    ps_args = ps_args[1:] if ps_args[:1] == ["--"] else ps_args
     if opts.format == "json":
         if ps_args:
             raise UsageError("ps: arguments for ps(1) need --format table")
@@ -620,7 +622,8 @@ def cmd_update(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.errors import Unsupported, UsageError
     from oci.runtime import control
 
-    refused = [flag for flag in UPDATE_REFUSED if getattr(opts, "refused_" + flag[2:].replace("-", "_")) is not None]
+    refused = [flag for flag in UPDATE_REFUSED
+               if getattr(opts, "refused_" + flag[2:].replace("-", "_"), None) is not None]
     if refused:
         raise Unsupported(f"update: {refused[0]}: not supported by oci-run (it updates memory and pids limits)")
     flags = {"--memory": opts.memory, "--memory-reservation": opts.memory_reservation,

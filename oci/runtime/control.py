@@ -9,7 +9,6 @@ a frozen task does not act on a signal until it is thawed).
 from __future__ import annotations
 
 import os
-import signal
 
 from oci.errors import Conflict, InvalidInput, Unsupported
 from oci.runtime.state import FREEZER_LINK, Container, StateStore, write_atomic
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
 # What `update` can change: the part of linux.resources that oci-run implements, as
 # oci.runtime.config.SUPPORTED describes it (True: any value).
 UPDATABLE: dict[str, Any] = {"memory": {"limit": True, "reservation": True, "swap": True}, "pids": {"limit": True}}
+SIGKILL = 9  # the signal module's import (enum) costs more than a pause
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
@@ -38,12 +38,24 @@ def pause(store: StateStore, container_id: str) -> None:
         if status not in ("created", "running"):
             raise Conflict(f"container not running ({status})")
         cgroup = _cgroup(container)
-        write_atomic(os.path.join(container.directory, FREEZER_LINK), cgroup.freezer_file().encode(), 0o600)
+        _record_freezer(container, cgroup.freezer_file())
         try:
             cgroup.freeze()
         except BaseException:
             cgroup.thaw()
             raise
+
+
+def _record_freezer(container: Container, freezer: str) -> None:
+    """Name the freezer file in the container's directory (once: it stays the same)."""
+    link = os.path.join(container.directory, FREEZER_LINK)
+    try:
+        with open(link) as f:
+            if f.read() == freezer:
+                return
+    except FileNotFoundError:
+        pass
+    write_atomic(link, freezer.encode(), 0o600)
 
 
 def resume(store: StateStore, container_id: str) -> None:
@@ -63,7 +75,7 @@ def kill_paused(store: StateStore, container_id: str) -> None:
     cgroup = _cgroup(container)
     for pid in cgroup.pids():
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, SIGKILL)
         except ProcessLookupError:
             pass
     cgroup.thaw()

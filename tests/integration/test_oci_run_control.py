@@ -105,6 +105,8 @@ def test_pause_freezes_and_resume_thaws(oci, bundle):
     assert again.returncode == 7 and "container not running" in again.stderr
     refused = oci("delete", cid)
     assert refused.returncode == 7 and "paused" in refused.stderr
+    refused = oci("exec", cid, "true")
+    assert refused.returncode == 7 and "cannot exec in a paused container" in refused.stderr
     assert oci("resume", cid).returncode == 0
     assert oci.state(cid)["status"] == "running"
     assert cgroup_file("freezer", path, "freezer.state") == "THAWED"

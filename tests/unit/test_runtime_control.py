@@ -5,7 +5,7 @@ import json
 import os
 
 import pytest
-from oci_run import parse_interval, verb_parser
+from oci_run import parse_interval, quick_parse, verb_parser
 
 from oci.errors import InvalidDocument, InvalidInput, Unsupported, UsageError
 from oci.linux.cgroups.v2 import V2Manager
@@ -60,6 +60,25 @@ def test_verb_flags():
     assert (opts.resources, opts.memory, opts.refused_cpu_share) == ("-", None, None)
     opts = verb_parser("events").parse_args(["--stats", "c1"])
     assert (opts.stats, opts.interval) == (True, "5s")
+
+
+@pytest.mark.parametrize("verb, args", [
+    ("pause", ["c1"]), ("resume", ["c1"]), ("ps", ["-f", "json", "c1"]), ("ps", ["c1"]),
+    ("events", ["--stats", "c1"]), ("events", ["--interval=2s", "c1"]),
+    ("update", ["--memory", "64m", "--memory-swap=128m", "--pids-limit", "10", "c1"]),
+    ("update", ["--resources=/r.json", "c1"]),
+])
+def test_quick_parse_agrees_with_argparse(verb, args):
+    quick = quick_parse(verb, args)
+    assert quick is not None
+    full = vars(verb_parser(verb).parse_args(args))
+    assert {k: v for k, v in full.items() if k != "ps_args" and not k.startswith("refused_")} == vars(quick)
+
+
+@pytest.mark.parametrize("verb, args", [("ps", ["c1", "-o", "pid"]), ("update", ["--pids-limit", "-1", "c1"]),
+                                        ("update", ["--cpu-share", "2", "c1"]), ("update", ["-r", "-", "c1"])])
+def test_quick_parse_leaves_the_rest_to_argparse(verb, args):
+    assert quick_parse(verb, args) is None
 
 
 def test_paused_status_reads_the_freezer_named_by_pause(tmp_path):

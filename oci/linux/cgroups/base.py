@@ -100,7 +100,7 @@ def frozen_value(text: str) -> bool:
 def wait_for(check: Any, what: str, timeout: float = 10.0) -> None:
     """Poll `check()` (quickly at first, then every 10 ms) until it is true; CgroupError after `timeout`."""
     deadline = time.monotonic() + timeout
-    delay = 0.0005
+    delay = 0.0001
     while not check():
         if time.monotonic() > deadline:
             raise CgroupError(f"cgroup: {what}: timed out after {timeout:g} s")
