@@ -222,6 +222,22 @@ def test_events_give_memory_and_pids_numbers(oci, bundle):
     assert stopped.returncode == 7 and "is not running" in stopped.stderr
 
 
+def test_events_report_an_oom_kill(oci, bundle):
+    cid, _ = started(oci, bundle, "sleep", "100", memory=16 << 20)
+    stream = subprocess.Popen(oci.argv("events", "--interval", "100ms", cid), stdout=subprocess.PIPE, text=True)
+    assert json.loads(stream.stdout.readline())["type"] == "stats"
+    # busybox tail keeps its whole input when it has no newline: the OOM killer takes it, not the init.
+    hog = oci("exec", cid, "sh", "-c", "head -c 64m /dev/zero | busybox tail")
+    assert hog.returncode == 137, hog.stderr
+    deadline = time.monotonic() + 5
+    kinds = []
+    while "oom" not in kinds and time.monotonic() < deadline:
+        kinds.append(json.loads(stream.stdout.readline())["type"])
+    assert oci("kill", cid, "KILL").returncode == 0
+    stream.communicate(timeout=10)
+    assert "oom" in kinds and oci.state(cid)["status"] == "stopped"
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.access(CG2VM, os.X_OK), reason="cg2vm is not installed on this machine")
 def test_pause_resume_update_events_on_cgroup_v2(tmp_path, monkeypatch):
