@@ -116,7 +116,7 @@ def fake_v2(tmp_path):
 def test_v2_freeze_update_and_stats_files(fake_v2):
     cgroup, folder = fake_v2
     cgroup.freeze()
-    assert (folder / "cgroup.freeze").read_text() == "1" and cgroup.frozen()
+    assert (folder / "cgroup.freeze").read_text() == "1" and cgroup.freezer_file() == str(folder / "cgroup.freeze")
     cgroup.update({"memory": {"limit": 32 << 20, "swap": 48 << 20}, "pids": {"limit": 10}})
     assert (folder / "memory.max").read_text() == str(32 << 20)
     assert (folder / "memory.swap.max").read_text() == str(16 << 20)  # the spec's swap counts memory too

@@ -92,11 +92,6 @@ def read_keyed(path: str) -> dict[str, int]:
     return values
 
 
-def frozen_value(text: str) -> bool:
-    """Whether a freezer file's content means frozen (v1 freezer.state FROZEN, v2 cgroup.freeze 1)."""
-    return text.strip() in ("FROZEN", "1")
-
-
 def wait_for(check: Any, what: str, timeout: float = 10.0) -> None:
     """Poll `check()` (quickly at first, then every 10 ms) until it is true; CgroupError after `timeout`."""
     deadline = time.monotonic() + timeout
@@ -137,7 +132,7 @@ class Manager:
     # Pause, resume, update and statistics (the runc verbs beyond the lifecycle).
 
     def freezer_file(self) -> str:
-        """The file whose content says whether the cgroup is frozen (see `frozen_value`)."""
+        """The file that says whether the cgroup is frozen: v1 freezer.state (FROZEN), v2 cgroup.freeze (1)."""
         raise NotImplementedError
 
     def freeze(self) -> None:
@@ -147,10 +142,6 @@ class Manager:
     def thaw(self) -> None:
         """Thaw the cgroup; return once the kernel says it is no longer frozen."""
         raise NotImplementedError
-
-    def frozen(self) -> bool:
-        """Whether the cgroup is (asked to be) frozen."""
-        return frozen_value(read_text(self.freezer_file()) or "")
 
     def update(self, resources: dict[str, Any]) -> None:
         """Change the memory and pids limits of a live cgroup (a LinuxResources subset; absent means unchanged)."""
