@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 DEFAULT_ROOT = "/run/oci-run"
 OCI_VERSION = "1.2.1"
 _ID_PUNCTUATION = set("_+-.")
-FREEZER_LINK = "freezer"  # written by oci.runtime.control.pause: the path of the container's freezer file
 
 
 def check_id(container_id: str) -> str:
@@ -73,6 +72,9 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+FREEZER_LINK = "freezer"  # written by oci.runtime.control.pause: the path of the container's freezer file
 
 
 class Container:
