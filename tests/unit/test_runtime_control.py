@@ -98,8 +98,14 @@ def test_paused_status_reads_the_freezer_named_by_pause(tmp_path):
 
 
 @pytest.fixture
-def fake_v2(tmp_path):
-    """A cgroup2-like tree: root/ocikit/c1 with the files freeze, update and stats touch."""
+def fake_v2(tmp_path, monkeypatch):
+    """A cgroup2-like tree: root/ocikit/c1 with the files freeze, update and stats touch.
+
+    A cgroup file takes each write(2) whole; a regular file keeps what a shorter write leaves
+    behind, so writes here replace the file's content."""
+    import oci.linux.cgroups.v2
+
+    monkeypatch.setattr(oci.linux.cgroups.v2, "write", lambda path, value: open(path, "w").write(value))
     folder = tmp_path / "ocikit" / "c1"
     folder.mkdir(parents=True)
     for parent in (tmp_path, tmp_path / "ocikit"):
