@@ -16,9 +16,10 @@
 * Child manifests are put by digest after their blobs, the top manifest or index by each
   tag (or by digest when there is none), unless a HEAD (asked before the blobs) showed the
   registry serving that very digest there already.
-* When the repository holds the top manifest or index by digest already, no blob or child
-  is asked for: registries take a manifest only when they hold every blob and child manifest
-  it names (distribution checks on each put), so only missing tags are put.
+* When the repository holds the top manifest or index already (a tag serves it, else a HEAD
+  by digest finds it), no blob or child is asked for: registries take a manifest only when
+  they hold every blob and child manifest it names (distribution checks on each put), so
+  only missing tags are put. A second push of an image is one HEAD.
 * A manifest with a `subject` is recorded in the referrers tag schema (`<alg>-<hex>` index)
   when the registry has no referrers API.
 """
@@ -157,15 +158,14 @@ class Pusher:
     def push(self, descriptor: Descriptor, tags: list[str]) -> Result:
         """Ensure every blob, put the manifests, tag the root; the pushed root's descriptor."""
         references = tags or [str(descriptor.digest)]
-        asked = list(dict.fromkeys([*references, str(descriptor.digest)]))
-        for reference in asked:  # answered while the layout is read
+        for reference in references:  # answered while the layout is read
             self.repository.prefetch_manifest(reference, head=True)
         image = plan(self.layout, descriptor)
         result = Result(Descriptor(descriptor.media_type, descriptor.digest, descriptor.size,
                                    platform=descriptor.platform, artifact_type=descriptor.artifact_type))
         *children, (root, root_data) = image.manifests
-        served = {reference for reference in asked if self._serves(reference, root)}
-        if str(root.digest) in served:  # held with every blob and child it names: only tags may be missing
+        served = {reference for reference in references if self._serves(reference, root)}
+        if served or self._serves(str(root.digest), root):  # held, so with every blob and child it names
             result.blobs_present = len(image.blobs)
         else:
             for child, _ in children[:AHEAD_PER_JOB * self.jobs]:
