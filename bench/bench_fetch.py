@@ -10,7 +10,8 @@ times, alternating the two tools, the median of BENCH_RUNS (default 5) runs:
   cold  into an empty layout (every blob travels)
   warm  into a layout that already holds every blob (only manifests travel); a warm run
         takes tens of milliseconds, so each run times BENCH_WARM (default 5) of them, the
-        two tools taking turns, and the median is over all of them
+        two tools taking turns, and the median is over all of them; the start-up floor
+        (bench/floor.py) is timed in the same turns, to show where a warm run's time goes
 
 Layouts are written on tmpfs (/dev/shm). oci-fetch runs as users run it: its launcher
 (bin/oci-fetch), which imports the command's byte-code. Prints seconds and the ratio
@@ -30,7 +31,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench import hostimage  # noqa: E402
+from bench import floor, hostimage  # noqa: E402
 from tests.integration.registry_server import start_registry  # noqa: E402
 
 CACHE = os.path.join(ROOT, "bench", ".cache", "fetch-image")
@@ -73,6 +74,7 @@ def main() -> None:
         ours = [sys.executable, os.path.join(ROOT, "bin", "oci-fetch"), "--insecure", "-q", ref]  # the launcher
         theirs = ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}"]
         results: dict[str, list[float]] = {"ours cold": [], "skopeo cold": [], "ours warm": [], "skopeo warm": []}
+        floors: dict[str, list[float]] = {name: [] for name in floor.COMMANDS}
         for run in range(RUNS):
             commands = {}
             for name, argv in (("ours", ours), ("skopeo", theirs))[:: 1 if run % 2 == 0 else -1]:
@@ -82,6 +84,8 @@ def main() -> None:
             for _ in range(WARM):
                 for name, (_, command) in commands.items():
                     results[f"{name} warm"].append(timed(command))
+                for name, command in floor.COMMANDS.items():
+                    floors[name].append(timed(command))
             stored = [sorted(os.listdir(os.path.join(commands[name][0], "blobs", "sha256"))) for name in commands]
             for target, _ in commands.values():
                 shutil.rmtree(target)
@@ -95,6 +99,7 @@ def main() -> None:
     for mode in ("cold", "warm"):
         o, s = med[f"ours {mode}"], med[f"skopeo {mode}"]
         print(f"  {mode}  oci-fetch {o:6.3f} s   skopeo copy {s:6.3f} s   ratio {o / s:4.2f}x")
+    print(floor.report(floors, med["ours warm"]))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ BENCH_RUNS (default 5) runs:
   cold  into an empty registry (a fresh registry per tool for each run: every blob travels)
   warm  into a repository that already holds every blob (only manifests travel); a warm
         push takes tens of milliseconds, so each run times BENCH_WARM (default 5) of them,
-        the two tools taking turns, and the median is over all of them
+        the two tools taking turns, and the median is over all of them; the start-up floor
+        (bench/floor.py) is timed in the same turns, to show where a warm push's time goes
 
 Prints seconds and the ratio oci-push / skopeo (below 1.0: oci-push is faster).
 """
@@ -28,7 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench import hostimage  # noqa: E402
+from bench import floor, hostimage  # noqa: E402
 from tests.integration.registry_server import start_registry  # noqa: E402
 
 CACHE = os.path.join(ROOT, "bench", ".cache", "push-image")
@@ -77,6 +78,7 @@ def main() -> None:
     tools = {"oci-push": ocikit, "skopeo": skopeo}
     cold: dict[str, list[float]] = {name: [] for name in tools}
     warm: dict[str, list[float]] = {name: [] for name in tools}
+    floors: dict[str, list[float]] = {name: [] for name in floor.COMMANDS}
     work = tempfile.mkdtemp(prefix="bench-push-", dir=SCRATCH)
     try:
         for run in range(RUNS):
@@ -88,6 +90,8 @@ def main() -> None:
                 for _ in range(WARM):
                     for name in order:
                         warm[name].append(_timed(tools[name](registries[name].host, "bench/cold")))
+                    for name, command in floor.COMMANDS.items():
+                        floors[name].append(_timed(command))
             finally:
                 for name, registry in registries.items():
                     registry.stop()
@@ -101,6 +105,7 @@ def main() -> None:
     for case, times in (("cold", cold), ("warm", warm)):
         ours, theirs = statistics.median(times["oci-push"]), statistics.median(times["skopeo"])
         print(f"{case:<6} {ours:>9.3f}s {theirs:>9.3f}s {ours / theirs:>6.2f}x")
+    print(floor.report(floors, statistics.median(warm["oci-push"])))
 
 
 if __name__ == "__main__":
