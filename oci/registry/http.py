@@ -243,11 +243,13 @@ class Transport:
                     pass
 
     def close(self) -> None:
-        """Close every idle connection."""
+        """Close every idle connection, and those of requests sent ahead and never read."""
         with self._lock:
             idle, self._idle = self._idle, {}
-            ahead, self._ahead = self._ahead, {}
-        for conn in [c for conns in idle.values() for c in conns] + [a[1] for a in ahead.values()]:
+            unread = [conn for _, conn, _ in self._ahead.values()]
+            self._ahead = {}
+            self._busy.difference_update(unread)
+        for conn in [c for conns in idle.values() for c in conns] + unread:
             conn.close()
 
     # -- requests --------------------------------------------------------

@@ -214,7 +214,7 @@ def test_only_requests_without_a_body_are_sent_ahead_and_close_drops_them(serve)
         transport.send_ahead("PUT", f"http://{server.host}/x")
     transport.send_ahead("GET", f"http://{server.host}/x")
     transport.close()
-    assert not transport._ahead
+    assert not transport._ahead and not transport._busy
 
 
 def test_a_request_that_could_not_be_sent_ahead_is_sent_later():
