@@ -17,7 +17,6 @@ Store semantics:
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from oci import schema
@@ -28,7 +27,8 @@ from oci.fsutil import atomic_file, fsync_dir, locked, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO, Iterator
+    from contextlib import AbstractContextManager
+    from typing import Any, BinaryIO
 
 LAYOUT_VERSION = "1.0.0"
 MAX_DOCUMENT = 4 << 20  # manifests, indexes and configs larger than this are refused
@@ -74,11 +74,9 @@ class Layout:
         os.makedirs(self._private, exist_ok=True)
         return os.path.join(self._private, f"{name}.lock")
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[Layout]:
-        """Hold off garbage collection while this block puts blobs and tags them."""
-        with locked(self._lock("gc"), shared=True):
-            yield self
+    def session(self) -> AbstractContextManager[None]:
+        """A context that holds off garbage collection while its block puts blobs and tags them."""
+        return locked(self._lock("gc"), shared=True)
 
     # -- blobs -----------------------------------------------------------
 
@@ -121,8 +119,10 @@ class Layout:
             os.rename(tmp_target, final)
             fsync_dir(os.path.dirname(final))
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(tmp_target)
+            except FileNotFoundError:
+                pass
         return digest, count
 
     def put_bytes(self, data: bytes, expected: Digest | None = None) -> Digest:
@@ -272,6 +272,8 @@ class Layout:
                 fsync_dir(folder)
             tmp_dir = os.path.join(self._private, "tmp")
             for name in os.listdir(tmp_dir) if os.path.isdir(tmp_dir) else []:
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     os.unlink(os.path.join(tmp_dir, name))
+                except FileNotFoundError:
+                    pass
         return removed

@@ -17,7 +17,6 @@ are removed again (`roll_back`), so the layout is as it was. A pull killed outri
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import time
@@ -461,8 +460,10 @@ def roll_back(layout: Layout, added: list[Digest]) -> None:
             keep = layout.reachable()
         for digest in added:
             if digest not in keep:
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     os.unlink(layout.blob_path(digest))
+                except FileNotFoundError:
+                    pass
 
 
 def _validate(manifest: Manifest, where: str) -> None:
