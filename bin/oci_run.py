@@ -205,11 +205,6 @@ def verb_parser(verb: str) -> ocicli.Parser:
 
 
 def main(args: list[str] | None = None) -> None:
-    if _creates_container(sys.argv[1:] if args is None else args):
-        # The kernel's cgroup-move grace period then runs while we import and read the config.
-        from oci.linux.cgroups import prime
-
-        prime.start()
     try:
         ocicli.run(PROG, _main, args)
     except SystemExit as done:
@@ -221,15 +216,6 @@ def main(args: list[str] | None = None) -> None:
             except (OSError, ValueError):
                 pass
         os._exit(code)
-
-
-def _creates_container(args: list[str]) -> bool:
-    """Whether the verb is `create` or `run` (a cheap look before the real parsing)."""
-    try:
-        _, verb, rest = split_globals(args)
-    except Exception:  # noqa: BLE001 - the real parsing reports it
-        return False
-    return verb in ("create", "run") and "-h" not in rest and "--help" not in rest
 
 
 def _main(args: list[str], messages: ocicli.Messages) -> int:
@@ -342,8 +328,8 @@ def cmd_delete(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    import signal
-    import socket
+    import _signal  # not signal nor socket, which build enums (~8 ms of imports on every run)
+    import _socket
 
     from oci.runtime import lifecycle
 
@@ -351,7 +337,7 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     direct_tty = not opts.detach and opts.console_socket is None
     ours = theirs = None
     if direct_tty:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     create_opts = _create_options(opts, subreaper=not opts.detach, console_fd=theirs.fileno() if theirs else None)
     container = lifecycle.create(store, opts.id, opts.bundle, create_opts)
     master = None
@@ -373,7 +359,7 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
         return 0
 
     def forward(signum: int, _frame: Any) -> None:
-        if signum == signal.SIGWINCH and master is not None:
+        if signum == _signal.SIGWINCH and master is not None:
             from oci.linux import terminal
 
             terminal.copy_size(0, master)  # the kernel tells the container's foreground group
@@ -383,9 +369,9 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
         except ProcessLookupError:
             pass
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-                   signal.SIGWINCH):
-        signal.signal(signum, forward)
+    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
+                   _signal.SIGUSR2, _signal.SIGWINCH):
+        _signal.signal(signum, forward)
     if master is not None:
         from oci.linux import terminal
 
@@ -398,8 +384,8 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    import signal
-    import socket
+    import _signal  # see cmd_run
+    import _socket
 
     from oci.runtime import execute, lifecycle
 
@@ -408,7 +394,7 @@ def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     direct_tty = bool(process.get("terminal")) and not opts.detach and opts.console_socket is None
     ours = theirs = None
     if direct_tty:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     exec_opts = execute.ExecOptions(console_socket=opts.console_socket, pid_file=opts.pid_file,
                                     console_fd=theirs.fileno() if theirs else None,
                                     preserve_fds=opts.preserve_fds, subreaper=not opts.detach)
@@ -429,8 +415,9 @@ def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
         except ProcessLookupError:
             pass
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(signum, forward)
+    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
+                   _signal.SIGUSR2):
+        _signal.signal(signum, forward)
     if master is not None:
         from oci.linux import terminal
 

@@ -9,8 +9,8 @@ read means the exec happened, a message is the error.
 
 from __future__ import annotations
 
+import _socket  # not socket, which builds enums: see lifecycle
 import os
-import socket
 
 from oci.errors import Conflict, OciError
 from oci.runtime.channel import Channel
@@ -75,7 +75,7 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
             fds[name] = os.open(f"/proc/{container.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
     console_fd, console_sock = opts.console_fd, None
     if opts.console_socket:
-        console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        console_sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         console_sock.connect(opts.console_socket)
         console_fd = console_sock.fileno()
     if process.get("terminal") and console_fd is None:

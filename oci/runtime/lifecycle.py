@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+# _signal and _socket, not signal and socket: those build enums (enum, functools, collections,
+# selectors: ~8 ms of imports) that a runtime, called many times per container, does not need.
+import _signal
+import _socket
 import errno
 import os
-import signal
-import socket
 import time
 
 from oci.errors import Conflict, InvalidInput, NotFound, OciError, UsageError
@@ -71,6 +73,9 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
     cgroup_path = cgroups.normalize_path(linux.get("cgroupsPath"), container_id)
     cgroup = cgroups.manager(cgroup_path)
     cgroup.create()
+    # The kernel's cgroup-move grace period now runs while we fork and the init prepares the rootfs.
+    # Not earlier: a move holds the cgroup mutex through that grace period, so it would hold up the mkdirs.
+    prime.start()
     pid = 0
     hooks_failed = False
     container = Container(id=container_id, bundle=bundle, created=_now(), annotations=config.get("annotations") or {},
@@ -88,7 +93,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         console_fd = opts.console_fd
         console_sock = None
         if opts.console_socket is not None:
-            console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            console_sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             try:
                 console_sock.connect(opts.console_socket)
             except OSError as err:
@@ -100,7 +105,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
 
             seccomp_filter = seccomp.build(linux["seccomp"], bool(config["process"].get("noNewPrivileges")))
         # The init inherits the listening socket `start` connects to: it need not reach the state dir.
-        exec_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        exec_listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         exec_listener.bind(os.path.join(folder, "exec.sock"))
         exec_listener.listen(1)
         init_opts = InitOptions(config=config, bundle=bundle, exec_listener=exec_listener,
@@ -168,7 +173,7 @@ def _stop(pid: int, cgroup: Any, reap: bool) -> None:
     targets = set(cgroup.pids()) | ({pid} if pid else set())
     for target in targets:
         try:
-            os.kill(target, signal.SIGKILL)
+            os.kill(target, _signal.SIGKILL)
         except ProcessLookupError:
             pass
     if reap and pid:
@@ -193,40 +198,42 @@ def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
             raise Conflict("cannot start a container that has stopped")
         if status != "created":
             raise Conflict(f"cannot start an already running container ({status})")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
-            sock.connect(os.path.join(container.directory, "exec.sock"))
-        except OSError:
-            raise Conflict("container not running: its init is not waiting for start") from None
-        os.unlink(os.path.join(container.directory, "exec.sock"))
-        with sock:
+            try:
+                sock.connect(os.path.join(container.directory, "exec.sock"))
+            except OSError:
+                raise Conflict("container not running: its init is not waiting for start") from None
+            os.unlink(os.path.join(container.directory, "exec.sock"))
             reply = b""
             while True:
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
                 reply += chunk
+        finally:
+            sock.close()
         if reply:
             raise OciError(f"start: {reply.decode(errors='replace')}")
     return container, hooks.run_hooks_warn(container.hooks, "poststart", container.spec_state("running"))
 
 
 def signal_numbers() -> dict[str, int]:
-    """Signal names without the SIG prefix -> numbers."""
-    return {name[3:]: int(value) for name, value in signal.Signals.__members__.items()
-            if name.startswith("SIG") and not name.startswith("SIG_")}
+    """Signal names without the SIG prefix -> numbers (the SIG* constants signal.Signals is made of)."""
+    return {name[3:]: value for name, value in vars(_signal).items()
+            if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(value, int)}
 
 
 def parse_signal(text: str) -> int:
     """A signal from a number, a name (KILL) or a SIG-name (SIGKILL), as runc accepts them."""
     if text.isdigit():
         number = int(text)
-        if not 0 < number < signal.NSIG:
+        if not 0 < number < _signal.NSIG:
             raise InvalidInput(f"invalid signal: {text}")
         return number
     name = text.upper().removeprefix("SIG")
     if name.startswith("RTMIN") or name.startswith("RTMAX"):
-        base = signal.SIGRTMIN if name.startswith("RTMIN") else signal.SIGRTMAX
+        base = _signal.SIGRTMIN if name.startswith("RTMIN") else _signal.SIGRTMAX
         offset = name[5:]
         try:
             return int(base) + (int(offset) if offset else 0)

@@ -10,9 +10,9 @@ stages are not dumpable while they hold host resources, and nothing but stdio an
 
 from __future__ import annotations
 
+import _signal  # not signal nor socket, which build enums: see lifecycle
+import _socket
 import os
-import signal
-import socket
 import sys
 
 from oci.linux import namespaces, syscalls
@@ -29,13 +29,13 @@ SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 1, "SCHED_FLAG_RECLAIM": 2, "SCHED_FL
                "SCHED_FLAG_KEEP_POLICY": 8, "SCHED_FLAG_KEEP_PARAMS": 16, "SCHED_FLAG_UTIL_CLAMP_MIN": 32,
                "SCHED_FLAG_UTIL_CLAMP_MAX": 64}
 PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}
-WAIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+WAIT_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2)
 
 
 class InitOptions:
     """Everything the container's init needs, decided by the runtime before fork."""
 
-    def __init__(self, config: dict[str, Any], bundle: str, exec_listener: socket.socket, no_pivot: bool,
+    def __init__(self, config: dict[str, Any], bundle: str, exec_listener: Any, no_pivot: bool,
                  preserve_fds: int, console_fd: int | None, cgroup_binds: list[tuple[str, str]],
                  seccomp_filter: Any = None) -> None:
         self.config, self.bundle, self.exec_listener, self.no_pivot = config, bundle, exec_listener, no_pivot
@@ -72,8 +72,6 @@ def preload(process: dict[str, Any]) -> None:
     """Import now what the init needs later: once in a user namespace, or after pivot_root, the
     runtime's own files may be out of reach (a checkout in a 0700 folder, a path the container
     cannot see)."""
-    import resource  # noqa: F401
-
     import oci.linux.capabilities  # noqa: F401
     import oci.linux.mounts  # noqa: F401
     import oci.runtime.hooks  # noqa: F401
@@ -139,7 +137,7 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
     config, process = opts.config, opts.config["process"]
     linux = config["linux"]
     for signum in WAIT_SIGNALS:
-        signal.signal(signum, _on_wait_signal)
+        _signal.signal(signum, _on_wait_signal)
     try:
         builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"))
         builder.prepare()
@@ -176,10 +174,11 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
     except BaseException as err:  # noqa: BLE001
         report_failure(channel, describe_error(err))
     try:
-        conn, _ = listener.accept()
+        conn_fd, _ = listener._accept()  # _socket's accept: a close-on-exec fd
     except BaseException as err:  # noqa: BLE001
         report_failure(None, f"waiting for start: {describe_error(err)}")
     listener.close()
+    conn = _socket.socket(fileno=conn_fd)
     try:
         hooks.run_hooks(config.get("hooks"), "startContainer", {**state, "status": "created"})
         finalize(process, linux.get("personality"), opts.seccomp_filter, opts.preserve_fds, keep=conn.fileno())
@@ -215,18 +214,16 @@ def environment(env: list[str]) -> dict[str, str]:
 def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccomp_filter: Any, preserve_fds: int,
              keep: int) -> None:
     """Set up the process: limits, scheduling, user, capabilities, no_new_privs, fds, then seccomp."""
-    import resource
-
     from oci.linux.capabilities import CapabilitySets
 
     for limit in process.get("rlimits") or []:
-        number = getattr(resource, limit["type"], None)
+        number = syscalls.RLIMITS.get(limit["type"])
         if number is None:
             raise InitFailure(f"/process/rlimits: unknown rlimit {limit['type']}")
         try:
-            resource.setrlimit(number, (limit["soft"], limit["hard"]))
-        except (OSError, ValueError) as err:
-            raise InitFailure(f"setrlimit {limit['type']}: {err}") from None
+            syscalls.setrlimit(number, limit["soft"], limit["hard"])
+        except OSError as err:
+            raise InitFailure(f"setrlimit {limit['type']}: {os.strerror(err.errno)}") from None
     if personality is not None:
         domain = personality.get("domain", "LINUX")
         if domain not in PERSONALITIES:
@@ -266,13 +263,13 @@ def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccom
     os.umask(user.get("umask", 0o022))
     if no_new_privs:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-    for signum in range(1, signal.NSIG):
-        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+    for signum in range(1, _signal.NSIG):
+        if signum not in (_signal.SIGKILL, _signal.SIGSTOP):
             try:
-                signal.signal(signum, signal.SIG_DFL)
+                _signal.signal(signum, _signal.SIG_DFL)
             except (OSError, ValueError):
                 pass
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     first = 3 + preserve_fds
     for fd in range(3, first):
         try:
