@@ -54,6 +54,7 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
     from oci.linux import cgroups, syscalls
     from oci.runtime import config as config_mod
     from oci.runtime.channel import InitError
+    from oci.runtime.process import preload
 
     container = store.load(container_id)
     if container.status() not in ("created", "running"):
@@ -83,6 +84,7 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
     ours, theirs = Channel.pair()
     if opts.subreaper:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    preload(process)  # before the fork, and before the container's namespaces hide the runtime's files
     joiner = os.fork()
     if joiner == 0:
         ours.close()
@@ -112,11 +114,10 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
 def _join(channel: Channel, fds: dict[str, int], process: dict[str, Any], config: dict[str, Any],
           seccomp_filter: Any, console_fd: int | None, preserve_fds: int) -> NoReturn:
     from oci.linux import namespaces, syscalls
-    from oci.runtime.process import describe_error, environment, finalize, find_executable, preload, report_failure
+    from oci.runtime.process import describe_error, environment, finalize, find_executable, report_failure
 
     try:
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        preload(process)  # before the container's namespaces hide the runtime's files
         for name in NAMESPACE_ORDER:
             if name in fds:
                 namespaces.join(NAMESPACE_TYPES[name], fds.pop(name))

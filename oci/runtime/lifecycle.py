@@ -63,18 +63,16 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
 
 def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, config: dict[str, Any],
                opts: CreateOptions) -> Container:
-    from oci.linux import cgroups, namespaces, syscalls
+    from oci.linux import cgroups
     from oci.linux.cgroups import prime
-    from oci.runtime import hooks
-    from oci.runtime.channel import Channel, InitError
-    from oci.runtime.process import InitOptions, stage_a
 
     linux = config["linux"]
     cgroup_path = cgroups.normalize_path(linux.get("cgroupsPath"), container_id)
     cgroup = cgroups.manager(cgroup_path)
     cgroup.create()
-    # The kernel's cgroup-move grace period now runs while we fork and the init prepares the rootfs.
-    # Not earlier: a move holds the cgroup mutex through that grace period, so it would hold up the mkdirs.
+    # The kernel's cgroup-move grace period now runs while we import the rest, fork, and the init
+    # prepares the rootfs. Not earlier: a move holds the cgroup mutex through that grace period,
+    # so it would hold up the mkdirs.
     prime.start()
     pid = 0
     hooks_failed = False
@@ -84,6 +82,11 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
                           oci_version=config["ociVersion"], directory=folder)
     container.terminal = bool(config["process"].get("terminal"))
     try:
+        from oci.linux import namespaces, syscalls
+        from oci.runtime import hooks
+        from oci.runtime.channel import Channel, InitError
+        from oci.runtime.process import InitOptions, preload, stage_a
+
         resources = dict(linux.get("resources") or {})
         if "devices" in resources:  # the config's device nodes stay usable whatever the rules say
             resources["devices"] = [*resources["devices"], *(
@@ -114,6 +117,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         ours, theirs = Channel.pair()
         if opts.subreaper:
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+        preload(config["process"])
         stage_a_pid = os.fork()
         if stage_a_pid == 0:
             ours.close()

@@ -69,9 +69,12 @@ def describe_error(err: BaseException) -> str:
 
 
 def preload(process: dict[str, Any]) -> None:
-    """Import now what the init needs later: once in a user namespace, or after pivot_root, the
-    runtime's own files may be out of reach (a checkout in a 0700 folder, a path the container
-    cannot see)."""
+    """Import what the container's processes need later; the runtime calls it before it forks them.
+
+    Once in a user namespace, or after pivot_root, the runtime's own files may be out of reach
+    (a checkout in a 0700 folder, a path the container cannot see). And before the fork the
+    imports cost what they cost; in a forked child each page they touch is copied first.
+    """
     import oci.linux.capabilities  # noqa: F401
     import oci.linux.mounts  # noqa: F401
     import oci.runtime.hooks  # noqa: F401
@@ -83,7 +86,6 @@ def stage_a(channel: Channel, opts: InitOptions) -> NoReturn:
     """Enter the namespaces, fork the container's init, report its pid, exit."""
     try:
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        preload(opts.config["process"])
         linux = opts.config["linux"]
         channel.recv("go")
         ns = namespaces.Namespaces(linux.get("namespaces", []))
