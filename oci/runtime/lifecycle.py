@@ -85,7 +85,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         from oci.linux import namespaces, syscalls
         from oci.runtime import hooks
         from oci.runtime.channel import Channel, InitError
-        from oci.runtime.process import InitOptions, preload, stage_a
+        from oci.runtime.process import InitOptions, fork_init, forks_init_directly, preload, stage_a
 
         resources = dict(linux.get("resources") or {})
         if "devices" in resources:  # the config's device nodes stay usable whatever the rules say
@@ -118,26 +118,32 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         if opts.subreaper:
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
         preload(config["process"])
-        stage_a_pid = os.fork()
-        if stage_a_pid == 0:
-            ours.close()
-            stage_a(theirs, init_opts)
+        ns = namespaces.Namespaces(linux.get("namespaces", []))
+        direct = forks_init_directly(ns)
+        if direct:
+            pid = fork_init(theirs, ours, init_opts, ns)
+        else:
+            stage_a_pid = os.fork()
+            if stage_a_pid == 0:
+                ours.close()
+                stage_a(theirs, init_opts)
         theirs.close()
         exec_listener.close()
         if console_sock is not None:
             console_sock.close()
-        try:
-            ours.send("go")
-            message = ours.recv()
-            if message["kind"] == "userns":
-                namespaces.write_id_maps(stage_a_pid, linux.get("uidMappings", []), linux.get("gidMappings", []))
-                ours.send("mapped")
+        if not direct:
+            try:
+                ours.send("go")
                 message = ours.recv()
-            if message["kind"] != "pid":
-                raise InitError(f"container init: expected its pid, got {message['kind']}")
-            pid = message["pid"]
-        finally:
-            os.waitpid(stage_a_pid, 0)
+                if message["kind"] == "userns":
+                    namespaces.write_id_maps(stage_a_pid, linux.get("uidMappings", []), linux.get("gidMappings", []))
+                    ours.send("mapped")
+                    message = ours.recv()
+                if message["kind"] != "pid":
+                    raise InitError(f"container init: expected its pid, got {message['kind']}")
+                pid = message["pid"]
+            finally:
+                os.waitpid(stage_a_pid, 0)
         container.pid = pid
         container.start_time = process_start_time(pid) or 0
         cgroup.join(pid)  # while the init prepares the rootfs; it waits for "state" to go on

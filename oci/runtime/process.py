@@ -1,7 +1,8 @@
 """What runs in the container's processes, from fork to exec.
 
 Stage A (forked by the runtime) enters or creates the namespaces and forks stage B,
-which becomes the container's init (pid 1 of a new pid namespace). B builds the rootfs,
+which becomes the container's init (pid 1 of a new pid namespace); without a user or time
+namespace the runtime forks B itself (fork_init), and B enters its namespaces. B builds the rootfs,
 pivots into it, then waits on exec.sock until `start` connects, and finally sets up the
 process (rlimits, user, capabilities, no_new_privs, seccomp last) and execs it. Both
 stages are not dumpable while they hold host resources, and nothing but stdio and
@@ -80,6 +81,52 @@ def preload(process: dict[str, Any]) -> None:
     import oci.runtime.hooks  # noqa: F401
     if process.get("terminal"):
         import oci.linux.terminal  # noqa: F401
+
+
+def forks_init_directly(ns: namespaces.Namespaces) -> bool:
+    """Whether the runtime can fork the container's init itself, without stage A: not with a user
+    namespace (the id maps are written between its unshare and the others', which it must own),
+    a new time namespace (its offsets go in between unshare and the first child), or a pid
+    namespace to join. One Python fork less is ~1 ms less, and runtimes start often."""
+    return not ns.has("user") and "time" not in ns.new and "pid" not in ns.join
+
+
+def fork_init(channel: Channel, other_end: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> int:
+    """Fork the container's init straight from the runtime (see forks_init_directly); its pid.
+
+    unshare(CLONE_NEWPID) moves nobody, it only makes the next child pid 1 of a new pid
+    namespace; the runtime takes its own back right after the fork. The init enters the other
+    namespaces itself, then goes on as stage B.
+    """
+    own_pid_ns = None
+    if "pid" in ns.new:
+        own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        syscalls.unshare(syscalls.CLONE_NEWPID)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            other_end.close()
+            _enter_namespaces_as_init(channel, opts, ns)
+    finally:
+        if own_pid_ns is not None:
+            syscalls.setns(own_pid_ns, syscalls.CLONE_NEWPID)
+            os.close(own_pid_ns)
+    return pid
+
+
+def _enter_namespaces_as_init(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> NoReturn:
+    """The init forked by fork_init: join the namespaces named by path, create the new ones, then stage B."""
+    try:
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        for kind, fd in ns.open_joins().items():  # every path opened before any namespace changes
+            namespaces.join(kind, fd)
+        # As in stage A, the cgroup namespace waits until the runtime has moved the init into its cgroup.
+        flags = ns.unshare_flags(exclude=("pid", "cgroup"))
+        if flags:
+            syscalls.unshare(flags)
+    except BaseException as err:  # noqa: BLE001 - every failure goes back to the runtime
+        report_failure(channel, describe_error(err))
+    stage_b(channel, opts, ns)
 
 
 def stage_a(channel: Channel, opts: InitOptions) -> NoReturn:
