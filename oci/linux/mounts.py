@@ -276,28 +276,29 @@ class RootfsBuilder:
             syscalls.mount("tmpfs", f"/proc/self/fd/{fd}", "tmpfs", flags & ~MS_RDONLY, "mode=755")
         finally:
             os.close(fd)
-        for name, host_path in binds:
-            if host_path.startswith("->"):
-                link = resolve_in_root(self.rootfs, os.path.join(dest, name))
-                if not os.path.lexists(link):
-                    os.symlink(host_path[2:], link)
-                continue
-            sub = open_target(self.rootfs, os.path.join(dest, name), True)
-            try:
-                syscalls.mount(host_path, f"/proc/self/fd/{sub}", None, MS_BIND)
-            finally:
-                os.close(sub)
-            sub = os.open(resolve_in_root(self.rootfs, os.path.join(dest, name)), os.O_PATH | os.O_CLOEXEC)
-            try:
-                remount_bind(f"/proc/self/fd/{sub}", flags | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            finally:
-                os.close(sub)
-        if flags & MS_RDONLY:
-            fd = os.open(resolve_in_root(self.rootfs, dest), os.O_PATH | os.O_CLOEXEC)
-            try:
-                syscalls.mount(None, f"/proc/self/fd/{fd}", None, MS_REMOUNT | flags)
-            finally:
-                os.close(fd)
+        # The tmpfs is new and only we write to it: its entries are made and opened relative to it
+        # (no symlink can be in the way), not resolved from the rootfs one component at a time.
+        tmpfs = open_target(self.rootfs, dest, True)
+        try:
+            for name, host_path in binds:
+                if host_path.startswith("->"):
+                    os.symlink(host_path[2:], name, dir_fd=tmpfs)
+                    continue
+                os.mkdir(name, 0o755, dir_fd=tmpfs)
+                sub = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs)
+                try:
+                    syscalls.mount(host_path, f"/proc/self/fd/{sub}", None, MS_BIND)
+                finally:
+                    os.close(sub)
+                sub = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs)  # now the bind mount
+                try:
+                    remount_bind(f"/proc/self/fd/{sub}", flags | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+                finally:
+                    os.close(sub)
+            if flags & MS_RDONLY:
+                syscalls.mount(None, f"/proc/self/fd/{tmpfs}", None, MS_REMOUNT | flags)
+        finally:
+            os.close(tmpfs)
 
     def _node(self, path: str, kind: str, major: int, minor: int, mode: int, uid: int, gid: int) -> None:
         full = resolve_in_root(self.rootfs, path)

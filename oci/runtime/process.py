@@ -313,7 +313,8 @@ def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccom
     if no_new_privs:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     for signum in range(1, _signal.NSIG):
-        if signum not in (_signal.SIGKILL, _signal.SIGSTOP):
+        # Python knows every disposition (it reads them all at start-up): reset only those not yet default.
+        if signum not in (_signal.SIGKILL, _signal.SIGSTOP) and _signal.getsignal(signum) != _signal.SIG_DFL:
             try:
                 _signal.signal(signum, _signal.SIG_DFL)
             except (OSError, ValueError):

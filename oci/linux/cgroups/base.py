@@ -41,9 +41,13 @@ def mounted_hierarchies() -> list[tuple[str, str, set[str]]]:
 
 
 def write(path: str, value: str) -> None:
+    """Write `value` to a cgroup file in one write(2) (os-level: no buffered text file around it)."""
     try:
-        with open(path, "w") as f:
-            f.write(value)
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
     except OSError as err:
         raise CgroupError(f"cgroup: write {value!r} to {path}: {err.strerror}") from None
 
