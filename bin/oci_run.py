@@ -299,7 +299,9 @@ def cmd_start(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_state(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    ocicli.emit(_store(g).load(opts.id).runc_state())
+    from oci.runtime import jsonout
+
+    sys.stdout.write(jsonout.dumps(_store(g).load(opts.id).runc_state()) + "\n")
     return 0
 
 
@@ -459,9 +461,9 @@ def cmd_list(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     if opts.quiet:
         sys.stdout.write("".join(c["id"] + "\n" for c in containers))
     elif opts.format == "json":
-        import json
+        from oci.runtime import jsonout
 
-        sys.stdout.write(json.dumps(containers) + "\n")
+        sys.stdout.write(jsonout.dumps(containers) + "\n")
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"] or "root")
