@@ -12,6 +12,7 @@ import os
 import select
 
 from oci.errors import OciError
+from oci.runtime import jsonout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,9 +32,7 @@ def run_hook(hook: dict[str, Any], state: dict[str, Any], phase: str) -> None:
     args = hook.get("args") or [path]
     env = dict(item.split("=", 1) for item in hook.get("env", []) if "=" in item)
     timeout = hook.get("timeout")
-    import json  # hooks are JSON's consumers: the state goes to them as JSON (and only they pay the import)
-
-    data = json.dumps(state, separators=(",", ":")).encode()
+    data = jsonout.dumps(state, separators=(",", ":")).encode()
     read_end, write_end = os.pipe()
     try:
         pid = os.posix_spawn(path, args, env, file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)],

@@ -15,6 +15,7 @@ plain = st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
 @given(plain)
 def test_dumps_writes_what_json_dumps_writes(document):
     assert jsonout.dumps(document) == json.dumps(document)
+    assert jsonout.dumps(document, separators=(",", ":")) == json.dumps(document, separators=(",", ":"))
 
 
 def test_state_document():
