@@ -199,8 +199,6 @@ def _stop(pid: int, cgroup: Any, reap: bool) -> None:
 
 def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
     """Let the waiting init run startContainer hooks and exec the process; then poststart hooks (warnings)."""
-    from oci.runtime import hooks
-
     with store.lock(container_id):
         container = store.load(container_id)
         status = container.status()
@@ -225,7 +223,7 @@ def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
             sock.close()
         if reply:
             raise OciError(f"start: {reply.decode(errors='replace')}")
-    return container, hooks.run_hooks_warn(container.hooks, "poststart", container.spec_state("running"))
+    return container, _hooks_warn(container, "poststart", "running")
 
 
 def signal_numbers() -> dict[str, int]:
@@ -281,7 +279,6 @@ def kill(store: StateStore, container_id: str, signum: int, all_processes: bool 
 def delete(store: StateStore, container_id: str, force: bool = False) -> list[str]:
     """Remove a stopped (or created, or with force any) container; poststop hooks (warnings returned)."""
     from oci.linux import cgroups
-    from oci.runtime import hooks
 
     with store.lock(container_id):
         container = store.load(container_id)
@@ -297,7 +294,16 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> list[st
             if err.errno != errno.ENOENT:
                 raise
         store.remove(container_id)
-    return hooks.run_hooks_warn(container.hooks, "poststop", container.spec_state("stopped"))
+    return _hooks_warn(container, "poststop", "stopped")
+
+
+def _hooks_warn(container: Container, phase: str, status: str) -> list[str]:
+    """Run the container's `phase` hooks, failures as warnings; the hooks module is imported only if there are any."""
+    if not container.hooks.get(phase):
+        return []
+    from oci.runtime import hooks
+
+    return hooks.run_hooks_warn(container.hooks, phase, container.spec_state(status))
 
 
 def wait_exit(pid: int) -> int:
