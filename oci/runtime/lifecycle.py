@@ -117,7 +117,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         ours, theirs = Channel.pair()
         if opts.subreaper:
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
-        preload(config["process"])
+        preload(config["process"], config.get("hooks"))
         ns = namespaces.Namespaces(linux.get("namespaces", []))
         direct = forks_init_directly(ns)
         if direct:

@@ -69,7 +69,7 @@ def describe_error(err: BaseException) -> str:
     return text
 
 
-def preload(process: dict[str, Any]) -> None:
+def preload(process: dict[str, Any], hooks: dict[str, Any] | None = None) -> None:
     """Import what the container's processes need later; the runtime calls it before it forks them.
 
     Once in a user namespace, or after pivot_root, the runtime's own files may be out of reach
@@ -81,6 +81,8 @@ def preload(process: dict[str, Any]) -> None:
     import oci.runtime.hooks  # noqa: F401
     if process.get("terminal"):
         import oci.linux.terminal  # noqa: F401
+    if hooks and (hooks.get("createContainer") or hooks.get("startContainer")):  # hooks the init runs
+        import oci.runtime.jsonout  # noqa: F401
 
 
 def forks_init_directly(ns: namespaces.Namespaces) -> bool:
