@@ -108,25 +108,27 @@ def measure(bundle: str, scratch: str) -> dict[str, list[float]]:
     return samples
 
 
-def launcher_mode() -> str:
-    """How the oci-run the benchmark runs starts Python: its shebang line's flags."""
+def launcher_flags() -> tuple[str, bool]:
+    """How the oci-run the benchmark runs starts Python: (description, whether with -S)."""
     argv = oci_run_argv()
     if len(argv) > 1:
-        return f"{argv[0]} {argv[1]} (site on, not the installed launcher)"
+        return f"{argv[0]} {argv[1]} (site on, not the installed launcher)", False
     with open(argv[0], "rb") as f:
         shebang = f.readline().decode(errors="replace").strip()
-    return shebang + ("   (-S: site's .pth code skipped)" if " -S" in shebang else
-                      "   (no -S: pip drops the launcher's shebang flags unless the install adds it back)")
+    with_s = " -S" in shebang
+    return shebang + ("   (-S: site's .pth code skipped)" if with_s else
+                      "   (without -S: pip drops a launcher's shebang flags unless the install adds them)"), with_s
 
 
 def report(samples: dict[str, list[float]]) -> None:
     med = {name: statistics.median(values) for name, values in samples.items()}
     print(f"`RUNTIME run` of /bin/true, busybox-static rootfs, median of {RUNS} runs (interleaved)")
-    print(f"  oci-run launcher: {launcher_mode()}")
+    launcher, with_s = launcher_flags()
+    print(f"  oci-run launcher: {launcher}")
     print("  (the same venv interpreter's `-c pass`, with and without -S, is measured alongside: oci-run pays one)")
     for name, value in med.items():
         print(f"  {name:17s} {value:7.1f} ms   (min {min(samples[name]):6.1f}, max {max(samples[name]):6.1f})")
-    floor = PYTHON_S if " -S" in launcher_mode() else PYTHON
+    floor = PYTHON_S if with_s else PYTHON
     print(f"  oci-run beyond interpreter start-up ({floor}): {med['oci-run'] - med[floor]:.1f} ms")
     print(f"  oci-run / runc = {med['oci-run'] / med['runc']:.2f}x   (target <= 1.0x)")
     print(f"  oci-run / crun = {med['oci-run'] / med['crun']:.2f}x   (target <= 1.5x)")
