@@ -9,8 +9,8 @@ RUNS containers are added one after the other, then deleted, and the median late
 ADD and DEL is printed for each plugin with the ratio oci-net / bridge.
 
 Also printed, to show where oci-net's time goes: the interpreter start-up (`python -c pass`),
-`CNI_COMMAND=VERSION` (start-up plus the CLI and CNI modules) and the import of pyroute2's
-IPRoute as oci.net.links does it.
+`CNI_COMMAND=VERSION` (start-up plus the CLI and CNI modules) and the import of
+oci.net.rtnl (pyroute2's message classes, as oci.net.links uses them).
 
 Needs root, iproute2 and containernetworking-plugins (/usr/lib/cni). Only namespaces,
 bridges and a subnet of 10.213.0.0/16 made here see traffic; everything is removed at the end.
@@ -108,7 +108,7 @@ def main() -> None:
         base = median_ms([sys.executable, "-c", "pass"])
         version = median_ms(ocikit_argv(), {**os.environ, "CNI_COMMAND": "VERSION"})
         imports = median_ms([sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); "
-                             "from oci.net import links; links._iproute_class()"])
+                             "from oci.net import rtnl"])
     finally:
         for names in spaces.values():
             for name in names:
@@ -124,7 +124,7 @@ def main() -> None:
     print("where oci-net's time goes:")
     print(f"  python -c pass              {base:8.1f} ms")
     print(f"  oci-net CNI VERSION         {version:8.1f} ms  (start-up, CLI and CNI modules)")
-    print(f"  import pyroute2 IPRoute     {imports:8.1f} ms  (with start-up, as oci.net.links does it)")
+    print(f"  import oci.net.rtnl         {imports:8.1f} ms  (with start-up: pyroute2's message classes)")
 
 
 if __name__ == "__main__":

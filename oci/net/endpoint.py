@@ -11,19 +11,17 @@ whole; if any step fails, what was done is undone and no lease is recorded.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import hashlib
 import ipaddress
 import os
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+import time
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from oci.errors import Conflict, InvalidInput, NotFound, OciError
 from oci.net import hosts, ipam, links, nat
 
 
-@dataclass
-class Request:
+class Request(NamedTuple):
     """What a caller asks for when connecting a container."""
 
     container_id: str
@@ -32,9 +30,9 @@ class Request:
     ip: str | None = None
     ip6: str | None = None
     mac: str | None = None
-    ports: list[nat.Port] = field(default_factory=list)
+    ports: Sequence[nat.Port] = ()
     name: str | None = None
-    aliases: list[str] = field(default_factory=list)
+    aliases: Sequence[str] = ()
     hosts_file: str | None = None
 
 
@@ -79,17 +77,18 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
             "mac": req.mac or mac_for(address),
             "addresses": cidrs, "gateways": gateways, "ports": [p.to_json() for p in req.ports],
             "name": req.name, "aliases": list(req.aliases), "hostsFile": req.hosts_file,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         }
         iface = links.Interface(req.ifname, lease["hostIfname"], lease["mac"], net["mtu"], cidrs, gateways)
-        with links.iproute() as ipr:
-            if links.ensure_bridge(ipr, net["bridge"], _bridge_addresses(net), net["mtu"]):
+        with links.netlink() as nl:
+            bridge = links.ensure_bridge(nl, net["bridge"], _bridge_addresses(net), net["mtu"], mac_for(net["gateway"]))
+            if bridge.created:
                 try:
                     nat.setup_network(net)
                 except BaseException:  # no bridge without its rules: the next connect sets up both
-                    links.delete_link(ipr, net["bridge"])
+                    links.delete_link(nl, net["bridge"])
                     raise
-            lease["bridgeMac"], lease["hostMac"] = links.attach(ipr, net["bridge"], req.netns, iface)
+            lease["bridgeMac"], lease["hostMac"] = bridge.mac, links.attach(nl, bridge, req.netns, iface)
         try:
             six = cidrs[1].split("/")[0] if len(cidrs) > 1 else None
             nat.add_ports(net, lease["hostIfname"], address, req.ports, six)
@@ -233,7 +232,7 @@ def teardown(state: str, net: dict[str, Any]) -> None:
         if live:
             raise Conflict(f"network {net['name']} has {len(live)} attached container(s): {', '.join(live[:5])}")
         gc(state, net)
-    with links.iproute() as ipr:
-        links.delete_link(ipr, net["bridge"])
+    with links.netlink() as nl:
+        links.delete_link(nl, net["bridge"])
     nat.teardown_network(net)
     store.remove()

@@ -24,10 +24,7 @@ import functools
 import ipaddress
 import json
 import re
-import shutil
-import subprocess
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from oci.errors import InvalidInput, OciError
 
@@ -35,8 +32,7 @@ SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"  # where nft lives; OCI hooks run 
 PORT_RE = re.compile(r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$")
 
 
-@dataclass(frozen=True)
-class Port:
+class Port(NamedTuple):
     """One published port: HOSTIP:HOSTPORT -> CONTAINERPORT over tcp or udp."""
 
     host_port: int
@@ -86,6 +82,8 @@ def _checked(port: Port) -> Port:
 @functools.cache
 def nft_path() -> str:
     """The nft executable: on PATH, else in the sbin directories (a hook's PATH is unset or /bin:/usr/bin)."""
+    import shutil
+
     found = shutil.which("nft") or shutil.which("nft", path=SBIN_PATH)
     if not found:
         raise OciError("nft is not installed (Debian package nftables)")
@@ -93,6 +91,8 @@ def nft_path() -> str:
 
 
 def _nft(commands: list[dict[str, Any]] | None = None, args: tuple[str, ...] = ()) -> Any:
+    import subprocess
+
     argv = [nft_path(), "-j", *args] + (["-f", "-"] if commands is not None else [])
     data = json.dumps({"nftables": commands}).encode() if commands is not None else None
     proc = subprocess.run(argv, input=data, capture_output=True, check=False)
@@ -104,6 +104,8 @@ def _nft(commands: list[dict[str, Any]] | None = None, args: tuple[str, ...] = (
 
 def list_rules(table: str) -> list[dict[str, Any]]:
     """Every rule of the table as nft's JSON objects; [] if the table does not exist."""
+    import subprocess
+
     proc = subprocess.run([nft_path(), "-j", "list", "table", "inet", table], capture_output=True, check=False)
     if proc.returncode != 0:
         return []
@@ -244,4 +246,6 @@ def teardown_network(net: dict[str, Any]) -> None:
 
 
 def _table_exists(table: str) -> bool:
+    import subprocess
+
     return subprocess.run([nft_path(), "list", "table", "inet", table], capture_output=True).returncode == 0
