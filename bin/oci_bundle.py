@@ -126,7 +126,8 @@ def oci_net_command() -> list[str]:
 
     module = os.path.join(os.path.dirname(os.path.realpath(__file__)), "oci_net.py")
     beside = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "oci-net")
-    if os.path.isfile(beside) and os.access(beside, os.X_OK) and os.path.realpath(beside) != module:
+    installed = os.path.dirname(os.path.realpath(beside)) != os.path.dirname(module)  # not the checkout's bin/
+    if installed and os.path.isfile(beside) and os.access(beside, os.X_OK):
         return [beside]
     if os.path.isfile(module):
         return [sys.executable, module]

@@ -3,14 +3,15 @@
 `load(data, kind, source)` parses and validates; every violation is reported as
 `(json-pointer, message)` inside an InvalidDocument. The cost of importing jsonschema is
 paid on first use only, and compiled validators are cached per process. With
-`remember=True` the digest of a document that validated is kept on disk, so a runtime
-that is handed the same config.json again skips the schema work (the key covers the
-schema set through `spec/README.md`, which records every schema file's sha256).
+`remember=True` a document that validated is kept on disk together with its parsed form,
+so a runtime that is handed the same config.json again skips both the schema work and the
+JSON parsing (and the imports of jsonschema, json and re they need). A remembered entry
+holds the schema set (`spec/README.md`, which records every schema file's sha256), the
+kind, the exact bytes and the parsed document; it is used only when all three match.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 from oci.errors import InvalidDocument, InvalidInput, NotFound
@@ -64,6 +65,8 @@ def kind_of(media_type: str) -> str:
 
 def parse(data: bytes | str, source: str) -> Any:
     """Parse JSON, reporting a syntax error as a one-violation InvalidDocument."""
+    import json
+
     try:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -74,13 +77,15 @@ def parse(data: bytes | str, source: str) -> Any:
 def load(data: bytes | str, kind: str, source: str, *, remember: bool = False) -> Any:
     """Parse `data` and validate it as `kind` (a key of KINDS or a media type)."""
     kind = kind if kind in KINDS else kind_of(kind)
-    key = _memo_key(data, kind) if remember else None
-    doc = parse(data, source)
-    if key is not None and _memo_has(key):
-        return doc
+    raw = data.encode() if isinstance(data, str) else data
+    if remember:
+        found = _memo_get(raw, kind)
+        if found is not None:
+            return found[0]
+    doc = parse(raw, source)
     validate(doc, kind, source)
-    if key is not None:
-        _memo_add(key)
+    if remember:
+        _memo_put(raw, kind, doc)
     return doc
 
 
@@ -121,6 +126,7 @@ def validator(kind: str) -> Any:
 
 
 def _compile(folder: str, filename: str) -> Any:
+    import json
     from urllib.parse import urljoin
 
     from jsonschema import Draft4Validator
@@ -186,27 +192,50 @@ def _schema_set() -> bytes | None:
     return _schemas
 
 
-def _memo_key(data: bytes | str, kind: str) -> str | None:
+MEMO_MAX_BYTES = 1 << 20  # larger documents are validated every time
+
+
+def _memo_path(raw: bytes, kind: str) -> str:
+    """Where a document would be remembered: named by kind, size and CRC-32 (entries hold the
+    bytes, so a CRC collision is a miss, never a wrong answer)."""
+    import zlib
+
+    return os.path.join(_memo_dir(), f"{kind}-{len(raw)}-{zlib.crc32(raw):08x}")
+
+
+def _memo_get(raw: bytes, kind: str) -> tuple[Any] | None:
+    """(parsed document,) if exactly these bytes validated as `kind` against this schema set."""
     schemas = _schema_set()
-    if schemas is None:
+    if schemas is None or len(raw) > MEMO_MAX_BYTES:
         return None
-    from hashlib import sha256  # on use: loading OpenSSL costs ~2 ms of every runtime start
+    import marshal
 
-    raw = data.encode() if isinstance(data, str) else data
-    h = sha256(schemas)
-    h.update(kind.encode() + b"\0")
-    h.update(raw)
-    return h.hexdigest()
-
-
-def _memo_has(key: str) -> bool:
-    return os.path.exists(os.path.join(_memo_dir(), key))
-
-
-def _memo_add(key: str) -> None:
-    folder = _memo_dir()
     try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        os.close(os.open(os.path.join(folder, key), os.O_WRONLY | os.O_CREAT, 0o600))
-    except OSError:
-        pass  # a cache that cannot be written only costs speed
+        with open(_memo_path(raw, kind), "rb") as f:
+            entry = marshal.loads(f.read())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if type(entry) is not tuple or len(entry) != 4 or entry[:3] != (schemas, kind, raw):
+        return None
+    return (entry[3],)
+
+
+def _memo_put(raw: bytes, kind: str, doc: Any) -> None:
+    """Remember a validated document (temporary file and rename: readers see all or nothing)."""
+    schemas = _schema_set()
+    if schemas is None or len(raw) > MEMO_MAX_BYTES:
+        return
+    import marshal
+
+    path = _memo_path(raw, kind)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(marshal.dumps((schemas, kind, raw, doc)))
+        os.rename(tmp, path)
+    except (OSError, ValueError):  # a cache that cannot be written only costs speed
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

@@ -26,9 +26,11 @@ def test_version(name):
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_dashed_executables_run_from_a_checkout(name):
-    result = subprocess.run([sys.executable, str(BIN / f"oci-{name}"), "--version"], capture_output=True, text=True)
+    """bin/oci-NAME is a launcher that imports bin/oci_NAME.py (so the command runs from byte-code)."""
+    result = subprocess.run([str(BIN / f"oci-{name}"), "--version"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert (BIN / f"oci-{name}").resolve() == (BIN / f"oci_{name}.py")
+    launcher = (BIN / f"oci-{name}").read_text()
+    assert f"from oci_{name} import main" in launcher and len(launcher.splitlines()) <= 5
 
 
 def test_bad_flag_value_is_a_usage_error():

@@ -135,6 +135,30 @@ def test_remembered_documents_skip_validation(tmp_path, monkeypatch):
     assert len(calls) == 1
 
 
+def test_remembered_documents_come_back_parsed(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCIKIT_CACHE_DIR", str(tmp_path))
+    data = (DATA / "config" / "good" / "minimal.json").read_bytes()
+    first = schema.load(data, "runtime-config", "config.json", remember=True)
+    monkeypatch.setattr(schema, "parse", lambda *a: pytest.fail("parsed again"))
+    second = schema.load(data, "runtime-config", "config.json", remember=True)
+    assert second == first and second is not first
+
+
+def test_a_remembered_entry_must_hold_the_same_bytes(tmp_path, monkeypatch):
+    """An entry under the same name (a CRC-32 collision, or garbage) is a miss, never an answer."""
+    monkeypatch.setenv("OCIKIT_CACHE_DIR", str(tmp_path))
+    data = (DATA / "config" / "good" / "minimal.json").read_bytes()
+    schema.load(data, "runtime-config", "config.json", remember=True)
+    (entry,) = (tmp_path / "validated").iterdir()
+    import marshal
+
+    schemas, kind, raw, doc = marshal.loads(entry.read_bytes())
+    entry.write_bytes(marshal.dumps((schemas, kind, raw.replace(b"{", b"[", 1), {"forged": True})))
+    assert schema.load(data, "runtime-config", "config.json", remember=True) == doc
+    entry.write_bytes(b"garbage")
+    assert schema.load(data, "runtime-config", "config.json", remember=True) == doc
+
+
 def test_invalid_documents_are_not_remembered(tmp_path, monkeypatch):
     monkeypatch.setenv("OCIKIT_CACHE_DIR", str(tmp_path))
     with pytest.raises(InvalidDocument):
