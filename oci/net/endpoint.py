@@ -91,8 +91,8 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
                     raise
             lease["bridgeMac"], lease["hostMac"] = bridge.mac, links.attach(nl, bridge, req.netns, iface)
         try:
-            six = cidrs[1].split("/")[0] if len(cidrs) > 1 else None
-            nat.add_ports(net, lease["hostIfname"], address, req.ports, six)
+            address4, address6 = _addresses(lease)
+            nat.add_ports(net, lease["hostIfname"], address4, address6, req.ports)
             leases[key] = lease
             _refresh_hosts(net["name"], leases, extra=[])
         except BaseException:
@@ -100,6 +100,12 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
             _undo(net, lease)
             raise
     return lease
+
+
+def _addresses(lease: dict[str, Any]) -> tuple[str, str | None]:
+    """The lease's IPv4 address and its IPv6 address or None."""
+    bare = [cidr.split("/")[0] for cidr in lease["addresses"]]
+    return next(a for a in bare if ":" not in a), next((a for a in bare if ":" in a), None)
 
 
 def _bridge_addresses(net: dict[str, Any]) -> list[str]:
@@ -179,8 +185,10 @@ def check(state: str, net: dict[str, Any], container_id: str, ifname: str) -> di
     if lease.get("ports"):
         comment = nat.port_comment(net["name"], lease["hostIfname"])
         count = sum(1 for rule in rules if rule.get("comment") == comment)
-        if count != 2 * len(lease["ports"]):
-            raise OciError(f"{container_id}: {count} nftables rules for {2 * len(lease['ports'])} port rules")
+        address, address6 = _addresses(lease)
+        want = 2 * sum(len(nat.port_targets(nat.Port.from_json(p), address, address6)) for p in lease["ports"])
+        if count != want:
+            raise OciError(f"{container_id}: {count} nftables rules for its published ports, {want} expected")
     return lease
 
 
