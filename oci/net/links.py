@@ -11,7 +11,6 @@ bridge and up in one request; its IFLA_LINK names the peer's index inside the co
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 from typing import Iterator, NamedTuple
@@ -81,6 +80,8 @@ def netlink(netns: str | None = None) -> Iterator[rtnl.Rtnl]:
 
 
 def _socket_in(netns: str) -> rtnl.Rtnl:
+    import ctypes  # on use: a DEL never enters a namespace
+
     libc = ctypes.CDLL(None, use_errno=True)
     try:
         target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
