@@ -49,6 +49,9 @@ class Bridge(NamedTuple):
 def _netlink_error(err: Exception) -> OciError:
     code = getattr(err, "code", None) or getattr(err, "errno", None)
     message = os.strerror(code) if code else str(err)
+    detail = err.args[1] if len(err.args) > 1 and isinstance(err.args[1], str) else ""
+    if detail and detail != message:  # the kernel's extended ack says which attribute or why
+        message = f"{message} ({detail})"
     if code == errno.EEXIST:
         return Conflict(message)
     if code in (errno.ENODEV, errno.ENOENT):

@@ -12,6 +12,7 @@ subsystem (IPRoute, NDB, the mocks) before anything is asked of it.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import socket
 import sys
@@ -74,13 +75,10 @@ class _Marshal(Marshal):
 
 
 class Rtnl:
-    """One rtnetlink socket (the caller's netns, or a socket fd opened in another one)."""
+    """One rtnetlink socket, bound to the network namespace of the thread that opens it."""
 
-    def __init__(self, fileno: int | None = None) -> None:
-        if fileno is None:
-            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
-        else:
-            self.sock = socket.socket(fileno=fileno)
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
         self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)  # errors come with the kernel's message
         self.marshal = _Marshal()
         self.seq = 0
@@ -111,8 +109,10 @@ class Rtnl:
                 if reply["header"]["sequence_number"] != self.seq:
                     continue
                 error = reply["header"].get("error")
-                if error is not None:
+                if isinstance(error, NetlinkError | OSError):
                     raise error
+                if error is not None:  # pyroute2 could not decode the reply
+                    raise NetlinkError(errno.EBADMSG, f"undecodable netlink reply: {error!r}")
                 if reply["header"]["type"] in (NLMSG_DONE, NLMSG_ERROR):
                     return replies
                 replies.append(reply)
