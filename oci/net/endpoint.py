@@ -118,6 +118,10 @@ def _bridge_addresses(net: dict[str, Any]) -> list[str]:
 def _undo(net: dict[str, Any], lease: dict[str, Any]) -> None:
     with contextlib.suppress(OciError):
         links.detach(lease["hostIfname"])
+    _undo_rules(net, lease)
+
+
+def _undo_rules(net: dict[str, Any], lease: dict[str, Any]) -> None:
     if lease.get("ports"):
         with contextlib.suppress(OciError):
             nat.delete_rules(net["nftTable"], nat.port_comment(net["name"], lease["hostIfname"]))
@@ -144,18 +148,27 @@ def disconnect(state: str, net: dict[str, Any], container_id: str, ifname: str |
     """Detach the container (every interface of it if `ifname` is None); the leases released.
 
     Idempotent: an attachment that is not recorded is still cleaned of its veth, as a
-    CNI DEL after a lost lease requires.
+    CNI DEL after a lost lease requires. The veths are deleted while the leases, rules and
+    hosts files are written (links.Detaching); the call returns once both are done, as the
+    CNI bridge plugin's DEL does, which releases the address before it deletes the link.
     """
     store = ipam.LeaseStore(state, net["name"])
     with store.transaction() as leases:
         keys = [k for k, v in leases.items() if v["containerId"] == container_id and ifname in (None, v["ifname"])]
         released = [leases.pop(k) for k in keys]
-        for lease in released:
-            _undo(net, lease)
+        deleting = [links.Detaching(lease["hostIfname"]) for lease in released]
+        lost = None
         if not released and ifname is not None:
-            links.detach(host_ifname(net["name"], key_of(container_id, ifname)))
+            lost = links.Detaching(host_ifname(net["name"], key_of(container_id, ifname)))
+        for lease in released:
+            _undo_rules(net, lease)
         if released:
             _refresh_hosts(net["name"], leases, extra=[lease.get("hostsFile") for lease in released])
+    for job in deleting:
+        with contextlib.suppress(OciError):  # the lease is released whatever became of its veth
+            job.wait()
+    if lost is not None:
+        lost.wait()
     return released
 
 

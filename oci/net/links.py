@@ -260,6 +260,35 @@ def detach(host_ifname: str) -> bool:
         return delete_link(nl, host_ifname)
 
 
+class Detaching:
+    """`detach` in a thread of its own, started at once; `wait` returns its result or raises its error.
+
+    The kernel takes ~15-30 ms to unregister a veth pair (RCU grace periods), most of a DEL:
+    the request blocks its thread in the kernel without the GIL, so the caller's own records
+    (leases, hosts files, nftables rules) are written meanwhile.
+    """
+
+    def __init__(self, host_ifname: str) -> None:
+        import threading
+
+        self.existed = False
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(host_ifname,), name=f"detach {host_ifname}")
+        self.thread.start()
+
+    def _run(self, host_ifname: str) -> None:
+        try:
+            self.existed = detach(host_ifname)
+        except BaseException as err:  # handed to the waiting thread
+            self.error = err
+
+    def wait(self) -> bool:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.existed
+
+
 def container_addresses(netns: str, ifname: str) -> list[str]:
     """The addresses on `ifname` inside `netns` as CIDRs; NotFound if the interface is missing."""
     with netlink(netns) as nl, _guarded(f"{netns}: {ifname}"):
