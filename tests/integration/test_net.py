@@ -107,6 +107,15 @@ def test_published_ports_answer_on_a_host_ipv6_address(lab):
     assert refused.returncode == 2 and "::1" in refused.stderr
 
 
+def test_published_ports_survive_a_table_removed_behind_our_back(lab):
+    net = lab.create_network(ipv6=False)
+    add(lab, net["name"], lab.netns("first"), "--id", "first")
+    subprocess.run(["nft", "delete", "table", "inet", lab.table], check=True)
+    port = free_port()
+    add(lab, net["name"], lab.netns("second"), "--id", "second", "-p", f"{port}:80")
+    assert f"tcp dport {port} dnat ip to" in nft_table(lab.table)
+
+
 def test_twenty_concurrent_adds_get_twenty_distinct_addresses(lab):
     net = lab.create_network(ipv6=False)
     spaces = [lab.netns(f"c{i}") for i in range(20)]
