@@ -25,7 +25,11 @@ EXAMPLES = """  oci-run run --bundle ./bundle demo          # run in the foregro
   oci-run delete --force demo
   oci-run list --format json
   oci-run spec --bundle ./bundle              # write a default config.json
-  oci-run features"""
+  oci-run features
+  oci-run pause demo && oci-run resume demo
+  oci-run update --memory 256m --pids-limit 100 demo
+  oci-run ps demo                             # `ps -ef` lines of the container's processes
+  oci-run events --stats demo                 # one JSON stats object"""
 VERBS = {
     "create": "create a container (its init waits for start)",
     "start": "run the user process of a created container",
@@ -37,6 +41,11 @@ VERBS = {
     "list": "list containers",
     "spec": "write a default config.json",
     "features": "print the implemented features as runtime-spec features JSON",
+    "pause": "freeze every process of a container (cgroup freezer)",
+    "resume": "thaw a paused container",
+    "ps": "list the processes of a container (ps output, or --format json: the pids)",
+    "update": "change a live container's memory and pids limits",
+    "events": "print a container's cgroup statistics as JSON (--stats: once; else every --interval)",
 }
 GLOBAL_VALUE_FLAGS = ("--root", "--log", "--log-format", "--criu", "--rootless")
 GLOBAL_SWITCHES = ("--debug", "--systemd-cgroup", "-q", "--quiet")
@@ -112,6 +121,19 @@ VERB_FLAGS = {
     "state": [],
     "kill": [(("-a", "--all"), "all", "switch", False, "signal every process in the container")],
     "delete": [(("-f", "--force"), "force", "switch", False, "kill a running container first")],
+    "pause": [],
+    "resume": [],
+    "ps": [(("-f", "--format"), "format", "str", "table", "table (ps output) or json (the pids as a JSON array)")],
+    "events": [(("--stats",), "stats", "switch", False, "print the container's stats once and exit"),
+               (("--interval",), "interval", "str", "5s", "time between stats (5s, 500ms, 1m; default: 5s)")],
+    "update": [(("-r", "--resources"), "resources", "str", None,
+                "a LinuxResources JSON document (- for stdin); no other flag with it"),
+               (("--memory",), "memory", "str", None, "memory limit in bytes (k, m, g suffixes; -1: unlimited)"),
+               (("--memory-reservation",), "memory_reservation", "str", None,
+                "memory soft limit in bytes (k, m, g suffixes)"),
+               (("--memory-swap",), "memory_swap", "str", None,
+                "memory+swap limit in bytes (k, m, g suffixes; -1: unlimited)"),
+               (("--pids-limit",), "pids_limit", "int", None, "maximum number of processes (-1: unlimited)")],
 }
 
 
@@ -193,6 +215,8 @@ def verb_parser(verb: str) -> ocicli.Parser:
     if verb == "spec":
         parser.add_argument("-b", "--bundle", default=".", help="where to write config.json")
         parser.add_argument("--rootless", action="store_true", help="a config for an unprivileged user")
+    if verb == "update":
+        _refused_update_flags(parser)
     if verb not in ("list", "spec", "features"):
         parser.add_argument("id", metavar="CONTAINER_ID")
     if verb == "kill":
@@ -201,7 +225,25 @@ def verb_parser(verb: str) -> ocicli.Parser:
         import argparse
 
         parser.add_argument("command", nargs=argparse.REMAINDER, help="the program and its arguments (no --process)")
+    if verb == "ps":
+        import argparse
+
+        parser.add_argument("ps_args", nargs=argparse.REMAINDER, metavar="PS_ARGS",
+                            help="arguments for ps(1) (default: -ef); the lines of the container's pids are kept")
     return parser
+
+
+# runc's update flags for resources oci-run does not implement: refused by name.
+UPDATE_REFUSED = ("--blkio-weight", "--cpu-period", "--cpu-quota", "--cpu-share", "--cpu-rt-period",
+                  "--cpu-rt-runtime", "--cpuset-cpus", "--cpuset-mems", "--kernel-memory", "--kernel-memory-tcp",
+                  "--l3-cache-schema", "--mem-bw-schema", "--cpu-idle", "--cpu-burst")
+
+
+def _refused_update_flags(parser: ocicli.Parser) -> None:
+    import argparse
+
+    for flag in UPDATE_REFUSED:
+        parser.add_argument(flag, dest="refused_" + flag[2:].replace("-", "_"), help=argparse.SUPPRESS)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -320,8 +362,25 @@ def cmd_state(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 def cmd_kill(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.runtime import lifecycle
 
-    lifecycle.kill(_store(g), opts.id, lifecycle.parse_signal(opts.signal), opts.all)
+    store = _store(g)
+    signum = lifecycle.parse_signal(opts.signal)
+    lifecycle.kill(store, opts.id, signum, opts.all)
+    if signum == 9 and _ever_paused(store, opts.id):
+        from oci.runtime import control
+
+        control.thaw_if_paused(store, opts.id)  # a frozen process acts on SIGKILL once thawed
     return 0
+
+
+def _ever_paused(store: Any, container_id: str) -> bool:
+    """Whether `pause` ever ran on the container: one stat spares kill and delete the freezer otherwise."""
+    from oci.errors import OciError
+    from oci.runtime.state import FREEZER_LINK
+
+    try:
+        return os.path.exists(os.path.join(store.path(container_id), FREEZER_LINK))
+    except OciError:
+        return False
 
 
 def cmd_delete(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
@@ -330,6 +389,10 @@ def cmd_delete(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
     store = _store(g)
     try:
+        if opts.force and _ever_paused(store, opts.id):
+            from oci.runtime import control
+
+            control.kill_paused(store, opts.id)
         warnings = lifecycle.delete(store, opts.id, opts.force)
     except NotFound:
         if not opts.force:
@@ -506,9 +569,127 @@ def cmd_features(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     return 0
 
 
+def cmd_pause(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.runtime import control
+
+    control.pause(_store(g), opts.id)
+    return 0
+
+
+def cmd_resume(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.runtime import control
+
+    control.resume(_store(g), opts.id)
+    return 0
+
+
+def cmd_ps(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    import json
+    import subprocess
+
+    from oci.errors import OciError, UsageError
+    from oci.runtime import stats
+
+    if opts.format not in ("table", "json"):
+        raise UsageError(f"ps: --format: {opts.format!r} is neither table nor json")
+    pids = stats.pids(_store(g), opts.id)
+    ps_args = getattr(opts, "ps_args", [])  # quick_parse leaves it out: there were none
+    ps_args = ps_args[1:] if ps_args[:1] == ["--"] else ps_args
+    if opts.format == "json":
+        if ps_args:
+            raise UsageError("ps: arguments for ps(1) need --format table")
+        sys.stdout.write(json.dumps(pids) + "\n")
+        return 0
+    try:
+        done = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
+    except OSError as err:
+        raise OciError(f"ps: cannot run ps(1): {err.strerror}") from None
+    if done.returncode != 0:
+        raise OciError(f"ps: ps(1) failed: {(done.stderr or done.stdout).strip()}")
+    lines = done.stdout.splitlines()
+    header = lines[0].split() if lines else []
+    if "PID" not in header:
+        raise OciError("ps: couldn't find PID field in ps output")
+    column = header.index("PID")
+    wanted = {str(pid) for pid in pids}
+    kept = [lines[0], *(line for line in lines[1:] if line.split()[column:column + 1] and
+                         line.split()[column] in wanted)]
+    sys.stdout.write("".join(line + "\n" for line in kept))
+    return 0
+
+
+def cmd_update(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.errors import Unsupported, UsageError
+    from oci.runtime import control
+
+    refused = [flag for flag in UPDATE_REFUSED
+               if getattr(opts, "refused_" + flag[2:].replace("-", "_"), None) is not None]
+    if refused:
+        raise Unsupported(f"update: {refused[0]}: not supported by oci-run (it updates memory and pids limits)")
+    flags = {"--memory": opts.memory, "--memory-reservation": opts.memory_reservation,
+             "--memory-swap": opts.memory_swap, "--pids-limit": opts.pids_limit}
+    if opts.resources is not None:
+        if any(value is not None for value in flags.values()):
+            raise UsageError("update: --resources takes no other resource flag")
+        if opts.resources == "-":
+            source, data = "<stdin>", sys.stdin.buffer.read()
+        else:
+            source = opts.resources
+            try:
+                with open(source, "rb") as f:
+                    data = f.read()
+            except OSError as err:
+                from oci.errors import NotFound
+
+                raise NotFound(f"{source}: {err.strerror}") from None
+        resources = control.load_resources(data, source)
+    else:
+        memory = {key: control.parse_bytes(flags[flag], flag) for key, flag in (
+            ("limit", "--memory"), ("reservation", "--memory-reservation"), ("swap", "--memory-swap"))
+            if flags[flag] is not None}
+        resources = {"memory": memory}
+        if opts.pids_limit is not None:
+            resources["pids"] = {"limit": opts.pids_limit}
+    control.update(_store(g), opts.id, resources)
+    return 0
+
+
+def parse_interval(text: str) -> float:
+    """A Go-style duration (5s, 500ms, 1m30s, 1h) or a number of seconds."""
+    import re
+
+    from oci.errors import UsageError
+
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"--interval: invalid duration {text!r}")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def cmd_events(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    import json
+
+    from oci.runtime import stats
+
+    store = _store(g)
+    if opts.stats:
+        sys.stdout.write(json.dumps(stats.stats_event(store, opts.id), separators=(",", ":")) + "\n")
+        return 0
+    for event in stats.watch(store, opts.id, parse_interval(opts.interval)):
+        sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
 HANDLERS: dict[str, Callable[[Globals, Any, ocicli.Messages], int]] = {
     "create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill, "delete": cmd_delete,
     "run": cmd_run, "exec": cmd_exec, "list": cmd_list, "spec": cmd_spec, "features": cmd_features,
+    "pause": cmd_pause, "resume": cmd_resume, "ps": cmd_ps, "update": cmd_update, "events": cmd_events,
 }
 
 if __name__ == "__main__":

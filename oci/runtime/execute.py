@@ -56,8 +56,9 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
     from oci.runtime.channel import InitError
 
     container = store.load(container_id)
-    if container.status() not in ("created", "running"):
-        raise Conflict("cannot exec in a stopped container")
+    status = container.status()
+    if status not in ("created", "running"):
+        raise Conflict(f"cannot exec in a {status} container")
     config = config_mod.load(container.bundle)
     seccomp_filter = None
     if config["linux"].get("seccomp"):

@@ -74,6 +74,9 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
         os.close(fd)
 
 
+FREEZER_LINK = "freezer"  # written by oci.runtime.control.pause: the path of the container's freezer file
+
+
 class Container:
     """One container's record: what `state` prints plus what later verbs need."""
 
@@ -97,7 +100,19 @@ class Container:
     def status(self) -> str:
         if not self.alive():
             return "stopped"
+        if self.paused():
+            return "paused"
         return "created" if os.path.exists(self.fifo) else "running"
+
+    def paused(self) -> bool:
+        """Whether `pause` froze it: pause left FREEZER_LINK naming the freezer file (one failed open if not)."""
+        try:
+            with open(os.path.join(self.directory, FREEZER_LINK)) as f:
+                freezer = f.read()
+            with open(freezer) as f:
+                return f.read().strip() in ("FROZEN", "1")
+        except OSError:
+            return False
 
     def spec_state(self, status: str | None = None) -> dict[str, Any]:
         """The runtime spec's state object (what hooks read on stdin)."""

@@ -63,6 +63,46 @@ def rmdir_retry(path: str, tries: int = 50) -> None:
     raise CgroupError(f"cgroup: remove {path}: still busy")
 
 
+def read_text(path: str) -> str | None:
+    """A cgroup file's content without the trailing newline, or None if it does not exist."""
+    try:
+        with open(path) as f:
+            return f.read().rstrip("\n")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError as err:
+        raise CgroupError(f"cgroup: read {path}: {err.strerror}") from None
+
+
+def read_int(path: str, unlimited: int = 0) -> int:
+    """A number from a cgroup file; `max` gives `unlimited`, a missing file 0."""
+    text = read_text(path)
+    if text is None or not text.strip():
+        return 0
+    return unlimited if text.strip() == "max" else int(text.split()[0])
+
+
+def read_keyed(path: str) -> dict[str, int]:
+    """A `key value` per line file (memory.stat, cpu.stat, memory.events) as a dict."""
+    values = {}
+    for line in (read_text(path) or "").splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            values[key] = int(value)
+    return values
+
+
+def wait_for(check: Any, what: str, timeout: float = 10.0) -> None:
+    """Poll `check()` (quickly at first, then every 10 ms) until it is true; CgroupError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0001
+    while not check():
+        if time.monotonic() > deadline:
+            raise CgroupError(f"cgroup: {what}: timed out after {timeout:g} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
 class Manager:
     """One container's cgroup."""
 
@@ -87,6 +127,32 @@ class Manager:
 
     def mount_binds(self) -> list[tuple[str, str]]:
         """(name under /sys/fs/cgroup, host directory) pairs to bind into the container; `->x` is a symlink."""
+        raise NotImplementedError
+
+    # Pause, resume, update and statistics (the runc verbs beyond the lifecycle).
+
+    def freezer_file(self) -> str:
+        """The file that says whether the cgroup is frozen: v1 freezer.state (FROZEN), v2 cgroup.freeze (1)."""
+        raise NotImplementedError
+
+    def freeze(self) -> None:
+        """Freeze every process of the cgroup; return once the kernel says they are all frozen."""
+        raise NotImplementedError
+
+    def thaw(self) -> None:
+        """Thaw the cgroup; return once the kernel says it is no longer frozen."""
+        raise NotImplementedError
+
+    def update(self, resources: dict[str, Any]) -> None:
+        """Change the memory and pids limits of a live cgroup (a LinuxResources subset; absent means unchanged)."""
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, Any]:
+        """cpu, memory and pids statistics in the shape of runc's `events --stats` data."""
+        raise NotImplementedError
+
+    def oom_kills(self) -> int:
+        """How many processes the OOM killer has killed in the cgroup so far."""
         raise NotImplementedError
 
     @staticmethod

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import os
 
-from oci.linux.cgroups.base import DEFAULT_ALLOWED, CgroupError, Manager, rmdir_retry, write
+from oci.linux.cgroups.base import (
+    DEFAULT_ALLOWED,
+    CgroupError,
+    Manager,
+    read_int,
+    read_keyed,
+    read_text,
+    rmdir_retry,
+    wait_for,
+    write,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+# A task that cannot be frozen at the moment (in vfork, in some syscalls) keeps the freezer in
+# FREEZING: wait a little, thaw and try again, a few times.
+FREEZE_ATTEMPTS, FREEZE_WAIT = 10, 0.5
 
 
 class V1Manager(Manager):
@@ -103,3 +117,92 @@ class V1Manager(Manager):
         except OSError:
             pass
         return binds
+
+    # Pause, resume, update and statistics.
+
+    def _need(self, controller: str) -> str:
+        folder = self.controller_dir(controller)
+        if folder is None:
+            raise CgroupError(f"cgroup: the {controller} controller is not mounted")
+        return folder
+
+    def freezer_file(self) -> str:
+        return os.path.join(self._need("freezer"), "freezer.state")
+
+    def freeze(self) -> None:
+        state = self.freezer_file()
+        for _ in range(FREEZE_ATTEMPTS):
+            write(state, "FROZEN")
+            try:
+                wait_for(lambda: read_text(state) == "FROZEN", f"freeze {state}", FREEZE_WAIT)
+                return
+            except CgroupError:
+                write(state, "THAWED")
+        raise CgroupError(f"cgroup: freeze {state}: still FREEZING after {FREEZE_ATTEMPTS} attempts")
+
+    def thaw(self) -> None:
+        state = self.freezer_file()
+        write(state, "THAWED")
+        wait_for(lambda: read_text(state) == "THAWED", f"thaw {state}")
+
+    def update(self, resources: dict[str, Any]) -> None:
+        memory = resources.get("memory") or {}
+        if memory:
+            folder = self._need("memory")
+            limit_file = os.path.join(folder, "memory.limit_in_bytes")
+            swap_file = os.path.join(folder, "memory.memsw.limit_in_bytes")
+            limit, swap = memory.get("limit"), memory.get("swap")
+            has_swap = os.path.exists(swap_file)
+            if limit == -1 and swap is None and has_swap:
+                swap = -1  # unlimited memory: unlimited memory+swap too (or the old memsw limit still binds)
+            if swap is not None and not has_swap and swap not in (-1, limit):
+                raise CgroupError("cgroup: /memory/swap: swap accounting is off")
+            writes = [(limit_file, limit), (swap_file if has_swap else "", swap)]
+            # The kernel keeps memory.limit <= memsw.limit at every step: raise the larger one first.
+            if swap is not None and (swap == -1 or swap >= read_int(limit_file)):
+                writes.reverse()
+            for path, value in writes:
+                if path and value is not None:
+                    write(path, str(value))
+            if "reservation" in memory:
+                write(os.path.join(folder, "memory.soft_limit_in_bytes"), str(memory["reservation"]))
+        pids = resources.get("pids") or {}
+        if "limit" in pids:
+            write(os.path.join(self._need("pids"), "pids.max"), "max" if pids["limit"] <= 0 else str(pids["limit"]))
+
+    def oom_kills(self) -> int:
+        folder = self.controller_dir("memory")
+        return read_keyed(os.path.join(folder, "memory.oom_control")).get("oom_kill", 0) if folder else 0
+
+    def stats(self) -> dict[str, Any]:
+        memory: dict[str, Any] = {}
+        folder = self.controller_dir("memory")
+        if folder is not None:
+            raw = read_keyed(os.path.join(folder, "memory.stat"))
+            memory = {"cache": raw.get("cache", 0)}
+            for key, prefix in (("usage", "memory."), ("swap", "memory.memsw."), ("kernel", "memory.kmem."),
+                                ("kernelTCP", "memory.kmem.tcp.")):
+                base = os.path.join(folder, prefix)
+                memory[key] = {"limit": read_int(base + "limit_in_bytes"), "usage": read_int(base + "usage_in_bytes"),
+                               "max": read_int(base + "max_usage_in_bytes"), "failcnt": read_int(base + "failcnt")}
+            memory["raw"] = raw
+        pids: dict[str, int] = {}
+        folder = self.controller_dir("pids")
+        if folder is not None:
+            pids = {"current": read_int(os.path.join(folder, "pids.current")),
+                    "limit": read_int(os.path.join(folder, "pids.max"))}
+        cpu: dict[str, Any] = {}
+        folder = self.controller_dir("cpuacct")
+        if folder is not None:
+            tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+            times = read_keyed(os.path.join(folder, "cpuacct.stat"))
+
+            def per_cpu(name: str) -> list[int]:
+                return [int(v) for v in (read_text(os.path.join(folder, name)) or "").split()]
+
+            cpu = {"usage": {"total": read_int(os.path.join(folder, "cpuacct.usage")),
+                             "percpu": per_cpu("cpuacct.usage_percpu"),
+                             "percpu_kernel": per_cpu("cpuacct.usage_percpu_sys"),
+                             "percpu_user": per_cpu("cpuacct.usage_percpu_user"),
+                             "kernel": times.get("system", 0) * tick, "user": times.get("user", 0) * tick}}
+        return {"cpu": cpu, "memory": memory, "pids": pids}

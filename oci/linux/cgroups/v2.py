@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import os
 
-from oci.linux.cgroups.base import DEFAULT_ALLOWED, CgroupError, Manager, rmdir_retry, write
+from oci.linux.cgroups.base import (
+    DEFAULT_ALLOWED,
+    CgroupError,
+    Manager,
+    read_int,
+    read_keyed,
+    rmdir_retry,
+    wait_for,
+    write,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,6 +87,75 @@ class V2Manager(Manager):
 
     def mount_binds(self) -> list[tuple[str, str]]:
         return [("", self.dir)]
+
+    # Pause, resume, update and statistics.
+
+    def freezer_file(self) -> str:
+        return os.path.join(self.dir, "cgroup.freeze")
+
+    def _settle(self, frozen: int, what: str) -> None:
+        events = os.path.join(self.dir, "cgroup.events")
+        wait_for(lambda: read_keyed(events).get("frozen") == frozen, f"{what} {self.dir}")
+
+    def freeze(self) -> None:
+        write(self.freezer_file(), "1")
+        self._settle(1, "freeze")
+
+    def thaw(self) -> None:
+        write(self.freezer_file(), "0")
+        self._settle(0, "thaw")
+
+    def update(self, resources: dict[str, Any]) -> None:
+        memory = resources.get("memory") or {}
+        if memory:
+            self._enable("memory")
+            limit, swap = memory.get("limit"), memory.get("swap")
+            if limit is not None:
+                write(os.path.join(self.dir, "memory.max"), _value(limit))
+            if "reservation" in memory:
+                write(os.path.join(self.dir, "memory.low"), _value(memory["reservation"]))
+            if swap is not None:
+                # The spec's swap is memory+swap; memory.swap.max counts swap alone.
+                swap_file = os.path.join(self.dir, "memory.swap.max")
+                current = limit if limit is not None else read_int(os.path.join(self.dir, "memory.max"), -1)
+                if swap != -1 and current <= 0:
+                    raise CgroupError("cgroup: /memory/swap: needs a memory limit (memory+swap)")
+                if not os.path.exists(swap_file):
+                    if swap not in (-1, current):
+                        raise CgroupError("cgroup: /memory/swap: swap accounting is off")
+                else:
+                    write(swap_file, "max" if swap == -1 else str(swap - current))
+        pids = resources.get("pids") or {}
+        if "limit" in pids:
+            self._enable("pids")
+            write(os.path.join(self.dir, "pids.max"), _value(pids["limit"]))
+
+    def oom_kills(self) -> int:
+        return read_keyed(os.path.join(self.dir, "memory.events")).get("oom_kill", 0)
+
+    def stats(self) -> dict[str, Any]:
+        def path(name: str) -> str:
+            return os.path.join(self.dir, name)
+
+        unlimited = (1 << 64) - 1
+        raw = read_keyed(path("memory.stat"))
+        usage = {"limit": read_int(path("memory.max"), unlimited), "usage": read_int(path("memory.current")),
+                 "max": read_int(path("memory.peak")), "failcnt": read_keyed(path("memory.events")).get("max", 0)}
+        swap_limit = read_int(path("memory.swap.max"), unlimited)
+        # As runc reports it: swap is memory+swap, the meaning it has on cgroup v1.
+        swap = {"limit": unlimited if unlimited in (swap_limit, usage["limit"]) else swap_limit + usage["limit"],
+                "usage": read_int(path("memory.swap.current")) + usage["usage"], "failcnt": 0}
+        cpu_stat = read_keyed(path("cpu.stat"))
+        return {
+            "cpu": {"usage": {"total": cpu_stat.get("usage_usec", 0) * 1000,
+                              "kernel": cpu_stat.get("system_usec", 0) * 1000,
+                              "user": cpu_stat.get("user_usec", 0) * 1000},
+                    "throttling": {"periods": cpu_stat.get("nr_periods", 0),
+                                   "throttledPeriods": cpu_stat.get("nr_throttled", 0),
+                                   "throttledTime": cpu_stat.get("throttled_usec", 0) * 1000}},
+            "memory": {"cache": raw.get("file", 0), "usage": usage, "swap": swap, "raw": raw},
+            "pids": {"current": read_int(path("pids.current")), "limit": read_int(path("pids.max"))},
+        }
 
 
 def _value(limit: int) -> str:

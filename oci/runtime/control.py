@@ -1,0 +1,136 @@
+"""runc's `pause`, `resume` and `update`: the cgroup freezer and live changes of memory and pids limits.
+
+`pause` records where the container's freezer file is (state.FREEZER_LINK in the container's
+directory), so that `state` and `list` can report `paused` by reading that one file. A paused
+container still dies of SIGKILL: `kill_paused` kills and then thaws, as runc does (on cgroup v1
+a frozen task does not act on a signal until it is thawed).
+"""
+
+from __future__ import annotations
+
+import os
+
+from oci.errors import Conflict, InvalidInput, Unsupported
+from oci.runtime.state import FREEZER_LINK, Container, StateStore, write_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# What `update` can change: the part of linux.resources that oci-run implements, as
+# oci.runtime.config.SUPPORTED describes it (True: any value).
+UPDATABLE: dict[str, Any] = {"memory": {"limit": True, "reservation": True, "swap": True}, "pids": {"limit": True}}
+SIGKILL = 9  # the signal module's import (enum) costs more than a pause
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def _cgroup(container: Container) -> Any:
+    from oci.linux import cgroups
+
+    return cgroups.manager(container.cgroup_path)
+
+
+def pause(store: StateStore, container_id: str) -> None:
+    """Freeze every process of a created or running container."""
+    with store.lock(container_id):
+        container = store.load(container_id)
+        status = container.status()
+        if status not in ("created", "running"):
+            raise Conflict(f"container not running ({status})")
+        cgroup = _cgroup(container)
+        _record_freezer(container, cgroup.freezer_file())
+        try:
+            cgroup.freeze()
+        except BaseException:
+            cgroup.thaw()
+            raise
+
+
+def _record_freezer(container: Container, freezer: str) -> None:
+    """Name the freezer file in the container's directory (once: it stays the same)."""
+    link = os.path.join(container.directory, FREEZER_LINK)
+    try:
+        with open(link) as f:
+            if f.read() == freezer:
+                return
+    except FileNotFoundError:
+        pass
+    write_atomic(link, freezer.encode(), 0o600)
+
+
+def resume(store: StateStore, container_id: str) -> None:
+    """Thaw a paused container."""
+    with store.lock(container_id):
+        container = store.load(container_id)
+        if container.status() != "paused":
+            raise Conflict("container not paused")
+        _cgroup(container).thaw()
+
+
+def kill_paused(store: StateStore, container_id: str) -> None:
+    """If the container is paused: SIGKILL every process in it, then thaw so that they die."""
+    container = store.load(container_id)
+    if not container.alive() or not container.paused():
+        return
+    cgroup = _cgroup(container)
+    for pid in cgroup.pids():
+        try:
+            os.kill(pid, SIGKILL)
+        except ProcessLookupError:
+            pass
+    cgroup.thaw()
+
+
+def thaw_if_paused(store: StateStore, container_id: str) -> None:
+    """Thaw a paused container (after a SIGKILL was sent, so that it can die)."""
+    container = store.load(container_id)
+    if container.alive() and container.paused():
+        _cgroup(container).thaw()
+
+
+def parse_bytes(text: str, flag: str) -> int:
+    """A size as runc's flags take it: `-1` (unlimited), bytes, or a number with k, m, g, t or p (binary units,
+    optionally followed by b or ib)."""
+    import re
+
+    if text.strip() == "-1":
+        return -1
+    match = re.fullmatch(r"(\d+(?:\.\d+)?) ?([kmgtp])?i?b?", text.strip().lower())
+    if match is None:
+        raise InvalidInput(f"{flag}: invalid size {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2) or ""])
+
+
+def load_resources(data: bytes, source: str) -> dict[str, Any]:
+    """A LinuxResources JSON document, validated against the vendored schema, with what `update` cannot change
+    refused by JSON pointer."""
+    from oci import schema
+    from oci.errors import InvalidDocument
+    from oci.runtime.config import unsupported_fields
+
+    resources = schema.parse(data, source)
+    prefix = "/linux/resources"
+    problems = schema.violations({"ociVersion": "1.3.0", "linux": {"resources": resources}}, "runtime-config")
+    if problems:
+        raise InvalidDocument(source, [(p.removeprefix(prefix) if p.startswith(prefix) else p, m)
+                                       for p, m in problems])
+    unknown = unsupported_fields(resources, UPDATABLE)
+    if unknown:
+        raise Unsupported(f"{source}: {unknown[0]}: oci-run cannot update this (it updates memory.limit, "
+                          f"memory.reservation, memory.swap and pids.limit)")
+    return resources
+
+
+def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> None:
+    """Apply new limits to a live container's cgroup; 0 (or absent) leaves a value as it is, as with runc."""
+    changes: dict[str, Any] = {}
+    for group, fields in UPDATABLE.items():
+        wanted = {k: v for k, v in (resources.get(group) or {}).items() if k in fields and v != 0}
+        if wanted:
+            changes[group] = wanted
+    with store.lock(container_id):
+        container = store.load(container_id)
+        if not container.alive():
+            raise Conflict("container not running")
+        if changes:
+            _cgroup(container).update(changes)
