@@ -207,11 +207,13 @@ def hook(args, state: str, messages) -> int:
 
     from oci import schema
     from oci.errors import InvalidInput
-    from oci.net import endpoint, nat, networks
+    from oci.net import endpoint, nat, networks, validation
 
     if sys.stdin is None or sys.stdin.isatty():
         raise InvalidInput("expected the OCI container state as JSON on stdin")
-    container = schema.load(sys.stdin.buffer.read(), "state", "<stdin>")
+    container = schema.parse(sys.stdin.buffer.read(), "<stdin>")
+    if not validation.plainly_valid_state(container):  # else the schema says what is wrong
+        schema.validate(container, "state", "<stdin>")
     net = networks.load(state, args.network)
     if args.action == "disconnect":
         endpoint.disconnect(state, net, container["id"], args.ifname)

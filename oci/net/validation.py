@@ -109,3 +109,24 @@ def plainly_valid_volatile(conf: dict[str, Any]) -> bool:
     valid = conf.get("cni.dev/valid-attachments", [])
     return type(valid) is list and all(
         type(a) is dict and type(a.get("containerID")) is str and type(a.get("ifname")) is str for a in valid)
+
+
+STATUSES = ("creating", "created", "running", "stopped")
+
+
+def plainly_valid_state(doc: Any) -> bool:
+    """Whether an OCI container state (what a runtime hands its hooks) is of the plain, valid kind.
+
+    The same kind of shortcut as `plainly_valid_volatile`, for the runtime-spec's
+    state-schema.json: stricter than the schema (a test holds it to that), so that a hook,
+    run twice per container with a state that is new every time, does not import jsonschema
+    (~80 ms) to accept it; whatever it does not accept goes to oci.schema.
+    """
+    if type(doc) is not dict or doc.get("status") not in STATUSES:
+        return False
+    if not all(type(doc.get(key)) is str for key in ("ociVersion", "id", "bundle")):
+        return False
+    pid = doc.get("pid", 0)
+    annotations = doc.get("annotations", {})
+    return (type(pid) is int and pid >= 0 and type(annotations) is dict
+            and all(type(value) is str for value in annotations.values()))

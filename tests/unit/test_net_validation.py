@@ -1,4 +1,4 @@
-"""oci-net's validation: the memo of valid documents and the shortcut for per-container CNI parts."""
+"""oci-net's validation: the memo of valid documents and the shortcuts for per-container documents."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oci import schema
 from oci.errors import InvalidDocument
 from oci.net import cni, validation
 
@@ -68,3 +69,25 @@ def test_memo_keeps_valid_documents_only_and_checks_entries_whole(tmp_path):
     with pytest.raises(InvalidDocument):
         validation.validate({**BASE, "ipam": {"subnet": "10.0.0.0/2x"}}, "cni-config", "<x>", memo_dir=memo)
     assert os.listdir(memo) == [os.path.basename(entry)]
+
+
+STATE = st.fixed_dictionaries({}, optional={
+    "ociVersion": SCALARS, "id": SCALARS, "bundle": SCALARS, "pid": SCALARS,
+    "status": st.sampled_from(["creating", "created", "running", "stopped", "paused", ""]) | SCALARS,
+    "annotations": st.dictionaries(st.text(max_size=2), SCALARS, max_size=2) | SCALARS,
+    "other": VALUES,
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(STATE)
+def test_the_state_shortcut_never_accepts_what_the_runtime_schema_rejects(state):
+    if validation.plainly_valid_state(state):
+        assert schema.violations(state, "state") == []
+
+
+def test_the_state_shortcut_accepts_what_runtimes_send():
+    state = {"ociVersion": "1.2.0", "id": "c1", "status": "created", "pid": 4242, "bundle": "/b",
+             "annotations": {"org.opencontainers.image.title": "web"}}
+    assert validation.plainly_valid_state(state)
+    assert not validation.plainly_valid_state({**state, "pid": -1})
