@@ -71,6 +71,26 @@ def test_stdout_reaches_ctr(ctd):
     assert "to-stderr" in done.stderr
 
 
+def test_null_io(ctd):
+    """--null-io hands the runtime a read-only /dev/null as stdout: runc reopens it read-write, so does oci-run."""
+    done = ctd.ctr("run", "--rm", "--null-io", *ctd.run_flags(), IMAGE, podman_env.unique("ctd"),
+                   "sh", "-c", "echo into-the-void && echo again >&2")
+    assert done.returncode == 0, done.stderr
+    assert "into-the-void" not in done.stdout + done.stderr
+
+
+def test_privileged(ctd):
+    """--privileged: every capability the host's bounding set has, every host device (/dev/ptmx among them)."""
+    done = ctd.ctr("run", "--rm", "--privileged", *ctd.run_flags(), IMAGE, podman_env.unique("ctd"),
+                   "sh", "-c", "readlink /dev/ptmx; test -c /dev/zero && grep CapEff /proc/self/status")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("\n")
+    assert lines[0] == "pts/ptmx"
+    with open("/proc/self/status") as f:
+        host_bounding = next(line.split()[1] for line in f if line.startswith("CapBnd:"))
+    assert lines[1].split()[1] == host_bounding
+
+
 def test_memory_limit_lands_in_the_cgroup(ctd):
     with detached(ctd, "--memory-limit", str(48 << 20)) as (container_id, pid):
         assert memory_limit_file(pid).read_text().strip() == str(48 << 20)
