@@ -105,6 +105,8 @@ def test_detached_task_lifecycle(ctd):
         pid = ctd.task_pid(container_id)
         state_dir = ctd.runc_root / ctd.namespace / container_id  # the shim's --root is RUNC_ROOT/NAMESPACE
         assert state_dir.is_dir()
+        cgroup_dir = memory_limit_file(pid).parent
+        assert cgroup_dir.name == container_id
         ctd.ctr("task", "pause", container_id, check=True)
         assert ctd.task_status(container_id) == "PAUSED"
         assert frozen(pid)
@@ -118,7 +120,7 @@ def test_detached_task_lifecycle(ctd):
         done = ctd.ctr("task", "delete", container_id, check=True)
         assert ctd.task_status(container_id) is None, done.stderr
         assert not state_dir.exists()
-        assert f"/{ctd.namespace}/{container_id}" not in Path("/proc/self/cgroup").read_text()
+        assert not cgroup_dir.exists()
         ctd.ctr("container", "rm", container_id, check=True)
         assert container_id not in ctd.ctr("containers", "ls", "-q", check=True).stdout.split()
     finally:
