@@ -26,7 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
 INSIDE = "OCIKIT_BENCH_RUN_INSIDE"
-PYTHON = "python -c pass"  # the interpreter's own start-up, which every oci-run call pays
+PYTHON = "python -c pass"  # the interpreter's own start-up
+PYTHON_S = "python -S -c pass"  # the same without site: the floor of a launcher started with -S
 
 
 def oci_run_argv() -> list[str]:
@@ -92,8 +93,9 @@ def measure(bundle: str, scratch: str) -> dict[str, list[float]]:
         "crun": [shutil.which("crun") or "crun"],
     }
     interpreter = os.path.join(ROOT, ".venv", "bin", "python")
-    baseline = [interpreter if os.access(interpreter, os.X_OK) else sys.executable, "-c", "pass"]
-    samples: dict[str, list[float]] = {name: [] for name in [*runtimes, PYTHON]}
+    python = interpreter if os.access(interpreter, os.X_OK) else sys.executable
+    baselines = {PYTHON: [python, "-c", "pass"], PYTHON_S: [python, "-S", "-c", "pass"]}
+    samples: dict[str, list[float]] = {name: [] for name in [*runtimes, *baselines]}
     for i in range(RUNS + 2):
         for name, argv in runtimes.items():
             cid = f"bench-{name}-{os.getpid()}-{i}"
@@ -101,17 +103,33 @@ def measure(bundle: str, scratch: str) -> dict[str, list[float]]:
             if i >= 2:
                 samples[name].append(ms)
         if i >= 2:
-            samples[PYTHON].append(timed(baseline))
+            for name, argv in baselines.items():
+                samples[name].append(timed(argv))
     return samples
+
+
+def launcher_flags() -> tuple[str, bool]:
+    """How the oci-run the benchmark runs starts Python: (description, whether with -S)."""
+    argv = oci_run_argv()
+    if len(argv) > 1:
+        return f"{argv[0]} {argv[1]} (site on, not the installed launcher)", False
+    with open(argv[0], "rb") as f:
+        shebang = f.readline().decode(errors="replace").strip()
+    with_s = " -S" in shebang
+    return shebang + ("   (-S: site's .pth code skipped)" if with_s else
+                      "   (without -S: pip drops a launcher's shebang flags unless the install adds them)"), with_s
 
 
 def report(samples: dict[str, list[float]]) -> None:
     med = {name: statistics.median(values) for name, values in samples.items()}
     print(f"`RUNTIME run` of /bin/true, busybox-static rootfs, median of {RUNS} runs (interleaved)")
-    print("  (the same venv interpreter's `-c pass` is measured alongside: oci-run pays it on every call)")
+    launcher, with_s = launcher_flags()
+    print(f"  oci-run launcher: {launcher}")
+    print("  (the same venv interpreter's `-c pass`, with and without -S, is measured alongside: oci-run pays one)")
     for name, value in med.items():
-        print(f"  {name:15s} {value:7.1f} ms   (min {min(samples[name]):6.1f}, max {max(samples[name]):6.1f})")
-    print(f"  oci-run beyond interpreter start-up: {med['oci-run'] - med[PYTHON]:.1f} ms")
+        print(f"  {name:17s} {value:7.1f} ms   (min {min(samples[name]):6.1f}, max {max(samples[name]):6.1f})")
+    floor = PYTHON_S if with_s else PYTHON
+    print(f"  oci-run beyond interpreter start-up ({floor}): {med['oci-run'] - med[floor]:.1f} ms")
     print(f"  oci-run / runc = {med['oci-run'] / med['runc']:.2f}x   (target <= 1.0x)")
     print(f"  oci-run / crun = {med['oci-run'] / med['crun']:.2f}x   (target <= 1.5x)")
 

@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
-import argparse
+import gc
 import os
 import sys
-import threading
-import time
+from _thread import allocate_lock
+from time import monotonic
 
 import ocicli
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Callable
 
 PROG = "oci-fetch"
 DESCRIPTION = """\
@@ -30,23 +35,120 @@ EXAMPLES = """\
   oci-fetch --all-platforms --referrers registry.example/app:1.0 ./mirror
   oci-fetch oci:./images:latest ./other-layout"""
 
+# Flags as (names, dest, kind, default, metavar, help); kind is switch, text, int, float or
+# append. One table makes both the argparse parser (--help, errors, unusual spellings) and
+# `quick_parse`, which reads the plain spellings without importing argparse.
+COMMON_FLAGS = [  # what ocicli.Parser adds to every command, as quick_parse must know them
+    (("-q", "--quiet"), "quiet", "switch", False, None, ""),
+    (("--log-format",), "log_format", "text", "text", None, ""),
+    (("--debug",), "debug", "switch", False, None, ""),
+]
+REGISTRY_FLAGS = [  # how to reach a registry; oci-push takes the same ones
+    (("--insecure",), "insecure", "switch", False, None, "talk plain HTTP to the registry (no TLS)"),
+    (("--cert-dir",), "cert_dir", "text", None, "DIR",
+     "trust the CA certificates DIR/*.crt and present the client certificate DIR/*.cert with DIR/*.key "
+     "(default: $OCIKIT_CERT_DIR, else /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST; the system "
+     "CAs and $SSL_CERT_FILE are trusted too)"),
+    (("--timeout",), "timeout", "float", 30.0, "SECONDS",
+     "give up on a connection that makes no progress for this long (default: 30)"),
+    (("--retries",), "retries", "int", 5, "N",
+     "retries after 408, 429, 5xx answers and connection errors (default: 5)"),
+    (("-j", "--jobs"), "jobs", "int", 4, "N", "blobs transferred in parallel (default: 4)"),
+]
+FETCH_FLAGS = [
+    (("--platform",), "platform", "text", None, "OS/ARCH[/VARIANT]",
+     "the platform to pick from an index (default: the host's)"),
+    (("--all-platforms",), "all_platforms", "switch", False, None, "copy the whole index, every platform"),
+    (("--tag",), "tag", "text", None, "NAME", "tag in the layout (default: the reference's tag, or its digest)"),
+    (("--referrers",), "referrers", "switch", False, None,
+     "also fetch the artifacts that refer to the image (signatures, SBOMs; the OCI 1.1 referrers API, else the "
+     "tag schema), tagged <alg>-<hex> in the layout, and cosign signatures, tagged <alg>-<hex>.sig"),
+    (("--verify",), "verify", "text", None, "KEY.pub",
+     "refuse the image unless a cosign-style signature (tag sha256-<hex>.sig) of the reference's manifest "
+     "verifies with this ECDSA P-256 public key (PEM)"),
+] + REGISTRY_FLAGS
+# Positionals as (dest, required).
+FETCH_POSITIONALS = [("ref", True), ("layout", False)]
+_CONVERT: dict[str, Callable[[str], Any]] = {"text": str, "int": int, "float": float, "append": str}
 
-def add_registry_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags that say how to reach a registry; oci-push takes the same ones."""
-    parser.add_argument("--insecure", action="store_true", help="talk plain HTTP to the registry (no TLS)")
-    parser.add_argument("--cert-dir", metavar="DIR",
-                        help="trust the CA certificates DIR/*.crt and present the client certificate DIR/*.cert "
-                             "with DIR/*.key (default: $OCIKIT_CERT_DIR, else /etc/containers/certs.d/HOST and "
-                             "/etc/docker/certs.d/HOST; the system CAs and $SSL_CERT_FILE are trusted too)")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="give up on a connection that makes no progress for this long (default: 30)")
-    parser.add_argument("--retries", type=int, default=5, metavar="N",
-                        help="retries after 408, 429, 5xx answers and connection errors (default: 5)")
-    parser.add_argument("-j", "--jobs", type=int, default=4, metavar="N",
-                        help="blobs transferred in parallel (default: 4)")
+
+def add_flags(parser: argparse.ArgumentParser, flags: list) -> None:
+    """Add the flags of a table to an argparse parser."""
+    for names, dest, kind, default, metavar, text in flags:
+        if kind == "switch":
+            parser.add_argument(*names, dest=dest, action="store_true", help=text)
+        elif kind == "append":
+            parser.add_argument(*names, dest=dest, action="append", default=[], metavar=metavar, help=text)
+        else:
+            parser.add_argument(*names, dest=dest, type=_CONVERT[kind], default=default, metavar=metavar, help=text)
 
 
-def registry_options(args: argparse.Namespace):  # -> oci.registry.http.Options
+def quick_parse(argv: list[str], flags: list, positionals: list[tuple[str, bool]]) -> Any:
+    """The arguments in their plain spellings (`--flag VALUE`, `--flag=VALUE`, one block of
+    positionals), parsed without argparse; None for anything else, which argparse then
+    decides (--help, --version, abbreviations, `--`, bundled short flags, errors)."""
+    table = COMMON_FLAGS + flags
+    by_name = {name: (dest, kind) for names, dest, kind, _, _, _ in table for name in names}
+    values: dict[str, Any] = {dest: ([] if kind == "append" else default) for _, dest, kind, default, _, _ in table}
+    found: list[str] = []
+    block = 0  # 0: before the positionals, 1: inside them, 2: after them
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-" or not arg.startswith("-"):
+            if block == 2:
+                return None
+            block = 1
+            found.append(arg)
+            i += 1
+            continue
+        block = 2 if block else 0
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name not in by_name:
+            return None
+        dest, kind = by_name[name]
+        if kind == "switch":
+            if eq:
+                return None
+            values[dest] = True
+            i += 1
+            continue
+        if not eq:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                return None
+            i += 1
+            value = argv[i]
+        try:
+            converted = _CONVERT[kind](value)
+        except ValueError:
+            return None
+        if kind == "append":
+            values[dest].append(converted)
+        else:
+            values[dest] = converted
+        i += 1
+    if values["log_format"] not in ocicli.LOG_FORMATS:
+        return None
+    required = sum(1 for _, needed in positionals if needed)
+    if not required <= len(found) <= len(positionals):
+        return None
+    for i, (dest, _) in enumerate(positionals):
+        values[dest] = found[i] if i < len(found) else None
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**values)
+
+
+def fetch_parser() -> argparse.ArgumentParser:
+    parser = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
+    parser.add_argument("ref", metavar="REF", help="registry reference, or oci:PATH[:TAG] for another layout")
+    parser.add_argument("layout", metavar="LAYOUT", nargs="?", default=None,
+                        help="the OCI image layout to fetch into (default: $OCIKIT_LAYOUT, else .)")
+    add_flags(parser, FETCH_FLAGS)
+    return parser
+
+
+def registry_options(args: Any):  # -> oci.registry.http.Options
     """The transport options the registry flags ask for."""
     from oci.errors import UsageError
     from oci.registry.http import Options
@@ -86,7 +188,7 @@ class ProgressBar:
         self.total = 0
         self.count = 0
         self.done: dict[str, int] = {}
-        self.lock = threading.Lock()
+        self.lock = allocate_lock()
         self.last = 0.0
 
     def begin(self, blobs) -> None:
@@ -101,7 +203,7 @@ class ProgressBar:
         self.draw()
 
     def draw(self, force: bool = False) -> None:
-        now = time.monotonic()
+        now = monotonic()
         if not force and now - self.last < 0.1:
             return
         self.last = now
@@ -122,36 +224,15 @@ class ProgressBar:
 
 
 def body(argv: list[str], messages: ocicli.Messages) -> int:
-    parser = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
-    parser.add_argument("ref", metavar="REF", help="registry reference, or oci:PATH[:TAG] for another layout")
-    parser.add_argument("layout", metavar="LAYOUT", nargs="?", default=None,
-                        help="the OCI image layout to fetch into (default: $OCIKIT_LAYOUT, else .)")
-    parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
-                        help="the platform to pick from an index (default: the host's)")
-    parser.add_argument("--all-platforms", action="store_true", help="copy the whole index, every platform")
-    parser.add_argument("--tag", metavar="NAME", help="tag in the layout (default: the reference's tag, or its digest)")
-    parser.add_argument("--referrers", action="store_true",
-                        help="also fetch the artifacts that refer to the image (signatures, SBOMs; the OCI 1.1 "
-                             "referrers API, else the tag schema), tagged <alg>-<hex> in the layout, and cosign "
-                             "signatures, tagged <alg>-<hex>.sig")
-    parser.add_argument("--verify", metavar="KEY.pub",
-                        help="refuse the image unless a cosign-style signature (tag sha256-<hex>.sig) of the "
-                             "reference's manifest verifies with this ECDSA P-256 public key (PEM)")
-    add_registry_flags(parser)
-    args = parser.parse_args(argv)
+    args = quick_parse(argv, FETCH_FLAGS, FETCH_POSITIONALS) or fetch_parser().parse_args(argv)
     messages.quiet = args.quiet
     if args.insecure:
         import_without_ssl()
 
     from oci.errors import UsageError
-    from oci.image import to_pipe
-    from oci.platform import Platform
-    from oci.reference import Reference
-    from oci.registry.pull import LayoutSource, RegistrySource, pull
 
     if args.platform and args.all_platforms:
         raise UsageError("--platform and --all-platforms exclude each other")
-    platform = Platform.parse(args.platform) if args.platform else None
     options = registry_options(args)
     layout_path = args.layout or os.environ.get("OCIKIT_LAYOUT") or "."
     route_warnings(messages)
@@ -161,22 +242,34 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     if args.ref.startswith("oci:"):
         if args.verify:
             raise UsageError("--verify checks signatures in a registry; it does not apply to oci: sources")
+        from oci.registry.pull import LayoutSource
+
         source = LayoutSource(args.ref[len("oci:"):])
         reference, tag = "", args.tag or source.default_tag()
     else:
+        from oci.reference import Reference
         from oci.registry.client import SOURCE_ANNOTATION, connect
 
         ref = Reference.parse(args.ref)
         repository = connect(ref, options)
-        source = RegistrySource(repository)
         reference, tag = ref.identifier, args.tag or ref.tag or str(ref.digest)
+        repository.prefetch_manifest(reference)  # the registry answers while the layout is read
+        from oci.registry.pull import RegistrySource
+
+        source = RegistrySource(repository)
         annotations[SOURCE_ANNOTATION] = str(ref)
         if args.verify:
             from oci import sign
 
             def verify(digest):
                 return sign.verify(repository, digest, args.verify)
+    from oci.image import to_pipe
+    from oci.platform import Platform
+    from oci.registry.pull import pull
+
+    platform = Platform.parse(args.platform) if args.platform else None
     bar = ProgressBar() if not args.quiet and sys.stderr.isatty() else None
+    gc.enable()
     try:
         result = pull(source, reference, layout_path, tag=tag, platform=platform, all_platforms=args.all_platforms,
                       referrers=args.referrers, jobs=args.jobs, progress=bar, annotations=annotations,
@@ -192,8 +285,30 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     return 0
 
 
+def run_and_exit(prog: str, body: Callable[[list[str], ocicli.Messages], int]) -> None:
+    """ocicli.run, then leave at once: by then the output is flushed and every file and lock
+    closed, so the interpreter's teardown (freeing every module, ~2-4 ms) is skipped. No
+    garbage is collected while the command starts (imports make many objects and no
+    garbage cycles): `body` turns collection back on when its work begins."""
+    gc.disable()
+    try:
+        ocicli.run(prog, body)
+        code: Any = 0
+    except SystemExit as leaving:
+        code = leaving.code
+    if code is not None and not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 1
+    os._exit(code or 0)
+
+
 def main() -> None:
-    ocicli.run(PROG, body)
+    run_and_exit(PROG, body)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,25 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
 import ocicli
-from oci_fetch import ProgressBar, add_registry_flags, import_without_ssl, registry_options, route_warnings
+from oci_fetch import (
+    REGISTRY_FLAGS,
+    ProgressBar,
+    add_flags,
+    import_without_ssl,
+    quick_parse,
+    registry_options,
+    route_warnings,
+    run_and_exit,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 PROG = "oci-push"
 DESCRIPTION = """\
@@ -30,29 +44,35 @@ EXAMPLES = """\
   oci-push --sign cosign.key ./images:app registry.example/team/app:2.0"""
 
 
-def body(argv: list[str], messages: ocicli.Messages) -> int:
+PUSH_FLAGS = [
+    (("--tag",), "tag", "append", None, "NAME", "also tag the pushed image NAME in the repository (repeatable)"),
+    (("--from-repo",), "from_repo", "append", None, "REPO",
+     "a repository of the same registry that may hold some blobs already: they are mounted from it instead of "
+     "uploaded (repeatable)"),
+    (("--chunk-size",), "chunk_size", "text", "32M", "SIZE",
+     "blobs up to SIZE go up in one request, larger ones in chunks of SIZE (bytes, or with K, M, G; default: 32M)"),
+    (("--sign",), "sign", "text", None, "KEY",
+     "sign the pushed manifest with this ECDSA P-256 PEM key, cosign-compatible (signature pushed under the "
+     "sha256-HEX.sig tag; encrypted keys read $COSIGN_PASSWORD)"),
+] + REGISTRY_FLAGS
+PUSH_POSITIONALS = [("image", True), ("ref", True)]
+
+
+def push_parser() -> argparse.ArgumentParser:
     parser = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
     parser.add_argument("image", metavar="IMAGE", help="LAYOUT[:TAG|@DIGEST], or - for a descriptor on stdin")
     parser.add_argument("ref", metavar="REF", help="where to push: [HOST[:PORT]/]PATH[:TAG][@DIGEST]")
-    parser.add_argument("--tag", action="append", default=[], metavar="NAME",
-                        help="also tag the pushed image NAME in the repository (repeatable)")
-    parser.add_argument("--from-repo", action="append", default=[], metavar="REPO",
-                        help="a repository of the same registry that may hold some blobs already: they are "
-                             "mounted from it instead of uploaded (repeatable)")
-    parser.add_argument("--chunk-size", default="32M", metavar="SIZE",
-                        help="blobs up to SIZE go up in one request, larger ones in chunks of SIZE "
-                             "(bytes, or with K, M, G; default: 32M)")
-    parser.add_argument("--sign", metavar="KEY",
-                        help="sign the pushed manifest with this ECDSA P-256 PEM key, cosign-compatible "
-                             "(signature pushed under the sha256-HEX.sig tag; encrypted keys read $COSIGN_PASSWORD)")
-    add_registry_flags(parser)
-    args = parser.parse_args(argv)
+    add_flags(parser, PUSH_FLAGS)
+    return parser
+
+
+def body(argv: list[str], messages: ocicli.Messages) -> int:
+    args = quick_parse(argv, PUSH_FLAGS, PUSH_POSITIONALS) or push_parser().parse_args(argv)
     messages.quiet = args.quiet
     if args.insecure:
         import_without_ssl()
 
     from oci.errors import IntegrityError, OciError, UsageError
-    from oci.image import from_pipe, open_image, to_pipe
     from oci.reference import Reference
     from oci.registry.client import connect
     from oci.registry.push import parse_size, push
@@ -71,6 +91,12 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     if args.sign and not os.path.isfile(args.sign):
         raise UsageError(f"--sign {args.sign}: no such key file")
     route_warnings(messages)
+    tags = ([ref.tag] if ref.tag and not ref.digest else []) + args.tag
+    repository = connect(ref, options, push=True)
+    for reference in tags or ([str(ref.digest)] if ref.digest else []):
+        repository.prefetch_manifest(reference, head=True)  # answered while the layout is read
+
+    from oci.image import from_pipe, open_image, to_pipe
 
     if args.image == "-":
         layout, descriptor = from_pipe(ocicli.read_stdin_json("an image descriptor"))
@@ -78,10 +104,8 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
         layout, descriptor = open_image(args.image.removeprefix("oci:"))
     if ref.digest and ref.digest != descriptor.digest:
         raise IntegrityError(f"{args.ref}: the image is {descriptor.digest}, not {ref.digest}")
-    tags = ([ref.tag] if ref.tag and not ref.digest else []) + args.tag
-
-    repository = connect(ref, options, push=True)
     bar = ProgressBar() if not args.quiet and sys.stderr.isatty() else None
+    gc.enable()
     try:
         result = push(layout, descriptor, repository, tags=tags, jobs=args.jobs, chunk_size=chunk_size,
                       mount_from=args.from_repo, progress=bar)
@@ -105,7 +129,7 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
 
 
 def main() -> None:
-    ocicli.run(PROG, body)
+    run_and_exit(PROG, body)
 
 
 if __name__ == "__main__":

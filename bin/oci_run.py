@@ -10,11 +10,68 @@ from __future__ import annotations
 import os
 import sys
 
-import ocicli
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
+
+
+def add_site_folders() -> None:
+    """Put on sys.path the folders `site` would, without running its .pth code, sitecustomize, etc.
+
+    The launcher may start Python with -S: site's start-up (the code lines of .pth files,
+    sitecustomize, the interactive helpers) costs ~2-3 ms per call, and engines call a runtime
+    several times per container. What oci-run needs from site are the folders: the venv's
+    site-packages, the user's when site would add them, the system's when the venv includes
+    them (python3-seccomp lives there), and the folder lines of their .pth files (how an
+    editable install names the checkout). Called on the first import nothing else finds.
+    """
+    import site
+
+    first, user_site, rest = [], True, [sys.prefix]  # site's order: the venv's, the user's, the system's
+    venv = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
+    config = os.path.join(venv, "pyvenv.cfg")
+    if os.path.isfile(config):
+        system = True
+        with open(config, encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition("=")
+                if key.strip().lower() == "include-system-site-packages":
+                    system = value.strip().lower() == "true"
+        sys.prefix = sys.exec_prefix = venv  # as site.venv() sets them
+        first, user_site, rest = site.getsitepackages([venv]), system, [sys.base_prefix] if system else []
+    folders = [*first, *([site.getusersitepackages()] if user_site and site.check_enableusersite() else []),
+               *(site.getsitepackages(rest) if rest else [])]
+    for folder in folders:
+        if folder in sys.path or not os.path.isdir(folder):
+            continue
+        sys.path.append(folder)
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".pth"):
+                with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
+                    for line in f:
+                        line = line.strip()
+                        if line and not line.startswith(("#", "import ", "import\t")):
+                            path = os.path.abspath(os.path.join(folder, line))
+                            if path not in sys.path and os.path.isdir(path):
+                                sys.path.append(path)
+
+
+class _SiteFoldersOnMiss:
+    """Last on sys.meta_path under -S: the first import nothing finds adds site's folders and looks again."""
+
+    @classmethod
+    def find_spec(cls, name: str, path: Any = None, target: Any = None) -> Any:
+        sys.meta_path.remove(cls)
+        add_site_folders()
+        from importlib.machinery import PathFinder
+
+        return PathFinder.find_spec(name, path, target)
+
+
+if sys.flags.no_site:
+    sys.meta_path.append(_SiteFoldersOnMiss)
+
+import ocicli  # noqa: E402
 
 PROG = "oci-run"
 DESCRIPTION = "Create and run containers from OCI runtime bundles (runc-compatible)."
@@ -247,11 +304,6 @@ def _refused_update_flags(parser: ocicli.Parser) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    if _creates_container(sys.argv[1:] if args is None else args):
-        # The kernel's cgroup-move grace period then runs while we import and read the config.
-        from oci.linux.cgroups import prime
-
-        prime.start()
     try:
         ocicli.run(PROG, _main, args)
     except SystemExit as done:
@@ -263,15 +315,6 @@ def main(args: list[str] | None = None) -> None:
             except (OSError, ValueError):
                 pass
         os._exit(code)
-
-
-def _creates_container(args: list[str]) -> bool:
-    """Whether the verb is `create` or `run` (a cheap look before the real parsing)."""
-    try:
-        _, verb, rest = split_globals(args)
-    except Exception:  # noqa: BLE001 - the real parsing reports it
-        return False
-    return verb in ("create", "run") and "-h" not in rest and "--help" not in rest
 
 
 def _main(args: list[str], messages: ocicli.Messages) -> int:
@@ -355,7 +398,9 @@ def cmd_start(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_state(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    ocicli.emit(_store(g).load(opts.id).runc_state())
+    from oci.runtime import jsonout
+
+    sys.stdout.write(jsonout.dumps(_store(g).load(opts.id).runc_state()) + "\n")
     return 0
 
 
@@ -405,8 +450,8 @@ def cmd_delete(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    import signal
-    import socket
+    import _signal  # not signal nor socket, which build enums (~8 ms of imports on every run)
+    import _socket
 
     from oci.runtime import lifecycle
 
@@ -414,7 +459,7 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     direct_tty = not opts.detach and opts.console_socket is None
     ours = theirs = None
     if direct_tty:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     create_opts = _create_options(opts, subreaper=not opts.detach, console_fd=theirs.fileno() if theirs else None)
     container = lifecycle.create(store, opts.id, opts.bundle, create_opts)
     master = None
@@ -436,7 +481,7 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
         return 0
 
     def forward(signum: int, _frame: Any) -> None:
-        if signum == signal.SIGWINCH and master is not None:
+        if signum == _signal.SIGWINCH and master is not None:
             from oci.linux import terminal
 
             terminal.copy_size(0, master)  # the kernel tells the container's foreground group
@@ -446,9 +491,9 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
         except ProcessLookupError:
             pass
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-                   signal.SIGWINCH):
-        signal.signal(signum, forward)
+    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
+                   _signal.SIGUSR2, _signal.SIGWINCH):
+        _signal.signal(signum, forward)
     if master is not None:
         from oci.linux import terminal
 
@@ -461,8 +506,8 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    import signal
-    import socket
+    import _signal  # see cmd_run
+    import _socket
 
     from oci.runtime import execute, lifecycle
 
@@ -471,7 +516,7 @@ def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     direct_tty = bool(process.get("terminal")) and not opts.detach and opts.console_socket is None
     ours = theirs = None
     if direct_tty:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     exec_opts = execute.ExecOptions(console_socket=opts.console_socket, pid_file=opts.pid_file,
                                     console_fd=theirs.fileno() if theirs else None,
                                     preserve_fds=opts.preserve_fds, subreaper=not opts.detach)
@@ -492,8 +537,9 @@ def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
         except ProcessLookupError:
             pass
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(signum, forward)
+    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
+                   _signal.SIGUSR2):
+        _signal.signal(signum, forward)
     if master is not None:
         from oci.linux import terminal
 
@@ -535,9 +581,9 @@ def cmd_list(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     if opts.quiet:
         sys.stdout.write("".join(c["id"] + "\n" for c in containers))
     elif opts.format == "json":
-        import json
+        from oci.runtime import jsonout
 
-        sys.stdout.write(json.dumps(containers) + "\n")
+        sys.stdout.write(jsonout.dumps(containers) + "\n")
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"] or "root")

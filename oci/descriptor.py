@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from oci.digest import Digest
 from oci.errors import InvalidInput
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

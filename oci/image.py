@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections import namedtuple
 
-from oci import platform as platforms
 from oci.descriptor import INDEXES, LAYERS, MANIFESTS, REF_NAME, Descriptor
 from oci.digest import Digest
 from oci.errors import IntegrityError, InvalidInput, Unsupported
 from oci.layout import Layout
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from oci import platform as platforms
+
 LAYOUT_ANNOTATION = "org.ocikit.layout"  # where the image lives, when a descriptor travels through a pipe
 
 
-class Image(NamedTuple):
+class Image(namedtuple("Image", ["layout", "descriptor", "manifest", "config_descriptor", "config"])):
     """A single-platform image whose manifest and config were verified and validated."""
 
+    __slots__ = ()
     layout: Layout
     descriptor: Descriptor  # the manifest's descriptor
     manifest: dict[str, Any]
@@ -25,11 +31,13 @@ class Image(NamedTuple):
     @classmethod
     def load(cls, layout: Layout, descriptor: Descriptor, platform: platforms.Platform | None = None) -> Image:
         """Load the image `descriptor` names, resolving an index to `platform` (default: the host)."""
-        wanted = platform or platforms.Platform.host()
         for _ in range(4):  # an index may point at an index
             if descriptor.media_type in INDEXES:
+                from oci.platform import Platform, choose
+
                 index = layout.read_document(descriptor)
-                chosen = platforms.choose(index.get("manifests", []), wanted, f"{layout.path}@{descriptor.digest}")
+                wanted = platform or Platform.host()
+                chosen = choose(index.get("manifests", []), wanted, f"{layout.path}@{descriptor.digest}")
                 descriptor = Descriptor.from_json(chosen)
                 continue
             break

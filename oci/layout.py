@@ -17,16 +17,18 @@ Store semantics:
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-from typing import Any, BinaryIO, Iterator
 
 from oci import schema
 from oci.descriptor import INDEXES, MANIFESTS, OCI_INDEX, REF_NAME, Descriptor
-from oci.digest import Digest, VerifyingReader, copy_hashing
+from oci.digest import Digest, VerifyingReader, copy_hashing, verify_bytes
 from oci.errors import IntegrityError, InvalidInput, NotFound, OciError
 from oci.fsutil import atomic_file, fsync_dir, locked, write_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+    from typing import Any, BinaryIO
 
 LAYOUT_VERSION = "1.0.0"
 MAX_DOCUMENT = 4 << 20  # manifests, indexes and configs larger than this are refused
@@ -64,17 +66,17 @@ class Layout:
                 self._write_index({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
             header = os.path.join(self.path, "oci-layout")
             if not os.path.exists(header):
+                import json
+
                 write_atomic(header, json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
 
     def _lock(self, name: str) -> str:
         os.makedirs(self._private, exist_ok=True)
         return os.path.join(self._private, f"{name}.lock")
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[Layout]:
-        """Hold off garbage collection while this block puts blobs and tags them."""
-        with locked(self._lock("gc"), shared=True):
-            yield self
+    def session(self) -> AbstractContextManager[None]:
+        """A context that holds off garbage collection while its block puts blobs and tags them."""
+        return locked(self._lock("gc"), shared=True)
 
     # -- blobs -----------------------------------------------------------
 
@@ -117,8 +119,10 @@ class Layout:
             os.rename(tmp_target, final)
             fsync_dir(os.path.dirname(final))
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(tmp_target)
+            except FileNotFoundError:
+                pass
         return digest, count
 
     def put_bytes(self, data: bytes, expected: Digest | None = None) -> Digest:
@@ -144,8 +148,15 @@ class Layout:
         """Read a (small) blob completely, verified against its descriptor."""
         if descriptor.size > limit:
             raise IntegrityError(f"blob {descriptor.digest}: size {descriptor.size} exceeds the cap of {limit}")
-        with self.open_blob(descriptor) as reader:
-            return reader.read()
+        try:
+            with open(self.blob_path(descriptor.digest), "rb") as f:
+                data = f.read(descriptor.size + 1)
+        except FileNotFoundError:
+            raise NotFound(f"{self.path}: blob {descriptor.digest} is missing") from None
+        if len(data) > descriptor.size:
+            raise IntegrityError(f"blob {descriptor.digest}: more than the expected {descriptor.size} bytes")
+        verify_bytes(data, descriptor.digest, descriptor.size, f"blob {descriptor.digest}")
+        return data
 
     def read_document(self, descriptor: Descriptor) -> dict[str, Any]:
         """Read a manifest, index or config blob, verified and validated by its media type.
@@ -216,6 +227,8 @@ class Layout:
             self._write_index(index)
 
     def _write_index(self, index: dict[str, Any]) -> None:
+        import json
+
         path = os.path.join(self.path, "index.json")
         data = json.dumps(index, indent=2).encode() + b"\n"
         schema.load(data, "index", path, remember=True)  # validated before written, remembered for readers
@@ -259,6 +272,8 @@ class Layout:
                 fsync_dir(folder)
             tmp_dir = os.path.join(self._private, "tmp")
             for name in os.listdir(tmp_dir) if os.path.isdir(tmp_dir) else []:
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     os.unlink(os.path.join(tmp_dir, name))
+                except FileNotFoundError:
+                    pass
         return removed

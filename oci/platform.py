@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from collections import namedtuple
 
 from oci.errors import InvalidInput, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # uname machine -> (GOARCH, variant)
 _MACHINES = {
@@ -15,12 +19,13 @@ _MACHINES = {
 }
 
 
-class Platform(NamedTuple):
+class Platform(namedtuple("Platform", ["os", "architecture", "variant"], defaults=(None,))):
     """An image platform as the image-spec names it."""
 
+    __slots__ = ()
     os: str
     architecture: str
-    variant: str | None = None
+    variant: str | None
 
     @classmethod
     def parse(cls, text: str) -> Platform:

@@ -9,7 +9,7 @@ when neither tag nor digest is given.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from collections import namedtuple
 
 from oci.digest import Digest
 from oci.errors import InvalidInput
@@ -23,19 +23,25 @@ _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[_.]|__|[-]+)[a-z0-9]+)*"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
-_REMAINDER = re.compile(
-    rf"^(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
-)
+# The grammar. Compiling it costs a command's start ~1 ms, so the plainest spellings (see
+# `_plain`) are checked without it; `re` compiles it for anything else.
+_DOMAIN_RE = rf"^{_DOMAIN}$"
+_REMAINDER = rf"^(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_ALNUM = _LOWER_ALNUM | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_HOST_CHARS = _ALNUM | {"-"}
+_TAG_CHARS = _ALNUM | {"_", ".", "-"}
+_HEX_DIGITS = "0123456789abcdefABCDEF"
 
 
-class Reference(NamedTuple):
+class Reference(namedtuple("Reference", ["registry", "repository", "tag", "digest"], defaults=(None, None))):
     """A normalised image reference."""
 
+    __slots__ = ()
     registry: str
     repository: str
-    tag: str | None = None
-    digest: Digest | None = None
+    tag: str | None
+    digest: Digest | None
 
     @classmethod
     def parse(cls, text: str) -> Reference:
@@ -45,12 +51,7 @@ class Reference(NamedTuple):
         if text != text.strip() or any(c.isspace() for c in text):
             raise InvalidInput(f"invalid reference {text!r}: contains white space")
         domain, rest = _split_domain(text)
-        match = _REMAINDER.match(rest)
-        if domain is not None and not _DOMAIN_RE.match(domain):
-            raise InvalidInput(f"invalid reference {text!r}: malformed registry host {domain!r}")
-        if not match:
-            raise InvalidInput(f"invalid reference {text!r}: {_explain(rest)}")
-        path = match["path"]
+        path, tag, digest_text = _plain(domain, rest) or _by_grammar(text, domain, rest)
         if domain is None:
             domain = DOCKER_HUB
             if "/" not in path:
@@ -59,8 +60,8 @@ class Reference(NamedTuple):
             domain = DOCKER_HUB
         if len(f"{domain}/{path}") > MAX_NAME:
             raise InvalidInput(f"invalid reference {text!r}: name longer than {MAX_NAME} characters")
-        digest = Digest.parse(match["digest"]) if match["digest"] else None
-        tag = match["tag"] or (None if digest else "latest")
+        digest = Digest.parse(digest_text) if digest_text else None
+        tag = tag or (None if digest else "latest")
         return cls(domain, path, tag, digest)
 
     @property
@@ -94,6 +95,45 @@ class Reference(NamedTuple):
             if text.startswith("library/") and "/" not in self.repository[len("library/"):]:
                 text = text[len("library/"):]
         return text
+
+
+def _plain(domain: str | None, rest: str) -> tuple[str, str | None, str | None] | None:
+    """(path, tag, digest) of a reference spelt plainly (host labels of letters, digits and
+    inner hyphens, an optional port; path components of lowercase letters and digits joined by
+    single `.`, `_` or `-`; an ASCII tag; an `alg:hex` digest), checked without the grammar's
+    regular expressions; None for anything else, which the grammar then judges."""
+    if domain is not None:
+        host, colon, port = domain.partition(":")
+        if colon and not (port.isascii() and port.isdigit()):
+            return None
+        for label in host.split("."):
+            if not label or label[0] == "-" or label[-1] == "-" or not _HOST_CHARS.issuperset(label):
+                return None
+    name, at, digest = rest.partition("@")
+    if at:
+        algorithm, colon, encoded = digest.partition(":")
+        if not colon or algorithm not in ("sha256", "sha512") or len(encoded) < 32 or encoded.strip(_HEX_DIGITS):
+            return None
+    path, colon, tag = name.partition(":")
+    if colon and not (0 < len(tag) <= 128 and tag[0] not in ".-" and _TAG_CHARS.issuperset(tag)):
+        return None
+    for component in path.split("/"):
+        if not component or component[0] not in _LOWER_ALNUM or component[-1] not in _LOWER_ALNUM:
+            return None
+        for i, c in enumerate(component):
+            if c not in _LOWER_ALNUM and (c not in "._-" or component[i - 1] not in _LOWER_ALNUM):
+                return None
+    return path, (tag if colon else None), (digest if at else None)
+
+
+def _by_grammar(text: str, domain: str | None, rest: str) -> tuple[str, str | None, str | None]:
+    """(path, tag, digest) as the full grammar reads them; InvalidInput says what is wrong."""
+    if domain is not None and not re.match(_DOMAIN_RE, domain):
+        raise InvalidInput(f"invalid reference {text!r}: malformed registry host {domain!r}")
+    match = re.match(_REMAINDER, rest)
+    if not match:
+        raise InvalidInput(f"invalid reference {text!r}: {_explain(rest)}")
+    return match["path"], match["tag"], match["digest"]
 
 
 def _split_domain(text: str) -> tuple[str | None, str]:

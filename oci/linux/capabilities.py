@@ -13,13 +13,19 @@ if TYPE_CHECKING:
 NUMBERS = {name: i for i, name in enumerate(NAMES)}
 
 
+_last_cap: int | None = None
+
+
 def last_cap() -> int:
-    """The highest capability number this kernel knows."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return len(NAMES) - 1
+    """The highest capability number this kernel knows (read once per process)."""
+    global _last_cap
+    if _last_cap is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+                _last_cap = int(f.read())
+        except OSError:
+            _last_cap = len(NAMES) - 1
+    return _last_cap
 
 
 def mask(names: list[str], pointer: str) -> int:

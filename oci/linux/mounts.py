@@ -13,53 +13,29 @@ import stat
 
 from oci.errors import InvalidInput, OciError
 from oci.linux import syscalls
+from oci.linux.mountopts import (
+    ATTR__ATIME,
+    FLAG_OPTIONS,
+    MS_BIND,
+    MS_MOVE,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SHARED,
+    MS_SLAVE,
+    MS_UNBINDABLE,
+    PROPAGATION_OPTIONS,
+    RECURSIVE_OPTIONS,
+    USERNS_LOCKED_FLAGS,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
-
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS = 1, 2, 4, 8, 16
-MS_REMOUNT, MS_MANDLOCK, MS_DIRSYNC, MS_NOSYMFOLLOW = 32, 64, 128, 256
-MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_MOVE, MS_REC, MS_SILENT = 1024, 2048, 4096, 8192, 16384, 32768
-MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 1 << 17, 1 << 18, 1 << 19, 1 << 20
-MS_RELATIME, MS_I_VERSION, MS_STRICTATIME, MS_LAZYTIME = 1 << 21, 1 << 23, 1 << 24, 1 << 25
-
-# option -> (clear?, flag)
-FLAG_OPTIONS: dict[str, tuple[bool, int]] = {
-    "defaults": (False, 0), "ro": (False, MS_RDONLY), "rw": (True, MS_RDONLY),
-    "suid": (True, MS_NOSUID), "nosuid": (False, MS_NOSUID), "dev": (True, MS_NODEV), "nodev": (False, MS_NODEV),
-    "exec": (True, MS_NOEXEC), "noexec": (False, MS_NOEXEC), "sync": (False, MS_SYNCHRONOUS),
-    "async": (True, MS_SYNCHRONOUS), "dirsync": (False, MS_DIRSYNC), "remount": (False, MS_REMOUNT),
-    "mand": (False, MS_MANDLOCK), "nomand": (True, MS_MANDLOCK), "atime": (True, MS_NOATIME),
-    "noatime": (False, MS_NOATIME), "diratime": (True, MS_NODIRATIME), "nodiratime": (False, MS_NODIRATIME),
-    "bind": (False, MS_BIND), "rbind": (False, MS_BIND | MS_REC), "relatime": (False, MS_RELATIME),
-    "norelatime": (True, MS_RELATIME), "strictatime": (False, MS_STRICTATIME),
-    "nostrictatime": (True, MS_STRICTATIME), "iversion": (False, MS_I_VERSION),
-    "noiversion": (True, MS_I_VERSION), "lazytime": (False, MS_LAZYTIME), "nolazytime": (True, MS_LAZYTIME),
-    "silent": (False, MS_SILENT), "loud": (True, MS_SILENT), "nosymfollow": (False, MS_NOSYMFOLLOW),
-    "symfollow": (True, MS_NOSYMFOLLOW),
-}
-PROPAGATION_OPTIONS = {
-    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
-    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC, "unbindable": MS_UNBINDABLE,
-    "runbindable": MS_UNBINDABLE | MS_REC,
-}
-# recursive options, applied with mount_setattr(AT_RECURSIVE): option -> (attributes set, attributes cleared)
-ATTR_RDONLY, ATTR_NOSUID, ATTR_NODEV, ATTR_NOEXEC, ATTR__ATIME = 0x1, 0x2, 0x4, 0x8, 0x70
-ATTR_RELATIME, ATTR_NOATIME, ATTR_STRICTATIME, ATTR_NODIRATIME, ATTR_NOSYMFOLLOW = 0x0, 0x10, 0x20, 0x80, 0x200000
-RECURSIVE_OPTIONS: dict[str, tuple[int, int]] = {
-    "rro": (ATTR_RDONLY, 0), "rrw": (0, ATTR_RDONLY), "rnosuid": (ATTR_NOSUID, 0), "rsuid": (0, ATTR_NOSUID),
-    "rnodev": (ATTR_NODEV, 0), "rdev": (0, ATTR_NODEV), "rnoexec": (ATTR_NOEXEC, 0), "rexec": (0, ATTR_NOEXEC),
-    "rnodiratime": (ATTR_NODIRATIME, 0), "rdiratime": (0, ATTR_NODIRATIME),
-    "rnosymfollow": (ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, ATTR_NOSYMFOLLOW),
-    "rnoatime": (ATTR_NOATIME, ATTR__ATIME), "rrelatime": (ATTR_RELATIME, ATTR__ATIME),
-    "rstrictatime": (ATTR_STRICTATIME, ATTR__ATIME),
-}
-MOUNT_OPTIONS = sorted([*FLAG_OPTIONS, *PROPAGATION_OPTIONS, *RECURSIVE_OPTIONS])
-
-# statvfs f_flag bits -> mount flags the kernel locks in a user namespace
-_LOCKED = {1: MS_RDONLY, 2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: MS_NOATIME, 2048: MS_NODIRATIME,
-           4096: MS_RELATIME}
 
 DEFAULT_DEVICES = [  # path, major, minor
     ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8),
@@ -171,7 +147,7 @@ def _locked_flags(path: str) -> int:
         st = os.statvfs(path)
     except OSError:
         return 0
-    return sum(flag for bit, flag in _LOCKED.items() if st.f_flag & bit)
+    return sum(flag for bit, flag in USERNS_LOCKED_FLAGS.items() if st.f_flag & bit)
 
 
 def remount_bind(target: str, flags: int) -> None:
@@ -300,28 +276,29 @@ class RootfsBuilder:
             syscalls.mount("tmpfs", f"/proc/self/fd/{fd}", "tmpfs", flags & ~MS_RDONLY, "mode=755")
         finally:
             os.close(fd)
-        for name, host_path in binds:
-            if host_path.startswith("->"):
-                link = resolve_in_root(self.rootfs, os.path.join(dest, name))
-                if not os.path.lexists(link):
-                    os.symlink(host_path[2:], link)
-                continue
-            sub = open_target(self.rootfs, os.path.join(dest, name), True)
-            try:
-                syscalls.mount(host_path, f"/proc/self/fd/{sub}", None, MS_BIND)
-            finally:
-                os.close(sub)
-            sub = os.open(resolve_in_root(self.rootfs, os.path.join(dest, name)), os.O_PATH | os.O_CLOEXEC)
-            try:
-                remount_bind(f"/proc/self/fd/{sub}", flags | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            finally:
-                os.close(sub)
-        if flags & MS_RDONLY:
-            fd = os.open(resolve_in_root(self.rootfs, dest), os.O_PATH | os.O_CLOEXEC)
-            try:
-                syscalls.mount(None, f"/proc/self/fd/{fd}", None, MS_REMOUNT | flags)
-            finally:
-                os.close(fd)
+        # The tmpfs is new and only we write to it: its entries are made and opened relative to it
+        # (no symlink can be in the way), not resolved from the rootfs one component at a time.
+        tmpfs = open_target(self.rootfs, dest, True)
+        try:
+            for name, host_path in binds:
+                if host_path.startswith("->"):
+                    os.symlink(host_path[2:], name, dir_fd=tmpfs)
+                    continue
+                os.mkdir(name, 0o755, dir_fd=tmpfs)
+                sub = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs)
+                try:
+                    syscalls.mount(host_path, f"/proc/self/fd/{sub}", None, MS_BIND)
+                finally:
+                    os.close(sub)
+                sub = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs)  # now the bind mount
+                try:
+                    remount_bind(f"/proc/self/fd/{sub}", flags | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+                finally:
+                    os.close(sub)
+            if flags & MS_RDONLY:
+                syscalls.mount(None, f"/proc/self/fd/{tmpfs}", None, MS_REMOUNT | flags)
+        finally:
+            os.close(tmpfs)
 
     def _node(self, path: str, kind: str, major: int, minor: int, mode: int, uid: int, gid: int) -> None:
         full = resolve_in_root(self.rootfs, path)

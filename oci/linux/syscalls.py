@@ -42,6 +42,14 @@ CLONE_NEWNET = 0x40000000
 
 MNT_DETACH = 2
 
+# Resource numbers of prlimit(2) (asm-generic/resource.h, x86_64).
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4, "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_OFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14,
+    "RLIMIT_RTTIME": 15,
+}
+
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
@@ -118,6 +126,24 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     """prctl(2) with integer arguments."""
     return _call("prctl", _libc.prctl, ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                  ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))
+
+
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("rlim_cur", ctypes.c_uint64), ("rlim_max", ctypes.c_uint64)]
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """Set this process's limit `resource` (an RLIMITS value) through prlimit(2); values are unsigned 64-bit
+    (RLIM_INFINITY is 2**64-1, and -1 means the same). The `resource` module would do it for ~1 ms of import."""
+    new = _Rlimit(soft & 0xFFFFFFFFFFFFFFFF, hard & 0xFFFFFFFFFFFFFFFF)
+    _call("prlimit", _libc.prlimit, ctypes.c_int(0), ctypes.c_int(resource), ctypes.byref(new), None)
+
+
+def getrlimit(resource: int) -> tuple[int, int]:
+    """(soft, hard) of this process's limit `resource`, through prlimit(2)."""
+    old = _Rlimit()
+    _call("prlimit", _libc.prlimit, ctypes.c_int(0), ctypes.c_int(resource), None, ctypes.byref(old))
+    return old.rlim_cur, old.rlim_max
 
 
 class _CapHeader(ctypes.Structure):

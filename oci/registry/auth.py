@@ -12,16 +12,18 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 import time
 import urllib.parse
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from _thread import allocate_lock
+from collections import namedtuple
 
 from oci.errors import AuthError, RegistryError
 
-from .credentials import Credentials
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable
+
+    from .credentials import Credentials
     from .http import Transport
 
 MAX_TOKEN_RESPONSE = 1 << 20
@@ -32,9 +34,10 @@ _PARAM = r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s
 _SCHEME = r"\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)"
 
 
-class Challenge(NamedTuple):
+class Challenge(namedtuple("Challenge", ["scheme", "params"])):
     """One challenge of a WWW-Authenticate header: a scheme (lower case) and its parameters."""
 
+    __slots__ = ()
     scheme: str
     params: dict[str, str]
 
@@ -75,9 +78,7 @@ def basic_header(credentials: Credentials) -> str:
     return "Basic " + base64.b64encode(pair).decode()
 
 
-class _Token(NamedTuple):
-    value: str
-    expires: float
+_Token = namedtuple("_Token", ["value", "expires"])  # a bearer token and when it expires (time.time())
 
 
 class Authenticator:
@@ -92,7 +93,7 @@ class Authenticator:
         self._looked_up = False
         self._challenge: Challenge | None = None
         self._tokens: dict[str, _Token] = {}
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
 
     def credentials(self) -> Credentials | None:
         with self._lock:

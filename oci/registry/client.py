@@ -27,10 +27,10 @@ oci.errors: NotFound (3), IntegrityError (4), RegistryError/HttpError (5), AuthE
 from __future__ import annotations
 
 import http.client
-import json
 import re
 import urllib.parse
-from typing import Callable, NamedTuple
+from _thread import allocate_lock
+from collections import namedtuple
 
 from oci import schema
 from oci.descriptor import DOCKER_LIST, DOCKER_MANIFEST, INDEXES, MANIFESTS, OCI_INDEX, OCI_MANIFEST, Descriptor
@@ -38,9 +38,15 @@ from oci.digest import Digest
 from oci.errors import AuthError, IntegrityError, NotFound, OciError, RegistryError, Unsupported
 from oci.reference import Reference
 
-from . import credentials as creds
-from .auth import Authenticator
-from .http import Body, HttpError, Options, Response, Transport
+from .http import HttpError, Options, Response, Transport
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from .auth import Authenticator
+    from .credentials import Credentials
+    from .http import Body
 
 SOURCE_ANNOTATION = "org.ocikit.source"  # on a layout's index entry: the reference an image was fetched from
 MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
@@ -52,9 +58,10 @@ MAX_REDIRECTS = 5
 _LINK_NEXT = r'<([^>]+)>\s*;\s*rel="?next"?'
 
 
-class Manifest(NamedTuple):
+class Manifest(namedtuple("Manifest", ["media_type", "digest", "data"])):
     """A manifest or index exactly as the registry served it, with its verified digest."""
 
+    __slots__ = ()
     media_type: str
     digest: Digest
     data: bytes
@@ -64,11 +71,12 @@ class Manifest(NamedTuple):
         return Descriptor(self.media_type, self.digest, len(self.data))
 
 
-class Upload(NamedTuple):
+class Upload(namedtuple("Upload", ["location", "offset"], defaults=(0,))):
     """A blob upload session: where to send the next request and how many bytes it holds."""
 
+    __slots__ = ()
     location: str
-    offset: int = 0
+    offset: int
 
 
 class Registry:
@@ -76,12 +84,27 @@ class Registry:
 
     def __init__(self, host: str, options: Options | None = None, *, name: str | None = None,
                  transport: Transport | None = None,
-                 credentials: Callable[[], creds.Credentials | None] | None = None) -> None:
+                 credentials: Callable[[], Credentials | None] | None = None) -> None:
         self.host = host  # where the API lives (host[:port])
         self.name = name or host  # what credentials are filed under (docker.io for Docker Hub)
         self.transport = transport or Transport(options)
-        lookup = credentials or (lambda: creds.lookup(self.name))
-        self.auth = Authenticator(self.transport, self.name, lookup)
+        self._credentials = credentials or (lambda: _lookup(self.name))
+        self._auth: Authenticator | None = None  # made on the first challenge (401)
+        self._auth_lock = allocate_lock()
+
+    @property
+    def auth(self) -> Authenticator:
+        """How to authenticate here, learnt from the registry's challenges."""
+        with self._auth_lock:
+            if self._auth is None:
+                from .auth import Authenticator
+
+                self._auth = Authenticator(self.transport, self.name, self._credentials)
+            return self._auth
+
+    def _authorization(self, scopes: tuple[str, ...]) -> str | None:
+        """The Authorization header for `scopes`; None until a challenge said how to make one."""
+        return self._auth.header(scopes) if self._auth is not None else None
 
     def repository(self, name: str, push: bool = False) -> Repository:
         return Repository(self, name, push)
@@ -89,13 +112,22 @@ class Registry:
     def url(self, path: str) -> str:
         return self.transport.url(self.host, path)
 
+    def send_ahead(self, method: str, url: str, scopes: tuple[str, ...], headers: dict[str, str] | None = None
+                   ) -> None:
+        """Send a GET or HEAD now, authorized as `request` would; `request` reads the answer."""
+        sent = dict(headers or {})
+        authorization = self._authorization(scopes)
+        if authorization:
+            sent["Authorization"] = authorization
+        self.transport.send_ahead(method, url, sent)
+
     def request(self, method: str, url: str, scopes: tuple[str, ...], headers: dict[str, str] | None = None,
                 body: Body = None, *, retry: bool = True) -> Response:
         """Send a request with the authorization `scopes` need, answering challenges (401) as asked."""
         start = body.tell() if body is not None and not isinstance(body, bytes) and body.seekable() else None
         for attempt in range(3):
             sent = dict(headers or {})
-            authorization = self.auth.header(scopes)
+            authorization = self._authorization(scopes)
             if authorization:
                 sent["Authorization"] = authorization
             if attempt and start is not None:
@@ -141,6 +173,16 @@ class Repository:
         return HttpError(f"{what}: registry answered HTTP {response.status}{detail}", response.status)
 
     # -- pulling -----------------------------------------------------------
+
+    def prefetch_manifest(self, reference: str, head: bool = False) -> None:
+        """Ask for the manifest `get_manifest(reference)` (or `head_manifest`, with `head`) then
+        reads, without waiting for the answer."""
+        self.registry.send_ahead("HEAD" if head else "GET", self._url(f"manifests/{reference}"), self.scopes,
+                                 {"Accept": MANIFEST_ACCEPT})
+
+    def prefetch_blob_size(self, digest: Digest) -> None:
+        """Ask now what `blob_size(digest)` then reads (a HEAD on a connection of its own)."""
+        self.registry.send_ahead("HEAD", self._url(f"blobs/{digest}"), self.scopes)
 
     def get_manifest(self, reference: str, limit: int = MAX_MANIFEST,
                      accept: tuple[str, ...] = MANIFEST_TYPES) -> Manifest:
@@ -342,8 +384,15 @@ def connect(reference: Reference, options: Options | None = None, push: bool = F
             transport: Transport | None = None) -> Repository:
     """The repository a reference names, reached with `options`."""
     registry = Registry(reference.api_host, options, name=reference.registry, transport=transport,
-                        credentials=lambda: creds.lookup(reference.registry, reference.repository))
+                        credentials=lambda: _lookup(reference.registry, reference.repository))
     return registry.repository(reference.repository, push)
+
+
+def _lookup(registry: str, repository: str = "") -> Credentials | None:
+    """Credentials from the files and helpers (read when a registry first asks for them)."""
+    from .credentials import lookup
+
+    return lookup(registry, repository)
 
 
 def manifest_media_type(data: bytes, content_type: str | None, what: str) -> str:
@@ -384,6 +433,8 @@ def error_detail(response: Response) -> str:
         response.close()
         return ""
     try:
+        import json
+
         errors = json.loads(data).get("errors") or []
         first = errors[0]
         text = ": ".join(filter(None, (str(first.get("code", "")), str(first.get("message", "")))))

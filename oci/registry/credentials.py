@@ -19,23 +19,28 @@ import base64
 import binascii
 import json
 import os
-from typing import Any, NamedTuple
+from collections import namedtuple
 
 from oci.reference import DOCKER_HUB
 
 from . import log
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 HELPER_TIMEOUT = 30.0
 MAX_FILE = 1 << 20
 
 
-class Credentials(NamedTuple):
+class Credentials(namedtuple("Credentials", ["username", "password", "identity_token"], defaults=("", "", ""))):
     """A user name and password, or an identity (refresh) token for bearer auth."""
 
-    username: str = ""
-    password: str = ""
-    identity_token: str = ""
+    __slots__ = ()
+    username: str
+    password: str
+    identity_token: str
 
     def __repr__(self) -> str:  # never show secrets in tracebacks
         return f"Credentials(username={self.username!r})"

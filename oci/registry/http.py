@@ -14,41 +14,47 @@ a plain HTTP command had http.client imported without ssl.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import socket
 import sys
-import threading
 import time
 import urllib.parse
-from typing import TYPE_CHECKING, BinaryIO, Callable, NamedTuple
+from _thread import allocate_lock
+from collections import namedtuple
 
 from oci.errors import IntegrityError, NotFound, RegistryError
 
 from . import log
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
+    from typing import BinaryIO, Callable
+
+    Body = bytes | BinaryIO | None
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for longer is treated as failing
 BLOCK = 1 << 20
+# What a kept-alive connection the server has closed meanwhile fails with (RemoteDisconnected
+# is a ConnectionResetError): the request is sent again at once on a new connection.
+STALE_CONNECTION_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 CERT_DIR_ENV = "OCIKIT_CERT_DIR"
 SYSTEM_CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 
-Body = bytes | BinaryIO | None
 
-
-class Options(NamedTuple):
+class Options(namedtuple("Options", ["insecure", "cert_dir", "timeout", "retries", "backoff", "max_backoff"],
+                         defaults=(False, None, 30.0, 5, 0.5, 10.0))):
     """How to reach registries; the same for fetch and push."""
 
-    insecure: bool = False  # plain HTTP instead of TLS
-    cert_dir: str | None = None  # *.crt CA certificates, *.cert/*.key client certificate
-    timeout: float = 30.0  # seconds without progress on a connection
-    retries: int = 5  # attempts after the first, for retryable failures
-    backoff: float = 0.5  # first delay in seconds, doubled each attempt
-    max_backoff: float = 10.0
+    __slots__ = ()
+    insecure: bool  # plain HTTP instead of TLS (default: False)
+    cert_dir: str | None  # *.crt CA certificates, *.cert/*.key client certificate (default: None)
+    timeout: float  # seconds without progress on a connection (default: 30)
+    retries: int  # attempts after the first, for retryable failures (default: 5)
+    backoff: float  # first delay in seconds, doubled each attempt (default: 0.5)
+    max_backoff: float  # (default: 10)
 
 
 class HttpError(RegistryError):
@@ -177,8 +183,10 @@ class Transport:
         self.options = options or Options()
         self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
         self._busy: set[http.client.HTTPConnection] = set()
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._contexts: dict[str, ssl.SSLContext] = {}
+        # (method, url) -> (headers, connection, whether it was kept alive) of requests sent ahead
+        self._ahead: dict[tuple[str, str], tuple[dict[str, str], http.client.HTTPConnection, bool]] = {}
 
     @property
     def scheme(self) -> str:
@@ -229,16 +237,20 @@ class Transport:
             busy = list(self._busy)
         for conn in busy:
             if conn.sock is not None:
-                with contextlib.suppress(OSError):
+                try:
                     conn.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def close(self) -> None:
-        """Close every idle connection."""
+        """Close every idle connection, and those of requests sent ahead and never read."""
         with self._lock:
             idle, self._idle = self._idle, {}
-        for conns in idle.values():
-            for conn in conns:
-                conn.close()
+            unread = [conn for _, conn, _ in self._ahead.values()]
+            self._ahead = {}
+            self._busy.difference_update(unread)
+        for conn in [c for conns in idle.values() for c in conns] + unread:
+            conn.close()
 
     # -- requests --------------------------------------------------------
 
@@ -273,25 +285,71 @@ class Transport:
             return response
         raise AssertionError("unreachable")
 
+    def send_ahead(self, method: str, url: str, headers: dict[str, str] | None = None) -> None:
+        """Send a request without a body now and read its answer later: the next `request`
+        with the same method, URL and headers takes it (the caller does local work while the
+        registry answers). A failure to send is forgotten: that `request` then sends anew; a
+        failure to answer counts as that request's first attempt."""
+        if method not in ("GET", "HEAD"):
+            raise ValueError("only GET and HEAD requests are sent ahead")
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        sent = _with_defaults(method, headers or {}, None)
+        with self._lock:
+            pending = self._ahead.get((method, url))
+        if pending is not None and pending[0] == sent:
+            return  # on its way already
+        conn, reused = self._checkout(key)
+        try:
+            conn.request(method, _target(parts), headers=sent)
+        except (OSError, http.client.HTTPException):
+            self._checkin(key, conn, False)
+            return
+        with self._lock:
+            replaced = self._ahead.pop((method, url), None)
+            self._ahead[(method, url)] = (sent, conn, reused)
+        if replaced is not None:
+            self._checkin(key, replaced[1], False)
+
+    def _answer_ahead(self, method: str, url: str, headers: dict[str, str], key: tuple[str, str]
+                      ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection] | None:
+        """The answer to a request sent ahead with these headers, and its connection, if any
+        (None: send the request now). A failure is raised as `_send`'s would be, unless the
+        connection was kept alive and the server closed it: then the request is sent anew."""
+        with self._lock:
+            ahead = self._ahead.pop((method, url), None)
+        if ahead is None:
+            return None
+        sent, conn, reused = ahead
+        if sent != headers:  # asked differently by now (authorization learnt meanwhile)
+            self._checkin(key, conn, False)
+            return None
+        try:
+            return conn.getresponse(), conn
+        except (OSError, http.client.HTTPException) as err:
+            self._checkin(key, conn, False)
+            if not (reused and isinstance(err, STALE_CONNECTION_ERRORS)):
+                raise
+            log.debug("%s %s: kept-alive connection failed (%s), trying a new one", method, redact(url), err)
+            return None
+
     def _send(self, method: str, url: str, headers: dict[str, str], body: Body) -> Response:
         parts = urllib.parse.urlsplit(url)
         key = (parts.scheme, parts.netloc)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        headers = {"User-Agent": "ocikit", **headers}
-        if body is None and method in ("PUT", "POST", "PATCH"):
-            headers.setdefault("Content-Length", "0")
-        while True:
+        headers = _with_defaults(method, headers, body)
+        answered = self._answer_ahead(method, url, headers, key) if body is None and self._ahead else None
+        raw, conn = answered if answered is not None else (None, None)
+        while raw is None:
             conn, reused = self._checkout(key)
             try:
-                conn.request(method, target, body=body, headers=headers)
+                conn.request(method, _target(parts), body=body, headers=headers)
                 raw = conn.getresponse()
             except (OSError, http.client.HTTPException) as err:
                 self._checkin(key, conn, False)
-                if reused and (body is None or isinstance(body, bytes)):
+                if reused and isinstance(err, STALE_CONNECTION_ERRORS) and (body is None or isinstance(body, bytes)):
                     log.debug("%s %s: kept-alive connection failed (%s), trying a new one", method, redact(url), err)
                     continue  # the server closed an idle keep-alive connection: try a fresh one
                 raise
-            break
         response = Response(raw, url, lambda reusable: self._checkin(key, conn, reusable))
         if method == "HEAD":
             response.read()  # no body: the connection goes back to the pool
@@ -305,6 +363,19 @@ class Transport:
             delay = backoff_delay(attempt, self.options.backoff, self.options.max_backoff)
         log.warning("%s; retrying in %.1fs", reason, delay)
         time.sleep(delay)
+
+
+def _with_defaults(method: str, headers: dict[str, str], body: Body) -> dict[str, str]:
+    """The headers every request carries, with `headers` on top."""
+    sent = {"User-Agent": "ocikit", **headers}
+    if body is None and method in ("PUT", "POST", "PATCH"):
+        sent.setdefault("Content-Length", "0")
+    return sent
+
+
+def _target(parts: urllib.parse.SplitResult) -> str:
+    """The request target (path and query) of a split URL."""
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def _create_connection(address: tuple[str, int], timeout: float | None,

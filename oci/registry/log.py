@@ -7,7 +7,9 @@ warn about does not pay for it at start-up.
 
 from __future__ import annotations
 
-from typing import Callable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 LOGGER = "oci.registry"
 

@@ -17,14 +17,12 @@ are removed again (`roll_back`), so the layout is as it was. A pull killed outri
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
-import threading
 import time
-from typing import BinaryIO, Callable, NamedTuple, Protocol
+from _thread import allocate_lock
+from collections import namedtuple
 
-from oci import platform as platforms
 from oci import schema
 from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, Descriptor
 from oci.digest import Digest, verify_bytes
@@ -37,32 +35,37 @@ from . import log
 from .client import MAX_MANIFEST, Manifest, Repository, manifest_media_type
 from .http import backoff_delay, describe_error
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the interfaces, for type checkers only (typing costs a command's start ~3 ms)
+    import threading
+    from typing import BinaryIO, Callable, Protocol
+
+    from oci import platform as platforms
+
+    class Progress(Protocol):
+        """Told which blobs will travel, then how far each one got (from worker threads)."""
+
+        def begin(self, blobs: list[Descriptor]) -> None: ...
+
+        def advance(self, blob: Descriptor, done: int) -> None: ...
+
+    class Source(Protocol):
+        """Where images come from: a registry repository or a layout."""
+
+        def manifest(self, reference: str) -> Manifest: ...
+
+        def open_blob(self, descriptor: Descriptor, offset: int) -> tuple[BinaryIO, int]: ...
+
+        def referrers(self, digest: Digest) -> Manifest | None: ...
+
+        def abort(self) -> None: ...
+
 MAX_DEPTH = 4  # an index may point at an index, this deep at most
 MAX_RESUMES = 5
 
 
-class Progress(Protocol):
-    """Told which blobs will travel, then how far each one got (from worker threads)."""
-
-    def begin(self, blobs: list[Descriptor]) -> None: ...
-
-    def advance(self, blob: Descriptor, done: int) -> None: ...
-
-
 class Interrupted(Exception):
     """Another transfer failed: this one stops early."""
-
-
-class Source(Protocol):
-    """Where images come from: a registry repository or a layout."""
-
-    def manifest(self, reference: str) -> Manifest: ...
-
-    def open_blob(self, descriptor: Descriptor, offset: int) -> tuple[BinaryIO, int]: ...
-
-    def referrers(self, digest: Digest) -> Manifest | None: ...
-
-    def abort(self) -> None: ...
 
 
 class RegistrySource:
@@ -163,9 +166,10 @@ class Stats:
         self.blobs_present = 0
 
 
-class Result(NamedTuple):
+class Result(namedtuple("Result", ["layout", "descriptor", "stats"])):
     """What a pull did: the layout, the tagged descriptor, and what travelled."""
 
+    __slots__ = ()
     layout: Layout
     descriptor: Descriptor
     stats: Stats
@@ -180,9 +184,9 @@ class Puller:
         self.jobs = max(1, jobs)
         self.progress = progress
         self.backoff = backoff
-        self._existing = _open_existing(layout_path)
-        self._stop = threading.Event()
-        self._added_lock = threading.Lock()
+        self.existing = _open_existing(layout_path)  # None until the layout exists
+        self._stop: threading.Event | None = None  # made when blobs travel
+        self._added_lock = allocate_lock()
         self.added: list[Digest] = []  # blobs this pull stored, for a rollback when it fails
 
     # -- step 1: plan --------------------------------------------------
@@ -197,12 +201,13 @@ class Puller:
         if all_platforms:
             self._walk(plan, root, 0)
             return plan, root
-        wanted = platform or platforms.Platform.host()
         for _ in range(MAX_DEPTH):
             if chosen.media_type not in INDEXES:
                 break
+            from oci.platform import Platform, choose
+
             index = schema.parse(chosen.data, str(chosen.digest))
-            entry = platforms.choose(index.get("manifests", []), wanted, f"{self.source}@{chosen.digest}")
+            entry = choose(index.get("manifests", []), platform or Platform.host(), f"{self.source}@{chosen.digest}")
             chosen = self._document(Descriptor.from_json(entry))
         if chosen.media_type in INDEXES:
             raise Unsupported(f"{self.source}@{root.digest}: indexes nested deeper than {MAX_DEPTH}")
@@ -235,8 +240,8 @@ class Puller:
         where = f"{self.source}@{descriptor.digest}"
         if descriptor.size > MAX_MANIFEST:
             raise IntegrityError(f"{where}: manifest size {descriptor.size} exceeds the cap of {MAX_MANIFEST}")
-        if self._existing is not None and self._existing.has_blob(descriptor.digest, descriptor.size):
-            data = self._existing.read_blob(descriptor, MAX_MANIFEST)
+        if self.existing is not None and self.existing.has_blob(descriptor.digest, descriptor.size):
+            data = self.existing.read_blob(descriptor, MAX_MANIFEST)
             manifest = Manifest(descriptor.media_type, descriptor.digest, data)
         else:
             manifest = self.source.manifest(str(descriptor.digest))
@@ -278,9 +283,10 @@ class Puller:
             self.added.append(digest)
 
     def _transfer(self, missing: list[Descriptor], layout: Layout, plan: Plan) -> None:
+        import threading
         from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-        self._stop.clear()
+        self._stop = stop = threading.Event()
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(missing)), thread_name_prefix="oci-fetch")
         try:
             futures = [pool.submit(self._fetch_blob, d, layout, d.digest in plan.configs) for d in missing]
@@ -289,16 +295,18 @@ class Puller:
             if errors:  # the first real failure, not the transfers it stopped
                 raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])  # type: ignore[misc]
         except BaseException:
-            self._stop.set()
+            stop.set()
             self.source.abort()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _fetch_blob(self, descriptor: Descriptor, layout: Layout, is_config: bool) -> None:
-        if self._stop.is_set():
+        stop = self._stop
+        assert stop is not None
+        if stop.is_set():
             raise Interrupted()
-        reader = ResumingReader(self.source, descriptor, self._stop, self.progress, self.backoff)
+        reader = ResumingReader(self.source, descriptor, stop, self.progress, self.backoff)
         try:
             if is_config:
                 if descriptor.size > MAX_DOCUMENT:
@@ -423,7 +431,7 @@ def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform
     plan, target = puller.plan(reference, platform, all_platforms)
     if verify is not None:
         verify(plan.root.digest)
-    layout = Layout.open(layout_path, create=True)
+    layout = puller.existing or Layout.open(layout_path, create=True)
     try:
         with layout.session():
             stats = puller.store(plan, layout)
@@ -452,8 +460,10 @@ def roll_back(layout: Layout, added: list[Digest]) -> None:
             keep = layout.reachable()
         for digest in added:
             if digest not in keep:
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     os.unlink(layout.blob_path(digest))
+                except FileNotFoundError:
+                    pass
 
 
 def _validate(manifest: Manifest, where: str) -> None:

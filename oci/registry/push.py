@@ -3,7 +3,8 @@
     result = push(layout, descriptor, repository, tags=["1.0"], jobs=4)
 
 * Every blob (configs and layers of every manifest, for an index every platform) is first
-  asked for with HEAD; present blobs are skipped. A missing blob is mounted from another
+  asked for with HEAD (two per job at once, each on a kept-alive connection of its own);
+  present blobs are skipped. A missing blob is mounted from another
   repository of the same registry when one is known to hold it (`mount_from`, and the
   repository the layout says the image came from), else uploaded.
 * Blobs up to `chunk_size` go up monolithically (POST, then PUT with the body); larger ones
@@ -13,15 +14,20 @@
 * The bytes sent are hashed on the way and checked against the layout's digest; a registry
   refusing a digest is reported as an integrity error naming the blob.
 * Child manifests are put by digest after their blobs, the top manifest or index by each
-  tag (or by digest when there is none). A manifest with a `subject` is recorded in the
-  referrers tag schema (`<alg>-<hex>` index) when the registry has no referrers API.
+  tag (or by digest when there is none), unless a HEAD (asked before the blobs) showed the
+  registry serving that very digest there already.
+* When the repository holds the top manifest or index already (a tag serves it, else a HEAD
+  by digest finds it), no blob or child is asked for: registries take a manifest only when
+  they hold every blob and child manifest it names (distribution checks on each put), so
+  only missing tags are put. A second push of an image is one HEAD.
+* A manifest with a `subject` is recorded in the referrers tag schema (`<alg>-<hex>` index)
+  when the registry has no referrers API.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from typing import Protocol
+from _thread import allocate_lock
 
 from oci import schema
 from oci.descriptor import INDEXES, MANIFESTS, OCI_INDEX, Descriptor
@@ -38,15 +44,20 @@ BLOB_ATTEMPTS = 4  # fresh upload sessions per blob before giving up
 MAX_DEPTH = 4
 BASE_NAME_ANNOTATION = "org.opencontainers.image.base.name"  # manifest: the image this one builds on
 DIGEST_REFUSALS = ("DIGEST_INVALID", "SIZE_INVALID", "BLOB_UPLOAD_INVALID")
+AHEAD_PER_JOB = 2  # blobs (and child manifests) asked for at once per --jobs, each HEAD on a connection of its own
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for type checkers only (typing costs a command's start ~3 ms)
+    import threading
+    from typing import Protocol
 
-class Progress(Protocol):
-    """What a progress display needs: each blob that travels (once the registry is known to
-    lack it), then bytes done per blob."""
+    class Progress(Protocol):
+        """What a progress display needs: each blob that travels (once the registry is known to
+        lack it), then bytes done per blob."""
 
-    def begin(self, blobs: list[Descriptor]) -> None: ...
+        def begin(self, blobs: list[Descriptor]) -> None: ...
 
-    def advance(self, blob: Descriptor, done: int) -> None: ...
+        def advance(self, blob: Descriptor, done: int) -> None: ...
 
 
 class Plan:
@@ -141,22 +152,33 @@ class Pusher:
         self.chunk_size = chunk_size
         self.hints = list(mount_from or [])
         self.progress = progress
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._stop: threading.Event | None = None  # made when blobs travel
+        self._lock = allocate_lock()
 
     def push(self, descriptor: Descriptor, tags: list[str]) -> Result:
         """Ensure every blob, put the manifests, tag the root; the pushed root's descriptor."""
+        references = tags or [str(descriptor.digest)]
+        for reference in references:  # answered while the layout is read
+            self.repository.prefetch_manifest(reference, head=True)
         image = plan(self.layout, descriptor)
-        sources = mount_sources(self.repository, self.hints + image.mount_from
-                                + _source_hints(self.layout, descriptor))
         result = Result(Descriptor(descriptor.media_type, descriptor.digest, descriptor.size,
                                    platform=descriptor.platform, artifact_type=descriptor.artifact_type))
-        self._ensure_blobs(list(image.blobs.values()), sources, result)
         *children, (root, root_data) = image.manifests
-        for child, data in children:
-            self._put_manifest(str(child.digest), child, data)
-        for tag in tags or [str(root.digest)]:
-            self._put_manifest(tag, root, root_data)
+        served = {reference for reference in references if self._serves(reference, root)}
+        if served or self._serves(str(root.digest), root):  # held, so with every blob and child it names
+            result.blobs_present = len(image.blobs)
+        else:
+            for child, _ in children[:AHEAD_PER_JOB * self.jobs]:
+                self.repository.prefetch_manifest(str(child.digest), head=True)
+            sources = mount_sources(self.repository, self.hints + image.mount_from
+                                    + _source_hints(self.layout, descriptor))
+            self._ensure_blobs(list(image.blobs.values()), sources, result)
+            for child, data in children:
+                if not self._serves(str(child.digest), child):
+                    self._put_manifest(str(child.digest), child, data)
+        for tag in references:
+            if tag not in served:
+                self._put_manifest(tag, root, root_data)
             if tag != str(root.digest):
                 result.tags.append(tag)
         subject = _subject(root, root_data)
@@ -164,20 +186,33 @@ class Pusher:
             self._record_referrer(subject, root, root_data)
         return result
 
+    def _serves(self, reference: str, descriptor: Descriptor) -> bool:
+        """True when the registry serves exactly `descriptor` as `reference` (HEAD); any doubt
+        (an error, a registry without HEAD) means no: the manifest is put."""
+        try:
+            found = self.repository.head_manifest(reference)
+        except OciError:
+            return False
+        return found is not None and found.digest == descriptor.digest and found.size == descriptor.size
+
     # -- blobs -------------------------------------------------------------
 
     def _ensure_blobs(self, blobs: list[Descriptor], sources: list[str], result: Result) -> None:
-        # Asked for one by one on one kept-alive connection while the registry has them (a second
-        # push of an image costs no thread and no new connection); from the first missing blob on,
-        # the rest travel in parallel.
+        # Two per job are asked for at once (HEADs sent ahead, one connection each: a second
+        # push of an image costs one round trip and no thread); the answers are read in turn
+        # while the registry has the blobs, and from the first missing blob on the rest travel
+        # in parallel.
         blobs = sorted(blobs, key=lambda d: -d.size)  # the largest first keeps every worker busy
+        for blob in blobs[:AHEAD_PER_JOB * self.jobs]:
+            self.repository.prefetch_blob_size(blob.digest)
         while blobs and self.repository.blob_size(blobs[0].digest) is not None:
             self._count(result, "present", blobs.pop(0))
         if not blobs:
             return
+        import threading
         from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-        self._stop.clear()
+        self._stop = threading.Event()
         first, *rest = blobs
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(blobs)), thread_name_prefix="oci-push")
         try:

@@ -101,7 +101,7 @@ UNIMPLEMENTED_MOUNT_OPTIONS = {"ratime", "rnorelatime", "rnostrictatime", "idmap
 
 def check_mount_options(doc: dict[str, Any], path: str) -> None:
     """Refuse mount options oci-run does not implement, and data options a bind mount would ignore."""
-    from oci.linux.mounts import FLAG_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS
+    from oci.linux.mountopts import FLAG_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS
 
     for i, mount in enumerate(doc.get("mounts") or []):
         options = mount.get("options") or []

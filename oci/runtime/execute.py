@@ -9,8 +9,8 @@ read means the exec happened, a message is the error.
 
 from __future__ import annotations
 
+import _socket  # not socket, which builds enums: see lifecycle
 import os
-import socket
 
 from oci.errors import Conflict, OciError
 from oci.runtime.channel import Channel
@@ -54,6 +54,7 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
     from oci.linux import cgroups, syscalls
     from oci.runtime import config as config_mod
     from oci.runtime.channel import InitError
+    from oci.runtime.process import preload
 
     container = store.load(container_id)
     status = container.status()
@@ -76,7 +77,7 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
             fds[name] = os.open(f"/proc/{container.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
     console_fd, console_sock = opts.console_fd, None
     if opts.console_socket:
-        console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        console_sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         console_sock.connect(opts.console_socket)
         console_fd = console_sock.fileno()
     if process.get("terminal") and console_fd is None:
@@ -84,6 +85,7 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
     ours, theirs = Channel.pair()
     if opts.subreaper:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    preload(process)  # before the fork, and before the container's namespaces hide the runtime's files
     joiner = os.fork()
     if joiner == 0:
         ours.close()
@@ -113,11 +115,10 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
 def _join(channel: Channel, fds: dict[str, int], process: dict[str, Any], config: dict[str, Any],
           seccomp_filter: Any, console_fd: int | None, preserve_fds: int) -> NoReturn:
     from oci.linux import namespaces, syscalls
-    from oci.runtime.process import describe_error, environment, finalize, find_executable, preload, report_failure
+    from oci.runtime.process import describe_error, environment, finalize, find_executable, report_failure
 
     try:
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        preload(process)  # before the container's namespaces hide the runtime's files
         for name in NAMESPACE_ORDER:
             if name in fds:
                 namespaces.join(NAMESPACE_TYPES[name], fds.pop(name))

@@ -11,14 +11,14 @@ if TYPE_CHECKING:
 
 def features() -> dict[str, Any]:
     """The features JSON (features.md, features-linux.md)."""
-    from oci.linux import capabilities, mounts, namespaces, seccomp
+    from oci.linux import capabilities, mountopts, namespaces, seccomp
     from oci.runtime import hooks
 
     return {
         "ociVersionMin": ".".join(map(str, MIN_VERSION)),
         "ociVersionMax": ".".join(map(str, MAX_VERSION)),
         "hooks": list(hooks.PHASES),
-        "mountOptions": mounts.MOUNT_OPTIONS,
+        "mountOptions": mountopts.MOUNT_OPTIONS,
         "linux": {
             "namespaces": sorted(namespaces.FLAGS),
             "capabilities": list(capabilities.NAMES),

@@ -7,10 +7,9 @@ poststart, poststop: warn and continue).
 
 from __future__ import annotations
 
-import json
+import _signal  # not signal, which builds enums: see lifecycle
 import os
 import select
-import signal
 
 from oci.errors import OciError
 
@@ -32,11 +31,13 @@ def run_hook(hook: dict[str, Any], state: dict[str, Any], phase: str) -> None:
     args = hook.get("args") or [path]
     env = dict(item.split("=", 1) for item in hook.get("env", []) if "=" in item)
     timeout = hook.get("timeout")
-    data = json.dumps(state, separators=(",", ":")).encode()
+    from oci.runtime import jsonout  # the init's hooks find it imported already: see process.preload
+
+    data = jsonout.dumps(state, separators=(",", ":")).encode()
     read_end, write_end = os.pipe()
     try:
         pid = os.posix_spawn(path, args, env, file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)],
-                             setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+                             setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
     except OSError as err:
         os.close(read_end)
         os.close(write_end)
@@ -50,7 +51,7 @@ def run_hook(hook: dict[str, Any], state: dict[str, Any], phase: str) -> None:
         os.close(write_end)
     status = _wait(pid, timeout)
     if status is None:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, _signal.SIGKILL)
         os.waitpid(pid, 0)
         raise HookError(f"{phase} hook {path}: timed out after {timeout}s")
     code = os.waitstatus_to_exitcode(status)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+# _signal and _socket, not signal and socket: those build enums (enum, functools, collections,
+# selectors: ~8 ms of imports) that a runtime, called many times per container, does not need.
+import _signal
+import _socket
 import errno
 import os
-import signal
-import socket
 import time
 
 from oci.errors import Conflict, InvalidInput, NotFound, OciError, UsageError
@@ -61,16 +63,17 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
 
 def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, config: dict[str, Any],
                opts: CreateOptions) -> Container:
-    from oci.linux import cgroups, namespaces, syscalls
+    from oci.linux import cgroups
     from oci.linux.cgroups import prime
-    from oci.runtime import hooks
-    from oci.runtime.channel import Channel, InitError
-    from oci.runtime.process import InitOptions, stage_a
 
     linux = config["linux"]
     cgroup_path = cgroups.normalize_path(linux.get("cgroupsPath"), container_id)
     cgroup = cgroups.manager(cgroup_path)
     cgroup.create()
+    # The kernel's cgroup-move grace period now runs while we import the rest, fork, and the init
+    # prepares the rootfs. Not earlier: a move holds the cgroup mutex through that grace period,
+    # so it would hold up the mkdirs.
+    prime.start()
     pid = 0
     hooks_failed = False
     container = Container(id=container_id, bundle=bundle, created=_now(), annotations=config.get("annotations") or {},
@@ -79,6 +82,11 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
                           oci_version=config["ociVersion"], directory=folder)
     container.terminal = bool(config["process"].get("terminal"))
     try:
+        from oci.linux import namespaces, syscalls
+        from oci.runtime import hooks
+        from oci.runtime.channel import Channel, InitError
+        from oci.runtime.process import InitOptions, fork_init, forks_init_directly, preload, stage_a
+
         resources = dict(linux.get("resources") or {})
         if "devices" in resources:  # the config's device nodes stay usable whatever the rules say
             resources["devices"] = [*resources["devices"], *(
@@ -88,7 +96,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         console_fd = opts.console_fd
         console_sock = None
         if opts.console_socket is not None:
-            console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            console_sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             try:
                 console_sock.connect(opts.console_socket)
             except OSError as err:
@@ -100,7 +108,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
 
             seccomp_filter = seccomp.build(linux["seccomp"], bool(config["process"].get("noNewPrivileges")))
         # The init inherits the listening socket `start` connects to: it need not reach the state dir.
-        exec_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        exec_listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         exec_listener.bind(os.path.join(folder, "exec.sock"))
         exec_listener.listen(1)
         init_opts = InitOptions(config=config, bundle=bundle, exec_listener=exec_listener,
@@ -109,26 +117,33 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         ours, theirs = Channel.pair()
         if opts.subreaper:
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
-        stage_a_pid = os.fork()
-        if stage_a_pid == 0:
-            ours.close()
-            stage_a(theirs, init_opts)
+        preload(config["process"], config.get("hooks"))
+        ns = namespaces.Namespaces(linux.get("namespaces", []))
+        direct = forks_init_directly(ns)
+        if direct:
+            pid = fork_init(theirs, ours, init_opts, ns)
+        else:
+            stage_a_pid = os.fork()
+            if stage_a_pid == 0:
+                ours.close()
+                stage_a(theirs, init_opts)
         theirs.close()
         exec_listener.close()
         if console_sock is not None:
             console_sock.close()
-        try:
-            ours.send("go")
-            message = ours.recv()
-            if message["kind"] == "userns":
-                namespaces.write_id_maps(stage_a_pid, linux.get("uidMappings", []), linux.get("gidMappings", []))
-                ours.send("mapped")
+        if not direct:
+            try:
+                ours.send("go")
                 message = ours.recv()
-            if message["kind"] != "pid":
-                raise InitError(f"container init: expected its pid, got {message['kind']}")
-            pid = message["pid"]
-        finally:
-            os.waitpid(stage_a_pid, 0)
+                if message["kind"] == "userns":
+                    namespaces.write_id_maps(stage_a_pid, linux.get("uidMappings", []), linux.get("gidMappings", []))
+                    ours.send("mapped")
+                    message = ours.recv()
+                if message["kind"] != "pid":
+                    raise InitError(f"container init: expected its pid, got {message['kind']}")
+                pid = message["pid"]
+            finally:
+                os.waitpid(stage_a_pid, 0)
         container.pid = pid
         container.start_time = process_start_time(pid) or 0
         cgroup.join(pid)  # while the init prepares the rootfs; it waits for "state" to go on
@@ -168,7 +183,7 @@ def _stop(pid: int, cgroup: Any, reap: bool) -> None:
     targets = set(cgroup.pids()) | ({pid} if pid else set())
     for target in targets:
         try:
-            os.kill(target, signal.SIGKILL)
+            os.kill(target, _signal.SIGKILL)
         except ProcessLookupError:
             pass
     if reap and pid:
@@ -176,16 +191,14 @@ def _stop(pid: int, cgroup: Any, reap: bool) -> None:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
-    for _ in range(500):
+    for _ in range(1250):  # up to 2.5 s, looking every 2 ms: killed processes are usually gone within a few
         if not cgroup.pids() and (not pid or process_start_time(pid) is None):
             return
-        time.sleep(0.005)
+        time.sleep(0.002)
 
 
 def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
     """Let the waiting init run startContainer hooks and exec the process; then poststart hooks (warnings)."""
-    from oci.runtime import hooks
-
     with store.lock(container_id):
         container = store.load(container_id)
         status = container.status()
@@ -193,40 +206,42 @@ def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
             raise Conflict("cannot start a container that has stopped")
         if status != "created":
             raise Conflict(f"cannot start an already running container ({status})")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
-            sock.connect(os.path.join(container.directory, "exec.sock"))
-        except OSError:
-            raise Conflict("container not running: its init is not waiting for start") from None
-        os.unlink(os.path.join(container.directory, "exec.sock"))
-        with sock:
+            try:
+                sock.connect(os.path.join(container.directory, "exec.sock"))
+            except OSError:
+                raise Conflict("container not running: its init is not waiting for start") from None
+            os.unlink(os.path.join(container.directory, "exec.sock"))
             reply = b""
             while True:
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
                 reply += chunk
+        finally:
+            sock.close()
         if reply:
             raise OciError(f"start: {reply.decode(errors='replace')}")
-    return container, hooks.run_hooks_warn(container.hooks, "poststart", container.spec_state("running"))
+    return container, _hooks_warn(container, "poststart", "running")
 
 
 def signal_numbers() -> dict[str, int]:
-    """Signal names without the SIG prefix -> numbers."""
-    return {name[3:]: int(value) for name, value in signal.Signals.__members__.items()
-            if name.startswith("SIG") and not name.startswith("SIG_")}
+    """Signal names without the SIG prefix -> numbers (the SIG* constants signal.Signals is made of)."""
+    return {name[3:]: value for name, value in vars(_signal).items()
+            if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(value, int)}
 
 
 def parse_signal(text: str) -> int:
     """A signal from a number, a name (KILL) or a SIG-name (SIGKILL), as runc accepts them."""
     if text.isdigit():
         number = int(text)
-        if not 0 < number < signal.NSIG:
+        if not 0 < number < _signal.NSIG:
             raise InvalidInput(f"invalid signal: {text}")
         return number
     name = text.upper().removeprefix("SIG")
     if name.startswith("RTMIN") or name.startswith("RTMAX"):
-        base = signal.SIGRTMIN if name.startswith("RTMIN") else signal.SIGRTMAX
+        base = _signal.SIGRTMIN if name.startswith("RTMIN") else _signal.SIGRTMAX
         offset = name[5:]
         try:
             return int(base) + (int(offset) if offset else 0)
@@ -264,7 +279,6 @@ def kill(store: StateStore, container_id: str, signum: int, all_processes: bool 
 def delete(store: StateStore, container_id: str, force: bool = False) -> list[str]:
     """Remove a stopped (or created, or with force any) container; poststop hooks (warnings returned)."""
     from oci.linux import cgroups
-    from oci.runtime import hooks
 
     with store.lock(container_id):
         container = store.load(container_id)
@@ -280,7 +294,16 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> list[st
             if err.errno != errno.ENOENT:
                 raise
         store.remove(container_id)
-    return hooks.run_hooks_warn(container.hooks, "poststop", container.spec_state("stopped"))
+    return _hooks_warn(container, "poststop", "stopped")
+
+
+def _hooks_warn(container: Container, phase: str, status: str) -> list[str]:
+    """Run the container's `phase` hooks, failures as warnings; the hooks module is imported only if there are any."""
+    if not container.hooks.get(phase):
+        return []
+    from oci.runtime import hooks
+
+    return hooks.run_hooks_warn(container.hooks, phase, container.spec_state(status))
 
 
 def wait_exit(pid: int) -> int:

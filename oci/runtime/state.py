@@ -1,13 +1,16 @@
-"""The state store under --root: one directory per container holding state.json and exec.fifo.
+"""The state store under --root: one directory per container holding its record and exec.sock.
 
-state.json is written atomically; changes happen under the container directory's lock.
-The status is not stored but derived: a dead or recycled pid is `stopped`, an init still
-waiting on exec.fifo is `created`, anything else `running`.
+The record (`state.marshal`) is written atomically; changes happen under the container
+directory's lock. It is private to oci-run (engines read `oci-run state`, which prints
+JSON), so it is a marshal'd dict: json, and the re it imports, would cost every verb
+more than reading the record does. The status is not stored but derived: a dead or
+recycled pid is `stopped`, an init still waiting on exec.sock is `created`, anything
+else `running`.
 """
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 
 from oci.errors import Conflict, InvalidInput, NotFound
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
 DEFAULT_ROOT = "/run/oci-run"
 OCI_VERSION = "1.2.1"
 _ID_PUNCTUATION = set("_+-.")
+RECORD = "state.marshal"
 
 
 def check_id(container_id: str) -> str:
@@ -132,9 +136,9 @@ class Container:
                 "status": status, "bundle": self.bundle, "rootfs": self.rootfs, "created": self.created,
                 "annotations": self.annotations or {}, "owner": self.owner}
 
-    def to_json(self) -> bytes:
-        record = {k: v for k, v in self.__dict__.items() if k not in ("directory", "terminal")}
-        return json.dumps(record).encode()
+    def to_record(self) -> bytes:
+        """The stored form: the fields as a marshal'd dict (what `StateStore.load` reads back)."""
+        return marshal.dumps({k: v for k, v in self.__dict__.items() if k not in ("directory", "terminal")})
 
 
 class StateStore:
@@ -157,16 +161,16 @@ class StateStore:
         return folder
 
     def save(self, container: Container) -> None:
-        write_atomic(os.path.join(container.directory, "state.json"), container.to_json(), 0o600)
+        write_atomic(os.path.join(container.directory, RECORD), container.to_record(), 0o600)
 
     def load(self, container_id: str) -> Container:
         folder = self.path(container_id)
         try:
-            with open(os.path.join(folder, "state.json"), "rb") as f:
-                return Container(directory=folder, **json.loads(f.read()))
+            with open(os.path.join(folder, RECORD), "rb") as f:
+                return Container(directory=folder, **marshal.loads(f.read()))
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"container {container_id} does not exist") from None
-        except (ValueError, TypeError):
+        except (EOFError, ValueError, TypeError):
             raise NotFound(f"container {container_id} does not exist (unreadable state)") from None
 
     def lock(self, container_id: str) -> ContainerLock:

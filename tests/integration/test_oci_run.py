@@ -229,6 +229,36 @@ def test_hooks_run_in_order_with_the_state(oci, bundle, tmp_path):
     assert states["poststop"]["status"] == "stopped"
 
 
+def test_start_container_hook_with_a_remembered_config(oci, bundle, tmp_path):
+    """The second run finds the config validated already (no json imported on the way): the hooks the
+    init runs after pivot_root still get the state, their JSON encoder imported before the fork."""
+    out = tmp_path / "out"
+    out.mkdir()
+    bundle.config["mounts"].append({"destination": "/out", "type": "bind", "source": str(out),
+                                    "options": ["rbind"]})
+    record = {"path": "/bin/sh", "args": ["sh", "-c", "cat >> /out/state; echo >> /out/state"]}
+    bundle.config["hooks"] = {"startContainer": [record]}
+    bundle.args("true").write()
+    for _ in range(2):
+        result = oci("run", "--bundle", str(bundle.path), unique_id())
+        assert result.returncode == 0, result.stderr
+    states = [json.loads(line) for line in (out / "state").read_text().splitlines()]
+    assert len(states) == 2 and all(state["status"] == "created" for state in states)
+
+
+def test_run_imports_what_it_needs_only(oci, bundle):
+    """With the config remembered, `run` imports none of the enum-building modules (signal, socket),
+    json/re, resource, jsonschema or seccomp: runtimes start often."""
+    bundle.args("true").write()
+    assert oci("run", "--bundle", str(bundle.path), unique_id()).returncode == 0
+    argv = oci.argv("run", "--bundle", str(bundle.path), unique_id())
+    result = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "oci.runtime.lifecycle" in imported
+    assert not imported & {"json", "re", "enum", "signal", "socket", "resource", "jsonschema", "seccomp"}
+
+
 def test_failing_create_runtime_hook_stops_the_container(oci, bundle, tmp_path):
     marker = tmp_path / "poststop"
     bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 9"]}],

@@ -57,8 +57,38 @@ def test_second_push_uploads_no_blob(oci, tmp_path, registry, repo, small_image)
     assert result.returncode == 0, result.stderr
     seen = registry.requests_since(mark)
     assert blob_writes(seen) == []
-    assert sorted(r.method for r in seen if "/blobs/" in r.path) == ["HEAD"] * 3  # config + 2 layers
-    assert [r.path for r in seen if r.method == "PUT"] == [f"/v2/{repo}/manifests/v2"]
+    # the repository holds the manifest by digest, so it holds every blob: none is asked for
+    assert not [r for r in seen if "/blobs/" in r.path]
+    digest = small_image.descriptor.digest
+    assert [(r.method, r.path) for r in seen] == [("HEAD", f"/v2/{repo}/manifests/v2"),
+                                                  ("HEAD", f"/v2/{repo}/manifests/{digest}"),
+                                                  ("PUT", f"/v2/{repo}/manifests/v2")]
+
+
+def test_blobs_the_repository_holds_are_asked_for_and_skipped(oci, tmp_path, registry, repo, request):
+    layers = [{"etc/os-release": f"ID=test {request.node.nodeid}\n".encode()}, images.random_layer(32 << 10)]
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    images.build_image(first, "v1", layers=layers)
+    images.build_image(second, "v2", layers=layers + [{"extra": b"one more layer"}])  # same layers, one more
+    assert _push(oci, tmp_path, registry, f"{first}:v1", registry.ref(repo, "v1")).returncode == 0
+    mark = registry.mark()
+    result = _push(oci, tmp_path, registry, f"{second}:v2", registry.ref(repo, "v2"))
+    assert result.returncode == 0, result.stderr
+    seen = registry.requests_since(mark)
+    heads = sorted(r.status for r in seen if "/blobs/" in r.path and r.method == "HEAD")
+    assert heads == [200, 200, 404, 404]  # the two shared layers are there; the new config and layer are not
+    assert uploads_started(seen) == 2
+
+
+def test_push_of_what_the_registry_serves_puts_nothing(oci, tmp_path, registry, repo, small_image):
+    ref = registry.ref(repo, "same")
+    assert _push(oci, tmp_path, registry, small_image.arg, ref).returncode == 0
+    mark = registry.mark()
+    again = _push(oci, tmp_path, registry, small_image.arg, ref)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["digest"] == str(small_image.descriptor.digest)
+    seen = registry.requests_since(mark)
+    assert [(r.method, r.path) for r in seen] == [("HEAD", f"/v2/{repo}/manifests/same")]  # one request
 
 
 def test_several_tags_and_push_by_digest(oci, tmp_path, registry, repo, small_image):
@@ -225,7 +255,7 @@ def test_missing_blob_in_layout_is_reported(oci, tmp_path, registry, repo, small
     other = f"{repo}-other"
     result = _push(oci, tmp_path, registry, small_image.arg, registry.ref(other, "v1"))
     assert result.returncode == 3 and layer in result.stderr and "missing from the layout" in result.stderr
-    assert not [r for r in registry.requests() if r.path == f"/v2/{other}/manifests/v1"]
+    assert not [r for r in registry.requests() if r.path == f"/v2/{other}/manifests/v1" and r.method == "PUT"]
 
 
 def test_damaged_layout_blob_is_refused_before_upload(oci, tmp_path, registry, repo, small_image):
@@ -237,7 +267,7 @@ def test_damaged_layout_blob_is_refused_before_upload(oci, tmp_path, registry, r
         f.write(data)
     result = _push(oci, tmp_path, registry, small_image.arg, registry.ref(repo, "v1"))
     assert result.returncode == 4 and layer in result.stderr and "damaged" in result.stderr
-    assert not [r for r in registry.requests() if r.path == f"/v2/{repo}/manifests/v1"]
+    assert not [r for r in registry.requests() if r.path == f"/v2/{repo}/manifests/v1" and r.method == "PUT"]
 
 
 def test_bad_arguments(oci, tmp_path, registry, small_image):

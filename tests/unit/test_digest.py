@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from oci.digest import Digest, VerifyingReader, copy_hashing, verify_bytes
+from oci.digest import Digest, VerifyingReader, copy_hashing, hash_bytes, verify_bytes
 from oci.errors import IntegrityError, InvalidInput, Unsupported
 
 DATA = b"hello, world\n" * 1000
@@ -70,3 +70,10 @@ def test_verifying_reader_fails_on_mismatch(data, size, match):
 
 def test_verifying_reader_read_all():
     assert VerifyingReader(io.BytesIO(DATA), Digest.parse(SHA256), None).read() == DATA
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
+@pytest.mark.parametrize("size", [0, 1, 4096, (1 << 20) + 1])
+def test_hash_bytes_matches_hashlib(algorithm, size):
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    assert hash_bytes(data, algorithm) == hashlib.new(algorithm, data).hexdigest()

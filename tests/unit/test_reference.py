@@ -1,7 +1,7 @@
 """oci.reference: Docker's reference grammar and normalisation."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oci.errors import InvalidInput
@@ -84,3 +84,28 @@ def test_parse_never_crashes_unexpectedly(text):
         Reference.parse(text)
     except InvalidInput:
         pass
+
+
+def _grammar(text):
+    from oci.reference import _by_grammar, _split_domain
+
+    domain, rest = _split_domain(text)
+    try:
+        return _by_grammar(text, domain, rest)
+    except InvalidInput:
+        return None
+
+
+plainish = st.text(alphabet="abAB09.-_:/@", max_size=24) | st.builds(
+    lambda h, p, t, d: f"{h}/{p}" + (f":{t}" if t else "") + (f"@sha256:{d}" if d else ""),
+    host, path, st.one_of(st.none(), tag), st.one_of(st.none(), hexdigest))
+
+
+@settings(deadline=None)  # the first example compiles the grammar
+@given(plainish)
+def test_the_plain_spellings_read_as_the_grammar_reads_them(text):
+    from oci.reference import _plain, _split_domain
+
+    quick = _plain(*_split_domain(text))
+    if quick is not None:
+        assert quick == _grammar(text)

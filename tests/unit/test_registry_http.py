@@ -163,3 +163,63 @@ def test_missing_cert_dir_is_reported(tmp_path):
 
     with pytest.raises(NotFound, match="no such certificate directory"):
         tls_context("reg", str(tmp_path / "missing"))
+
+
+def test_a_request_sent_ahead_is_answered_to_the_request_that_follows(serve):
+    server = serve((200, {}, b"manifest"))
+    transport = fast()
+    url = f"http://{server.host}/v2/a/manifests/1"
+    transport.send_ahead("GET", url, {"Accept": "x"})
+    transport.send_ahead("GET", url, {"Accept": "x"})  # already on its way: not sent twice
+    response = transport.request("GET", url, {"Accept": "x"})
+    assert response.status == 200 and response.read_all(100) == b"manifest"
+    assert server.requests == [("GET", "/v2/a/manifests/1")]
+    assert not transport._busy and not transport._ahead
+
+
+def test_heads_sent_ahead_travel_on_connections_of_their_own(serve):
+    server = serve()
+    transport = fast()
+    urls = [f"http://{server.host}/v2/a/blobs/{n}" for n in range(3)]
+    for url in urls:
+        transport.send_ahead("HEAD", url)
+    assert [transport.request("HEAD", url).status for url in urls] == [200] * 3
+    assert len(server.requests) == 3 and len(server.ports) == 3
+    assert not transport._busy and sum(len(c) for c in transport._idle.values()) == 3
+
+
+def test_an_answer_asked_differently_is_dropped_and_the_request_sent_anew(serve):
+    server = serve((401, {}, b""), (200, {}, b"ok"))
+    transport = fast()
+    url = f"http://{server.host}/v2/a/manifests/1"
+    transport.send_ahead("GET", url)
+    response = transport.request("GET", url, {"Authorization": "Bearer t"})  # learnt meanwhile
+    assert response.status == 200 and response.read_all(10) == b"ok"
+    assert len(server.requests) == 2 and not transport._busy
+
+
+def test_an_answer_sent_ahead_is_retried_like_any_other(serve):
+    server = serve((503, {}, b"busy"), (200, {}, b"done"))
+    transport = fast()
+    url = f"http://{server.host}/v2/"
+    transport.send_ahead("GET", url)
+    assert transport.request("GET", url).read_all(10) == b"done"
+    assert len(server.requests) == 2
+
+
+def test_only_requests_without_a_body_are_sent_ahead_and_close_drops_them(serve):
+    server = serve()
+    transport = fast()
+    with pytest.raises(ValueError):
+        transport.send_ahead("PUT", f"http://{server.host}/x")
+    transport.send_ahead("GET", f"http://{server.host}/x")
+    transport.close()
+    assert not transport._ahead and not transport._busy
+
+
+def test_a_request_that_could_not_be_sent_ahead_is_sent_later():
+    transport = fast(retries=0)
+    transport.send_ahead("GET", "http://127.0.0.1:9/v2/")  # refused: forgotten, no error yet
+    assert not transport._ahead and not transport._busy
+    with pytest.raises(HttpError, match="connection refused"):
+        transport.request("GET", "http://127.0.0.1:9/v2/")

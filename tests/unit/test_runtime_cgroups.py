@@ -11,6 +11,9 @@ def test_cgroup_paths():
     assert normalize_path("/a/b/", "c1") == "/a/b"
     assert normalize_path("a/b", "c1") == "/a/b"
     assert normalize_path("machine.slice:libpod:abc", "c1") == "/machine.slice/libpod-abc.scope"
+    assert normalize_path("/a/../../b", "c1") == "/b"  # never above the hierarchy's root
+    assert normalize_path("../../../x/./y", "c1") == "/x/y"
+    assert normalize_path("..:p:n", "c1") == "/p-n.scope"
 
 
 def decode(code: bytes) -> list[tuple[int, int, int, int]]:

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from oci.linux import mounts, syscalls
+from oci.linux import mountopts, mounts, syscalls
 from oci.linux.mounts import MS_BIND, MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SLAVE
 
 
@@ -59,8 +59,8 @@ def test_syscalls_are_recorded(monkeypatch):
 
 def test_recursive_attributes_later_options_win():
     assert mounts._attributes([mounts.RECURSIVE_OPTIONS[o] for o in ("rro", "rnosuid")]) == (
-        mounts.ATTR_RDONLY | mounts.ATTR_NOSUID, 0)
-    assert mounts._attributes([mounts.RECURSIVE_OPTIONS[o] for o in ("rro", "rrw")]) == (0, mounts.ATTR_RDONLY)
+        mountopts.ATTR_RDONLY | mountopts.ATTR_NOSUID, 0)
+    assert mounts._attributes([mounts.RECURSIVE_OPTIONS[o] for o in ("rro", "rrw")]) == (0, mountopts.ATTR_RDONLY)
     assert mounts._attributes([mounts.RECURSIVE_OPTIONS[o] for o in ("rnoatime", "rstrictatime")]) == (
-        mounts.ATTR_STRICTATIME, mounts.ATTR__ATIME)
+        mountopts.ATTR_STRICTATIME, mountopts.ATTR__ATIME)
     assert mounts.parse_options(["rbind", "rro"])[0] == MS_BIND | MS_REC

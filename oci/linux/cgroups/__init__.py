@@ -6,6 +6,8 @@ cgroupsPath, move a process in, apply memory and pids limits, list and remove.
 
 from __future__ import annotations
 
+import posixpath
+
 from oci.linux.cgroups.base import Manager, mounted_hierarchies
 
 
@@ -28,8 +30,9 @@ def normalize_path(cgroups_path: str | None, container_id: str) -> str:
     if ":" in cgroups_path and not cgroups_path.startswith("/"):
         slice_name, prefix, name = (cgroups_path.split(":") + ["", ""])[:3]
         unit = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
-        return "/" + "/".join(p for p in (slice_name or "system.slice", unit) if p)
-    return "/" + cgroups_path.strip("/")
+        return posixpath.normpath("/" + "/".join(p for p in (slice_name or "system.slice", unit) if p))
+    # Lexically, as runc cleans it: `..` cannot climb above the hierarchy's root.
+    return posixpath.normpath("/" + cgroups_path.strip("/"))
 
 
 __all__ = ["Manager", "manager", "normalize_path"]

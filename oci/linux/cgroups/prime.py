@@ -5,9 +5,10 @@ and the first writer after a quiet spell waits for an RCU grace period (up to a 
 tick per busy CPU: ~10 ms on a loaded host). Writers that follow within about one grace
 period of the last one pass straight through. `start()` has a thread move this process
 into the cgroup it is already in (a no-op move), and repeat that every few milliseconds,
-while the runtime goes on importing and reading the config, so that the container's own
-join finds the way open; `stop()` ends it once the join is done (and it ends by itself
-after a fraction of a second).
+while the runtime goes on forking and the init prepares its rootfs, so that the container's
+own join finds the way open; `stop()` ends it once the join is done (and it ends by itself
+after a fraction of a second). Call it after the container's cgroup directories exist: a
+move holds the cgroup mutex while it waits for the grace period, and mkdir needs that mutex.
 
 Nothing here may change where the runtime lives: the move is skipped unless the cgroup
 path read from /proc/self/cgroup maps onto a mounted hierarchy, and every error is ignored.
