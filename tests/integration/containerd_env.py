@@ -16,9 +16,7 @@ Every containerd call goes to a containerd namespace of its own (`ocikit` + rand
 cgroups ctr asks for are /NAMESPACE/ID, unique on the host; they are removed at the end.
 
 Global state containerd 1.6 touches and that cannot be redirected: the shims' sockets in
-/run/containerd/s (removed when a shim exits). `ctr run` always asks for `cpu.shares 1024`
-unless given `--cpu-shares 0`, and oci-run does not implement cpu resources yet: run_flags()
-passes `--cpu-shares 0`.
+/run/containerd/s (removed when a shim exits).
 """
 
 from __future__ import annotations
@@ -83,9 +81,9 @@ class Containerd:
         return ["ctr", "--address", str(self.address), "--namespace", self.namespace, *args]
 
     def run_flags(self) -> list[str]:
-        """`ctr run` flags for oci-run through the runc v2 shim (see the module's docstring for --cpu-shares)."""
+        """`ctr run` flags for oci-run through the runc v2 shim."""
         return ["--runc-binary", str(self.oci_run), "--runc-root", str(self.runc_root),
-                "--fifo-dir", str(self.base / "fifo"), "--cpu-shares", "0"]
+                "--fifo-dir", str(self.base / "fifo")]
 
     def task_pid(self, container_id: str) -> int:
         for line in self.ctr("task", "ls", check=True).stdout.splitlines()[1:]:

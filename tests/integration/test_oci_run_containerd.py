@@ -97,6 +97,18 @@ def test_memory_limit_lands_in_the_cgroup(ctd):
         assert f"/{ctd.namespace}/{container_id}" in Path(f"/proc/{pid}/cgroup").read_text()
 
 
+def test_cpu_shares_and_quota_land_in_the_cgroup(ctd):
+    """ctr asks for cpu.shares 1024 unless told otherwise; --cpus is a CFS quota over a 100 ms period."""
+    with detached(ctd, "--cpus", "0.5", "--cpu-shares", "512") as (_, pid):
+        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            assert podman_env.host_cgroup_file(pid, "", "cpu.weight").read_text().strip() == "20"
+            assert podman_env.host_cgroup_file(pid, "", "cpu.max").read_text().strip() == "50000 100000"
+        else:
+            values = [podman_env.host_cgroup_file(pid, "cpu", name).read_text().strip()
+                      for name in ("cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us")]
+            assert values == ["512", "50000", "100000"]
+
+
 def test_detached_task_lifecycle(ctd):
     container_id = podman_env.unique("ctd")
     ctd.ctr("run", "-d", *ctd.run_flags(), IMAGE, container_id, "sleep", "60", check=True)
