@@ -139,10 +139,12 @@ def test_detached_task_lifecycle(ctd):
         ctd.remove(container_id)
 
 
-def test_kill_of_a_paused_task(ctd):
+def test_kill_all_of_a_paused_task(ctd):
+    """`ctr task kill -a` is `kill --all ID 9`: every process goes, frozen or not."""
     with detached(ctd) as (container_id, _):
+        ctd.ctr("task", "exec", "-d", "--exec-id", "bg", container_id, "sleep", "60", check=True)
         ctd.ctr("task", "pause", container_id, check=True)
-        ctd.ctr("task", "kill", "-s", "KILL", container_id, check=True)
+        ctd.ctr("task", "kill", "-a", "-s", "KILL", container_id, check=True)
         ctd.wait_status(container_id, "STOPPED")
 
 
