@@ -85,6 +85,10 @@ class Containerd:
         return ["--runc-binary", str(self.oci_run), "--runc-root", str(self.runc_root),
                 "--fifo-dir", str(self.base / "fifo")]
 
+    def exec_flags(self) -> list[str]:
+        """`ctr task exec` flags: its fifos in the session directory too."""
+        return ["--fifo-dir", str(self.base / "fifo")]
+
     def task_pid(self, container_id: str) -> int:
         for line in self.ctr("task", "ls", check=True).stdout.splitlines()[1:]:
             fields = line.split()

@@ -142,7 +142,7 @@ def test_detached_task_lifecycle(ctd):
 def test_kill_all_of_a_paused_task(ctd):
     """`ctr task kill -a` is `kill --all ID 9`: every process goes, frozen or not."""
     with detached(ctd) as (container_id, _):
-        ctd.ctr("task", "exec", "-d", "--exec-id", "bg", container_id, "sleep", "60", check=True)
+        ctd.ctr("task", "exec", *ctd.exec_flags(), "-d", "--exec-id", "bg", container_id, "sleep", "60", check=True)
         ctd.ctr("task", "pause", container_id, check=True)
         ctd.ctr("task", "kill", "-a", "-s", "KILL", container_id, check=True)
         ctd.wait_status(container_id, "STOPPED")
@@ -150,11 +150,12 @@ def test_kill_all_of_a_paused_task(ctd):
 
 def test_exec_into_a_running_container(ctd):
     with detached(ctd) as (container_id, _):
-        done = ctd.ctr("task", "exec", "--exec-id", "probe", container_id,
+        done = ctd.ctr("task", "exec", *ctd.exec_flags(), "--exec-id", "probe", container_id,
                        "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; exit 4")
         assert done.returncode == 4, done.stderr
         assert done.stdout.strip() == "sleep 60"
-        again = ctd.ctr("task", "exec", "--exec-id", "probe", container_id, "true")  # the id is free again
+        # the exec id is free again once its process is gone
+        again = ctd.ctr("task", "exec", *ctd.exec_flags(), "--exec-id", "probe", container_id, "true")
         assert again.returncode == 0, again.stderr
 
 
@@ -220,7 +221,7 @@ def test_terminal(ctd):
 
 def test_exec_with_terminal(ctd):
     with detached(ctd) as (container_id, _):
-        code, out = run_on_pty(ctd.ctr_argv("task", "exec", "-t", "--exec-id", "term", container_id,
-                                            "sh", "-c", "test -t 0 && echo exec-tty-ok; exit 3"))
+        code, out = run_on_pty(ctd.ctr_argv("task", "exec", *ctd.exec_flags(), "-t", "--exec-id", "term",
+                                            container_id, "sh", "-c", "test -t 0 && echo exec-tty-ok; exit 3"))
         assert code == 3, out
         assert b"exec-tty-ok" in out
