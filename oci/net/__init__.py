@@ -3,7 +3,8 @@
 One implementation behind three ways in (the `oci-net` commands, the OCI hook and the
 CNI plugin), one concern per module:
 
-* `links`     netlink work through pyroute2: bridge, veth pair, eth0 inside the netns
+* `links`     netlink work: bridge, veth pair, eth0 inside the netns
+* `rtnl`      the rtnetlink socket: pyroute2's message classes without its asyncio IPRoute
 * `ipam`      address allocation from a subnet, in a locked file store
 * `nat`       masquerade, published ports and isolation in an nftables table of our own
 * `networks`  named networks stored as JSON, validated by `network.schema.json`

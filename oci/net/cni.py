@@ -96,13 +96,10 @@ def load_config(data: bytes) -> dict[str, Any]:
         raise CniError(INCOMPATIBLE_VERSION, f"cniVersion {version!r} is not supported",
                        f"supported: {', '.join(SUPPORTED)}")
     state = networks.state_dir(conf.get("stateDir"))
-    # What changes per container (prevResult, the GC list) stays out of the remembered digest:
-    # prevResult is our own result and only its type is checked; the GC list is checked in full.
-    stable = {k: v for k, v in conf.items() if k != "cni.dev/valid-attachments"}
-    if isinstance(stable.get("prevResult"), dict):
-        stable["prevResult"] = {}
+    # What changes per container stays out of the remembered digest (see validation.CNI_VOLATILE)
+    stable = {k: v for k, v in conf.items() if k not in validation.CNI_VOLATILE}
     validation.validate(stable, "cni-config", "<stdin>", memo_dir=os.path.join(state, "validated"))
-    if "cni.dev/valid-attachments" in conf:
+    if not validation.plainly_valid_volatile(conf):
         validation.validate(conf, "cni-config", "<stdin>")
     return conf
 

@@ -11,19 +11,16 @@ whole; if any step fails, what was done is undone and no lease is recorded.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import hashlib
 import ipaddress
 import os
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+import time
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from oci.errors import Conflict, InvalidInput, NotFound, OciError
 from oci.net import hosts, ipam, links, nat
 
 
-@dataclass
-class Request:
+class Request(NamedTuple):
     """What a caller asks for when connecting a container."""
 
     container_id: str
@@ -32,9 +29,9 @@ class Request:
     ip: str | None = None
     ip6: str | None = None
     mac: str | None = None
-    ports: list[nat.Port] = field(default_factory=list)
+    ports: Sequence[nat.Port] = ()
     name: str | None = None
-    aliases: list[str] = field(default_factory=list)
+    aliases: Sequence[str] = ()
     hosts_file: str | None = None
 
 
@@ -44,7 +41,9 @@ def key_of(container_id: str, ifname: str) -> str:
 
 def host_ifname(network: str, key: str) -> str:
     """The host end of the veth pair: a stable 15-character name from network and key."""
-    return "oci" + hashlib.sha256(f"{network}/{key}".encode()).hexdigest()[:12]
+    from oci.digest import hash_bytes  # small inputs: CPython's own SHA-256, no OpenSSL to load
+
+    return "oci" + hash_bytes(f"{network}/{key}".encode())[:12]
 
 
 def mac_for(address: str) -> str:
@@ -79,20 +78,21 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
             "mac": req.mac or mac_for(address),
             "addresses": cidrs, "gateways": gateways, "ports": [p.to_json() for p in req.ports],
             "name": req.name, "aliases": list(req.aliases), "hostsFile": req.hosts_file,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         }
         iface = links.Interface(req.ifname, lease["hostIfname"], lease["mac"], net["mtu"], cidrs, gateways)
-        with links.iproute() as ipr:
-            if links.ensure_bridge(ipr, net["bridge"], _bridge_addresses(net), net["mtu"]):
+        with links.netlink() as nl:
+            bridge = links.ensure_bridge(nl, net["bridge"], _bridge_addresses(net), net["mtu"], mac_for(net["gateway"]))
+            if bridge.created:
                 try:
                     nat.setup_network(net)
                 except BaseException:  # no bridge without its rules: the next connect sets up both
-                    links.delete_link(ipr, net["bridge"])
+                    links.delete_link(nl, net["bridge"])
                     raise
-            lease["bridgeMac"], lease["hostMac"] = links.attach(ipr, net["bridge"], req.netns, iface)
+            lease["bridgeMac"], lease["hostMac"] = bridge.mac, links.attach(nl, bridge, req.netns, iface)
         try:
-            six = cidrs[1].split("/")[0] if len(cidrs) > 1 else None
-            nat.add_ports(net, lease["hostIfname"], address, req.ports, six)
+            address4, address6 = _addresses(lease)
+            nat.add_ports(net, lease["hostIfname"], address4, address6, req.ports)
             leases[key] = lease
             _refresh_hosts(net["name"], leases, extra=[])
         except BaseException:
@@ -100,6 +100,12 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
             _undo(net, lease)
             raise
     return lease
+
+
+def _addresses(lease: dict[str, Any]) -> tuple[str, str | None]:
+    """The lease's IPv4 address and its IPv6 address or None."""
+    bare = [cidr.split("/")[0] for cidr in lease["addresses"]]
+    return next(a for a in bare if ":" not in a), next((a for a in bare if ":" in a), None)
 
 
 def _bridge_addresses(net: dict[str, Any]) -> list[str]:
@@ -112,6 +118,10 @@ def _bridge_addresses(net: dict[str, Any]) -> list[str]:
 def _undo(net: dict[str, Any], lease: dict[str, Any]) -> None:
     with contextlib.suppress(OciError):
         links.detach(lease["hostIfname"])
+    _undo_rules(net, lease)
+
+
+def _undo_rules(net: dict[str, Any], lease: dict[str, Any]) -> None:
     if lease.get("ports"):
         with contextlib.suppress(OciError):
             nat.delete_rules(net["nftTable"], nat.port_comment(net["name"], lease["hostIfname"]))
@@ -138,18 +148,27 @@ def disconnect(state: str, net: dict[str, Any], container_id: str, ifname: str |
     """Detach the container (every interface of it if `ifname` is None); the leases released.
 
     Idempotent: an attachment that is not recorded is still cleaned of its veth, as a
-    CNI DEL after a lost lease requires.
+    CNI DEL after a lost lease requires. The veths are deleted while the leases, rules and
+    hosts files are written (links.Detaching); the call returns once both are done, as the
+    CNI bridge plugin's DEL does, which releases the address before it deletes the link.
     """
     store = ipam.LeaseStore(state, net["name"])
     with store.transaction() as leases:
         keys = [k for k, v in leases.items() if v["containerId"] == container_id and ifname in (None, v["ifname"])]
         released = [leases.pop(k) for k in keys]
-        for lease in released:
-            _undo(net, lease)
+        deleting = [links.Detaching(lease["hostIfname"]) for lease in released]
+        lost = None
         if not released and ifname is not None:
-            links.detach(host_ifname(net["name"], key_of(container_id, ifname)))
+            lost = links.Detaching(host_ifname(net["name"], key_of(container_id, ifname)))
+        for lease in released:
+            _undo_rules(net, lease)
         if released:
             _refresh_hosts(net["name"], leases, extra=[lease.get("hostsFile") for lease in released])
+    for job in deleting:
+        with contextlib.suppress(OciError):  # the lease is released whatever became of its veth
+            job.wait()
+    if lost is not None:
+        lost.wait()
     return released
 
 
@@ -179,8 +198,10 @@ def check(state: str, net: dict[str, Any], container_id: str, ifname: str) -> di
     if lease.get("ports"):
         comment = nat.port_comment(net["name"], lease["hostIfname"])
         count = sum(1 for rule in rules if rule.get("comment") == comment)
-        if count != 2 * len(lease["ports"]):
-            raise OciError(f"{container_id}: {count} nftables rules for {2 * len(lease['ports'])} port rules")
+        address, address6 = _addresses(lease)
+        want = 2 * sum(len(nat.port_targets(nat.Port.from_json(p), address, address6)) for p in lease["ports"])
+        if count != want:
+            raise OciError(f"{container_id}: {count} nftables rules for its published ports, {want} expected")
     return lease
 
 
@@ -233,7 +254,7 @@ def teardown(state: str, net: dict[str, Any]) -> None:
         if live:
             raise Conflict(f"network {net['name']} has {len(live)} attached container(s): {', '.join(live[:5])}")
         gc(state, net)
-    with links.iproute() as ipr:
-        links.delete_link(ipr, net["bridge"])
+    with links.netlink() as nl:
+        links.delete_link(nl, net["bridge"])
     nat.teardown_network(net)
     store.remove()

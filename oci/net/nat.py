@@ -15,7 +15,10 @@ The table (default `ocikit`) holds:
   own network's published port through the host);
 * prerouting and output: DNAT of published ports on local addresses, so a port answers
   from the outside and from the host itself, 127.0.0.1 included (the bridge has
-  route_localnet set, see links.ensure_bridge).
+  route_localnet set, see links.ensure_bridge). A port without a host address is DNATed
+  for IPv4 and, when the container has an IPv6 address, for IPv6; one with a host address
+  for that address's family. IPv6 has no route_localnet: ::1 cannot be published (refused),
+  IPv6 ports answer on the host's other IPv6 addresses (the bridge's gateway6 among them).
 """
 
 from __future__ import annotations
@@ -24,10 +27,7 @@ import functools
 import ipaddress
 import json
 import re
-import shutil
-import subprocess
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 from oci.errors import InvalidInput, OciError
 
@@ -35,8 +35,7 @@ SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"  # where nft lives; OCI hooks run 
 PORT_RE = re.compile(r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$")
 
 
-@dataclass(frozen=True)
-class Port:
+class Port(NamedTuple):
     """One published port: HOSTIP:HOSTPORT -> CONTAINERPORT over tcp or udp."""
 
     host_port: int
@@ -77,15 +76,20 @@ def _checked(port: Port) -> Port:
         raise InvalidInput(f"bad protocol {port.protocol!r} (tcp or udp)")
     if port.host_ip:
         try:
-            ipaddress.ip_address(port.host_ip)
+            host = ipaddress.ip_address(port.host_ip)
         except ValueError:
             raise InvalidInput(f"bad host address {port.host_ip!r}") from None
+        if host.version == 6 and host.is_loopback:
+            raise InvalidInput(f"cannot publish on {port.host_ip}: the kernel drops ::1 traffic that would leave the "
+                               "loopback (IPv6 has no route_localnet); use another host address")
     return port
 
 
 @functools.cache
 def nft_path() -> str:
     """The nft executable: on PATH, else in the sbin directories (a hook's PATH is unset or /bin:/usr/bin)."""
+    import shutil
+
     found = shutil.which("nft") or shutil.which("nft", path=SBIN_PATH)
     if not found:
         raise OciError("nft is not installed (Debian package nftables)")
@@ -93,6 +97,8 @@ def nft_path() -> str:
 
 
 def _nft(commands: list[dict[str, Any]] | None = None, args: tuple[str, ...] = ()) -> Any:
+    import subprocess
+
     argv = [nft_path(), "-j", *args] + (["-f", "-"] if commands is not None else [])
     data = json.dumps({"nftables": commands}).encode() if commands is not None else None
     proc = subprocess.run(argv, input=data, capture_output=True, check=False)
@@ -104,6 +110,8 @@ def _nft(commands: list[dict[str, Any]] | None = None, args: tuple[str, ...] = (
 
 def list_rules(table: str) -> list[dict[str, Any]]:
     """Every rule of the table as nft's JSON objects; [] if the table does not exist."""
+    import subprocess
+
     proc = subprocess.run([nft_path(), "-j", "list", "table", "inet", table], capture_output=True, check=False)
     if proc.returncode != 0:
         return []
@@ -181,31 +189,47 @@ def setup_network(net: dict[str, Any]) -> None:
     _nft(commands)
 
 
-def add_ports(net: dict[str, Any], host_ifname: str, address: str, ports: list[Port],
-              address6: str | None = None) -> None:
-    """DNAT `ports` to the container `address` (and `address6` for IPv6 host addresses)."""
+def port_targets(port: Port, address: str, address6: str | None) -> list[str]:
+    """The container addresses a published port DNATs to: the family of its host address,
+    or with none given, IPv4 and (when the container has one) IPv6."""
+    if not port.host_ip:
+        return [address] + ([address6] if address6 else [])
+    if ":" not in port.host_ip:
+        return [address]
+    if address6 is None:
+        raise InvalidInput(f"published port on {port.host_ip} needs an IPv6 address in the container")
+    return [address6]
+
+
+def add_ports(net: dict[str, Any], host_ifname: str, address: str, address6: str | None,
+              ports: Sequence[Port]) -> None:
+    """DNAT `ports` to the container `address` (and `address6` for IPv6, see port_targets)."""
     if not ports:
         return
     table, comment = net["nftTable"], port_comment(net["name"], host_ifname)
     commands = []
     for port in ports:
-        target = address6 if ":" in port.host_ip else address
-        if target is None:
-            raise InvalidInput(f"published port on {port.host_ip} needs an IPv6 address in the container")
-        fam = "ip6" if ":" in target else "ip"
-        expr: list[dict[str, Any]] = []
-        if port.host_ip:
-            expr.append(_match({"payload": {"protocol": fam, "field": "daddr"}}, port.host_ip))
-        else:
-            expr.append(_match(_meta("nfproto"), "ipv6" if fam == "ip6" else "ipv4"))
-        expr += [
-            _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"),
-            _match({"payload": {"protocol": port.protocol, "field": "dport"}}, port.host_port),
-            {"dnat": {"family": fam, "addr": target, "port": port.container_port}},
-        ]
-        for chain in ("prerouting", "output"):
-            commands.append(_rule(table, chain, expr, comment))
-    _nft(_skeleton(table) + commands)
+        for target in port_targets(port, address, address6):
+            fam = "ip6" if ":" in target else "ip"
+            expr: list[dict[str, Any]] = []
+            if port.host_ip:
+                expr.append(_match({"payload": {"protocol": fam, "field": "daddr"}}, port.host_ip))
+            else:
+                expr.append(_match(_meta("nfproto"), "ipv6" if fam == "ip6" else "ipv4"))
+            expr += [
+                _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"),
+                _match({"payload": {"protocol": port.protocol, "field": "dport"}}, port.host_port),
+                {"dnat": {"family": fam, "addr": target, "port": port.container_port}},
+            ]
+            for chain in ("prerouting", "output"):
+                commands.append(_rule(table, chain, expr, comment))
+    # The network's rules made the table and its chains. Adding a base chain again, even one
+    # that exists, costs the commit an RCU grace period (~12 ms): only a table that went
+    # missing since gets them again.
+    try:
+        _nft(commands)
+    except OciError:
+        _nft(_skeleton(table) + commands)
 
 
 def delete_rules(table: str, comment: str, rules: list[dict[str, Any]] | None = None) -> int:
@@ -244,4 +268,6 @@ def teardown_network(net: dict[str, Any]) -> None:
 
 
 def _table_exists(table: str) -> bool:
+    import subprocess
+
     return subprocess.run([nft_path(), "list", "table", "inet", table], capture_output=True).returncode == 0

@@ -7,7 +7,6 @@ OCIKIT_NET_STATE_DIR or an explicit argument overrides it. Creating and removing
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import json
 import os
@@ -81,6 +80,8 @@ def create(state: str, doc: dict[str, Any]) -> dict[str, Any]:
     A bridge name that is already a link on the host is refused too: removing the network
     deletes its bridge, which must then be one that oci-net made.
     """
+    import datetime
+
     from oci.net import links
 
     if links.link_exists(doc["bridge"]):

@@ -119,11 +119,14 @@ class Lab:
             time.sleep(0.01)
         raise RuntimeError("unshare -n did not start")
 
-    def tcp_server(self, netns: str, port: int, reply: str) -> subprocess.Popen:
+    def tcp_server(self, netns: str, port: int, reply: str, dual_stack: bool = False) -> subprocess.Popen:
+        """A server answering `REPLY from CLIENT-ADDRESS`, on IPv4 (and IPv6 with `dual_stack`)."""
+        listen = ("s=socket.socket(socket.AF_INET6); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
+                  if dual_stack else "s=socket.socket()\n")
         code = (
             "import socket,sys\n"
-            "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-            f"s.bind(('0.0.0.0',{port})); s.listen(8); print('ready', flush=True)\n"
+            f"{listen}s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            f"s.bind(('{'::' if dual_stack else '0.0.0.0'}',{port})); s.listen(8); print('ready', flush=True)\n"
             "while True:\n"
             "    c,a=s.accept(); c.sendall(('%s from %s\\n' % (sys.argv[1], a[0])).encode()); c.close()\n"
         )

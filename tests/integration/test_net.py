@@ -89,6 +89,33 @@ def test_published_port_answers_on_host_loopback_and_hairpin(lab):
     assert address(srv)
 
 
+def test_published_ports_answer_on_a_host_ipv6_address(lab):
+    net = lab.create_network()
+    ns = lab.netns("srv6")
+    every, only6 = free_port(), free_port()
+    srv = add(lab, net["name"], ns, "--id", "srv6", "-p", f"{every}:8000", "-p", f"[{net['gateway6']}]:{only6}:8000")
+    lab.tcp_server(ns, 8000, "hello", dual_stack=True)
+    # a port without a host address answers on both families, one on an IPv6 address on that one only
+    assert connect_tcp(net["gateway6"], every) == f"hello from {net['gateway6']}"
+    assert connect_tcp("127.0.0.1", every).startswith("hello from ")
+    assert connect_tcp(net["gateway6"], only6) == f"hello from {net['gateway6']}"
+    with pytest.raises(OSError):
+        connect_tcp("127.0.0.1", only6, timeout=1)
+    assert json.loads(lab.net("check", net["name"], "--id", "srv6").stdout)["addresses"] == srv["addresses"]
+    refused = lab.net("add", net["name"], "--netns", lab.netns("lo6"), "--id", "lo6", "-p", f"[::1]:{every}:80",
+                      check=False)
+    assert refused.returncode == 2 and "::1" in refused.stderr
+
+
+def test_published_ports_survive_a_table_removed_behind_our_back(lab):
+    net = lab.create_network(ipv6=False)
+    add(lab, net["name"], lab.netns("first"), "--id", "first")
+    subprocess.run(["nft", "delete", "table", "inet", lab.table], check=True)
+    port = free_port()
+    add(lab, net["name"], lab.netns("second"), "--id", "second", "-p", f"{port}:80")
+    assert f"tcp dport {port} dnat ip to" in nft_table(lab.table)
+
+
 def test_twenty_concurrent_adds_get_twenty_distinct_addresses(lab):
     net = lab.create_network(ipv6=False)
     spaces = [lab.netns(f"c{i}") for i in range(20)]
@@ -110,7 +137,8 @@ def test_delete_leaves_no_link_address_or_rule(lab):
     lease = add(lab, net["name"], ns, "--id", "cx", "-p", f"{free_port()}:80", "-p", f"{free_port()}:53/udp")
     assert lease["hostIfname"] in links()
     rules = nft_table(lab.table)
-    assert rules.count("ocikit port") == 4 and "dnat ip to" in rules
+    # two ports, each for IPv4 and IPv6, in prerouting and output
+    assert rules.count("ocikit port") == 8 and "dnat ip to" in rules and "dnat ip6 to" in rules
     check = lab.net("check", net["name"], "--id", "cx")
     assert check.returncode == 0
 

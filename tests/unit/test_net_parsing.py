@@ -15,16 +15,25 @@ from tests.conftest import run
 @pytest.mark.parametrize("text, port", [
     ("8080:80", nat.Port(8080, 80, "tcp", "")),
     ("127.0.0.1:5353:53/udp", nat.Port(5353, 53, "udp", "127.0.0.1")),
-    ("[::1]:8443:443/tcp", nat.Port(8443, 443, "tcp", "::1")),
+    ("[fd00::1]:8443:443/tcp", nat.Port(8443, 443, "tcp", "fd00::1")),
 ])
 def test_published_ports(text, port):
     assert nat.parse_port(text) == port
 
 
-@pytest.mark.parametrize("text", ["80", "0:80", "8080:70000", "8080:80/sctp", "1.2.3:80:80", "a:b"])
+@pytest.mark.parametrize("text", ["80", "0:80", "8080:70000", "8080:80/sctp", "1.2.3:80:80", "a:b", "[::1]:8443:443"])
 def test_bad_published_ports(text):
     with pytest.raises(InvalidInput):
         nat.parse_port(text)
+
+
+def test_ports_without_a_host_address_follow_the_container_families():
+    any_host, six = nat.Port(8080, 80), nat.Port(8080, 80, "tcp", "fd00::1")
+    assert nat.port_targets(any_host, "10.0.0.2", None) == ["10.0.0.2"]
+    assert nat.port_targets(any_host, "10.0.0.2", "fd00::2") == ["10.0.0.2", "fd00::2"]
+    assert nat.port_targets(six, "10.0.0.2", "fd00::2") == ["fd00::2"]
+    with pytest.raises(InvalidInput, match="needs an IPv6 address"):
+        nat.port_targets(six, "10.0.0.2", None)
 
 
 def test_port_from_cni_port_mapping():

@@ -56,9 +56,14 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
 
 
 def oci_run_command() -> tuple[list[str], dict[str, str]]:
-    """argv prefix and extra environment for oci-run: $OCI_RUN (a .py path or a command) or this checkout's."""
+    """argv prefix and extra environment for oci-run: $OCI_RUN (a .py path or a command), else this
+    checkout's as `make install` installs it (.venv/bin/oci-run, which starts Python with -S), else
+    bin/oci_run.py run by this interpreter."""
     override = os.environ.get("OCI_RUN")
     if not override:
+        installed = ROOT / ".venv" / "bin" / "oci-run"
+        if os.access(installed, os.X_OK):
+            return [str(installed)], {}
         return [sys.executable, str(ROOT / "bin" / "oci_run.py")], {}
     argv = shlex.split(override)
     if len(argv) == 1 and argv[0].endswith(".py"):
