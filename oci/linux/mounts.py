@@ -337,6 +337,8 @@ class RootfsBuilder:
 
     def make_devices(self) -> None:
         for device in self.linux.get("devices", []):
+            if device["path"] == "/dev/ptmx" and not self.dev_bound:
+                continue  # stays the link to pts/ptmx, as runc leaves it (containerd's --privileged lists it)
             mode = device.get("fileMode", 0o666)
             self._node(device["path"], device["type"], device.get("major", 0), device.get("minor", 0), mode,
                        device.get("uid", 0), device.get("gid", 0))
@@ -361,7 +363,7 @@ class RootfsBuilder:
         os.chdir("/")
 
     def finish(self) -> None:
-        """After pivot_root: masked and read-only paths, a read-only root, / propagation."""
+        """After pivot_root: masked and read-only paths, a read-only root, / propagation, stdio on /dev/null."""
         for path in self.linux.get("maskedPaths", []):
             mask_path(path)
         for path in self.linux.get("readonlyPaths", []):
@@ -371,6 +373,30 @@ class RootfsBuilder:
         propagation = self.linux.get("rootfsPropagation")
         if propagation:
             syscalls.mount(None, "/", None, PROPAGATION_OPTIONS[propagation])
+        reopen_dev_null()
+
+
+def reopen_dev_null() -> None:
+    """Point stdio that is on /dev/null at the container's /dev/null, opened read-write, as runc does:
+    engines give "null" stdio as a read-only /dev/null (containerd's --null-io), where echo would fail."""
+    try:
+        null = os.stat("/dev/null")
+    except OSError:
+        return
+    if not stat.S_ISCHR(null.st_mode):
+        return
+    fd = None
+    for target in (0, 1, 2):
+        try:
+            st = os.fstat(target)
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == null.st_rdev:
+            if fd is None:
+                fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+            os.dup2(fd, target)
+    if fd is not None:
+        os.close(fd)
 
 
 def _mount_point_of(path: str) -> tuple[str, bool]:

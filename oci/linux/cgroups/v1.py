@@ -1,4 +1,4 @@
-"""cgroup v1: one directory per mounted hierarchy; memory and pids limits."""
+"""cgroup v1: one directory per mounted hierarchy; memory, pids and cpu limits."""
 
 from __future__ import annotations
 
@@ -77,6 +77,13 @@ class V1Manager(Manager):
                         raise CgroupError("cgroup: /linux/resources/memory/swap: swap accounting is off")
                 else:
                     write(swap_file, str(memory["swap"]))
+        cpu = {key: value for key, value in (resources.get("cpu") or {}).items() if value}  # 0: unset, as runc
+        if cpu:
+            folder = self._need("cpu")
+            for key, name in (("shares", "cpu.shares"), ("period", "cpu.cfs_period_us"),
+                              ("quota", "cpu.cfs_quota_us")):
+                if key in cpu:
+                    write(os.path.join(folder, name), str(cpu[key]))
         pids = resources.get("pids") or {}
         if "limit" in pids:
             folder = self.controller_dir("pids")

@@ -1,4 +1,4 @@
-"""cgroup v2: one directory in the unified hierarchy; memory and pids limits."""
+"""cgroup v2: one directory in the unified hierarchy; memory, pids and cpu limits."""
 
 from __future__ import annotations
 
@@ -74,6 +74,14 @@ class V2Manager(Manager):
                     write(swap_file, _value(swap))
                 elif swap not in (-1, 0):
                     raise CgroupError("cgroup: /linux/resources/memory/swap: swap accounting is off")
+        cpu = {key: value for key, value in (resources.get("cpu") or {}).items() if value}  # 0: unset, as runc
+        if cpu:
+            self._enable("cpu")
+            if "shares" in cpu:  # runc's mapping of v1 shares [2, 262144] onto cpu.weight [1, 10000]
+                write(os.path.join(self.dir, "cpu.weight"), str(1 + ((cpu["shares"] - 2) * 9999) // 262142))
+            if "quota" in cpu or "period" in cpu:
+                quota = cpu.get("quota", -1)
+                write(os.path.join(self.dir, "cpu.max"), f"{quota if quota > 0 else 'max'} {cpu.get('period', 100000)}")
         pids = resources.get("pids") or {}
         if "limit" in pids:
             self._enable("pids")

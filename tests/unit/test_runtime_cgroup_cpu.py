@@ -1,0 +1,71 @@
+"""linux.resources.cpu shares, quota and period (what `ctr run` asks by default): the files written, in fake trees.
+
+A cgroup file takes each write(2) whole; a regular file keeps what a shorter write leaves behind,
+so the fakes' writes replace the file's content."""
+
+import pytest
+
+import oci.linux.cgroups.v1
+import oci.linux.cgroups.v2
+from oci.linux.cgroups.v1 import V1Manager
+from oci.linux.cgroups.v2 import V2Manager
+from oci.runtime.config import unsupported_fields
+
+
+def replace_on_write(monkeypatch, module) -> None:
+    monkeypatch.setattr(module, "write", lambda path, value: open(path, "w").write(value))
+
+
+@pytest.fixture
+def v1_cpu(tmp_path, monkeypatch):
+    replace_on_write(monkeypatch, oci.linux.cgroups.v1)
+    folder = tmp_path / "cpu,cpuacct" / "ocikit" / "c1"
+    folder.mkdir(parents=True)
+    for name, text in {"cpu.shares": "1024", "cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "-1"}.items():
+        (folder / name).write_text(text)
+    return V1Manager("/ocikit/c1", [("cgroup", str(tmp_path / "cpu,cpuacct"), {"cpu", "cpuacct"})]), folder
+
+
+@pytest.fixture
+def v2_cpu(tmp_path, monkeypatch):
+    replace_on_write(monkeypatch, oci.linux.cgroups.v2)
+    folder = tmp_path / "ocikit" / "c1"
+    folder.mkdir(parents=True)
+    for parent in (tmp_path, tmp_path / "ocikit"):
+        (parent / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    (folder / "cpu.weight").write_text("100")
+    (folder / "cpu.max").write_text("max 100000")
+    return V2Manager("/ocikit/c1", [("cgroup2", str(tmp_path), set())]), folder
+
+
+def test_v1_shares_quota_period(v1_cpu):
+    cgroup, folder = v1_cpu
+    cgroup.apply({"cpu": {"shares": 512, "quota": 50000, "period": 200000}})
+    assert [(folder / n).read_text() for n in ("cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us")] == \
+        ["512", "50000", "200000"]
+
+
+def test_v1_zero_means_unset_as_runc(v1_cpu):
+    cgroup, folder = v1_cpu
+    cgroup.apply({"cpu": {"shares": 0, "quota": 0, "period": 0}})
+    assert (folder / "cpu.shares").read_text() == "1024"
+
+
+@pytest.mark.parametrize("cpu, weight, cpu_max", [
+    ({"shares": 1024}, "39", "max 100000"),  # runc's conversion: 1 + (shares - 2) * 9999 / 262142
+    ({"shares": 2}, "1", "max 100000"),
+    ({"shares": 262144}, "10000", "max 100000"),
+    ({"quota": 50000}, "100", "50000 100000"),
+    ({"quota": 25000, "period": 50000}, "100", "25000 50000"),
+    ({"quota": -1, "period": 50000}, "100", "max 50000"),
+])
+def test_v2_weight_and_max(v2_cpu, cpu, weight, cpu_max):
+    cgroup, folder = v2_cpu
+    cgroup.apply({"cpu": cpu})
+    assert ((folder / "cpu.weight").read_text(), (folder / "cpu.max").read_text()) == (weight, cpu_max)
+
+
+def test_config_accepts_shares_quota_period_and_refuses_the_rest():
+    doc = {"linux": {"resources": {"cpu": {"shares": 1024, "quota": 1, "period": 2, "cpus": "0-1",
+                                           "realtimeRuntime": 5}}}}
+    assert unsupported_fields(doc) == ["/linux/resources/cpu/cpus", "/linux/resources/cpu/realtimeRuntime"]
