@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+import ocisite  # noqa: F401  (site's folders under -S)
+
 DESCRIPTION = """Connect containers to bridge networks: addresses, NAT, published ports, names.
 
 Networks are named objects stored as JSON in the state directory (--state-dir, else
