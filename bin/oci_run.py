@@ -573,11 +573,8 @@ def cmd_resume(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_ps(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    import json
-    import subprocess
-
     from oci.errors import OciError, UsageError
-    from oci.runtime import stats
+    from oci.runtime import jsonout, stats
 
     if opts.format not in ("table", "json"):
         raise UsageError(f"ps: --format: {opts.format!r} is neither table nor json")
@@ -587,8 +584,10 @@ def cmd_ps(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     if opts.format == "json":
         if ps_args:
             raise UsageError("ps: arguments for ps(1) need --format table")
-        sys.stdout.write(json.dumps(pids) + "\n")
+        sys.stdout.write(jsonout.dumps(pids) + "\n")
         return 0
+    import subprocess
+
     try:
         done = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
     except OSError as err:
@@ -661,16 +660,14 @@ def parse_interval(text: str) -> float:
 
 
 def cmd_events(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    import json
-
-    from oci.runtime import stats
+    from oci.runtime import jsonout, stats
 
     store = _store(g)
     if opts.stats:
-        sys.stdout.write(json.dumps(stats.stats_event(store, opts.id), separators=(",", ":")) + "\n")
+        sys.stdout.write(jsonout.dumps(stats.stats_event(store, opts.id), separators=(",", ":")) + "\n")
         return 0
     for event in stats.watch(store, opts.id, parse_interval(opts.interval)):
-        sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+        sys.stdout.write(jsonout.dumps(event, separators=(",", ":")) + "\n")
         sys.stdout.flush()
     return 0
 
