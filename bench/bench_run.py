@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -134,16 +135,21 @@ def report(samples: dict[str, list[float]]) -> None:
     print(f"  oci-run / crun = {med['oci-run'] / med['crun']:.2f}x   (target <= 1.5x)")
 
 
-def main() -> None:
+def in_private_mount_namespace(name: str, script: str, marker: str, inside: Callable[[], None]) -> None:
+    """Run `inside` in a private mount namespace (the script again, under `unshare -m`): crun
+    refuses the hybrid cgroup layout while /sys/fs/cgroup/unified is mounted."""
     if os.geteuid() != 0:
-        raise SystemExit("bench_run needs root (containers)")
-    if os.environ.get(INSIDE):
+        raise SystemExit(f"{name} needs root (containers)")
+    if os.environ.get(marker):
         inside()
         return
-    # A private mount namespace: crun refuses the hybrid cgroup layout while unified is mounted.
-    result = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, os.path.abspath(__file__)],
-                            env={**os.environ, INSIDE: "1"})
+    result = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, os.path.abspath(script)],
+                            env={**os.environ, marker: "1"})
     sys.exit(result.returncode)
+
+
+def main() -> None:
+    in_private_mount_namespace("bench_run", __file__, INSIDE, inside)
 
 
 if __name__ == "__main__":

@@ -110,14 +110,7 @@ def inside() -> None:
 
 
 def main() -> None:
-    if os.geteuid() != 0:
-        raise SystemExit("bench_run_control needs root (containers)")
-    if os.environ.get(INSIDE):
-        inside()
-        return
-    result = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, os.path.abspath(__file__)],
-                            env={**os.environ, INSIDE: "1"})
-    sys.exit(result.returncode)
+    bench_run.in_private_mount_namespace("bench_run_control", __file__, INSIDE, inside)
 
 
 if __name__ == "__main__":
