@@ -573,7 +573,7 @@ def cmd_resume(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_ps(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.errors import OciError, UsageError
+    from oci.errors import UsageError
     from oci.runtime import jsonout, stats
 
     if opts.format not in ("table", "json"):
@@ -586,23 +586,7 @@ def cmd_ps(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
             raise UsageError("ps: arguments for ps(1) need --format table")
         sys.stdout.write(jsonout.dumps(pids) + "\n")
         return 0
-    import subprocess
-
-    try:
-        done = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
-    except OSError as err:
-        raise OciError(f"ps: cannot run ps(1): {err.strerror}") from None
-    if done.returncode != 0:
-        raise OciError(f"ps: ps(1) failed: {(done.stderr or done.stdout).strip()}")
-    lines = done.stdout.splitlines()
-    header = lines[0].split() if lines else []
-    if "PID" not in header:
-        raise OciError("ps: couldn't find PID field in ps output")
-    column = header.index("PID")
-    wanted = {str(pid) for pid in pids}
-    kept = [lines[0], *(line for line in lines[1:] if line.split()[column:column + 1] and
-                         line.split()[column] in wanted)]
-    sys.stdout.write("".join(line + "\n" for line in kept))
+    sys.stdout.write(stats.ps_table(pids, ps_args or ["-ef"]))
     return 0
 
 
@@ -632,31 +616,9 @@ def cmd_update(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
                 raise NotFound(f"{source}: {err.strerror}") from None
         resources = control.load_resources(data, source)
     else:
-        memory = {key: control.parse_bytes(flags[flag], flag) for key, flag in (
-            ("limit", "--memory"), ("reservation", "--memory-reservation"), ("swap", "--memory-swap"))
-            if flags[flag] is not None}
-        resources = {"memory": memory}
-        if opts.pids_limit is not None:
-            resources["pids"] = {"limit": opts.pids_limit}
+        resources = control.resources_from_flags(flags)
     control.update(_store(g), opts.id, resources)
     return 0
-
-
-def parse_interval(text: str) -> float:
-    """A Go-style duration (5s, 500ms, 1m30s, 1h) or a number of seconds."""
-    import re
-
-    from oci.errors import UsageError
-
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise UsageError(f"--interval: invalid duration {text!r}")
-    return sum(float(n) * units[u] for n, u in parts)
 
 
 def cmd_events(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
@@ -666,7 +628,7 @@ def cmd_events(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     if opts.stats:
         sys.stdout.write(jsonout.dumps(stats.stats_event(store, opts.id), separators=(",", ":")) + "\n")
         return 0
-    for event in stats.watch(store, opts.id, parse_interval(opts.interval)):
+    for event in stats.watch(store, opts.id, stats.parse_interval(opts.interval)):
         sys.stdout.write(jsonout.dumps(event, separators=(",", ":")) + "\n")
         sys.stdout.flush()
     return 0

@@ -101,6 +101,18 @@ def parse_bytes(text: str, flag: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2) or ""])
 
 
+def resources_from_flags(flags: dict[str, str | int | None]) -> dict[str, Any]:
+    """LinuxResources from runc's update flags (--memory, --memory-reservation, --memory-swap
+    as sizes, --pids-limit as a number); absent flags leave their value alone."""
+    memory = {key: parse_bytes(flags[flag], flag) for key, flag in (  # type: ignore[arg-type]
+        ("limit", "--memory"), ("reservation", "--memory-reservation"), ("swap", "--memory-swap"))
+        if flags.get(flag) is not None}
+    resources: dict[str, Any] = {"memory": memory}
+    if flags.get("--pids-limit") is not None:
+        resources["pids"] = {"limit": flags["--pids-limit"]}
+    return resources
+
+
 def load_resources(data: bytes, source: str) -> dict[str, Any]:
     """A LinuxResources JSON document, validated against the vendored schema, with what `update` cannot change
     refused by JSON pointer."""

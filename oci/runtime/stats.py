@@ -63,3 +63,43 @@ def watch(store: StateStore, container_id: str, interval: float) -> Iterator[dic
         deadline = time.monotonic() + interval
         while container.alive() and time.monotonic() < deadline:
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
+def ps_table(pids: list[int], argv: list[str]) -> str:
+    """The header and the lines of `ps ARGV` whose PID is one of `pids` (runc's `ps`)."""
+    import subprocess
+
+    from oci.errors import OciError
+
+    try:
+        done = subprocess.run(["ps", *argv], capture_output=True, text=True)
+    except OSError as err:
+        raise OciError(f"ps: cannot run ps(1): {err.strerror}") from None
+    if done.returncode != 0:
+        raise OciError(f"ps: ps(1) failed: {(done.stderr or done.stdout).strip()}")
+    lines = done.stdout.splitlines()
+    header = lines[0].split() if lines else []
+    if "PID" not in header:
+        raise OciError("ps: couldn't find PID field in ps output")
+    column = header.index("PID")
+    wanted = {str(pid) for pid in pids}
+    kept = [lines[0], *(line for line in lines[1:] if line.split()[column:column + 1] and
+                         line.split()[column] in wanted)]
+    return "".join(line + "\n" for line in kept)
+
+
+def parse_interval(text: str) -> float:
+    """A Go-style duration (5s, 500ms, 1m30s, 1h) or a number of seconds."""
+    import re
+
+    from oci.errors import UsageError
+
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"--interval: invalid duration {text!r}")
+    return sum(float(n) * units[u] for n, u in parts)

@@ -5,12 +5,13 @@ import json
 import os
 
 import pytest
-from oci_run import parse_interval, quick_parse, verb_parser
+from oci_run import quick_parse, verb_parser
 
 from oci.errors import InvalidDocument, InvalidInput, Unsupported, UsageError
 from oci.linux.cgroups.v2 import V2Manager
 from oci.runtime.control import load_resources, parse_bytes
 from oci.runtime.state import FREEZER_LINK, Container, process_start_time
+from oci.runtime.stats import parse_interval
 
 
 @pytest.mark.parametrize("text, value", [
