@@ -60,6 +60,12 @@ class Globals:
         self.log_format = "text"
         self.debug = False
 
+    def store(self) -> Any:
+        """The state store under --root."""
+        from oci.runtime.state import StateStore
+
+        return StateStore(self.root)
+
 
 def split_globals(args: list[str]) -> tuple[Globals, str | None, list[str]]:
     """(global flags, verb, the verb's arguments); raises UsageError on an unknown global flag."""
@@ -289,7 +295,12 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
     messages.debug_on = g.debug
     opts = quick_parse(verb, rest) or verb_parser(verb).parse_args(rest)
     try:
-        return HANDLERS[verb](g, opts, messages) or 0
+        handler = HANDLERS.get(verb)
+        if handler is None:
+            import oci_run_verbs
+
+            handler = getattr(oci_run_verbs, f"cmd_{verb.replace('-', '_')}")
+        return handler(g, opts, messages) or 0
     except OciError as err:
         if g.log:
             _log(g, "error", "; ".join(err.lines()))
@@ -311,12 +322,6 @@ def _log(g: Globals, level: str, message: str) -> None:
         pass
 
 
-def _store(g: Globals) -> Any:
-    from oci.runtime.state import StateStore
-
-    return StateStore(g.root)
-
-
 def _create_options(opts: Any, **extra: Any) -> Any:
     from oci.runtime.lifecycle import CreateOptions
 
@@ -327,14 +332,14 @@ def _create_options(opts: Any, **extra: Any) -> Any:
 def cmd_create(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.runtime import lifecycle
 
-    lifecycle.create(_store(g), opts.id, opts.bundle, _create_options(opts))
+    lifecycle.create(g.store(), opts.id, opts.bundle, _create_options(opts))
     return 0
 
 
 def cmd_start(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.runtime import lifecycle
 
-    _, warnings = lifecycle.start(_store(g), opts.id)
+    _, warnings = lifecycle.start(g.store(), opts.id)
     for warning in warnings:
         messages.warn(warning)
     return 0
@@ -343,14 +348,14 @@ def cmd_start(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 def cmd_state(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.runtime import jsonout
 
-    sys.stdout.write(jsonout.dumps(_store(g).load(opts.id).runc_state()) + "\n")
+    sys.stdout.write(jsonout.dumps(g.store().load(opts.id).runc_state()) + "\n")
     return 0
 
 
 def cmd_kill(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.runtime import lifecycle
 
-    store = _store(g)
+    store = g.store()
     signum = lifecycle.parse_signal(opts.signal)
     lifecycle.kill(store, opts.id, signum, opts.all)
     if signum == 9 and _ever_paused(store, opts.id):
@@ -375,7 +380,7 @@ def cmd_delete(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.errors import NotFound
     from oci.runtime import lifecycle
 
-    store = _store(g)
+    store = g.store()
     try:
         if opts.force and _ever_paused(store, opts.id):
             from oci.runtime import control
@@ -398,7 +403,7 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
     from oci.runtime import lifecycle
 
-    store = _store(g)
+    store = g.store()
     direct_tty = not opts.detach and opts.console_socket is None
     ours = theirs = None
     if direct_tty:
@@ -448,196 +453,10 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     return status
 
 
-def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    import _signal  # see cmd_run
-    import _socket
-
-    from oci.runtime import execute, lifecycle
-
-    store = _store(g)
-    process = execute.process_from_file(opts.process) if opts.process else _exec_process(store, opts)
-    direct_tty = bool(process.get("terminal")) and not opts.detach and opts.console_socket is None
-    ours = theirs = None
-    if direct_tty:
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    exec_opts = execute.ExecOptions(console_socket=opts.console_socket, pid_file=opts.pid_file,
-                                    console_fd=theirs.fileno() if theirs else None,
-                                    preserve_fds=opts.preserve_fds, subreaper=not opts.detach)
-    pid = execute.run_exec(store, opts.id, process, exec_opts)
-    if opts.detach:
-        return 0
-    master = None
-    if theirs is not None:
-        from oci.linux import terminal
-
-        theirs.close()
-        master = terminal.receive_master(ours)
-        ours.close()
-
-    def forward(signum: int, _frame: Any) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
-                   _signal.SIGUSR2):
-        _signal.signal(signum, forward)
-    if master is not None:
-        from oci.linux import terminal
-
-        terminal.proxy(master)
-    return lifecycle.wait_exit(pid)
-
-
-def _exec_process(store: Any, opts: Any) -> dict[str, Any]:
-    """The process to exec from the command line: the container's own process with overrides."""
-    import copy
-
-    from oci.errors import UsageError
-    from oci.runtime import config as config_mod
-
-    if not opts.command:
-        raise UsageError("exec: a command (or --process) is required")
-    process = copy.deepcopy(config_mod.load(store.load(opts.id).bundle)["process"])
-    process["args"] = opts.command
-    process["terminal"] = opts.tty
-    process.pop("consoleSize", None)
-    process["env"] = [*process.get("env", []), *opts.env]
-    if opts.cwd:
-        process["cwd"] = opts.cwd
-    if opts.user:
-        uid, _, gid = opts.user.partition(":")
-        process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
-    if opts.additional_gids:
-        process.setdefault("user", {})["additionalGids"] = opts.additional_gids
-    if opts.no_new_privs:
-        process["noNewPrivileges"] = True
-    for cap in opts.cap:
-        for kind in ("bounding", "effective", "permitted"):
-            process.setdefault("capabilities", {}).setdefault(kind, []).append(cap)
-    return process
-
-
-def cmd_list(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    containers = [c.runc_state() for c in _store(g).list()]
-    if opts.quiet:
-        sys.stdout.write("".join(c["id"] + "\n" for c in containers))
-    elif opts.format == "json":
-        from oci.runtime import jsonout
-
-        sys.stdout.write(jsonout.dumps(containers) + "\n")
-    else:
-        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        rows += [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"] or "root")
-                 for c in containers]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows)
-        sys.stdout.write("".join(line + "\n" for line in lines))
-    return 0
-
-
-def cmd_spec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    import json
-
-    from oci.errors import Conflict
-    from oci.fsutil import write_atomic
-    from oci.runtime.defaults import default_config
-
-    path = os.path.join(opts.bundle, "config.json")
-    if os.path.exists(path):
-        raise Conflict(f"{path} exists: remove it first")
-    write_atomic(path, (json.dumps(default_config(rootless=opts.rootless), indent=2) + "\n").encode())
-    return 0
-
-
-def cmd_features(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.runtime.features import features
-
-    ocicli.emit(features())
-    return 0
-
-
-def cmd_pause(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.runtime import control
-
-    control.pause(_store(g), opts.id)
-    return 0
-
-
-def cmd_resume(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.runtime import control
-
-    control.resume(_store(g), opts.id)
-    return 0
-
-
-def cmd_ps(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.errors import UsageError
-    from oci.runtime import jsonout, stats
-
-    if opts.format not in ("table", "json"):
-        raise UsageError(f"ps: --format: {opts.format!r} is neither table nor json")
-    pids = stats.pids(_store(g), opts.id)
-    ps_args = getattr(opts, "ps_args", [])  # quick_parse leaves it out: there were none
-    ps_args = ps_args[1:] if ps_args[:1] == ["--"] else ps_args
-    if opts.format == "json":
-        if ps_args:
-            raise UsageError("ps: arguments for ps(1) need --format table")
-        sys.stdout.write(jsonout.dumps(pids) + "\n")
-        return 0
-    sys.stdout.write(stats.ps_table(pids, ps_args or ["-ef"]))
-    return 0
-
-
-def cmd_update(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.errors import Unsupported, UsageError
-    from oci.runtime import control
-
-    refused = [flag for flag in UPDATE_REFUSED
-               if getattr(opts, "refused_" + flag[2:].replace("-", "_"), None) is not None]
-    if refused:
-        raise Unsupported(f"update: {refused[0]}: not supported by oci-run (it updates memory and pids limits)")
-    flags = {"--memory": opts.memory, "--memory-reservation": opts.memory_reservation,
-             "--memory-swap": opts.memory_swap, "--pids-limit": opts.pids_limit}
-    if opts.resources is not None:
-        if any(value is not None for value in flags.values()):
-            raise UsageError("update: --resources takes no other resource flag")
-        if opts.resources == "-":
-            source, data = "<stdin>", sys.stdin.buffer.read()
-        else:
-            source = opts.resources
-            try:
-                with open(source, "rb") as f:
-                    data = f.read()
-            except OSError as err:
-                from oci.errors import NotFound
-
-                raise NotFound(f"{source}: {err.strerror}") from None
-        resources = control.load_resources(data, source)
-    else:
-        resources = control.resources_from_flags(flags)
-    control.update(_store(g), opts.id, resources)
-    return 0
-
-
-def cmd_events(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.runtime import jsonout, stats
-
-    store = _store(g)
-    if opts.stats:
-        sys.stdout.write(jsonout.dumps(stats.stats_event(store, opts.id), separators=(",", ":")) + "\n")
-        return 0
-    for event in stats.watch(store, opts.id, stats.parse_interval(opts.interval)):
-        sys.stdout.write(jsonout.dumps(event, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
-    return 0
-
-
+# The verbs on a container's start path; the others live in oci_run_verbs, imported for them only.
 HANDLERS: dict[str, Callable[[Globals, Any, ocicli.Messages], int]] = {
     "create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill, "delete": cmd_delete,
-    "run": cmd_run, "exec": cmd_exec, "list": cmd_list, "spec": cmd_spec, "features": cmd_features,
-    "pause": cmd_pause, "resume": cmd_resume, "ps": cmd_ps, "update": cmd_update, "events": cmd_events,
+    "run": cmd_run,
 }
 
 if __name__ == "__main__":
