@@ -158,20 +158,6 @@ def registry_options(args: Any):  # -> oci.registry.http.Options
     return Options(insecure=args.insecure, cert_dir=args.cert_dir, timeout=args.timeout, retries=args.retries)
 
 
-def import_without_ssl() -> None:
-    """Import http.client without letting it import ssl, for a process that talks plain HTTP
-    (http.client then lacks HTTPSConnection; the registry client makes TLS connections of its
-    own, importing ssl when one is needed, such as a redirect to an https storage backend).
-    Does nothing when http.client or ssl is imported already."""
-    if "http.client" in sys.modules or "ssl" in sys.modules:
-        return
-    sys.modules["ssl"] = None  # type: ignore[assignment]  # http.client's `import ssl` fails: no HTTPS class
-    try:
-        import http.client  # noqa: F401
-    finally:
-        del sys.modules["ssl"]
-
-
 def route_warnings(messages: ocicli.Messages) -> None:
     """Send the library's warnings (retries, credential helpers) to stderr through `messages`."""
 
@@ -226,9 +212,6 @@ class ProgressBar:
 def body(argv: list[str], messages: ocicli.Messages) -> int:
     args = quick_parse(argv, FETCH_FLAGS, FETCH_POSITIONALS) or fetch_parser().parse_args(argv)
     messages.quiet = args.quiet
-    if args.insecure:
-        import_without_ssl()
-
     from oci.errors import UsageError
 
     if args.platform and args.all_platforms:

@@ -12,7 +12,6 @@ from oci_fetch import (
     REGISTRY_FLAGS,
     ProgressBar,
     add_flags,
-    import_without_ssl,
     quick_parse,
     registry_options,
     route_warnings,
@@ -69,9 +68,6 @@ def push_parser() -> argparse.ArgumentParser:
 def body(argv: list[str], messages: ocicli.Messages) -> int:
     args = quick_parse(argv, PUSH_FLAGS, PUSH_POSITIONALS) or push_parser().parse_args(argv)
     messages.quiet = args.quiet
-    if args.insecure:
-        import_without_ssl()
-
     from oci.errors import IntegrityError, OciError, UsageError
     from oci.reference import Reference
     from oci.registry.client import connect

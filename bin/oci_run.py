@@ -346,7 +346,7 @@ def cmd_start(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_state(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.runtime import jsonout
+    from oci import jsonout
 
     sys.stdout.write(jsonout.dumps(g.store().load(opts.id).runc_state()) + "\n")
     return 0

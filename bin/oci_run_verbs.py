@@ -93,7 +93,7 @@ def cmd_list(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     if opts.quiet:
         sys.stdout.write("".join(c["id"] + "\n" for c in containers))
     elif opts.format == "json":
-        from oci.runtime import jsonout
+        from oci import jsonout
 
         sys.stdout.write(jsonout.dumps(containers) + "\n")
     else:
@@ -142,8 +142,9 @@ def cmd_resume(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_ps(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
+    from oci import jsonout
     from oci.errors import UsageError
-    from oci.runtime import jsonout, stats
+    from oci.runtime import stats
 
     if opts.format not in ("table", "json"):
         raise UsageError(f"ps: --format: {opts.format!r} is neither table nor json")
@@ -191,7 +192,8 @@ def cmd_update(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_events(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.runtime import jsonout, stats
+    from oci import jsonout
+    from oci.runtime import stats
 
     store = g.store()
     if opts.stats:

@@ -118,9 +118,9 @@ class Messages:
 
 def emit(document: Any) -> None:
     """Write one JSON document to stdout, for the next command in a pipeline."""
-    import json
+    from oci.jsonout import dumps
 
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.write(dumps(document, indent=2) + "\n")
     sys.stdout.flush()
 
 

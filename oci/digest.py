@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import namedtuple
 
 from oci.errors import IntegrityError, InvalidInput, Unsupported
@@ -34,6 +33,8 @@ class Digest(namedtuple("Digest", ["algorithm", "hex"])):
             if len(encoded) != ALGORITHMS[algorithm] or encoded.strip(_HEX):
                 raise InvalidInput(f"invalid {algorithm} digest {text!r}")
             return cls(algorithm, encoded)
+        import re
+
         if not isinstance(text, str) or not re.match(_GRAMMAR, text):
             raise InvalidInput(f"invalid digest {text!r}")
         raise Unsupported(f"unsupported digest algorithm {algorithm!r} in {text!r}")

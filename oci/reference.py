@@ -8,7 +8,6 @@ when neither tag nor digest is given.
 
 from __future__ import annotations
 
-import re
 from collections import namedtuple
 
 from oci.digest import Digest
@@ -128,6 +127,8 @@ def _plain(domain: str | None, rest: str) -> tuple[str, str | None, str | None] 
 
 def _by_grammar(text: str, domain: str | None, rest: str) -> tuple[str, str | None, str | None]:
     """(path, tag, digest) as the full grammar reads them; InvalidInput says what is wrong."""
+    import re
+
     if domain is not None and not re.match(_DOMAIN_RE, domain):
         raise InvalidInput(f"invalid reference {text!r}: malformed registry host {domain!r}")
     match = re.match(_REMAINDER, rest)
@@ -144,6 +145,8 @@ def _split_domain(text: str) -> tuple[str | None, str]:
 
 
 def _explain(rest: str) -> str:
+    import re
+
     name = rest.split("@", 1)[0].split(":", 1)[0]
     if name != name.lower():
         return "repository name must be lowercase"

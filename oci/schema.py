@@ -89,6 +89,16 @@ def load(data: bytes | str, kind: str, source: str, *, remember: bool = False) -
     return doc
 
 
+def recall(data: bytes, kinds: tuple[str, ...]) -> Any | None:
+    """The parsed document if these exact bytes were remembered as valid as one of `kinds`
+    (a key of KINDS), else None; neither parses nor validates."""
+    for kind in kinds:
+        found = _memo_get(data, kind)
+        if found is not None:
+            return found[0]
+    return None
+
+
 def load_file(path: str, kind: str, *, remember: bool = False) -> Any:
     """Read and validate a JSON file, naming the file in every error."""
     try:

@@ -13,11 +13,12 @@ import base64
 import json
 import re
 import time
-import urllib.parse
 from _thread import allocate_lock
 from collections import namedtuple
 
 from oci.errors import AuthError, RegistryError
+
+from . import urls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -148,14 +149,14 @@ class Authenticator:
         if creds and creds.identity_token:
             form = query + [("grant_type", "refresh_token"), ("refresh_token", creds.identity_token),
                             ("client_id", "ocikit")]
-            body = urllib.parse.urlencode(form).encode()
+            body = urls.encode_query(form).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
             response = self._transport.request("POST", realm, headers, body)
         else:
             if creds and creds.username:
                 headers["Authorization"] = basic_header(creds)
             separator = "&" if "?" in realm else "?"
-            url = realm + (separator + urllib.parse.urlencode(query) if query else "")
+            url = realm + (separator + urls.encode_query(query) if query else "")
             response = self._transport.request("GET", url, headers)
         with response:
             data = response.read_all(MAX_TOKEN_RESPONSE, "token response")

@@ -26,9 +26,6 @@ oci.errors: NotFound (3), IntegrityError (4), RegistryError/HttpError (5), AuthE
 
 from __future__ import annotations
 
-import http.client
-import re
-import urllib.parse
 from _thread import allocate_lock
 from collections import namedtuple
 
@@ -38,6 +35,7 @@ from oci.digest import Digest
 from oci.errors import AuthError, IntegrityError, NotFound, OciError, RegistryError, Unsupported
 from oci.reference import Reference
 
+from . import urls
 from .http import HttpError, Options, Response, Transport
 
 TYPE_CHECKING = False
@@ -231,8 +229,8 @@ class Repository:
             response.drain()
             if not location:
                 raise RegistryError(f"{what}: redirect without a Location")
-            target = urllib.parse.urljoin(url, location)
-            if urllib.parse.urlsplit(target).netloc == urllib.parse.urlsplit(url).netloc:
+            target = urls.join(url, location)
+            if _origin(target) == _origin(url):
                 response = self._request("GET", target, headers)
             else:  # a storage backend: never send our registry credentials there
                 response = self.registry.transport.request("GET", target, headers)
@@ -260,14 +258,14 @@ class Repository:
                 raise self._fail(response, f"{self}: tags")
             doc = _json(response.read_all(limit, f"{self}: tag list"), f"{self}: tag list")
             tags += [t for t in (doc.get("tags") or []) if isinstance(t, str)]
-            link = re.search(_LINK_NEXT, response.header("Link") or "")
-            url = urllib.parse.urljoin(url, link[1]) if link else None
+            link = next_link(response.header("Link"))
+            url = urls.join(url, link) if link else None
         return tags
 
     def referrers(self, digest: Digest, artifact_type: str | None = None) -> Manifest | None:
         """The index of manifests whose `subject` is `digest`: from the referrers API, else the
         `<alg>-<hex>` tag of the fallback tag schema; None when there are none."""
-        query = f"?{urllib.parse.urlencode({'artifactType': artifact_type})}" if artifact_type else ""
+        query = f"?{urls.encode_query({'artifactType': artifact_type})}" if artifact_type else ""
         response = self._request("GET", self._url(f"referrers/{digest}{query}"), {"Accept": OCI_INDEX})
         content_type = (response.header("Content-Type") or "").split(";", 1)[0].strip()
         if response.status == 200 and content_type == OCI_INDEX:
@@ -299,7 +297,7 @@ class Repository:
     def mount_blob(self, digest: Digest, from_repository: str) -> Upload | None:
         """Ask the registry to mount a blob from another repository; None when it did, else the
         upload session it opened instead."""
-        query = urllib.parse.urlencode({"mount": str(digest), "from": from_repository})
+        query = urls.encode_query({"mount": str(digest), "from": from_repository})
         scopes = self.scopes + (f"repository:{from_repository}:pull",)
         response = self._request("POST", self._url(f"blobs/uploads/?{query}"), scopes=scopes)
         if response.status == 201:
@@ -339,7 +337,7 @@ class Repository:
         """Close an upload with PUT ?digest=, sending `body` (the whole blob, for a monolithic
         upload, or the last chunk) when given. A file body is not retried."""
         separator = "&" if "?" in upload.location else "?"
-        url = f"{upload.location}{separator}{urllib.parse.urlencode({'digest': str(digest)})}"
+        url = f"{upload.location}{separator}{urls.encode_query({'digest': str(digest)})}"
         headers = {"Content-Type": "application/octet-stream"}
         if body is not None:
             length = len(body) if isinstance(body, bytes) else size
@@ -377,7 +375,7 @@ class Repository:
         response.drain()
         if not location:
             raise RegistryError(f"{what}: registry gave no upload Location")
-        return Upload(urllib.parse.urljoin(response.url, location))
+        return Upload(urls.join(response.url, location))
 
 
 def connect(reference: Reference, options: Options | None = None, push: bool = False,
@@ -397,7 +395,8 @@ def _lookup(registry: str, repository: str = "") -> Credentials | None:
 
 def manifest_media_type(data: bytes, content_type: str | None, what: str) -> str:
     """The media type of served manifest bytes: the document's own `mediaType`, else Content-Type."""
-    doc = schema.parse(data, what)
+    doc = schema.recall(data, ("manifest", "index"))  # bytes fetched before need no JSON parser
+    doc = schema.parse(data, what) if doc is None else doc
     declared = doc.get("mediaType") if isinstance(doc, dict) else None
     header = (content_type or "").split(";", 1)[0].strip()
     media_type = declared if isinstance(declared, str) and declared else header
@@ -413,14 +412,34 @@ def manifest_media_type(data: bytes, content_type: str | None, what: str) -> str
     return media_type
 
 
+def _origin(url: str) -> tuple[str, str]:
+    """(scheme, host[:port]) of a URL, or two empty strings when it is not http(s)."""
+    try:
+        return urls.split(url)[:2]
+    except ValueError:
+        return "", ""
+
+
+def next_link(value: str | None) -> str | None:
+    """The target of `Link: <URL>; rel="next"` (pagination), or None."""
+    import re
+
+    match = re.search(_LINK_NEXT, value or "")
+    return match[1] if match else None
+
+
 def content_range_start(value: str | None) -> int | None:
     """The first byte of `Content-Range: bytes START-END/TOTAL`."""
+    import re
+
     match = re.match(r"\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*$", value or "")
     return int(match[1]) if match else None
 
 
 def upload_range_end(value: str | None) -> int:
     """The last byte an upload holds from its `Range: 0-END` header (-1 when empty)."""
+    import re
+
     match = re.match(r"\s*(?:bytes=)?0-(-?\d+)\s*$", value or "")
     return max(-1, int(match[1])) if match else -1
 
@@ -429,7 +448,7 @@ def error_detail(response: Response) -> str:
     """`: CODE: message` from a registry's JSON error body, or '' (the body is consumed)."""
     try:
         data = response.read_all(MAX_ERROR_BODY, "error body")
-    except (OciError, OSError, http.client.HTTPException):
+    except (OciError, OSError):
         response.close()
         return ""
     try:

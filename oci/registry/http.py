@@ -6,31 +6,31 @@ connection errors, are retried with exponential backoff (honouring `Retry-After`
 as the request body can be sent again. A response whose body was read to the end gives
 its connection back to the pool for the next request to the same host.
 
+The wire format is `wire`'s (our own HTTP/1.1 framing with caps for hostile servers);
 `ssl` is imported only when a TLS connection is made (or a TLS error is described): a
-plain HTTP client (`--insecure`) does not pay for it. TLS connections are
-`TLSConnection`s rather than http.client's HTTPSConnection, which does not exist when
-a plain HTTP command had http.client imported without ssl.
+plain HTTP client (`--insecure`) does not pay for it.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
-import socket
 import sys
 import time
-import urllib.parse
+from _socket import SHUT_RDWR
 from _thread import allocate_lock
 from collections import namedtuple
 
 from oci.errors import IntegrityError, NotFound, RegistryError
 
-from . import log
+from . import log, urls
+from .wire import Connection, split_host
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
     from typing import BinaryIO, Callable
+
+    from . import wire
 
     Body = bytes | BinaryIO | None
 
@@ -68,7 +68,7 @@ class HttpError(RegistryError):
 class Response:
     """An HTTP answer whose body the caller reads; the connection returns to the pool at EOF."""
 
-    def __init__(self, raw: http.client.HTTPResponse, url: str, release: Callable[[bool], None]) -> None:
+    def __init__(self, raw: wire.Response, url: str, release: Callable[[bool], None]) -> None:
         self._raw = raw
         self._release = release
         self._done = False
@@ -99,7 +99,7 @@ class Response:
         if self._done:
             return b""
         data = self._raw.read1(n if n is not None and n >= 0 else BLOCK)
-        if not data or self._raw.isclosed() or self._raw.length == 0:
+        if not data or self._raw.isclosed():
             self._finish()
         return data
 
@@ -137,7 +137,7 @@ class Response:
                 self.close()
                 return
             self.read_all(limit)
-        except (OSError, http.client.HTTPException, IntegrityError):
+        except (OSError, IntegrityError):
             self.close()
 
     def _finish(self) -> None:
@@ -161,32 +161,17 @@ class Response:
         self.close()
 
 
-class TLSConnection(http.client.HTTPConnection):
-    """An HTTP connection over TLS with the given context (what HTTPSConnection does, for a
-    client that never tunnels through a proxy)."""
-
-    default_port = http.client.HTTPS_PORT
-
-    def __init__(self, host: str, context: ssl.SSLContext, **kwargs: object) -> None:
-        super().__init__(host, **kwargs)  # type: ignore[arg-type]
-        self._tls = context
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self.host)
-
-
 class Transport:
     """Connections to registries, pooled per scheme and host, shared by threads."""
 
     def __init__(self, options: Options | None = None) -> None:
         self.options = options or Options()
-        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
-        self._busy: set[http.client.HTTPConnection] = set()
+        self._idle: dict[tuple[str, str], list[Connection]] = {}
+        self._busy: set[Connection] = set()
         self._lock = allocate_lock()
         self._contexts: dict[str, ssl.SSLContext] = {}
         # (method, url) -> (headers, connection, whether it was kept alive) of requests sent ahead
-        self._ahead: dict[tuple[str, str], tuple[dict[str, str], http.client.HTTPConnection, bool]] = {}
+        self._ahead: dict[tuple[str, str], tuple[dict[str, str], Connection, bool]] = {}
 
     @property
     def scheme(self) -> str:
@@ -205,15 +190,12 @@ class Transport:
                 context = self._contexts[host] = tls_context(host, self.options.cert_dir)
             return context
 
-    def _connect(self, scheme: str, host: str) -> http.client.HTTPConnection:
-        timeout = self.options.timeout
-        if scheme == "https":
-            return TLSConnection(host, self._context(host), timeout=timeout, blocksize=BLOCK)
-        conn = http.client.HTTPConnection(host, timeout=timeout, blocksize=BLOCK)
-        conn._create_connection = _create_connection  # type: ignore[attr-defined]
-        return conn
+    def _connect(self, scheme: str, netloc: str) -> Connection:
+        tls = self._context(netloc) if scheme == "https" else None
+        host, port = split_host(netloc, 443 if tls is not None else 80)
+        return Connection(host, port, self.options.timeout, tls)
 
-    def _checkout(self, key: tuple[str, str]) -> tuple[http.client.HTTPConnection, bool]:
+    def _checkout(self, key: tuple[str, str]) -> tuple[Connection, bool]:
         with self._lock:
             idle = self._idle.get(key)
             conn = idle.pop() if idle else None
@@ -223,7 +205,7 @@ class Transport:
             self._busy.add(conn)
         return conn, reused
 
-    def _checkin(self, key: tuple[str, str], conn: http.client.HTTPConnection, reusable: bool) -> None:
+    def _checkin(self, key: tuple[str, str], conn: Connection, reusable: bool) -> None:
         with self._lock:
             self._busy.discard(conn)
             if reusable:
@@ -238,7 +220,7 @@ class Transport:
         for conn in busy:
             if conn.sock is not None:
                 try:
-                    conn.sock.shutdown(socket.SHUT_RDWR)
+                    conn.sock.shutdown(SHUT_RDWR)
                 except OSError:
                     pass
 
@@ -270,11 +252,13 @@ class Transport:
             last = attempt == attempts - 1
             try:
                 response = self._send(method, url, headers or {}, body)
-            except (OSError, http.client.HTTPException) as err:
+            except OSError as err:  # (a TLS verification error is a ValueError too)
                 if last or _is_tls_error(err):  # TLS trouble does not heal by waiting
                     raise HttpError(f"{method} {redact(url)}: {describe_error(err)}") from None
                 self.pause(attempt, None, f"{method} {redact(url)}: {describe_error(err)}")
                 continue
+            except ValueError as err:  # a URL or header no request can carry: asking again does not help
+                raise HttpError(f"{method} {redact(url)}: {err}") from None
             if response.status in RETRY_STATUSES and not last:
                 retry_after = parse_retry_after(response.header("Retry-After"))
                 response.drain()
@@ -292,8 +276,11 @@ class Transport:
         failure to answer counts as that request's first attempt."""
         if method not in ("GET", "HEAD"):
             raise ValueError("only GET and HEAD requests are sent ahead")
-        parts = urllib.parse.urlsplit(url)
-        key = (parts.scheme, parts.netloc)
+        try:
+            scheme, netloc, target = urls.split(url)
+        except ValueError:
+            return  # the request itself then says what is wrong
+        key = (scheme, netloc)
         sent = _with_defaults(method, headers or {}, None)
         with self._lock:
             pending = self._ahead.get((method, url))
@@ -301,8 +288,8 @@ class Transport:
             return  # on its way already
         conn, reused = self._checkout(key)
         try:
-            conn.request(method, _target(parts), headers=sent)
-        except (OSError, http.client.HTTPException):
+            conn.request(method, target, sent)
+        except (OSError, ValueError):
             self._checkin(key, conn, False)
             return
         with self._lock:
@@ -312,7 +299,7 @@ class Transport:
             self._checkin(key, replaced[1], False)
 
     def _answer_ahead(self, method: str, url: str, headers: dict[str, str], key: tuple[str, str]
-                      ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection] | None:
+                      ) -> tuple[wire.Response, Connection] | None:
         """The answer to a request sent ahead with these headers, and its connection, if any
         (None: send the request now). A failure is raised as `_send`'s would be, unless the
         connection was kept alive and the server closed it: then the request is sent anew."""
@@ -326,7 +313,7 @@ class Transport:
             return None
         try:
             return conn.getresponse(), conn
-        except (OSError, http.client.HTTPException) as err:
+        except OSError as err:
             self._checkin(key, conn, False)
             if not (reused and isinstance(err, STALE_CONNECTION_ERRORS)):
                 raise
@@ -334,17 +321,17 @@ class Transport:
             return None
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: Body) -> Response:
-        parts = urllib.parse.urlsplit(url)
-        key = (parts.scheme, parts.netloc)
+        scheme, netloc, target = urls.split(url)
+        key = (scheme, netloc)
         headers = _with_defaults(method, headers, body)
         answered = self._answer_ahead(method, url, headers, key) if body is None and self._ahead else None
         raw, conn = answered if answered is not None else (None, None)
         while raw is None:
             conn, reused = self._checkout(key)
             try:
-                conn.request(method, _target(parts), body=body, headers=headers)
+                conn.request(method, target, headers, body)
                 raw = conn.getresponse()
-            except (OSError, http.client.HTTPException) as err:
+            except (OSError, ValueError) as err:
                 self._checkin(key, conn, False)
                 if reused and isinstance(err, STALE_CONNECTION_ERRORS) and (body is None or isinstance(body, bytes)):
                     log.debug("%s %s: kept-alive connection failed (%s), trying a new one", method, redact(url), err)
@@ -371,20 +358,6 @@ def _with_defaults(method: str, headers: dict[str, str], body: Body) -> dict[str
     if body is None and method in ("PUT", "POST", "PATCH"):
         sent.setdefault("Content-Length", "0")
     return sent
-
-
-def _target(parts: urllib.parse.SplitResult) -> str:
-    """The request target (path and query) of a split URL."""
-    return parts.path + (f"?{parts.query}" if parts.query else "")
-
-
-def _create_connection(address: tuple[str, int], timeout: float | None,
-                       source_address: tuple[str, int] | None = None) -> socket.socket:
-    """socket.create_connection, with an ASCII host name handed over as bytes: the IDNA codec
-    (and the modules it imports) is then not needed to resolve it."""
-    host, port = address
-    return socket.create_connection((host.encode() if host.isascii() else host, port), timeout,  # type: ignore[arg-type]
-                                    source_address)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

@@ -17,7 +17,6 @@ are removed again (`roll_back`), so the layout is as it was. A pull killed outri
 
 from __future__ import annotations
 
-import http.client
 import os
 import time
 from _thread import allocate_lock
@@ -34,6 +33,7 @@ from oci.layout import MAX_DOCUMENT, Layout
 from . import log
 from .client import MAX_MANIFEST, Manifest, Repository, manifest_media_type
 from .http import backoff_delay, describe_error
+from .wire import IncompleteBody
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the interfaces, for type checkers only (typing costs a command's start ~3 ms)
@@ -206,7 +206,7 @@ class Puller:
                 break
             from oci.platform import Platform, choose
 
-            index = schema.parse(chosen.data, str(chosen.digest))
+            index = schema.load(chosen.data, chosen.media_type, str(chosen.digest), remember=True)
             entry = choose(index.get("manifests", []), platform or Platform.host(), f"{self.source}@{chosen.digest}")
             chosen = self._document(Descriptor.from_json(entry))
         if chosen.media_type in INDEXES:
@@ -215,7 +215,8 @@ class Puller:
         return plan, chosen
 
     def _walk(self, plan: Plan, manifest: Manifest, depth: int) -> None:
-        doc = schema.parse(manifest.data, str(manifest.digest))
+        # validated before: a hit of the validation memo, no JSON parsing
+        doc = schema.load(manifest.data, manifest.media_type, str(manifest.digest), remember=True)
         if manifest.media_type in INDEXES:
             if depth >= MAX_DEPTH:
                 raise Unsupported(f"{self.source}@{manifest.digest}: indexes nested deeper than {MAX_DEPTH}")
@@ -371,7 +372,7 @@ class ResumingReader:
         while skip > 0:  # the source ignored the range: skip what we have
             chunk = stream.read(min(skip, 1 << 20))
             if not chunk:
-                raise http.client.IncompleteRead(b"")
+                raise IncompleteBody("the source ended before the resumed offset")
             skip -= len(chunk)
         return stream
 
@@ -385,8 +386,8 @@ class ResumingReader:
                     self._stream = self._open()
                 data = self._stream.read1(n)  # type: ignore[attr-defined]
                 if not data and self.offset < self.descriptor.size:
-                    raise http.client.IncompleteRead(b"", self.descriptor.size - self.offset)
-            except (OSError, http.client.HTTPException) as err:
+                    raise IncompleteBody(f"connection closed with {self.descriptor.size - self.offset} bytes missing")
+            except OSError as err:
                 if self._stop.is_set():
                     raise Interrupted() from None
                 self._resume(err)
@@ -415,7 +416,7 @@ class ResumingReader:
             stream, self._stream = self._stream, None
             try:
                 stream.close()
-            except (OSError, http.client.HTTPException):
+            except OSError:
                 pass
 
 

@@ -31,7 +31,7 @@ def run_hook(hook: dict[str, Any], state: dict[str, Any], phase: str) -> None:
     args = hook.get("args") or [path]
     env = dict(item.split("=", 1) for item in hook.get("env", []) if "=" in item)
     timeout = hook.get("timeout")
-    from oci.runtime import jsonout  # the init's hooks find it imported already: see process.preload
+    from oci import jsonout  # the init's hooks find it imported already: see process.preload
 
     data = jsonout.dumps(state, separators=(",", ":")).encode()
     read_end, write_end = os.pipe()

@@ -82,7 +82,7 @@ def preload(process: dict[str, Any], hooks: dict[str, Any] | None = None) -> Non
     if process.get("terminal"):
         import oci.linux.terminal  # noqa: F401
     if hooks and (hooks.get("createContainer") or hooks.get("startContainer")):  # hooks the init runs
-        import oci.runtime.jsonout  # noqa: F401
+        import oci.jsonout  # noqa: F401
 
 
 def forks_init_directly(ns: namespaces.Namespaces) -> bool:

@@ -1,11 +1,11 @@
-"""oci-run's JSON output without the json package: the same text json.dumps writes."""
+"""JSON output without the json package (oci.jsonout): the same text json.dumps writes."""
 
 import json
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oci.runtime import jsonout
+from oci import jsonout
 
 plain = st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
                      lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
@@ -16,6 +16,13 @@ plain = st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
 def test_dumps_writes_what_json_dumps_writes(document):
     assert jsonout.dumps(document) == json.dumps(document)
     assert jsonout.dumps(document, separators=(",", ":")) == json.dumps(document, separators=(",", ":"))
+    assert jsonout.dumps(document, indent=2) == json.dumps(document, indent=2)
+    assert jsonout.dumps(document, indent=0) == json.dumps(document, indent=0)
+
+
+def test_indented_keys_that_are_not_strings():
+    document = {7: [], 2.5: {}, True: [1, {"a": None}], None: "x"}
+    assert jsonout.dumps(document, indent=2) == json.dumps(document, indent=2)
 
 
 def test_state_document():

@@ -1,0 +1,236 @@
+"""oci.registry.wire: HTTP/1.1 framing against a server on 127.0.0.1 that sends crafted bytes."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from oci.registry.wire import MAX_HEADERS, MAX_LINE, Connection, IncompleteBody, ProtocolError, RemoteClosed
+
+
+class CraftedServer:
+    """Accepts connections; answers each request on a connection with the next scripted bytes
+    (None: close the connection instead). Records the requests' heads."""
+
+    def __init__(self, answers: list[bytes | None]) -> None:
+        self.answers = list(answers)
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while self.answers:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                buffer = b""
+                while self.answers:
+                    while b"\r\n\r\n" not in buffer:
+                        data = conn.recv(65536)
+                        if not data:
+                            break
+                        buffer += data
+                    if b"\r\n\r\n" not in buffer:
+                        break
+                    head, buffer = buffer.split(b"\r\n\r\n", 1)
+                    self.requests.append(head)
+                    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length:")), 0)
+                    while len(buffer) < length:
+                        buffer += conn.recv(65536)
+                    buffer = buffer[length:]
+                    answer = self.answers.pop(0)
+                    if answer is None:
+                        break
+                    conn.sendall(answer)
+
+    def connection(self) -> Connection:
+        return Connection("127.0.0.1", self.port, timeout=5)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def exchange(answer: bytes, method: str = "GET") -> tuple[int, bytes]:
+    server = CraftedServer([answer])
+    conn = server.connection()
+    try:
+        conn.request(method, "/v2/", {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+        server.close()
+
+
+def test_content_length_body():
+    assert exchange(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello") == (200, b"hello")
+
+
+def test_chunked_body_with_extensions_and_trailers():
+    body = b"5;name=value\r\nhello\r\n7\r\n, world\r\n0\r\nDigest: x\r\n\r\n"
+    assert exchange(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body) == (200, b"hello, world")
+
+
+def test_body_until_close():
+    assert exchange(b"HTTP/1.1 200 OK\r\n\r\nthe rest") == (200, b"the rest")
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses(status):
+    assert exchange(f"HTTP/1.1 {status} X\r\nContent-Length: 10\r\n\r\n".encode()) == (status, b"")
+
+
+def test_head_has_no_body():
+    assert exchange(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", "HEAD") == (200, b"")
+
+
+def test_interim_responses_are_skipped():
+    assert exchange(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")[0] == 201
+
+
+def test_repeated_headers_are_kept():
+    server = CraftedServer([b"HTTP/1.1 401 U\r\nWWW-Authenticate: Basic\r\nwww-authenticate: Bearer x\r\n"
+                            b"Content-Length: 0\r\n\r\n"])
+    conn = server.connection()
+    conn.request("GET", "/v2/", {})
+    response = conn.getresponse()
+    assert response.headers.get("Www-Authenticate") == "Basic"
+    assert response.headers.get_all("WWW-AUTHENTICATE") == ["Basic", "Bearer x"]
+    conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("answer, error", [
+    (b"HTTP/1.1 200 " + b"x" * (MAX_LINE + 10) + b"\r\n\r\n", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nX: " + b"y" * (MAX_LINE + 10) + b"\r\n\r\n", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * (MAX_HEADERS + 1) + b"\r\n", ProtocolError),
+    (b"SSH-2.0-OpenSSH\r\n\r\n", ProtocolError),
+    (b"HTTP/1.1 2000 OK\r\n\r\n", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 0x5\r\n\r\nhello", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 40 + b"\r\n", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY", ProtocolError),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", IncompleteBody),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nshort", IncompleteBody),
+    (b"HTTP/1.1 200 OK\r\nContent-Le", IncompleteBody),
+    (b"", RemoteClosed),
+])
+def test_hostile_answers_are_errors(answer, error):
+    with pytest.raises(error):
+        exchange(answer)
+
+
+def test_errors_are_connection_errors():
+    assert issubclass(ProtocolError, OSError) and issubclass(RemoteClosed, ConnectionResetError)
+
+
+def test_equal_repeated_content_lengths_are_one():
+    assert exchange(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok") == (200, b"ok")
+
+
+def test_transfer_encoding_wins_over_content_length_and_the_connection_is_not_reused():
+    server = CraftedServer([b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            b"2\r\nok\r\n0\r\n\r\n"])
+    conn = server.connection()
+    conn.request("GET", "/", {})
+    response = conn.getresponse()
+    assert response.read() == b"ok" and response.will_close
+    conn.close()
+    server.close()
+
+
+def test_keep_alive_after_a_full_read():
+    server = CraftedServer([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"])
+    conn = server.connection()
+    conn.request("GET", "/one", {})
+    first = conn.getresponse()
+    assert first.read(1) == b"a" and first.isclosed() and not first.will_close
+    conn.request("GET", "/two", {"Accept": "x"})
+    assert conn.getresponse().read() == b"b"
+    assert server.connections == 1
+    assert server.requests[1].startswith(b"GET /two HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"\r\nAccept: x" in server.requests[1]
+    conn.close()
+    server.close()
+
+
+def test_a_partly_read_body_spoils_the_connection():
+    server = CraftedServer([b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd"])
+    conn = server.connection()
+    conn.request("GET", "/", {})
+    response = conn.getresponse()
+    assert response.read(2) == b"ab" and not response.isclosed()
+    response.close()
+    assert response.will_close and response.read() == b""
+    conn.close()
+    server.close()
+
+
+def test_connection_close_and_http10_are_not_kept_alive():
+    for answer in (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                   b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"):
+        server = CraftedServer([answer])
+        conn = server.connection()
+        conn.request("GET", "/", {})
+        assert conn.getresponse().will_close
+        conn.close()
+        server.close()
+
+
+def test_request_bodies_and_lengths():
+    server = CraftedServer([b"HTTP/1.1 201 C\r\nContent-Length: 0\r\n\r\n"] * 2)
+    conn = server.connection()
+    conn.request("PUT", "/a", {}, b"12345")
+    assert conn.getresponse().status == 201
+    import io
+
+    conn.request("PUT", "/b", {"Content-Length": "3"}, io.BytesIO(b"xyz"))
+    assert conn.getresponse().status == 201
+    assert b"Content-Length: 5" in server.requests[0]
+    with pytest.raises(ValueError):
+        conn.request("PUT", "/c", {}, io.BytesIO(b"xyz"))  # a stream needs its length
+    conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("target, headers", [("/a b", {}), ("/a\r\nX: y", {}), ("/", {"X": "a\r\nInjected: 1"}),
+                                             ("/", {"Bad:Name": "v"})])
+def test_requests_that_would_split_are_refused(target, headers):
+    conn = Connection("127.0.0.1", 9, timeout=1)
+    with pytest.raises(ValueError):
+        conn.request("GET", target, headers)
+    assert conn.sock is None  # refused before connecting
+
+
+def test_host_header_of_ipv6_and_default_ports():
+    assert Connection("::1", 5000, 1)._host_header == "[::1]:5000"
+    assert Connection("example.test", 80, 1)._host_header == "example.test"
+
+
+@pytest.mark.parametrize("netloc, expected", [("h", ("h", 80)), ("h:5000", ("h", 5000)), ("[::1]", ("::1", 80)),
+                                              ("[::1]:5000", ("::1", 5000)), ("h:", ("h", 80))])
+def test_split_host(netloc, expected):
+    from oci.registry.wire import split_host
+
+    assert split_host(netloc, 80) == expected
+
+
+@pytest.mark.parametrize("netloc", ["", ":5000", "h:x", "h:0", "h:70000", "::1", "[::1", "[::1]x"])
+def test_split_host_refuses(netloc):
+    from oci.registry.wire import split_host
+
+    with pytest.raises(ValueError):
+        split_host(netloc, 80)
