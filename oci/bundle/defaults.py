@@ -6,6 +6,7 @@ from typing import Any
 
 from oci.linux.capnames import NAMES as ALL_CAPS  # every capability, in the kernel's numbering
 from oci.linux.hardening import MASKED_PATHS, READONLY_PATHS
+from oci.runtime.defaults import standard_mounts
 
 # Docker's default capability set.
 DEFAULT_CAPS = [
@@ -48,20 +49,10 @@ def effective_caps() -> list[str]:
 
 
 def mounts() -> list[dict[str, Any]]:
-    """The standard mounts: /proc, a minimal /dev, /dev/pts, /dev/shm, /dev/mqueue, read-only /sys and cgroup."""
-    return [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-    ]
+    """`runc spec`'s standard mounts, with /proc nosuid, noexec and nodev as Docker mounts it."""
+    found = standard_mounts()
+    found[0] = {**found[0], "options": ["nosuid", "noexec", "nodev"]}
+    return found
 
 
 def rlimits() -> list[dict[str, Any]]:

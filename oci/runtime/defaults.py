@@ -12,8 +12,9 @@ if TYPE_CHECKING:
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 
-def default_config(rootless: bool = False) -> dict[str, Any]:
-    """A config for `sh` on a terminal in BUNDLE/rootfs, isolated like `runc spec`'s."""
+def standard_mounts(rootless: bool = False) -> list[dict[str, Any]]:
+    """/proc, a minimal /dev, /dev/pts, /dev/shm, /dev/mqueue, read-only /sys and cgroup, as
+    `runc spec` (and `runc spec --rootless`) writes them."""
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -28,6 +29,14 @@ def default_config(rootless: bool = False) -> dict[str, Any]:
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
          "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
     ]
+    if rootless:  # a new sysfs needs a network namespace of the user namespace's own
+        mounts[5] = {"destination": "/sys", "type": "none", "source": "/sys",
+                     "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+    return mounts
+
+
+def default_config(rootless: bool = False) -> dict[str, Any]:
+    """A config for `sh` on a terminal in BUNDLE/rootfs, isolated like `runc spec`'s."""
     namespaces = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")]
     linux: dict[str, Any] = {
         "namespaces": namespaces,
@@ -38,8 +47,6 @@ def default_config(rootless: bool = False) -> dict[str, Any]:
         namespaces.append({"type": "user"})
         linux["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
         linux["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
-        mounts[5] = {"destination": "/sys", "type": "none", "source": "/sys",
-                     "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
     else:
         linux["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
     return {
@@ -56,6 +63,6 @@ def default_config(rootless: bool = False) -> dict[str, Any]:
         },
         "root": {"path": "rootfs", "readonly": True},
         "hostname": "oci-run",
-        "mounts": mounts,
+        "mounts": standard_mounts(rootless),
         "linux": linux,
     }
