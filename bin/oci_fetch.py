@@ -35,17 +35,17 @@ EXAMPLES = """\
   oci-fetch --all-platforms --referrers registry.example/app:1.0 ./mirror
   oci-fetch oci:./images:latest ./other-layout"""
 
-# Flags as (names, dest, kind, default, metavar, help); kind is switch, text, int, float or
+# Flags as (names, dest, kind, default, metavar, help); kind is switch, str, int, float or
 # append. One table makes both the argparse parser (--help, errors, unusual spellings) and
 # `quick_parse`, which reads the plain spellings without importing argparse.
 COMMON_FLAGS = [  # what ocicli.Parser adds to every command, as quick_parse must know them
     (("-q", "--quiet"), "quiet", "switch", False, None, ""),
-    (("--log-format",), "log_format", "text", "text", None, ""),
+    (("--log-format",), "log_format", "str", "text", None, ""),
     (("--debug",), "debug", "switch", False, None, ""),
 ]
 REGISTRY_FLAGS = [  # how to reach a registry; oci-push takes the same ones
     (("--insecure",), "insecure", "switch", False, None, "talk plain HTTP to the registry (no TLS)"),
-    (("--cert-dir",), "cert_dir", "text", None, "DIR",
+    (("--cert-dir",), "cert_dir", "str", None, "DIR",
      "trust the CA certificates DIR/*.crt and present the client certificate DIR/*.cert with DIR/*.key "
      "(default: $OCIKIT_CERT_DIR, else /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST; the system "
      "CAs and $SSL_CERT_FILE are trusted too)"),
@@ -56,20 +56,19 @@ REGISTRY_FLAGS = [  # how to reach a registry; oci-push takes the same ones
     (("-j", "--jobs"), "jobs", "int", 4, "N", "blobs transferred in parallel (default: 4)"),
 ]
 FETCH_FLAGS = [
-    (("--platform",), "platform", "text", None, "OS/ARCH[/VARIANT]",
+    (("--platform",), "platform", "str", None, "OS/ARCH[/VARIANT]",
      "the platform to pick from an index (default: the host's)"),
     (("--all-platforms",), "all_platforms", "switch", False, None, "copy the whole index, every platform"),
-    (("--tag",), "tag", "text", None, "NAME", "tag in the layout (default: the reference's tag, or its digest)"),
+    (("--tag",), "tag", "str", None, "NAME", "tag in the layout (default: the reference's tag, or its digest)"),
     (("--referrers",), "referrers", "switch", False, None,
      "also fetch the artifacts that refer to the image (signatures, SBOMs; the OCI 1.1 referrers API, else the "
      "tag schema), tagged <alg>-<hex> in the layout, and cosign signatures, tagged <alg>-<hex>.sig"),
-    (("--verify",), "verify", "text", None, "KEY.pub",
+    (("--verify",), "verify", "str", None, "KEY.pub",
      "refuse the image unless a cosign-style signature (tag sha256-<hex>.sig) of the reference's manifest "
      "verifies with this ECDSA P-256 public key (PEM)"),
 ] + REGISTRY_FLAGS
 # Positionals as (dest, required).
-FETCH_POSITIONALS = [("ref", True), ("layout", False)]
-_CONVERT: dict[str, Callable[[str], Any]] = {"text": str, "int": int, "float": float, "append": str}
+FETCH_POSITIONALS = [("ref", ocicli.REQUIRED), ("layout", None)]
 
 
 def add_flags(parser: argparse.ArgumentParser, flags: list) -> None:
@@ -80,63 +79,14 @@ def add_flags(parser: argparse.ArgumentParser, flags: list) -> None:
         elif kind == "append":
             parser.add_argument(*names, dest=dest, action="append", default=[], metavar=metavar, help=text)
         else:
-            parser.add_argument(*names, dest=dest, type=_CONVERT[kind], default=default, metavar=metavar, help=text)
+            parser.add_argument(*names, dest=dest, type=ocicli.CONVERT[kind], default=default, metavar=metavar,
+                                help=text)
 
 
-def quick_parse(argv: list[str], flags: list, positionals: list[tuple[str, bool]]) -> Any:
-    """The arguments in their plain spellings (`--flag VALUE`, `--flag=VALUE`, one block of
-    positionals), parsed without argparse; None for anything else, which argparse then
-    decides (--help, --version, abbreviations, `--`, bundled short flags, errors)."""
-    table = COMMON_FLAGS + flags
-    by_name = {name: (dest, kind) for names, dest, kind, _, _, _ in table for name in names}
-    values: dict[str, Any] = {dest: ([] if kind == "append" else default) for _, dest, kind, default, _, _ in table}
-    found: list[str] = []
-    block = 0  # 0: before the positionals, 1: inside them, 2: after them
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "-" or not arg.startswith("-"):
-            if block == 2:
-                return None
-            block = 1
-            found.append(arg)
-            i += 1
-            continue
-        block = 2 if block else 0
-        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if name not in by_name:
-            return None
-        dest, kind = by_name[name]
-        if kind == "switch":
-            if eq:
-                return None
-            values[dest] = True
-            i += 1
-            continue
-        if not eq:
-            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
-                return None
-            i += 1
-            value = argv[i]
-        try:
-            converted = _CONVERT[kind](value)
-        except ValueError:
-            return None
-        if kind == "append":
-            values[dest].append(converted)
-        else:
-            values[dest] = converted
-        i += 1
-    if values["log_format"] not in ocicli.LOG_FORMATS:
-        return None
-    required = sum(1 for _, needed in positionals if needed)
-    if not required <= len(found) <= len(positionals):
-        return None
-    for i, (dest, _) in enumerate(positionals):
-        values[dest] = found[i] if i < len(found) else None
-    from types import SimpleNamespace
-
-    return SimpleNamespace(**values)
+def quick_parse(argv: list[str], flags: list, positionals: list[tuple[str, Any]]) -> Any:
+    """ocicli.quick_parse with the flags every command has; None when argparse must decide."""
+    args = ocicli.quick_parse(argv, COMMON_FLAGS + flags, positionals)
+    return args if args is not None and args.log_format in ocicli.LOG_FORMATS else None
 
 
 def fetch_parser() -> argparse.ArgumentParser:

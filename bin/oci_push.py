@@ -48,13 +48,13 @@ PUSH_FLAGS = [
     (("--from-repo",), "from_repo", "append", None, "REPO",
      "a repository of the same registry that may hold some blobs already: they are mounted from it instead of "
      "uploaded (repeatable)"),
-    (("--chunk-size",), "chunk_size", "text", "32M", "SIZE",
+    (("--chunk-size",), "chunk_size", "str", "32M", "SIZE",
      "blobs up to SIZE go up in one request, larger ones in chunks of SIZE (bytes, or with K, M, G; default: 32M)"),
-    (("--sign",), "sign", "text", None, "KEY",
+    (("--sign",), "sign", "str", None, "KEY",
      "sign the pushed manifest with this ECDSA P-256 PEM key, cosign-compatible (signature pushed under the "
      "sha256-HEX.sig tag; encrypted keys read $COSIGN_PASSWORD)"),
 ] + REGISTRY_FLAGS
-PUSH_POSITIONALS = [("image", True), ("ref", True)]
+PUSH_POSITIONALS = [("image", ocicli.REQUIRED), ("ref", ocicli.REQUIRED)]
 
 
 def push_parser() -> argparse.ArgumentParser:

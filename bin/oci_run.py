@@ -118,6 +118,8 @@ CREATE_FLAGS = [
     (("--no-new-keyring",), "no_new_keyring", "switch", False, "accepted: oci-run never creates a session keyring"),
     (("--preserve-fds",), "preserve_fds", "int", 0, "pass N fds beyond stdio (3..3+N-1)"),
 ]
+POSITIONALS = [("id", ocicli.REQUIRED)]
+KILL_POSITIONALS = [("id", ocicli.REQUIRED), ("signal", "SIGTERM")]
 VERB_FLAGS = {
     "create": CREATE_FLAGS,
     "run": [*CREATE_FLAGS,
@@ -143,56 +145,12 @@ VERB_FLAGS = {
 }
 
 
-class Options:
-    """Parsed verb flags, as attributes (what argparse's Namespace gives)."""
-
-    def __init__(self, **values: Any) -> None:
-        self.__dict__.update(values)
-
-
-def quick_parse(verb: str, args: list[str]) -> Options | None:
+def quick_parse(verb: str, args: list[str]) -> ocicli.Options | None:
     """Parse the plain forms of VERB_FLAGS verbs without argparse; None for anything else (argparse decides)."""
     flags = VERB_FLAGS.get(verb)
     if flags is None:
         return None
-    by_flag = {flag: (dest, kind) for names, dest, kind, _, _ in flags for flag in names}
-    values: dict[str, Any] = {dest: default for _, dest, _, default, _ in flags}
-    positionals = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("-") or arg == "-":
-            positionals.append(arg)
-        else:
-            name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-            if name not in by_flag:
-                return None
-            dest, kind = by_flag[name]
-            if kind == "switch":
-                if eq:
-                    return None
-                values[dest] = True
-            else:
-                if not eq:
-                    if i + 1 >= len(args) or args[i + 1].startswith("-"):
-                        return None
-                    i += 1
-                    value = args[i]
-                if kind == "int":
-                    if not value.isdigit():
-                        return None
-                    values[dest] = int(value)
-                else:
-                    values[dest] = value
-        i += 1
-    if verb == "kill" and len(positionals) == 2:
-        values["signal"] = positionals.pop()
-    elif verb == "kill":
-        values["signal"] = "SIGTERM"
-    if len(positionals) != 1:
-        return None
-    values["id"] = positionals[0]
-    return Options(**values)
+    return ocicli.quick_parse(args, flags, KILL_POSITIONALS if verb == "kill" else POSITIONALS)
 
 
 def verb_parser(verb: str) -> ocicli.Parser:

@@ -30,6 +30,66 @@ if TYPE_CHECKING:
     from typing import Any, Callable, NoReturn, Sequence
 
 LOG_FORMATS = ("text", "json")
+REQUIRED = object()  # the default of a positional that must be given
+CONVERT: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "append": str}
+
+
+class Options:
+    """Parsed flags and positionals as attributes (what argparse's Namespace gives)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+def quick_parse(argv: Sequence[str], flags: list[tuple], positionals: list[tuple[str, Any]]) -> Options | None:
+    """The arguments in their plain spellings (`--flag VALUE`, `--flag=VALUE`, `-f VALUE`,
+    switches, one block of positionals), parsed without importing argparse; None for anything
+    else, which argparse then decides (--help, --version, abbreviations, `--`, bundled short
+    flags, errors). `flags` are tuples (names, dest, kind, default, ...) with kind switch,
+    append, str, int or float; `positionals` are (dest, default or REQUIRED), in order."""
+    by_name = {name: (dest, kind) for names, dest, kind, *_ in flags for name in names}
+    values: dict[str, Any] = {dest: ([] if kind == "append" else default) for _, dest, kind, default, *_ in flags}
+    found: list[str] = []
+    block = 0  # 0: before the positionals, 1: inside them, 2: after them
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "-" or not arg.startswith("-"):
+            if block == 2:
+                return None
+            block = 1
+            found.append(arg)
+            continue
+        block = 2 if block else 0
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name not in by_name:
+            return None
+        dest, kind = by_name[name]
+        if kind == "switch":
+            if eq:
+                return None
+            values[dest] = True
+            continue
+        if not eq:
+            if i >= len(argv) or argv[i].startswith("-"):
+                return None
+            value = argv[i]
+            i += 1
+        try:
+            converted = CONVERT[kind](value)
+        except ValueError:
+            return None
+        if kind == "append":
+            values[dest].append(converted)
+        else:
+            values[dest] = converted
+    required = sum(1 for _, default in positionals if default is REQUIRED)
+    if not required <= len(found) <= len(positionals):
+        return None
+    for index, (dest, default) in enumerate(positionals):
+        values[dest] = found[index] if index < len(found) else default
+    return Options(**values)
 
 
 def _make_parser_class() -> type:
