@@ -50,8 +50,7 @@ def limited(runtime, bundle):
 def test_process_is_placed_in_cgroups_path(runtime, limited):
     bundle, path = limited
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
+    cid = runtime.created(bundle.path)
     pid = runtime.state(cid).json()["pid"]
     for controller in ("memory", "pids"):
         procs = cgroup_dir(controller, path).joinpath("cgroup.procs").read_text().split()
@@ -63,8 +62,7 @@ def test_process_is_placed_in_cgroups_path(runtime, limited):
 def test_memory_and_pids_limits_are_applied(runtime, limited):
     bundle, path = limited
     bundle.checker("sleep", "60").write()
-    _, result = runtime.create(bundle.path)
-    result.check()
+    runtime.created(bundle.path)
     assert int(limit_file("memory", path).read_text()) == MEMORY_LIMIT
     assert int(limit_file("pids", path).read_text()) == PIDS_LIMIT
 
@@ -100,8 +98,7 @@ def test_pids_limit_is_enforced(runtime, limited):
 def test_delete_removes_the_cgroup(runtime, limited):
     bundle, path = limited
     bundle.checker("exit", "0").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
+    cid = runtime.created(bundle.path)
     assert cgroup_dir("memory", path).is_dir()
     runtime.start(cid).check()
     runtime.wait_stopped(cid)

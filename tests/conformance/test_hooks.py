@@ -52,8 +52,7 @@ def test_create_hooks_run_in_order_with_the_state_on_stdin(runtime, bundle, out_
     hooks["startContainer"] = [recorder("/out", "startContainer")]  # resolves in the container
     bundle.config["hooks"] = hooks
     bundle.bind_out(out_dir).checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
+    cid = runtime.created(bundle.path)
     assert order(out_dir) == CREATE_HOOKS
     check_states(runtime, out_dir, CREATE_HOOKS, cid, bundle.path)
 
@@ -65,8 +64,7 @@ def test_start_hooks_run_at_start(runtime, bundle, out_dir):
     bundle.config["hooks"] = {"startContainer": [recorder("/out", "startContainer")],
                               "poststart": [recorder(out_dir, "poststart")]}
     bundle.bind_out(out_dir).checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
+    cid = runtime.created(bundle.path)
     assert order(out_dir) == []
     runtime.start(cid).check()
     assert "poststart" in order(out_dir)
@@ -82,9 +80,7 @@ def test_poststart_runs_after_the_user_process_is_executed(runtime, bundle, out_
     hook = {"path": "/bin/sh", "args": ["sh", "-c", f"{cmdline} > {out_dir}/cmdline"]}
     bundle.config["hooks"] = {"poststart": [hook]}
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    runtime.started(bundle.path)
     assert (out_dir / "cmdline").read_text().strip() == "/checker sleep 60"
 
 
@@ -92,9 +88,7 @@ def test_poststart_runs_after_the_user_process_is_executed(runtime, bundle, out_
 def test_poststop_runs_at_delete(runtime, bundle, out_dir):
     bundle.config["hooks"] = {"poststop": [recorder(out_dir, "poststop")]}
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    cid = runtime.started(bundle.path)
     runtime.kill(cid, "KILL").check()
     runtime.wait_stopped(cid)
     assert order(out_dir) == []
@@ -119,8 +113,7 @@ def test_prestart_runs_in_the_runtime_namespace_and_sees_the_container_pid(runti
     script = f"read state; echo $state > {out_dir}/state; readlink /proc/self/ns/mnt > {out_dir}/mnt"
     bundle.config["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]}
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
+    cid = runtime.created(bundle.path)
     pid = json.loads((out_dir / "state").read_text())["pid"]
     assert pid == runtime.state(cid).json()["pid"]
     assert (out_dir / "mnt").read_text().strip() != Path(f"/proc/{pid}/ns/mnt").readlink().name
@@ -132,8 +125,7 @@ def test_create_container_hook_runs_in_the_container_namespaces(runtime, bundle,
     script = f"cat > /dev/null; for ns in mnt net uts; do readlink /proc/self/ns/$ns; done > {out_dir}/ns"
     bundle.config["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]}
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
+    cid = runtime.created(bundle.path)
     pid = runtime.state(cid).json()["pid"]
     expected = [os.readlink(f"/proc/{pid}/ns/{ns}") for ns in ("mnt", "net", "uts")]
     assert (out_dir / "ns").read_text().split() == expected
@@ -165,9 +157,7 @@ def test_failing_poststop_hook_is_only_a_warning(runtime, bundle, out_dir):
     runtime.require("poststop-failure-continues")
     bundle.config["hooks"] = {"poststop": [FAILING, recorder(out_dir, "after")]}
     bundle.checker("exit", "0").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    cid = runtime.started(bundle.path)
     runtime.wait_stopped(cid)
     assert runtime.delete(cid).returncode == 0
     assert order(out_dir) == ["after"]

@@ -117,8 +117,7 @@ def test_waiting_runtime_init_cannot_be_ptraced_from_a_sibling(runtime, make_bun
     runtime.require("init-not-dumpable")
     first = make_bundle("first")
     first.checker("sleep", "60").write()
-    cid, result = runtime.create(first.path)
-    result.check()
+    cid = runtime.created(first.path)
     pid = runtime.state(cid).json()["pid"]
     sibling = make_bundle("sibling")
     sibling.set_namespace("pid", f"/proc/{pid}/ns/pid")
@@ -154,9 +153,7 @@ def test_descriptors_open_in_the_caller_do_not_reach_the_container(runtime, bund
 @pytest.mark.spec("runtime.md#create")
 def test_no_file_descriptor_leaks_into_the_container_with_create_and_start(runtime, bundle):
     bundle.checker("try", "leaked-fds").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    cid = runtime.started(bundle.path)
     runtime.wait_stopped(cid)
     leaked = json.loads(runtime.output(cid))
     assert leaked["ok"] is False and leaked["fds"] == []
@@ -190,9 +187,7 @@ def test_runtime_executable_is_not_reachable_from_the_container(runtime, bundle,
     script = ("for p in /proc/[0-9]*; do readlink $p/exe; done > /out/exes; "
               "/checker try open-write /proc/1/exe > /out/write; echo done > /out/ready; sleep 30")
     bundle.bind_out(out_dir).args("/bin/sh", "-c", script).write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    runtime.started(bundle.path)
     deadline = time.monotonic() + 10
     while not (out_dir / "ready").exists() and time.monotonic() < deadline:
         time.sleep(0.02)

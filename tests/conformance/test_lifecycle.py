@@ -23,8 +23,7 @@ def test_state_of_a_created_container(runtime, bundle):
     """State has ociVersion, id, status, pid and the absolute bundle path, and the annotations of config.json."""
     bundle.config["annotations"] = {"org.ocikit.test": "conformance", "empty": ""}
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
+    cid = runtime.created(bundle.path)
     state = runtime.state(cid).json()
     assert state["id"] == cid
     assert state["status"] == "created"
@@ -38,8 +37,7 @@ def test_state_of_a_created_container(runtime, bundle):
 @pytest.mark.spec("runtime.md#state")
 def test_status_goes_created_running_stopped(runtime, bundle):
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
+    cid = runtime.created(bundle.path)
     assert runtime.state(cid).json()["status"] == "created"
     runtime.start(cid).check()
     running = runtime.state(cid).json()
@@ -52,9 +50,7 @@ def test_status_goes_created_running_stopped(runtime, bundle):
 def test_state_pid_is_the_container_process_on_the_host(runtime, bundle):
     """pid is the ID of the container process as seen by the host."""
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    cid = runtime.started(bundle.path)
     pid = runtime.state(cid).json()["pid"]
     assert wait_for(lambda: Path(f"/proc/{pid}/cmdline").read_bytes() == b"/checker\0sleep\x0060\0")
     assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
@@ -64,8 +60,7 @@ def test_state_pid_is_the_container_process_on_the_host(runtime, bundle):
 def test_user_process_runs_only_after_start(runtime, bundle, out_dir):
     """create MUST NOT run process.args; start MUST run them."""
     bundle.bind_out(out_dir).checker("write-file", "/out/started", "yes").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
+    cid = runtime.created(bundle.path)
     time.sleep(0.2)
     assert not (out_dir / "started").exists()
     runtime.start(cid).check()
@@ -77,8 +72,7 @@ def test_user_process_runs_only_after_start(runtime, bundle, out_dir):
 def test_config_changes_after_create_have_no_effect(runtime, bundle):
     """Any changes made to config.json after create will not have an effect on the container."""
     bundle.checker("print", "from-create").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
+    cid = runtime.created(bundle.path)
     bundle.checker("print", "from-later-edit").write()
     runtime.start(cid).check()
     runtime.wait_stopped(cid)
@@ -90,8 +84,7 @@ def test_create_with_an_existing_id_fails(runtime, make_bundle):
     """An ID that is not unique MUST generate an error, and no new container is created."""
     first = make_bundle("first")
     first.checker("sleep", "60").write()
-    cid, result = runtime.create(first.path)
-    result.check()
+    cid = runtime.created(first.path)
     second = make_bundle("second")
     second.checker("sleep", "60").write()
     _, again = runtime.create(second.path, cid)
@@ -115,9 +108,7 @@ def test_create_of_an_impossible_config_fails_and_leaves_nothing(runtime, bundle
 def test_start_of_a_running_container_fails(runtime, bundle):
     """start of a container that is not created MUST generate an error and have no effect."""
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    cid = runtime.started(bundle.path)
     pid = runtime.state(cid).json()["pid"]
     assert runtime.start(cid).returncode != 0
     state = runtime.state(cid).json()
@@ -127,9 +118,7 @@ def test_start_of_a_running_container_fails(runtime, bundle):
 @pytest.mark.spec("runtime.md#start")
 def test_start_of_a_stopped_container_fails(runtime, bundle):
     bundle.checker("exit", "0").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    cid = runtime.started(bundle.path)
     assert runtime.wait_stopped(cid)["status"] == "stopped"
     assert runtime.start(cid).returncode != 0
     assert runtime.state(cid).json()["status"] == "stopped"
@@ -140,9 +129,7 @@ def test_kill_sends_the_signal_to_the_container_process(runtime, bundle, out_dir
     """kill MUST send the given signal: a USR1 handler in the container runs."""
     script = "trap 'echo usr1 > /out/signal; exit 0' USR1; echo ready > /out/ready; while :; do sleep 0.05; done"
     bundle.bind_out(out_dir).args("/bin/sh", "-c", script).write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    cid = runtime.started(bundle.path)
     assert wait_for(lambda: (out_dir / "ready").exists())
     runtime.kill(cid, "USR1").check()
     assert wait_for(lambda: (out_dir / "signal").exists())
@@ -152,9 +139,7 @@ def test_kill_sends_the_signal_to_the_container_process(runtime, bundle, out_dir
 @pytest.mark.spec("runtime.md#kill")
 def test_kill_accepts_signal_numbers(runtime, bundle):
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    cid = runtime.started(bundle.path)
     runtime.kill(cid, "9").check()
     assert runtime.wait_stopped(cid)["status"] == "stopped"
 
@@ -163,8 +148,7 @@ def test_kill_accepts_signal_numbers(runtime, bundle):
 def test_kill_of_a_created_container_is_allowed(runtime, bundle):
     """kill of a created container sends the signal: it stops without the user process ever running."""
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
+    cid = runtime.created(bundle.path)
     runtime.kill(cid, "KILL").check()
     assert runtime.wait_stopped(cid)["status"] == "stopped"
 
@@ -173,9 +157,7 @@ def test_kill_of_a_created_container_is_allowed(runtime, bundle):
 def test_kill_of_a_stopped_container_fails(runtime, bundle):
     """kill of a container neither created nor running MUST generate an error."""
     bundle.checker("exit", "0").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    cid = runtime.started(bundle.path)
     assert runtime.wait_stopped(cid)["status"] == "stopped"
     assert runtime.kill(cid, "KILL").returncode != 0
     assert runtime.state(cid).json()["status"] == "stopped"
@@ -185,9 +167,7 @@ def test_kill_of_a_stopped_container_fails(runtime, bundle):
 def test_delete_of_a_running_container_fails(runtime, bundle):
     """delete of a container that is not stopped MUST generate an error and have no effect."""
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    cid = runtime.started(bundle.path)
     pid = runtime.state(cid).json()["pid"]
     assert runtime.delete(cid).returncode != 0
     state = runtime.state(cid).json()
@@ -199,9 +179,7 @@ def test_delete_of_a_running_container_fails(runtime, bundle):
 def test_delete_of_a_stopped_container_removes_it(runtime, bundle):
     """delete removes what create made; the ID may then be used again."""
     bundle.checker("exit", "0").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
-    runtime.start(cid).check()
+    cid = runtime.started(bundle.path)
     assert runtime.wait_stopped(cid)["status"] == "stopped"
     runtime.delete(cid).check()
     assert runtime.state(cid).returncode != 0

@@ -18,8 +18,7 @@ def test_default_config_of_the_suite_is_valid():
 def test_state_is_valid(runtime, bundle):
     bundle.config["annotations"] = {"org.ocikit.test": "state"}
     bundle.checker("sleep", "60").write()
-    cid, result = runtime.create(bundle.path)
-    result.check()
+    cid = runtime.created(bundle.path)
     assert schema.violations(runtime.state(cid).json(), "state") == []
     runtime.start(cid).check()
     assert schema.violations(runtime.state(cid).json(), "state") == []

@@ -183,6 +183,18 @@ class Runtime:
         self.outputs[cid] = out
         return cid, Result(argv, proc.returncode, out.read_text(errors="replace"), err.read_text(errors="replace"))
 
+    def created(self, bundle: Path) -> str:
+        """`create`, which must succeed; the container's id."""
+        cid, result = self.create(bundle)
+        result.check()
+        return cid
+
+    def started(self, bundle: Path) -> str:
+        """`create` then `start`, which must both succeed; the container's id."""
+        cid = self.created(bundle)
+        self.start(cid).check()
+        return cid
+
     def output(self, cid: str) -> str:
         return self.outputs[cid].read_text(errors="replace")
 
