@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import socket
 import threading
+from typing import Iterator
 
 import pytest
 
-from oci.registry.wire import MAX_HEADERS, MAX_LINE, Connection, IncompleteBody, ProtocolError, RemoteClosed
+from oci.registry.wire import (
+    MAX_HEADERS,
+    MAX_LINE,
+    Connection,
+    IncompleteBody,
+    ProtocolError,
+    RemoteClosed,
+    Response,
+)
 
 
 class CraftedServer:
@@ -58,16 +69,27 @@ class CraftedServer:
         self.listener.close()
 
 
-def exchange(answer: bytes, method: str = "GET") -> tuple[int, bytes]:
-    server = CraftedServer([answer])
+@contextlib.contextmanager
+def talking_to(answers: list[bytes | None]) -> Iterator[tuple[CraftedServer, Connection]]:
+    """A server that will send `answers`, and a connection to it; both closed afterwards."""
+    server = CraftedServer(answers)
     conn = server.connection()
     try:
-        conn.request(method, "/v2/", {})
-        response = conn.getresponse()
-        return response.status, response.read()
+        yield server, conn
     finally:
         conn.close()
         server.close()
+
+
+def get(conn: Connection, target: str = "/v2/", method: str = "GET", headers: dict | None = None) -> Response:
+    conn.request(method, target, headers or {})
+    return conn.getresponse()
+
+
+def exchange(answer: bytes, method: str = "GET") -> tuple[int, bytes]:
+    with talking_to([answer]) as (_, conn):
+        response = get(conn, method=method)
+        return response.status, response.read()
 
 
 def test_content_length_body():
@@ -97,15 +119,11 @@ def test_interim_responses_are_skipped():
 
 
 def test_repeated_headers_are_kept():
-    server = CraftedServer([b"HTTP/1.1 401 U\r\nWWW-Authenticate: Basic\r\nwww-authenticate: Bearer x\r\n"
-                            b"Content-Length: 0\r\n\r\n"])
-    conn = server.connection()
-    conn.request("GET", "/v2/", {})
-    response = conn.getresponse()
-    assert response.headers.get("Www-Authenticate") == "Basic"
-    assert response.headers.get_all("WWW-AUTHENTICATE") == ["Basic", "Bearer x"]
-    conn.close()
-    server.close()
+    with talking_to([b"HTTP/1.1 401 U\r\nWWW-Authenticate: Basic\r\nwww-authenticate: Bearer x\r\n"
+                     b"Content-Length: 0\r\n\r\n"]) as (_, conn):
+        response = get(conn)
+        assert response.headers.get("Www-Authenticate") == "Basic"
+        assert response.headers.get_all("WWW-AUTHENTICATE") == ["Basic", "Bearer x"]
 
 
 @pytest.mark.parametrize("answer, error", [
@@ -141,69 +159,47 @@ def test_equal_repeated_content_lengths_are_one():
 
 
 def test_transfer_encoding_wins_over_content_length_and_the_connection_is_not_reused():
-    server = CraftedServer([b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
-                            b"2\r\nok\r\n0\r\n\r\n"])
-    conn = server.connection()
-    conn.request("GET", "/", {})
-    response = conn.getresponse()
-    assert response.read() == b"ok" and response.will_close
-    conn.close()
-    server.close()
+    with talking_to([b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"2\r\nok\r\n0\r\n\r\n"]) as (_, conn):
+        response = get(conn)
+        assert response.read() == b"ok" and response.will_close
 
 
 def test_keep_alive_after_a_full_read():
-    server = CraftedServer([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"])
-    conn = server.connection()
-    conn.request("GET", "/one", {})
-    first = conn.getresponse()
-    assert first.read(1) == b"a" and first.isclosed() and not first.will_close
-    conn.request("GET", "/two", {"Accept": "x"})
-    assert conn.getresponse().read() == b"b"
-    assert server.connections == 1
-    assert server.requests[1].startswith(b"GET /two HTTP/1.1\r\nHost: 127.0.0.1:")
-    assert b"\r\nAccept: x" in server.requests[1]
-    conn.close()
-    server.close()
+    with talking_to([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
+                     b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"]) as (server, conn):
+        first = get(conn, "/one")
+        assert first.read(1) == b"a" and first.isclosed() and not first.will_close
+        assert get(conn, "/two", headers={"Accept": "x"}).read() == b"b"
+        assert server.connections == 1
+        assert server.requests[1].startswith(b"GET /two HTTP/1.1\r\nHost: 127.0.0.1:")
+        assert b"\r\nAccept: x" in server.requests[1]
 
 
 def test_a_partly_read_body_spoils_the_connection():
-    server = CraftedServer([b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd"])
-    conn = server.connection()
-    conn.request("GET", "/", {})
-    response = conn.getresponse()
-    assert response.read(2) == b"ab" and not response.isclosed()
-    response.close()
-    assert response.will_close and response.read() == b""
-    conn.close()
-    server.close()
+    with talking_to([b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd"]) as (_, conn):
+        response = get(conn)
+        assert response.read(2) == b"ab" and not response.isclosed()
+        response.close()
+        assert response.will_close and response.read() == b""
 
 
-def test_connection_close_and_http10_are_not_kept_alive():
-    for answer in (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-                   b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"):
-        server = CraftedServer([answer])
-        conn = server.connection()
-        conn.request("GET", "/", {})
-        assert conn.getresponse().will_close
-        conn.close()
-        server.close()
+@pytest.mark.parametrize("answer", [b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                                    b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"])
+def test_connection_close_and_http10_are_not_kept_alive(answer):
+    with talking_to([answer]) as (_, conn):
+        assert get(conn).will_close
 
 
 def test_request_bodies_and_lengths():
-    server = CraftedServer([b"HTTP/1.1 201 C\r\nContent-Length: 0\r\n\r\n"] * 2)
-    conn = server.connection()
-    conn.request("PUT", "/a", {}, b"12345")
-    assert conn.getresponse().status == 201
-    import io
-
-    conn.request("PUT", "/b", {"Content-Length": "3"}, io.BytesIO(b"xyz"))
-    assert conn.getresponse().status == 201
-    assert b"Content-Length: 5" in server.requests[0]
-    with pytest.raises(ValueError):
-        conn.request("PUT", "/c", {}, io.BytesIO(b"xyz"))  # a stream needs its length
-    conn.close()
-    server.close()
+    with talking_to([b"HTTP/1.1 201 C\r\nContent-Length: 0\r\n\r\n"] * 2) as (server, conn):
+        conn.request("PUT", "/a", {}, b"12345")
+        assert conn.getresponse().status == 201
+        conn.request("PUT", "/b", {"Content-Length": "3"}, io.BytesIO(b"xyz"))
+        assert conn.getresponse().status == 201
+        assert b"Content-Length: 5" in server.requests[0]
+        with pytest.raises(ValueError):
+            conn.request("PUT", "/c", {}, io.BytesIO(b"xyz"))  # a stream needs its length
 
 
 @pytest.mark.parametrize("target, headers", [("/a b", {}), ("/a\r\nX: y", {}), ("/", {"X": "a\r\nInjected: 1"}),
