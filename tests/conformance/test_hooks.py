@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ocitest.wait import wait_for
 
 CREATE_HOOKS = ["prestart", "createRuntime", "createContainer"]
 # A failing hook that reads the state first (a runtime may die of SIGPIPE writing to one that does not).
@@ -23,14 +24,6 @@ def order(out: Path) -> list[str]:
     path = out / "order"
     return path.read_text().split() if path.exists() else []
 
-
-def wait_for(predicate, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def check_states(runtime, out: Path, names: list[str], cid: str, bundle_path: Path) -> None:

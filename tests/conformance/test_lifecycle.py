@@ -7,15 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-
-def wait_for(predicate, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+from ocitest.wait import wait_for
 
 
 @pytest.mark.spec("runtime.md#state")
