@@ -141,7 +141,12 @@ VERB_FLAGS = {
                 "memory soft limit in bytes (k, m, g suffixes)"),
                (("--memory-swap",), "memory_swap", "str", None,
                 "memory+swap limit in bytes (k, m, g suffixes; -1: unlimited)"),
-               (("--pids-limit",), "pids_limit", "int", None, "maximum number of processes (-1: unlimited)")],
+               (("--pids-limit",), "pids_limit", "int", None, "maximum number of processes (-1: unlimited)"),
+               (("--cpu-share",), "cpu_share", "int", None, "CPU shares (relative weight; cpu.weight on cgroup v2)"),
+               (("--cpu-quota",), "cpu_quota", "int", None, "CFS quota in microseconds per period (-1: unlimited)"),
+               (("--cpu-period",), "cpu_period", "int", None, "CFS period in microseconds"),
+               (("--cpuset-cpus",), "cpuset_cpus", "str", None, "CPUs the container may use (0-2,4)"),
+               (("--cpuset-mems",), "cpuset_mems", "str", None, "memory nodes the container may use (0-1)")],
 }
 
 
@@ -198,8 +203,7 @@ def verb_parser(verb: str) -> ocicli.Parser:
 
 
 # runc's update flags for resources oci-run does not implement: refused by name.
-UPDATE_REFUSED = ("--blkio-weight", "--cpu-period", "--cpu-quota", "--cpu-share", "--cpu-rt-period",
-                  "--cpu-rt-runtime", "--cpuset-cpus", "--cpuset-mems", "--kernel-memory", "--kernel-memory-tcp",
+UPDATE_REFUSED = ("--blkio-weight", "--cpu-rt-period", "--cpu-rt-runtime", "--kernel-memory", "--kernel-memory-tcp",
                   "--l3-cache-schema", "--mem-bw-schema", "--cpu-idle", "--cpu-burst")
 
 

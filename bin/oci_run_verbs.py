@@ -167,9 +167,11 @@ def cmd_update(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     refused = ["--" + name[len("refused_"):].replace("_", "-") for name, value in vars(opts).items()
                if name.startswith("refused_") and value is not None]  # runc's flags oci-run refuses
     if refused:
-        raise Unsupported(f"update: {refused[0]}: not supported by oci-run (it updates memory and pids limits)")
+        raise Unsupported(f"update: {refused[0]}: not supported by oci-run (it updates memory, pids and cpu limits)")
     flags = {"--memory": opts.memory, "--memory-reservation": opts.memory_reservation,
-             "--memory-swap": opts.memory_swap, "--pids-limit": opts.pids_limit}
+             "--memory-swap": opts.memory_swap, "--pids-limit": opts.pids_limit, "--cpu-share": opts.cpu_share,
+             "--cpu-quota": opts.cpu_quota, "--cpu-period": opts.cpu_period, "--cpuset-cpus": opts.cpuset_cpus,
+             "--cpuset-mems": opts.cpuset_mems}
     if opts.resources is not None:
         if any(value is not None for value in flags.values()):
             raise UsageError("update: --resources takes no other resource flag")

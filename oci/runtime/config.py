@@ -44,7 +44,7 @@ SUPPORTED: dict[str, Any] = {
         "resources": {
             "memory": {"limit": ANY, "reservation": ANY, "swap": ANY},
             "pids": {"limit": ANY},
-            "cpu": {"shares": ANY, "quota": ANY, "period": ANY},
+            "cpu": {"shares": ANY, "quota": ANY, "period": ANY, "cpus": ANY, "mems": ANY},
             "devices": ANY,
         },
         "seccomp": {"defaultAction": ANY, "defaultErrnoRet": ANY, "architectures": ANY, "flags": ANY,

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 # What `update` can change: the part of linux.resources that oci-run implements, as
 # oci.runtime.config.SUPPORTED describes it (True: any value).
-UPDATABLE: dict[str, Any] = {"memory": {"limit": True, "reservation": True, "swap": True}, "pids": {"limit": True}}
+UPDATABLE: dict[str, Any] = {"memory": {"limit": True, "reservation": True, "swap": True}, "pids": {"limit": True},
+                              "cpu": {"shares": True, "quota": True, "period": True, "cpus": True, "mems": True}}
 SIGKILL = 9  # the signal module's import (enum) costs more than a pause
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
@@ -101,16 +102,36 @@ def parse_bytes(text: str, flag: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2) or ""])
 
 
+CPU_FLAGS = (("shares", "--cpu-share"), ("quota", "--cpu-quota"), ("period", "--cpu-period"),
+             ("cpus", "--cpuset-cpus"), ("mems", "--cpuset-mems"))
+
+
 def resources_from_flags(flags: dict[str, str | int | None]) -> dict[str, Any]:
     """LinuxResources from runc's update flags (--memory, --memory-reservation, --memory-swap
-    as sizes, --pids-limit as a number); absent flags leave their value alone."""
+    as sizes, --pids-limit, --cpu-share, --cpu-quota, --cpu-period as numbers, --cpuset-cpus,
+    --cpuset-mems as lists); absent flags leave their value alone."""
     memory = {key: parse_bytes(flags[flag], flag) for key, flag in (  # type: ignore[arg-type]
         ("limit", "--memory"), ("reservation", "--memory-reservation"), ("swap", "--memory-swap"))
         if flags.get(flag) is not None}
     resources: dict[str, Any] = {"memory": memory}
     if flags.get("--pids-limit") is not None:
         resources["pids"] = {"limit": flags["--pids-limit"]}
+    cpu = {key: flags[flag] for key, flag in CPU_FLAGS if flags.get(flag) is not None}
+    for key in ("cpus", "mems"):
+        if key in cpu and not _is_cpu_list(str(cpu[key])):
+            raise InvalidInput(f"--cpuset-{key}: invalid list {cpu[key]!r} (for example 0-2,4)")
+    if cpu:
+        resources["cpu"] = cpu
     return resources
+
+
+def _is_cpu_list(text: str) -> bool:
+    """Whether `text` is a kernel cpu or node list: numbers and ranges separated by commas."""
+    for part in text.split(","):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not (high.isdigit() and int(low) <= int(high))):
+            return False
+    return True
 
 
 def load_resources(data: bytes, source: str) -> dict[str, Any]:
@@ -128,8 +149,8 @@ def load_resources(data: bytes, source: str) -> dict[str, Any]:
                                        for p, m in problems])
     unknown = unsupported_fields(resources, UPDATABLE)
     if unknown:
-        raise Unsupported(f"{source}: {unknown[0]}: oci-run cannot update this (it updates memory.limit, "
-                          f"memory.reservation, memory.swap and pids.limit)")
+        raise Unsupported(f"{source}: {unknown[0]}: oci-run cannot update this (it updates memory limit, "
+                          f"reservation and swap, pids limit, cpu shares, quota, period, cpus and mems)")
     return resources
 
 

@@ -48,7 +48,7 @@ def oci(tmp_path):
 
 
 def started(oci: OciRun, bundle: Bundle, *args: str, memory: int | None = None, pids: int | None = None,
-            ) -> tuple[str, str]:
+            cpu: dict | None = None) -> tuple[str, str]:
     """A detached container running ARGS in the cgroup /ocikit-ctl/ID: (id, cgroup path)."""
     cid = unique_id("ocirun-ctl")
     path = f"/ocikit-ctl/{cid}"
@@ -57,6 +57,8 @@ def started(oci: OciRun, bundle: Bundle, *args: str, memory: int | None = None, 
         bundle.config["linux"]["resources"]["memory"] = {"limit": memory}
     if pids is not None:
         bundle.config["linux"]["resources"]["pids"] = {"limit": pids}
+    if cpu is not None:
+        bundle.config["linux"]["resources"]["cpu"] = cpu
     bundle.args(*args).write()
     result = oci("run", "-d", "--bundle", str(bundle.path), cid)
     assert result.returncode == 0, result.stderr
@@ -153,12 +155,14 @@ def test_update_changes_limits_and_refuses_what_it_cannot_apply(oci, bundle, tmp
     assert done.returncode == 0, done.stderr
     assert cgroup_file("pids", path, "pids.max") == "max"
 
-    unknown = oci("update", "--resources", "-", cid, input=b'{"cpu": {"shares": 512}}')
-    assert unknown.returncode == 8 and "<stdin>: /cpu:" in unknown.stderr
+    unknown = oci("update", "--resources", "-", cid, input=b'{"blockIO": {"weight": 500}}')
+    assert unknown.returncode == 8 and "<stdin>: /blockIO:" in unknown.stderr
     invalid = oci("update", "-r", "-", cid, input=b'{"memory": {"limit": "lots"}}')
     assert invalid.returncode == 2 and "<stdin>: /memory/limit:" in invalid.stderr
-    flag = oci("update", "--cpu-share", "512", cid)
-    assert flag.returncode == 8 and "--cpu-share" in flag.stderr
+    flag = oci("update", "--blkio-weight", "500", cid)
+    assert flag.returncode == 8 and "--blkio-weight" in flag.stderr
+    cpus = oci("update", "--cpuset-cpus", "0-", cid)
+    assert cpus.returncode == 2 and "--cpuset-cpus" in cpus.stderr
     size = oci("update", "--memory", "12q", cid)
     assert size.returncode == 2 and "--memory" in size.stderr
     assert cgroup_file("memory", path, "memory.limit_in_bytes") == str(96 << 20)
@@ -167,6 +171,24 @@ def test_update_changes_limits_and_refuses_what_it_cannot_apply(oci, bundle, tmp
     wait_status(oci, cid, "stopped")
     stopped = oci("update", "--pids-limit", "5", cid)
     assert stopped.returncode == 7 and "container not running" in stopped.stderr
+
+
+def test_update_of_cpu_shares_quota_period_and_cpuset(oci, bundle, tmp_path):
+    cid, path = started(oci, bundle, "sleep", "100", cpu={"cpus": "0", "mems": "0"})
+    assert cgroup_file("cpuset", path, "cpuset.cpus") == "0"
+    assert oci("update", "--cpu-share", "512", "--cpu-quota", "50000", "--cpu-period", "200000",
+               "--cpuset-cpus", "0-1", cid).returncode == 0
+    assert [cgroup_file("cpu", path, name) for name in ("cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us")] \
+        == ["512", "50000", "200000"]
+    assert cgroup_file("cpuset", path, "cpuset.cpus") == "0-1"
+    # podman update --cpus hands the quota and period over in a LinuxResources file.
+    resources = tmp_path / "resources.json"
+    resources.write_text(json.dumps({"cpu": {"quota": 150000, "period": 100000, "shares": 0}}))
+    assert oci("update", "-r", str(resources), cid).returncode == 0
+    assert [cgroup_file("cpu", path, name) for name in ("cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us")] \
+        == ["512", "150000", "100000"]  # shares 0: left alone, as runc
+    assert oci("update", "--cpu-quota", "-1", cid).returncode == 0
+    assert cgroup_file("cpu", path, "cpu.cfs_quota_us") == "-1"
 
 
 def test_ps_lists_the_containers_processes(oci, bundle):
@@ -241,7 +263,8 @@ def test_events_report_an_oom_kill(oci, bundle):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.access(CG2VM, os.X_OK), reason="cg2vm is not installed on this machine")
 def test_pause_resume_update_events_on_cgroup_v2(tmp_path, monkeypatch):
-    """One VM boot: freeze and thaw through cgroup.freeze, limits changed in memory.max and pids.max."""
+    """One VM boot: freeze and thaw through cgroup.freeze, limits changed in memory.max, pids.max, cpu.max,
+    cpu.weight and cpuset.cpus."""
     bundle = Bundle(tmp_path / "bundle", make_rootfs(tmp_path / "template"))
     cid = unique_id("ocirun-ctl")
     path = f"/ocikit-ctl2/{cid}"
@@ -260,6 +283,8 @@ def test_pause_resume_update_events_on_cgroup_v2(tmp_path, monkeypatch):
         f"{run} resume {cid} && grep frozen {cg}/cgroup.events | tr ' ' =",
         f"{run} update --memory 32m --pids-limit 10 {cid} && echo memory.max=$(cat {cg}/memory.max) "
         f"pids.max=$(cat {cg}/pids.max)",
+        f"{run} update --cpu-share 512 --cpu-quota 50000 --cpuset-cpus 0 {cid} && echo cpu.max=$(cat {cg}/cpu.max) "
+        f"weight=$(cat {cg}/cpu.weight) cpus=$(cat {cg}/cpuset.cpus)",
         f"{run} events --stats {cid}",
         f"{run} pause {cid}; {run} delete --force {cid} && echo deleted-rc=0",
         f"test -d {cg} && echo LEFT-BEHIND",
@@ -268,10 +293,10 @@ def test_pause_resume_update_events_on_cgroup_v2(tmp_path, monkeypatch):
                             capture_output=True, text=True, timeout=200)
     assert result.returncode in (0, 1), result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    assert lines[:7] == ["paused-rc=0", "status:paused", "frozen=1", "frozen=0",
-                         f"memory.max={32 << 20} pids.max=10", lines[5], "deleted-rc=0"], \
-        result.stdout + result.stderr[-1000:]
-    stats = json.loads(lines[5])["data"]
+    assert lines[:8] == ["paused-rc=0", "status:paused", "frozen=1", "frozen=0",
+                         f"memory.max={32 << 20} pids.max=10", "cpu.max=50000 100000 weight=20 cpus=0", lines[6],
+                         "deleted-rc=0"], result.stdout + result.stderr[-1000:]
+    stats = json.loads(lines[6])["data"]
     assert stats["memory"]["usage"]["limit"] == 32 << 20 and stats["pids"] == {"current": 1, "limit": 10}
     assert "LEFT-BEHIND" not in lines
 
@@ -300,3 +325,8 @@ def test_podman_pause_unpause_and_update(podman):
         limit = podman_env.host_cgroup_file(pid, "memory", "memory.limit_in_bytes") if V1 else \
             podman_env.host_cgroup_file(pid, "", "memory.max")
         assert limit.read_text().strip() == str(32 << 20)
+        # and with --cpus, a CFS quota over a 100 ms period.
+        podman.run("update", "--cpus", "0.5", name, runtime=runtime, check=True)
+        quota = podman_env.host_cgroup_file(pid, "cpu", "cpu.cfs_quota_us") if V1 else \
+            podman_env.host_cgroup_file(pid, "", "cpu.max")
+        assert quota.read_text().strip() in ("50000", "50000 100000")

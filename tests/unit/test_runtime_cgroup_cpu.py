@@ -65,7 +65,49 @@ def test_v2_weight_and_max(v2_cpu, cpu, weight, cpu_max):
     assert ((folder / "cpu.weight").read_text(), (folder / "cpu.max").read_text()) == (weight, cpu_max)
 
 
-def test_config_accepts_shares_quota_period_and_refuses_the_rest():
-    doc = {"linux": {"resources": {"cpu": {"shares": 1024, "quota": 1, "period": 2, "cpus": "0-1",
+def test_config_accepts_shares_quota_period_cpus_mems_and_refuses_the_rest():
+    doc = {"linux": {"resources": {"cpu": {"shares": 1024, "quota": 1, "period": 2, "cpus": "0-1", "mems": "0",
                                            "realtimeRuntime": 5}}}}
-    assert unsupported_fields(doc) == ["/linux/resources/cpu/cpus", "/linux/resources/cpu/realtimeRuntime"]
+    assert unsupported_fields(doc) == ["/linux/resources/cpu/realtimeRuntime"]
+
+
+def test_v1_cpuset(tmp_path, monkeypatch):
+    replace_on_write(monkeypatch, oci.linux.cgroups.v1)
+    folder = tmp_path / "cpuset" / "ocikit" / "c1"
+    folder.mkdir(parents=True)
+    cgroup = V1Manager("/ocikit/c1", [("cgroup", str(tmp_path / "cpuset"), {"cpuset"})])
+    cgroup.apply({"cpu": {"cpus": "0-1", "mems": "0"}})
+    assert ((folder / "cpuset.cpus").read_text(), (folder / "cpuset.mems").read_text()) == ("0-1", "0")
+    cgroup.update({"cpu": {"cpus": "1", "mems": ""}})  # "": unchanged
+    assert ((folder / "cpuset.cpus").read_text(), (folder / "cpuset.mems").read_text()) == ("1", "0")
+
+
+@pytest.mark.parametrize("cpu, cpu_max", [
+    ({"quota": 20000}, "20000 50000"),  # the period stays
+    ({"period": 200000}, "30000 200000"),  # the quota stays
+    ({"quota": -1}, "max 50000"),
+    ({"quota": 10000, "period": 100000}, "10000 100000"),
+])
+def test_v2_update_keeps_what_is_not_given(v2_cpu, cpu, cpu_max):
+    cgroup, folder = v2_cpu
+    (folder / "cpu.max").write_text("30000 50000")
+    cgroup.update({"cpu": cpu})
+    assert (folder / "cpu.max").read_text() == cpu_max
+
+
+def test_v2_cpuset_enables_the_controller(v2_cpu, tmp_path):
+    cgroup, folder = v2_cpu
+    cgroup.apply({"cpu": {"cpus": "0", "mems": "0"}})
+    assert ((folder / "cpuset.cpus").read_text(), (folder / "cpuset.mems").read_text()) == ("0", "0")
+    assert (tmp_path / "ocikit" / "cgroup.subtree_control").read_text() == "+cpuset"
+
+
+def test_update_flags_become_resources():
+    from oci.errors import InvalidInput
+    from oci.runtime.control import resources_from_flags
+
+    assert resources_from_flags({"--cpu-share": 512, "--cpuset-cpus": "0-2,4", "--cpu-quota": -1})["cpu"] == \
+        {"shares": 512, "quota": -1, "cpus": "0-2,4"}
+    for bad in ("0-", "a", "2-1", "1,,2", ""):
+        with pytest.raises(InvalidInput):
+            resources_from_flags({"--cpuset-cpus": bad})

@@ -23,7 +23,7 @@ def test_the_default_config_is_fully_supported(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("path, value, pointer", [
     (("linux", "intelRdt"), {"closID": "x"}, "/linux/intelRdt"),
-    (("linux", "resources", "cpu"), {"cpus": "0"}, "/linux/resources/cpu/cpus"),
+    (("linux", "resources", "cpu"), {"realtimePeriod": 1000}, "/linux/resources/cpu/realtimePeriod"),
     (("process", "apparmorProfile"), "docker-default", "/process/apparmorProfile"),
     (("linux", "mountLabel"), "system_u:x", "/linux/mountLabel"),
     (("linux", "personality"), {"domain": "LINUX", "flags": ["x"]}, "/linux/personality/flags"),

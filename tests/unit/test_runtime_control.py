@@ -58,7 +58,7 @@ def test_verb_flags():
     opts = verb_parser("ps").parse_args(["c1", "-o", "pid,comm"])
     assert (opts.id, opts.format, opts.ps_args) == ("c1", "table", ["-o", "pid,comm"])
     opts = verb_parser("update").parse_args(["--resources=-", "c1"])
-    assert (opts.resources, opts.memory, opts.refused_cpu_share) == ("-", None, None)
+    assert (opts.resources, opts.memory, opts.cpu_share, opts.refused_blkio_weight) == ("-", None, None, None)
     opts = verb_parser("events").parse_args(["--stats", "c1"])
     assert (opts.stats, opts.interval) == (True, "5s")
 
@@ -68,6 +68,7 @@ def test_verb_flags():
     ("events", ["--stats", "c1"]), ("events", ["--interval=2s", "c1"]),
     ("update", ["--memory", "64m", "--memory-swap=128m", "--pids-limit", "10", "c1"]),
     ("update", ["--resources=/r.json", "c1"]),
+    ("update", ["--cpu-share", "512", "--cpu-quota=50000", "--cpu-period", "100000", "--cpuset-cpus", "0-1", "c1"]),
 ])
 def test_quick_parse_agrees_with_argparse(verb, args):
     quick = quick_parse(verb, args)
@@ -77,7 +78,7 @@ def test_quick_parse_agrees_with_argparse(verb, args):
 
 
 @pytest.mark.parametrize("verb, args", [("ps", ["c1", "-o", "pid"]), ("update", ["--pids-limit", "-1", "c1"]),
-                                        ("update", ["--cpu-share", "2", "c1"]), ("update", ["-r", "-", "c1"])])
+                                        ("update", ["--blkio-weight", "2", "c1"]), ("update", ["-r", "-", "c1"])])
 def test_quick_parse_leaves_the_rest_to_argparse(verb, args):
     assert quick_parse(verb, args) is None
 

@@ -149,7 +149,8 @@ class Manager:
         raise NotImplementedError
 
     def update(self, resources: dict[str, Any]) -> None:
-        """Change the memory and pids limits of a live cgroup (a LinuxResources subset; absent means unchanged)."""
+        """Change the memory, pids, cpu and cpuset limits of a live cgroup (a LinuxResources subset; absent
+        means unchanged)."""
         raise NotImplementedError
 
     def stats(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""cgroup v1: one directory per mounted hierarchy; memory, pids and cpu limits."""
+"""cgroup v1: one directory per mounted hierarchy; memory, pids, cpu and cpuset limits."""
 
 from __future__ import annotations
 
@@ -77,13 +77,7 @@ class V1Manager(Manager):
                         raise CgroupError("cgroup: /linux/resources/memory/swap: swap accounting is off")
                 else:
                     write(swap_file, str(memory["swap"]))
-        cpu = {key: value for key, value in (resources.get("cpu") or {}).items() if value}  # 0: unset, as runc
-        if cpu:
-            folder = self._need("cpu")
-            for key, name in (("shares", "cpu.shares"), ("period", "cpu.cfs_period_us"),
-                              ("quota", "cpu.cfs_quota_us")):
-                if key in cpu:
-                    write(os.path.join(folder, name), str(cpu[key]))
+        self._write_cpu(resources.get("cpu") or {})
         pids = resources.get("pids") or {}
         if "limit" in pids:
             folder = self.controller_dir("pids")
@@ -126,6 +120,21 @@ class V1Manager(Manager):
         return binds
 
     # Pause, resume, update and statistics.
+
+    def _write_cpu(self, cpu: dict[str, Any]) -> None:
+        """CPU shares, CFS period and quota, cpuset cpus and mems; 0 or "" leaves a value alone, as runc."""
+        cpu = {key: value for key, value in cpu.items() if value}
+        if cpu.keys() & {"shares", "period", "quota"}:
+            folder = self._need("cpu")
+            for key, name in (("shares", "cpu.shares"), ("period", "cpu.cfs_period_us"),
+                              ("quota", "cpu.cfs_quota_us")):
+                if key in cpu:
+                    write(os.path.join(folder, name), str(cpu[key]))
+        if cpu.keys() & {"cpus", "mems"}:
+            folder = self._need("cpuset")
+            for key in ("cpus", "mems"):
+                if key in cpu:
+                    write(os.path.join(folder, f"cpuset.{key}"), cpu[key])
 
     def _need(self, controller: str) -> str:
         folder = self.controller_dir(controller)
@@ -173,6 +182,7 @@ class V1Manager(Manager):
                     write(path, str(value))
             if "reservation" in memory:
                 write(os.path.join(folder, "memory.soft_limit_in_bytes"), str(memory["reservation"]))
+        self._write_cpu(resources.get("cpu") or {})
         pids = resources.get("pids") or {}
         if "limit" in pids:
             write(os.path.join(self._need("pids"), "pids.max"), "max" if pids["limit"] <= 0 else str(pids["limit"]))

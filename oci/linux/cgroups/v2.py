@@ -1,4 +1,4 @@
-"""cgroup v2: one directory in the unified hierarchy; memory, pids and cpu limits."""
+"""cgroup v2: one directory in the unified hierarchy; memory, pids, cpu and cpuset limits."""
 
 from __future__ import annotations
 
@@ -74,18 +74,33 @@ class V2Manager(Manager):
                     write(swap_file, _value(swap))
                 elif swap not in (-1, 0):
                     raise CgroupError("cgroup: /linux/resources/memory/swap: swap accounting is off")
-        cpu = {key: value for key, value in (resources.get("cpu") or {}).items() if value}  # 0: unset, as runc
-        if cpu:
-            self._enable("cpu")
-            if "shares" in cpu:  # runc's mapping of v1 shares [2, 262144] onto cpu.weight [1, 10000]
-                write(os.path.join(self.dir, "cpu.weight"), str(1 + ((cpu["shares"] - 2) * 9999) // 262142))
-            if "quota" in cpu or "period" in cpu:
-                quota = cpu.get("quota", -1)
-                write(os.path.join(self.dir, "cpu.max"), f"{quota if quota > 0 else 'max'} {cpu.get('period', 100000)}")
+        self._write_cpu(resources.get("cpu") or {}, live=False)
         pids = resources.get("pids") or {}
         if "limit" in pids:
             self._enable("pids")
             write(os.path.join(self.dir, "pids.max"), _value(pids["limit"]))
+
+    def _write_cpu(self, cpu: dict[str, Any], live: bool) -> None:
+        """cpu.weight and cpu.max from shares, quota and period, cpuset.cpus and .mems; 0 or "" leaves a
+        value alone, as runc. On a `live` cgroup, a quota or period given alone keeps the other one."""
+        cpu = {key: value for key, value in cpu.items() if value}
+        if cpu.keys() & {"shares", "quota", "period"}:
+            self._enable("cpu")
+        if "shares" in cpu:  # runc's mapping of v1 shares [2, 262144] onto cpu.weight [1, 10000]
+            write(os.path.join(self.dir, "cpu.weight"), str(1 + ((cpu["shares"] - 2) * 9999) // 262142))
+        if "quota" in cpu or "period" in cpu:
+            quota, period = cpu.get("quota", -1), cpu.get("period", 100000)
+            if live and not ("quota" in cpu and "period" in cpu):
+                with open(os.path.join(self.dir, "cpu.max")) as f:
+                    current_quota, current_period = f.read().split()
+                quota = cpu.get("quota", -1 if current_quota == "max" else int(current_quota))
+                period = cpu.get("period", int(current_period))
+            write(os.path.join(self.dir, "cpu.max"), f"{quota if quota > 0 else 'max'} {period}")
+        if cpu.keys() & {"cpus", "mems"}:
+            self._enable("cpuset")
+            for key in ("cpus", "mems"):
+                if key in cpu:
+                    write(os.path.join(self.dir, f"cpuset.{key}"), cpu[key])
 
     def pids(self) -> list[int]:
         return self._read_pids(os.path.join(self.dir, "cgroup.procs"))
@@ -133,6 +148,7 @@ class V2Manager(Manager):
                         raise CgroupError("cgroup: /memory/swap: swap accounting is off")
                 else:
                     write(swap_file, "max" if swap == -1 else str(swap - current))
+        self._write_cpu(resources.get("cpu") or {}, live=True)
         pids = resources.get("pids") or {}
         if "limit" in pids:
             self._enable("pids")
