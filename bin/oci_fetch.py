@@ -27,7 +27,8 @@ another layout. LAYOUT is created when missing (default: $OCIKIT_LAYOUT, else th
 directory). An index is resolved to one platform (--platform, default the host's) unless
 --all-platforms is given. Credentials come from $REGISTRY_AUTH_FILE,
 $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json (or ~/.docker) and the
-credential helpers they name."""
+credential helpers they name. $HTTPS_PROXY and $HTTP_PROXY (http://[USER:PASSWORD@]HOST[:PORT])
+are used for TLS and plain registries, except for $NO_PROXY and loopback hosts."""
 EXAMPLES = """\
   oci-fetch 127.0.0.1:5000/library/busybox:latest ./images
   oci-fetch --insecure 127.0.0.1:5000/library/debian:bookworm ./images | oci-unpack - ./rootfs

@@ -33,8 +33,9 @@ asked for first (HEAD), mounted from another repository of the registry when one
 to hold it (--from-repo, and the repository the layout says the image came from), else
 uploaded: in one request up to --chunk-size, in chunks beyond, resuming an interrupted
 chunk where the registry's copy ends. Manifests go up after their blobs, the image under
-REF's tag and every --tag. Credentials as for oci-fetch ($REGISTRY_AUTH_FILE, containers
-auth.json, $DOCKER_CONFIG/config.json, credential helpers)."""
+REF's tag and every --tag. Credentials and proxies as for oci-fetch ($REGISTRY_AUTH_FILE,
+containers auth.json, $DOCKER_CONFIG/config.json, credential helpers; $HTTPS_PROXY,
+$HTTP_PROXY, $NO_PROXY)."""
 EXAMPLES = """\
   oci-push ./images:busybox 127.0.0.1:5000/library/busybox:latest
   oci-push --insecure ./images:app 127.0.0.1:5000/team/app:1.0 --tag 1 --tag latest

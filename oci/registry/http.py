@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from typing import BinaryIO, Callable
 
     from . import wire
+    from .proxy import Proxy
 
     Body = bytes | BinaryIO | None
 
@@ -193,7 +194,15 @@ class Transport:
     def _connect(self, scheme: str, netloc: str) -> Connection:
         tls = self._context(netloc) if scheme == "https" else None
         host, port = split_host(netloc, 443 if tls is not None else 80)
-        return Connection(host, port, self.options.timeout, tls)
+        return Connection(host, port, self.options.timeout, tls, self._proxy(scheme, netloc))
+
+    def _proxy(self, scheme: str, netloc: str) -> Proxy | None:
+        if not (os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or os.environ.get("HTTP_PROXY")
+                or os.environ.get("http_proxy")):
+            return None  # the common case, without importing the proxy rules
+        from .proxy import proxy_for
+
+        return proxy_for(scheme, netloc)
 
     def _checkout(self, key: tuple[str, str]) -> tuple[Connection, bool]:
         with self._lock:

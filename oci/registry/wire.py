@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     import ssl
     from typing import BinaryIO
 
+    from .proxy import Proxy
+
 MAX_LINE = 16 << 10  # status line, one header line, one chunk-size line
 MAX_HEADERS = 128  # header lines in one response (and in trailers)
 SEND_BLOCK = 1 << 20
@@ -36,6 +38,10 @@ class ProtocolError(OSError):
 
 class IncompleteBody(ProtocolError):
     """The connection ended before the body did."""
+
+
+class ProxyRefused(ValueError):
+    """The proxy wants credentials it was not given, or other ones (407): asking again does not help."""
 
 
 class RemoteClosed(ConnectionResetError):
@@ -83,7 +89,7 @@ class Response:
         self._chunked = False
         self._chunk_left = 0
         self.length: int | None = None  # body bytes still to come, when the framing says
-        if method == "HEAD" or self.status in (204, 304):
+        if method == "HEAD" or self.status in (204, 304) or (method == "CONNECT" and 200 <= self.status < 300):
             self.length = 0
         elif "transfer-encoding" in self.headers:
             codings = _tokens(self.headers.get_all("transfer-encoding"))
@@ -165,13 +171,16 @@ class Response:
 
 
 class Connection:
-    """A client connection to `host:port`, opened by the first request; `tls` wraps it."""
+    """A client connection to `host:port`, opened by the first request; `tls` wraps it. Through a
+    `proxy`, TLS goes through a CONNECT tunnel and plain HTTP asks the proxy for absolute URLs."""
 
-    def __init__(self, host: str, port: int, timeout: float | None, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, host: str, port: int, timeout: float | None, tls: ssl.SSLContext | None = None,
+                 proxy: Proxy | None = None) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
         self.tls = tls
+        self.proxy = proxy
         self.sock: _socket.socket | ssl.SSLSocket | None = None
         self._fp: BinaryIO | None = None
         self._method = ""
@@ -180,7 +189,16 @@ class Connection:
             self._host_header += f":{port}"
 
     def connect(self) -> None:
-        sock = _connect(self.host, self.port, self.timeout)
+        if self.proxy is None:
+            sock = _connect(self.host, self.port, self.timeout)
+        else:
+            sock = _connect(self.proxy.host, self.proxy.port, self.timeout)
+            if self.tls is not None:
+                try:
+                    self._tunnel(sock)
+                except BaseException:
+                    sock.close()
+                    raise
         if self.tls is not None:
             import socket
 
@@ -192,12 +210,34 @@ class Connection:
         self.sock = sock
         self._fp = io.BufferedReader(_Reader(sock), RECV_BUFFER)
 
+    def _tunnel(self, sock: _socket.socket) -> None:
+        """Ask the proxy for a tunnel to host:port (the TLS client speaks first: nothing is read ahead)."""
+        lines = [f"CONNECT {self._host_header_with_port()} HTTP/1.1", f"Host: {self._host_header_with_port()}"]
+        if self.proxy is not None and self.proxy.authorization:
+            lines.append(f"Proxy-Authorization: {self.proxy.authorization}")
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        fp = io.BufferedReader(_Reader(sock), 1)  # byte by byte: the tunnel's first bytes stay unread
+        answer = Response(fp, "CONNECT")
+        if answer.status == 407:
+            raise ProxyRefused("the proxy asks for credentials (407): give them in the proxy URL, "
+                               "http://USER:PASSWORD@HOST:PORT")
+        if not 200 <= answer.status < 300:
+            raise ProtocolError(f"the proxy refused a tunnel to {self._host_header_with_port()}: "
+                                f"HTTP {answer.status} {answer.reason}".rstrip())
+
+    def _host_header_with_port(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
     def request(self, method: str, target: str, headers: dict[str, str], body: bytes | BinaryIO | None = None
                 ) -> None:
         """Send a request. A file body needs a Content-Length header; a bytes body gets one."""
         if any(c in target for c in " \r\n") or any(c in method for c in " \r\n"):
             raise ValueError(f"invalid request target {target!r}")
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}", "Accept-Encoding: identity"]
+        if self.proxy is not None and self.tls is None:  # the proxy forwards absolute URLs
+            lines[0] = f"{method} http://{self._host_header}{target} HTTP/1.1"
+            if self.proxy.authorization:
+                lines.append(f"Proxy-Authorization: {self.proxy.authorization}")
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
                 raise ValueError(f"invalid header {name!r}")

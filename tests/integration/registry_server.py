@@ -124,12 +124,14 @@ def htpasswd_line(user: str, password: str) -> str:
 
 
 def start_registry(workdir: str, *, tls: bool = False, basic_auth: tuple[str, str] | None = None,
-                   token: TokenIssuer | dict | None = None, config: dict | None = None) -> Registry:
+                   token: TokenIssuer | dict | None = None, config: dict | None = None,
+                   cert_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Registry:
     """Start a registry in `workdir` (storage, config, log, certificates live there).
 
     `tls`: serve HTTPS with a server certificate from a fresh CA. `basic_auth`: (user, password)
     for htpasswd auth. `token`: a `TokenIssuer` (not yet serving) or keyword arguments for one;
     the registry then uses the token realm. `config`: extra top-level config sections merged in.
+    `cert_hosts`: the names and addresses the TLS server certificate is valid for.
     """
     os.makedirs(workdir, exist_ok=True)
     storage = os.path.join(workdir, "storage")
@@ -145,7 +147,7 @@ def start_registry(workdir: str, *, tls: bool = False, basic_auth: tuple[str, st
     ca = None
     if tls:
         ca = pki.make_ca(workdir)
-        server = pki.make_server_cert(workdir, ca)
+        server = pki.make_server_cert(workdir, ca, cert_hosts)
         doc["http"]["tls"] = {"certificate": server.cert_file, "key": server.key_file}
     username = password = None
     if basic_auth:
