@@ -202,19 +202,26 @@ class Layout:
 
         Tagging what the tag already names exactly leaves `index.json` untouched.
         """
-        if not self.has_blob(descriptor.digest, descriptor.size):
-            raise NotFound(f"{self.path}: cannot tag {name!r}: blob {descriptor.digest} is missing")
-        entry = descriptor.with_annotations(**{REF_NAME: name})
+        return self.tag_all([(name, descriptor)])[0]
+
+    def tag_all(self, tags: list[tuple[str, Descriptor]]) -> list[Descriptor]:
+        """Point several tags at their descriptors in one replacement of `index.json`: a reader
+        sees all of them or none. Returns the entries; an unchanged index is not rewritten."""
+        entries = []
+        for name, descriptor in tags:
+            if not self.has_blob(descriptor.digest, descriptor.size):
+                raise NotFound(f"{self.path}: cannot tag {name!r}: blob {descriptor.digest} is missing")
+            entries.append(descriptor.with_annotations(**{REF_NAME: name}))
+        wanted = {name: entry.to_json() for (name, _), entry in zip(tags, entries, strict=True)}  # the last wins
         with locked(self._lock("index")):
             index = self.index()
-            for current in index.get("manifests", []):
-                if current == entry.to_json():
-                    return entry
-            kept = [d for d in index.get("manifests", []) if (d.get("annotations") or {}).get(REF_NAME) != name]
-            kept.append(entry.to_json())
-            index["manifests"] = kept
+            manifests = index.get("manifests", [])
+            if all(entry in manifests for entry in wanted.values()):
+                return entries
+            kept = [d for d in manifests if (d.get("annotations") or {}).get(REF_NAME) not in wanted]
+            index["manifests"] = kept + list(wanted.values())
             self._write_index(index)
-        return entry
+        return entries
 
     def untag(self, name: str) -> None:
         """Remove the index entry tagged `name`."""

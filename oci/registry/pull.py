@@ -326,10 +326,10 @@ class Puller:
         finally:
             reader.close()
 
-    def referrers(self, subjects: list[Digest], layout: Layout) -> list[Descriptor]:
-        """Copy the artifacts that refer to `subjects` and tag each subject's referrers index
-        `<alg>-<hex>` (the tag schema), so they stay reachable in the layout; cosign
-        signatures (`<alg>-<hex>.sig`) come along under their own tag."""
+    def referrers(self, subjects: list[Digest], layout: Layout) -> list[tuple[str, Descriptor]]:
+        """Copy the artifacts that refer to `subjects`; returns the tags that keep them reachable
+        in the layout, for the caller to write: each subject's referrers index as `<alg>-<hex>`
+        (the tag schema) and cosign signatures as `<alg>-<hex>.sig`."""
         tagged = []
         for subject in dict.fromkeys(subjects):
             index = self.source.referrers(subject)
@@ -338,7 +338,7 @@ class Puller:
                 plan = Plan(index)
                 self._walk(plan, index, 0)
                 self.store(plan, layout)
-                tagged.append(layout.tag(f"{subject.algorithm}-{subject.hex}", index.descriptor))
+                tagged.append((f"{subject.algorithm}-{subject.hex}", index.descriptor))
             signature_tag = f"{subject.algorithm}-{subject.hex}.sig"
             try:
                 signatures = self.source.manifest(signature_tag)
@@ -348,7 +348,7 @@ class Puller:
             plan = Plan(signatures)
             self._walk(plan, signatures, 0)
             self.store(plan, layout)
-            tagged.append(layout.tag(signature_tag, signatures.descriptor))
+            tagged.append((signature_tag, signatures.descriptor))
         return tagged
 
 
@@ -436,13 +436,12 @@ def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform
     try:
         with layout.session():
             stats = puller.store(plan, layout)
-            descriptor = layout.tag(tag, target.descriptor.with_annotations(**(annotations or {})))
+            found = puller.referrers([d.digest for d in plan.documents], layout) if referrers else []
+            # The image and its referrers are tagged together, in one index.json, or not at all.
+            descriptor = layout.tag_all([(tag, target.descriptor.with_annotations(**(annotations or {}))), *found])[0]
     except BaseException:
         roll_back(layout, puller.added)
         raise
-    if referrers:
-        with layout.session():
-            puller.referrers([d.digest for d in plan.documents], layout)
     return Result(layout, descriptor, stats)
 
 

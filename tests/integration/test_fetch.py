@@ -343,6 +343,17 @@ def test_referrers_through_the_api(registry, fault_proxy, repo, small_image, tmp
     assert fault_proxy.count("GET", r"/manifests/sha256-[0-9a-f]{64}$") == 0  # no fallback needed
 
 
+def test_a_failed_referrers_step_leaves_the_layout_as_it_was(registry, fault_proxy, repo, small_image, tmp_path):
+    images.push_layout(small_image.path, "v1", registry, repo)
+    fault_proxy.add(Fault("GET", f"/referrers/{small_image.descriptor.digest}", status=500, times=-1))
+    out = tmp_path / "out"
+    result = fetch("--insecure", "--retries", "0", "--referrers", f"{fault_proxy.host}/{repo}:v1", str(out))
+    assert result.returncode == 5 and len(result.stderr.splitlines()) == 1, result.stderr
+    layout = Layout.open(str(out))
+    assert layout.descriptors() == []  # the image is not tagged without its referrers
+    assert not any(path.is_file() for path in (out / "blobs").rglob("*"))
+
+
 def test_referrers_bring_cosign_signatures_along(registry, repo, pushed, small_image, tmp_path):
     from oci import sign
     from oci.reference import Reference

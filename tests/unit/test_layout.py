@@ -90,6 +90,22 @@ def test_tag_resolve_untag(tmp_path):
         layout.resolve("v2")
 
 
+def test_tag_all_writes_every_tag_at_once_or_none(tmp_path):
+    layout = Layout.open(str(tmp_path), create=True)
+    one, two = put_image(layout, b"1"), put_image(layout, b"2")
+    layout.tag("old", one)
+    missing = Descriptor(OCI_MANIFEST, Digest.of(b"nothing"), 7)
+    with pytest.raises(NotFound):
+        layout.tag_all([("a", one), ("b", missing)])
+    assert [d.ref_name for d in layout.descriptors()] == ["old"]  # nothing of it written
+    layout.tag_all([("a", one), ("old", two), ("a", two)])  # the last of a name wins
+    assert {d.ref_name: d.digest for d in layout.descriptors()} == {"old": two.digest, "a": two.digest}
+    written = os.stat(os.path.join(str(tmp_path), "index.json")).st_mtime_ns
+    time.sleep(0.01)
+    layout.tag_all([("a", two), ("old", two)])  # nothing changes: index.json is not rewritten
+    assert os.stat(os.path.join(str(tmp_path), "index.json")).st_mtime_ns == written
+
+
 def test_tag_refuses_missing_blobs(tmp_path):
     layout = Layout.open(str(tmp_path), create=True)
     with pytest.raises(NotFound, match="missing"):
