@@ -9,7 +9,7 @@ from oci.errors import IntegrityError, InvalidInput, Unsupported
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import hashlib
-    from typing import BinaryIO, Iterator
+    from typing import BinaryIO
 
 ALGORITHMS = {"sha256": 64, "sha512": 128}
 _GRAMMAR = r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"  # compiled only for digests we do not support
@@ -149,16 +149,13 @@ def copy_hashing(source: BinaryIO, target: BinaryIO, algorithm: str = "sha256",
 
     hasher = hashlib.new(algorithm)
     count = 0
-    for chunk in iter_chunks(source):
-        count += len(chunk)
+    buffer = memoryview(bytearray(CHUNK))  # one buffer, filled again and again: no allocation per chunk
+    while got := source.readinto(buffer):  # type: ignore[attr-defined]
+        count += got
         if limit is not None and count > limit:
             raise IntegrityError(f"content exceeds the size cap of {limit} bytes")
+        chunk = buffer[:got]
         hasher.update(chunk)
         target.write(chunk)
     return Digest(algorithm, hasher.hexdigest()), count
 
-
-def iter_chunks(source: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
-    """Yield `source` in chunks until EOF."""
-    while chunk := source.read(size):
-        yield chunk

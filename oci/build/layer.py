@@ -69,3 +69,8 @@ class ChunkReader:
         data = bytes(self._buffer[:n])
         del self._buffer[:n]
         return data
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

@@ -94,16 +94,6 @@ class Response:
             self._finish()
         return data
 
-    def read1(self, n: int = -1) -> bytes:
-        """What one read from the connection gives (at most `n` bytes): nothing already
-        received is lost when the connection then breaks."""
-        if self._done:
-            return b""
-        data = self._raw.read1(n if n is not None and n >= 0 else BLOCK)
-        if not data or self._raw.isclosed():
-            self._finish()
-        return data
-
     def readinto(self, buffer: memoryview | bytearray) -> int:
         if self._done:
             return 0
@@ -398,22 +388,23 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 def tls_context(host: str, cert_dir: str | None = None) -> ssl.SSLContext:
     """A verifying TLS context: system CAs (and SSL_CERT_FILE), plus the CAs and client
     certificate of `cert_dir` (or $OCIKIT_CERT_DIR, or /etc/containers|docker/certs.d/HOST)."""
-    import glob
     import ssl
 
     explicit = cert_dir or os.environ.get(CERT_DIR_ENV) or ""
     if explicit and not os.path.isdir(explicit):
         raise NotFound(f"{explicit}: no such certificate directory")
-    context = ssl.create_default_context()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
+    _load_system_roots(context)
     folders = [explicit]
     folders += [os.path.join(base, host) for base in SYSTEM_CERT_DIRS]
     for folder in filter(os.path.isdir, folders):
-        for ca in sorted(glob.glob(os.path.join(folder, "*.crt"))):
+        names = sorted(os.listdir(folder))
+        for ca in [os.path.join(folder, name) for name in names if name.endswith(".crt")]:
             try:
                 context.load_verify_locations(cafile=ca)
             except (OSError, ssl.SSLError) as err:
                 raise RegistryError(f"{ca}: cannot load CA certificate: {err}") from None
-        for cert in sorted(glob.glob(os.path.join(folder, "*.cert"))):
+        for cert in [os.path.join(folder, name) for name in names if name.endswith(".cert")]:
             key = cert[: -len(".cert")] + ".key"
             try:
                 context.load_cert_chain(cert, key if os.path.exists(key) else None)
@@ -422,6 +413,28 @@ def tls_context(host: str, cert_dir: str | None = None) -> ssl.SSLContext:
         if folder == folders[0]:
             break  # an explicit directory replaces the per-host defaults
     return context
+
+
+def _load_system_roots(context: ssl.SSLContext) -> None:
+    """Trust the system's CAs, where OpenSSL's default paths say ($SSL_CERT_FILE, $SSL_CERT_DIR).
+
+    Loading the CA bundle parses every certificate in it (~20 ms for Debian's ~140, on every
+    TLS command). When the bundle sits in a hashed directory of the same CAs, as Debian's
+    update-ca-certificates writes them, the directory alone is given: OpenSSL then reads only
+    the issuers a handshake needs. Anything else loads the default paths as they are."""
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    capath = paths.capath
+    if paths.cafile and capath and os.path.dirname(os.path.realpath(paths.cafile)) == os.path.realpath(capath):
+        try:
+            hashed = any(len(name) == 10 and name.endswith(".0") for name in os.listdir(capath))
+        except OSError:
+            hashed = False
+        if hashed:
+            context.load_verify_locations(capath=capath)
+            return
+    context.load_default_certs()
 
 
 def describe_error(err: BaseException) -> str:

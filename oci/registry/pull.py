@@ -313,7 +313,11 @@ class Puller:
                 if descriptor.size > MAX_DOCUMENT:
                     raise IntegrityError(f"{self.source}@{descriptor.digest}: config size {descriptor.size} "
                                          f"exceeds the cap of {MAX_DOCUMENT}")
-                data = b"".join(iter(reader.read, b""))
+                buffer = memoryview(bytearray(descriptor.size + 1))  # one byte more shows a longer config
+                got = 0
+                while count := reader.readinto(buffer[got:]):
+                    got += count
+                data = bytes(buffer[:got])
                 verify_bytes(data, descriptor.digest, descriptor.size, f"{self.source}@{descriptor.digest}")
                 schema.load(data, descriptor.media_type, f"{self.source}@{descriptor.digest}", remember=True)
                 layout.put_bytes(data, descriptor.digest)
@@ -376,26 +380,27 @@ class ResumingReader:
             skip -= len(chunk)
         return stream
 
-    def read(self, n: int = 1 << 20) -> bytes:
-        n = 1 << 20 if n is None or n < 0 else n
+    def readinto(self, buffer: memoryview | bytearray) -> int:
+        """Fill `buffer` with the next bytes of the blob (0 at its end). Bytes count once they are
+        returned: what a broken read had received is fetched again from the resumed offset."""
         while True:
             if self._stop.is_set():
                 raise Interrupted()
             try:
                 if self._stream is None:
                     self._stream = self._open()
-                data = self._stream.read1(n)  # type: ignore[attr-defined]
-                if not data and self.offset < self.descriptor.size:
+                count = self._stream.readinto(buffer)  # type: ignore[attr-defined]
+                if not count and self.offset < self.descriptor.size:
                     raise IncompleteBody(f"connection closed with {self.descriptor.size - self.offset} bytes missing")
             except OSError as err:
                 if self._stop.is_set():
                     raise Interrupted() from None
                 self._resume(err)
                 continue
-            self.offset += len(data)
-            if data and self._progress:
+            self.offset += count
+            if count and self._progress:
                 self._progress.advance(self.descriptor, self.offset)
-            return data
+            return count
 
     def _resume(self, err: BaseException) -> None:
         self.close()

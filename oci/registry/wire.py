@@ -88,6 +88,7 @@ class Response:
         self.will_close = version == "HTTP/1.0" or "close" in _tokens(self.headers.get_all("connection"))
         self._chunked = False
         self._chunk_left = 0
+        self._failure: OSError | None = None
         self.length: int | None = None  # body bytes still to come, when the framing says
         if method == "HEAD" or self.status in (204, 304) or (method == "CONNECT" and 200 <= self.status < 300):
             self.length = 0
@@ -154,9 +155,42 @@ class Response:
         return data
 
     def readinto(self, buffer: memoryview | bytearray) -> int:
-        data = self.read1(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        """Fill `buffer` as far as the body goes, in as many reads of the connection as that takes
+        (a TLS record is 16 KiB at most): 0 at the body's end."""
+        fp = self._fp
+        if fp is None or not len(buffer):
+            return 0
+        if self._chunked:
+            data = self.read1(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        if self._failure is not None:
+            raise self._failure
+        view = memoryview(buffer)
+        if self.length is not None:
+            view = view[: self.length]
+        count = 0
+        while count < len(view):
+            try:
+                got = fp.readinto1(view[count:])  # type: ignore[attr-defined]
+            except OSError as err:
+                if not count:
+                    raise
+                self._failure = err  # what arrived before the failure is returned; the next call fails
+                break
+            if not got:
+                break
+            count += got
+        if self.length is None:  # to the end of the connection
+            if not count:
+                self._fp = None
+            return count
+        if not count:
+            raise self._incomplete(f"with {self.length} bytes of the body missing")
+        self.length -= count
+        if self.length == 0:
+            self._fp = None
+        return count
 
     def close(self) -> None:
         """Stop reading; an unread rest of the body makes the connection unusable."""
@@ -203,7 +237,9 @@ class Connection:
             import socket
 
             try:
-                sock = self.tls.wrap_socket(socket.socket(fileno=sock.detach()), server_hostname=self.host)
+                # An ASCII name goes as bytes: ssl then needs no IDNA codec (stringprep, unicodedata).
+                name = self.host.encode() if self.host.isascii() else self.host
+                sock = self.tls.wrap_socket(socket.socket(fileno=sock.detach()), server_hostname=name)
             except BaseException:
                 sock.close()
                 raise

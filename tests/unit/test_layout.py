@@ -162,12 +162,14 @@ class SlowSource(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, n: int = -1) -> bytes:
+    def readinto(self, buffer) -> int:
         if self.sent >= 4:
             self.ready.set()
             time.sleep(3600)
         self.sent += 1
-        return b"x" * 65536
+        count = min(len(buffer), 65536)
+        buffer[:count] = b"x" * count
+        return count
 
 
 def _slow_writer(path: str, ready) -> None:

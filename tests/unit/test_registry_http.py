@@ -223,3 +223,38 @@ def test_a_request_that_could_not_be_sent_ahead_is_sent_later():
     assert not transport._ahead and not transport._busy
     with pytest.raises(HttpError, match="connection refused"):
         transport.request("GET", "http://127.0.0.1:9/v2/")
+
+
+class RecordingContext:
+    def __init__(self):
+        self.calls = []
+
+    def load_verify_locations(self, cafile=None, capath=None):
+        self.calls.append(("locations", cafile, capath))
+
+    def load_default_certs(self):
+        self.calls.append(("default",))
+
+
+@pytest.mark.parametrize("bundle_inside, hashed, expected", [
+    (True, True, "capath"),  # Debian's layout: the hashed directory alone, read one issuer at a time
+    (True, False, "default"),
+    (False, True, "default"),  # a bundle elsewhere ($SSL_CERT_FILE): the default paths, as they are
+])
+def test_system_roots(tmp_path, monkeypatch, bundle_inside, hashed, expected):
+    import ssl
+
+    from oci.registry import http
+
+    certs, other = tmp_path / "certs", tmp_path / "other"
+    certs.mkdir()
+    other.mkdir()
+    bundle = (certs if bundle_inside else other) / "ca-certificates.crt"
+    bundle.write_text("")
+    if hashed:
+        (certs / "002c0b4f.0").write_text("")
+    paths = ssl.DefaultVerifyPaths(str(bundle), str(certs), "SSL_CERT_FILE", str(bundle), "SSL_CERT_DIR", str(certs))
+    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths)
+    context = RecordingContext()
+    http._load_system_roots(context)
+    assert context.calls == ([("locations", None, str(certs))] if expected == "capath" else [("default",)])

@@ -82,10 +82,10 @@ class Flaky:
             limit = self.cut
 
             class Broken(io.BytesIO):
-                def read1(self, n=-1):
+                def readinto(self, buffer):
                     if self.tell() >= limit:
                         raise ConnectionResetError("reset")
-                    return super().read1(min(n, limit - self.tell()))
+                    return super().readinto(memoryview(buffer)[: limit - self.tell()])
 
             stream = Broken(self.data[start:])
         return stream, start
@@ -100,6 +100,8 @@ def test_resuming_reader_picks_up_where_it_stopped(honour_range):
     descriptor = Descriptor("application/octet-stream", Digest.of(data), len(data))
     source = Flaky(data, cut=70_000, breaks=2, honour_range=honour_range)
     reader = ResumingReader(source, descriptor, threading.Event(), None, backoff=0.001)
-    got = b"".join(iter(lambda: reader.read(65536), b""))
+    got, buffer = bytearray(), bytearray(65536)
+    while count := reader.readinto(buffer):
+        got += buffer[:count]
     assert got == data
     assert source.offsets[0] == 0 and source.offsets[1] > 0 and len(source.offsets) == 3

@@ -150,6 +150,23 @@ def test_hostile_answers_are_errors(answer, error):
         exchange(answer)
 
 
+def test_readinto_fills_the_buffer_and_keeps_what_came_before_a_break():
+    with talking_to([b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"a" * 40]) as (_, conn):
+        response = get(conn)
+        buffer = bytearray(1000)
+        assert response.readinto(buffer) == 40 and buffer[:40] == b"a" * 40  # not lost with the connection
+        with pytest.raises(IncompleteBody):
+            response.readinto(buffer)
+
+
+def test_readinto_stops_at_the_body_end():
+    with talking_to([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK"]) as (_, conn):
+        response = get(conn)
+        buffer = bytearray(100)
+        assert response.readinto(buffer) == 5 and bytes(buffer[:5]) == b"hello"
+        assert response.readinto(buffer) == 0 and response.isclosed()
+
+
 def test_errors_are_connection_errors():
     assert issubclass(ProtocolError, OSError) and issubclass(RemoteClosed, ConnectionResetError)
 
