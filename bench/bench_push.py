@@ -4,7 +4,8 @@
 The image (gzip layers made from host folders such as /usr/lib/python3.11, /usr/lib/gcc and
 /usr/share/locale, over 50 MB compressed, no network needed) is built once and cached in
 bench/.cache/push-image (an OCI layout). Each run uses the CNCF registry (`docker-registry`)
-on 127.0.0.1 with its storage on tmpfs, and times, alternating the two tools, median of
+on 127.0.0.1 with its storage on tmpfs, serving plain HTTP and then TLS (a CA of the
+benchmark's own, given to both tools), and times, alternating the two tools, median of
 BENCH_RUNS (default 5) runs:
 
   cold  into an empty registry (a fresh registry per tool for each run: every blob travels)
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -46,6 +48,7 @@ LAYERS = [  # base first; folders missing on a host are skipped
 ]
 MIN_SIZE = 50 << 20
 PUSH = [sys.executable, os.path.join(ROOT, "bin", "oci-push")]  # the launcher, as users run it
+CASES = ("cold http", "warm http", "cold https", "warm https")
 
 
 def _timed(argv: list[str]) -> float:
@@ -57,13 +60,15 @@ def _timed(argv: list[str]) -> float:
     return elapsed
 
 
-def ocikit(host: str, repo: str) -> list[str]:
-    return PUSH + ["--insecure", "-q", f"{CACHE}:{TAG}", f"{host}/{repo}:{TAG}"]
+def ocikit(registry: Any, repo: str) -> list[str]:
+    trust = ["--cert-dir", registry.cert_dir] if registry.scheme == "https" else ["--insecure"]
+    return PUSH + [*trust, "-q", f"{CACHE}:{TAG}", f"{registry.host}/{repo}:{TAG}"]
 
 
-def skopeo(host: str, repo: str) -> list[str]:
-    return ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--preserve-digests",
-            f"oci:{CACHE}:{TAG}", f"docker://{host}/{repo}:{TAG}"]
+def skopeo(registry: Any, repo: str) -> list[str]:
+    trust = ["--dest-cert-dir", registry.cert_dir] if registry.scheme == "https" else ["--dest-tls-verify=false"]
+    return ["skopeo", "copy", "--quiet", *trust, "--preserve-digests", f"oci:{CACHE}:{TAG}",
+            f"docker://{registry.host}/{repo}:{TAG}"]
 
 
 def main() -> None:
@@ -76,36 +81,39 @@ def main() -> None:
                    check=True)
     size, count = hostimage.size(CACHE, TAG)
     tools = {"oci-push": ocikit, "skopeo": skopeo}
-    cold: dict[str, list[float]] = {name: [] for name in tools}
-    warm: dict[str, list[float]] = {name: [] for name in tools}
+    times: dict[str, list[float]] = {f"{name} {case}": [] for name in tools for case in CASES}
     floors: dict[str, list[float]] = {name: [] for name in floor.COMMANDS}
     work = tempfile.mkdtemp(prefix="bench-push-", dir=SCRATCH)
     try:
         for run in range(RUNS):
-            order = list(tools) if run % 2 == 0 else list(reversed(tools))
-            registries = {name: start_registry(os.path.join(work, f"{name}-{run}")) for name in order}
-            try:
-                for name in order:
-                    cold[name].append(_timed(tools[name](registries[name].host, "bench/cold")))
-                for _ in range(WARM):
+            for tls in (False, True):
+                scheme = "https" if tls else "http"
+                order = list(tools) if run % 2 == 0 else list(reversed(tools))
+                registries = {name: start_registry(os.path.join(work, f"{name}-{scheme}-{run}"), tls=tls)
+                              for name in order}
+                try:
                     for name in order:
-                        warm[name].append(_timed(tools[name](registries[name].host, "bench/cold")))
-                    for name, command in floor.COMMANDS.items():
-                        floors[name].append(_timed(command))
-            finally:
-                for name, registry in registries.items():
-                    registry.stop()
-                    shutil.rmtree(os.path.join(work, f"{name}-{run}"), ignore_errors=True)
+                        times[f"{name} cold {scheme}"].append(_timed(tools[name](registries[name], "bench/cold")))
+                    for _ in range(WARM):
+                        for name in order:
+                            times[f"{name} warm {scheme}"].append(_timed(tools[name](registries[name], "bench/cold")))
+                        if not tls:
+                            for name, command in floor.COMMANDS.items():
+                                floors[name].append(_timed(command))
+                finally:
+                    for name, registry in registries.items():
+                        registry.stop()
+                        shutil.rmtree(os.path.join(work, f"{name}-{scheme}-{run}"), ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"bench_push: {count} layers, {size / 1e6:.1f} MB compressed, median of {RUNS} runs "
-          f"({RUNS * WARM} warm), registry on tmpfs")
-    print(f"{'case':<6} {'oci-push':>10} {'skopeo':>10} {'ratio':>7}")
-    for case, times in (("cold", cold), ("warm", warm)):
-        ours, theirs = statistics.median(times["oci-push"]), statistics.median(times["skopeo"])
-        print(f"{case:<6} {ours:>9.3f}s {theirs:>9.3f}s {ours / theirs:>6.2f}x")
-    print(floor.report(floors, statistics.median(warm["oci-push"])))
+          f"({RUNS * WARM} warm), registry on tmpfs, plain HTTP and TLS")
+    print(f"{'case':<11} {'oci-push':>10} {'skopeo':>10} {'ratio':>7}")
+    for case in CASES:
+        ours, theirs = statistics.median(times[f"oci-push {case}"]), statistics.median(times[f"skopeo {case}"])
+        print(f"{case:<11} {ours:>9.3f}s {theirs:>9.3f}s {ours / theirs:>6.2f}x")
+    print(floor.report(floors, statistics.median(times["oci-push warm http"])))
 
 
 if __name__ == "__main__":
