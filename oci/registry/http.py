@@ -161,6 +161,7 @@ class Transport:
         self._busy: set[Connection] = set()
         self._lock = allocate_lock()
         self._contexts: dict[str, ssl.SSLContext] = {}
+        self._aborted = False
         # (method, url) -> (headers, connection, whether it was kept alive) of requests sent ahead
         self._ahead: dict[tuple[str, str], tuple[dict[str, str], Connection, bool]] = {}
 
@@ -213,8 +214,10 @@ class Transport:
         conn.close()
 
     def abort(self) -> None:
-        """Cut every connection in use, so threads blocked reading from them fail at once."""
+        """Cut every connection in use, so threads blocked reading from them fail at once; from
+        now on a failed request is not tried again."""
         with self._lock:
+            self._aborted = True
             busy = list(self._busy)
         for conn in busy:
             if conn.sock is not None:
@@ -252,13 +255,13 @@ class Transport:
             try:
                 response = self._send(method, url, headers or {}, body)
             except OSError as err:  # (a TLS verification error is a ValueError too)
-                if last or _is_tls_error(err):  # TLS trouble does not heal by waiting
+                if last or _is_tls_error(err) or self._aborted:  # TLS trouble does not heal by waiting
                     raise HttpError(f"{method} {redact(url)}: {describe_error(err)}") from None
                 self.pause(attempt, None, f"{method} {redact(url)}: {describe_error(err)}")
                 continue
             except ValueError as err:  # a URL or header no request can carry: asking again does not help
                 raise HttpError(f"{method} {redact(url)}: {err}") from None
-            if response.status in RETRY_STATUSES and not last:
+            if response.status in RETRY_STATUSES and not last and not self._aborted:
                 retry_after = parse_retry_after(response.header("Retry-After"))
                 response.drain()
                 if retry_after is not None and retry_after > MAX_RETRY_AFTER:

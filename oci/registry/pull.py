@@ -285,10 +285,12 @@ class Puller:
 
     def _transfer(self, missing: list[Descriptor], layout: Layout, plan: Plan) -> None:
         import threading
-        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+        from concurrent.futures import FIRST_EXCEPTION, wait
+
+        from .workers import transfer_pool
 
         self._stop = stop = threading.Event()
-        pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(missing)), thread_name_prefix="oci-fetch")
+        pool = transfer_pool(min(self.jobs, len(missing)), "oci-fetch")
         try:
             futures = [pool.submit(self._fetch_blob, d, layout, d.digest in plan.configs) for d in missing]
             wait(futures, return_when=FIRST_EXCEPTION)

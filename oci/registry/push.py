@@ -210,11 +210,13 @@ class Pusher:
         if not blobs:
             return
         import threading
-        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+        from concurrent.futures import FIRST_EXCEPTION, wait
+
+        from .workers import transfer_pool
 
         self._stop = threading.Event()
         first, *rest = blobs
-        pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(blobs)), thread_name_prefix="oci-push")
+        pool = transfer_pool(min(self.jobs, len(blobs)), "oci-push")
         try:
             futures = [pool.submit(self._ensure_blob, first, sources, result, True)]
             futures += [pool.submit(self._ensure_blob, blob, sources, result) for blob in rest]
