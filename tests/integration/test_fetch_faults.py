@@ -104,8 +104,11 @@ def test_ctrl_c_leaves_the_layout_valid(fault_proxy, image, tmp_path):
     out = tmp_path / "out"
     images.build_image(str(out), "old", layers=[{"old": b"old"}])
     before = snapshot(str(out))
+    # Ctrl-C as a terminal sends it: SIGINT in its default disposition, even when this test
+    # runs in a background job (which starts with SIGINT ignored, as its children would).
     proc = subprocess.Popen(command("fetch") + ["--insecure", ref(fault_proxy), str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 20
     while fault_proxy.count("GET", "/blobs/") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)  # the small blobs are through; the big one is stalled
