@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 MAX_LINE = 16 << 10  # status line, one header line, one chunk-size line
 MAX_HEADERS = 128  # header lines in one response (and in trailers)
+MAX_INTERIM = 8  # 1xx answers before the final one
 SEND_BLOCK = 1 << 20
 RECV_BUFFER = 1 << 16
 
@@ -71,20 +72,19 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._fields)
-
 
 class Response:
     """One response: its head read on construction, its body read by the caller."""
 
     def __init__(self, fp: BinaryIO, method: str) -> None:
         self._fp: BinaryIO | None = fp
-        while True:  # skip interim 1xx answers
+        for _ in range(MAX_INTERIM + 1):  # interim 1xx answers are skipped, a few of them
             version, self.status, self.reason = _status_line(fp)
             self.headers = Headers(_fields(fp))
             if not 100 <= self.status < 200:
                 break
+        else:
+            raise ProtocolError(f"more than {MAX_INTERIM} interim (1xx) answers")
         self.will_close = version == "HTTP/1.0" or "close" in _tokens(self.headers.get_all("connection"))
         self._chunked = False
         self._chunk_left = 0

@@ -143,6 +143,7 @@ def test_repeated_headers_are_kept():
     (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", IncompleteBody),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nshort", IncompleteBody),
     (b"HTTP/1.1 200 OK\r\nContent-Le", IncompleteBody),
+    (b"HTTP/1.1 100 Continue\r\n\r\n" * 9 + b"HTTP/1.1 200 OK\r\n\r\n", ProtocolError),
     (b"", RemoteClosed),
 ])
 def test_hostile_answers_are_errors(answer, error):
