@@ -46,6 +46,7 @@ SUPPORTED: dict[str, Any] = {
             "pids": {"limit": ANY},
             "cpu": {"shares": ANY, "quota": ANY, "period": ANY, "cpus": ANY, "mems": ANY},
             "devices": ANY,
+            "unified": ANY,
         },
         "seccomp": {"defaultAction": ANY, "defaultErrnoRet": ANY, "architectures": ANY, "flags": ANY,
                     "syscalls": [{"names": ANY, "action": ANY, "errnoRet": ANY, "args": ANY}]},

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 # What `update` can change: the part of linux.resources that oci-run implements, as
 # oci.runtime.config.SUPPORTED describes it (True: any value).
 UPDATABLE: dict[str, Any] = {"memory": {"limit": True, "reservation": True, "swap": True}, "pids": {"limit": True},
-                              "cpu": {"shares": True, "quota": True, "period": True, "cpus": True, "mems": True}}
+                              "cpu": {"shares": True, "quota": True, "period": True, "cpus": True, "mems": True},
+                              "unified": True}
 SIGKILL = 9  # the signal module's import (enum) costs more than a pause
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
@@ -150,7 +151,7 @@ def load_resources(data: bytes, source: str) -> dict[str, Any]:
     unknown = unsupported_fields(resources, UPDATABLE)
     if unknown:
         raise Unsupported(f"{source}: {unknown[0]}: oci-run cannot update this (it updates memory limit, "
-                          f"reservation and swap, pids limit, cpu shares, quota, period, cpus and mems)")
+                          f"reservation and swap, pids limit, cpu shares, quota, period, cpus and mems, unified)")
     return resources
 
 
@@ -158,7 +159,7 @@ def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> N
     """Apply new limits to a live container's cgroup; 0 (or absent) leaves a value as it is, as with runc."""
     changes: dict[str, Any] = {}
     for group, fields in UPDATABLE.items():
-        wanted = {k: v for k, v in (resources.get(group) or {}).items() if k in fields and v != 0}
+        wanted = {k: v for k, v in (resources.get(group) or {}).items() if (fields is True or k in fields) and v != 0}
         if wanted:
             changes[group] = wanted
     with store.lock(container_id):

@@ -191,6 +191,17 @@ def test_update_of_cpu_shares_quota_period_and_cpuset(oci, bundle, tmp_path):
     assert cgroup_file("cpu", path, "cpu.cfs_quota_us") == "-1"
 
 
+@pytest.mark.skipif(not V1, reason="the refusal of a cgroup v1 host")
+def test_unified_resources_need_cgroup_v2(oci, bundle):
+    cid = unique_id("ocirun-ctl")
+    bundle.config["linux"]["cgroupsPath"] = f"/ocikit-ctl/{cid}"
+    bundle.config["linux"]["resources"]["unified"] = {"memory.high": "1000000"}
+    bundle.args("true").write()
+    result = oci("run", "--bundle", str(bundle.path), cid)
+    assert result.returncode != 0 and "/linux/resources/unified: needs cgroup v2" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and oci("state", cid).returncode == 3
+
+
 def test_ps_lists_the_containers_processes(oci, bundle):
     cid, path = started(oci, bundle, "sh", "-c", "sleep 100 & exec sleep 101")
     init = oci.state(cid)["pid"]
@@ -263,13 +274,14 @@ def test_events_report_an_oom_kill(oci, bundle):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.access(CG2VM, os.X_OK), reason="cg2vm is not installed on this machine")
 def test_pause_resume_update_events_on_cgroup_v2(tmp_path, monkeypatch):
-    """One VM boot: freeze and thaw through cgroup.freeze, limits changed in memory.max, pids.max, cpu.max,
-    cpu.weight and cpuset.cpus."""
+    """One VM boot: linux.resources.unified applied at create, freeze and thaw through cgroup.freeze,
+    limits changed in memory.max, pids.max, cpu.max, cpu.weight and cpuset.cpus."""
     bundle = Bundle(tmp_path / "bundle", make_rootfs(tmp_path / "template"))
     cid = unique_id("ocirun-ctl")
     path = f"/ocikit-ctl2/{cid}"
     bundle.config["linux"]["cgroupsPath"] = path
-    bundle.config["linux"]["resources"].update({"memory": {"limit": 64 << 20}, "pids": {"limit": 20}})
+    bundle.config["linux"]["resources"].update({"memory": {"limit": 64 << 20}, "pids": {"limit": 20},
+                                                "unified": {"memory.high": str(60 << 20)}})
     bundle.args("sleep", "100").write()
     monkeypatch.setenv("OCIKIT_CACHE_DIR", str(tmp_path / "cache"))
     schema.load_file(str(bundle.path / "config.json"), "runtime-config", remember=True)
@@ -277,6 +289,7 @@ def test_pause_resume_update_events_on_cgroup_v2(tmp_path, monkeypatch):
     cg = f"/sys/fs/cgroup{path}"
     script = "; ".join([
         f"{run} run -d -b {bundle.path} {cid} </dev/null >/dev/null",
+        f"echo memory.high=$(cat {cg}/memory.high)",
         f"{run} pause {cid} && echo paused-rc=0",
         f"{run} state {cid} | grep -o '\"status\": \"[a-z]*\"' | tr -d '\" '",
         f"grep frozen {cg}/cgroup.events | tr ' ' =",
@@ -293,10 +306,10 @@ def test_pause_resume_update_events_on_cgroup_v2(tmp_path, monkeypatch):
                             capture_output=True, text=True, timeout=200)
     assert result.returncode in (0, 1), result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    assert lines[:8] == ["paused-rc=0", "status:paused", "frozen=1", "frozen=0",
-                         f"memory.max={32 << 20} pids.max=10", "cpu.max=50000 100000 weight=20 cpus=0", lines[6],
+    assert lines[:9] == [f"memory.high={60 << 20}", "paused-rc=0", "status:paused", "frozen=1", "frozen=0",
+                         f"memory.max={32 << 20} pids.max=10", "cpu.max=50000 100000 weight=20 cpus=0", lines[7],
                          "deleted-rc=0"], result.stdout + result.stderr[-1000:]
-    stats = json.loads(lines[6])["data"]
+    stats = json.loads(lines[7])["data"]
     assert stats["memory"]["usage"]["limit"] == 32 << 20 and stats["pids"] == {"current": 1, "limit": 10}
     assert "LEFT-BEHIND" not in lines
 

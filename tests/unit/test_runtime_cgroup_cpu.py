@@ -111,3 +111,29 @@ def test_update_flags_become_resources():
     for bad in ("0-", "a", "2-1", "1,,2", ""):
         with pytest.raises(InvalidInput):
             resources_from_flags({"--cpuset-cpus": bad})
+
+
+def test_v2_unified_writes_files_and_enables_their_controller(v2_cpu, tmp_path):
+    cgroup, folder = v2_cpu
+    (folder / "memory.high").write_text("max")
+    cgroup.apply({"pids": {"limit": 5}, "unified": {"memory.high": "50000000", "pids.max": "7"}})
+    assert (folder / "memory.high").read_text() == "50000000"
+    assert (folder / "pids.max").read_text() == "7"  # unified has the last word
+
+
+@pytest.mark.parametrize("key", ["cgroup.procs", "cgroup.subtree_control", "../escape.max", "memory", "memory.",
+                                 "a/b.c", "no.such"])
+def test_v2_unified_refuses_what_is_not_a_controller_file(v2_cpu, key):
+    from oci.linux.cgroups.base import CgroupError
+
+    cgroup, _ = v2_cpu
+    with pytest.raises(CgroupError, match="unified"):
+        cgroup.apply({"unified": {key: "1"}})
+
+
+def test_v1_refuses_unified(v1_cpu):
+    from oci.linux.cgroups.base import CgroupError
+
+    cgroup, _ = v1_cpu
+    with pytest.raises(CgroupError, match="needs cgroup v2"):
+        cgroup.apply({"unified": {"memory.high": "1"}})

@@ -61,6 +61,7 @@ class V1Manager(Manager):
             write(os.path.join(path, "cgroup.procs"), str(pid))
 
     def apply(self, resources: dict[str, Any]) -> None:
+        self._refuse_unified(resources)
         memory = resources.get("memory") or {}
         if memory:
             folder = self.controller_dir("memory")
@@ -121,6 +122,11 @@ class V1Manager(Manager):
 
     # Pause, resume, update and statistics.
 
+    @staticmethod
+    def _refuse_unified(resources: dict[str, Any]) -> None:
+        if resources.get("unified"):
+            raise CgroupError("cgroup: /linux/resources/unified: needs cgroup v2 (this host mounts cgroup v1)")
+
     def _write_cpu(self, cpu: dict[str, Any]) -> None:
         """CPU shares, CFS period and quota, cpuset cpus and mems; 0 or "" leaves a value alone, as runc."""
         cpu = {key: value for key, value in cpu.items() if value}
@@ -162,6 +168,7 @@ class V1Manager(Manager):
         wait_for(lambda: read_text(state) == "THAWED", f"thaw {state}")
 
     def update(self, resources: dict[str, Any]) -> None:
+        self._refuse_unified(resources)
         memory = resources.get("memory") or {}
         if memory:
             folder = self._need("memory")

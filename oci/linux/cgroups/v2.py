@@ -79,6 +79,7 @@ class V2Manager(Manager):
         if "limit" in pids:
             self._enable("pids")
             write(os.path.join(self.dir, "pids.max"), _value(pids["limit"]))
+        self._write_unified(resources.get("unified") or {})
 
     def _write_cpu(self, cpu: dict[str, Any], live: bool) -> None:
         """cpu.weight and cpu.max from shares, quota and period, cpuset.cpus and .mems; 0 or "" leaves a
@@ -101,6 +102,26 @@ class V2Manager(Manager):
             for key in ("cpus", "mems"):
                 if key in cpu:
                     write(os.path.join(self.dir, f"cpuset.{key}"), cpu[key])
+
+    def _write_unified(self, unified: dict[str, str]) -> None:
+        """linux.resources.unified: each key a file of the container's cgroup, written last so that
+        it has the final word, its controller enabled first. Keys of the cgroup core (cgroup.*),
+        which move processes or change the tree, are refused, and so is anything but a plain
+        `controller.name`."""
+        for key, value in unified.items():
+            controller, dot, name = key.partition(".")
+            if not (controller.isalnum() and dot and name) or "/" in key or controller == "cgroup":
+                raise CgroupError(f"cgroup: /linux/resources/unified/{key}: not a controller's interface file")
+            path = os.path.join(self.dir, key)
+            if not os.path.exists(path):
+                try:
+                    self._enable(controller)
+                except CgroupError:
+                    raise CgroupError(f"cgroup: /linux/resources/unified/{key}: the {controller} controller "
+                                      "is not available") from None
+                if not os.path.exists(path):
+                    raise CgroupError(f"cgroup: /linux/resources/unified/{key}: no such file in {self.dir}")
+            write(path, value)
 
     def pids(self) -> list[int]:
         return self._read_pids(os.path.join(self.dir, "cgroup.procs"))
@@ -153,6 +174,7 @@ class V2Manager(Manager):
         if "limit" in pids:
             self._enable("pids")
             write(os.path.join(self.dir, "pids.max"), _value(pids["limit"]))
+        self._write_unified(resources.get("unified") or {})
 
     def oom_kills(self) -> int:
         return read_keyed(os.path.join(self.dir, "memory.events")).get("oom_kill", 0)
