@@ -17,10 +17,10 @@ from typing import Any, Mapping, NamedTuple, Sequence
 from oci.bundle import convert, defaults, etcfiles, options, users
 from oci.bundle.inroot import open_in_root
 from oci.errors import InvalidInput, NotFound, Unsupported, UsageError
+from oci.linux.cgroups.base import is_cpu_list
 
 ROOTFS_MOUNT_ANNOTATION = "org.ocikit.rootfs.mount"
 TMPFS_DEFAULTS = ["nosuid", "nodev", "noexec"]
-CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 SKIPPED_HOST_DEVICES = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev", "console"}
@@ -297,7 +297,7 @@ def _resources(cfg: dict[str, Any], opts: BundleOptions) -> None:
             raise InvalidInput("--cpu-shares must be at least 2")
         cpu["shares"] = opts.cpu_shares
     if opts.cpuset_cpus:
-        if not CPUSET.match(opts.cpuset_cpus):
+        if not is_cpu_list(opts.cpuset_cpus):
             raise InvalidInput(f"invalid --cpuset-cpus {opts.cpuset_cpus!r}: expected a list like 0-2,4")
         cpu["cpus"] = opts.cpuset_cpus
     if cpu:

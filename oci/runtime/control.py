@@ -118,21 +118,15 @@ def resources_from_flags(flags: dict[str, str | int | None]) -> dict[str, Any]:
     if flags.get("--pids-limit") is not None:
         resources["pids"] = {"limit": flags["--pids-limit"]}
     cpu = {key: flags[flag] for key, flag in CPU_FLAGS if flags.get(flag) is not None}
+    from oci.linux.cgroups.base import is_cpu_list
+
     for key in ("cpus", "mems"):
-        if key in cpu and not _is_cpu_list(str(cpu[key])):
+        if key in cpu and not is_cpu_list(str(cpu[key])):
             raise InvalidInput(f"--cpuset-{key}: invalid list {cpu[key]!r} (for example 0-2,4)")
     if cpu:
         resources["cpu"] = cpu
     return resources
 
-
-def _is_cpu_list(text: str) -> bool:
-    """Whether `text` is a kernel cpu or node list: numbers and ranges separated by commas."""
-    for part in text.split(","):
-        low, dash, high = part.partition("-")
-        if not low.isdigit() or (dash and not (high.isdigit() and int(low) <= int(high))):
-            return False
-    return True
 
 
 def load_resources(data: bytes, source: str) -> dict[str, Any]:

@@ -40,6 +40,17 @@ def mounted_hierarchies() -> list[tuple[str, str, set[str]]]:
     return found
 
 
+def is_cpu_list(text: str) -> bool:
+    """Whether `text` is a kernel cpu or memory-node list (cpuset.cpus, cpuset.mems): numbers and
+    ascending ranges separated by commas, such as 0-2,4."""
+    for part in text.split(","):
+        low, dash, high = part.partition("-")
+        if not (low.isascii() and low.isdigit()) or (dash and not (high.isascii() and high.isdigit()
+                                                                   and int(low) <= int(high))):
+            return False
+    return True
+
+
 def write(path: str, value: str) -> None:
     """Write `value` to a cgroup file in one write(2) (os-level: no buffered text file around it)."""
     try:
