@@ -89,6 +89,10 @@ def parser() -> ocicli.Parser:
     g.add_argument("--cpuset-cpus", metavar="LIST", help="CPUs allowed (0-2,4)")
     g.add_argument("--pids-limit", type=int, metavar="N", help="maximum number of tasks (-1: unlimited)")
     g.add_argument("--device", action="append", default=[], metavar="HOST[:CONTAINER[:rwm]]", help="a host device")
+    for flag, unit in (("--device-read-bps", "bytes"), ("--device-write-bps", "bytes"),
+                       ("--device-read-iops", "operations"), ("--device-write-iops", "operations")):
+        g.add_argument(flag, action="append", default=[], metavar="DEVICE:RATE",
+                       help=f"{flag[9:].replace('-', ' ')} limit of a block device, in {unit} per second")
     g = p.add_argument_group("filesystems")
     g.add_argument("-v", "--volume", action="append", default=[], metavar="[SRC:]DST[:OPTS]",
                    help="a bind mount (absolute SRC), named volume (NAME) or anonymous volume")
@@ -180,6 +184,8 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
         hostname=args.hostname, read_only=args.read_only, cap_add=args.cap_add, cap_drop=args.cap_drop,
         devices=args.device, memory=args.memory, memory_swap=args.memory_swap, cpus=args.cpus,
         cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus, pids_limit=args.pids_limit, ulimits=args.ulimit,
+        device_read_bps=args.device_read_bps, device_write_bps=args.device_write_bps,
+        device_read_iops=args.device_read_iops, device_write_iops=args.device_write_iops,
         sysctls=args.sysctl, volumes=args.volume, mounts=args.mount, tmpfs=args.tmpfs,
         security_opts=args.security_opt, privileged=args.privileged, uid_maps=uid_maps, gid_maps=gid_maps,
         network=args.network, publish=args.publish, name=args.name, aliases=args.aliases, add_hosts=args.add_host,

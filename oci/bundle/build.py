@@ -49,6 +49,10 @@ class BundleOptions(NamedTuple):
     cpu_shares: int | None = None
     cpuset_cpus: str | None = None
     pids_limit: int | None = None
+    device_read_bps: Sequence[str] = ()
+    device_write_bps: Sequence[str] = ()
+    device_read_iops: Sequence[str] = ()
+    device_write_iops: Sequence[str] = ()
     ulimits: Sequence[str] = ()
     sysctls: Sequence[str] = ()
     volumes: Sequence[str] = ()
@@ -304,6 +308,13 @@ def _resources(cfg: dict[str, Any], opts: BundleOptions) -> None:
         resources["cpu"] = cpu
     if opts.pids_limit is not None:
         resources["pids"] = {"limit": opts.pids_limit if opts.pids_limit > 0 else -1}
+    block_io = {key: [options.parse_throttle(text, flag) for text in texts] for key, flag, texts in (
+        ("throttleReadBpsDevice", "--device-read-bps", opts.device_read_bps),
+        ("throttleWriteBpsDevice", "--device-write-bps", opts.device_write_bps),
+        ("throttleReadIOPSDevice", "--device-read-iops", opts.device_read_iops),
+        ("throttleWriteIOPSDevice", "--device-write-iops", opts.device_write_iops)) if texts}
+    if block_io:
+        resources["blockIO"] = block_io
 
 
 def _swap_accounting() -> bool:

@@ -104,6 +104,27 @@ def parse_device(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return device, rule
 
 
+def parse_throttle(text: str, flag: str) -> dict[str, Any]:
+    """`PATH:RATE` of --device-{read,write}-{bps,iops} -> a linux.resources.blockIO throttle entry
+    (RATE a size like 1mb for bps, a number for iops)."""
+    path, colon, rate_text = text.rpartition(":")
+    if not colon or not path:
+        raise InvalidInput(f"invalid {flag} {text!r}: expected DEVICE:RATE")
+    if flag.endswith("bps"):
+        rate = parse_bytes(rate_text, flag)
+    elif rate_text.isdigit():
+        rate = int(rate_text)
+    else:
+        raise InvalidInput(f"invalid {flag} {text!r}: the rate must be a number of operations per second")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise NotFound(f"{flag}: {path}: no such file") from None
+    if not stat.S_ISBLK(st.st_mode):
+        raise InvalidInput(f"{flag}: {path}: not a block device")
+    return {"major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev), "rate": rate}
+
+
 def parse_ulimit(text: str) -> dict[str, Any]:
     """`nofile=1024[:2048]` -> an rlimit entry (`unlimited` or -1 for no limit)."""
     name, sep, values = text.partition("=")

@@ -47,6 +47,8 @@ SUPPORTED: dict[str, Any] = {
             "cpu": {"shares": ANY, "quota": ANY, "period": ANY, "cpus": ANY, "mems": ANY},
             "devices": ANY,
             "unified": ANY,
+            "blockIO": {"throttleReadBpsDevice": ANY, "throttleWriteBpsDevice": ANY,
+                        "throttleReadIOPSDevice": ANY, "throttleWriteIOPSDevice": ANY},
         },
         "seccomp": {"defaultAction": ANY, "defaultErrnoRet": ANY, "architectures": ANY, "flags": ANY,
                     "syscalls": [{"names": ANY, "action": ANY, "errnoRet": ANY, "args": ANY}]},

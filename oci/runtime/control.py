@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 # oci.runtime.config.SUPPORTED describes it (True: any value).
 UPDATABLE: dict[str, Any] = {"memory": {"limit": True, "reservation": True, "swap": True}, "pids": {"limit": True},
                               "cpu": {"shares": True, "quota": True, "period": True, "cpus": True, "mems": True},
-                              "unified": True}
+                              "unified": True,
+                              "blockIO": {"throttleReadBpsDevice": True, "throttleWriteBpsDevice": True,
+                                          "throttleReadIOPSDevice": True, "throttleWriteIOPSDevice": True}}
 SIGKILL = 9  # the signal module's import (enum) costs more than a pause
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
@@ -145,7 +147,8 @@ def load_resources(data: bytes, source: str) -> dict[str, Any]:
     unknown = unsupported_fields(resources, UPDATABLE)
     if unknown:
         raise Unsupported(f"{source}: {unknown[0]}: oci-run cannot update this (it updates memory limit, "
-                          f"reservation and swap, pids limit, cpu shares, quota, period, cpus and mems, unified)")
+                          f"reservation and swap, pids limit, cpu shares, quota, period, cpus and mems, block I/O "
+                          f"throttles, unified)")
     return resources
 
 

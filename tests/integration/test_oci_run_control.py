@@ -48,7 +48,7 @@ def oci(tmp_path):
 
 
 def started(oci: OciRun, bundle: Bundle, *args: str, memory: int | None = None, pids: int | None = None,
-            cpu: dict | None = None) -> tuple[str, str]:
+            cpu: dict | None = None, block_io: dict | None = None) -> tuple[str, str]:
     """A detached container running ARGS in the cgroup /ocikit-ctl/ID: (id, cgroup path)."""
     cid = unique_id("ocirun-ctl")
     path = f"/ocikit-ctl/{cid}"
@@ -59,6 +59,8 @@ def started(oci: OciRun, bundle: Bundle, *args: str, memory: int | None = None, 
         bundle.config["linux"]["resources"]["pids"] = {"limit": pids}
     if cpu is not None:
         bundle.config["linux"]["resources"]["cpu"] = cpu
+    if block_io is not None:
+        bundle.config["linux"]["resources"]["blockIO"] = block_io
     bundle.args(*args).write()
     result = oci("run", "-d", "--bundle", str(bundle.path), cid)
     assert result.returncode == 0, result.stderr
@@ -156,7 +158,7 @@ def test_update_changes_limits_and_refuses_what_it_cannot_apply(oci, bundle, tmp
     assert cgroup_file("pids", path, "pids.max") == "max"
 
     unknown = oci("update", "--resources", "-", cid, input=b'{"blockIO": {"weight": 500}}')
-    assert unknown.returncode == 8 and "<stdin>: /blockIO:" in unknown.stderr
+    assert unknown.returncode == 8 and "<stdin>: /blockIO/weight:" in unknown.stderr
     invalid = oci("update", "-r", "-", cid, input=b'{"memory": {"limit": "lots"}}')
     assert invalid.returncode == 2 and "<stdin>: /memory/limit:" in invalid.stderr
     flag = oci("update", "--blkio-weight", "500", cid)
@@ -189,6 +191,28 @@ def test_update_of_cpu_shares_quota_period_and_cpuset(oci, bundle, tmp_path):
         == ["512", "150000", "100000"]  # shares 0: left alone, as runc
     assert oci("update", "--cpu-quota", "-1", cid).returncode == 0
     assert cgroup_file("cpu", path, "cpu.cfs_quota_us") == "-1"
+
+
+def block_device() -> tuple[int, int]:
+    """(major, minor) of a block device of this host (a disk, or else a loop device)."""
+    found = sorted(Path("/sys/block").iterdir(), key=lambda p: p.name.startswith(("loop", "zram", "ram")))
+    major, minor = found[0].joinpath("dev").read_text().split(":")
+    return int(major), int(minor)
+
+
+@pytest.mark.skipif(not V1, reason="blkio.throttle files of a cgroup v1 host (v2: the unit tests' io.max)")
+def test_block_io_throttles_at_create_and_update(oci, bundle, tmp_path):
+    major, minor = block_device()
+    throttle = {"throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1 << 20}]}
+    cid, path = started(oci, bundle, "sleep", "100", block_io=throttle)
+    assert cgroup_file("blkio", path, "blkio.throttle.read_bps_device") == f"{major}:{minor} {1 << 20}"
+    resources = tmp_path / "resources.json"
+    resources.write_text(json.dumps({"blockIO": {
+        "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 2 << 20}],
+        "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 50}]}}))
+    assert oci("update", "-r", str(resources), cid).returncode == 0
+    assert cgroup_file("blkio", path, "blkio.throttle.read_bps_device") == f"{major}:{minor} {2 << 20}"
+    assert cgroup_file("blkio", path, "blkio.throttle.write_iops_device") == f"{major}:{minor} 50"
 
 
 @pytest.mark.skipif(not V1, reason="the refusal of a cgroup v1 host")

@@ -164,6 +164,19 @@ def test_resources(make):
         make(memory_swap="1g")
 
 
+@pytest.mark.root
+def test_block_io_throttles(make, tmp_path):
+    import stat
+
+    disk = tmp_path / "disk"
+    os.mknod(disk, stat.S_IFBLK | 0o600, os.makedev(7, 201))
+    config = make(device_read_bps=[f"{disk}:10mb"], device_write_iops=[f"{disk}:200"])
+    assert config["linux"]["resources"]["blockIO"] == {
+        "throttleReadBpsDevice": [{"major": 7, "minor": 201, "rate": 10 << 20}],
+        "throttleWriteIOPSDevice": [{"major": 7, "minor": 201, "rate": 200}]}
+    schema.validate(config, "runtime-config", "config.json")
+
+
 def test_mounts(make, tmp_path):
     host = tmp_path / "host"
     host.mkdir()

@@ -37,6 +37,21 @@ def test_env_file(tmp_path):
         options.read_env_file(str(tmp_path / "nope"), {})
 
 
+@pytest.mark.root
+def test_throttle(tmp_path):
+    import stat
+
+    disk = tmp_path / "disk"
+    os.mknod(disk, stat.S_IFBLK | 0o600, os.makedev(7, 200))
+    assert options.parse_throttle(f"{disk}:1mb", "--device-read-bps") == {"major": 7, "minor": 200, "rate": 1 << 20}
+    assert options.parse_throttle(f"{disk}:300", "--device-write-iops") == {"major": 7, "minor": 200, "rate": 300}
+    for bad in (f"{disk}", f"{disk}:fast", "/dev/null:1mb", f"{disk}:1.5"):
+        with pytest.raises(InvalidInput):
+            options.parse_throttle(bad, "--device-write-iops" if bad.endswith("1.5") else "--device-read-bps")
+    with pytest.raises(NotFound):
+        options.parse_throttle("/dev/does-not-exist:1mb", "--device-read-bps")
+
+
 def test_env_entry():
     assert options.parse_env_entry("A=b", {}, "-e") == "A=b"
     assert options.parse_env_entry("HOME", {"HOME": "/h"}, "-e") == "HOME=/h"

@@ -137,3 +137,29 @@ def test_v1_refuses_unified(v1_cpu):
     cgroup, _ = v1_cpu
     with pytest.raises(CgroupError, match="needs cgroup v2"):
         cgroup.apply({"unified": {"memory.high": "1"}})
+
+
+THROTTLES = {"throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}],
+             "throttleWriteIOPSDevice": [{"major": 254, "minor": 0, "rate": 100}]}
+
+
+def test_v1_block_io_throttles(tmp_path, monkeypatch):
+    replace_on_write(monkeypatch, oci.linux.cgroups.v1)
+    folder = tmp_path / "blkio" / "ocikit" / "c1"
+    folder.mkdir(parents=True)
+    cgroup = V1Manager("/ocikit/c1", [("cgroup", str(tmp_path / "blkio"), {"blkio"})])
+    cgroup.apply({"blockIO": THROTTLES})
+    assert (folder / "blkio.throttle.read_bps_device").read_text() == "254:0 1048576"
+    assert (folder / "blkio.throttle.write_iops_device").read_text() == "254:0 100"
+
+
+def test_v2_block_io_throttles_are_one_io_max_line_per_device(v2_cpu, tmp_path):
+    cgroup, folder = v2_cpu
+    cgroup.apply({"blockIO": THROTTLES})
+    assert (folder / "io.max").read_text() == "254:0 rbps=1048576 wiops=100"
+    assert (tmp_path / "ocikit" / "cgroup.subtree_control").read_text() == "+io"
+
+
+def test_config_accepts_throttles_and_refuses_weights():
+    doc = {"linux": {"resources": {"blockIO": {**THROTTLES, "weight": 500}}}}
+    assert unsupported_fields(doc) == ["/linux/resources/blockIO/weight"]

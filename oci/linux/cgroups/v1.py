@@ -1,4 +1,4 @@
-"""cgroup v1: one directory per mounted hierarchy; memory, pids, cpu and cpuset limits."""
+"""cgroup v1: one directory per mounted hierarchy; memory, pids, cpu, cpuset and block I/O limits."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 # FREEZING: wait a little, thaw and try again, a few times.
 FREEZE_ATTEMPTS, FREEZE_WAIT = 10, 0.5
 
+
+# linux.resources.blockIO throttles -> blkio.throttle.<name>_device
+THROTTLES = {"throttleReadBpsDevice": "read_bps", "throttleWriteBpsDevice": "write_bps",
+             "throttleReadIOPSDevice": "read_iops", "throttleWriteIOPSDevice": "write_iops"}
 
 class V1Manager(Manager):
     """The container's directory in every v1 hierarchy (and the unified one of a hybrid host)."""
@@ -79,6 +83,7 @@ class V1Manager(Manager):
                 else:
                     write(swap_file, str(memory["swap"]))
         self._write_cpu(resources.get("cpu") or {})
+        self._write_block_io(resources.get("blockIO") or {})
         pids = resources.get("pids") or {}
         if "limit" in pids:
             folder = self.controller_dir("pids")
@@ -126,6 +131,13 @@ class V1Manager(Manager):
     def _refuse_unified(resources: dict[str, Any]) -> None:
         if resources.get("unified"):
             raise CgroupError("cgroup: /linux/resources/unified: needs cgroup v2 (this host mounts cgroup v1)")
+
+    def _write_block_io(self, block_io: dict[str, Any]) -> None:
+        """blkio.throttle.* rules, one `MAJOR:MINOR RATE` per device (a rate of 0 removes one)."""
+        for key, name in THROTTLES.items():
+            for entry in block_io.get(key) or []:
+                write(os.path.join(self._need("blkio"), f"blkio.throttle.{name}_device"),
+                      f"{entry['major']}:{entry['minor']} {entry['rate']}")
 
     def _write_cpu(self, cpu: dict[str, Any]) -> None:
         """CPU shares, CFS period and quota, cpuset cpus and mems; 0 or "" leaves a value alone, as runc."""
@@ -190,6 +202,7 @@ class V1Manager(Manager):
             if "reservation" in memory:
                 write(os.path.join(folder, "memory.soft_limit_in_bytes"), str(memory["reservation"]))
         self._write_cpu(resources.get("cpu") or {})
+        self._write_block_io(resources.get("blockIO") or {})
         pids = resources.get("pids") or {}
         if "limit" in pids:
             write(os.path.join(self._need("pids"), "pids.max"), "max" if pids["limit"] <= 0 else str(pids["limit"]))

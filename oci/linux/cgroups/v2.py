@@ -1,4 +1,4 @@
-"""cgroup v2: one directory in the unified hierarchy; memory, pids, cpu and cpuset limits."""
+"""cgroup v2: one directory in the unified hierarchy; memory, pids, cpu, cpuset and io limits."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+
+# linux.resources.blockIO throttles -> io.max keys
+IO_MAX_KEYS = {"throttleReadBpsDevice": "rbps", "throttleWriteBpsDevice": "wbps",
+               "throttleReadIOPSDevice": "riops", "throttleWriteIOPSDevice": "wiops"}
 
 class V2Manager(Manager):
     """The container's directory under the cgroup2 mount."""
@@ -75,6 +79,7 @@ class V2Manager(Manager):
                 elif swap not in (-1, 0):
                     raise CgroupError("cgroup: /linux/resources/memory/swap: swap accounting is off")
         self._write_cpu(resources.get("cpu") or {}, live=False)
+        self._write_block_io(resources.get("blockIO") or {})
         pids = resources.get("pids") or {}
         if "limit" in pids:
             self._enable("pids")
@@ -102,6 +107,18 @@ class V2Manager(Manager):
             for key in ("cpus", "mems"):
                 if key in cpu:
                     write(os.path.join(self.dir, f"cpuset.{key}"), cpu[key])
+
+    def _write_block_io(self, block_io: dict[str, Any]) -> None:
+        """io.max, one line per device with the limits the throttles give (a rate of 0: max)."""
+        limits: dict[str, list[str]] = {}
+        for key, name in IO_MAX_KEYS.items():
+            for entry in block_io.get(key) or []:
+                limits.setdefault(f"{entry['major']}:{entry['minor']}", []).append(
+                    f"{name}={entry['rate'] or 'max'}")
+        if limits:
+            self._enable("io")
+            for device, values in limits.items():
+                write(os.path.join(self.dir, "io.max"), " ".join([device, *values]))
 
     def _write_unified(self, unified: dict[str, str]) -> None:
         """linux.resources.unified: each key a file of the container's cgroup, written last so that
@@ -170,6 +187,7 @@ class V2Manager(Manager):
                 else:
                     write(swap_file, "max" if swap == -1 else str(swap - current))
         self._write_cpu(resources.get("cpu") or {}, live=True)
+        self._write_block_io(resources.get("blockIO") or {})
         pids = resources.get("pids") or {}
         if "limit" in pids:
             self._enable("pids")
