@@ -23,6 +23,7 @@ from collections import namedtuple
 from oci.errors import IntegrityError, NotFound, RegistryError
 
 from . import log, urls
+from .proxy import proxy_for
 from .wire import Connection, split_host
 
 TYPE_CHECKING = False
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from typing import BinaryIO, Callable
 
     from . import wire
-    from .proxy import Proxy
 
     Body = bytes | BinaryIO | None
 
@@ -185,15 +185,7 @@ class Transport:
     def _connect(self, scheme: str, netloc: str) -> Connection:
         tls = self._context(netloc) if scheme == "https" else None
         host, port = split_host(netloc, 443 if tls is not None else 80)
-        return Connection(host, port, self.options.timeout, tls, self._proxy(scheme, netloc))
-
-    def _proxy(self, scheme: str, netloc: str) -> Proxy | None:
-        if not (os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or os.environ.get("HTTP_PROXY")
-                or os.environ.get("http_proxy")):
-            return None  # the common case, without importing the proxy rules
-        from .proxy import proxy_for
-
-        return proxy_for(scheme, netloc)
+        return Connection(host, port, self.options.timeout, tls, proxy_for(scheme, netloc))
 
     def _checkout(self, key: tuple[str, str]) -> tuple[Connection, bool]:
         with self._lock:
