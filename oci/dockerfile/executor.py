@@ -559,7 +559,7 @@ class Executor:
         def work(overlay: Overlay) -> None:
             with Tree(overlay.rootfs) as tree:
                 if tree.stat(workdir) is None:
-                    owner = _owner_of(overlay.rootfs, user) if user else Owner()
+                    owner = Owner(*_owner_of(overlay.rootfs, user)) if user else Owner()
                     os.close(tree.makedirs(workdir, owner))
 
         self._fs_step(state, instruction, key, f"WORKDIR {workdir}", work)

@@ -63,6 +63,7 @@ class Workspace:
         self.count = 0
         self.links: dict[str, str] = {}
         self.mounted: list[Overlay] = []
+        self.runtime_root: str | None = None  # oci-run's state folder, made by the first RUN
 
     def _link(self, layer: str) -> str:
         name = self.links.get(layer)
@@ -126,3 +127,5 @@ class Workspace:
             except OSError:
                 pass
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.runtime_root is not None:
+            shutil.rmtree(self.runtime_root, ignore_errors=True)

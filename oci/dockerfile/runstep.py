@@ -31,6 +31,7 @@ from oci.dockerfile.mounts import Overlay, Workspace
 from oci.dockerfile.tree import Owner, Tree, clean
 from oci.errors import NotFound
 
+RUNTIME_PARENT = "/run/oci-build"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CHECKOUT_BIN = os.path.join(os.path.dirname(os.path.dirname(_HERE)), "bin")
 
@@ -82,9 +83,8 @@ def run(workspace: Workspace, overlay: Overlay, spec: RunSpec, output: int | Non
         net_state_dir=spec.net_state_dir, environ={})
     config = bundles.build(spec.config, overlay.rootfs, bundle, options)
     _write_config(bundle, config)
-    container = f"ocibuild-{secrets.token_hex(8)}"
-    argv = [*command("oci-run"), "--root", os.path.join(workspace.dir, "runtime"), "run", "--bundle", bundle,
-            container]
+    container = f"ocibuild-{secrets.token_hex(6)}"
+    argv = [*command("oci-run"), "--root", runtime_root(workspace), "run", "--bundle", bundle, container]
     if output is None:
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         printed = done.stdout
@@ -94,6 +94,16 @@ def run(workspace: Workspace, overlay: Overlay, spec: RunSpec, output: int | Non
     _drop_mount_points(overlay.upper, before)
     shutil.rmtree(bundle, ignore_errors=True)
     return done.returncode, printed
+
+
+def runtime_root(workspace: Workspace) -> str:
+    """oci-run's state folder for this build: short (its sockets' paths must fit in 108
+    bytes), private to the build, removed with the workspace."""
+    if workspace.runtime_root is None:
+        os.makedirs(RUNTIME_PARENT, mode=0o700, exist_ok=True)
+        workspace.runtime_root = os.path.join(RUNTIME_PARENT, secrets.token_hex(4))
+        os.makedirs(workspace.runtime_root, mode=0o700)
+    return workspace.runtime_root
 
 
 def _write_config(bundle: str, config: dict[str, Any]) -> None:
