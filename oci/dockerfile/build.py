@@ -2,8 +2,9 @@
 
 A build reads the Dockerfile, builds the target stage (and the stages it needs) in the
 cache's layout, writes the final image (or finds it in the cache), and tags it in every
-layout asked for, copying blobs where a layout is not the cache's. As root it runs in a
-mount namespace of its own (see `mounts`): call it from a process that may enter one.
+layout asked for, copying blobs where a layout is not the cache's. The first step that
+mounts layers moves the calling process into a mount namespace of its own (see `mounts`):
+call it from a process that may stay there (a command, or a child process).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def _open_layout(path: str) -> Layout:
 
 def build(options: BuildOptions) -> BuildResult:
     """Build the image the options describe; see the module doc."""
-    from oci.dockerfile import ignore, mounts, parser
+    from oci.dockerfile import ignore, parser
 
     started = time.monotonic()
     targets = _targets(options)
@@ -128,8 +129,6 @@ def build(options: BuildOptions) -> BuildResult:
         if found is None:
             raise NotFound(f"target stage {options.target!r} could not be found")
         stage = found
-    if os.geteuid() == 0:
-        mounts.enter_private_mounts()  # before any thread starts
     progress = options.progress or Progress()
     store = _open_layout(options.cache_dir or targets[0][0])
     cache = BuildCache(store, progress.warn)

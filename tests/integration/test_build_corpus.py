@@ -16,10 +16,10 @@ difference is listed below with what Docker does:
   (classic builder and BuildKit) makes it at the WORKDIR step, and so does oci-build.
 * Env order: buildah moves a variable that ENV sets again to the end of Env; Docker replaces
   it where it was, as oci-build does. Env is compared as a mapping.
-* The escape directive: with a backtick escape directive, buildah still takes an unquoted backslash as an
-  escape character in ENV values (`a\b` becomes `ab`); Docker keeps it, as oci-build does
-  (tests/unit/test_dockerfile_words.py holds that), and an escaped backtick. The corpus
-  quotes its backslashes.
+* The escape directive: with a backtick escape character, buildah still takes an unquoted
+  backslash as an escape in ENV values (`a\b` becomes `ab`) and keeps a doubled backtick
+  doubled; Docker keeps the backslash and reads the backtick pair as one, as oci-build
+  does (tests/unit/test_dockerfile_words.py holds that). The corpus quotes its backslashes.
 * EXPOSE ranges: buildah stores `8000-8002/tcp` as one port; Docker exposes each port of the
   range (8000/tcp, 8001/tcp, 8002/tcp), as oci-build does.
 * Here-documents: buildah 1.28 predates them (buildah 1.33): the `heredocs` case is checked
