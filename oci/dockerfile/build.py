@@ -183,6 +183,8 @@ def _final_image(executor: Executor, state: State, options: BuildOptions) -> Des
         from oci.dockerfile.squash import squash
 
         squash(executor, state)
+    if not state.layers:
+        _empty_layer(executor, state)
     config = state.config
     if options.labels:
         config.setdefault("config", {})["Labels"] = {**(config["config"].get("Labels") or {}), **options.labels}
@@ -196,6 +198,21 @@ def _final_image(executor: Executor, state: State, options: BuildOptions) -> Des
     descriptor = _put_json(settings.store, OCI_MANIFEST, manifest, "manifest")
     settings.cache.put_image(key, descriptor)
     return descriptor
+
+
+def _empty_layer(executor: Executor, state: State) -> None:
+    """One empty layer for an image that has none: the image spec's schema wants a layer."""
+    from oci.build.entry import Policy
+    from oci.build.layer import write_layer
+
+    settings = executor.settings
+    layer = write_layer(settings.store, [], Policy(epoch=settings.epoch), settings.compression)
+    state.layers.append(layer.descriptor)
+    state.config.setdefault("rootfs", {"type": "layers", "diff_ids": []}).setdefault("diff_ids", []).append(
+        str(layer.diff_id))
+    state.config.setdefault("history", []).append(
+        {"created": configs.timestamp(settings.epoch), "created_by": "oci-build: an empty layer (an image has one)",
+         "comment": "oci-build"})
 
 
 def _put_json(layout: Layout, media_type: str, document: dict[str, Any], kind: str) -> Descriptor:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from oci.errors import InvalidInput
 
 IGNORE_FILES = (".dockerignore", ".containerignore")
-_REGEX_SPECIAL = set(".+()|{}$^")
+_REGEX_SPECIAL = set(".+()|{}$")
 
 
 @dataclass
