@@ -153,6 +153,12 @@ def prune(args, messages: ocicli.Messages) -> int:
 
 
 def main() -> None:
+    import signal
+
+    def terminate(number: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds like Ctrl-C: the step's container and mounts are removed
+
+    signal.signal(signal.SIGTERM, terminate)
     ocicli.run(PROG, main_body)
 
 

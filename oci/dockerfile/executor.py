@@ -49,10 +49,10 @@ from oci.dockerfile import instructions as ins
 from oci.dockerfile.cache import BuildCache, LayerRecord
 from oci.dockerfile.context import Found, Item, SourceRoot, has_wildcard
 from oci.dockerfile.mounts import Overlay, Workspace
-from oci.dockerfile.parser import Heredoc, parse, parse_heredoc
+from oci.dockerfile.parser import Heredoc, located, parse, parse_heredoc
 from oci.dockerfile.tree import Owner, Tree
 from oci.dockerfile.words import Lexer
-from oci.errors import InvalidInput, NotFound, OciError, Unsupported
+from oci.errors import InvalidInput, NotFound, OciError
 from oci.image import Image
 from oci.layout import Layout
 from oci.platform import Platform
@@ -262,8 +262,7 @@ class Executor:
                                  registry=self.settings.registry, pull=self.settings.pull,
                                  info=self.settings.progress.note)
         except OciError as err:
-            raise type(err)(f"FROM {name}: {err.message}", source=at.node.where(self.program.dockerfile.path)) \
-                from None
+            raise located(err, at.node.where(self.program.dockerfile.path), f"FROM {name}") from None
         if image is None:
             config = configs.new_config(platform)
             return State(config, [], [], step_key(KEY_VERSION, self._settings_key(), "scratch", str(platform)),
@@ -291,11 +290,11 @@ class Executor:
         handler = getattr(self, "_do_" + type(instruction).__name__.lower())
         try:
             handler(state, instruction)
-        except (StepFailed, InvalidInput, NotFound, Unsupported) as err:
+        except OciError as err:
             if err.source:
                 raise
-            raise type(err)(f"{instruction.keyword} {_short(instruction)}: {err.message}",
-                            source=instruction.node.where(self.program.dockerfile.path)) from None
+            raise located(err, instruction.node.where(self.program.dockerfile.path),
+                          f"{instruction.keyword} {_short(instruction)}") from None
 
     def _history(self, state: State, created_by: str, empty: bool = True) -> dict[str, Any]:
         entry: dict[str, Any] = {"created": configs.timestamp(self.settings.epoch), "created_by": created_by,
