@@ -134,7 +134,8 @@ def build(options: BuildOptions) -> BuildResult:
     cache = BuildCache(store, progress.warn)
     context = os.path.abspath(options.context)
     dockerfile_path = None if options.dockerfile_text is not None else name
-    source = SourceRoot(context, ignore.load(context, dockerfile_path), HashCache(cache.context_hashes(context)))
+    hashes = HashCache(cache.context_hashes(context), progress.warn)
+    source = SourceRoot(context, ignore.load(context, dockerfile_path), hashes)
     work: list[str] = []
 
     def workspace_dir() -> str:
