@@ -157,8 +157,7 @@ def build(options: BuildOptions) -> BuildResult:
             tagged = _tag(store, descriptor, targets)
         source.hashes.save() if source.hashes else None
     finally:
-        if executor.workspace is not None:
-            executor.workspace.close()
+        executor.close()
         for path in work:
             cache.release(path)
     unused = sorted(set(options.build_args) - executor.used_args - set(PROXY_ARGS))

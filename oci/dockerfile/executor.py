@@ -147,6 +147,17 @@ class Executor:
         self.steps_cached = 0
         self.used_args: set[str] = set()
         self.global_args = self._global_args()
+        self._layer_cache_session: Any = None
+        self._warned_platform = False
+
+    def close(self) -> None:
+        """Unmount and remove the scratch area; let the layer cache be collected again."""
+        if self.workspace is not None:
+            self.workspace.close()
+            self.workspace = None
+        if self._layer_cache_session is not None:
+            self._layer_cache_session.__exit__(None, None, None)
+            self._layer_cache_session = None
 
     # -- arguments -------------------------------------------------------------
 
@@ -451,8 +462,10 @@ class Executor:
         config = {"rootfs": {"diff_ids": [str(d) for d in state.diff_ids[:last]]}}
         image = Image(self.settings.store, None, manifest, None, config)
         cache = layer_cache.LayerCache(self.settings.layer_cache or layer_cache.default_cache())
-        with cache.session():
-            folders = cache.ensure(image, Options(warn=self.settings.progress.warn), Budget(64 << 30, 2_000_000))
+        if self._layer_cache_session is None:  # held until the build ends: oci-unpack --gc waits for it
+            self._layer_cache_session = cache.session()
+            self._layer_cache_session.__enter__()
+        folders = cache.ensure(image, Options(warn=self.settings.progress.warn), Budget(64 << 30, 2_000_000))
         for i, folder in enumerate(folders):
             state.dirs[i] = state.dirs[i] or folder
         return [folder for folder in state.dirs if folder is not None]
@@ -524,6 +537,11 @@ class Executor:
 
     def _do_run(self, state: State, instruction: ins.Run) -> None:
         args = self._run_args(state, instruction)
+        host = Platform.host()
+        if state.platform.architecture != host.architecture and not self._warned_platform:
+            self._warned_platform = True
+            self.settings.progress.warn(f"RUN steps of a {state.platform} image run on this {host} host: they need "
+                                        "the kernel to run its binaries (binfmt_misc)")
         env = state.env()
         image_env = {item.partition("=")[0] for item in state.settings.get("Env") or []}
         arg_env = [f"{k}={v}" for k, v in sorted(state.args.items()) if k not in image_env]
