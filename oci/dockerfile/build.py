@@ -20,8 +20,9 @@ from oci.descriptor import OCI_CONFIG, OCI_MANIFEST, Descriptor
 from oci.dockerfile import instructions as ins
 from oci.dockerfile.cache import BuildCache
 from oci.dockerfile.context import HashCache, SourceRoot
-from oci.dockerfile.executor import PROXY_ARGS, Executor, Settings, State, step_key
+from oci.dockerfile.executor import Executor
 from oci.dockerfile.progress import Progress
+from oci.dockerfile.state import PROXY_ARGS, Settings, State, step_key
 from oci.errors import InvalidInput, NotFound, UsageError
 from oci.image import parse_image_argument
 from oci.layout import Layout

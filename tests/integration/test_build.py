@@ -9,6 +9,7 @@ import http.server
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -263,23 +264,36 @@ def test_copy_from_an_image_stdin_dockerfile_iidfile_and_two_layouts(tmp_path: P
     assert "app:x:1000" in (rootfs / "passwd").read_text() and (rootfs / "x.txt").read_text() == "x\n"
 
 
+def processes_with(marker: str) -> list[str]:
+    """The processes whose environment holds `marker` (a step's container and its children)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker.encode() in f.read().split(b"\0"):
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 def test_interrupted_build_leaves_nothing_behind(tmp_path: Path, base_ref: str) -> None:
-    context = context_with(tmp_path, "ARG BASE\nFROM $BASE\nRUN echo started; sleep 60\n")
+    marker = f"STEP_MARKER={secrets.token_hex(8)}"
+    context = context_with(tmp_path, "ARG BASE\nFROM $BASE\nARG STEP_MARKER\nRUN echo started; sleep 60\n")
     argv = [sys.executable, str(ROOT / "bin" / "oci_build.py"), "--insecure", "--cache", str(tmp_path / "layers"),
-            "-t", f"{tmp_path / 'layout'}:t", "--build-arg", f"BASE={base_ref}", str(context)]
+            "-t", f"{tmp_path / 'layout'}:t", "--build-arg", f"BASE={base_ref}", "--build-arg", marker, str(context)]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     seen = ""
-    while "started" not in seen and time.monotonic() < deadline:
+    while "\nstarted\n" not in seen and time.monotonic() < deadline:  # the RUN's own output: it runs
         seen += process.stderr.readline()
+    assert processes_with(marker), "the step's container runs"
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=60)
     assert process.returncode == 130, seen + rest
     with open("/proc/self/mountinfo") as f:
         assert str(tmp_path) not in f.read()
-    assert not subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).stdout.strip() or \
-        all(str(tmp_path) not in Path(f"/proc/{pid}/cmdline").read_text() for pid in
-            subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True).stdout.split())
+    assert not processes_with(marker)  # the step's container went with the build
     work = tmp_path / "layout" / ".ocikit" / "build-cache" / "work"
     assert not [name for name in os.listdir(work)]
     fixed = context_with(tmp_path, "ARG BASE\nFROM $BASE\nRUN echo done\n")
