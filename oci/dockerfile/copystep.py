@@ -4,13 +4,14 @@ stage's root with Docker's rules (see `executor`'s module doc for the semantics,
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import io
 import os
 import posixpath
 import re
 import tarfile
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 from oci.build.entry import Entry
 from oci.dockerfile import instructions as ins
@@ -93,13 +94,13 @@ class CopySteps:
                 for doc in contents:
                     data = doc.content.encode("utf-8", "surrogateescape")
                     entry = Entry(doc.name, tarfile.REGTYPE, mode=0o644, mtime=_now(self.settings.epoch),
-                                  size=len(data), opener=lambda d=data: io.BytesIO(d))
+                                  size=len(data), opener=functools.partial(io.BytesIO, data))
                     path = posixpath.join(target, doc.name) if as_directory else target
                     tree.put(entry, path, owner or (0, 0), mode, parents=parents)
                 for url, _, downloaded in downloads:
                     st = os.stat(downloaded)
                     entry = Entry(_url_name(url), tarfile.REGTYPE, mode=0o600, mtime=int(st.st_mtime),
-                                  size=st.st_size, opener=lambda p=downloaded: open(p, "rb"))
+                                  size=st.st_size, opener=_file_opener(downloaded))
                     path = posixpath.join(target, entry.name) if as_directory else target
                     tree.put(entry, path, owner or (0, 0), mode, parents=parents)
                 tree.finish()
@@ -219,6 +220,13 @@ def _now(epoch: int | None) -> int:
     import time
 
     return int(time.time()) if epoch is None else min(int(time.time()), epoch)
+
+
+def _file_opener(path: str) -> Callable[[], BinaryIO]:
+    def opener() -> BinaryIO:
+        return open(path, "rb")
+
+    return opener
 
 
 def _is_url(text: str) -> bool:

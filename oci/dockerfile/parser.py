@@ -260,7 +260,8 @@ def _node(line: str, escape: str, start: int, end: int) -> Node | None:
         return None
     pieces = WHITESPACE.split(text, maxsplit=1)
     keyword = pieces[0]
-    rest, flags = ("", [])
+    rest: str = ""
+    flags: list[str] = []
     if len(pieces) == 2:
         rest, flags = extract_flags(pieces[1], escape)
     node = Node(keyword.lower(), rest.strip(), flags, line, start, end)

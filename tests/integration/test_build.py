@@ -284,6 +284,7 @@ def test_interrupted_build_leaves_nothing_behind(tmp_path: Path, base_ref: str) 
             "-t", f"{tmp_path / 'layout'}:t", "--build-arg", f"BASE={base_ref}", "--build-arg", marker, str(context)]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
+    assert process.stderr is not None
     seen = ""
     while "\nstarted\n" not in seen and time.monotonic() < deadline:  # the RUN's own output: it runs
         seen += process.stderr.readline()
