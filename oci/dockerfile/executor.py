@@ -230,6 +230,10 @@ class Executor(CopySteps):
                 raise
             raise located(err, instruction.node.where(self.program.dockerfile.path),
                           f"{instruction.keyword} {_short(instruction)}") from None
+        except OSError as err:  # a file the step could not read or write, named with the step
+            where = f"{err.filename}: " if err.filename else ""
+            raise located(OciError(f"{where}{err.strerror or err}"), instruction.node.where(
+                self.program.dockerfile.path), f"{instruction.keyword} {_short(instruction)}") from None
 
     def _history(self, state: State, created_by: str, empty: bool = True) -> dict[str, Any]:
         entry: dict[str, Any] = {"created": configs.timestamp(self.settings.epoch), "created_by": created_by,
