@@ -149,14 +149,17 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         cgroup.join(pid)  # while the init prepares the rootfs; it waits for "state" to go on
         prime.stop()
         ours.recv("hooks")
-        creating = container.spec_state("creating")
+        # runtime.md#state: "created" once the environment is built (after lifecycle step 2), which is
+        # where prestart (step 3), createRuntime (4) and createContainer (5) run; "creating" is step 2
+        # itself. (crun passes "created"; runc 1.1 passes "creating" to the first two.)
+        created = container.spec_state("created")
         try:
-            hooks.run_hooks(container.hooks, "prestart", creating)
-            hooks.run_hooks(container.hooks, "createRuntime", creating)
+            hooks.run_hooks(container.hooks, "prestart", created)
+            hooks.run_hooks(container.hooks, "createRuntime", created)
         except hooks.HookError:
             hooks_failed = True
             raise
-        ours.send("state", state=container.spec_state("created"))
+        ours.send("state", state=created)
         try:
             ours.recv("ready")
         except OciError as err:

@@ -50,6 +50,24 @@ def test_create_hooks_run_in_order_with_the_state_on_stdin(runtime, bundle, out_
     check_states(runtime, out_dir, CREATE_HOOKS, cid, bundle.path)
 
 
+@pytest.mark.spec("runtime.md#state")
+def test_hooks_are_given_the_status_of_their_lifecycle_step(runtime, bundle, out_dir):
+    """runtime.md#state: "created" after lifecycle step 2, so for prestart (3), createRuntime (4) and
+    createContainer (5); "running" for poststart (9); "stopped" for poststop (13). (startContainer, step 7,
+    is left out: crun 1.8.1 says "starting", a status of its own.)"""
+    runtime.require("create-hooks-status-created")
+    hooks = {name: [recorder(out_dir, name)] for name in CREATE_HOOKS + ["poststart", "poststop"]}
+    bundle.config["hooks"] = hooks
+    bundle.checker("sleep", "60").write()
+    cid = runtime.started(bundle.path)
+    runtime.kill(cid).check()
+    runtime.wait_stopped(cid)
+    runtime.delete(cid).check()
+    statuses = {name: json.loads((out_dir / f"{name}.json").read_text())["status"] for name in hooks}
+    assert statuses == {"prestart": "created", "createRuntime": "created", "createContainer": "created",
+                        "poststart": "running", "poststop": "stopped"}
+
+
 @pytest.mark.spec("config.md#poststart")
 def test_start_hooks_run_at_start(runtime, bundle, out_dir):
     """startContainer and poststart run during start (none of them at create), before start returns."""

@@ -35,6 +35,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "ioPriority": "runc 1.1.5 ignores process.ioPriority (runc 1.2)",
         "domainname": "runc 1.1.5 ignores domainname (runc 1.2)",
         "poststart-at-start": "runc 1.1.5 runs poststart hooks during create, before the user process",
+        "create-hooks-status-created": "runc 1.1.5 gives prestart and createRuntime hooks status creating",
         "poststart-after-exec": "runc 1.1.5 runs poststart hooks during create, before the user process",
         "poststop-failure-continues": "runc 1.1.5 stops at the first failing poststop hook",
         "init-not-dumpable": "runc 1.1.5's init waiting for start can be ptraced from a container sharing its pid ns",
