@@ -68,7 +68,7 @@ def _exec_process(store: Any, opts: Any) -> dict[str, Any]:
 
     if not opts.command:
         raise UsageError("exec: a command (or --process) is required")
-    process = copy.deepcopy(config_mod.load(store.load(opts.id).bundle)["process"])
+    process = copy.deepcopy(config_mod.load(store.load(opts.id).bundle).get("process") or {"cwd": "/"})
     process["args"] = opts.command
     process["terminal"] = opts.tty
     process.pop("consoleSize", None)

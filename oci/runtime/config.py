@@ -128,8 +128,6 @@ def load(bundle: str) -> dict[str, Any]:
         raise Unsupported(f"{path}: {unknown[0]}: not supported by oci-run"
                           + (f" (and {len(unknown) - 1} more: {', '.join(unknown[1:4])})" if len(unknown) > 1 else ""))
     check_mount_options(doc, path)
-    if "process" not in doc:
-        raise InvalidInput(f"{path}: /process: required to create a container")
     if "linux" not in doc:
         raise Unsupported(f"{path}: /linux: only Linux containers are supported")
     return doc

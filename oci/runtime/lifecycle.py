@@ -44,7 +44,7 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
     if not os.path.isdir(bundle):
         raise NotFound(f"bundle {bundle} does not exist")
     config = config_mod.load(bundle)
-    process = config["process"]
+    process = config.get("process") or {}  # optional until start (config.md#process)
     linux = config["linux"]
     kinds = {ns["type"] for ns in linux.get("namespaces", [])}
     if "mount" not in kinds:
@@ -80,7 +80,8 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
                           rootfs=os.path.realpath(os.path.join(bundle, config["root"]["path"])),
                           cgroup_path=cgroup_path, hooks=config.get("hooks") or {},
                           oci_version=config["ociVersion"], directory=folder)
-    container.terminal = bool(config["process"].get("terminal"))
+    process = config.get("process") or {}
+    container.terminal = bool(process.get("terminal"))
     try:
         from oci.linux import namespaces, syscalls
         from oci.runtime import hooks
@@ -106,7 +107,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         if linux.get("seccomp"):
             from oci.linux import seccomp
 
-            seccomp_filter = seccomp.build(linux["seccomp"], bool(config["process"].get("noNewPrivileges")))
+            seccomp_filter = seccomp.build(linux["seccomp"], bool(process.get("noNewPrivileges")))
         # The init inherits the listening socket `start` connects to: it need not reach the state dir.
         exec_listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         exec_listener.bind(os.path.join(folder, "exec.sock"))
@@ -117,7 +118,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         ours, theirs = Channel.pair()
         if opts.subreaper:
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
-        preload(config["process"], config.get("hooks"))
+        preload(process, config.get("hooks"))
         ns = namespaces.Namespaces(linux.get("namespaces", []))
         direct = forks_init_directly(ns)
         if direct:

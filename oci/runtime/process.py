@@ -185,14 +185,17 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
     from oci.linux.mounts import RootfsBuilder
     from oci.runtime import hooks
 
-    config, process = opts.config, opts.config["process"]
+    config = opts.config
+    # config.md#process: OPTIONAL at create, REQUIRED when start is called (runtime.md#start): without
+    # one the init does all the rest and waits, and `start` gets the error.
+    process = config.get("process")
     linux = config["linux"]
     for signum in WAIT_SIGNALS:
         _signal.signal(signum, _on_wait_signal)
     try:
         builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"))
         builder.prepare()
-        if "oomScoreAdj" in process:
+        if process is not None and "oomScoreAdj" in process:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(process["oomScoreAdj"]))
         listener = opts.exec_listener
@@ -210,6 +213,11 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
             syscalls.sethostname(config["hostname"])
         if "domainname" in config and ns.has("uts"):
             syscalls.setdomainname(config["domainname"])
+        if process is None:
+            channel.send("ready")
+            channel.close()
+            _wait_for_start(listener).send(b"config.json: /process: none to run")
+            os._exit(1)
         if process.get("terminal"):
             from oci.linux import terminal
 
@@ -224,12 +232,7 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         channel.close()
     except BaseException as err:  # noqa: BLE001
         report_failure(channel, describe_error(err))
-    try:
-        conn_fd, _ = listener._accept()  # _socket's accept: a close-on-exec fd
-    except BaseException as err:  # noqa: BLE001
-        report_failure(None, f"waiting for start: {describe_error(err)}")
-    listener.close()
-    conn = _socket.socket(fileno=conn_fd)
+    conn = _wait_for_start(listener)
     try:
         hooks.run_hooks(config.get("hooks"), "startContainer", {**state, "status": "created"})
         finalize(process, linux.get("personality"), opts.seccomp_filter, opts.preserve_fds, keep=conn.fileno())
@@ -240,6 +243,16 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         finally:
             os._exit(1)
     os._exit(127)
+
+
+def _wait_for_start(listener: Any) -> Any:
+    """Block until `start` connects to exec.sock; the connection, whose other end `start` reads."""
+    try:
+        conn_fd, _ = listener._accept()  # _socket's accept: a close-on-exec fd
+    except BaseException as err:  # noqa: BLE001
+        report_failure(None, f"waiting for start: {describe_error(err)}")
+    listener.close()
+    return _socket.socket(fileno=conn_fd)
 
 
 def find_executable(name: str, env: list[str]) -> str:

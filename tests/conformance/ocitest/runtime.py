@@ -36,6 +36,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "domainname": "runc 1.1.5 ignores domainname (runc 1.2)",
         "poststart-at-start": "runc 1.1.5 runs poststart hooks during create, before the user process",
         "create-hooks-status-created": "runc 1.1.5 gives prestart and createRuntime hooks status creating",
+        "create-without-process": "runc 1.1.5 refuses to create a container whose config has no process",
         "poststart-after-exec": "runc 1.1.5 runs poststart hooks during create, before the user process",
         "poststop-failure-continues": "runc 1.1.5 stops at the first failing poststop hook",
         "init-not-dumpable": "runc 1.1.5's init waiting for start can be ptraced from a container sharing its pid ns",
@@ -51,6 +52,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "startContainer-state-bundle": "crun 1.8.1 gives startContainer hooks \"/\" as the bundle",
         "time-namespace": "crun 1.8.1 fails to make a time namespace (write to sync socket: Broken pipe)",
         "duplicate-namespace-error": "crun 1.8.1 accepts a namespace type listed twice",
+        "create-without-process": "crun 1.8.1 refuses to create a container whose config has no process",
     },
     "oci-run": {},
 }
