@@ -294,8 +294,18 @@ def _create_options(opts: Any, **extra: Any) -> Any:
 def cmd_create(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.runtime import lifecycle
 
-    lifecycle.create(g.store(), opts.id, opts.bundle, _create_options(opts))
+    create_opts = _create_options(opts)
+    lifecycle.create(g.store(), opts.id, opts.bundle, create_opts)
+    _warn(g, messages, create_opts.warnings)
     return 0
+
+
+def _warn(g: Globals, messages: ocicli.Messages, warnings: list[str]) -> None:
+    """Warnings on stderr, and in --log."""
+    for warning in warnings:
+        messages.warn(warning)
+        if g.log:
+            _log(g, "warning", warning)
 
 
 def cmd_start(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
@@ -372,6 +382,7 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     create_opts = _create_options(opts, subreaper=not opts.detach, console_fd=theirs.fileno() if theirs else None)
     container = lifecycle.create(store, opts.id, opts.bundle, create_opts)
+    _warn(g, messages, create_opts.warnings)
     master = None
     if theirs is not None:
         theirs.close()

@@ -33,6 +33,8 @@ def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
                                     console_fd=theirs.fileno() if theirs else None,
                                     preserve_fds=opts.preserve_fds, subreaper=not opts.detach)
     pid = execute.run_exec(store, opts.id, process, exec_opts)
+    for warning in exec_opts.warnings:
+        messages.warn(warning)
     if opts.detach:
         return 0
     master = None

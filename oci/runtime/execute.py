@@ -32,6 +32,7 @@ class ExecOptions:
                  preserve_fds: int = 0, subreaper: bool = False) -> None:
         self.console_socket, self.console_fd, self.pid_file = console_socket, console_fd, pid_file
         self.preserve_fds, self.subreaper = preserve_fds, subreaper
+        self.warnings: list[str] = []  # capabilities left out (config.md#linux-process), to be logged
 
 
 def process_from_file(path: str) -> dict[str, Any]:
@@ -96,7 +97,9 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
     if console_sock is not None:
         console_sock.close()
     try:
-        pid = ours.recv("pid")["pid"]
+        message = ours.recv("pid")
+        pid = message["pid"]
+        opts.warnings += message.get("warnings", [])
     finally:
         os.waitpid(joiner, 0)
     cgroups.manager(container.cgroup_path).join(pid)
@@ -122,6 +125,11 @@ def _join(channel: Channel, fds: dict[str, int], process: dict[str, Any], config
         for name in NAMESPACE_ORDER:
             if name in fds:
                 namespaces.join(NAMESPACE_TYPES[name], fds.pop(name))
+        warnings: list[str] = []
+        if process.get("capabilities"):  # what can be granted is known once in the container's namespaces
+            from oci.linux.capabilities import grantable_only
+
+            process["capabilities"], warnings = grantable_only(process["capabilities"])
         pid = os.fork()
         if pid == 0:
             channel.recv("go")
@@ -141,7 +149,7 @@ def _join(channel: Channel, fds: dict[str, int], process: dict[str, Any], config
             finalize(process, config["linux"].get("personality"), seccomp_filter, preserve_fds,
                      keep=channel.fileno())
             os.execve(executable, process["args"], environment(env))
-        channel.send("pid", pid=pid)
+        channel.send("pid", pid=pid, warnings=warnings)
     except BaseException as err:  # noqa: BLE001 - every failure goes back to the runtime
         report_failure(channel, describe_error(err))
     os._exit(0)

@@ -29,6 +29,7 @@ class CreateOptions:
                  preserve_fds: int = 0, subreaper: bool = False, console_fd: int | None = None) -> None:
         self.pid_file, self.console_socket, self.no_pivot = pid_file, console_socket, no_pivot
         self.preserve_fds, self.subreaper, self.console_fd = preserve_fds, subreaper, console_fd
+        self.warnings: list[str] = []  # what create left out and must be logged as a warning
 
 
 def _now() -> str:
@@ -149,7 +150,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         container.start_time = process_start_time(pid) or 0
         cgroup.join(pid)  # while the init prepares the rootfs; it waits for "state" to go on
         prime.stop()
-        ours.recv("hooks")
+        opts.warnings += ours.recv("hooks").get("warnings", [])
         # runtime.md#state: "created" once the environment is built (after lifecycle step 2), which is
         # where prestart (step 3), createRuntime (4) and createContainer (5) run; "creating" is step 2
         # itself. (crun passes "created"; runc 1.1 passes "creating" to the first two.)

@@ -193,13 +193,18 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
     for signum in WAIT_SIGNALS:
         _signal.signal(signum, _on_wait_signal)
     try:
+        warnings: list[str] = []
+        if process is not None and process.get("capabilities"):
+            from oci.linux.capabilities import grantable_only
+
+            process["capabilities"], warnings = grantable_only(process["capabilities"])
         builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"))
         builder.prepare()
         if process is not None and "oomScoreAdj" in process:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(process["oomScoreAdj"]))
         listener = opts.exec_listener
-        channel.send("hooks")
+        channel.send("hooks", warnings=warnings)
         state = channel.recv("state")["state"]
         if "cgroup" in ns.new:
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)

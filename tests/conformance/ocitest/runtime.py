@@ -37,6 +37,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "poststart-at-start": "runc 1.1.5 runs poststart hooks during create, before the user process",
         "create-hooks-status-created": "runc 1.1.5 gives prestart and createRuntime hooks status creating",
         "create-without-process": "runc 1.1.5 refuses to create a container whose config has no process",
+        "capabilities-not-held-left-out": "runc 1.1.5 fails on capabilities it does not hold (spec 1.1: a warning)",
         "poststart-after-exec": "runc 1.1.5 runs poststart hooks during create, before the user process",
         "poststop-failure-continues": "runc 1.1.5 stops at the first failing poststop hook",
         "init-not-dumpable": "runc 1.1.5's init waiting for start can be ptraced from a container sharing its pid ns",
@@ -53,6 +54,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "time-namespace": "crun 1.8.1 fails to make a time namespace (write to sync socket: Broken pipe)",
         "duplicate-namespace-error": "crun 1.8.1 accepts a namespace type listed twice",
         "create-without-process": "crun 1.8.1 refuses to create a container whose config has no process",
+        "capabilities-not-held-left-out": "crun 1.8.1 fails on capabilities it does not hold (spec 1.1: a warning)",
     },
     "oci-run": {},
 }
