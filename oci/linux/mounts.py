@@ -45,6 +45,9 @@ DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("
              ("/proc/self/fd/2", "/dev/stderr")]
 
 
+TYPE_BITS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
 class MountError(OciError):
     """A mount the config asks for could not be made."""
 
@@ -300,13 +303,23 @@ class RootfsBuilder:
         finally:
             os.close(tmpfs)
 
-    def _node(self, path: str, kind: str, major: int, minor: int, mode: int, uid: int, gid: int) -> None:
+    def _node(self, path: str, kind: str, major: int, minor: int, mode: int, uid: int, gid: int,
+              pointer: str | None = None) -> None:
+        """Make a device node; `pointer` names a linux.devices entry, which must not replace another file."""
         full = resolve_in_root(self.rootfs, path)
         if os.path.lexists(full):
-            if stat.S_ISLNK(os.lstat(full).st_mode) or not os.path.isdir(full):
+            st = os.lstat(full)
+            if pointer is not None:
+                # config-linux.md#devices: a file at `path` that is not the requested device is an error.
+                # The same device is left as it is (a /dev bound from the host lists its own nodes).
+                if stat.S_IFMT(st.st_mode) == TYPE_BITS[kind] and \
+                        (kind == "p" or (os.major(st.st_rdev), os.minor(st.st_rdev)) == (major, minor)):
+                    return
+                raise InvalidInput(f"{pointer}: {path} exists and is not that device")
+            if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
                 os.unlink(full)
         _make_dirs(self.rootfs, os.path.relpath(os.path.dirname(full), self.rootfs))
-        type_bits = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
+        type_bits = TYPE_BITS[kind]
         if self.in_userns and kind != "p":
             # mknod is refused in a user namespace: bind the host's node instead.
             fd = open_target(self.rootfs, path, False)
@@ -320,8 +333,10 @@ class RootfsBuilder:
         os.lchown(full, uid, gid)
 
     def make_default_devices(self) -> None:
+        configured = {device["path"] for device in self.linux.get("devices", [])}
         for path, major, minor in DEFAULT_DEVICES:
-            self._node(path, "c", major, minor, 0o666, 0, 0)
+            if path not in configured:  # a linux.devices entry says how it is made (mode, owner)
+                self._node(path, "c", major, minor, 0o666, 0, 0)
         for target, link in [*DEV_LINKS, ("pts/ptmx", "/dev/ptmx")]:
             full = resolve_in_root(self.rootfs, link)
             if os.path.lexists(full):
@@ -336,12 +351,12 @@ class RootfsBuilder:
                 os.symlink("/proc/kcore", core)
 
     def make_devices(self) -> None:
-        for device in self.linux.get("devices", []):
+        for i, device in enumerate(self.linux.get("devices", [])):
             if device["path"] == "/dev/ptmx" and not self.dev_bound:
                 continue  # stays the link to pts/ptmx, as runc leaves it (containerd's --privileged lists it)
             mode = device.get("fileMode", 0o666)
             self._node(device["path"], device["type"], device.get("major", 0), device.get("minor", 0), mode,
-                       device.get("uid", 0), device.get("gid", 0))
+                       device.get("uid", 0), device.get("gid", 0), f"/linux/devices/{i}")
 
     def pivot(self, no_pivot: bool) -> None:
         """Make the rootfs `/`: pivot_root and detach the old root, or move and chroot."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 
 import pytest
 from ocitest import mountinfo
@@ -197,6 +199,33 @@ def test_configured_devices(runtime, bundle):
     assert (mem["type"], mem["major"], mem["minor"], mem["mode"], mem["uid"], mem["gid"]) == \
         ("char", 1, 5, 0o640, 1000, 50)
     assert (blk["type"], blk["major"], blk["minor"], blk["mode"]) == ("block", 7, 200, 0o600)
+
+
+@pytest.mark.spec("config-linux.md#devices")
+def test_a_device_over_another_file_is_an_error(runtime, bundle):
+    """If a file already exists at `path` that does not match the requested device, the runtime MUST generate an
+    error (runtime.md#create: and no container is created); the file stays as it was."""
+    runtime.require("device-over-a-file-error")
+    (bundle.rootfs / "not-a-device").write_text("data\n")
+    bundle.linux["devices"] = [{"path": "/not-a-device", "type": "c", "major": 1, "minor": 5}]
+    bundle.checker("exit", "0").write()
+    cid, result = runtime.create(bundle.path)
+    assert result.returncode != 0
+    assert runtime.state(cid).returncode != 0
+    assert (bundle.rootfs / "not-a-device").read_text() == "data\n"
+
+
+@pytest.mark.spec("config-linux.md#devices")
+def test_a_device_already_there_is_left_as_it_is(runtime, bundle):
+    """A node at `path` that is the requested device matches it: no error, and it is not made anew (it may be
+    the host's, under a bound /dev)."""
+    node = bundle.rootfs / "conformance-zero"
+    os.mknod(node, stat.S_IFCHR | 0o644, os.makedev(1, 5))
+    inode = node.stat().st_ino
+    bundle.linux["devices"] = [{"path": "/conformance-zero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o600}]
+    bundle.checker("exit", "0").write()
+    assert runtime.run(bundle.path).returncode == 0
+    assert (node.stat().st_ino, stat.S_IMODE(node.stat().st_mode)) == (inode, 0o644)
 
 
 @pytest.mark.spec("config.md#mounts")

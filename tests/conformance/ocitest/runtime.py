@@ -38,6 +38,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "create-hooks-status-created": "runc 1.1.5 gives prestart and createRuntime hooks status creating",
         "create-without-process": "runc 1.1.5 refuses to create a container whose config has no process",
         "capabilities-not-held-left-out": "runc 1.1.5 fails on capabilities it does not hold (spec 1.1: a warning)",
+        "device-over-a-file-error": "runc 1.1.5 leaves a file at a device's path as it is, without an error",
         "poststart-after-exec": "runc 1.1.5 runs poststart hooks during create, before the user process",
         "poststop-failure-continues": "runc 1.1.5 stops at the first failing poststop hook",
         "init-not-dumpable": "runc 1.1.5's init waiting for start can be ptraced from a container sharing its pid ns",
@@ -55,6 +56,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "duplicate-namespace-error": "crun 1.8.1 accepts a namespace type listed twice",
         "create-without-process": "crun 1.8.1 refuses to create a container whose config has no process",
         "capabilities-not-held-left-out": "crun 1.8.1 fails on capabilities it does not hold (spec 1.1: a warning)",
+        "device-over-a-file-error": "crun 1.8.1 leaves a file at a device's path as it is, without an error",
     },
     "oci-run": {},
 }
