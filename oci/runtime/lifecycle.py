@@ -201,7 +201,8 @@ def _stop(pid: int, cgroup: Any, reap: bool) -> None:
 
 
 def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
-    """Let the waiting init run startContainer hooks and exec the process; then poststart hooks (warnings)."""
+    """Let the waiting init run startContainer hooks and exec the process; then poststart hooks, the first
+    failing one an error that stops the container."""
     with store.lock(container_id):
         container = store.load(container_id)
         status = container.status()
@@ -228,7 +229,19 @@ def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
             sock.close()
         if reply:
             raise OciError(f"start: {reply.decode(errors='replace')}")
-    return container, _hooks_warn(container, "poststart", "running")
+        if container.hooks.get("poststart"):
+            from oci.runtime import hooks
+
+            try:
+                hooks.run_hooks(container.hooks, "poststart", container.spec_state("running"))
+            except hooks.HookError:
+                # runtime.md#lifecycle step 9 (spec 1.3, as runc always did): a failing poststart hook is an
+                # error that stops the container; `delete` then goes on with steps 12 and 13.
+                from oci.linux import cgroups
+
+                _stop(container.pid, cgroups.manager(container.cgroup_path), True)
+                raise
+    return container, []
 
 
 def signal_numbers() -> dict[str, int]:

@@ -95,6 +95,21 @@ def test_poststart_runs_after_the_user_process_is_executed(runtime, bundle, out_
     assert (out_dir / "cmdline").read_text().strip() == "/checker sleep 60"
 
 
+@pytest.mark.spec("runtime.md#lifecycle")
+def test_a_failing_poststart_hook_is_an_error_that_stops_the_container(runtime, bundle, out_dir):
+    """Lifecycle step 9 (spec 1.3): if any poststart hook fails, the runtime MUST generate an error and stop
+    the container; delete then destroys it and runs the poststop hooks (steps 12 and 13)."""
+    runtime.require("poststart-at-start")
+    runtime.require("poststart-failure-error")
+    bundle.config["hooks"] = {"poststart": [FAILING], "poststop": [recorder(out_dir, "poststop")]}
+    bundle.checker("sleep", "60").write()
+    cid = runtime.created(bundle.path)
+    assert runtime.start(cid).returncode != 0
+    assert runtime.wait_stopped(cid)["status"] == "stopped"
+    runtime.delete(cid).check()
+    assert order(out_dir) == ["poststop"]
+
+
 @pytest.mark.spec("config.md#poststop")
 def test_poststop_runs_at_delete(runtime, bundle, out_dir):
     bundle.config["hooks"] = {"poststop": [recorder(out_dir, "poststop")]}

@@ -59,6 +59,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "create-without-process": "crun 1.8.1 refuses to create a container whose config has no process",
         "capabilities-not-held-left-out": "crun 1.8.1 fails on capabilities it does not hold (spec 1.1: a warning)",
         "device-over-a-file-error": "crun 1.8.1 leaves a file at a device's path as it is, without an error",
+        "poststart-failure-error": "crun 1.8.1 takes a failing poststart hook for a warning (spec 1.3: an error)",
     },
     "oci-run": {},
 }
