@@ -304,13 +304,20 @@ def check_sysctls(linux: dict[str, Any], found: Review) -> None:
             found.invalid.append((f"/linux/sysctl/{key}", f"the container shares the host's {need} namespace"))
 
 
-def check_namespaces(linux: dict[str, Any], found: Review) -> None:
-    """Without a mount namespace of its own the container cannot hide or protect paths (as runc refuses)."""
-    if any(ns.get("type") == "mount" for ns in linux.get("namespaces") or []):
-        return
-    for key in ("maskedPaths", "readonlyPaths"):
-        if linux.get(key):
-            found.invalid.append((f"/linux/{key}", "needs a mount namespace of the container's own"))
+def check_namespaces(doc: dict[str, Any], found: Review) -> None:
+    """Without a mount namespace of its own the container cannot hide or protect paths; without a UTS
+    namespace its hostname and domainname would be the host's (runtime.md#create: a property that cannot be
+    applied is an error, never silently dropped; runc and crun refuse both)."""
+    linux = doc["linux"]
+    kinds = {ns.get("type") for ns in linux.get("namespaces") or []}
+    if "mount" not in kinds:
+        for key in ("maskedPaths", "readonlyPaths"):
+            if linux.get(key):
+                found.invalid.append((f"/linux/{key}", "needs a mount namespace of the container's own"))
+    if "uts" not in kinds:
+        for key in ("hostname", "domainname"):
+            if doc.get(key):
+                found.invalid.append((f"/{key}", "needs a UTS namespace of the container's own"))
 
 
 def _more(problems: list[tuple[str, str]]) -> str:
@@ -360,7 +367,7 @@ def load(bundle: str, notes: list[str] | None = None) -> dict[str, Any]:
         check_process(doc["process"], found)
     check_labels(doc, found)
     check_sysctls(doc["linux"], found)
-    check_namespaces(doc["linux"], found)
+    check_namespaces(doc, found)
     if found.invalid:
         raise InvalidInput(one_line(path, found.invalid + found.refused))
     if found.refused:

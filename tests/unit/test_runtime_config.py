@@ -195,7 +195,7 @@ def test_a_missing_root_is_not_found(tmp_path):
 
 
 @pytest.mark.parametrize("namespaces, sysctl, ok", [
-    (["ipc", "network", "mount"], {"kernel.shmmax": "1", "net.ipv4.ip_forward": "1"}, True),
+    (["ipc", "network", "uts", "mount"], {"kernel.shmmax": "1", "net.ipv4.ip_forward": "1"}, True),
     (["mount"], {"net.ipv4.ip_forward": "1"}, False),
     (["network", "mount"], {"kernel.shmmax": "1"}, False),
     (["ipc", "network", "uts", "mount"], {"vm.swappiness": "1"}, False),
@@ -215,9 +215,23 @@ def test_no_mount_namespace(tmp_path):
     """An empty namespaces list runs (as runc runs it); paths cannot be masked without a mount namespace."""
     doc = default_config()
     doc["linux"]["namespaces"] = []
+    del doc["hostname"]
     with pytest.raises(InvalidInput, match="/linux/maskedPaths: needs a mount namespace"):
         config.load(write(tmp_path, doc))
     del doc["linux"]["maskedPaths"], doc["linux"]["readonlyPaths"]
+    config.load(write(tmp_path, doc))
+
+
+@pytest.mark.parametrize("key", ["hostname", "domainname"])
+def test_a_hostname_needs_a_uts_namespace(tmp_path, key):
+    """Not applied would be silently dropped, applied would rename the host: refused, as runc and crun do."""
+    doc = default_config()
+    doc.pop("hostname", None)
+    doc[key] = "c1"
+    doc["linux"]["namespaces"] = [ns for ns in doc["linux"]["namespaces"] if ns["type"] != "uts"]
+    with pytest.raises(InvalidInput, match=f"/{key}: needs a UTS namespace"):
+        config.load(write(tmp_path, doc))
+    doc["linux"]["namespaces"].append({"type": "uts", "path": "/proc/1/ns/uts"})
     config.load(write(tmp_path, doc))
 
 
