@@ -20,7 +20,7 @@ def held(monkeypatch):
     state = {"bounding": bits(CHOWN, KILL, NET_RAW, SYS_ADMIN), "permitted": bits(CHOWN, KILL, NET_RAW, SYS_ADMIN),
              "inheritable": 0}
     monkeypatch.setattr(capabilities, "last_cap", lambda: 40)
-    monkeypatch.setattr(capabilities, "bounding_set", lambda: state["bounding"])
+    monkeypatch.setattr(capabilities, "bounding_set", lambda numbers: state["bounding"] & sum(1 << n for n in numbers))
     monkeypatch.setattr(syscalls, "capget", lambda pid=0: (state["permitted"], state["permitted"],
                                                           state["inheritable"]))
     return state
