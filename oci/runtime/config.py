@@ -318,6 +318,10 @@ def check_namespaces(doc: dict[str, Any], found: Review) -> None:
         for key in ("hostname", "domainname"):
             if doc.get(key):
                 found.invalid.append((f"/{key}", "needs a UTS namespace of the container's own"))
+    if any(ns.get("type") == "user" and not ns.get("path") for ns in linux.get("namespaces") or []):
+        for key in ("uidMappings", "gidMappings"):  # nobody is root in it otherwise (runc refuses it alike)
+            if not linux.get(key):
+                found.invalid.append((f"/linux/{key}", "a new user namespace needs mappings"))
 
 
 def _more(problems: list[tuple[str, str]]) -> str:

@@ -266,3 +266,12 @@ def test_data_options_of_a_bind_mount_are_ignored_and_noted(tmp_path):
     config.load(write(tmp_path, doc), notes)
     assert [n.split(": ", 1)[1] for n in notes] == [
         "/mounts/7/options/1: 'mode=755' ignored: it means nothing to a bind mount"]
+
+
+def test_a_new_user_namespace_needs_mappings(tmp_path):
+    doc = default_config()
+    doc["linux"]["namespaces"].append({"type": "user"})
+    with pytest.raises(InvalidInput, match="/linux/uidMappings: a new user namespace needs mappings"):
+        config.load(write(tmp_path, doc))
+    doc["linux"]["namespaces"][-1]["path"] = "/proc/1/ns/user"  # joined: its mappings are made already
+    config.load(write(tmp_path, doc))
