@@ -266,14 +266,18 @@ def security_enabled(kind: str) -> bool:
 
 def check_labels(doc: dict[str, Any], found: Review) -> None:
     """SELinux and AppArmor as runc handles them: a process label needs the LSM (refused otherwise, as runc
-    refuses it); a mount label without SELinux means nothing (ignored, as runc ignores it)."""
+    refuses it); a mount label without SELinux means nothing (ignored); with SELinux it would be needed and is
+    not implemented (refused)."""
     process, linux = doc.get("process") or {}, doc.get("linux") or {}
     if process.get("selinuxLabel") and not security_enabled("selinux"):
         found.refused.append(("/process/selinuxLabel", "SELinux is not enabled on this host"))
     if process.get("apparmorProfile") and not security_enabled("apparmor"):
         found.refused.append(("/process/apparmorProfile", "AppArmor is not enabled on this host"))
-    if linux.get("mountLabel") and not security_enabled("selinux"):
-        found.notes.append("/linux/mountLabel: ignored: SELinux is not enabled on this host (as runc ignores it)")
+    if linux.get("mountLabel"):
+        if security_enabled("selinux"):
+            found.refused.append(("/linux/mountLabel", "SELinux mount labels are not implemented"))
+        else:
+            found.notes.append("/linux/mountLabel: ignored: SELinux is not enabled on this host (as runc ignores it)")
 
 
 NAMESPACED_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
