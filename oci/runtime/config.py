@@ -328,7 +328,7 @@ def check_namespaces(doc: dict[str, Any], found: Review) -> None:
                 found.invalid.append((f"/linux/{key}", "a new user namespace needs mappings"))
 
 
-def _more(problems: list[tuple[str, str]]) -> str:
+def and_more(problems: list[tuple[str, str]]) -> str:
     if len(problems) < 2:
         return ""
     return f" (and {len(problems) - 1} more: {', '.join(p or '/' for p, _ in problems[1:4])}" \
@@ -338,7 +338,7 @@ def _more(problems: list[tuple[str, str]]) -> str:
 def one_line(source: str, problems: list[tuple[str, str]]) -> str:
     """`SOURCE: POINTER: WHY`, and how many more there are, in one line."""
     pointer, why = problems[0]
-    return f"{source}: {pointer or '/'}: {why}{_more(problems)}"
+    return f"{source}: {pointer or '/'}: {why}{and_more(problems)}"
 
 
 def load_document(data: bytes, kind: str, source: str, notes: list[str] | None, *, remember: bool) -> Any:
@@ -348,7 +348,7 @@ def load_document(data: bytes, kind: str, source: str, notes: list[str] | None, 
         doc = schema.load(data, kind, source, remember=remember, prepare=lambda doc: tolerate(doc, folded))
     except InvalidDocument as err:
         pointer, why = err.violations[0]
-        raise InvalidDocument(source, [(pointer, why + _more(err.violations))]) from None
+        raise InvalidDocument(source, [(pointer, why + and_more(err.violations))]) from None
     if notes is not None:
         notes += [f"{source}: {note}" for note in folded]
     return doc

@@ -205,8 +205,6 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         affinity = (process or {}).get("execCPUAffinity") or {}
         if affinity.get("initial"):
             os.sched_setaffinity(0, cpu_set(affinity["initial"]))
-        if "network" in ns.new:
-            namespaces.loopback_up()  # as runc: a new network namespace has lo, and lo is up
         builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"), ns.has("mount"))
         builder.prepare()
         if process is not None and "oomScoreAdj" in process:
@@ -214,6 +212,11 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
                 f.write(str(process["oomScoreAdj"]))
         listener = opts.exec_listener
         channel.send("hooks", warnings=warnings)
+        if "network" in ns.new:
+            # As runc: lo is up in a new network namespace. Here, while the runtime moves the init into
+            # its cgroup and runs the prestart hooks, the kernel's work for it (addresses, routes) costs
+            # the container's start nothing.
+            namespaces.loopback_up()
         state = channel.recv("state")["state"]
         if "cgroup" in ns.new:
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
