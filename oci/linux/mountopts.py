@@ -42,6 +42,9 @@ RECURSIVE_OPTIONS: dict[str, tuple[int, int]] = {
     "rnosymfollow": (ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, ATTR_NOSYMFOLLOW),
     "rnoatime": (ATTR_NOATIME, ATTR__ATIME), "rrelatime": (ATTR_RELATIME, ATTR__ATIME),
     "rstrictatime": (ATTR_STRICTATIME, ATTR__ATIME),
+    # atime and nostrictatime undo noatime and strictatime: the kernel's default mode, relatime; norelatime
+    # changes nothing, as with mount(2), which makes a mount relatime unless strictatime is asked for
+    "ratime": (ATTR_RELATIME, ATTR__ATIME), "rnostrictatime": (ATTR_RELATIME, ATTR__ATIME), "rnorelatime": (0, 0),
 }
 # options the runtime carries out itself, never handed to the kernel: tmpcopyup fills a new tmpfs with
 # what the directory it covers holds (podman's --read-only, --tmpfs, --mount type=tmpfs, --systemd)

@@ -215,7 +215,7 @@ def check_version(version: str, source: str) -> None:
 
 
 # Options of features.md's list that oci-run recognizes but does not implement.
-UNIMPLEMENTED_MOUNT_OPTIONS = {"ratime", "rnorelatime", "rnostrictatime", "idmap", "ridmap", "acl", "noacl"}
+UNIMPLEMENTED_MOUNT_OPTIONS = {"idmap", "ridmap", "acl", "noacl"}
 
 
 def check_mount_options(doc: dict[str, Any], found: Review) -> None:

@@ -90,6 +90,20 @@ def test_bind_is_not_recursive_and_rbind_is(runtime, bundle):
 
 
 @pytest.mark.spec("config.md#mounts")
+def test_recursive_atime_options(runtime, bundle):
+    """ratime and rnostrictatime (SHOULD, kernel 5.12) undo rnoatime and rstrictatime on a mount and its submounts:
+    the kernel's default, relatime."""
+    runtime.require("recursive-atime")
+    bundle.add_mount("/mnt/atime", None, "/sys/fs/cgroup", ["rbind", "ro", "rnoatime", "ratime"])
+    bundle.add_mount("/mnt/nostrict", None, "/sys/fs/cgroup", ["rbind", "ro", "rstrictatime", "rnostrictatime"])
+    bundle.checker("report").write()
+    mounts = mounts_of(runtime.run_json(bundle.path))
+    for point in ("/mnt/atime", "/mnt/nostrict"):
+        tree = [mountinfo.at(mounts, point), *mountinfo.under(mounts, point)]
+        assert len(tree) > 1 and all("relatime" in m.options and "noatime" not in m.options for m in tree), point
+
+
+@pytest.mark.spec("config.md#mounts")
 def test_mount_flags_ro_nosuid_nodev_noexec(runtime, bundle):
     bundle.add_mount("/mnt/flags", "tmpfs", "tmpfs", ["ro", "nosuid", "nodev", "noexec"])
     bundle.add_mount("/mnt/plain", "tmpfs", "tmpfs", [])

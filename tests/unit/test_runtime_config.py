@@ -247,7 +247,7 @@ def test_oci_version_range(tmp_path, version, ok):
             config.load(write(tmp_path, doc))
 
 
-@pytest.mark.parametrize("options, pointer", [(["rbind", "ratime"], "/mounts/7/options/1"),
+@pytest.mark.parametrize("options, pointer", [(["rbind", "ridmap"], "/mounts/7/options/1"),
                                               (["idmap"], "/mounts/7/options/0")])
 def test_unimplemented_mount_options_are_refused(tmp_path, options, pointer):
     doc = default_config()

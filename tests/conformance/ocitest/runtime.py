@@ -39,6 +39,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "create-without-process": "runc 1.1.5 refuses to create a container whose config has no process",
         "capabilities-not-held-left-out": "runc 1.1.5 fails on capabilities it does not hold (spec 1.1: a warning)",
         "device-over-a-file-error": "runc 1.1.5 leaves a file at a device's path as it is, without an error",
+        "recursive-atime": "runc 1.1.5 leaves rnoatime in place after ratime",
         "poststart-after-exec": "runc 1.1.5 runs poststart hooks during create, before the user process",
         "poststop-failure-continues": "runc 1.1.5 stops at the first failing poststop hook",
         "init-not-dumpable": "runc 1.1.5's init waiting for start can be ptraced from a container sharing its pid ns",
@@ -60,6 +61,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "capabilities-not-held-left-out": "crun 1.8.1 fails on capabilities it does not hold (spec 1.1: a warning)",
         "device-over-a-file-error": "crun 1.8.1 leaves a file at a device's path as it is, without an error",
         "poststart-failure-error": "crun 1.8.1 takes a failing poststart hook for a warning (spec 1.3: an error)",
+        "recursive-atime": "crun 1.8.1 fails on ratime and rnostrictatime (mount_setattr: EINVAL)",
     },
     "oci-run": {},
 }
