@@ -184,6 +184,7 @@ class RootfsBuilder:
         self.in_userns = in_userns
         self.own_mount_ns = own_mount_ns
         self.dev_bound = False
+        self.idmapped: dict[int, int] = {}  # mount index -> a detached idmapped mount the runtime made
 
     def prepare(self) -> None:
         """Everything before pivot_root: propagation, the rootfs bind, the mounts, /dev."""
@@ -202,14 +203,14 @@ class RootfsBuilder:
         syscalls.mount(self.rootfs, self.rootfs, None, MS_BIND | MS_REC)
         for i, entry in enumerate(self.config.get("mounts", [])):
             try:
-                self.mount(entry)
+                self.mount(entry, i)
             except OSError as err:
                 raise MountError(f"/mounts/{i}: {err.strerror or err}") from None
         if not self.dev_bound:
             self.make_default_devices()
         self.make_devices()
 
-    def mount(self, entry: dict[str, Any]) -> None:
+    def mount(self, entry: dict[str, Any], index: int = -1) -> None:
         dest = entry["destination"]
         if not dest.startswith("/"):
             dest = "/" + dest
@@ -233,7 +234,10 @@ class RootfsBuilder:
         target = f"/proc/self/fd/{fd}"
         try:
             if bind:
-                syscalls.mount(source, target, None, MS_BIND | (flags & MS_REC))
+                if index in self.idmapped:
+                    syscalls.move_mount(self.idmapped.pop(index), fd)
+                else:
+                    syscalls.mount(source, target, None, MS_BIND | (flags & MS_REC))
                 extra = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
                 if extra:
                     os.close(fd)

@@ -89,8 +89,7 @@ RULES: dict[str, Any] = {
     "ociVersion": ANY,
     "root": {"path": ANY, "readonly": ANY},
     "mounts": [{"destination": ANY, "type": ANY, "source": ANY, "options": ANY,
-                "uidMappings": Refuse("idmapped mounts are not implemented"),
-                "gidMappings": Refuse("idmapped mounts are not implemented")}],
+                "uidMappings": ANY, "gidMappings": ANY}],
     "process": PROCESS_RULES,
     "hostname": ANY,
     "domainname": ANY,
@@ -215,7 +214,7 @@ def check_version(version: str, source: str) -> None:
 
 
 # Options of features.md's list that oci-run recognizes but does not implement.
-UNIMPLEMENTED_MOUNT_OPTIONS = {"idmap", "ridmap", "acl", "noacl"}
+UNIMPLEMENTED_MOUNT_OPTIONS = {"acl", "noacl"}
 
 
 def check_mount_options(doc: dict[str, Any], found: Review) -> None:

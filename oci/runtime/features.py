@@ -29,7 +29,7 @@ def features() -> dict[str, Any]:
             "apparmor": {"enabled": True},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": True}},
             "netDevices": {"enabled": False},
         },
         "annotations": {"io.github.ocikit.oci-run.version": _version()},

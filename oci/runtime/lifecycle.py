@@ -109,9 +109,17 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         exec_listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         unixsock.bind(exec_listener, os.path.join(folder, "exec.sock"))  # any --root length
         exec_listener.listen(1)
+        from oci.linux.mountopts import wants_idmap
+
+        idmapped: dict[int, int] = {}
+        if any(wants_idmap(mount) for mount in config.get("mounts") or ()):
+            from oci.linux import idmap
+
+            idmapped = idmap.prepare(config, bundle)  # in the host's namespaces: see oci.linux.idmap
         init_opts = InitOptions(config=config, bundle=bundle, exec_listener=exec_listener,
                                 no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds, console_fd=console_fd,
-                                cgroup_binds=cgroup.mount_binds(), seccomp_filter=seccomp_filter)
+                                cgroup_binds=cgroup.mount_binds(), seccomp_filter=seccomp_filter,
+                                idmapped=idmapped)
         ours, theirs = Channel.pair()
         if opts.subreaper:
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
@@ -127,6 +135,8 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
                 stage_a(theirs, init_opts)
         theirs.close()
         exec_listener.close()
+        for fd in idmapped.values():  # the init has its copies
+            os.close(fd)
         if console_sock is not None:
             console_sock.close()
         if not direct:

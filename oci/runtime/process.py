@@ -38,10 +38,11 @@ class InitOptions:
 
     def __init__(self, config: dict[str, Any], bundle: str, exec_listener: Any, no_pivot: bool,
                  preserve_fds: int, console_fd: int | None, cgroup_binds: list[tuple[str, str]],
-                 seccomp_filter: Any = None) -> None:
+                 seccomp_filter: Any = None, idmapped: dict[int, int] | None = None) -> None:
         self.config, self.bundle, self.exec_listener, self.no_pivot = config, bundle, exec_listener, no_pivot
         self.preserve_fds, self.console_fd, self.cgroup_binds = preserve_fds, console_fd, cgroup_binds
         self.seccomp_filter = seccomp_filter
+        self.idmapped = idmapped or {}  # mount index -> a detached idmapped mount (oci.linux.idmap)
 
 
 class InitFailure(Exception):
@@ -206,6 +207,7 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         if affinity.get("initial"):
             os.sched_setaffinity(0, cpu_set(affinity["initial"]))
         builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"), ns.has("mount"))
+        builder.idmapped = opts.idmapped
         builder.prepare()
         if process is not None and "oomScoreAdj" in process:
             with open("/proc/self/oom_score_adj", "w") as f:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from pathlib import Path
 
 import pytest
 from ocitest import mountinfo
@@ -101,6 +102,65 @@ def test_recursive_atime_options(runtime, bundle):
     for point in ("/mnt/atime", "/mnt/nostrict"):
         tree = [mountinfo.at(mounts, point), *mountinfo.under(mounts, point)]
         assert len(tree) > 1 and all("relatime" in m.options and "noatime" not in m.options for m in tree), point
+
+
+def owned_by_root(where: Path) -> Path:
+    """A host directory holding a file and a directory, both owned by 0:0 on disk (under WHERE, the bundle's
+    folder: a user namespace's root can reach it)."""
+    source = where / "idmap-source"
+    (source / "sub").mkdir(parents=True)
+    (source / "file").write_text("data\n")
+    for path in (source, source / "sub", source / "file"):
+        os.chown(path, 0, 0)
+    return source
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_idmapped_bind_mounts_with_their_own_mappings(runtime, bundle):
+    """idmap (SHOULD): the mount MUST have an idmapping applied, the mount's uidMappings and gidMappings when it
+    has them; ridmap likewise on every submount."""
+    runtime.require("idmap")
+    source = owned_by_root(bundle.path)
+    for destination, options, host_id in (("/mnt/idmap", ["bind", "idmap"], 1000),
+                                          ("/mnt/ridmap", ["rbind", "ridmap"], 2000)):
+        bundle.add_mount(destination, "bind", str(source), options)
+        bundle.config["mounts"][-1]["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 1}]
+        bundle.config["mounts"][-1]["gidMappings"] = [{"containerID": 0, "hostID": host_id + 1, "size": 1}]
+    paths = ("/mnt/idmap/file", "/mnt/idmap/sub", "/mnt/ridmap/file")
+    bundle.checker("report", *(arg for path in paths for arg in ("-s", path))).write()
+    stat = runtime.run_json(bundle.path)["stat"]
+    assert [(stat[path]["uid"], stat[path]["gid"]) for path in paths] == [(1000, 1001)] * 2 + [(2000, 2001)]
+    assert (source / "file").stat().st_uid == 0  # on disk nothing changed
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_idmap_without_mappings_nor_user_namespace_is_an_error(runtime, bundle):
+    """If there are no uidMappings and gidMappings specified and the container isn't using user namespaces, an
+    error MUST be returned."""
+    runtime.require("idmap")
+    bundle.add_mount("/mnt/idmap", "bind", str(owned_by_root(bundle.path)), ["bind", "idmap"])
+    bundle.checker("exit", "0").write()
+    cid, result = runtime.create(bundle.path)
+    assert result.returncode != 0
+    assert runtime.state(cid).returncode != 0
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_idmap_may_take_the_user_namespace_mappings(runtime, bundle):
+    """Without mappings of its own an idmapped mount MAY take the container's user namespace mappings: root's
+    files on disk are root's in the container, where a plain bind shows them as the overflow id."""
+    runtime.require("idmap")
+    bundle.set_namespace("user")
+    bundle.linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle.linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    source = owned_by_root(bundle.path)
+    for name, options in (("idmap", ["rbind", "idmap"]), ("plain", ["rbind"])):
+        (bundle.rootfs / "mnt" / name).mkdir(parents=True)
+        bundle.add_mount(f"/mnt/{name}", "bind", str(source), options)
+    bundle.checker("report", "-s", "/mnt/idmap/file", "-s", "/mnt/plain/file").write()
+    stat = runtime.run_json(bundle.path)["stat"]
+    assert (stat["/mnt/idmap/file"]["uid"], stat["/mnt/idmap/file"]["gid"]) == (0, 0)
+    assert stat["/mnt/plain/file"]["uid"] == 65534
 
 
 @pytest.mark.spec("config.md#mounts")

@@ -40,6 +40,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "capabilities-not-held-left-out": "runc 1.1.5 fails on capabilities it does not hold (spec 1.1: a warning)",
         "device-over-a-file-error": "runc 1.1.5 leaves a file at a device's path as it is, without an error",
         "recursive-atime": "runc 1.1.5 leaves rnoatime in place after ratime",
+        "idmap": "runc 1.1.5 ignores idmap, ridmap and a mount's uidMappings and gidMappings (runc 1.2)",
         "poststart-after-exec": "runc 1.1.5 runs poststart hooks during create, before the user process",
         "poststop-failure-continues": "runc 1.1.5 stops at the first failing poststop hook",
         "init-not-dumpable": "runc 1.1.5's init waiting for start can be ptraced from a container sharing its pid ns",
