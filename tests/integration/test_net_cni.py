@@ -172,8 +172,10 @@ def test_version_status_and_gc(lab, tmp_path):
     assert code == 0, result
     gc_conf = {**plugin.conf, "cni.dev/valid-attachments": [{"containerID": "drop", "ifname": "eth0"}]}
     assert plugin("GC", conf=gc_conf) == (0, None)
-    code, out = plugin("CHECK", drop, "drop")
+    code, out = plugin("CHECK", drop, "drop", conf={**plugin.conf, "prevResult": result})
     assert code == 0, out
+    code, out = plugin("CHECK", drop, "drop")  # the spec: CHECK consults prevResult, which the runtime must give
+    assert code != 0 and out["code"] == 7, out
 
 
 def test_errors_are_spec_error_objects(lab, tmp_path):
