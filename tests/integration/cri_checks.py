@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -95,7 +94,7 @@ def closed(host: str, port: int) -> bool:
     """Whether nothing answers HTTP on host:port any more."""
     try:
         http_get(host, port, timeout=1)
-    except (OSError, socket.timeout):
+    except OSError:  # refused, reset, timed out
         return True
     return False
 
