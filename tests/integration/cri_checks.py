@@ -404,10 +404,13 @@ class Sequence:
 def table(columns: dict[str, list[Check]]) -> str:
     """The matrix as text: one row per check, one pass/FAIL column per engine, the counts last."""
     names = list(columns)
-    width = max(len(n) for n in CHECKS) + 2
-    lines = [f"{'CRI (containerd 1.6, the kubelet path)':{width}}" + "".join(f"{n:>36}" for n in names)]
+    title = "CRI (containerd 1.6, the kubelet's path)"
+    width = max(len(n) for n in (*CHECKS, title)) + 2
+    widths = [len(n) + 3 for n in names]
+    lines = [f"{title:{width}}" + "".join(f"{n:>{w}}" for n, w in zip(names, widths, strict=True))]
     for i, check in enumerate(CHECKS):
-        lines.append(f"{check:{width}}" + "".join(f"{'pass' if columns[n][i].ok else 'FAIL':>36}" for n in names))
-    counts = "".join(f"{f'{sum(c.ok for c in columns[n])}/{len(CHECKS)}':>36}" for n in names)
-    lines.append(f"{'passed':{width}}" + counts)
+        lines.append(f"{check:{width}}" + "".join(f"{'pass' if columns[n][i].ok else 'FAIL':>{w}}"
+                                                  for n, w in zip(names, widths, strict=True)))
+    counts = [f"{sum(c.ok for c in columns[n])}/{len(CHECKS)}" for n in names]
+    lines.append(f"{'passed':{width}}" + "".join(f"{c:>{w}}" for c, w in zip(counts, widths, strict=True)))
     return "\n".join(lines)
