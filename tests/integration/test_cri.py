@@ -10,7 +10,9 @@ skip as root: what they need is installed by .ci/install and the test extras.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from tests.integration import cri_checks, cri_env
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 _results: dict[str, list[cri_checks.Check]] = {}
+_left: dict[str, dict[str, object]] = {}  # what each column's network left behind once its pod was removed
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,16 @@ def column_results(column: cri_env.Column, images: cri_env.Images, base: Path, s
         with cri_env.session(base, column, images, stubs) as cri:
             checks = cri_checks.run(cri, lines.append)
             if not all(c.ok for c in checks):
-                print(f"containerd log ({column.name}):\n{cri.log_tail(60)}")
+                print(f"containerd log ({column.name}):\n{cri.log_tail(30)}")
+            _left[column.name] = {
+                "bridge": subprocess.run(["ip", "link", "show", cri.bridge], capture_output=True).returncode == 0,
+                "table": subprocess.run(["nft", "list", "table", "inet", cri.nft_table],
+                                        capture_output=True).returncode == 0,
+                "networks": json.loads(subprocess.run([cri_env.ocikit_command("net"), "--state-dir",
+                                                       str(cri.net_state), "ls"], capture_output=True,
+                                                      text=True).stdout or "null"),
+                "ignored": [line for line in cri.log_tail(100000).splitlines() if "oci-net: " in line],
+            }
         print("\n".join(lines))
         _results[column.name] = checks
     return _results[column.name]
@@ -62,3 +74,13 @@ def test_ocikit_passes_every_check_the_reference_passes(images, stubs, tmp_path_
     behind = [f"{r.name}: {o.detail}" for r, o in zip(reference, ours, strict=True) if r.ok and not o.ok]
     assert not behind, "\n".join(behind)
     assert os.geteuid() == 0
+
+
+def test_oci_net_removed_the_pod_network_with_the_last_del(images, stubs, tmp_path_factory):
+    """After RemovePodSandbox (containerd's CNI DEL): no bridge, no nftables table, no network in
+    `oci-net ls`; and oci-net logged nothing as ignored (containerd's keys are all understood)."""
+    column = cri_env.OCIKIT
+    checks = column_results(column, images, tmp_path_factory.mktemp(f"cri-{column.handler}"), stubs)
+    if not next(c for c in checks if c.name.startswith("RunPodSandbox")).ok:
+        pytest.fail("the pod never started")
+    assert _left[column.name] == {"bridge": False, "table": False, "networks": [], "ignored": []}
