@@ -11,7 +11,8 @@
   registry as an insecure registry, lowered default ulimits (no CAP_SYS_RESOURCE here);
 * an exec-root of the same length as Docker's `/var/run/docker` (15 characters) and unique
   (`/run/ocikitXXXX`), so that runtimes see the runtime root Docker gives them in production:
-  `EXECROOT/runtime-NAME/moby` with 64-hex container IDs (`DockerEnv.runtime_root`);
+  `EXECROOT/runtime-runc/moby` with 64-hex container IDs, for added runtimes too
+  (`DockerEnv.runtime_root`);
 * IMAGE: a busybox-static image (podman_env's layout, made with the checkout's oci-commit)
   pushed to the session's test registry with skopeo and pulled by this dockerd.
 
@@ -116,9 +117,10 @@ class DockerEnv:
     def environ(self) -> dict[str, str]:
         return {**os.environ, "DOCKER_HOST": f"unix://{self.socket}", "DOCKER_CONFIG": str(self.base / "client")}
 
-    def runtime_root(self, name: str) -> str:
-        """Where Docker tells runtime NAME to keep its state (its --root): EXECROOT/runtime-NAME/moby."""
-        return f"{self.exec_root}/runtime-{name}/moby"
+    @property
+    def runtime_root(self) -> str:
+        """Where Docker 20.10 tells every runtime (runc or added) to keep its state, its --root."""
+        return f"{self.exec_root}/runtime-runc/moby"
 
     def argv(self, *args: str) -> list[str]:
         return [DOCKER, *args]
