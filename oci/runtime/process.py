@@ -206,6 +206,8 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         affinity = (process or {}).get("execCPUAffinity") or {}
         if affinity.get("initial"):
             os.sched_setaffinity(0, cpu_set(affinity["initial"]))
+        if "network" in ns.new:
+            namespaces.loopback_up()  # as runc: lo is up in a new network namespace, before any hook runs
         builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"), ns.has("mount"))
         builder.idmapped = opts.idmapped
         builder.prepare()
@@ -214,11 +216,6 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
                 f.write(str(process["oomScoreAdj"]))
         listener = opts.exec_listener
         channel.send("hooks", warnings=warnings)
-        if "network" in ns.new:
-            # As runc: lo is up in a new network namespace. Here, while the runtime moves the init into
-            # its cgroup and runs the prestart hooks, the kernel's work for it (addresses, routes) costs
-            # the container's start nothing.
-            namespaces.loopback_up()
         state = channel.recv("state")["state"]
         if "cgroup" in ns.new:
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
