@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from oci.errors import InvalidInput
-from oci.linux import syscalls
 from oci.linux.capnames import NAMES
+from oci.linux.kernel import (
+    PR_CAP_AMBIENT,
+    PR_CAP_AMBIENT_CLEAR_ALL,
+    PR_CAP_AMBIENT_RAISE,
+    PR_CAPBSET_DROP,
+    PR_CAPBSET_READ,
+    kernel,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,9 +52,9 @@ SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 
 def bounding_set(numbers: set[int]) -> int:
     """Which of `numbers` are in this process's bounding set (prctl, one call each: no /proc needed)."""
-    bits = 0
+    bits, prctl = 0, kernel().prctl
     for number in numbers:
-        if syscalls.prctl(syscalls.PR_CAPBSET_READ, number) == 1:
+        if prctl(PR_CAPBSET_READ, number) == 1:
             bits |= 1 << number
     return bits
 
@@ -66,7 +73,7 @@ def grantable_only(config: dict[str, Any] | None,
     """
     config = config or {}
     top = last_cap()
-    permitted_now, inheritable_now = syscalls.capget()[1:]
+    permitted_now, inheritable_now = kernel().capget()[1:]
     asked = {NUMBERS[name] for kind in SETS for name in config.get(kind) or [] if name in NUMBERS}
     bounding_now = bounding_set({number for number in asked if number <= top})
     unknown: list[str] = []
@@ -118,17 +125,19 @@ class CapabilitySets:
 
     def drop_bounding(self) -> None:
         """Drop from the bounding set every capability not listed (needs CAP_SETPCAP)."""
+        prctl = kernel().prctl
         for number in range(last_cap() + 1):
             if not self.bounding & (1 << number):
-                syscalls.prctl(syscalls.PR_CAPBSET_DROP, number)
+                prctl(PR_CAPBSET_DROP, number)
 
     def apply(self) -> None:
         """Set effective, permitted, inheritable, then raise ambient (after the uid change)."""
-        syscalls.capset(self.effective, self.permitted, self.inheritable)
-        syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
+        kern = kernel()
+        kern.capset(self.effective, self.permitted, self.inheritable)
+        kern.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
         # The kernel raises an ambient capability only if it is permitted and inheritable;
         # like runc, the others are left out rather than failing the container.
         raisable = self.ambient & self.permitted & self.inheritable
         for number in range(last_cap() + 1):
             if raisable & (1 << number):
-                syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, number)
+                kern.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, number)

@@ -83,7 +83,8 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
     process = config.get("process") or {}
     container.terminal = bool(process.get("terminal"))
     try:
-        from oci.linux import namespaces, syscalls, unixsock
+        from oci.linux import namespaces, unixsock
+        from oci.linux.kernel import PR_SET_CHILD_SUBREAPER, kernel
         from oci.runtime import hooks
         from oci.runtime.channel import Channel, InitError
         from oci.runtime.process import InitOptions, fork_init, forks_init_directly, preload, stage_a
@@ -122,7 +123,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
                                 idmapped=idmapped)
         ours, theirs = Channel.pair()
         if opts.subreaper:
-            syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+            kernel().prctl(PR_SET_CHILD_SUBREAPER, 1)
         preload(process, config.get("hooks"))
         ns = namespaces.Namespaces(linux.get("namespaces", []))
         direct = forks_init_directly(ns)
