@@ -5,8 +5,8 @@ import os
 import pytest
 
 from oci.linux import inroot, mountopts, mounts
-from oci.linux.mounts import MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SLAVE
 from oci.linux.mountopts import MS_BIND
+from oci.linux.mounts import MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SLAVE
 
 
 def test_options_split_into_flags_propagation_and_data():
