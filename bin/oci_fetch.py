@@ -161,7 +161,7 @@ class ProgressBar:
 
 
 def body(argv: list[str], messages: ocicli.Messages) -> int:
-    args = quick_parse(argv, FETCH_FLAGS, FETCH_POSITIONALS) or fetch_parser().parse_args(argv)
+    args = quick_parse(argv, FETCH_FLAGS, FETCH_POSITIONALS) or fetch_parser().parse_intermixed_args(argv)
     messages.quiet = args.quiet
     from oci.errors import UsageError
 
@@ -206,8 +206,8 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     gc.enable()
     try:
         result = pull(source, reference, layout_path, tag=tag, platform=platform, all_platforms=args.all_platforms,
-                      referrers=args.referrers, jobs=args.jobs, progress=bar, annotations=annotations,
-                      verify=verify)
+                      referrers=args.referrers, jobs=args.jobs, progress=bar, retries=options.retries,
+                      annotations=annotations, verify=verify)
     finally:
         if bar:
             bar.finish()

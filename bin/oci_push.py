@@ -67,7 +67,7 @@ def push_parser() -> argparse.ArgumentParser:
 
 
 def body(argv: list[str], messages: ocicli.Messages) -> int:
-    args = quick_parse(argv, PUSH_FLAGS, PUSH_POSITIONALS) or push_parser().parse_args(argv)
+    args = quick_parse(argv, PUSH_FLAGS, PUSH_POSITIONALS) or push_parser().parse_intermixed_args(argv)
     messages.quiet = args.quiet
     from oci.errors import IntegrityError, OciError, UsageError
     from oci.reference import Reference

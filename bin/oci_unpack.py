@@ -69,7 +69,7 @@ def parser() -> ocicli.Parser:
 
 
 def main_body(argv: list[str], messages: ocicli.Messages) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
     if args.image is None or args.rootfs is None:
         if args.gc and args.image is None:
             return collect(args, messages)

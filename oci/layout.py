@@ -22,7 +22,7 @@ import os
 from oci import schema
 from oci.descriptor import INDEXES, MANIFESTS, OCI_INDEX, REF_NAME, Descriptor
 from oci.digest import Digest, VerifyingReader, copy_hashing, verify_bytes
-from oci.errors import IntegrityError, InvalidInput, NotFound, OciError
+from oci.errors import DigestMismatch, IntegrityError, InvalidInput, NotFound, OciError
 from oci.fsutil import atomic_file, fsync_dir, locked, write_atomic
 
 TYPE_CHECKING = False
@@ -110,10 +110,10 @@ class Layout:
         try:
             with atomic_file(tmp_target, 0o644, tmp_dir=tmp_dir) as f:
                 digest, count = copy_hashing(source, f, algorithm, limit=cap)
-                if expected is not None and digest != expected:
-                    raise IntegrityError(f"blob digest {digest} does not match expected {expected}")
                 if size is not None and count != size:
                     raise IntegrityError(f"blob {digest}: size {count} does not match expected {size}")
+                if expected is not None and digest != expected:
+                    raise DigestMismatch(f"blob digest {digest} does not match expected {expected}")
             final = self.blob_path(digest)
             os.makedirs(os.path.dirname(final), exist_ok=True)
             os.rename(tmp_target, final)
@@ -131,7 +131,7 @@ class Layout:
 
         digest = Digest.of(data, expected.algorithm if expected else "sha256")
         if expected is not None and digest != expected:
-            raise IntegrityError(f"blob digest {digest} does not match expected {expected}")
+            raise DigestMismatch(f"blob digest {digest} does not match expected {expected}")
         if not self.has_blob(digest, len(data)):
             self.put_blob(io.BytesIO(data), digest, len(data))
         return digest

@@ -37,7 +37,7 @@ from oci.layout import Layout
 from oci.reference import Reference
 
 from .client import MAX_MANIFEST, SOURCE_ANNOTATION, Repository, Upload
-from .http import HttpError
+from .http import HttpError, transient
 
 DEFAULT_CHUNK_SIZE = 32 << 20
 BLOB_ATTEMPTS = 4  # fresh upload sessions per blob before giving up
@@ -305,6 +305,8 @@ class Pusher:
                     upload = self.repository.upload_chunk(upload, data)
                     failures = 0
                 except (HttpError, NotFound) as err:
+                    if isinstance(err, HttpError) and not (transient(err.status) or err.status == 416):
+                        raise  # refused as asked (400, 413, ...): asking again does not help
                     failures += 1
                     if failures > self.repository.registry.transport.options.retries:
                         raise
@@ -340,8 +342,8 @@ class Pusher:
             if err.status == 400 and any(code in err.message for code in DIGEST_REFUSALS):
                 raise IntegrityError(f"{self.repository}: the registry refused blob {blob.digest} from "
                                      f"{self.layout.path}: {_detail(err.message)}") from None
-            if err.status == 400:
-                raise
+            if not transient(err.status):
+                raise  # refused as asked (400, 413, ...): a new upload would be refused alike
             raise _UploadLost(err.message) from None
         except NotFound as err:
             raise _UploadLost(err.message) from None
