@@ -167,6 +167,10 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
 
     if args.platform and args.all_platforms:
         raise UsageError("--platform and --all-platforms exclude each other")
+    if args.tag is not None:
+        from oci.reference import check_tag
+
+        check_tag(args.tag, "--tag")
     options = registry_options(args)
     layout_path = args.layout or os.environ.get("OCIKIT_LAYOUT") or "."
     route_warnings(messages)

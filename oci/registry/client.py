@@ -403,6 +403,8 @@ def manifest_media_type(data: bytes, content_type: str | None, what: str) -> str
     doc = schema.parse(data, what) if doc is None else doc
     declared = doc.get("mediaType") if isinstance(doc, dict) else None
     header = (content_type or "").split(";", 1)[0].strip()
+    if isinstance(declared, str) and declared and header in MANIFESTS | INDEXES and header != declared:
+        raise IntegrityError(f"{what}: the document says mediaType {declared}, the registry served it as {header}")
     media_type = declared if isinstance(declared, str) and declared else header
     if media_type not in MANIFESTS | INDEXES:
         if isinstance(doc, dict) and doc.get("schemaVersion") == 1:

@@ -17,7 +17,6 @@ are removed again (`roll_back`), so the layout is as it was. A pull killed outri
 
 from __future__ import annotations
 
-import os
 import time
 from _thread import allocate_lock
 from collections import namedtuple
@@ -25,8 +24,7 @@ from collections import namedtuple
 from oci import schema
 from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, Descriptor
 from oci.digest import Digest, verify_bytes
-from oci.errors import DigestMismatch, IntegrityError, NotFound, OciError, RegistryError, Unsupported
-from oci.fsutil import locked
+from oci.errors import DigestMismatch, IntegrityError, InvalidInput, NotFound, RegistryError, Unsupported
 from oci.image import parse_image_argument
 from oci.layout import MAX_DOCUMENT, Layout
 
@@ -106,8 +104,8 @@ class LayoutSource:
             return self._by_digest(Digest.parse(reference))  # an index's child, not in index.json
         entry = self.layout.resolve(reference or self.name)
         if entry.media_type not in MANIFESTS | INDEXES:
-            raise Unsupported(f"{self}@{entry.digest}: not a manifest or index ({entry.media_type})")
-        data = self.layout.read_blob(entry, MAX_MANIFEST)
+            raise InvalidInput(f"{self}@{entry.digest}: not a manifest or index ({entry.media_type})")
+        data, _doc = self.layout.read_manifest(entry, MAX_MANIFEST)
         return Manifest(entry.media_type, entry.digest, data)
 
     def _by_digest(self, digest: Digest) -> Manifest:
@@ -251,7 +249,7 @@ class Puller:
                 raise IntegrityError(f"{where}: served manifest ({manifest.digest}, {len(manifest.data)} bytes) "
                                      f"does not match its descriptor ({descriptor.size} bytes)")
             if manifest.media_type != descriptor.media_type:
-                raise IntegrityError(f"{where}: served media type {manifest.media_type}, "
+                raise IntegrityError(f"{where}: the registry serves a {manifest.media_type}, "
                                      f"the index says {descriptor.media_type}")
         _validate(manifest, where)
         return manifest
@@ -489,30 +487,9 @@ def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform
             # The image and its referrers are tagged together, in one index.json, or not at all.
             descriptor = layout.tag_all([(tag, target.descriptor.with_annotations(**(annotations or {}))), *found])[0]
     except BaseException:
-        roll_back(layout, puller.added)
+        layout.roll_back(puller.added)
         raise
     return Result(layout, descriptor, stats)
-
-
-def roll_back(layout: Layout, added: list[Digest]) -> None:
-    """Remove the blobs a failed pull stored, so the layout is as it was before.
-
-    This follows the store's garbage-collection protocol (`.ocikit/gc.lock` held
-    exclusively, reachability computed under `.ocikit/index.lock`): a concurrent pull that
-    found one of these blobs and tagged an image with it has finished its session by
-    then, and the blob, now reachable, stays."""
-    if not added:
-        return
-    private = os.path.join(layout.path, ".ocikit")
-    with locked(os.path.join(private, "gc.lock")):
-        with locked(os.path.join(private, "index.lock")):
-            keep = layout.reachable()
-        for digest in added:
-            if digest not in keep:
-                try:
-                    os.unlink(layout.blob_path(digest))
-                except FileNotFoundError:
-                    pass
 
 
 def _validate(manifest: Manifest, where: str) -> None:
@@ -520,13 +497,16 @@ def _validate(manifest: Manifest, where: str) -> None:
     doc = schema.load(manifest.data, manifest.media_type, where, remember=True)
     declared = doc.get("mediaType")
     if declared and declared != manifest.media_type:
-        raise IntegrityError(f"{where}: document says mediaType {declared}, served as {manifest.media_type}")
+        raise IntegrityError(f"{where}: the document says mediaType {declared}, its descriptor says "
+                             f"{manifest.media_type}")
 
 
 def _open_existing(path: str) -> Layout | None:
+    """The layout at `path`; None where there is none yet (a path of the wrong kind, or a
+    layout that cannot be read, is refused now, before anything travels)."""
     try:
         return Layout.open(path)
-    except OciError:
+    except NotFound:
         return None
 
 
