@@ -119,7 +119,7 @@ def overlay(args, image, rootfs, options, budget, progress) -> dict | None:
     from oci.unpack.rootfs import fresh_directory
 
     cache = ov.LayerCache(args.cache or ov.default_cache())
-    with cache.session(), fresh_directory(rootfs):
+    with cache.session(), fresh_directory(rootfs, options.warn):
         layers = cache.ensure(image, options, budget, progress)
         spec = ov.mount_spec(rootfs, layers)
         ov.prepare_dirs(rootfs)
@@ -137,7 +137,10 @@ def collect(args, messages: ocicli.Messages) -> int:
     from oci.unpack import overlay as ov
 
     removed = ov.LayerCache(args.cache or ov.default_cache()).gc()
-    messages.info(f"removed {len(removed)} unused cached layers")
+    unfinished = [size for name, size in removed if name.startswith("tmp/")]
+    freed = sum(size for _, size in removed)
+    messages.info(f"removed {len(removed) - len(unfinished)} unused cached layers and {len(unfinished)} "
+                  f"unfinished ones of interrupted unpacks, {freed / 1e6:.1f} MB freed")
     return 0
 
 

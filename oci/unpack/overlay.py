@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ from oci.digest import Digest
 from oci.errors import Conflict, OciError
 from oci.fsutil import locked, write_atomic
 from oci.unpack.options import Budget, LayerResult, Options
-from oci.unpack.rootfs import Progress, open_layer
+from oci.unpack.rootfs import OVERLAY, Progress, open_layer, sibling
 
 if TYPE_CHECKING:
     from oci.image import Image
@@ -124,10 +125,33 @@ class LayerCache:
 
     @contextlib.contextmanager
     def session(self) -> Any:
-        """Hold off gc while layers are made, mounted and recorded."""
+        """Hold off gc while layers are made, mounted and recorded. Entering, when no other
+        session is open (the gc lock can be taken exclusively for a moment), removes the
+        unfinished layers of killed unpacks from `tmp/`."""
         os.makedirs(self.path, exist_ok=True)
-        with locked(self._lock("gc.lock"), shared=True):
+        fd = os.open(self._lock("gc.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # another unpack is at work, or a gc, which the shared lock waits for
+            else:
+                self._remove_unfinished()
+            fcntl.flock(fd, fcntl.LOCK_SH)
             yield self
+        finally:
+            os.close(fd)
+
+    def _remove_unfinished(self) -> list[tuple[str, int]]:
+        """Remove the layers left half-made in `tmp/` (only while no unpack is at work); their
+        names and sizes in bytes."""
+        removed = []
+        tmp = self._dir("tmp")
+        for name in sorted(os.listdir(tmp)) if os.path.isdir(tmp) else []:
+            size = _tree_size(os.path.join(tmp, name))
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+            removed.append((f"tmp/{name}", size))
+        return removed
 
     def _record_path(self, rootfs: str) -> str:
         return self._dir("users", hashlib.sha256(rootfs.encode()).hexdigest() + ".json")
@@ -138,9 +162,10 @@ class LayerCache:
         names = [os.path.relpath(d, self.path) for d in layers]
         write_atomic(self._record_path(rootfs), json.dumps({"rootfs": rootfs, "layers": names}).encode())
 
-    def gc(self) -> list[str]:
-        """Delete the layers no live overlay uses (its ROOTFS gone); return their cache names."""
-        removed: list[str] = []
+    def gc(self) -> list[tuple[str, int]]:
+        """Delete the layers no live overlay uses (its ROOTFS gone) and the unfinished ones of
+        killed unpacks; return their cache names (`tmp/...` for unfinished ones) and sizes."""
+        removed: list[tuple[str, int]] = []
         if not os.path.isdir(self.path):
             return removed
         with locked(self._lock("gc.lock")):
@@ -164,13 +189,26 @@ class LayerCache:
                 for name in sorted(os.listdir(self._dir(folder))):
                     key = f"{folder}/{name}"
                     if key not in live:
+                        size = _tree_size(self._dir(key))
                         shutil.rmtree(self._dir(key))
-                        removed.append(key)
-            shutil.rmtree(self._dir("tmp"), ignore_errors=True)
+                        removed.append((key, size))
+            removed += self._remove_unfinished()
             for name in os.listdir(self._dir("locks")):
                 if name != "gc.lock":  # unpackers take these only while holding gc.lock shared
                     os.unlink(self._dir("locks", name))
         return removed
+
+
+def _tree_size(path: str) -> int:
+    """Bytes of the files under `path` (what removing it frees, hard links aside)."""
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
 
 
 def _first_lstat(roots: list[Any], path: str) -> os.stat_result | None:
@@ -193,8 +231,7 @@ def _syncfs(fd: int) -> None:
 
 def overlay_dirs(rootfs: str) -> tuple[str, str]:
     """The upper and work directories of the overlay at `rootfs` (beside it, same filesystem)."""
-    parent, name = os.path.split(rootfs)
-    base = os.path.join(parent, f".{name}.overlay")
+    base = sibling(rootfs, OVERLAY)
     return os.path.join(base, "upper"), os.path.join(base, "work")
 
 
