@@ -122,7 +122,7 @@ def overlay(args, image, rootfs, options, budget, progress) -> dict | None:
     with cache.session(), fresh_directory(rootfs, options.warn):
         layers = cache.ensure(image, options, budget, progress)
         spec = ov.mount_spec(rootfs, layers)
-        ov.prepare_dirs(rootfs)
+        ov.prepare_dirs(rootfs, layers)
         try:
             if not args.emit_mount:
                 ov.mount(spec)

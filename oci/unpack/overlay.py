@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from oci.digest import Digest
 from oci.errors import Conflict, OciError
 from oci.fsutil import locked, write_atomic
+from oci.unpack.apply import ROOT_ENTRY
 from oci.unpack.options import Budget, LayerResult, Options
 from oci.unpack.rootfs import OVERLAY, Progress, open_layer, sibling
 
@@ -67,9 +68,9 @@ class LayerCache:
         os.makedirs(self._dir("locks"), exist_ok=True)
         return self._dir("locks", name)
 
-    def _existing(self, diff_id: Digest, chain: Digest) -> str | None:
+    def _existing(self, diff_id: Digest, chain: Digest, taken: list[str]) -> str | None:
         for name in (f"{diff_id.algorithm}/{diff_id.hex}", f"chain-{chain.algorithm}/{chain.hex}"):
-            if os.path.isdir(self._dir(name)):
+            if name not in taken and os.path.isdir(self._dir(name)):
                 return name
         return None
 
@@ -83,20 +84,23 @@ class LayerCache:
         count = len(image.diff_ids)
         for index, diff_id in enumerate(image.diff_ids):
             chain = chain_id(chain, diff_id)
-            name = self._existing(diff_id, chain)
+            # A layer the image holds twice cannot be one lower directory twice (overlayfs refuses
+            # overlapping layers): the second one is a copy, keyed by its chain.
+            again = f"{diff_id.algorithm}/{diff_id.hex}" in names
+            name = self._existing(diff_id, chain, names)
             if name is None:
                 with locked(self._lock(f"{diff_id.hex}.lock")):
-                    name = self._existing(diff_id, chain)
+                    name = self._existing(diff_id, chain, names)
                     if name is None:
                         with open_layer(image, index, budget) as stream:
-                            name = self._unpack(stream, diff_id, chain, names, options, budget)
+                            name = self._unpack(stream, diff_id, chain, names, options, budget, again)
                         if progress:
                             progress(index, count, self.last_result)
             names.append(name)
         return [self._dir(n) for n in names]
 
     def _unpack(self, stream: LayerStream, diff_id: Digest, chain: Digest, lower: list[str], options: Options,
-                budget: Budget) -> str:
+                budget: Budget, by_chain: bool = False) -> str:
         from oci.unpack.apply import apply_layer
         from oci.unpack.safepath import Root
 
@@ -113,8 +117,9 @@ class LayerCache:
             finally:
                 for r in lowers:
                     r.close()
-            target = chain if result.copied_from_lower else diff_id
-            name = f"{'chain-' if result.copied_from_lower else ''}{target.algorithm}/{target.hex}"
+            by_chain = by_chain or result.copied_from_lower
+            target = chain if by_chain else diff_id
+            name = f"{'chain-' if by_chain else ''}{target.algorithm}/{target.hex}"
             os.makedirs(os.path.dirname(self._dir(name)), exist_ok=True)
             os.rename(tmp, self._dir(name))
         except BaseException:
@@ -242,13 +247,33 @@ def mount_spec(rootfs: str, layers: list[str]) -> dict[str, Any]:
             "options": [f"lowerdir={':'.join(reversed(layers))}", f"upperdir={upper}", f"workdir={work}"]}
 
 
-def prepare_dirs(rootfs: str) -> None:
-    """Make fresh upper and work directories for the overlay at `rootfs`."""
+def prepare_dirs(rootfs: str, layers: list[str] | None = None) -> None:
+    """Make fresh upper and work directories for the overlay at `rootfs`. The merged root takes
+    its owner, mode, xattrs and times from the upper directory's root, so that root gets those
+    of the topmost layer that set them (a `.` entry), as a plain unpack applies them."""
     upper, work = overlay_dirs(rootfs)
     if os.path.lexists(os.path.dirname(upper)):
         raise Conflict(f"{os.path.dirname(upper)}: already exists")
     os.makedirs(upper, 0o755)
     os.makedirs(work, 0o700)
+    for layer in reversed(layers or []):
+        try:
+            os.getxattr(layer, ROOT_ENTRY)
+        except OSError:
+            continue
+        _copy_root(layer, upper)
+        break
+
+
+def _copy_root(layer: str, upper: str) -> None:
+    """The attributes of a layer's root (what its `.` entry said) onto the upper directory."""
+    st = os.lstat(layer)
+    os.chown(upper, st.st_uid, st.st_gid)
+    os.chmod(upper, st.st_mode & 0o7777)
+    for name in os.listxattr(layer):
+        if not name.startswith(("trusted.overlay.", ROOT_ENTRY)):
+            os.setxattr(upper, name, os.getxattr(layer, name))
+    os.utime(upper, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def remove_dirs(rootfs: str) -> None:
