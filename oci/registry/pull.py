@@ -88,6 +88,12 @@ class RegistrySource:
         """Cut the connections in use (Ctrl-C, or another transfer failed)."""
         self.repository.registry.transport.abort()
 
+    def remember(self, digests: list[Digest]) -> None:
+        """Note that this repository holds these blobs (for pushes that mount them elsewhere)."""
+        from .locations import BlobLocations
+
+        BlobLocations(self.repository.registry.host).record(self.repository.name, digests)
+
 
 class LayoutSource:
     """Another OCI image layout, named `PATH[:TAG|@DIGEST]`."""
@@ -489,6 +495,9 @@ def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform
     except BaseException:
         layout.roll_back(puller.added)
         raise
+    remember = getattr(source, "remember", None)
+    if remember is not None:
+        remember(list(plan.blobs))
     return Result(layout, descriptor, stats)
 
 

@@ -5,7 +5,8 @@
 * Every blob (configs and layers of every manifest, for an index every platform) is first
   asked for with HEAD (two per job at once, each on a kept-alive connection of its own);
   present blobs are skipped. A missing blob is mounted from another
-  repository of the same registry when one is known to hold it (`mount_from`, and the
+  repository of the same registry when one is known to hold it (the repositories earlier
+  pulls and pushes saw holding it, `oci.registry.locations`; `mount_from`, and the
   repository the layout says the image came from), else uploaded.
 * Blobs up to `chunk_size` go up monolithically (POST, then PUT with the body); larger ones
   in PATCH chunks of `chunk_size` with Content-Range. A chunk that fails is resumed from the
@@ -38,6 +39,7 @@ from oci.reference import Reference
 
 from .client import MAX_MANIFEST, SOURCE_ANNOTATION, Repository, Upload
 from .http import HttpError, transient
+from .locations import BlobLocations
 
 DEFAULT_CHUNK_SIZE = 32 << 20
 BLOB_ATTEMPTS = 4  # fresh upload sessions per blob before giving up
@@ -153,6 +155,7 @@ class Pusher:
         self.progress = progress
         self._stop: threading.Event | None = None  # made when blobs travel
         self._lock = allocate_lock()
+        self.locations = BlobLocations(repository.registry.host)
 
     def push(self, descriptor: Descriptor, tags: list[str]) -> Result:
         """Ensure every blob, put the manifests, tag the root; the pushed root's descriptor."""
@@ -183,6 +186,7 @@ class Pusher:
         subject = _subject(root, root_data)
         if subject is not None:
             self._record_referrer(subject, root, root_data)
+        self.locations.record(self.repository.name, list(image.blobs))
         return result
 
     def _serves(self, reference: str, descriptor: Descriptor) -> bool:
@@ -241,7 +245,8 @@ class Pusher:
         if not self.layout.has_blob(blob.digest, blob.size):  # a sparse layout is fine while the registry has it
             raise NotFound(f"{self.layout.path}: blob {blob.digest} ({blob.size} bytes) is missing from the layout")
         upload: Upload | None = None
-        for source in sources:
+        known = [name for name in self.locations.where(blob.digest) if name != self.repository.name]
+        for source in dict.fromkeys(known + sources):  # where the registry was seen holding it first
             try:
                 upload = self.repository.mount_blob(blob.digest, source)
             except (AuthError, NotFound, HttpError):

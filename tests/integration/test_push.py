@@ -183,6 +183,33 @@ def test_cross_repository_mount(oci, tmp_path, registry, repo, small_image):
         assert uploads_started(seen) == 0
 
 
+@pytest.mark.parametrize("learned_from", ["push", "fetch"])
+def test_a_new_repository_mounts_what_the_registry_holds_elsewhere(oci, tmp_path, registry, repo, small_image,
+                                                                    learned_from):
+    """The blob-location cache (oci.registry.locations) learns where blobs are from every push and
+    pull: a push of another copy of the image, hinted nothing, mounts every blob."""
+    base = f"{repo}-base"
+    images.push_layout(small_image.path, small_image.tag, registry, base)  # skopeo: ocikit learns nothing
+    env = {**environment(tmp_path), "OCIKIT_BLOB_LOCATIONS": str(tmp_path / "locations")}
+    if learned_from == "push":
+        learn = oci("push", "--insecure", small_image.arg, registry.ref(base, "again"), env=env)
+    else:
+        learn = oci("fetch", "--insecure", registry.ref(base, small_image.tag), str(tmp_path / "fetched"), env=env)
+    assert learn.returncode == 0, learn.stderr
+    copy = str(tmp_path / "copy")  # a layout that says nothing of where the image came from
+    images.skopeo_copy(f"oci:{small_image.arg}", f"oci:{copy}:{small_image.tag}")
+    mark = registry.mark()
+    result = oci("push", "--insecure", f"{copy}:{small_image.tag}", registry.ref(f"{repo}-new", "v1"), env=env)
+    assert result.returncode == 0, result.stderr
+    seen = registry.requests_since(mark)
+    mounts = [r for r in seen if "mount=" in r.query]
+    assert len(mounts) == 3 and all(r.status == 201 and f"from={base.replace('/', '%2F')}" in r.query
+                                    for r in mounts)
+    assert uploads_started(seen) == 0
+    assert images.skopeo_manifest_digest(registry.ref(f"{repo}-new", "v1"), registry) == \
+        str(small_image.descriptor.digest)
+
+
 def test_artifact_with_subject_is_a_referrer(oci, tmp_path, registry, repo, small_image):
     assert _push(oci, tmp_path, registry, small_image.arg, registry.ref(repo, "v1")).returncode == 0
     layout = Layout.open(small_image.path)
@@ -236,10 +263,13 @@ def test_token_auth(oci, tmp_path, new_registry, repo, small_image):
     bob = environment(tmp_path, token_registry, username="bob", password="bob-pw")
     denied = _push(oci, tmp_path, token_registry, small_image.arg, token_registry.ref("private/secret", "v1"), **bob)
     assert denied.returncode == 6, denied.stderr
-    # a mount source bob may not read is passed over: the blobs are uploaded instead
+    # a mount source bob may not read is passed over: the blobs are uploaded instead (with a
+    # blob-location cache that knows nothing: it would mount them from `repo`, which bob may read)
     mark = token_registry.mark()
+    (tmp_path / "no-locations").mkdir()
     hinted = _push(oci, tmp_path, token_registry, small_image.arg, token_registry.ref(f"{repo}-bob", "v1"),
-                   "--from-repo", "private/secret", **bob)
+                   "--from-repo", "private/secret", **bob,
+                   OCIKIT_BLOB_LOCATIONS=str(tmp_path / "no-locations"))
     assert hinted.returncode == 0, hinted.stderr
     seen = token_registry.requests_since(mark)
     assert not [r for r in seen if "mount=" in r.query and r.status == 201]
