@@ -38,7 +38,7 @@ from oci.layout import Layout
 from oci.reference import Reference
 
 from .client import MAX_MANIFEST, SOURCE_ANNOTATION, Repository, Upload
-from .http import HttpError, transient
+from .http import HttpError, SentBytes, transient
 from .locations import BlobLocations
 
 DEFAULT_CHUNK_SIZE = 32 << 20
@@ -284,13 +284,21 @@ class Pusher:
         if self.progress and how == "uploaded":
             self.progress.advance(blob, blob.size)
 
+    def _sending(self, blob: Descriptor, data: bytes, offset: int = 0) -> bytes | SentBytes:
+        """`data` as a request body that tells the progress display each block sent (from
+        `offset` in the blob); the bytes themselves without one."""
+        if self.progress is None:
+            return data
+        progress = self.progress
+        return SentBytes(data, lambda sent: progress.advance(blob, offset + sent))
+
     def _upload(self, blob: Descriptor, upload: Upload) -> None:
         """Send the blob into `upload` and close it; _UploadLost when the session must start over."""
         with open(self.layout.blob_path(blob.digest), "rb") as f:
             if blob.size <= self.chunk_size:
                 data = f.read(blob.size + 1)
                 _check(data, blob, self.layout)
-                self._finish(blob, upload, data)
+                self._finish(blob, upload, self._sending(blob, data))
                 return
             hasher, hashed = blob.digest.hasher(), 0
             failures = 0
@@ -306,7 +314,7 @@ class Pusher:
                     hasher.update(data[hashed - upload.offset:])
                     hashed = upload.offset + len(data)
                 try:
-                    upload = self.repository.upload_chunk(upload, data)
+                    upload = self.repository.upload_chunk(upload, self._sending(blob, data, upload.offset))
                     failures = 0
                 except (HttpError, NotFound) as err:
                     if isinstance(err, HttpError) and not (transient(err.status) or err.status == 416):
@@ -339,7 +347,7 @@ class Pusher:
             raise _UploadLost(f"the registry holds {status.offset} bytes, more than were sent")
         return status
 
-    def _finish(self, blob: Descriptor, upload: Upload, data: bytes | None) -> None:
+    def _finish(self, blob: Descriptor, upload: Upload, data: bytes | SentBytes | None) -> None:
         try:
             self.repository.finish_upload(upload, blob.digest, data)
         except HttpError as err:
