@@ -2,8 +2,8 @@
 """Print the engine matrix: real engines' checks passed with runc and with oci-run, side by side.
 
 Runs the engine tests (tests/integration/test_engine_*.py: Docker 20.10, Swarm, podman 4.3; test_cri.py:
-containerd's CRI; and any other engine that records into tests/integration/engine_matrix.py) as root with pytest, then prints
-one row per engine, the table the README carries. `make test` runs the same tests and prints the
+containerd's CRI; any other engine that records into tests/integration/engine_matrix.py) as root with
+pytest, then prints one row per engine, the table the README carries. `make test` runs the same tests and prints the
 same table at the end of its session.
 
     sudo .venv/bin/python tests/engine_matrix.py             # run the engine tests, print the table
