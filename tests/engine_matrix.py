@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Print the engine matrix: real engines' checks passed with runc and with oci-run, side by side.
 
-Runs the engine tests (tests/integration/test_engine_*.py: Docker 20.10, Swarm, podman 4.3, and any
-other engine that records into tests/integration/engine_matrix.py) as root with pytest, then prints
-one row per engine, the table the README carries. `make test` runs the same tests and prints the
+Runs the engine tests (tests/integration/test_engine_*.py: Docker 20.10, Swarm, podman 4.3; test_cri.py:
+containerd's CRI; any other engine that records into tests/integration/engine_matrix.py) as root with
+pytest, then prints one row per engine, the table the README carries. `make test` runs the same tests and prints the
 same table at the end of its session.
 
     sudo .venv/bin/python tests/engine_matrix.py             # run the engine tests, print the table
@@ -38,6 +38,7 @@ def main() -> int:
         print(engine_matrix.table(engine_matrix.load(args.source), details=args.details))
         return 0
     tests = sorted(glob.glob(os.path.join(ROOT, "tests", "integration", "test_engine_*.py")))
+    tests.append(os.path.join(ROOT, "tests", "integration", "test_cri.py"))
     with tempfile.TemporaryDirectory(prefix="ocikit-matrix-") as scratch:
         results = os.path.join(scratch, "matrix.jsonl")
         env = {**os.environ, engine_matrix.MATRIX_FILE: results}

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import cri_checks, cri_env
+from tests.integration import cri_checks, cri_env, engine_matrix
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
+ENGINE = "CRI (containerd 1.6 as the kubelet drives it; CNI bridge+host-local+portmap beside oci-net)"
 _results: dict[str, list[cri_checks.Check]] = {}
 _left: dict[str, dict[str, object]] = {}  # what each column's network left behind once its pod was removed
 
@@ -51,6 +52,8 @@ def column_results(column: cri_env.Column, images: cri_env.Images, base: Path, s
             }
         print("\n".join(lines))
         _results[column.name] = checks
+        for check in checks:  # the engine matrix's CRI row: runc's column is the reference
+            engine_matrix.record(ENGINE, check.name, "oci-run" if column.ocikit else "runc", check.ok, check.detail)
     return _results[column.name]
 
 
