@@ -16,6 +16,7 @@ import shutil
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from oci.errors import Conflict
+from oci.linux.kernel import MNT_DETACH, kernel
 from oci.unpack.options import Budget, LayerResult, Options
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int, LayerResult], None]  # (layer index, layer count, what it did)
 MARKER = "unpacking"
 OVERLAY = "overlay"
-MNT_DETACH = 2
 
 
 def sibling(path: str, suffix: str) -> str:
@@ -79,12 +79,11 @@ def _clear_remains(path: str, made: bool) -> None:
     """Undo an unpack into `path`: its overlay unmounted, the overlay's folders gone, and `path`
     removed (when the unpack made it) or emptied."""
     if os.path.ismount(path):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.umount2(path.encode(), MNT_DETACH) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"cannot unmount the interrupted overlay: {os.strerror(errno)}", path)
+        try:
+            kernel().umount2(path, MNT_DETACH)
+        except OSError as err:
+            raise OSError(err.errno, f"cannot unmount the interrupted overlay: {os.strerror(err.errno)}",
+                          path) from None
     shutil.rmtree(sibling(path, OVERLAY), ignore_errors=True)
     if not os.path.lexists(path):
         return
