@@ -17,7 +17,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 from oci import RUNTIME_SPEC_VERSION
 from oci.bundle import convert, defaults, etcfiles, options, users
 from oci.errors import InvalidInput, NotFound, Unsupported, UsageError
-from oci.linux.capnames import DOCKER_DEFAULT_CAPS
+from oci.linux.capabilities import DOCKER_DEFAULT_CAPS
 from oci.linux.cgroups.base import is_cpu_list
 from oci.linux.inroot import open_in_root
 

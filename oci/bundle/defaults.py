@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from oci.linux.capnames import DOCKER_DEFAULT_CAPS
-from oci.linux.capnames import NAMES as ALL_CAPS  # every capability, in the kernel's numbering
+from oci.linux.capabilities import DOCKER_DEFAULT_CAPS
+from oci.linux.capabilities import NAMES as ALL_CAPS  # every capability, in the kernel's numbering
 from oci.linux.hardening import MASKED_PATHS, READONLY_PATHS
 from oci.runtime.defaults import standard_mounts
 

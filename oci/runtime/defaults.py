@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from oci import RUNTIME_SPEC_VERSION
-from oci.linux.capnames import SPEC_DEFAULT_CAPS
+from oci.linux.capabilities import SPEC_DEFAULT_CAPS
 from oci.linux.hardening import MASKED_PATHS, READONLY_PATHS
 
 TYPE_CHECKING = False

@@ -10,7 +10,7 @@ from bundle_testimage import make_rootfs
 from oci import schema
 from oci.bundle import build, defaults, etcfiles, seccomp
 from oci.errors import InvalidInput, NotFound, Unsupported, UsageError
-from oci.linux.capnames import DOCKER_DEFAULT_CAPS
+from oci.linux.capabilities import DOCKER_DEFAULT_CAPS
 
 IMAGE = {"architecture": "amd64", "os": "linux",
          "config": {"Cmd": ["sh"], "Env": ["PATH=/bin", "LANG=C"], "User": "alice", "Volumes": {"/data": {}}}}

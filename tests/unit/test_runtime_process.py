@@ -17,7 +17,7 @@ import pytest
 
 from oci.errors import InvalidInput
 from oci.linux import kernel, namespaces
-from oci.linux.capnames import NAMES
+from oci.linux.capabilities import NAMES
 from oci.runtime import execute, process
 from oci.runtime.channel import Channel, InitError
 
