@@ -185,8 +185,7 @@ class Kernel:
 
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
         c = self.c
-        return c.check("prctl", c.libc.prctl(c.cint(option), c.ulong(arg2), c.ulong(arg3), c.ulong(arg4),
-                                             c.ulong(arg5)))
+        return c.check("prctl", c.libc.prctl(option, arg2, arg3, arg4, arg5))
 
     def capget(self, pid: int = 0) -> tuple[int, int, int]:
         """(effective, permitted, inheritable) of `pid` as 64-bit masks."""
