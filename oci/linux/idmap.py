@@ -75,7 +75,7 @@ def _tree(mount: dict[str, Any], pointer: str, config: dict[str, Any], bundle: s
 def _userns_for(mount: dict[str, Any], pointer: str, config: dict[str, Any], userns: dict[Any, int]) -> int:
     """An fd of a user namespace with the mount's mappings (or the container's); one per distinct mapping."""
     linux = config.get("linux") or {}
-    uid_maps, gid_maps = mount.get("uidMappings"), mount.get("gidMappings")
+    uid_maps, gid_maps = mount.get("uidMappings") or [], mount.get("gidMappings") or []
     if not uid_maps:
         user = next((ns for ns in linux.get("namespaces") or [] if ns.get("type") == "user"), None)
         if user is None:

@@ -55,7 +55,7 @@ def open_in_root(root: str, path: str, flags: int = os.O_RDONLY | os.O_CLOEXEC |
             raise NotFound(f"{full}: no such file") from None
         if err.errno == errno.ENOSYS:
             raise Unsupported("the kernel lacks openat2(2), needed to read files inside a rootfs safely") from None
-        raise OSError(err.errno, os.strerror(err.errno), full) from None
+        raise OSError(err.errno, os.strerror(err.errno or 0), full) from None
     finally:
         os.close(root_fd)
 

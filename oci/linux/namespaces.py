@@ -101,14 +101,14 @@ def run_in(path: str, kind: str, call: Callable[[], T]) -> T:
         try:
             kernel().setns(target, FLAGS[kind])
         except OSError as err:
-            raise InvalidInput(f"{path}: not a {kind} namespace ({os.strerror(err.errno)})") from None
+            raise InvalidInput(f"{path}: not a {kind} namespace ({os.strerror(err.errno or 0)})") from None
         try:
             return call()
         finally:
             try:
                 kernel().setns(home, FLAGS[kind])
             except OSError as err:
-                raise OciError(f"cannot return to the host {kind} namespace: {os.strerror(err.errno)}") from None
+                raise OciError(f"cannot return to the host {kind} namespace: {os.strerror(err.errno or 0)}") from None
     finally:
         os.close(target)
         os.close(home)

@@ -39,4 +39,4 @@ def mount(target: str, options: Sequence[str], source: str = "overlay", optional
                 raise
             kernel().mount(source, target, "overlay", 0, data)  # a kernel without those features
     except OSError as err:
-        raise OciError(f"{target}: cannot mount the overlay: {os.strerror(err.errno)}") from None
+        raise OciError(f"{target}: cannot mount the overlay: {os.strerror(err.errno or 0)}") from None

@@ -98,10 +98,10 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
         name = PROC_NAMES[kind]
         try:
             own = os.stat(f"/proc/self/ns/{name}").st_ino
-            theirs = os.stat(f"/proc/{container.pid}/ns/{name}").st_ino
+            the_containers = os.stat(f"/proc/{container.pid}/ns/{name}").st_ino
         except FileNotFoundError:
             continue
-        if own != theirs:
+        if own != the_containers:
             fds[kind] = os.open(f"/proc/{container.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
     console_fd, console_sock = opts.console_fd, None
     if opts.console_socket:

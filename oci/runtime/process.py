@@ -345,7 +345,7 @@ def find_executable(name: str, env: list[str]) -> str:
         try:
             st = os.stat(name)
         except OSError as err:
-            raise InitFailure(f'exec: "{name}": stat {name}: {err.strerror.lower()}') from None
+            raise InitFailure(f'exec: "{name}": stat {name}: {(err.strerror or "").lower()}') from None
         if not (st.st_mode & 0o170000 == 0o100000 and os.access(name, os.X_OK)):
             raise InitFailure(f'exec: "{name}": permission denied')
         return name
@@ -358,7 +358,7 @@ def find_executable(name: str, env: list[str]) -> str:
 
 
 def environment(env: list[str]) -> dict[str, str]:
-    result = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    result = dict(item.partition("=")[::2] for item in env)
     result.setdefault("HOME", "/")
     return result
 
@@ -372,7 +372,7 @@ def set_rlimits(process: dict[str, Any]) -> None:
         try:
             kernel().setrlimit(number, limit["soft"], limit["hard"])
         except OSError as err:
-            raise InitFailure(f"setrlimit {limit['type']}: {os.strerror(err.errno)}") from None
+            raise InitFailure(f"setrlimit {limit['type']}: {os.strerror(err.errno or 0)}") from None
 
 
 def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccomp_filter: Any, preserve_fds: int,

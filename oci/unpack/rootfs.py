@@ -82,7 +82,7 @@ def _clear_remains(path: str, made: bool) -> None:
         try:
             kernel().umount2(path, MNT_DETACH)
         except OSError as err:
-            raise OSError(err.errno, f"cannot unmount the interrupted overlay: {os.strerror(err.errno)}",
+            raise OSError(err.errno, f"cannot unmount the interrupted overlay: {os.strerror(err.errno or 0)}",
                           path) from None
     shutil.rmtree(sibling(path, OVERLAY), ignore_errors=True)
     if not os.path.lexists(path):
