@@ -71,7 +71,7 @@ def parse_signal(text: str) -> str:
         if not 0 < signal_number(name) < signal.NSIG:
             raise InvalidInput(name)
     except InvalidInput:
-        raise InvalidInput(f"invalid --stop-signal {text!r}: expected a signal name (SIGTERM, TERM, "
+        raise InvalidInput(f"invalid stop signal {text!r}: expected a signal name (SIGTERM, TERM, "
                            "SIGRTMIN+3) or number") from None
     return name
 

@@ -185,7 +185,7 @@ def test_stop_signals_by_name_or_number(tmp_path, signal, accepted):
     (tmp_path / "src").mkdir()
     result = run("commit", "--from-dir", str(tmp_path / "src"), "--stop-signal", signal, f"{tmp_path}/l:v1")
     if accepted is None:
-        one_error(result, "oci-commit", 2, f"invalid --stop-signal {signal!r}")
+        one_error(result, "oci-commit", 2, f"invalid stop signal {signal!r}")
         assert not (tmp_path / "l").exists()
         return
     assert result.returncode == 0, result.stderr

@@ -119,3 +119,26 @@ def test_comments_and_aliases_cost_a_qualified_reference_no_parsing(tmp_path, mo
     Config.load(False, [aliases])
     assert "tomllib" not in sys.modules
     assert Config.load(True, [aliases]).aliases == {"x": "r.example/x"}
+
+
+def test_blob_locations_newest_first_capped_and_quiet_when_nothing_is_new(tmp_path):
+    from oci.registry.locations import MAX_PER_BLOB, BlobLocations
+
+    digest = "sha256:" + "ab" * 32
+    places = BlobLocations("127.0.0.1:5000", str(tmp_path))
+    assert places.where(digest) == []
+    places.record("team/a", [digest])
+    places.record("team/b", [digest, digest])
+    assert BlobLocations("127.0.0.1:5000", str(tmp_path)).where(digest) == ["team/b", "team/a"]
+    file = tmp_path / "127.0.0.1:5000" / "sha256" / ("ab" * 32)
+    before = file.stat().st_mtime_ns, file.read_text()
+    places.record("team/b", [digest])  # nothing new: nothing written
+    assert (file.stat().st_mtime_ns, file.read_text()) == before
+    places.record("team/a", [digest])  # seen again: the newest now
+    assert places.where(digest)[0] == "team/a"
+    for i in range(10):
+        places.record(f"more/{i}", [digest])
+    assert places.where(digest) == [f"more/{i}" for i in range(9, 9 - MAX_PER_BLOB, -1)]
+    assert BlobLocations("other:5000", str(tmp_path)).where(digest) == []  # per registry host
+    BlobLocations("../escape", str(tmp_path)).record("x/y", [digest])  # a host that is no file name: ignored
+    assert not (tmp_path.parent / "escape").exists()
