@@ -1,0 +1,178 @@
+"""`cp` between a container and the host, as `docker cp` does.
+
+Paths inside the container are resolved as the container sees them: under a bind mount (a named
+volume, a host folder) they reach the mount's source, elsewhere the container's overlay rootfs.
+Into the container, files travel as a tar stream applied by the layer code (oci.unpack.apply):
+every entry is created beneath the root with openat2's RESOLVE_IN_ROOT, so no symlink in the
+container can send a write outside it. Out of the container, the source is opened the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import sys
+import tarfile
+import tempfile
+from typing import Any, BinaryIO
+
+from oci.errors import InvalidInput, NotFound, UsageError
+
+from .engine import Engine
+
+
+def split(text: str) -> tuple[str | None, str]:
+    """(container, path) of `CONTAINER:PATH`, or (None, path) for a host path (or `-`)."""
+    if text == "-" or text.startswith(("/", ".")):
+        return None, text
+    name, sep, path = text.partition(":")
+    if not sep:
+        return None, text
+    return name, path or "/"
+
+
+def where(engine: Engine, cid: str, path: str) -> tuple[str, str]:
+    """(host root, path inside it) for the container path `path`: a bind mount's source or the rootfs."""
+    from oci.runtime import config as config_mod
+
+    folder = engine.containers.folder(cid)
+    config = config_mod.load(folder)
+    path = posixpath.normpath(posixpath.join("/", path))
+    best = None
+    for mount in config.get("mounts", []):
+        if mount.get("type") != "bind" and "bind" not in mount.get("options", []) and "rbind" not in mount.get(
+                "options", []):
+            continue
+        dest = posixpath.normpath(mount["destination"])
+        if (path == dest or path.startswith(dest.rstrip("/") + "/")) and os.path.isdir(mount["source"]):
+            if best is None or len(dest) > len(best[0]):
+                best = (dest, mount["source"])
+    if best is not None:
+        return best[1], posixpath.relpath(path, best[0])
+    root = os.path.join(folder, config["root"]["path"])
+    if not os.path.ismount(root):
+        import json
+
+        from oci.bundle import rootfs as rootfs_module
+
+        spec = (config.get("annotations") or {}).get("org.ocikit.rootfs.mount")
+        if spec:
+            rootfs_module.ensure_mounted(json.loads(spec), root)
+    return root, path.lstrip("/") or "."
+
+
+def copy(engine: Engine, source: str, destination: str, follow: bool = False) -> None:
+    src_container, src_path = split(source)
+    dst_container, dst_path = split(destination)
+    if (src_container is None) == (dst_container is None):
+        raise UsageError("copying between containers, or between host paths, is not supported: one side must be "
+                         "CONTAINER:PATH")
+    if src_container is not None:
+        cid = engine.containers.resolve(src_container)
+        root, inside = where(engine, cid, src_path)
+        copy_out(root, inside, dst_path, follow)
+    else:
+        assert dst_container is not None
+        cid = engine.containers.resolve(dst_container)
+        root, inside = where(engine, cid, dst_path)
+        copy_in(src_path, root, inside, follow)
+
+
+def copy_out(root: str, inside: str, destination: str, follow: bool) -> None:
+    from oci.bundle.inroot import open_in_root
+
+    fd = open_in_root(root, inside)
+    try:
+        source = f"/proc/self/fd/{fd}"
+        base = posixpath.basename(inside.rstrip("/")) or "."
+        if destination == "-":
+            with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                tar.add(source, arcname=base, recursive=True)
+            return
+        target = destination
+        if os.path.isdir(destination):
+            target = os.path.join(destination, base)
+        _copy_tree(source, target)
+    finally:
+        os.close(fd)
+
+
+def _copy_tree(source: str, target: str) -> None:
+    import shutil
+
+    if os.path.isdir(source):
+        shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+    else:
+        shutil.copy2(source, target, follow_symlinks=True)
+
+
+class _TarSource(io.RawIOBase):
+    """A tar file handed to the layer code as if it were a layer stream (nothing to verify)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        from oci.descriptor import OCI_LAYER, Descriptor
+        from oci.digest import Digest
+
+        self.file = file
+        self.descriptor = Descriptor(OCI_LAYER, Digest.of(b""), 0)
+        self._count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.file.read(len(buffer))
+        buffer[: len(data)] = data
+        self._count += len(data)
+        return len(data)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.file.read(n)
+        self._count += len(data)
+        return data
+
+    def finish(self) -> None:
+        pass
+
+    def tell(self) -> int:
+        return self._count
+
+
+def copy_in(source: str, root: str, inside: str, follow: bool) -> None:
+    """Copy the host `source` (or a tar on stdin for `-`) to `inside` of `root`, as `docker cp` places it."""
+    from oci.unpack.apply import apply_layer
+    from oci.unpack.options import Budget, Options
+    from oci.unpack.safepath import Root
+
+    with Root(root) as tree:
+        target = inside.rstrip("/") or "."
+        found = tree.lstat(target) if target != "." else os.lstat(root)
+        is_dir = found is not None and (found.st_mode & 0o170000) == 0o040000
+        with tempfile.TemporaryFile() as spool:
+            if source == "-":
+                if not is_dir:
+                    raise InvalidInput(f"{inside}: the destination of a tar stream must be a directory")
+                prefix = target
+                _relabel(sys.stdin.buffer, spool, prefix)
+            else:
+                if not os.path.lexists(source):
+                    raise NotFound(f"{source}: no such file or directory")
+                name = target if not is_dir else posixpath.join(target, os.path.basename(source.rstrip("/")))
+                if found is None and inside.endswith("/") and not os.path.isdir(source):
+                    raise NotFound(f"{inside}: no such directory")
+                with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT, dereference=follow) as tar:
+                    tar.add(source, arcname=name if name != "." else ".", recursive=True)
+            spool.seek(0)
+            apply_layer(tree, _TarSource(spool), Options(), Budget(1 << 40, 10_000_000))  # type: ignore[arg-type]
+
+
+def _relabel(stream: BinaryIO, spool: BinaryIO, prefix: str) -> None:
+    """Copy a tar stream, its entries moved under `prefix`."""
+    with tarfile.open(fileobj=stream, mode="r|*") as source, \
+            tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member in source:
+            member.name = posixpath.normpath(posixpath.join(prefix, member.name.lstrip("/")))
+            if member.islnk():
+                member.linkname = posixpath.normpath(posixpath.join(prefix, member.linkname.lstrip("/")))
+            tar.addfile(member, source.extractfile(member) if member.isreg() else None)
