@@ -43,7 +43,10 @@ RECURSIVE_OPTIONS: dict[str, tuple[int, int]] = {
     "rnoatime": (ATTR_NOATIME, ATTR__ATIME), "rrelatime": (ATTR_RELATIME, ATTR__ATIME),
     "rstrictatime": (ATTR_STRICTATIME, ATTR__ATIME),
 }
-MOUNT_OPTIONS = sorted([*FLAG_OPTIONS, *PROPAGATION_OPTIONS, *RECURSIVE_OPTIONS])
+# options the runtime carries out itself, never handed to the kernel: tmpcopyup fills a new tmpfs with
+# what the directory it covers holds (podman's --read-only, --tmpfs, --mount type=tmpfs, --systemd)
+RUNTIME_OPTIONS = {"tmpcopyup"}
+MOUNT_OPTIONS = sorted([*FLAG_OPTIONS, *PROPAGATION_OPTIONS, *RECURSIVE_OPTIONS, *RUNTIME_OPTIONS])
 
 # statvfs f_flag bits -> mount flags the kernel locks in a user namespace
 USERNS_LOCKED_FLAGS = {1: MS_RDONLY, 2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: MS_NOATIME, 2048: MS_NODIRATIME,

@@ -30,6 +30,7 @@ from oci.linux.mountopts import (
     MS_UNBINDABLE,
     PROPAGATION_OPTIONS,
     RECURSIVE_OPTIONS,
+    RUNTIME_OPTIONS,
     USERNS_LOCKED_FLAGS,
 )
 
@@ -50,10 +51,11 @@ class MountError(OciError):
 
 
 def parse_options(options: list[str]) -> tuple[int, int, list[str]]:
-    """(flags, propagation flags, filesystem data options) from a mount's options (recursive ones left out)."""
+    """(flags, propagation flags, filesystem data options) from a mount's options (recursive ones and those
+    the runtime carries out itself left out)."""
     flags, propagation, data = 0, 0, []
     for option in options:
-        if option in RECURSIVE_OPTIONS:
+        if option in RECURSIVE_OPTIONS or option in RUNTIME_OPTIONS:
             continue
         if option in FLAG_OPTIONS:
             clear, flag = FLAG_OPTIONS[option]
@@ -161,10 +163,15 @@ def remount_bind(target: str, flags: int) -> None:
 
 
 class RootfsBuilder:
-    """Prepares the rootfs in the container's new mount namespace, then pivots into it."""
+    """Prepares the rootfs in the container's new mount namespace, then pivots into it.
+
+    Without a mount namespace of its own (`own_mount_ns` false: linux.namespaces shares the caller's),
+    the mounts are made in the caller's, as runc makes them, the propagation of the caller's mounts is
+    left alone, and the process changes root with chroot (pivot_root would move the caller's root).
+    """
 
     def __init__(self, config: dict[str, Any], bundle: str, cgroup_binds: Callable[[], list[tuple[str, str]]],
-                 in_userns: bool) -> None:
+                 in_userns: bool, own_mount_ns: bool = True) -> None:
         self.config = config
         self.linux = config.get("linux", {})
         self.bundle = bundle
@@ -172,20 +179,22 @@ class RootfsBuilder:
         self.rootfs = os.path.realpath(root if os.path.isabs(root) else os.path.join(bundle, root))
         self.cgroup_binds = cgroup_binds
         self.in_userns = in_userns
+        self.own_mount_ns = own_mount_ns
         self.dev_bound = False
 
     def prepare(self) -> None:
         """Everything before pivot_root: propagation, the rootfs bind, the mounts, /dev."""
         # An unbindable rootfs could not be bound onto itself: that one is applied after pivot_root only.
-        initial = PROPAGATION_OPTIONS.get(self.linux.get("rootfsPropagation", ""), MS_SLAVE | MS_REC)
-        syscalls.mount(None, "/", None, MS_SLAVE | MS_REC if initial & MS_UNBINDABLE else initial)
+        if self.own_mount_ns:
+            initial = PROPAGATION_OPTIONS.get(self.linux.get("rootfsPropagation", ""), MS_SLAVE | MS_REC)
+            syscalls.mount(None, "/", None, MS_SLAVE | MS_REC if initial & MS_UNBINDABLE else initial)
         try:
             if not stat.S_ISDIR(os.stat(self.rootfs).st_mode):
                 raise InvalidInput(f"/root/path: rootfs {self.rootfs} is not a directory")
         except OSError as err:
             raise InvalidInput(f"/root/path: rootfs {self.rootfs}: {err.strerror}") from None
         parent = _mount_point_of(self.rootfs)
-        if parent[1]:  # pivot_root refuses a shared parent mount
+        if parent[1] and self.own_mount_ns:  # pivot_root refuses a shared parent mount
             syscalls.mount(None, parent[0], None, MS_PRIVATE)
         syscalls.mount(self.rootfs, self.rootfs, None, MS_BIND | MS_REC)
         for i, entry in enumerate(self.config.get("mounts", [])):
@@ -228,7 +237,21 @@ class RootfsBuilder:
                     fd = os.open(resolve_in_root(self.rootfs, dest), os.O_PATH | os.O_CLOEXEC)
                     remount_bind(f"/proc/self/fd/{fd}", extra)
             else:
-                self._mount_fs(source, target, fstype, flags, ",".join(data), dest)
+                covered = None
+                if "tmpcopyup" in entry.get("options", []):
+                    # The directory the new file system covers, still reachable through an fd opened now.
+                    covered = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    self._mount_fs(source, target, fstype, flags, ",".join(data), dest)
+                    if covered is not None:
+                        os.close(fd)
+                        fd = os.open(resolve_in_root(self.rootfs, dest), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                        if not _inside(self.rootfs, fd):
+                            raise MountError(f"mount target {dest} resolves outside the rootfs")
+                        copy_tree(covered, fd)
+                finally:
+                    if covered is not None:
+                        os.close(covered)
             recursive = [RECURSIVE_OPTIONS[o] for o in entry.get("options", []) if o in RECURSIVE_OPTIONS]
             if recursive or propagation:
                 os.close(fd)
@@ -345,6 +368,11 @@ class RootfsBuilder:
 
     def pivot(self, no_pivot: bool) -> None:
         """Make the rootfs `/`: pivot_root and detach the old root, or move and chroot."""
+        if not self.own_mount_ns:  # the caller's mounts stay where they are
+            os.chdir(self.rootfs)
+            os.chroot(".")
+            os.chdir("/")
+            return
         if no_pivot:
             os.chdir(self.rootfs)
             syscalls.mount(self.rootfs, "/", None, MS_MOVE)
@@ -374,6 +402,51 @@ class RootfsBuilder:
         if propagation:
             syscalls.mount(None, "/", None, PROPAGATION_OPTIONS[propagation])
         reopen_dev_null()
+
+
+def copy_tree(source: int, target: int) -> None:
+    """Copy what the directory open at `source` holds into the one open at `target` (tmpcopyup): files,
+    directories, symbolic links (not followed), device nodes and fifos, with their owner, mode and
+    times. Every step is relative to an open directory: nothing is followed out of either tree."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.scandir(source) as entries:
+        names = [entry.name for entry in entries]
+    for name in names:
+        st = os.stat(name, dir_fd=source, follow_symlinks=False)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            os.mkdir(name, 0o700, dir_fd=target)
+            inner_source = os.open(name, flags | os.O_DIRECTORY, dir_fd=source)
+            try:
+                inner_target = os.open(name, flags | os.O_DIRECTORY, dir_fd=target)
+                try:
+                    copy_tree(inner_source, inner_target)
+                finally:
+                    os.close(inner_target)
+            finally:
+                os.close(inner_source)
+        elif stat.S_ISREG(mode):
+            fin = os.open(name, flags, dir_fd=source)
+            try:
+                fout = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                               dir_fd=target)
+                try:
+                    while os.sendfile(fout, fin, None, 1 << 30):
+                        pass
+                finally:
+                    os.close(fout)
+            finally:
+                os.close(fin)
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(name, dir_fd=source), name, dir_fd=target)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+            os.mknod(name, mode, st.st_rdev, dir_fd=target)
+        else:
+            continue  # a socket means nothing without its server
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=target, follow_symlinks=False)
+        if not stat.S_ISLNK(mode):
+            os.chmod(name, stat.S_IMODE(mode), dir_fd=target)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=target, follow_symlinks=False)
 
 
 def reopen_dev_null() -> None:

@@ -89,3 +89,22 @@ def write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
     lines = "".join(f"{names[clock]} {v.get('secs', 0)} {v.get('nanosecs', 0)}\n" for clock, v in offsets.items())
     with open("/proc/self/timens_offsets", "w") as f:
         f.write(lines)
+
+
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def loopback_up() -> None:
+    """Bring `lo` up in this (new) network namespace, as runc does: SIOCSIFFLAGS on a datagram socket."""
+    import _socket
+    import fcntl
+    import struct
+
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
+        if not flags & IFF_UP:
+            fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    finally:
+        sock.close()

@@ -22,13 +22,16 @@ class CreateOptions:
     """The flags of `create` (and `run`).
 
     `subreaper`: `run` has the init reparented to itself to wait for it;
-    `console_fd`: `run -t` holds the other end, which receives the pty master.
+    `console_fd`: `run -t` holds the other end, which receives the pty master;
+    `notes`: what the config asked for and oci-run ignored is appended there (for --log).
     """
 
     def __init__(self, pid_file: str | None = None, console_socket: str | None = None, no_pivot: bool = False,
-                 preserve_fds: int = 0, subreaper: bool = False, console_fd: int | None = None) -> None:
+                 preserve_fds: int = 0, subreaper: bool = False, console_fd: int | None = None,
+                 notes: list[str] | None = None) -> None:
         self.pid_file, self.console_socket, self.no_pivot = pid_file, console_socket, no_pivot
         self.preserve_fds, self.subreaper, self.console_fd = preserve_fds, subreaper, console_fd
+        self.notes = notes
 
 
 def _now() -> str:
@@ -43,26 +46,23 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
     bundle = os.path.realpath(bundle)
     if not os.path.isdir(bundle):
         raise NotFound(f"bundle {bundle} does not exist")
-    config = config_mod.load(bundle)
+    config = config_mod.load(bundle, opts.notes)
     process = config["process"]
-    linux = config["linux"]
-    kinds = {ns["type"] for ns in linux.get("namespaces", [])}
-    if "mount" not in kinds:
-        raise InvalidInput(f"{bundle}/config.json: /linux/namespaces: a mount namespace is required")
+    rootfs = config_mod.rootfs_of(bundle, config)
     if process.get("terminal") and opts.console_socket is None and opts.console_fd is None:
         raise UsageError("cannot allocate tty if oci-run will detach without setting console socket")
     if not process.get("terminal") and opts.console_socket is not None:
         raise UsageError("cannot use console socket if oci-run will not detach or allocate tty")
     folder = store.reserve(container_id)
     try:
-        return _create_in(store, folder, container_id, bundle, config, opts)
+        return _create_in(store, folder, container_id, bundle, config, rootfs, opts)
     except BaseException:
         store.remove(container_id)
         raise
 
 
 def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, config: dict[str, Any],
-               opts: CreateOptions) -> Container:
+               rootfs: str, opts: CreateOptions) -> Container:
     from oci.linux import cgroups
     from oci.linux.cgroups import prime
 
@@ -77,28 +77,25 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
     pid = 0
     hooks_failed = False
     container = Container(id=container_id, bundle=bundle, created=_now(), annotations=config.get("annotations") or {},
-                          rootfs=os.path.realpath(os.path.join(bundle, config["root"]["path"])),
+                          rootfs=rootfs,
                           cgroup_path=cgroup_path, hooks=config.get("hooks") or {},
                           oci_version=config["ociVersion"], directory=folder)
     container.terminal = bool(config["process"].get("terminal"))
     try:
-        from oci.linux import namespaces, syscalls
+        from oci.linux import namespaces, syscalls, unixsock
         from oci.runtime import hooks
         from oci.runtime.channel import Channel, InitError
         from oci.runtime.process import InitOptions, fork_init, forks_init_directly, preload, stage_a
 
-        resources = dict(linux.get("resources") or {})
-        if "devices" in resources:  # the config's device nodes stay usable whatever the rules say
-            resources["devices"] = [*resources["devices"], *(
-                {"allow": True, "type": d["type"], "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"}
-                for d in linux.get("devices", []) if d["type"] in ("c", "b"))]
-        cgroup.apply(resources)
+        # The device rules exactly as the config says: a node in linux.devices is only as usable as
+        # linux.resources.devices allows (`--device /dev/loop0:/dev/xvdc:r` is read-only, as with runc).
+        cgroup.apply(linux.get("resources") or {}, opts.notes)
         console_fd = opts.console_fd
         console_sock = None
         if opts.console_socket is not None:
             console_sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             try:
-                console_sock.connect(opts.console_socket)
+                unixsock.connect(console_sock, opts.console_socket)
             except OSError as err:
                 raise InvalidInput(f"console socket {opts.console_socket}: {err.strerror}") from None
             console_fd = console_sock.fileno()
@@ -109,7 +106,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
             seccomp_filter = seccomp.build(linux["seccomp"], bool(config["process"].get("noNewPrivileges")))
         # The init inherits the listening socket `start` connects to: it need not reach the state dir.
         exec_listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        exec_listener.bind(os.path.join(folder, "exec.sock"))
+        unixsock.bind(exec_listener, os.path.join(folder, "exec.sock"))
         exec_listener.listen(1)
         init_opts = InitOptions(config=config, bundle=bundle, exec_listener=exec_listener,
                                 no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds, console_fd=console_fd,
@@ -209,7 +206,9 @@ def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             try:
-                sock.connect(os.path.join(container.directory, "exec.sock"))
+                from oci.linux import unixsock
+
+                unixsock.connect(sock, os.path.join(container.directory, "exec.sock"))
             except OSError:
                 raise Conflict("container not running: its init is not waiting for start") from None
             os.unlink(os.path.join(container.directory, "exec.sock"))

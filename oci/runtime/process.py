@@ -61,7 +61,11 @@ def report_failure(channel: Channel | None, message: str) -> NoReturn:
 
 
 def describe_error(err: BaseException) -> str:
-    text = getattr(err, "message", None) or str(err) or type(err).__name__
+    """One line for a failure in the container's processes (an OSError: its errno's text and file)."""
+    if isinstance(err, OSError) and err.strerror:
+        text = err.strerror + (f": {err.filename}" if err.filename else "")
+    else:
+        text = getattr(err, "message", None) or " ".join(str(err).split()) or type(err).__name__
     if os.environ.get("OCI_RUN_DEBUG"):
         import traceback
 
@@ -190,7 +194,12 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
     for signum in WAIT_SIGNALS:
         _signal.signal(signum, _on_wait_signal)
     try:
-        builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"))
+        affinity = process.get("execCPUAffinity") or {}
+        if affinity.get("initial"):
+            os.sched_setaffinity(0, cpu_set(affinity["initial"]))
+        if "network" in ns.new:
+            namespaces.loopback_up()  # as runc: a new network namespace has lo, and lo is up
+        builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"), ns.has("mount"))
         builder.prepare()
         if "oomScoreAdj" in process:
             with open("/proc/self/oom_score_adj", "w") as f:
@@ -240,6 +249,57 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         finally:
             os._exit(1)
     os._exit(127)
+
+
+def cpu_set(text: str) -> set[int]:
+    """The CPUs of a kernel cpu list (`0-3,7`)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def close_inherited(first: int, keep: int) -> None:
+    """Close every fd from `first` on but `keep`: close_range(2), or, where that is refused (ENOSYS on an
+    old kernel, EPERM from a seccomp filter without it), each fd /proc/self/fd lists, as runc falls back."""
+    try:
+        if keep >= first:
+            if keep > first:
+                syscalls.close_range(first, keep - 1)
+            syscalls.close_range(keep + 1)
+        else:
+            syscalls.close_range(first)
+        return
+    except OSError:
+        pass
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def security_labels(process: dict[str, Any]) -> None:
+    """The process's AppArmor profile and SELinux label, for the exec to come (oci.runtime.config refuses
+    them where the host has neither LSM)."""
+    if process.get("apparmorProfile"):
+        _write_attr(("/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"), f"exec {process['apparmorProfile']}")
+    if process.get("selinuxLabel"):
+        _write_attr(("/proc/self/attr/exec",), process["selinuxLabel"])
+
+
+def _write_attr(paths: tuple[str, ...], value: str) -> None:
+    for path in paths:
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+            return
+        except FileNotFoundError:
+            continue
+    raise InitFailure(f"{paths[0]}: no such file (cannot set {value!r})")
 
 
 def find_executable(name: str, env: list[str]) -> str:
@@ -295,6 +355,15 @@ def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccom
         syscalls.sched_setattr(attr)
     caps = CapabilitySets(process.get("capabilities"))
     no_new_privs = bool(process.get("noNewPrivileges"))
+    # Inherited fds go first: the seccomp filter need not allow close_range (or close) after it.
+    first = 3 + preserve_fds
+    for fd in range(3, first):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    close_inherited(first, keep)
+    security_labels(process)
     if seccomp_filter is not None and not no_new_privs:
         # Without no_new_privs loading a filter needs CAP_SYS_ADMIN: do it before the drop.
         seccomp_filter.load()
@@ -322,17 +391,8 @@ def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccom
             except (OSError, ValueError):
                 pass
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
-    first = 3 + preserve_fds
-    for fd in range(3, first):
-        try:
-            os.set_inheritable(fd, True)
-        except OSError:
-            pass
-    if keep >= first:
-        if keep > first:
-            syscalls.close_range(first, keep - 1)
-        syscalls.close_range(keep + 1)
-    else:
-        syscalls.close_range(first)
+    affinity = process.get("execCPUAffinity") or {}
+    if affinity.get("final"):
+        os.sched_setaffinity(0, cpu_set(affinity["final"]))
     if seccomp_filter is not None and no_new_privs:
         seccomp_filter.load()
