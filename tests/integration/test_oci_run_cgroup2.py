@@ -17,14 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ocirun_bundle import Bundle, make_rootfs, unique_id  # noqa: E402
 
 from oci import schema  # noqa: E402
+from tests.conftest import CG2VM  # noqa: E402
 
-CG2VM = "/work/shared/tools/cg2vm"
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
-@pytest.mark.skipif(not os.access(CG2VM, os.X_OK), reason="cg2vm is not installed on this machine")
+@pytest.mark.skipif(not os.access(CG2VM, os.X_OK), reason=f"no cg2vm at {CG2VM}")
 def test_memory_and_pids_limits_on_cgroup_v2(tmp_path, monkeypatch):
     bundle = Bundle(tmp_path / "bundle", make_rootfs(tmp_path / "template"))
     cid = unique_id()

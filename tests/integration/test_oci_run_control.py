@@ -19,11 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ocirun_bundle import Bundle, OciRun, make_rootfs, unique_id  # noqa: E402
 
 from oci import schema  # noqa: E402
+from tests.conftest import CG2VM  # noqa: E402
 from tests.integration import podman_env  # noqa: E402
 
 pytestmark = pytest.mark.root
 
-CG2VM = "/work/shared/tools/cg2vm"
 ROOT = Path(__file__).resolve().parents[2]
 V1 = os.path.isdir("/sys/fs/cgroup/freezer") and os.path.isdir("/sys/fs/cgroup/memory")
 COUNTER = "i=0; while :; do i=$((i+1)); echo $i >> /tmp/count; sleep 0.01; done"
@@ -296,7 +296,7 @@ def test_events_report_an_oom_kill(oci, bundle):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.access(CG2VM, os.X_OK), reason="cg2vm is not installed on this machine")
+@pytest.mark.skipif(not os.access(CG2VM, os.X_OK), reason=f"no cg2vm at {CG2VM}")
 def test_pause_resume_update_events_on_cgroup_v2(tmp_path, monkeypatch):
     """One VM boot: linux.resources.unified applied at create, freeze and thaw through cgroup.freeze,
     limits changed in memory.max, pids.max, cpu.max, cpu.weight and cpuset.cpus."""
