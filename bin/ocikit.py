@@ -336,33 +336,41 @@ def route_registry_warnings(context: Context) -> None:
 
 def cmd_run(context: Context, argv: list[str]) -> int:
     from oci.engine import create, foreground
+    from oci.errors import OciError
+    from oci.fsutil import relaxed
 
     args = run_parser("run").parse_args(argv)
     opts = run_options(args)
     engine = context.engine
+    if args.rm and not args.detach:
+        with relaxed():  # nothing of a --rm container is needed after a crash: no fsyncs
+            return run_foreground(context, args, opts)
     try:
-        stored = image_for_run(context, args)
-        record = create.create(engine, stored, opts)
-    except foreground.RunFailed:
-        raise
-    except Exception as err:
-        from oci.errors import OciError
-
-        if isinstance(err, OciError):
-            raise foreground.RunFailed(err.message, foreground.CANNOT_RUN) from None
-        raise
+        record = create.create(engine, image_for_run(context, args), opts)
+    except OciError as err:
+        raise foreground.RunFailed(err.message, foreground.CANNOT_RUN) from None
     if args.detach:
         monitor = require_monitor(context)
         monitor.start(record, interactive=args.interactive, tty=args.tty)
         context.out(record["Id"] + "\n")
         return 0
+    return foreground.run(engine, record, interactive=args.interactive, tty=args.tty, warn=context.messages.warn)
+
+
+def run_foreground(context: Context, args: Any, opts: Any) -> int:
+    """`run --rm` in the foreground: create, run, remove, whatever happens in between."""
+    from oci.engine import create, foreground, remove
+    from oci.errors import OciError
+
+    engine = context.engine
+    try:
+        record = create.create(engine, image_for_run(context, args), opts)
+    except OciError as err:
+        raise foreground.RunFailed(err.message, foreground.CANNOT_RUN) from None
     try:
         return foreground.run(engine, record, interactive=args.interactive, tty=args.tty, warn=context.messages.warn)
     finally:
-        if args.rm:
-            from oci.engine import remove
-
-            remove.remove(engine, record["Id"], force=True, volumes=True)
+        remove.remove(engine, record["Id"], force=True, volumes=True)
 
 
 def require_monitor(context: Context) -> Any:

@@ -9,13 +9,12 @@ container can send a write outside it. Out of the container, the source is opene
 
 from __future__ import annotations
 
-import io
 import os
 import posixpath
 import sys
 import tarfile
 import tempfile
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from oci.errors import InvalidInput, NotFound, UsageError
 
@@ -107,36 +106,41 @@ def _copy_tree(source: str, target: str) -> None:
         shutil.copy2(source, target, follow_symlinks=True)
 
 
-class _TarSource(io.RawIOBase):
-    """A tar file handed to the layer code as if it were a layer stream (nothing to verify)."""
+class _TarSource:
+    """A spooled tar file handed to the layer code as if it were a layer stream (nothing to verify)."""
 
     def __init__(self, file: BinaryIO) -> None:
         from oci.descriptor import OCI_LAYER, Descriptor
         from oci.digest import Digest
 
         self.file = file
-        self.descriptor = Descriptor(OCI_LAYER, Digest.of(b""), 0)
-        self._count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.file.read(len(buffer))
-        buffer[: len(data)] = data
-        self._count += len(data)
-        return len(data)
+        self.descriptor = Descriptor(OCI_LAYER, Digest.of(b"ocikit cp"), 0)
 
     def read(self, n: int = -1) -> bytes:
-        data = self.file.read(n)
-        self._count += len(data)
-        return data
+        return self.file.read(n)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def copy_to(self, fd: int, n: int, offset: int | None = None) -> None:
+        while n:
+            data = self.file.read(min(n, 1 << 20))
+            if not data:
+                raise InvalidInput("tar stream ends early")
+            if offset is None:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            else:
+                os.pwrite(fd, data, offset)
+                offset += len(data)
+            n -= len(data)
 
     def finish(self) -> None:
         pass
-
-    def tell(self) -> int:
-        return self._count
 
 
 def copy_in(source: str, root: str, inside: str, follow: bool) -> None:

@@ -88,13 +88,27 @@ def create(engine: Engine, stored: StoredImage, opts: RunOptions) -> dict[str, A
                       net_state_dir=engine.root.net, environ=dict(os.environ))
         bundle_opts = builder.BundleOptions(**fields)
         config = builder.build(image.config, rootfs, folder, bundle_opts, spec)
-        builder.write(folder, config)
+        write_config(folder, config)
         record = _record(engine, cid, name, stored, image.config, config, opts, restart, publish, mounts)
         engine.containers.save(record)
         return record
     except BaseException:
         _undo(engine, cid, name, folder, rootfs, made)
         raise
+
+
+def write_config(folder: str, config: dict[str, Any]) -> None:
+    """BUNDLE/config.json, validated as the runtime reads it (oci-run's loader, which remembers the
+    exact bytes as valid): the runtime, called next in this process, then skips the schema work."""
+    import json
+
+    from oci.fsutil import write_atomic
+    from oci.runtime import config as config_mod
+
+    path = os.path.join(folder, "config.json")
+    data = json.dumps(config, indent=2).encode() + b"\n"
+    config_mod.load_document(data, "runtime-config", path, None, remember=True)
+    write_atomic(path, data)
 
 
 def host_name(name: str, cid: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from oci.errors import OciError
+from oci.errors import NotFound, OciError
 
 from .containers import now
 from .engine import Engine
@@ -98,8 +98,11 @@ def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool,
 
         terminal.proxy(master)
     status = lifecycle.wait_exit(container.pid)
-    for warning in lifecycle.delete(store, cid, force=True):
-        warn(warning)
+    try:
+        for warning in lifecycle.delete(store, cid, force=True):
+            warn(warning)
+    except NotFound:
+        pass  # removed meanwhile (rm -f from elsewhere)
     mark_exited(engine, cid, status)
     return status
 

@@ -10,7 +10,6 @@ state roots never meet in a global name.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 from typing import Any
 
@@ -132,14 +131,23 @@ def connect(root: StateRoot, name: str, cid: str, pid: int, *, ifname: str, host
     return endpoint.connect(root.net, net, request)
 
 
+def holding(root: StateRoot, cid: str) -> list[str]:
+    """The networks of the root where the container holds a lease (lease files read, no netlink imported)."""
+    from oci.net import ipam
+
+    prefix = cid + "/"
+    return [name for name in ipam.LeaseStore.networks(root.net)
+            if any(key.startswith(prefix) for key in ipam.LeaseStore(root.net, name).read())]
+
+
 def disconnect_all(root: StateRoot, cid: str) -> int:
     """Release every lease of the container in every network of the root; how many there were."""
+    names = holding(root, cid)
+    if not names:
+        return 0
     from oci.net import endpoint
 
-    released = 0
-    for net in list_all(root):
-        released += len(endpoint.disconnect(root.net, net, cid))
-    return released
+    return sum(len(endpoint.disconnect(root.net, load(root, name), cid)) for name in names)
 
 
 def leases_of(root: StateRoot, cid: str) -> dict[str, dict[str, Any]]:
@@ -179,7 +187,3 @@ def _split_v6(text: str) -> list[str]:
     rest = text[end + 2:].split(":")
     return [text[: end + 1], *rest]
 
-
-def load_json(path: str) -> Any:
-    with open(path, "rb") as f:
-        return json.loads(f.read())
