@@ -175,11 +175,8 @@ def emit(rows: list[dict[str, Any]], fmt: str | None, default: Callable[[list[di
         return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
     if fmt.startswith("table "):
         body = fmt[len("table "):]
-        headers = [h.split(".")[-1].upper() if h else "" for h in ACTION.findall(body)]
         header_line = ACTION.sub(lambda m: _header(m.group(1)), body.replace("\\t", "\t"))
-        lines = [render(body, r) for r in rows]
-        del headers
-        return _align([header_line, *lines])
+        return _align([header_line, *(render(body, r) for r in rows)])
     return "".join(render(fmt, r) + "\n" for r in rows)
 
 
