@@ -247,6 +247,8 @@ def run_parser(verb: str) -> argparse.ArgumentParser:
     p.add_argument("--restart", default="no", metavar="POLICY",
                    help="no, always, unless-stopped or on-failure[:N] (detached containers)")
     p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="a container label")
+    p.add_argument("--cgroup-parent", default="/ocikit", metavar="PATH",
+                   help="the parent of the container's cgroup (default: /ocikit)")
     p.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
                    help="when to pull the image (default: missing)")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pull")
@@ -284,6 +286,7 @@ def run_options(args: Any) -> Any:
                       tty=args.tty, network=args.network,
                       publish=list(args.publish), aliases=list(args.aliases), volumes=list(args.volume),
                       mounts=list(args.mount), hostname=hostname, restart=args.restart, labels=list(args.label),
+                      cgroup_parent=args.cgroup_parent,
                       bundle=fields, oci_net=oci_net_command())
 
 

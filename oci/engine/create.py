@@ -38,6 +38,7 @@ class RunOptions(NamedTuple):
     hostname: str | None = None
     restart: str = "no"
     labels: Sequence[str] = ()
+    cgroup_parent: str = "/ocikit"
     bundle: dict[str, Any] = {}  # BundleOptions fields: env, user, workdir, entrypoint, resources, security
     oci_net: Sequence[str] = ()  # the argv prefix that runs oci-net, for the network hooks
 
@@ -88,6 +89,7 @@ def create(engine: Engine, stored: StoredImage, opts: RunOptions) -> dict[str, A
                       net_state_dir=engine.root.net, environ=dict(os.environ))
         bundle_opts = builder.BundleOptions(**fields)
         config = builder.build(image.config, rootfs, folder, bundle_opts, spec)
+        config["linux"]["cgroupsPath"] = f"{opts.cgroup_parent.rstrip('/')}/{cid}"  # as Docker's /docker/ID
         write_config(folder, config)
         record = _record(engine, cid, name, stored, image.config, config, opts, restart, publish, mounts)
         engine.containers.save(record)

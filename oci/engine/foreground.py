@@ -99,11 +99,15 @@ def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool,
         terminal.proxy(master)
     status = lifecycle.wait_exit(container.pid)
     try:
-        for warning in lifecycle.delete(store, cid, force=True):
-            warn(warning)
-    except NotFound:
-        pass  # removed meanwhile (rm -f from elsewhere)
-    mark_exited(engine, cid, status)
+        with engine.containers.lock(cid):  # `rm -f` from elsewhere holds it while it removes the container
+            try:
+                for warning in lifecycle.delete(store, cid, force=True):
+                    warn(warning)
+            except NotFound:
+                return status  # removed meanwhile
+            mark_exited(engine, cid, status)
+    except FileNotFoundError:
+        pass  # its folder is gone: removed meanwhile
     return status
 
 
@@ -113,12 +117,10 @@ def mark_running(engine: Engine, record: dict[str, Any], pid: int) -> None:
 
 
 def mark_exited(engine: Engine, cid: str, status: int) -> None:
-    """Record the exit, unless the container was removed meanwhile (rm -f from elsewhere)."""
+    """Record the exit (the caller holds the container's lock), unless the container was removed meanwhile."""
     try:
-        with engine.containers.lock(cid):
-            record = engine.containers.load(cid)
-            record["State"].update(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=status,
-                                   FinishedAt=now())
-            engine.containers.save(record)
-    except (OciError, OSError):
-        pass
+        record = engine.containers.load(cid)
+    except NotFound:
+        return
+    record["State"].update(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=status, FinishedAt=now())
+    engine.containers.save(record)

@@ -122,7 +122,9 @@ def images(engine: Engine, show_all: bool = True, digests: bool = False, no_trun
 def _reference_matches(pattern: str, repo: str, tag: str) -> bool:
     import fnmatch
 
-    name, _, wanted_tag = pattern.partition(":")
+    name, sep, wanted_tag = pattern.rpartition(":")
+    if not sep or "/" in wanted_tag:  # the colon of a registry's port, not a tag
+        name, wanted_tag = pattern, ""
     return fnmatch.fnmatch(repo, name) and (not wanted_tag or fnmatch.fnmatch(tag, wanted_tag))
 
 

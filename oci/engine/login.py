@@ -63,7 +63,11 @@ def check(key: str, username: str, password: str, options: Any) -> None:
 
     host = DOCKER_HUB_API if key == DOCKER_HUB else key
     registry = Registry(host, options, name=key, credentials=lambda: Credentials(username, password))
-    response = registry.request("GET", registry.url("/v2/"), ())
+    try:
+        response = registry.request("GET", registry.url("/v2/"), ())
+    except AuthError as err:
+        raise AuthError(f"login to {key} failed: unauthorized: incorrect username or password ({err.message})") \
+            from None
     response.drain()
     if response.status in (401, 403):
         raise AuthError(f"login to {key} failed: unauthorized: incorrect username or password")

@@ -1,0 +1,288 @@
+"""`ocikit`, the front command, against the tests' registries, real containers and skopeo.
+
+Each test module works in a state root of its own (`--root`), so its networks (bridges `br-*`
+named from the root, nftables table `ocikit_*`), runtime state (/run/ocikit/ROOTTAG) and layer
+cache are its own; credentials go to a private REGISTRY_AUTH_FILE. The image is busybox-static
+(podman_env's layout) pushed to the session's plain registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.integration import images, podman_env
+from tests.integration.netutil import free_subnet
+
+pytestmark = pytest.mark.root
+
+
+class Kit:
+    """`ocikit --root ROOT ...` with a private auth file."""
+
+    def __init__(self, root: Path, auth: Path) -> None:
+        self.root, self.auth = root, auth
+
+    @property
+    def environ(self) -> dict[str, str]:
+        return {**os.environ, "REGISTRY_AUTH_FILE": str(self.auth)}
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, str(ROOT / "bin" / "ocikit.py"), "--root", str(self.root), *args]
+
+    def __call__(self, *args: str, input: str | None = None, timeout: float = 120, check: bool = True,
+                 ) -> subprocess.CompletedProcess:
+        done = subprocess.run(self.argv(*args), env=self.environ, capture_output=True, text=True, input=input,
+                              timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
+        if check and done.returncode != 0:
+            raise AssertionError(f"ocikit {' '.join(args)} exited {done.returncode}: {done.stderr}")
+        return done
+
+    def background(self, *args: str) -> subprocess.Popen:
+        """A foreground `ocikit run` left running in a process of its own."""
+        return subprocess.Popen(self.argv(*args), env=self.environ, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_running(self, name: str, timeout: float = 20) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = self("inspect", "--type", "container", name, check=False)
+            if done.returncode == 0 and json.loads(done.stdout)[0]["State"]["Status"] == "running":
+                return json.loads(done.stdout)[0]
+            time.sleep(0.1)
+        raise AssertionError(f"{name} is not running: {done.stderr}")
+
+
+@pytest.fixture(scope="module")
+def image(registry, tmp_path_factory) -> str:
+    """busybox-static in the plain registry, as REF."""
+    base = tmp_path_factory.mktemp("ocikit-image")
+    layout = podman_env.PodmanEnv(base)._busybox_layout()
+    ref = registry.ref(f"ocikit-front/busybox-{os.getpid()}", "latest")
+    images.skopeo_copy(f"oci:{layout}:busybox", f"docker://{ref}", None, registry)
+    return ref
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory, image) -> Kit:
+    base = tmp_path_factory.mktemp("ocikit-root")
+    found = Kit(base / "root", base / "auth.json")
+    subnet = free_subnet([])
+    found("network", "create", "--subnet", subnet, "bridge")  # the default network, on a free test subnet
+    yield found
+    found("rm", "-f", *found("ps", "-aq").stdout.split(), check=False)
+    for net in found("network", "ls", "-q").stdout.split():
+        if net not in ("host", "none"):
+            found("network", "rm", net, check=False)
+    subprocess.run(["umount", "-R", str(found.root)], capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_run_shows_the_output_and_exits_with_the_containers_status(kit, image):
+    done = kit("run", "--rm", image, "sh", "-c", "echo out; echo err >&2; hostname; exit 3", check=False)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.splitlines()[0] == "out" and "err" in done.stderr
+    assert kit("ps", "-aq").stdout == ""  # --rm removed it
+
+
+def test_run_fails_as_docker_run_does(kit, image, registry):
+    missing = kit("run", "--rm", registry.ref("ocikit-front/nothing-here"), "true", check=False)
+    assert missing.returncode == 125 and "nothing-here" in missing.stderr
+    not_found = kit("run", "--rm", image, "no-such-command", check=False)
+    assert not_found.returncode == 127 and "executable file not found" in not_found.stderr
+    assert kit("ps", "-aq").stdout == ""
+
+
+def test_one_name_for_container_host_and_network_peers(kit, image):
+    server = kit.background("run", "--rm", "--name", "peer-one", image, "sleep", "30")
+    try:
+        kit.wait_running("peer-one")
+        done = kit("run", "--rm", "--name", "peer-two", image, "sh", "-c",
+                   "hostname; ping -c1 -W2 peer-one >/dev/null && echo reached")
+        assert done.stdout.split() == ["peer-two", "reached"]
+    finally:
+        kit("rm", "-f", "peer-one")
+        server.wait(timeout=30)
+
+
+def test_a_named_volume_is_shared_by_two_containers(kit, image):
+    kit("run", "--rm", "-v", "shared:/data", image, "sh", "-c", "echo from-one > /data/file")
+    done = kit("run", "--rm", "-v", "shared:/mnt:ro", image, "sh", "-c", "cat /mnt/file; touch /mnt/x", check=False)
+    assert done.stdout == "from-one\n" and done.returncode != 0 and "Read-only" in done.stderr
+    assert kit("volume", "ls", "-q").stdout.split() == ["shared"]
+    assert kit("volume", "inspect", "-f", "{{.Mountpoint}}", "shared").stdout.strip().endswith("/shared/_data")
+    kit("volume", "rm", "shared")
+    assert kit("volume", "ls", "-q").stdout == ""
+
+
+def host_state(kit: Kit) -> dict[str, object]:
+    """What a container can leave on the host, as seen now."""
+    with open("/proc/self/mountinfo") as f:
+        mounts = sorted(line.split()[4] for line in f if str(kit.root) in line.split()[4])
+    leases = {}
+    for path in (kit.root / "net" / "leases").glob("*.json"):
+        leases[path.name] = json.loads(path.read_text() or "{}")
+    cgroups = sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/ocikit/*") if p.is_dir())
+    runtime = sorted(os.listdir(f"/run/ocikit/{_root_tag(kit)}")) if os.path.isdir(
+        f"/run/ocikit/{_root_tag(kit)}") else []
+    from oci.engine.root import StateRoot
+
+    root = StateRoot(str(kit.root))
+    nft = subprocess.run(["nft", "list", "table", "inet", root.nft_table], capture_output=True, text=True).stdout
+    return {"mounts": mounts, "leases": leases, "cgroups": cgroups, "runtime": runtime,
+            "containers": sorted(os.listdir(kit.root / "containers")), "names": sorted(os.listdir(kit.root / "names")),
+            "cache users": sorted(os.listdir(kit.root / "layers" / "users")),
+            "port rules": nft.count("ocikit port "), "veths": _veths(root.bridge_name("bridge"))}
+
+
+def _root_tag(kit: Kit) -> str:
+    from oci.engine.root import StateRoot
+
+    return StateRoot(str(kit.root)).tag
+
+
+def _veths(bridge: str) -> list[str]:
+    out = subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True).stdout
+    return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_rm_f_leaves_no_mount_cgroup_rule_lease_or_folder(kit, image):
+    kit("run", "--rm", image, "true")  # the image's layers are cached: only the container's traces are looked at
+    before = host_state(kit)
+    port = free_port()
+    running = kit.background("run", "--name", "web", "-p", f"127.0.0.1:{port}:80", "-v", "site:/www", image,
+                             "sh", "-c", "echo hello > /www/index.html; exec httpd -f -p 80 -h /www")
+    try:
+        record = kit.wait_running("web")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as answer:
+                    assert answer.read() == b"hello\n"
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        during = host_state(kit)
+        assert during["port rules"] > before["port rules"] and record["Id"] in during["containers"]
+        assert len(during["veths"]) == len(before["veths"]) + 1 and during["mounts"] and during["cgroups"]
+        assert any(record["Id"] in lease for leases in during["leases"].values() for lease in leases)
+        assert kit("rm", "-f", "web").stdout == "web\n"
+    finally:
+        running.wait(timeout=30)
+    after = host_state(kit)
+    assert after == before
+    kit("volume", "rm", "site")
+
+
+def test_exec_top_cp_and_commit_on_a_running_container(kit, image, tmp_path):
+    running = kit.background("run", "--name", "work", image, "sleep", "60")
+    try:
+        kit.wait_running("work")
+        assert kit("exec", "work", "sh", "-c", "echo made > /made; hostname").stdout == "work\n"
+        assert kit("exec", "work", "no-such", check=False).returncode == 127
+        assert "sleep 60" in kit("top", "work").stdout
+        (tmp_path / "in.txt").write_text("from the host\n")
+        kit("cp", str(tmp_path / "in.txt"), "work:/tmp/")
+        kit("cp", "work:/made", str(tmp_path / "out.txt"))
+        assert (tmp_path / "out.txt").read_text() == "made\n"
+        image_id = kit("commit", "-c", 'CMD ["cat", "/tmp/in.txt", "/made"]', "work", "committed:1").stdout.strip()
+        assert image_id.startswith("sha256:")
+        assert kit("run", "--rm", "committed:1").stdout == "from the host\nmade\n"
+        assert kit("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}", "committed").stdout == \
+            f"committed:1 {image_id[7:19]}\n"
+        refused = kit("rmi", "committed:1", check=False)  # a container (stopped) uses it? no: `work` uses `image`
+        assert refused.returncode == 0 and "Deleted: " + image_id in refused.stdout
+    finally:
+        kit("rm", "-f", "work")
+        running.wait(timeout=30)
+
+
+def test_stop_waits_for_the_grace_period_then_kills(kit, image):
+    running = kit.background("run", "--name", "stubborn", image, "sh", "-c", "trap '' TERM; sleep 60")
+    try:
+        kit.wait_running("stubborn")
+        start = time.monotonic()
+        assert kit("stop", "-t", "1", "stubborn").stdout == "stubborn\n"
+        assert 0.9 < time.monotonic() - start < 15
+        assert running.wait(timeout=30) == 137
+        assert "Exited (137)" in kit("ps", "-a", "--filter", "name=stubborn").stdout
+        assert kit("wait", "stubborn").stdout == "137\n"
+    finally:
+        kit("rm", "-f", "stubborn")
+
+
+def test_tag_push_rmi_and_pull_again(kit, image, registry):
+    target = registry.ref(f"ocikit-front/pushed-{os.getpid()}", "1")
+    kit("pull", image)
+    kit("tag", image, target)
+    pushed = kit("push", target)
+    digest = pushed.stdout.split("digest: ")[1].split()[0]
+    assert images.skopeo_manifest_digest(target, registry) == digest
+    assert kit("rmi", target).stdout == f"Untagged: {target}\n"
+    assert kit("pull", "-q", f"docker://{target}").stdout == f"{target}\n"
+    assert kit("images", "--digests", "--format", "{{.Digest}}", target.rsplit(":", 1)[0]).stdout == f"{digest}\n"
+    tags = kit("image", "tags", target.rsplit(":", 1)[0]).stdout.split()
+    assert tags == ["1"]
+    remote = json.loads(kit("inspect", f"docker://{target}").stdout)[0]
+    assert remote["Digest"] == digest and remote["RepoTags"] == ["1"]
+
+
+def test_save_then_load_gives_the_same_digests_and_skopeo_reads_the_archives(kit, image, tmp_path):
+    kit("pull", image)
+    before = kit("images", "--digests", "--no-trunc", "--format", "{{.Digest}} {{.ID}}", image).stdout
+    for fmt in ("docker-oci", "oci-archive", "docker-archive"):
+        archive = tmp_path / f"{fmt}.tar"
+        kit("save", "--format", fmt, "-o", str(archive), image)
+        other = Kit(tmp_path / f"root-{fmt}", kit.auth)
+        assert other("load", "-i", str(archive)).stdout == f"Loaded image: {image}\n"
+        after = other("images", "--digests", "--no-trunc", "--format", "{{.Digest}} {{.ID}}", image).stdout
+        if fmt == "docker-archive":  # no manifest inside: the image ID (config digest) is what survives
+            assert after.split()[1] == before.split()[1]
+        else:
+            assert after == before
+        transport = "oci-archive" if fmt == "oci-archive" else "docker-archive"
+        inspected = json.loads(images.skopeo("inspect", f"{transport}:{archive}").stdout)
+        assert inspected["Digest"].startswith("sha256:") and inspected["Os"] == "linux"
+    piped = subprocess.run(kit.argv("save", image), capture_output=True, env=kit.environ).stdout
+    loaded = subprocess.run(Kit(tmp_path / "piped", kit.auth).argv("load"), input=piped, capture_output=True)
+    assert loaded.returncode == 0 and loaded.stdout.decode() == f"Loaded image: {image}\n"
+
+
+def test_login_writes_what_skopeo_then_reads(kit, tls_registry, tmp_path):
+    user, password = tls_registry.username, tls_registry.password
+    wrong = kit("login", "--cert-dir", tls_registry.cert_dir, "-u", user, "--password-stdin", tls_registry.host,
+                input="wrong\n", check=False)
+    assert wrong.returncode == 6 and "unauthorized" in wrong.stderr
+    assert not kit.auth.exists()
+    done = kit("login", "--cert-dir", tls_registry.cert_dir, "-u", user, "--password-stdin", tls_registry.host,
+               input=password + "\n")
+    assert done.stdout == "Login Succeeded\n"
+    layout = podman_env.PodmanEnv(tmp_path)._busybox_layout()
+    ref = tls_registry.ref(f"ocikit-front/login-{os.getpid()}", "1")
+    skopeo = subprocess.run(["skopeo", "copy", "--quiet", f"--dest-cert-dir={tls_registry.cert_dir}",
+                             f"oci:{layout}:busybox", f"docker://{ref}"], env=kit.environ, capture_output=True,
+                            text=True)
+    assert skopeo.returncode == 0, skopeo.stderr  # with only the file login wrote to authenticate
+    kit("pull", "--cert-dir", tls_registry.cert_dir, ref)  # and ocikit reads it as well
+    assert kit("logout", tls_registry.host).stdout == f"Removing login credentials for {tls_registry.host}\n"
+    refused = subprocess.run(["skopeo", "inspect", f"--cert-dir={tls_registry.cert_dir}", f"docker://{ref}"],
+                             env=kit.environ, capture_output=True, text=True)
+    assert refused.returncode != 0
