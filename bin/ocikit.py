@@ -112,6 +112,7 @@ class Context:
     def __init__(self, root: str | None, runtime: str, messages: ocicli.Messages) -> None:
         self.root_path, self.runtime, self.messages = root, runtime, messages
         self._engine: Any = None
+        self._monitor: Any = False
 
     @property
     def engine(self) -> Any:
@@ -123,10 +124,12 @@ class Context:
         return self._engine
 
     def monitor(self) -> Any:
-        """The monitor of detached containers (oci-mon), or None where there is none yet."""
-        from oci.engine import monitor
+        """The monitor of detached containers (oci-mon), or None where it is not installed."""
+        if self._monitor is False:
+            from oci.engine import monitor
 
-        return monitor.connect(self.engine)
+            self._monitor = monitor.connect(self.engine)
+        return self._monitor
 
     def out(self, text: str) -> None:
         sys.stdout.write(text)
@@ -742,27 +745,49 @@ def cmd_port(context: Context, argv: list[str]) -> int:
 
 
 def cmd_logs(context: Context, argv: list[str]) -> int:
-    p = parser("logs", "Fetch the logs of a container (kept by oci-mon for detached containers)")
+    p = parser("logs", "Fetch the logs of a container (kept by oci-mon for containers run detached)")
     p.add_argument("-f", "--follow", action="store_true", help="follow log output")
     p.add_argument("--since", help="logs since a timestamp or relative time (42m)")
+    p.add_argument("--until", help="logs before a timestamp or relative time")
     p.add_argument("-n", "--tail", default="all", help="lines from the end (default: all)")
     p.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
+    p.add_argument("--details", action="store_true", help="accepted")
     p.add_argument("container")
     args = p.parse_args(argv)
+    monitor = require_monitor(context)
+    cid = _monitored(context, args.container)
+    import oci_mon
+
+    options = ocicli.Options(id=cid, follow=args.follow, since=args.since, until=args.until, tail=args.tail,
+                             timestamps=args.timestamps)
+    return int(oci_mon.cmd_logs(monitor.root, options, context.messages) or 0)
+
+
+def _monitored(context: Context, name: str) -> str:
+    """The ID of a container the monitor runs (logs and attach need one)."""
+    from oci.errors import Unsupported
+
     engine = context.engine
-    cid = engine.containers.resolve(args.container)
-    return require_monitor(context).logs(cid, follow=args.follow, since=args.since, tail=args.tail,
-                                         timestamps=args.timestamps)
+    cid = engine.containers.resolve(name)
+    if not engine.containers.load(cid).get("Monitored"):
+        raise Unsupported(f"{name}: its output went to the terminal that ran it: logs are kept for containers run "
+                          "detached (run -d, start)")
+    return cid
 
 
 def cmd_attach(context: Context, argv: list[str]) -> int:
     p = parser("attach", "Attach to a running container's input and output (detach keys ctrl-p ctrl-q)")
     p.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    p.add_argument("--detach-keys", help="keys that detach (default: ctrl-p,ctrl-q)")
+    p.add_argument("--sig-proxy", default="true", choices=("true", "false"), help="forward signals (default: true)")
     p.add_argument("container")
     args = p.parse_args(argv)
-    engine = context.engine
-    cid = engine.containers.resolve(args.container)
-    return require_monitor(context).attach(cid, stdin=not args.no_stdin)
+    monitor = require_monitor(context)
+    cid = _monitored(context, args.container)
+    import oci_mon
+
+    options = ocicli.Options(id=cid, no_stdin=args.no_stdin, detach_keys=args.detach_keys, sig_proxy=args.sig_proxy)
+    return int(oci_mon.cmd_attach(monitor.root, options, context.messages) or 0)
 
 
 # -- containers: exec, cp, commit ----------------------------------------------------------
