@@ -86,7 +86,8 @@ def commit(engine: Engine, cid: str, repository: str | None, *, author: str | No
                              entrypoint=list(container_config.get("Entrypoint") or []) or None,
                              env=[tuple(e.partition("=")[::2]) for e in container_config.get("Env") or []],
                              workdir=container_config.get("WorkingDir") or None,
-                             user=container_config.get("User") or None)
+                             user=container_config.get("User") or None,
+                             exposed_ports=sorted(container_config.get("ExposedPorts") or {}))
     if wanted.entrypoint is None and (image.config.get("config") or {}).get("Entrypoint"):
         wanted.entrypoint = [""]  # the container ran with --entrypoint ""
     for text in changes:

@@ -239,18 +239,30 @@ def _record(engine: Engine, cid: str, name: str, stored: StoredImage, image_conf
             "User": opts.bundle.get("user") or image_cfg.get("User") or "",
             "Tty": opts.tty,
             "OpenStdin": opts.interactive,
-            "Env": process.get("env", []),
+            "Env": _asked_env(process.get("env", []), image_cfg, opts.bundle),
             "Cmd": list(opts.command) or ([] if entrypoint is not None else list(image_cfg.get("Cmd") or [])),
             "Entrypoint": ([entrypoint] if entrypoint else []) if entrypoint is not None else list(
                 image_cfg.get("Entrypoint") or []),
             "Image": opts.image,
-            "WorkingDir": process.get("cwd", "/"),
+            "WorkingDir": opts.bundle.get("workdir") or image_cfg.get("WorkingDir") or "",
             "Labels": {**(image_cfg.get("Labels") or {}), **dict(t.partition("=")[::2] for t in opts.labels)},
-            "ExposedPorts": image_cfg.get("ExposedPorts") or {},
+            "ExposedPorts": {**(image_cfg.get("ExposedPorts") or {}), **{key: {} for key in bindings}},
             "StopSignal": image_cfg.get("StopSignal") or "SIGTERM",
             "Volumes": image_cfg.get("Volumes") or None,
         },
     }
+
+
+def _asked_env(env: list[str], image_cfg: dict[str, Any], fields: dict[str, Any]) -> list[str]:
+    """The container's environment as Docker records it: the image's and the -e/--env-file variables,
+    without those the bundle adds for the process (HOSTNAME, HOME, TERM), so that commit keeps them out."""
+    from oci.bundle import options
+
+    asked = {e.partition("=")[0] for e in image_cfg.get("Env") or []}
+    asked |= {e.partition("=")[0] for e in fields.get("env", ())}
+    for path in fields.get("env_files", ()):
+        asked |= {e.partition("=")[0] for e in options.read_env_file(path, dict(os.environ))}
+    return [e for e in env if e.partition("=")[0] in asked]
 
 
 def _undo(engine: Engine, cid: str, name: str, folder: str, rootfs: str, made: list[str]) -> None:
