@@ -30,6 +30,7 @@ def refresh(engine: Engine, record: dict[str, Any], monitor: Any = None) -> dict
     if record.get("Monitored") and monitor is not None:
         found = monitor.state(record["Id"])
         if found is not None:
+            record["RestartCount"] = found.pop("RestartCount", 0)
             state.update(found)
             return record
     status, pid = runtime_status(engine, record["Id"])

@@ -162,12 +162,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_rm_f_leaves_no_mount_cgroup_rule_lease_or_folder(kit, image):
+@pytest.mark.parametrize("detached", [True, False], ids=["run -d", "run in another terminal"])
+def test_rm_f_leaves_no_mount_cgroup_rule_lease_or_folder(kit, image, detached):
     kit("run", "--rm", image, "true")  # the image's layers are cached: only the container's traces are looked at
     before = host_state(kit)
     port = free_port()
-    running = kit.background("run", "--name", "web", "-p", f"127.0.0.1:{port}:80", "-v", "site:/www", image,
-                             "sh", "-c", "echo hello > /www/index.html; exec httpd -f -p 80 -h /www")
+    argv = ["run", "--name", "web", "-p", f"127.0.0.1:{port}:80", "-v", "site:/www", image,
+            "sh", "-c", "echo hello > /www/index.html; echo serving; exec httpd -f -p 80 -h /www"]
+    running = None
+    if detached:
+        cid = kit("run", "-d", *argv[1:]).stdout.strip()
+        assert len(cid) == 64
+    else:
+        running = kit.background(*argv)
     try:
         record = kit.wait_running("web")
         deadline = time.monotonic() + 10
@@ -180,16 +187,36 @@ def test_rm_f_leaves_no_mount_cgroup_rule_lease_or_folder(kit, image):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+        if detached:
+            assert kit("logs", "web").stdout == "serving\n"
+            assert kit("port", "web").stdout == f"80/tcp -> 127.0.0.1:{port}\n"
         during = host_state(kit)
         assert during["port rules"] > before["port rules"] and record["Id"] in during["containers"]
         assert len(during["veths"]) == len(before["veths"]) + 1 and during["mounts"] and during["cgroups"]
         assert any(record["Id"] in lease for leases in during["leases"].values() for lease in leases)
         assert kit("rm", "-f", "web").stdout == "web\n"
     finally:
-        running.wait(timeout=30)
+        if running is not None:
+            running.wait(timeout=30)
     after = host_state(kit)
     assert after == before
+    assert not (kit.root / "monitor" / "containers" / record["Id"]).exists()
     kit("volume", "rm", "site")
+
+
+def test_a_detached_container_restarts_by_its_policy_and_stops_for_good(kit, image):
+    cid = kit("run", "-d", "--name", "flaky", "--restart", "on-failure:2", image, "sh", "-c",
+              "echo try; exit 5").stdout.strip()
+    assert kit("wait", "flaky").stdout == "5\n"
+    deadline = time.monotonic() + 30
+    while json.loads(kit("inspect", "flaky").stdout)[0]["RestartCount"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    kit("wait", "flaky")
+    state = json.loads(kit("inspect", "flaky").stdout)[0]
+    assert state["RestartCount"] == 2 and state["State"]["Status"] == "exited" and state["State"]["ExitCode"] == 5
+    assert kit("logs", "flaky").stdout == "try\ntry\ntry\n"
+    assert kit("ps", "-a", "-q", "--no-trunc").stdout.split() == [cid]
+    kit("rm", "flaky")
 
 
 def test_exec_top_cp_and_commit_on_a_running_container(kit, image, tmp_path):
