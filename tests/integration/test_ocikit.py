@@ -84,8 +84,19 @@ def kit(tmp_path_factory, image) -> Kit:
     for net in found("network", "ls", "-q").stdout.split():
         if net not in ("host", "none"):
             found("network", "rm", net, check=False)
+    stop_monitor(found.root)
     subprocess.run(["umount", "-R", str(found.root)], capture_output=True)
     shutil.rmtree(base, ignore_errors=True)
+
+
+def stop_monitor(root: Path) -> None:
+    """The state root's oci-mon, stopped by its pid (it would leave by itself once idle)."""
+    from oci.monitor import client
+    from oci.monitor.paths import Root
+
+    pid = client.monitor_pid(Root(str(root / "monitor")))
+    if pid:
+        os.kill(pid, 15)
 
 
 def test_run_shows_the_output_and_exits_with_the_containers_status(kit, image):

@@ -124,6 +124,9 @@ def results(tmp_path_factory, registry, tls_registry):
                        capture_output=True)
         subprocess.run([str(ROOT / ".venv" / "bin" / "ocikit"), "--root", str(root), "network", "rm", "accnet"],
                        capture_output=True)
+        from tests.integration.test_ocikit import stop_monitor
+
+        stop_monitor(root)
         docker.teardown()
 
 
