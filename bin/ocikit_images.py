@@ -235,9 +235,55 @@ def cmd_load(context: Context, argv: list[str]) -> int:
 
 
 def cmd_build(context: Context, argv: list[str]) -> int:
-    from oci.engine import building
+    p = parser("build", "Build an image from a Dockerfile (oci-build), into the image store",
+               "ocikit build [OPTIONS] PATH", "  ocikit build -t app:1 .\n  ocikit build -f Containerfile "
+               "--build-arg VERSION=2 --target runtime -t registry.example/app:2 .")
+    p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image")
+    p.add_argument("-f", "--file", help="the Dockerfile (default: PATH/Dockerfile, else PATH/Containerfile; - stdin)")
+    p.add_argument("--build-arg", action="append", default=[], metavar="NAME[=VALUE]")
+    p.add_argument("--target", help="the stage to build")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-cache", action="store_true", help="run every step")
+    p.add_argument("--pull", action="store_true", help="ask the registry for base images even when cached")
+    p.add_argument("--network", default="host", help="RUN steps' network: host (default), none or a network")
+    p.add_argument("--platform", help="the platform of the base images")
+    p.add_argument("--squash", action="store_true", help="one layer for what the build adds")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+    p.add_argument("--iidfile", help="write the image ID to this file")
+    add_registry_flags(p)
+    p.add_argument("path", metavar="PATH")
+    args = p.parse_args(argv)
+    from oci_build import build_args
 
-    return building.build(context, argv)
+    from oci.build import config as configs
+    from oci.dockerfile.progress import Progress
+    from oci.engine import building
+    from oci.platform import Platform
+
+    text = None
+    if args.file == "-":
+        text = sys.stdin.read()
+    route_registry_warnings(context)
+    progress = Progress(sys.stderr, quiet=args.quiet, warn=context.messages.warn)
+    stored = building.build(
+        context.engine, context=args.path, dockerfile=None if args.file == "-" else args.file, dockerfile_text=text,
+        names=args.tag, build_args=build_args(args.build_arg), target=args.target,
+        labels=dict(configs.parse_pair(item, "--label") for item in args.label), no_cache=args.no_cache,
+        pull=args.pull, network=args.network, platform=Platform.parse(args.platform) if args.platform else None,
+        squash=args.squash, epoch=configs.parse_epoch(os.environ.get("SOURCE_DATE_EPOCH")),
+        registry=registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno())
+    if args.iidfile:
+        from oci.fsutil import write_atomic
+
+        write_atomic(args.iidfile, stored.id.encode())
+    if args.quiet:
+        context.out(stored.id + "\n")
+        return 0
+    from oci.engine.images import familiar
+
+    context.out(f"Successfully built {stored.short_id}\n" +
+                "".join(f"Successfully tagged {familiar(n)}\n" for n in stored.names if "@" not in n))
+    return 0
 
 
 def cmd_login(context: Context, argv: list[str]) -> int:
