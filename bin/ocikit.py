@@ -287,7 +287,8 @@ def run_options(args: Any) -> Any:
     return RunOptions(image=args.image, command=list(args.command), name=args.name,
                       detach=getattr(args, "detach", False), remove=args.rm, interactive=args.interactive,
                       tty=args.tty, network=args.network,
-                      publish=list(args.publish), aliases=list(args.aliases), volumes=list(args.volume),
+                      publish=list(args.publish), publish_all=args.publish_all, aliases=list(args.aliases),
+                      volumes=list(args.volume),
                       mounts=list(args.mount), hostname=hostname, restart=args.restart, labels=list(args.label),
                       cgroup_parent=args.cgroup_parent,
                       bundle=fields, oci_net=oci_net_command())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, NamedTuple, Sequence
 
-from oci.errors import InvalidInput
+from oci.errors import InvalidInput, OciError
 
 from . import networks
 from .containers import new_id, now
@@ -32,6 +32,7 @@ class RunOptions(NamedTuple):
     tty: bool = False
     network: str = networks.DEFAULT_NETWORK
     publish: Sequence[str] = ()
+    publish_all: bool = False
     aliases: Sequence[str] = ()
     volumes: Sequence[str] = ()
     mounts: Sequence[str] = ()
@@ -62,6 +63,8 @@ def create(engine: Engine, stored: StoredImage, opts: RunOptions) -> dict[str, A
         raise InvalidInput("Conflicting options: --restart and --rm")
     cid = new_id()
     engine.root.ensure()
+    if opts.name:
+        reap(engine, opts.name)
     name = engine.containers.reserve_name(opts.name, cid)
     folder = engine.containers.folder(cid)
     rootfs = os.path.join(folder, "rootfs")
@@ -72,7 +75,12 @@ def create(engine: Engine, stored: StoredImage, opts: RunOptions) -> dict[str, A
         network = opts.network
         if networks.is_named(network):
             networks.ensure(engine.root, network)
-        publish = [networks.parse_publish(p, _free_port) for p in opts.publish]
+        asked = list(opts.publish)
+        if opts.publish_all:  # -P: every port the image exposes, each on a free host port
+            asked += [port for port in sorted((image.config.get("config") or {}).get("ExposedPorts") or {})
+                      if not any(p.rsplit(":", 1)[-1] == port or p.rsplit(":", 1)[-1] == port.split("/")[0]
+                                 for p in asked)]
+        publish = [networks.parse_publish(p, _free_port) for p in asked]
         mounts, volume_names = _volumes(engine, opts.volumes, opts.mounts)
         spec = mount_rootfs(engine, image, rootfs)
         made.append("rootfs")
@@ -97,6 +105,31 @@ def create(engine: Engine, stored: StoredImage, opts: RunOptions) -> dict[str, A
     except BaseException:
         _undo(engine, cid, name, folder, rootfs, made)
         raise
+
+
+def reap(engine: Engine, name: str | None = None, monitor: Any = None) -> None:
+    """Remove the `--rm` containers run detached that have exited (all of them, or the one holding
+    `name`): nothing removes them when they exit, so the next command that looks does, as Docker would
+    have done already."""
+    from . import remove, status
+
+    if name is not None:
+        owner = engine.containers.name_owner(name)
+        candidates = [owner] if owner else []
+    else:
+        candidates = engine.containers.ids()
+    for cid in candidates:
+        try:
+            record = engine.containers.load(cid)
+        except (OciError, OSError):
+            continue
+        if not (record["HostConfig"].get("AutoRemove") and record.get("Monitored")):
+            continue
+        if status.current(engine, record, monitor) in ("exited", "dead"):
+            try:
+                remove.remove(engine, cid, force=True, monitor=monitor)
+            except (OciError, OSError):
+                continue
 
 
 def write_config(folder: str, config: dict[str, Any]) -> None:

@@ -69,6 +69,9 @@ def _matches(record: dict[str, Any], filters: list[str], state: str) -> bool:
 def containers(engine: Engine, monitor: Any, all_: bool, filters: list[str], no_trunc: bool = False
                ) -> list[dict[str, Any]]:
     """`ps` rows, newest first."""
+    from .create import reap
+
+    reap(engine, monitor=monitor)
     rows = []
     records = sorted(engine.containers.records(), key=lambda r: r.get("Created", ""), reverse=True)
     for record in records:

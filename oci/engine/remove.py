@@ -55,8 +55,13 @@ def remove(engine: Engine, cid: str, force: bool = False, volumes: bool = False,
         if current in ("running", "paused", "restarting") and not force:
             raise Conflict(f"cannot remove container {record['Name']}: container is {current}: stop the container "
                            "before removing or force remove")
-        if monitor is not None and record.get("Monitored"):
-            monitor.remove(cid)
+        if record.get("Monitored"):
+            if monitor is None:
+                from .monitor import connect
+
+                monitor = connect(engine)
+            if monitor is not None:
+                monitor.remove(cid)
         store = engine.runtime_store()
         try:
             if current == "paused":

@@ -27,6 +27,10 @@ def runtime_status(engine: Engine, cid: str) -> tuple[str | None, int]:
 def refresh(engine: Engine, record: dict[str, Any], monitor: Any = None) -> dict[str, Any]:
     """The record with its State brought up to date (not saved)."""
     state = record["State"]
+    if record.get("Monitored") and monitor is None:
+        from .monitor import connect
+
+        monitor = connect(engine)
     if record.get("Monitored") and monitor is not None:
         found = monitor.state(record["Id"])
         if found is not None:
