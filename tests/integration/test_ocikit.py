@@ -324,3 +324,63 @@ def test_login_writes_what_skopeo_then_reads(kit, tls_registry, tmp_path):
     refused = subprocess.run(["skopeo", "inspect", f"--cert-dir={tls_registry.cert_dir}", f"docker://{ref}"],
                              env=kit.environ, capture_output=True, text=True)
     assert refused.returncode != 0
+
+
+def in_terminal(argv: list[str], env: dict[str, str], keys: bytes, prompt: bytes = b"# ",
+                timeout: float = 30) -> tuple[int, bytes]:
+    """Run argv on a new pty, type `keys` once `prompt` shows; its exit code and what it printed."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    out, typed, deadline = b"", False, time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                out += data
+            if not typed and prompt in out:
+                os.write(fd, keys)
+                typed = True
+        else:
+            os.kill(pid, 9)
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), out
+    finally:
+        os.close(fd)
+
+
+def test_run_it_and_exec_it_give_a_terminal(kit, image):
+    code, out = in_terminal(kit.argv("run", "-it", "--rm", "--name", "term", image, "sh"), kit.environ,
+                            b"tty; echo $TERM; exit 7\r")
+    assert code == 7, out
+    assert b"/dev/pts/0" in out and b"xterm" in out
+    kit("run", "-d", "--name", "longer", image, "sleep", "60")
+    try:
+        code, out = in_terminal(kit.argv("exec", "-it", "longer", "sh"), kit.environ, b"tty && exit 4\r")
+        assert code == 4 and b"/dev/pts/" in out, out
+    finally:
+        kit("rm", "-f", "longer")
+
+
+def test_publish_all_and_a_detached_rm_container(kit, image):
+    kit("run", "-d", "--name", "exposer", image, "sleep", "60")
+    try:
+        kit("commit", "-c", "EXPOSE 80", "exposer", "exposing:1")
+    finally:
+        kit("rm", "-f", "exposer")
+    kit("run", "-d", "--rm", "-P", "--name", "auto", "exposing:1", "sh", "-c", "sleep 1")
+    port = kit("port", "auto", "80").stdout.strip()
+    assert port.startswith("0.0.0.0:") and int(port.split(":")[1]) > 0
+    kit("wait", "auto")
+    assert kit("ps", "-aq").stdout == ""  # removed once it exited
+    kit("rmi", "exposing:1")
