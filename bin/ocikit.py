@@ -346,6 +346,7 @@ def cmd_run(context: Context, argv: list[str]) -> int:
     from oci.errors import OciError
     from oci.fsutil import relaxed
 
+    create.warm_validator()
     args = run_parser("run").parse_args(argv)
     opts = run_options(args)
     engine = context.engine

@@ -132,11 +132,28 @@ def reap(engine: Engine, name: str | None = None, monitor: Any = None) -> None:
                 continue
 
 
+_warming: list[Any] = []
+
+
+def warm_validator() -> None:
+    """Import jsonschema and compile the runtime-config validator in a thread, while this one parses,
+    mounts and writes (mostly waiting on the kernel): `write_config` finds it ready."""
+    import threading
+
+    from oci import schema
+
+    thread = threading.Thread(target=schema.validator, args=("runtime-config",), name="warm-validator", daemon=True)
+    thread.start()
+    _warming.append(thread)
+
+
 def write_config(folder: str, config: dict[str, Any]) -> None:
     """BUNDLE/config.json, validated as the runtime reads it (oci-run's loader, which remembers the
     exact bytes as valid): the runtime, called next in this process, then skips the schema work."""
     import json
 
+    while _warming:
+        _warming.pop().join()
     from oci.fsutil import write_atomic
     from oci.runtime import config as config_mod
 
