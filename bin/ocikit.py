@@ -710,6 +710,9 @@ def cmd_stats(context: Context, argv: list[str]) -> int:
     from oci.engine import listing
     from oci.engine.formatting import emit
 
+    if args.no_stream:  # CPU use is measured between two samples, as docker stats --no-stream does
+        listing.stats(context.engine, context.monitor(), args.containers, args.all)
+        time.sleep(0.5)
     while True:
         rows = listing.stats(context.engine, context.monitor(), args.containers, args.all)
         text = emit(rows, args.format, listing.stats_table)
