@@ -208,6 +208,7 @@ def cmd_load(context: Context, argv: list[str]) -> int:
     args = p.parse_args(argv)
     from oci.engine import archive
 
+    source: Any
     if args.input:
         try:
             source = open(args.input, "rb")

@@ -21,7 +21,7 @@ import json
 import posixpath
 import tarfile
 import time
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 from oci.descriptor import (
     DOCKER_CONFIG,
@@ -108,7 +108,7 @@ def save(store: ImageStore, names: list[str], output: IO[bytes], fmt: str = "doc
                 manifests.append({"Config": f"blobs/sha256/{stored.image.config_descriptor.digest.hex}",
                                   "RepoTags": [familiar(n) for n in wanted if "@" not in n] or None,
                                   "Layers": [f"blobs/sha256/{d.digest.hex}" for d in stored.image.layers]})
-            for name in wanted or [None]:
+            for name in wanted or [""]:
                 annotations = {}
                 if name:
                     annotations = {IMAGE_NAME: name, REF_NAME: parse_reference(name).tag or name}
@@ -327,6 +327,3 @@ def _uncompressed_digest(handle: IO[bytes], media_type: str) -> str:
         hasher.update(chunk)
     return hasher.hexdigest()
 
-
-def names_for(store: ImageStore, texts: Iterable[str]) -> list[str]:
-    return [str(store.find(t).descriptor.digest) for t in texts]

@@ -100,7 +100,7 @@ def run(engine: Engine, cid: str, command: Sequence[str], *, interactive: bool, 
         from oci.linux import terminal
 
         theirs.close()
-        master = terminal.receive_master(ours)
+        master = terminal.receive_master(ours)  # type: ignore[arg-type]  # _socket's socket, as oci-run's
         ours.close()
 
     def forward(signum: int, _frame: Any) -> None:

@@ -66,7 +66,7 @@ def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool,
         from oci.linux import terminal
 
         theirs.close()
-        master = terminal.receive_master(ours)
+        master = terminal.receive_master(ours)  # type: ignore[arg-type]  # _socket's socket, as oci-run's
         ours.close()
     try:
         _, warnings = lifecycle.start(store, cid)

@@ -38,7 +38,7 @@ def remove(engine: Engine, text: str, force: bool, monitor: Any = None) -> list[
     stored = images.find(text)
     name = _full_name(text)
     by_name = name is not None and name in stored.names
-    if by_name and len(stored.names) > 1:
+    if name is not None and by_name and len(stored.names) > 1:
         images.untag(name)
         return [f"Untagged: {familiar(name)}"]
     if not by_name and len(stored.names) > 1 and not force:

@@ -106,7 +106,7 @@ def images(engine: Engine, show_all: bool = True, digests: bool = False, no_trun
     for stored in engine.images.images():
         if stored.image is None:
             continue  # manifest lists are shown by `manifest inspect`
-        names = stored.names or [None]
+        names: list[str | None] = list(stored.names) or [None]
         for name in names:
             repo, tag = split_name(name) if name else ("<none>", "<none>")
             if reference and not _reference_matches(reference, repo, tag):

@@ -24,7 +24,7 @@ def create(images: ImageStore, name: str, members: list[StoredImage], amend: boo
     from oci import schema
 
     full = str(parse_reference(name))
-    entries: dict[tuple[str, ...], dict[str, Any]] = {}
+    entries: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
     existing = images.maybe_find(full)
     if existing is not None:
         if existing.descriptor.media_type not in INDEXES:

@@ -19,7 +19,7 @@ from oci.fsutil import locked
 from .root import StateRoot
 
 DEFAULT_NETWORK = "bridge"
-POOL = ipaddress.ip_network("10.89.0.0/16")
+POOL = "10.89.0.0/16"
 SPECIAL = ("none", "host")
 
 
@@ -30,7 +30,7 @@ def is_named(mode: str) -> bool:
 
 def host_routes() -> list[ipaddress.IPv4Network]:
     """IPv4 networks the host routes (main table, from /proc: no process to start)."""
-    found = []
+    found: list[ipaddress.IPv4Network] = []
     try:
         with open("/proc/net/route") as f:
             lines = f.read().splitlines()[1:]
@@ -43,7 +43,7 @@ def host_routes() -> list[ipaddress.IPv4Network]:
         address = ipaddress.IPv4Address(int(fields[1], 16).to_bytes(4, "little"))
         mask = ipaddress.IPv4Address(int(fields[7], 16).to_bytes(4, "little"))
         try:
-            found.append(ipaddress.ip_network(f"{address}/{mask}", strict=False))
+            found.append(ipaddress.IPv4Network(f"{address}/{mask}", strict=False))
         except ValueError:
             continue
     return found
@@ -51,8 +51,8 @@ def host_routes() -> list[ipaddress.IPv4Network]:
 
 def free_subnet(root: StateRoot, taken: list[str]) -> str:
     """A /24 of 10.89.0.0/16 that no host route and no network of ours overlaps; roots start apart."""
-    busy = host_routes() + [ipaddress.ip_network(t) for t in taken]
-    candidates = list(POOL.subnets(new_prefix=24))
+    busy = host_routes() + [ipaddress.IPv4Network(t) for t in taken]
+    candidates = list(ipaddress.IPv4Network(POOL).subnets(new_prefix=24))
     start = 0 if root.default else int(root.tag, 16) % len(candidates)
     for net in candidates[start:] + candidates[:start]:
         if not any(net.overlaps(b) for b in busy):
