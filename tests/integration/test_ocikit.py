@@ -384,3 +384,59 @@ def test_publish_all_and_a_detached_rm_container(kit, image):
     kit("wait", "auto")
     assert kit("ps", "-aq").stdout == ""  # removed once it exited
     kit("rmi", "exposing:1")
+
+
+def test_pause_unpause_and_a_second_network(kit, image):
+    kit("network", "create", "--subnet", free_subnet([]), "second")
+    kit("run", "-d", "--name", "both", image, "sleep", "60")
+    try:
+        kit("pause", "both")
+        assert kit("ps", "--format", "{{.Names}} {{.State}}").stdout == "both paused\n"
+        assert kit("exec", "both", "true", check=False).returncode != 0
+        kit("unpause", "both")
+        kit("network", "connect", "--alias", "extra", "second", "both")
+        networks = json.loads(kit("inspect", "both").stdout)[0]["NetworkSettings"]["Networks"]
+        assert sorted(networks) == ["bridge", "second"]
+        assert "eth1" in kit("exec", "both", "ip", "-o", "link").stdout
+        assert kit("run", "--rm", "--network", "second", image, "ping", "-c1", "-W2", "extra").returncode == 0
+        kit("network", "disconnect", "second", "both")
+        assert "eth1" not in kit("exec", "both", "ip", "-o", "link").stdout
+        kit("network", "connect", "second", "both")
+        refused = kit("network", "rm", "second", check=False)
+        assert refused.returncode == 7 and "active endpoints" in refused.stderr
+    finally:
+        kit("rm", "-f", "both")
+    kit("network", "rm", "second")  # rm -f released its lease on the second network too
+    assert "second" not in kit("network", "ls", "-q").stdout.split()
+
+
+def test_build_from_a_dockerfile_into_the_store(kit, tmp_path):
+    context = tmp_path / "context"
+    context.mkdir()
+    shutil.copy(podman_env.BUSYBOX, context / "busybox")
+    (context / "Dockerfile").write_text(
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+        "RUN echo built > /built\n"
+        'CMD ["cat", "/built"]\n')
+    done = kit("build", "-t", "built:1", "-t", "built:latest", str(context))
+    image_id = kit("images", "-q", "built:1").stdout.strip()
+    assert done.stdout.splitlines() == [f"Successfully built {image_id}", "Successfully tagged built:1",
+                                        "Successfully tagged built:latest"]
+    assert kit("run", "--rm", "built").stdout == "built\n"
+    assert kit("build", "-q", "-t", "built:1", str(context)).stdout.strip().startswith("sha256:" + image_id)
+    kit("rmi", "built:1", "built:latest")
+
+
+def test_manifest_create_and_push(kit, image, registry):
+    kit("pull", image)
+    target = registry.ref(f"ocikit-front/multi-{os.getpid()}", "1")
+    digest = kit("manifest", "create", target, image).stdout.strip()
+    assert digest.startswith("sha256:")
+    pushed = kit("manifest", "push", target).stdout.strip()
+    assert pushed == digest == images.skopeo_manifest_digest(target, registry)
+    index = json.loads(kit("manifest", "inspect", f"docker://{target}").stdout)
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert index["manifests"][0]["platform"]["os"] == "linux"
+    kit("manifest", "rm", target)
