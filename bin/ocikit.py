@@ -376,7 +376,8 @@ def run_foreground(context: Context, args: Any, opts: Any) -> int:
     except OciError as err:
         raise foreground.RunFailed(err.message, foreground.CANNOT_RUN) from None
     try:
-        return foreground.run(engine, record, interactive=args.interactive, tty=args.tty, warn=context.messages.warn)
+        return foreground.run(engine, record, interactive=args.interactive, tty=args.tty, warn=context.messages.warn,
+                              log=False)
     finally:
         remove.remove(engine, record["Id"], force=True, volumes=True)
 
@@ -750,7 +751,7 @@ def cmd_port(context: Context, argv: list[str]) -> int:
 
 
 def cmd_logs(context: Context, argv: list[str]) -> int:
-    p = parser("logs", "Fetch the logs of a container (kept by oci-mon for containers run detached)")
+    p = parser("logs", "Fetch the logs of a container (what it printed, kept in the CRI format)")
     p.add_argument("-f", "--follow", action="store_true", help="follow log output")
     p.add_argument("--since", help="logs since a timestamp or relative time (42m)")
     p.add_argument("--until", help="logs before a timestamp or relative time")
@@ -759,24 +760,22 @@ def cmd_logs(context: Context, argv: list[str]) -> int:
     p.add_argument("--details", action="store_true", help="accepted")
     p.add_argument("container")
     args = p.parse_args(argv)
-    monitor = require_monitor(context)
-    cid = _monitored(context, args.container)
-    import oci_mon
+    from oci.engine import logs
 
-    options = ocicli.Options(id=cid, follow=args.follow, since=args.since, until=args.until, tail=args.tail,
-                             timestamps=args.timestamps)
-    return int(oci_mon.cmd_logs(monitor.root, options, context.messages) or 0)
+    engine = context.engine
+    return logs.show(engine, engine.containers.resolve(args.container), follow=args.follow, since=args.since,
+                     until=args.until, tail=args.tail, timestamps=args.timestamps, monitor=context.monitor())
 
 
 def _monitored(context: Context, name: str) -> str:
-    """The ID of a container the monitor runs (logs and attach need one)."""
+    """The ID of a container the monitor runs (attach needs one)."""
     from oci.errors import Unsupported
 
     engine = context.engine
     cid = engine.containers.resolve(name)
     if not engine.containers.load(cid).get("Monitored"):
-        raise Unsupported(f"{name}: its output went to the terminal that ran it: logs are kept for containers run "
-                          "detached (run -d, start)")
+        raise Unsupported(f"{name}: a container run in the foreground has its terminal already: attach works for "
+                          "containers run detached (run -d, start)")
     return cid
 
 

@@ -281,6 +281,7 @@ def _record(engine: Engine, cid: str, name: str, stored: StoredImage, image_conf
         "Name": name,
         "RestartCount": 0,
         "Driver": "overlay",
+        "LogPath": os.path.join(engine.containers.folder(cid), "ctr.log"),
         "HostConfig": {"AutoRemove": opts.remove, "RestartPolicy": restart, "NetworkMode": opts.network,
                        "PortBindings": bindings, "Binds": list(mounts["volumes"]), "Mounts": list(mounts["mounts"])},
         "Mounts": mount_list,

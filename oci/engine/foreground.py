@@ -39,8 +39,26 @@ def exit_code_of(err: OciError) -> int:
 
 
 def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool,
-        warn: Callable[[str], None]) -> int:
-    """Create, start and wait for the container; record its exit; its status as docker run gives it."""
+        warn: Callable[[str], None], log: bool = True) -> int:
+    """Create, start and wait for the container; record its exit; its status as docker run gives it.
+
+    With `log` (and no terminal), what it prints goes through pipes to ours and to its log, as
+    Docker keeps the log of every container; `run --rm` does without."""
+    tee = None
+    if log and not tty:
+        from .logs import Tee, path
+
+        tee = Tee(path(engine, record["Id"]))
+        tee.__enter__()
+    try:
+        return _run(engine, record, interactive=interactive, tty=tty, warn=warn, tee=tee)
+    finally:
+        if tee is not None:
+            tee.__exit__(None, None, None)
+
+
+def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool, warn: Callable[[str], None],
+         tee: Any) -> int:
     import _signal
     import _socket
 
@@ -61,6 +79,9 @@ def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool,
         container = lifecycle.create(store, cid, folder, options)
     except OciError as err:
         raise RunFailed(err.message, exit_code_of(err)) from None
+    finally:
+        if tee is not None:
+            tee.release()  # the container holds the pipes now; our own stdout and stderr are back
     master = None
     if theirs is not None and ours is not None:
         from oci.linux import terminal

@@ -14,9 +14,8 @@ from typing import Any
 
 from oci.errors import NotFound
 
+from . import logs
 from .engine import Engine
-
-LOG = "ctr.log"
 
 
 class Monitor:
@@ -51,7 +50,7 @@ class Monitor:
                                         "maximumRetryCount": restart["MaximumRetryCount"]},
                       "stopSignal": _signal_name(record["Config"].get("StopSignal") or "SIGTERM"),
                       "stopTimeout": int(record["Config"].get("StopTimeout") or 10),
-                      "log": {"path": os.path.join(engine.containers.folder(cid), LOG), "maxSize": 0, "maxFiles": 1}}
+                      "log": {"path": logs.path(engine, cid), "maxSize": 0, "maxFiles": 1}}
             answer = client.run(self.root, cid, config, name=cid)
         return answer
 
@@ -110,9 +109,6 @@ class Monitor:
                 client.remove(self.root, cid, force=True)
             except NotFound:
                 pass
-
-    def log_path(self, cid: str) -> str:
-        return os.path.join(self.engine.containers.folder(cid), LOG)
 
 
 def _signal_name(text: str) -> str:

@@ -46,6 +46,9 @@ step volume-create        $CLI volume create shared
 step run-hello            $CLI run --rm "$IMAGE" echo hello
 step run-exit-3           $CLI run --rm "$IMAGE" sh -c 'exit 3'
 step run-missing-command  $CLI run --rm "$IMAGE" no-such-command
+step run-named            $CLI run --name once "$IMAGE" sh -c 'echo to-stdout; echo to-stderr >&2'
+step logs-of-foreground   $CLI logs once
+step rm-exited            $CLI rm once
 step run-detached         $CLI run -d --name web --network accnet -p "127.0.0.1:$PORT:80" -v shared:/www "$IMAGE" \
                                sh -c 'echo hello-web > /www/index.html; echo web-started; exec httpd -f -p 80 -h /www'
 step curl                 fetch

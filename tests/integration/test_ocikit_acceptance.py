@@ -164,6 +164,7 @@ def test_the_steps_did_what_they_should(results):
         assert steps["curl"][1] == "hello-web\n" and steps["run-second-on-volume"][1] == "hello-web\n", who
         assert steps["curl-after-start"][1] == "hello-web\n", who  # start ran the command again
         assert steps["logs"][1] == "web-started\n", who
+        assert steps["logs-of-foreground"][1:] == ("to-stdout\n", "to-stderr\n"), who
         assert steps["run-pulled"][1] == "committed\n" and steps["run-loaded"][1] == "loaded\n", who
         assert steps["login"][1] == "Login Succeeded\n" and steps["ps-a-end"][1] == "", who
 
