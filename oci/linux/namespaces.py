@@ -95,16 +95,16 @@ SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 
 def loopback_up() -> None:
-    """Bring `lo` up in this (new) network namespace, as runc does: SIOCSIFFLAGS on a datagram socket."""
+    """Bring `lo` up in this (new) network namespace, as runc does: SIOCSIFFLAGS on a datagram socket
+    (struct ifreq: the name in 16 bytes, then the flags as a short)."""
     import _socket
-    import fcntl
-    import struct
 
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
-        request = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
+        request = b"lo".ljust(16, b"\0") + bytes(24)
+        flags = int.from_bytes(syscalls.ioctl(sock.fileno(), SIOCGIFFLAGS, request)[16:18], "little")
         if not flags & IFF_UP:
-            fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+            syscalls.ioctl(sock.fileno(), SIOCSIFFLAGS, request[:16] + (flags | IFF_UP).to_bytes(2, "little")
+                           + bytes(22))
     finally:
         sock.close()

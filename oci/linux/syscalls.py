@@ -221,3 +221,10 @@ def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: in
     attr = MountAttr(attr_set, attr_clr, 0, 0)
     _call("mount_setattr", _libc.syscall, ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(dirfd), _bytes(path),
           ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+
+
+def ioctl(fd: int, request: int, buffer: bytes) -> bytes:
+    """ioctl(2) with an in-out argument given as bytes (a struct ifreq, ...); the buffer as the kernel left it."""
+    buf = ctypes.create_string_buffer(buffer, len(buffer))
+    _call("ioctl", _libc.ioctl, ctypes.c_int(fd), ctypes.c_ulong(request), buf)
+    return buf.raw

@@ -266,14 +266,18 @@ def security_enabled(kind: str) -> bool:
 
 def check_labels(doc: dict[str, Any], found: Review) -> None:
     """SELinux and AppArmor as runc handles them: a process label needs the LSM (refused otherwise, as runc
-    refuses it); a mount label without SELinux means nothing (ignored, as runc ignores it)."""
+    refuses it); a mount label without SELinux means nothing (ignored); with SELinux it would be needed and is
+    not implemented (refused)."""
     process, linux = doc.get("process") or {}, doc.get("linux") or {}
     if process.get("selinuxLabel") and not security_enabled("selinux"):
         found.refused.append(("/process/selinuxLabel", "SELinux is not enabled on this host"))
     if process.get("apparmorProfile") and not security_enabled("apparmor"):
         found.refused.append(("/process/apparmorProfile", "AppArmor is not enabled on this host"))
-    if linux.get("mountLabel") and not security_enabled("selinux"):
-        found.notes.append("/linux/mountLabel: ignored: SELinux is not enabled on this host (as runc ignores it)")
+    if linux.get("mountLabel"):
+        if security_enabled("selinux"):
+            found.refused.append(("/linux/mountLabel", "SELinux mount labels are not implemented"))
+        else:
+            found.notes.append("/linux/mountLabel: ignored: SELinux is not enabled on this host (as runc ignores it)")
 
 
 NAMESPACED_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
@@ -313,7 +317,7 @@ def check_namespaces(linux: dict[str, Any], found: Review) -> None:
             found.invalid.append((f"/linux/{key}", "needs a mount namespace of the container's own"))
 
 
-def _more(problems: list[tuple[str, str]]) -> str:
+def and_more(problems: list[tuple[str, str]]) -> str:
     if len(problems) < 2:
         return ""
     return f" (and {len(problems) - 1} more: {', '.join(p or '/' for p, _ in problems[1:4])}" \
@@ -323,7 +327,7 @@ def _more(problems: list[tuple[str, str]]) -> str:
 def one_line(source: str, problems: list[tuple[str, str]]) -> str:
     """`SOURCE: POINTER: WHY`, and how many more there are, in one line."""
     pointer, why = problems[0]
-    return f"{source}: {pointer or '/'}: {why}{_more(problems)}"
+    return f"{source}: {pointer or '/'}: {why}{and_more(problems)}"
 
 
 def load_document(data: bytes, kind: str, source: str, notes: list[str] | None, *, remember: bool) -> Any:
@@ -333,7 +337,7 @@ def load_document(data: bytes, kind: str, source: str, notes: list[str] | None, 
         doc = schema.load(data, kind, source, remember=remember, prepare=lambda doc: tolerate(doc, folded))
     except InvalidDocument as err:
         pointer, why = err.violations[0]
-        raise InvalidDocument(source, [(pointer, why + _more(err.violations))]) from None
+        raise InvalidDocument(source, [(pointer, why + and_more(err.violations))]) from None
     if notes is not None:
         notes += [f"{source}: {note}" for note in folded]
     return doc

@@ -159,7 +159,7 @@ def load_resources(data: bytes, source: str, notes: list[str] | None = None) -> 
     leaves alone and unknown properties are appended to `notes`, not refused."""
     from oci import schema
     from oci.errors import InvalidDocument
-    from oci.runtime.config import _more, fold_keys, review
+    from oci.runtime.config import and_more, fold_keys, review
 
     resources = schema.parse(data, source)
     if not isinstance(resources, dict):
@@ -171,7 +171,7 @@ def load_resources(data: bytes, source: str, notes: list[str] | None = None) -> 
     problems = schema.violations({"ociVersion": "1.3.0", "linux": {"resources": resources}}, "runtime-config")
     if problems:
         problems = [(p.removeprefix(prefix) if p.startswith(prefix) else p, m) for p, m in problems]
-        raise InvalidDocument(source, [(problems[0][0], problems[0][1] + _more(problems))])
+        raise InvalidDocument(source, [(problems[0][0], problems[0][1] + and_more(problems))])
     found = review(resources, rules)
     if notes is not None:
         notes += [f"{source}: {note}" for note in folded + found.notes]

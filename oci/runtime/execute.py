@@ -39,7 +39,16 @@ def process_from_file(path: str, notes: list[str] | None = None) -> dict[str, An
     checks it, unknown properties ignored (and appended to `notes`)."""
     from oci import schema
     from oci.errors import InvalidDocument, NotFound, Unsupported
-    from oci.runtime.config import PROCESS_RULES, Review, _more, check_process, fold_keys, one_line, review
+    from oci.runtime.config import (
+        PROCESS_RULES,
+        Review,
+        and_more,
+        check_labels,
+        check_process,
+        fold_keys,
+        one_line,
+        review,
+    )
 
     try:
         with open(path, "rb") as f:
@@ -54,9 +63,10 @@ def process_from_file(path: str, notes: list[str] | None = None) -> dict[str, An
                                  "runtime-config")
     if problems:
         problems = [(p.removeprefix("/process"), m) for p, m in problems]
-        raise InvalidDocument(path, [(problems[0][0], problems[0][1] + _more(problems))])
+        raise InvalidDocument(path, [(problems[0][0], problems[0][1] + and_more(problems))])
     found = review(process, PROCESS_RULES, "", Review())
     check_process(process, found, "")
+    check_labels({"process": process}, found)
     if found.invalid:
         raise InvalidInput(one_line(path, found.invalid + found.refused))
     if found.refused:

@@ -26,7 +26,7 @@ def features() -> dict[str, Any]:
             "seccomp": {"enabled": True, "actions": list(seccomp.ACTIONS), "operators": sorted(seccomp.OPERATORS),
                         "archs": sorted(seccomp.ARCHES), "knownFlags": sorted(seccomp.FLAGS),
                         "supportedFlags": sorted(seccomp.FLAGS)},
-            "apparmor": {"enabled": False},
+            "apparmor": {"enabled": True},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},

@@ -106,7 +106,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
             seccomp_filter = seccomp.build(linux["seccomp"], bool(config["process"].get("noNewPrivileges")))
         # The init inherits the listening socket `start` connects to: it need not reach the state dir.
         exec_listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        unixsock.bind(exec_listener, os.path.join(folder, "exec.sock"))
+        unixsock.bind(exec_listener, os.path.join(folder, "exec.sock"))  # any --root length
         exec_listener.listen(1)
         init_opts = InitOptions(config=config, bundle=bundle, exec_listener=exec_listener,
                                 no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds, console_fd=console_fd,
@@ -205,10 +205,14 @@ def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
             raise Conflict(f"cannot start an already running container ({status})")
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
+            path = os.path.join(container.directory, "exec.sock")
             try:
-                from oci.linux import unixsock
+                if len(path) < 100:
+                    sock.connect(path)
+                else:  # longer than sun_path (Docker's runtime root with a 64-hex id)
+                    from oci.linux import unixsock
 
-                unixsock.connect(sock, os.path.join(container.directory, "exec.sock"))
+                    unixsock.connect(sock, path)
             except OSError:
                 raise Conflict("container not running: its init is not waiting for start") from None
             os.unlink(os.path.join(container.directory, "exec.sock"))

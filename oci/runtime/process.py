@@ -197,8 +197,6 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         affinity = process.get("execCPUAffinity") or {}
         if affinity.get("initial"):
             os.sched_setaffinity(0, cpu_set(affinity["initial"]))
-        if "network" in ns.new:
-            namespaces.loopback_up()  # as runc: a new network namespace has lo, and lo is up
         builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"), ns.has("mount"))
         builder.prepare()
         if "oomScoreAdj" in process:
@@ -206,6 +204,11 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
                 f.write(str(process["oomScoreAdj"]))
         listener = opts.exec_listener
         channel.send("hooks")
+        if "network" in ns.new:
+            # As runc: lo is up in a new network namespace. Here, while the runtime moves the init into
+            # its cgroup and runs the prestart hooks, the kernel's work for it (addresses, routes) costs
+            # the container's start nothing.
+            namespaces.loopback_up()
         state = channel.recv("state")["state"]
         if "cgroup" in ns.new:
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
@@ -229,6 +232,7 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         os.chdir(process.get("cwd", "/"))
         env = process.get("env") or []
         executable = find_executable(process["args"][0], env)
+        set_rlimits(process)
         channel.send("ready")
         channel.close()
     except BaseException as err:  # noqa: BLE001
@@ -241,7 +245,8 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
     conn = _socket.socket(fileno=conn_fd)
     try:
         hooks.run_hooks(config.get("hooks"), "startContainer", {**state, "status": "created"})
-        finalize(process, linux.get("personality"), opts.seccomp_filter, opts.preserve_fds, keep=conn.fileno())
+        finalize(process, linux.get("personality"), opts.seccomp_filter, opts.preserve_fds, keep=conn.fileno(),
+                 rlimits_set=True)
         os.execve(executable, process["args"], environment(env))
     except BaseException as err:  # noqa: BLE001
         try:
@@ -304,9 +309,13 @@ def _write_attr(paths: tuple[str, ...], value: str) -> None:
 
 def find_executable(name: str, env: list[str]) -> str:
     """The path exec will run: `name` itself if it has a slash, else the first match in the container's PATH."""
-    if "/" in name:
-        if not os.access(name, os.X_OK):
-            raise InitFailure(f'exec: "{name}": permission denied or not found')
+    if "/" in name:  # runc's words, which engines read (podman: exit 127 for "no such file", 126 otherwise)
+        try:
+            st = os.stat(name)
+        except OSError as err:
+            raise InitFailure(f'exec: "{name}": stat {name}: {err.strerror.lower()}') from None
+        if not (st.st_mode & 0o170000 == 0o100000 and os.access(name, os.X_OK)):
+            raise InitFailure(f'exec: "{name}": permission denied')
         return name
     path = next((item[5:] for item in env if item.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
     for folder in path.split(":"):
@@ -322,11 +331,8 @@ def environment(env: list[str]) -> dict[str, str]:
     return result
 
 
-def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccomp_filter: Any, preserve_fds: int,
-             keep: int) -> None:
-    """Set up the process: limits, scheduling, user, capabilities, no_new_privs, fds, then seccomp."""
-    from oci.linux.capabilities import CapabilitySets
-
+def set_rlimits(process: dict[str, Any]) -> None:
+    """process.rlimits (runc sets them at create too: a limit the host refuses fails `create`)."""
     for limit in process.get("rlimits") or []:
         number = syscalls.RLIMITS.get(limit["type"])
         if number is None:
@@ -335,6 +341,16 @@ def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccom
             syscalls.setrlimit(number, limit["soft"], limit["hard"])
         except OSError as err:
             raise InitFailure(f"setrlimit {limit['type']}: {os.strerror(err.errno)}") from None
+
+
+def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccomp_filter: Any, preserve_fds: int,
+             keep: int, rlimits_set: bool = False) -> None:
+    """Set up the process: limits (unless `rlimits_set`), scheduling, user, capabilities, no_new_privs, fds,
+    then seccomp."""
+    from oci.linux.capabilities import CapabilitySets
+
+    if not rlimits_set:
+        set_rlimits(process)
     if personality is not None:
         domain = personality.get("domain", "LINUX")
         if domain not in PERSONALITIES:

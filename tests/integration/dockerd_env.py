@@ -38,7 +38,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -85,10 +87,16 @@ def oci_run_path() -> str:
     return str(installed)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(kind: int = socket.SOCK_STREAM, low: int = 1024, high: int = 49151) -> int:
+    """A port in [low, high] free on 127.0.0.1 now (Swarm's VXLAN port must lie below 49152)."""
+    while True:
+        port = low + secrets.randbelow(high - low + 1)
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @dataclass
@@ -133,6 +141,48 @@ class DockerEnv:
         if check and done.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} exited {done.returncode}: {done.stderr}")
         return done
+
+    def run_in_terminal(self, *args: str, timeout: float = 60) -> tuple[int, str]:
+        """Run the docker client on a new pty (`docker run -it ...`): its exit code and all it printed."""
+        pid, fd = pty.fork()
+        if pid == 0:
+            try:
+                os.execve(DOCKER, self.argv(*args), self.environ)
+            finally:
+                os._exit(127)
+        out, deadline = b"", time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if select.select([fd], [], [], 0.2)[0]:
+                    try:
+                        data = os.read(fd, 4096)
+                    except OSError:  # EIO: the client is gone and the pty closed
+                        break
+                    if not data:
+                        break
+                    out += data
+            else:
+                os.kill(pid, signal.SIGKILL)
+            return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), out.decode(errors="replace")
+        finally:
+            os.close(fd)
+
+    def inspect(self, name: str, template: str) -> str:
+        """`docker inspect --format TEMPLATE NAME`, stripped."""
+        return self.docker("inspect", "--format", template, name, check=True).stdout.strip()
+
+    def reload(self, **changes: object) -> None:
+        """Change daemon.json (`default_runtime=...`) and have dockerd reload it (SIGHUP), as an admin would."""
+        for key, value in changes.items():
+            setattr(self, key, value)
+        (self.base / "daemon.json").write_text(json.dumps(self.daemon_config(), indent=1))
+        assert self.dockerd is not None
+        self.dockerd.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while self.docker("info", "--format", "{{.DefaultRuntime}}").stdout.strip() != self.default_runtime:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"dockerd did not reload its default runtime:\n{self.log()[-2000:]}")
+            time.sleep(0.1)
 
     def log(self) -> str:
         """dockerd's log so far (for assertion messages)."""
@@ -216,7 +266,7 @@ disabled_plugins = [{", ".join(f'"{name}"' for name in DISABLED_PLUGINS)}]
     def swarm_init(self) -> None:
         """A single-node swarm on 127.0.0.1 (a free port for the control plane and one for VXLAN)."""
         self.docker("swarm", "init", "--advertise-addr", "127.0.0.1",
-                    "--listen-addr", f"127.0.0.1:{free_port()}", "--data-path-port", str(free_port()),
+                    "--listen-addr", f"127.0.0.1:{free_port()}", "--data-path-port", str(free_port(socket.SOCK_DGRAM)),
                     timeout=120, check=True)
         self.swarm = True
 

@@ -41,6 +41,8 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "seccomp-errnoRet-check": "runc 1.1.5 accepts errnoRet on actions without an errno",
         "rootfsPropagation-shared": "runc 1.1.5 leaves / private with rootfsPropagation shared",
         "rootfsPropagation-unbindable": "runc 1.1.5 fails on rootfsPropagation unbindable (EINVAL)",
+        "mount-label-without-selinux": "runc 1.1.5 hands linux.mountLabel to the kernel as context= without "
+                                       "SELinux (EINVAL)",
     },
     "crun": {
         "ioPriority": "crun 1.8.1 ignores process.ioPriority",
