@@ -5,6 +5,8 @@ volume, a host folder) they reach the mount's source, elsewhere the container's 
 Into the container, files travel as a tar stream applied by the layer code (oci.unpack.apply):
 every entry is created beneath the root with openat2's RESOLVE_IN_ROOT, so no symlink in the
 container can send a write outside it. Out of the container, the source is opened the same way.
+A running container is paused meanwhile, as Docker does since CVE-2018-15664: none of its
+processes can swap a folder for a symlink while the copy walks the tree.
 """
 
 from __future__ import annotations
@@ -67,15 +69,36 @@ def copy(engine: Engine, source: str, destination: str, follow: bool = False) ->
     if (src_container is None) == (dst_container is None):
         raise UsageError("copying between containers, or between host paths, is not supported: one side must be "
                          "CONTAINER:PATH")
-    if src_container is not None:
-        cid = engine.containers.resolve(src_container)
-        root, inside = where(engine, cid, src_path)
-        copy_out(root, inside, dst_path, follow)
-    else:
-        assert dst_container is not None
-        cid = engine.containers.resolve(dst_container)
-        root, inside = where(engine, cid, dst_path)
-        copy_in(src_path, root, inside, follow)
+    cid = engine.containers.resolve(src_container if src_container is not None else str(dst_container))
+    with _paused(engine, cid):
+        if src_container is not None:
+            root, inside = where(engine, cid, src_path)
+            copy_out(root, inside, dst_path, follow)
+        else:
+            root, inside = where(engine, cid, dst_path)
+            copy_in(src_path, root, inside, follow)
+
+
+class _paused:  # noqa: N801  (used like a function: `with _paused(engine, cid):`)
+    """The container frozen for the block when it runs (and not paused already)."""
+
+    def __init__(self, engine: Engine, cid: str) -> None:
+        self.engine, self.cid, self.froze = engine, cid, False
+
+    def __enter__(self) -> None:
+        from oci.runtime import control
+
+        from .status import runtime_status
+
+        if runtime_status(self.engine, self.cid)[0] == "running":
+            control.pause(self.engine.runtime_store(), self.cid)
+            self.froze = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.froze:
+            from oci.runtime import control
+
+            control.resume(self.engine.runtime_store(), self.cid)
 
 
 def copy_out(root: str, inside: str, destination: str, follow: bool) -> None:
