@@ -175,6 +175,8 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
         cut = argv.index("--")
         argv, trailing = argv[:cut], argv[cut + 1:]
     args = parser().parse_args(argv)
+    if os.path.lexists(args.bundle) and not os.path.isdir(args.bundle):
+        raise InvalidInput(f"{args.bundle}: exists and is not a directory (expected a bundle folder)")
     rootfs_mount = None
     if args.image == "-":
         document = ocicli.read_stdin_json("oci-unpack's output")

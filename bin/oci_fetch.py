@@ -161,12 +161,16 @@ class ProgressBar:
 
 
 def body(argv: list[str], messages: ocicli.Messages) -> int:
-    args = quick_parse(argv, FETCH_FLAGS, FETCH_POSITIONALS) or fetch_parser().parse_args(argv)
+    args = quick_parse(argv, FETCH_FLAGS, FETCH_POSITIONALS) or fetch_parser().parse_intermixed_args(argv)
     messages.quiet = args.quiet
     from oci.errors import UsageError
 
     if args.platform and args.all_platforms:
         raise UsageError("--platform and --all-platforms exclude each other")
+    if args.tag is not None:
+        from oci.reference import check_tag
+
+        check_tag(args.tag, "--tag")
     options = registry_options(args)
     layout_path = args.layout or os.environ.get("OCIKIT_LAYOUT") or "."
     route_warnings(messages)
@@ -206,8 +210,8 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     gc.enable()
     try:
         result = pull(source, reference, layout_path, tag=tag, platform=platform, all_platforms=args.all_platforms,
-                      referrers=args.referrers, jobs=args.jobs, progress=bar, annotations=annotations,
-                      verify=verify)
+                      referrers=args.referrers, jobs=args.jobs, progress=bar, retries=options.retries,
+                      annotations=annotations, verify=verify)
     finally:
         if bar:
             bar.finish()

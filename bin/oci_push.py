@@ -67,10 +67,10 @@ def push_parser() -> argparse.ArgumentParser:
 
 
 def body(argv: list[str], messages: ocicli.Messages) -> int:
-    args = quick_parse(argv, PUSH_FLAGS, PUSH_POSITIONALS) or push_parser().parse_args(argv)
+    args = quick_parse(argv, PUSH_FLAGS, PUSH_POSITIONALS) or push_parser().parse_intermixed_args(argv)
     messages.quiet = args.quiet
-    from oci.errors import IntegrityError, OciError, UsageError
-    from oci.reference import Reference
+    from oci.errors import IntegrityError, UsageError
+    from oci.reference import Reference, check_tag
     from oci.registry.client import connect
     from oci.registry.push import parse_size, push
 
@@ -81,10 +81,7 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     options = registry_options(args)
     ref = Reference.parse(args.ref)
     for tag in args.tag:
-        try:
-            Reference.parse(f"{ref.name}:{tag}")
-        except OciError:
-            raise UsageError(f"--tag {tag!r}: not a valid tag") from None
+        check_tag(tag, "--tag")
     if args.sign and not os.path.isfile(args.sign):
         raise UsageError(f"--sign {args.sign}: no such key file")
     route_warnings(messages)

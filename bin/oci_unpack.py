@@ -69,7 +69,7 @@ def parser() -> ocicli.Parser:
 
 
 def main_body(argv: list[str], messages: ocicli.Messages) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
     if args.image is None or args.rootfs is None:
         if args.gc and args.image is None:
             return collect(args, messages)
@@ -119,10 +119,10 @@ def overlay(args, image, rootfs, options, budget, progress) -> dict | None:
     from oci.unpack.rootfs import fresh_directory
 
     cache = ov.LayerCache(args.cache or ov.default_cache())
-    with cache.session(), fresh_directory(rootfs):
+    with cache.session(), fresh_directory(rootfs, options.warn):
         layers = cache.ensure(image, options, budget, progress)
         spec = ov.mount_spec(rootfs, layers)
-        ov.prepare_dirs(rootfs)
+        ov.prepare_dirs(rootfs, layers)
         try:
             if not args.emit_mount:
                 ov.mount(spec)
@@ -137,7 +137,10 @@ def collect(args, messages: ocicli.Messages) -> int:
     from oci.unpack import overlay as ov
 
     removed = ov.LayerCache(args.cache or ov.default_cache()).gc()
-    messages.info(f"removed {len(removed)} unused cached layers")
+    unfinished = [size for name, size in removed if name.startswith("tmp/")]
+    freed = sum(size for _, size in removed)
+    messages.info(f"removed {len(removed) - len(unfinished)} unused cached layers and {len(unfinished)} "
+                  f"unfinished ones of interrupted unpacks, {freed / 1e6:.1f} MB freed")
     return 0
 
 

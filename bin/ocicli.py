@@ -207,7 +207,21 @@ def run(prog: str, main: Callable[[list[str], Messages], int | None], argv: Sequ
             sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
+    except OSError as err:  # what no library code named: a full disk, a read-only file system...
+        messages.error(describe_os_error(err), code=1)
+        if messages.debug_on:
+            import traceback
+
+            traceback.print_exc()
+        code = 1
     sys.exit(code)
+
+
+def describe_os_error(err: OSError) -> str:
+    """`FILE: no space left on device`: an operating-system error as one line."""
+    reason = err.strerror or str(err) or type(err).__name__
+    reason = reason[:1].lower() + reason[1:]
+    return f"{err.filename}: {reason}" if err.filename else reason
 
 
 def _peek_log_format(args: list[str]) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import fcntl
 import os
 
+TMP_PREFIX = ".tmp-"  # the name of every temporary atomic_file makes
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import BinaryIO
@@ -54,7 +56,7 @@ class atomic_file:  # noqa: N801  (used like a function: `with atomic_file(path)
 
     def __enter__(self) -> BinaryIO:
         # mkstemp's guarantees (a new, private file) without importing tempfile (~4 ms)
-        self.tmp = os.path.join(self.tmp_dir, f".tmp-{os.getpid()}-{os.urandom(6).hex()}")
+        self.tmp = os.path.join(self.tmp_dir, f"{TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}")
         fd = os.open(self.tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         self.file = os.fdopen(fd, "wb")
         return self.file
@@ -78,7 +80,10 @@ class atomic_file:  # noqa: N801  (used like a function: `with atomic_file(path)
         fsync_dir(self.folder)
 
     def _discard(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()  # flushes what is buffered: fails again on a full disk
+        except OSError:
+            pass
         try:
             os.unlink(self.tmp)
         except FileNotFoundError:

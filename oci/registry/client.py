@@ -32,10 +32,10 @@ from collections import namedtuple
 from oci import schema
 from oci.descriptor import DOCKER_LIST, DOCKER_MANIFEST, INDEXES, MANIFESTS, OCI_INDEX, OCI_MANIFEST, Descriptor
 from oci.digest import Digest
-from oci.errors import AuthError, IntegrityError, NotFound, OciError, RegistryError, Unsupported
+from oci.errors import AuthError, DigestMismatch, IntegrityError, NotFound, OciError, RegistryError, Unsupported
 from oci.reference import Reference
 
-from . import urls
+from . import log, urls
 from .http import HttpError, Options, Response, Transport
 
 TYPE_CHECKING = False
@@ -186,20 +186,24 @@ class Repository:
                      accept: tuple[str, ...] = MANIFEST_TYPES) -> Manifest:
         """The manifest or index tagged or digested `reference`, bytes kept exactly as served."""
         what = f"{self}:{reference}" if not reference.startswith(("sha256:", "sha512:")) else f"{self}@{reference}"
-        response = self._request("GET", self._url(f"manifests/{reference}"), {"Accept": ", ".join(accept)})
-        if response.status != 200:
-            raise self._fail(response, what)
-        data = response.read_all(limit, f"{what}: manifest")
-        expected = Digest.parse(reference) if reference.startswith(("sha256:", "sha512:")) else None
-        served = response.header("Docker-Content-Digest")
-        if expected is None and served:
-            try:
-                expected = Digest.parse(served)
-            except OciError:
-                expected = None
-        digest = Digest.of(data, expected.algorithm if expected else "sha256")
-        if expected is not None and digest != expected:
-            raise IntegrityError(f"{what}: manifest digest {digest} does not match {expected}")
+        for attempt in (1, 2):  # bytes altered on the way are fetched once more
+            response = self._request("GET", self._url(f"manifests/{reference}"), {"Accept": ", ".join(accept)})
+            if response.status != 200:
+                raise self._fail(response, what)
+            data = response.read_all(limit, f"{what}: manifest")
+            expected = Digest.parse(reference) if reference.startswith(("sha256:", "sha512:")) else None
+            served = response.header("Docker-Content-Digest")
+            if expected is None and served:
+                try:
+                    expected = Digest.parse(served)
+                except OciError:
+                    expected = None
+            digest = Digest.of(data, expected.algorithm if expected else "sha256")
+            if expected is None or digest == expected:
+                break
+            if attempt == 2:
+                raise DigestMismatch(f"{what}: manifest digest {digest} does not match {expected} (fetched twice)")
+            log.warning("%s: manifest digest %s does not match %s; fetching it once more", what, digest, expected)
         return Manifest(manifest_media_type(data, response.header("Content-Type"), what), digest, data)
 
     def head_manifest(self, reference: str) -> Descriptor | None:
@@ -399,6 +403,8 @@ def manifest_media_type(data: bytes, content_type: str | None, what: str) -> str
     doc = schema.parse(data, what) if doc is None else doc
     declared = doc.get("mediaType") if isinstance(doc, dict) else None
     header = (content_type or "").split(";", 1)[0].strip()
+    if isinstance(declared, str) and declared and header in MANIFESTS | INDEXES and header != declared:
+        raise IntegrityError(f"{what}: the document says mediaType {declared}, the registry served it as {header}")
     media_type = declared if isinstance(declared, str) and declared else header
     if media_type not in MANIFESTS | INDEXES:
         if isinstance(doc, dict) and doc.get("schemaVersion") == 1:

@@ -36,6 +36,12 @@ if TYPE_CHECKING:
     Body = bytes | BinaryIO | None
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def transient(status: int) -> bool:
+    """True for an answer (or a connection failure, 0) that asking again may mend; other 4xx
+    answers say the request itself is refused."""
+    return status == 0 or status in RETRY_STATUSES or status >= 500
 MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for longer is treated as failing
 BLOCK = 1 << 20
 # What a kept-alive connection the server has closed meanwhile fails with (RemoteDisconnected
@@ -85,6 +91,12 @@ class Response:
         """The Content-Length, when the server sent one."""
         value = self.headers.get("Content-Length")
         return int(value) if value and value.isdigit() else None
+
+    @property
+    def unframed(self) -> bool:
+        """True when the body simply ends with the connection (neither Content-Length nor
+        chunked): then an early end may be a cut, not the body's end."""
+        return "content-length" not in self.headers and "transfer-encoding" not in self.headers
 
     def read(self, n: int = -1) -> bytes:
         if self._done:
@@ -247,7 +259,7 @@ class Transport:
             try:
                 response = self._send(method, url, headers or {}, body)
             except OSError as err:  # (a TLS verification error is a ValueError too)
-                if last or _is_tls_error(err) or self._aborted:  # TLS trouble does not heal by waiting
+                if last or _is_tls_error(err) or _unknown_host(err) or self._aborted:  # neither heals by waiting
                     raise HttpError(f"{method} {redact(url)}: {describe_error(err)}") from None
                 self.pause(attempt, None, f"{method} {redact(url)}: {describe_error(err)}")
                 continue
@@ -444,9 +456,19 @@ def describe_error(err: BaseException) -> str:
         return f"TLS error: {err.reason or err}{hint}"
     if isinstance(err, ConnectionRefusedError):
         return "connection refused"
+    if _unknown_host(err):
+        return f"host name lookup failed ({(getattr(err, 'strerror', None) or str(err)).lower()})"
     if isinstance(err, OSError) and err.strerror:
         return err.strerror.lower()
     return str(err) or type(err).__name__
+
+
+def _unknown_host(err: BaseException) -> bool:
+    """A host name the resolver does not know (asking again gives the same answer; a resolver
+    that could not answer now, EAI_AGAIN, is worth another try)."""
+    import _socket
+
+    return isinstance(err, _socket.gaierror) and err.errno != _socket.EAI_AGAIN
 
 
 def _is_tls_error(err: BaseException) -> bool:

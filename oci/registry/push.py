@@ -32,12 +32,12 @@ from _thread import allocate_lock
 from oci import schema
 from oci.descriptor import INDEXES, MANIFESTS, OCI_INDEX, Descriptor
 from oci.digest import Digest
-from oci.errors import AuthError, IntegrityError, NotFound, OciError, RegistryError
+from oci.errors import AuthError, IntegrityError, InvalidInput, NotFound, OciError, RegistryError
 from oci.layout import Layout
 from oci.reference import Reference
 
 from .client import MAX_MANIFEST, SOURCE_ANNOTATION, Repository, Upload
-from .http import HttpError
+from .http import HttpError, transient
 
 DEFAULT_CHUNK_SIZE = 32 << 20
 BLOB_ATTEMPTS = 4  # fresh upload sessions per blob before giving up
@@ -92,9 +92,8 @@ def _walk(layout: Layout, descriptor: Descriptor, result: Plan, depth: int) -> N
     if depth > MAX_DEPTH:
         raise IntegrityError(f"{layout.path}@{descriptor.digest}: indexes nested deeper than {MAX_DEPTH}")
     if descriptor.media_type not in MANIFESTS | INDEXES:
-        raise IntegrityError(f"{layout.path}@{descriptor.digest}: not a manifest or index ({descriptor.media_type})")
-    data = layout.read_blob(descriptor, MAX_MANIFEST)
-    doc = schema.load(data, descriptor.media_type, f"{layout.path}@{descriptor.digest}", remember=True)
+        raise InvalidInput(f"{layout.path}@{descriptor.digest}: not a manifest or index ({descriptor.media_type})")
+    data, doc = layout.read_manifest(descriptor, MAX_MANIFEST)  # refused before any blob travels
     if descriptor.media_type in INDEXES:
         for child in doc.get("manifests", []):
             child_descriptor = Descriptor.from_json(child)
@@ -305,6 +304,8 @@ class Pusher:
                     upload = self.repository.upload_chunk(upload, data)
                     failures = 0
                 except (HttpError, NotFound) as err:
+                    if isinstance(err, HttpError) and not (transient(err.status) or err.status == 416):
+                        raise  # refused as asked (400, 413, ...): asking again does not help
                     failures += 1
                     if failures > self.repository.registry.transport.options.retries:
                         raise
@@ -340,8 +341,8 @@ class Pusher:
             if err.status == 400 and any(code in err.message for code in DIGEST_REFUSALS):
                 raise IntegrityError(f"{self.repository}: the registry refused blob {blob.digest} from "
                                      f"{self.layout.path}: {_detail(err.message)}") from None
-            if err.status == 400:
-                raise
+            if not transient(err.status):
+                raise  # refused as asked (400, 413, ...): a new upload would be refused alike
             raise _UploadLost(err.message) from None
         except NotFound as err:
             raise _UploadLost(err.message) from None
@@ -433,7 +434,7 @@ def push(layout: Layout, descriptor: Descriptor, repository: Repository, *, tags
          progress: Progress | None = None) -> Result:
     """Push the image `descriptor` names in `layout` to `repository`, under each of `tags`
     (by digest when none); only blobs the registry lacks travel."""
-    with layout.session():
+    with layout.reading():  # a push only reads the layout: it may be read-only
         return Pusher(layout, repository, jobs=jobs, chunk_size=chunk_size, mount_from=mount_from,
                       progress=progress).push(descriptor, list(dict.fromkeys(tags or [])))
 

@@ -215,7 +215,7 @@ def test_manifest_over_the_size_cap(existing, fault_proxy, repo):
 def test_manifest_digest_mismatch(existing, fault_proxy, repo, pushed, small_image):
     out, before = existing
     digest = small_image.descriptor.digest
-    fault_proxy.add(Fault("GET", "/manifests/", action="corrupt", after=5))
+    fault_proxy.add(Fault("GET", "/manifests/", action="corrupt", after=5, times=2))  # once would be fetched again
     _refused(fetch("--insecure", f"{fault_proxy.host}/{repo}@{digest}", out, "--tag", "new"), 4, "digest")
     assert snapshot(out) == before
 
