@@ -4,7 +4,8 @@ Paths inside the container are resolved as the container sees them: under a bind
 volume, a host folder) they reach the mount's source, elsewhere the container's overlay rootfs.
 Into the container, files travel as a tar stream applied by the layer code (oci.unpack.apply):
 every entry is created beneath the root with openat2's RESOLVE_IN_ROOT, so no symlink in the
-container can send a write outside it. Out of the container, the source is opened the same way.
+container can send a write outside it (the tar is verified as a layer of its own digest; a host
+file named `.wh.NAME` is read as the layer format's whiteout). Out of the container, the source is opened the same way.
 A running container is paused meanwhile, as Docker does since CVE-2018-15664: none of its
 processes can swap a folder for a symlink while the copy walks the tree.
 """
@@ -16,7 +17,7 @@ import posixpath
 import sys
 import tarfile
 import tempfile
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from oci.errors import InvalidInput, NotFound, UsageError
 
@@ -129,59 +130,19 @@ def _copy_tree(source: str, target: str) -> None:
         shutil.copy2(source, target, follow_symlinks=True)
 
 
-class _TarSource:
-    """A spooled tar file handed to the layer code as if it were a layer stream (nothing to verify)."""
-
-    def __init__(self, file: BinaryIO) -> None:
-        from oci.descriptor import OCI_LAYER, Descriptor
-        from oci.digest import Digest
-
-        self.file = file
-        self.descriptor = Descriptor(OCI_LAYER, Digest.of(b"ocikit cp"), 0)
-
-    def read(self, n: int = -1) -> bytes:
-        return self.file.read(n)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self.file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self.file.tell()
-
-    def copy_to(self, fd: int, n: int, offset: int | None = None) -> None:
-        while n:
-            data = self.file.read(min(n, 1 << 20))
-            if not data:
-                raise InvalidInput("tar stream ends early")
-            if offset is None:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            else:
-                os.pwrite(fd, data, offset)
-                offset += len(data)
-            n -= len(data)
-
-    def finish(self) -> None:
-        pass
-
-
 def copy_in(source: str, root: str, inside: str, follow: bool) -> None:
     """Copy the host `source` (or a tar on stdin for `-`) to `inside` of `root`, as `docker cp` places it."""
-    from oci.unpack.apply import apply_layer
-    from oci.unpack.options import Budget, Options
     from oci.unpack.safepath import Root
 
     with Root(root) as tree:
         target = inside.rstrip("/") or "."
         found = tree.lstat(target) if target != "." else os.lstat(root)
         is_dir = found is not None and (found.st_mode & 0o170000) == 0o040000
-        with tempfile.TemporaryFile() as spool:
+        with tempfile.NamedTemporaryFile(prefix=".ocikit-cp-", dir=os.path.dirname(root)) as spool:
             if source == "-":
                 if not is_dir:
                     raise InvalidInput(f"{inside}: the destination of a tar stream must be a directory")
-                prefix = target
-                _relabel(sys.stdin.buffer, spool, prefix)
+                _relabel(sys.stdin.buffer, spool, target)
             else:
                 if not os.path.lexists(source):
                     raise NotFound(f"{source}: no such file or directory")
@@ -190,11 +151,32 @@ def copy_in(source: str, root: str, inside: str, follow: bool) -> None:
                     raise NotFound(f"{inside}: no such directory")
                 with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT, dereference=follow) as tar:
                     tar.add(source, arcname=name if name != "." else ".", recursive=True)
-            spool.seek(0)
-            apply_layer(tree, _TarSource(spool), Options(), Budget(1 << 40, 10_000_000))  # type: ignore[arg-type]
+            spool.flush()
+            _apply(tree, spool.name)
 
 
-def _relabel(stream: BinaryIO, spool: BinaryIO, prefix: str) -> None:
+def _apply(tree: object, tar_path: str) -> None:
+    """Apply an uncompressed tar file to `tree` with the layer code, as a layer of its own digest."""
+    from oci.descriptor import OCI_LAYER, Descriptor
+    from oci.digest import Digest
+    from oci.unpack.apply import apply_layer
+    from oci.unpack.decompress import LayerStream
+    from oci.unpack.options import Budget, Options
+
+    hasher = Digest.parse("sha256:" + "0" * 64).hasher()
+    with open(tar_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            hasher.update(chunk)
+    digest = Digest("sha256", hasher.hexdigest())
+    size = os.path.getsize(tar_path)
+    stream = LayerStream(tar_path, Descriptor(OCI_LAYER, digest, size), digest, size)
+    try:
+        apply_layer(tree, stream, Options(), Budget(size, 10_000_000))  # type: ignore[arg-type]
+    finally:
+        stream.close()
+
+
+def _relabel(stream: BinaryIO, spool: Any, prefix: str) -> None:
     """Copy a tar stream, its entries moved under `prefix`."""
     with tarfile.open(fileobj=stream, mode="r|*") as source, \
             tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
