@@ -440,3 +440,14 @@ def test_manifest_create_and_push(kit, image, registry):
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
     assert index["manifests"][0]["platform"]["os"] == "linux"
     kit("manifest", "rm", target)
+
+
+def test_a_loopback_registry_needs_no_flag(kit, image, registry):
+    """127.0.0.0/8 and localhost speak plain HTTP by default, as Docker, podman and go-containerregistry
+    treat them; a TLS registry on loopback is reached with its CA (--cert-dir)."""
+    port = registry.host.rsplit(":", 1)[1]
+    by_name = image.replace(registry.host, f"localhost:{port}")
+    assert kit("pull", "-q", by_name).stdout == f"{by_name}\n"
+    assert kit("pull", "-q", f"docker://{image}").stdout == f"{image}\n"
+    assert kit("run", "--rm", by_name, "echo", "from-localhost").stdout == "from-localhost\n"
+    kit("rmi", by_name)
