@@ -86,6 +86,7 @@ def create(engine: Engine, stored: StoredImage, opts: RunOptions) -> dict[str, A
         made.append("rootfs")
         for volume, destination in volume_names:
             engine.volumes.fill_from_image(volume, rootfs, destination)
+        make_workdir(rootfs, opts.bundle.get("workdir") or (image.config.get("config") or {}).get("WorkingDir"))
         hostname = opts.hostname or (None if network == "host" else host_name(name, cid))
         fields = dict(opts.bundle)
         fields.update(args=list(opts.command), tty=opts.tty, hostname=hostname, network=network, publish=publish,
@@ -161,6 +162,31 @@ def write_config(folder: str, config: dict[str, Any]) -> None:
     data = json.dumps(config, indent=2).encode() + b"\n"
     config_mod.load_document(data, "runtime-config", path, None, remember=True)
     write_atomic(path, data)
+
+
+def make_workdir(rootfs: str, workdir: str | None) -> None:
+    """The working directory made in the rootfs when the image lacks it, as Docker makes it."""
+    import posixpath
+
+    from oci.bundle.inroot import open_in_root
+    from oci.errors import NotFound
+    from oci.unpack.safepath import Root
+
+    if not workdir:
+        return
+    path = posixpath.normpath(posixpath.join("/", workdir)).lstrip("/")
+    if not path:
+        return
+    try:
+        os.close(open_in_root(rootfs, path))
+        return
+    except NotFound:
+        pass
+    try:
+        with Root(rootfs) as root:
+            root.dir_fd(path, create=True)
+    except OciError:
+        pass  # a symlink on the way: the runtime says what is wrong with the working directory
 
 
 def host_name(name: str, cid: str) -> str:

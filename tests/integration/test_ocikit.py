@@ -451,3 +451,12 @@ def test_a_loopback_registry_needs_no_flag(kit, image, registry):
     assert kit("pull", "-q", f"docker://{image}").stdout == f"{image}\n"
     assert kit("run", "--rm", by_name, "echo", "from-localhost").stdout == "from-localhost\n"
     kit("rmi", by_name)
+
+
+def test_process_flags_as_docker_run_takes_them(kit, image):
+    done = kit("run", "--rm", "-u", "65534:65534", "-w", "/made/here", "-e", "A=1", "--entrypoint", "/bin/sh",
+               image, "-c", "id -u; pwd; echo $A")
+    assert done.stdout == "65534\n/made/here\n1\n"  # the working directory is made when the image lacks it
+    done = kit("run", "--rm", "--read-only", "--cap-drop", "ALL", "--pids-limit", "20", image, "sh", "-c",
+               "touch /x; cat /proc/self/status | grep CapEff", check=False)
+    assert done.returncode == 0 and "Read-only file system" in done.stderr and "0000000000000000" in done.stdout
