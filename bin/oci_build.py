@@ -139,6 +139,17 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     return 0
 
 
+def main_checked(argv: list[str], messages: ocicli.Messages) -> int:
+    """main_body, with operating-system errors outside any step reported as one line."""
+    try:
+        return main_body(argv, messages)
+    except OSError as err:
+        from oci.errors import OciError
+
+        where = f"{err.filename}: " if err.filename else ""
+        raise OciError(f"{where}{err.strerror or err}") from None
+
+
 def prune(args, messages: ocicli.Messages) -> int:
     from oci.dockerfile.build import prune as prune_cache
     from oci.errors import UsageError
@@ -153,7 +164,13 @@ def prune(args, messages: ocicli.Messages) -> int:
 
 
 def main() -> None:
-    ocicli.run(PROG, main_body)
+    import signal
+
+    def terminate(number: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds like Ctrl-C: the step's container and mounts are removed
+
+    signal.signal(signal.SIGTERM, terminate)
+    ocicli.run(PROG, main_checked)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ Building:
 * `runstep`: a RUN step in a real container through oci-run;
 * `cache`: step records (the layer a step made, by cache key), stage results, base images;
 * `base`: FROM: an earlier stage, `scratch`, `oci:LAYOUT[:TAG]` or a registry reference;
-* `executor`: one stage's instructions, step by step, with the cache;
+* `state`: a stage's image in the making, the build's settings, cache keys;
+* `executor`: the stages' instructions, step by step, with the cache; `copystep` its COPY
+  and ADD, `remote` the URLs ADD fetches, `squash` the `--squash` layer;
+* `progress`: Docker's `STEP n/N` lines on stderr;
 * `build`: the entry point, `build(BuildOptions) -> BuildResult`.
 """

@@ -20,8 +20,9 @@ from oci.descriptor import OCI_CONFIG, OCI_MANIFEST, Descriptor
 from oci.dockerfile import instructions as ins
 from oci.dockerfile.cache import BuildCache
 from oci.dockerfile.context import HashCache, SourceRoot
-from oci.dockerfile.executor import PROXY_ARGS, Executor, Settings, State, step_key
+from oci.dockerfile.executor import Executor
 from oci.dockerfile.progress import Progress
+from oci.dockerfile.state import PROXY_ARGS, Settings, State, step_key
 from oci.errors import InvalidInput, NotFound, UsageError
 from oci.image import parse_image_argument
 from oci.layout import Layout
@@ -134,7 +135,8 @@ def build(options: BuildOptions) -> BuildResult:
     cache = BuildCache(store, progress.warn)
     context = os.path.abspath(options.context)
     dockerfile_path = None if options.dockerfile_text is not None else name
-    source = SourceRoot(context, ignore.load(context, dockerfile_path), HashCache(cache.context_hashes(context)))
+    hashes = HashCache(cache.context_hashes(context), progress.warn)
+    source = SourceRoot(context, ignore.load(context, dockerfile_path), hashes)
     work: list[str] = []
 
     def workspace_dir() -> str:
@@ -156,8 +158,7 @@ def build(options: BuildOptions) -> BuildResult:
             tagged = _tag(store, descriptor, targets)
         source.hashes.save() if source.hashes else None
     finally:
-        if executor.workspace is not None:
-            executor.workspace.close()
+        executor.close()
         for path in work:
             cache.release(path)
     unused = sorted(set(options.build_args) - executor.used_args - set(PROXY_ARGS))

@@ -37,7 +37,7 @@ from oci.fsutil import write_atomic
 from oci.layout import Layout
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache-record.schema.json")
-KINDS = ("layer", "image", "base")
+KINDS = ("layer", "image", "base", "context")
 
 
 @dataclass
@@ -74,6 +74,12 @@ def plainly_valid(doc: Any) -> bool:
             type(history) is dict and type(history.get("created_by")) is str and \
             type(history.get("created", "")) is str and type(history.get("comment", "")) is str and \
             type(history.get("empty_layer", False)) is bool
+    if kind == "context":
+        files = doc.get("files")
+        return type(files) is dict and all(
+            type(entry) is list and len(entry) == 5 and all(type(n) is int for n in entry[:4])
+            and type(entry[4]) is str and len(entry[4]) == 64 and all(c in "0123456789abcdef" for c in entry[4])
+            for entry in files.values())
     if kind == "base" and not (type(doc.get("reference")) is str and doc["reference"]
                                and type(doc.get("platform", "")) is str):
         return False
@@ -93,6 +99,29 @@ def violations(doc: Any) -> list[tuple[str, str]]:
     return sorted(found)
 
 
+def read_record(path: str, kind: str, warn: Callable[[str], None]) -> dict[str, Any] | None:
+    """The record of `kind` in the file at `path`; None when missing, or (with a warning naming
+    the file and JSON pointer) when it is not a valid record."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        warn(f"{path}: /: not valid JSON (ignored: the step runs again)")
+        return None
+    if not plainly_valid(doc):
+        problems = violations(doc)
+        if problems:
+            warn(str(InvalidDocument(path, problems)).splitlines()[0] + " (ignored: the step runs again)")
+            return None
+    if doc.get("kind") != kind:
+        return None
+    return doc
+
+
 class BuildCache:
     """The cache of one layout (see the module doc)."""
 
@@ -108,25 +137,7 @@ class BuildCache:
     # -- records -----------------------------------------------------------
 
     def _read(self, folder: str, key: str, kind: str) -> dict[str, Any] | None:
-        path = self._path(folder, key)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return None
-        try:
-            doc = json.loads(data)
-        except ValueError:
-            self.warn(f"{path}: /: not valid JSON (ignored: the step runs again)")
-            return None
-        if not plainly_valid(doc):
-            problems = violations(doc)
-            if problems:
-                self.warn(str(InvalidDocument(path, problems)).splitlines()[0] + " (ignored: the step runs again)")
-                return None
-        if doc.get("kind") != kind:
-            return None
-        return doc
+        return read_record(self._path(folder, key), kind, self.warn)
 
     def _write(self, folder: str, key: str, doc: dict[str, Any]) -> None:
         os.makedirs(os.path.join(self.dir, folder), exist_ok=True)

@@ -24,6 +24,7 @@ import re
 import stat
 import tarfile
 from dataclasses import dataclass, field
+from typing import Callable
 
 from oci.build.entry import Entry
 from oci.build.source import entry_of
@@ -78,22 +79,19 @@ def source_path(text: str) -> str:
 
 
 class HashCache:
-    """sha256 of context files, remembered by (size, mtime, ctime, inode) between builds."""
+    """sha256 of context files, remembered by (size, mtime, ctime, inode) between builds (a
+    cache record of kind `context`)."""
 
-    VERSION = 1
+    def __init__(self, path: str | None, warn: Callable[[str], None] | None = None) -> None:
+        from oci.dockerfile.cache import read_record
 
-    def __init__(self, path: str | None) -> None:
         self.path = path
         self.files: dict[str, list] = {}
         self.changed = False
         if path:
-            try:
-                with open(path, "rb") as f:
-                    doc = json.load(f)
-                if isinstance(doc, dict) and doc.get("version") == self.VERSION and isinstance(doc.get("files"), dict):
-                    self.files = doc["files"]
-            except (OSError, ValueError):
-                pass
+            doc = read_record(path, "context", warn or (lambda message: None))
+            if doc is not None:
+                self.files = doc["files"]
 
     def digest(self, path: str, st: os.stat_result) -> str:
         key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
@@ -115,7 +113,7 @@ class HashCache:
         from oci.fsutil import write_atomic
 
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        write_atomic(self.path, json.dumps({"version": self.VERSION, "files": self.files}).encode())
+        write_atomic(self.path, json.dumps({"kind": "context", "files": self.files}).encode())
         self.changed = False
 
 

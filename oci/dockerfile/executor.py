@@ -24,117 +24,41 @@ made on the way belong to the `--chown` owner; archives that ADD unpacks keep th
 from __future__ import annotations
 
 import copy
-import hashlib
-import io
 import os
 import posixpath
 import re
-import tarfile
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from oci.build import config as configs
-from oci.build.entry import Entry, Policy
-from oci.descriptor import (
-    DOCKER_LAYER,
-    DOCKER_LAYER_GZIP,
-    DOCKER_LAYER_ZSTD,
-    OCI_LAYER,
-    OCI_LAYER_GZIP,
-    OCI_LAYER_ZSTD,
-    Descriptor,
-)
-from oci.digest import Digest
+from oci.build.entry import Policy
 from oci.dockerfile import instructions as ins
-from oci.dockerfile.cache import BuildCache, LayerRecord
-from oci.dockerfile.context import Found, Item, SourceRoot, has_wildcard
+from oci.dockerfile.cache import LayerRecord
+from oci.dockerfile.copystep import CopySteps
 from oci.dockerfile.mounts import Overlay, Workspace
-from oci.dockerfile.parser import Heredoc, parse, parse_heredoc
+from oci.dockerfile.parser import located, parse, parse_heredoc
+from oci.dockerfile.state import (
+    DEFAULT_SHELL,
+    KEY_VERSION,
+    PROXY_ARGS,
+    Settings,
+    State,
+    StepFailed,
+    keyed_config,
+    oci_layer,
+    owner_of,
+    step_key,
+    to_json,
+)
 from oci.dockerfile.tree import Owner, Tree
 from oci.dockerfile.words import Lexer
-from oci.errors import InvalidInput, NotFound, OciError, Unsupported
+from oci.errors import InvalidInput, OciError
 from oci.image import Image
-from oci.layout import Layout
 from oci.platform import Platform
 
-if TYPE_CHECKING:
-    from oci.dockerfile.progress import Progress
-
-KEY_VERSION = "oci-build/1"
-DEFAULT_SHELL = ["/bin/sh", "-c"]
-PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY",
-              "no_proxy", "ALL_PROXY", "all_proxy")
-_OCI_LAYER_TYPES = {DOCKER_LAYER: OCI_LAYER, DOCKER_LAYER_GZIP: OCI_LAYER_GZIP, DOCKER_LAYER_ZSTD: OCI_LAYER_ZSTD}
 _PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
-_CHMOD = re.compile(r"^[0-7]{1,4}$")
 
 
-class StepFailed(OciError):
-    """A step that failed; the source names FILE:LINE, the message the instruction."""
-
-
-def step_key(*parts: str) -> str:
-    """A cache key: the sha256 of the parts."""
-    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
-
-
-@dataclass
-class Settings:
-    """What every step of a build needs."""
-
-    store: Layout
-    cache: BuildCache
-    context: SourceRoot
-    progress: Progress
-    build_args: dict[str, str] = field(default_factory=dict)
-    platform: Platform = field(default_factory=Platform.host)
-    epoch: int | None = None
-    compression: str = "gzip"
-    no_cache: bool = False
-    pull: bool = False
-    network: str = "host"
-    net_state_dir: str | None = None
-    registry: Any = None  # oci.registry.http.Options
-    layer_cache: str | None = None
-    output: int | None = 2  # where RUN output goes (None: captured, shown when the step fails)
-    workspace_dir: Callable[[], str] | None = None
-
-
-@dataclass
-class State:
-    """A stage's image in the making."""
-
-    config: dict[str, Any]
-    layers: list[Descriptor]
-    dirs: list[str | None]  # the folder of each layer's files, when at hand
-    key: str
-    platform: Platform
-    args: dict[str, str] = field(default_factory=dict)  # ARGs declared in the stage, with values
-    shell: list[str] = field(default_factory=lambda: list(DEFAULT_SHELL))
-    cmd_set: bool = False
-    base_digest: str | None = None
-    name: str | None = None
-    index: int = -1
-    base_layers: int = 0  # how many layers came from the base image (--squash keeps them)
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.config.setdefault("config", {})
-
-    @property
-    def diff_ids(self) -> list[Digest]:
-        return [Digest.parse(d) for d in self.config.get("rootfs", {}).get("diff_ids", [])]
-
-    def env(self) -> dict[str, str]:
-        """What `$NAME` expands to: the stage's ARGs, then its ENV (which wins)."""
-        found = dict(self.args)
-        for item in self.settings.get("Env") or []:
-            key, _, value = item.partition("=")
-            found[key] = value
-        return found
-
-
-class Executor:
+class Executor(CopySteps):
     """Builds the stages of a program that a target needs, each once."""
 
     def __init__(self, program: ins.Program, settings: Settings) -> None:
@@ -147,6 +71,17 @@ class Executor:
         self.steps_cached = 0
         self.used_args: set[str] = set()
         self.global_args = self._global_args()
+        self._layer_cache_session: Any = None
+        self._warned_platform = False
+
+    def close(self) -> None:
+        """Unmount and remove the scratch area; let the layer cache be collected again."""
+        if self.workspace is not None:
+            self.workspace.close()
+            self.workspace = None
+        if self._layer_cache_session is not None:
+            self._layer_cache_session.__exit__(None, None, None)
+            self._layer_cache_session = None
 
     # -- arguments -------------------------------------------------------------
 
@@ -262,8 +197,7 @@ class Executor:
                                  registry=self.settings.registry, pull=self.settings.pull,
                                  info=self.settings.progress.note)
         except OciError as err:
-            raise type(err)(f"FROM {name}: {err.message}", source=at.node.where(self.program.dockerfile.path)) \
-                from None
+            raise located(err, at.node.where(self.program.dockerfile.path), f"FROM {name}") from None
         if image is None:
             config = configs.new_config(platform)
             return State(config, [], [], step_key(KEY_VERSION, self._settings_key(), "scratch", str(platform)),
@@ -272,7 +206,7 @@ class Executor:
         config.setdefault("config", {})
         config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         config.setdefault("history", [])
-        layers = [_oci_layer(layer) for layer in image.layers]
+        layers = [oci_layer(layer) for layer in image.layers]
         dirs = [self.settings.cache.tree(diff_id) for diff_id in image.diff_ids]
         shell = list(config["config"].get("Shell") or DEFAULT_SHELL)
         return State(config, layers, dirs, step_key(KEY_VERSION, self._settings_key(), str(image.descriptor.digest)),
@@ -291,11 +225,15 @@ class Executor:
         handler = getattr(self, "_do_" + type(instruction).__name__.lower())
         try:
             handler(state, instruction)
-        except (StepFailed, InvalidInput, NotFound, Unsupported) as err:
+        except OciError as err:
             if err.source:
                 raise
-            raise type(err)(f"{instruction.keyword} {_short(instruction)}: {err.message}",
-                            source=instruction.node.where(self.program.dockerfile.path)) from None
+            raise located(err, instruction.node.where(self.program.dockerfile.path),
+                          f"{instruction.keyword} {_short(instruction)}") from None
+        except OSError as err:  # a file the step could not read or write, named with the step
+            where = f"{err.filename}: " if err.filename else ""
+            raise located(OciError(f"{where}{err.strerror or err}"), instruction.node.where(
+                self.program.dockerfile.path), f"{instruction.keyword} {_short(instruction)}") from None
 
     def _history(self, state: State, created_by: str, empty: bool = True) -> dict[str, Any]:
         entry: dict[str, Any] = {"created": configs.timestamp(self.settings.epoch), "created_by": created_by,
@@ -366,7 +304,7 @@ class Executor:
         cmd = self._command(state, instruction.command)
         state.settings["Cmd"] = cmd
         state.cmd_set = True
-        self._config_step(state, f"CMD {_json(cmd)}")
+        self._config_step(state, f"CMD {to_json(cmd)}")
 
     def _do_entrypoint(self, state: State, instruction: ins.Entrypoint) -> None:
         command = instruction.command
@@ -374,12 +312,12 @@ class Executor:
         state.settings["Entrypoint"] = entrypoint
         if not state.cmd_set:
             state.settings.pop("Cmd", None)
-        self._config_step(state, f"ENTRYPOINT {_json(entrypoint)}")
+        self._config_step(state, f"ENTRYPOINT {to_json(entrypoint)}")
 
     def _do_shell(self, state: State, instruction: ins.Shell) -> None:
         state.shell = list(instruction.shell)
         state.settings["Shell"] = list(instruction.shell)
-        self._config_step(state, f"SHELL {_json(instruction.shell)}")
+        self._config_step(state, f"SHELL {to_json(instruction.shell)}")
 
     def _do_user(self, state: State, instruction: ins.User) -> None:
         user = self._expand(instruction.user, state.env(), instruction)
@@ -407,7 +345,7 @@ class Executor:
                 raise self._fail(instruction, "VOLUME specified can not be an empty string", InvalidInput)
             volumes[path] = {}
         state.settings["Volumes"] = volumes
-        self._config_step(state, "VOLUME " + _json(paths))
+        self._config_step(state, "VOLUME " + to_json(paths))
 
     def _do_stopsignal(self, state: State, instruction: ins.StopSignal) -> None:
         signal = self._expand(instruction.signal, state.env(), instruction)
@@ -423,7 +361,7 @@ class Executor:
             if value:
                 check[key] = value
         state.settings["Healthcheck"] = check
-        self._config_step(state, f"HEALTHCHECK {_json(check)}")
+        self._config_step(state, f"HEALTHCHECK {to_json(check)}")
 
     def _do_onbuild(self, state: State, instruction: ins.Onbuild) -> None:
         triggers = list(state.settings.get("OnBuild") or [])
@@ -452,8 +390,10 @@ class Executor:
         config = {"rootfs": {"diff_ids": [str(d) for d in state.diff_ids[:last]]}}
         image = Image(self.settings.store, None, manifest, None, config)
         cache = layer_cache.LayerCache(self.settings.layer_cache or layer_cache.default_cache())
-        with cache.session():
-            folders = cache.ensure(image, Options(warn=self.settings.progress.warn), Budget(64 << 30, 2_000_000))
+        if self._layer_cache_session is None:  # held until the build ends: oci-unpack --gc waits for it
+            self._layer_cache_session = cache.session()
+            self._layer_cache_session.__enter__()
+        folders = cache.ensure(image, Options(warn=self.settings.progress.warn), Budget(64 << 30, 2_000_000))
         for i, folder in enumerate(folders):
             state.dirs[i] = state.dirs[i] or folder
         return [folder for folder in state.dirs if folder is not None]
@@ -525,14 +465,19 @@ class Executor:
 
     def _do_run(self, state: State, instruction: ins.Run) -> None:
         args = self._run_args(state, instruction)
+        host = Platform.host()
+        if state.platform.architecture != host.architecture and not self._warned_platform:
+            self._warned_platform = True
+            self.settings.progress.warn(f"RUN steps of a {state.platform} image run on this {host} host: they need "
+                                        "the kernel to run its binaries (binfmt_misc)")
         env = state.env()
         image_env = {item.partition("=")[0] for item in state.settings.get("Env") or []}
         arg_env = [f"{k}={v}" for k, v in sorted(state.args.items()) if k not in image_env]
         proxies = [f"{k}={v}" for k, v in self.settings.build_args.items() if k in PROXY_ARGS and k not in env]
         network = instruction.network if instruction.network not in (None, "default") else self.settings.network
         shown = "|".join(arg_env)
-        created_by = f"RUN {_json(args)}" + (f" (args: {shown})" if shown else "")
-        key = step_key(state.key, "RUN", _json(args), *arg_env, _json(_keyed_config(state)))
+        created_by = f"RUN {to_json(args)}" + (f" (args: {shown})" if shown else "")
+        key = step_key(state.key, "RUN", to_json(args), *arg_env, to_json(keyed_config(state)))
 
         def work(overlay: Overlay) -> None:
             from oci.dockerfile import runstep
@@ -559,191 +504,12 @@ class Executor:
         def work(overlay: Overlay) -> None:
             with Tree(overlay.rootfs) as tree:
                 if tree.stat(workdir) is None:
-                    owner = Owner(*_owner_of(overlay.rootfs, user)) if user else Owner()
+                    owner = Owner(*owner_of(overlay.rootfs, user)) if user else Owner()
                     os.close(tree.makedirs(workdir, owner))
 
         self._fs_step(state, instruction, key, f"WORKDIR {workdir}", work)
 
     # -- COPY and ADD ------------------------------------------------------------------------
-
-    def _do_copy(self, state: State, instruction: ins.Copy) -> None:
-        env = state.env()
-        sources = [self._expand(s, env, instruction) for s in instruction.sources]
-        dest = self._expand(instruction.dest, env, instruction)
-        chown = self._expand(instruction.chown, env, instruction) if instruction.chown else None
-        chmod = self._expand(instruction.chmod, env, instruction) if instruction.chmod else None
-        if chmod is not None and not _CHMOD.match(chmod):
-            raise self._fail(instruction, f"invalid --chmod={chmod}: expected an octal mode", InvalidInput)
-        mode = int(chmod, 8) if chmod else None
-        contents = [Heredoc(doc.name, self._expand_raw(doc.content, env) if doc.expand else doc.content)
-                    for doc in instruction.contents]
-        workdir = state.settings.get("WorkingDir") or "/"
-        target = dest if dest.startswith("/") else posixpath.join(workdir, dest)
-        as_dir = dest.endswith(("/", "/.")) or dest in (".", "..")
-        if len(sources) + len(contents) > 1 and not as_dir:
-            raise self._fail(instruction, "When using COPY with more than one source file, the destination must be "
-                             "a directory and end with a /", InvalidInput)
-        urls = [s for s in sources if instruction.add and _is_url(s)]
-        local = [s for s in sources if s not in urls]
-        root, source_key = self._source_root(state, instruction) if local else (None, "")
-        hasher = hashlib.sha256()
-        groups: list[tuple[Found, list[Item]]] = []
-        if root is self.settings.context:  # the context's files are chosen now: their digest is part of the key
-            groups = self._select(root, local)
-            for match, items in groups:
-                hasher.update(f"{match.rel}\n".encode("utf-8", "surrogateescape"))
-                root.digest(items, hasher)
-        for doc in contents:
-            hasher.update(f"heredoc {doc.name}\n{doc.content}\n".encode("utf-8", "surrogateescape"))
-        downloads = [self._download(instruction, url) for url in urls]
-        for url, digest, _ in downloads:
-            hasher.update(f"url {url} {digest}\n".encode())
-        flags = ([f"--chown={chown}"] if chown else []) + ([f"--chmod={chmod}"] if chmod else []) + \
-            ([f"--from={instruction.source_from}"] if instruction.source_from else [])
-        text = " ".join([instruction.keyword, *flags, *sources, *(f"<<{doc.name}" for doc in contents), dest])
-        key = step_key(state.key, text, source_key, hasher.hexdigest(), _json(_keyed_config(state)))
-
-        def work(overlay: Overlay) -> None:
-            chosen = groups if root is self.settings.context else self._select(root, local) if root else []
-            with Tree(overlay.rootfs) as tree:
-                owner = _owner_of(overlay.rootfs, chown, numeric_group=True) if chown else None
-                parents = Owner(*owner) if owner else Owner()
-                as_directory = as_dir or tree.is_dir(target)
-                if as_directory:
-                    os.close(tree.makedirs(target, parents))
-                for match, items in chosen:
-                    self._write(tree, instruction, match, items, target, as_directory, owner, mode, parents,
-                                keep_owner=root is not self.settings.context)
-                for doc in contents:
-                    data = doc.content.encode("utf-8", "surrogateescape")
-                    entry = Entry(doc.name, tarfile.REGTYPE, mode=0o644, mtime=_now(self.settings.epoch),
-                                  size=len(data), opener=lambda d=data: io.BytesIO(d))
-                    path = posixpath.join(target, doc.name) if as_directory else target
-                    tree.put(entry, path, owner or (0, 0), mode, parents=parents)
-                for url, _, downloaded in downloads:
-                    st = os.stat(downloaded)
-                    entry = Entry(_url_name(url), tarfile.REGTYPE, mode=0o600, mtime=int(st.st_mtime),
-                                  size=st.st_size, opener=lambda p=downloaded: open(p, "rb"))
-                    path = posixpath.join(target, entry.name) if as_directory else target
-                    tree.put(entry, path, owner or (0, 0), mode, parents=parents)
-                tree.finish()
-
-        try:
-            self._fs_step(state, instruction, key, text, work)
-        finally:
-            if isinstance(root, _LazyRoot):
-                root.close()
-
-    def _expand_raw(self, text: str, env: dict[str, str]) -> str:
-        return Lexer(self.program.dockerfile.escape, skip_process_quotes=True).process_word(text, env)
-
-    def _source_root(self, state: State, instruction: ins.Copy) -> tuple[SourceRoot, str]:
-        """Where the sources come from, and the part of the key that names it."""
-        name = instruction.source_from
-        if name is None:
-            return self.settings.context, "context"
-        name = self._expand(name, dict(self.global_args) | state.env(), instruction)
-        stage = self.stage_for(name, state.index)
-        if stage is not None:
-            built = self.build(stage.index)
-            return _LazyRoot(self, built), "stage " + ",".join(str(d) for d in built.diff_ids)
-        if self.program.stage(name) is not None and not name.isdigit():
-            raise InvalidInput(f"--from={name}: a stage can only copy from a stage defined before it")
-        from oci.dockerfile import base
-
-        image = base.resolve(name, state.platform, self.settings.store, self.settings.cache,
-                             registry=self.settings.registry, pull=self.settings.pull,
-                             info=self.settings.progress.note)
-        if image is None:
-            raise InvalidInput("--from=scratch: nothing to copy")
-        source = State(copy.deepcopy(image.config), [_oci_layer(layer) for layer in image.layers],
-                       [self.settings.cache.tree(d) for d in image.diff_ids], "", state.platform)
-        return _LazyRoot(self, source), f"image {image.descriptor.digest}"
-
-    def _select(self, root: SourceRoot, sources: list[str]) -> list[tuple[Found, list[Item]]]:
-        groups = []
-        for source in sources:
-            matches = root.select(source)
-            if not matches and not has_wildcard(source):
-                where = "build context" if root is self.settings.context else "source stage or image"
-                raise NotFound(f"{source}: no such file or directory in the {where}")
-            for match in matches:
-                groups.append((match, root.items(match)))
-        return groups
-
-    def _write(self, tree: Tree, instruction: ins.Copy, match: Found, items: list[Item], target: str,
-               as_directory: bool, owner: tuple[int, int] | None, mode: int | None, parents: Owner,
-               keep_owner: bool) -> None:
-        def owner_of(entry: Entry) -> tuple[int, int]:
-            if owner is not None:
-                return owner
-            return (entry.uid, entry.gid) if keep_owner else (0, 0)
-
-        if match.is_dir:
-            os.close(tree.makedirs(target, parents))
-            for item in items:
-                path = posixpath.join(target, item.rel)
-                link = posixpath.join(target, item.link_rel) if item.link_rel else None
-                tree.put(item.entry, path, owner_of(item.entry), mode, link, parents)
-            return
-        if not items:
-            return
-        item = items[0]
-        path = posixpath.join(target, posixpath.basename(match.rel) or item.rel) if as_directory else target
-        if instruction.add and not keep_owner and _is_archive(match.host):
-            self._unpack(tree, match.host, target, parents)
-            return
-        tree.put(item.entry, path, owner_of(item.entry), mode, None, parents)
-
-    def _unpack(self, tree: Tree, archive: str, target: str, parents: Owner) -> None:
-        from oci.build.source import from_tarball
-
-        os.close(tree.makedirs(target, parents))
-        for entry in from_tarball(archive, tmp_dir=self._workspace().dir):
-            path = posixpath.join(target, entry.name)
-            link = posixpath.join(target, entry.linkname) if entry.type == tarfile.LNKTYPE else None
-            tree.put(entry, path, None, None, link, parents)
-
-    def _download(self, instruction: ins.Copy, url: str) -> tuple[str, str, str]:
-        from oci.dockerfile import remote
-
-        path = os.path.join(self._workspace().new_dir("download"), "file")
-        digest = remote.download(url, path, instruction.checksum, self.settings.registry)
-        return url, digest, path
-
-
-class _LazyRoot(SourceRoot):
-    """The root of another stage or image, mounted only when a step must read it."""
-
-    def __init__(self, executor: Executor, state: State) -> None:
-        self.executor, self.state = executor, state
-        self.overlay: Overlay | None = None
-        super().__init__("/")
-
-    def _mount(self) -> None:
-        if self.overlay is None:
-            self.overlay = self.executor._workspace().mount(self.executor.lowers(self.state))
-            self.path = self.overlay.rootfs
-
-    def close(self) -> None:
-        if self.overlay is not None:
-            self.executor._workspace().discard(self.overlay)
-            self.overlay = None
-
-    def select(self, text: str) -> list[Found]:
-        self._mount()
-        return super().select(text)
-
-    def items(self, found: Found) -> list[Item]:
-        self._mount()
-        return super().items(found)
-
-
-def _now(epoch: int | None) -> int:
-    import time
-
-    return int(time.time()) if epoch is None else min(int(time.time()), epoch)
-
 
 def _script_runner(data: str) -> str:
     """A here-document with a shebang runs as a script (BuildKit writes it to a file)."""
@@ -751,18 +517,6 @@ def _script_runner(data: str) -> str:
 
     return f"f=$(mktemp) && printf %s {shlex.quote(data)} > \"$f\" && chmod +x \"$f\" && \"$f\"; s=$?; rm -f \"$f\"; " \
            "exit $s"
-
-
-def _keyed_config(state: State) -> dict[str, Any]:
-    """The parts of the config a filesystem step depends on."""
-    settings = state.settings
-    return {k: settings.get(k) for k in ("Env", "User", "WorkingDir", "Shell")}
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _short(instruction: ins.Instruction) -> str:
@@ -783,51 +537,3 @@ def _ports(text: str) -> list[str]:
     return [f"{port}/{proto}" for port in range(first, last + 1)]
 
 
-def _owner_of(rootfs: str, spec: str, numeric_group: bool = False) -> tuple[int, int]:
-    """`user[:group]` (names or numbers) resolved in the image's /etc/passwd and /etc/group.
-
-    A number without a group is also the group (Docker's rule for --chown)."""
-    from oci.bundle import users
-
-    user_part, sep, _ = spec.partition(":")
-    resolved = users.resolve(rootfs, spec)
-    if numeric_group and not sep and user_part.isdigit():
-        return resolved.uid, resolved.uid
-    return resolved.uid, resolved.gid
-
-
-def _oci_layer(layer: Descriptor) -> Descriptor:
-    return Descriptor(_OCI_LAYER_TYPES.get(layer.media_type, layer.media_type), layer.digest, layer.size,
-                      layer.annotations)
-
-
-def _is_url(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
-
-
-def _url_name(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    name = posixpath.basename(urlsplit(url).path.rstrip("/"))
-    return name or "download"
-
-
-ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
-
-
-def _is_archive(path: str) -> bool:
-    """Whether ADD unpacks this file: compressed (gzip, bzip2, xz, zstd) or a plain tar."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError:
-        return False
-    if head.startswith(ARCHIVE_MAGIC):
-        return True
-    if len(head) < 512:
-        return False
-    try:
-        tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
-    except tarfile.HeaderError:
-        return False
-    return True

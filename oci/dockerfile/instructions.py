@@ -11,7 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from oci.dockerfile.parser import WHITESPACE, Dockerfile, DockerfileError, Heredoc, Node, parse_heredoc, parse_json
+from oci.dockerfile.parser import (
+    WHITESPACE,
+    Dockerfile,
+    DockerfileError,
+    Heredoc,
+    Node,
+    located,
+    parse_heredoc,
+    parse_json,
+)
 from oci.dockerfile.words import parse_words
 from oci.errors import InvalidInput, Unsupported
 
@@ -447,10 +456,8 @@ def program(dockerfile: Dockerfile) -> Program:
     for node in dockerfile.nodes:
         try:
             built = instruction(node, dockerfile.escape)
-        except InvalidInput as err:
-            raise type(err)(err.message, source=node.where(dockerfile.path)) from None
-        except Unsupported as err:
-            raise Unsupported(err.message, source=node.where(dockerfile.path)) from None
+        except (InvalidInput, Unsupported) as err:
+            raise located(err, node.where(dockerfile.path)) from None
         if isinstance(built, From):
             stages.append(Stage(len(stages), built))
         elif not stages:

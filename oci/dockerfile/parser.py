@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from oci.dockerfile.words import ExpansionError, Lexer
-from oci.errors import InvalidInput
+from oci.errors import InvalidInput, OciError
 
 DEFAULT_ESCAPE = "\\"
 DIRECTIVES = ("syntax", "escape", "check")
@@ -34,6 +34,16 @@ _LEADING_TABS = re.compile(r"^\t+", re.MULTILINE)
 
 class DockerfileError(InvalidInput):
     """A Dockerfile that cannot be read: the message names FILE:LINE."""
+
+
+def located(err: OciError, source: str, prefix: str = "") -> OciError:
+    """`err` (whatever its class) named as happening at `source` (FILE:LINE), its message
+    prefixed with what was being done; the exit code stays the error's own."""
+    if prefix:
+        err.message = f"{prefix}: {err.message}"
+    err.source = source
+    err.args = (err.message,)
+    return err
 
 
 @dataclass
@@ -250,7 +260,8 @@ def _node(line: str, escape: str, start: int, end: int) -> Node | None:
         return None
     pieces = WHITESPACE.split(text, maxsplit=1)
     keyword = pieces[0]
-    rest, flags = ("", [])
+    rest: str = ""
+    flags: list[str] = []
     if len(pieces) == 2:
         rest, flags = extract_flags(pieces[1], escape)
     node = Node(keyword.lower(), rest.strip(), flags, line, start, end)

@@ -84,16 +84,22 @@ def run(workspace: Workspace, overlay: Overlay, spec: RunSpec, output: int | Non
     config = bundles.build(spec.config, overlay.rootfs, bundle, options)
     _write_config(bundle, config)
     container = f"ocibuild-{secrets.token_hex(6)}"
-    argv = [*command("oci-run"), "--root", runtime_root(workspace), "run", "--bundle", bundle, container]
-    if output is None:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        printed = done.stdout
-    else:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output)
-        printed = b""
+    runtime = [*command("oci-run"), "--root", runtime_root(workspace)]
+    captured = output is None
+    process = subprocess.Popen([*runtime, "run", "--bundle", bundle, container], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE if captured else output,
+                               stderr=subprocess.STDOUT if captured else output)
+    try:
+        printed, _ = process.communicate()
+    except BaseException:  # interrupted: the container goes too
+        subprocess.run([*runtime, "delete", "--force", container], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=30)
+        process.kill()
+        process.wait()
+        raise
     _drop_mount_points(overlay.upper, before)
     shutil.rmtree(bundle, ignore_errors=True)
-    return done.returncode, printed
+    return process.returncode, printed or b""
 
 
 def runtime_root(workspace: Workspace) -> str:

@@ -15,7 +15,8 @@ from oci.build import config as configs
 from oci.dockerfile.cache import LayerRecord
 
 if TYPE_CHECKING:
-    from oci.dockerfile.executor import Executor, State
+    from oci.dockerfile.executor import Executor
+    from oci.dockerfile.state import State
 
 
 def squash(executor: Executor, state: State) -> None:

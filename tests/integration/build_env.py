@@ -233,3 +233,4 @@ def config_fields(config: dict[str, Any], drop_labels: tuple[str, ...] = ("io.bu
             continue
         found[key] = value
     return found
+

@@ -64,7 +64,7 @@ def make_archives(context: Path) -> None:
     with tarfile.open(plain, "w", format=tarfile.PAX_FORMAT) as tar:
         tar.add(tree / "top", arcname="top")
     for suffix, mode in (("gz", "w:gz"), ("bz2", "w:bz2"), ("xz", "w:xz")):
-        with tarfile.open(context / f"tree.tar.{suffix}", mode, format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(context / f"tree.tar.{suffix}", mode, format=tarfile.PAX_FORMAT) as tar:  # type: ignore
             tar.add(tree / "top", arcname="top")
     (context / "tree.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(plain.read_bytes()))
     shutil.rmtree(tree)

@@ -87,6 +87,10 @@ RECORD = st.one_of(
                            "diffID": st.one_of(st.none(), DIGEST, JUNK), "history": st.one_of(HISTORY, JUNK)}),
     st.fixed_dictionaries({"kind": st.sampled_from(["image", "base", "other"]), "manifest": DESCRIPTOR,
                            "reference": st.one_of(st.text(max_size=5), JUNK)}),
+    st.fixed_dictionaries({"kind": st.just("context"), "files": st.dictionaries(
+        st.text(max_size=5), st.one_of(st.lists(st.integers(), min_size=4, max_size=4).map(lambda n: [*n, "a" * 64]),
+                                       st.lists(st.one_of(st.integers(), st.text(max_size=3)), max_size=6)),
+        max_size=3)}),
 )
 
 

@@ -95,6 +95,7 @@ def test_digest_follows_content_and_mode_not_times(context: Path, tmp_path: Path
         hasher = hashlib.sha256()
         for found in root.select("src"):
             root.digest(root.items(found), hasher)
+        assert root.hashes is not None
         root.hashes.save()
         return hasher.hexdigest()
 

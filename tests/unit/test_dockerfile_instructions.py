@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from oci.dockerfile import instructions as ins
@@ -13,7 +15,7 @@ def program(text: str) -> ins.Program:
     return ins.program(parse(text, "Dockerfile"))
 
 
-def only(text: str) -> ins.Instruction:
+def only(text: str) -> Any:
     return program("FROM a\n" + text).stages[0].instructions[0]
 
 

@@ -100,7 +100,8 @@ def test_heredoc_quoted_terminator_does_not_expand() -> None:
     for word in ('<<"EOF"', "<<'EOF'", '<<E"O"F'):
         heredoc = parse_heredoc(word)
         assert heredoc is not None and heredoc.name == "EOF" and not heredoc.expand, word
-    assert parse_heredoc("<<EOF").expand
+    plain = parse_heredoc("<<EOF")
+    assert plain is not None and plain.expand
 
 
 def test_heredoc_chomp_strips_leading_tabs_of_body_and_terminator() -> None:
