@@ -244,7 +244,6 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     try:
         answer = channel.request({"op": "run", "id": opts.id, "name": opts.name or opts.id, "config": spec,
                                   "attach": True, "stdin": True})
-        answer["tty"], answer["stdin"] = terminal, terminal or bool(opts.interactive)
         return _attached(channel, answer, keys, True, opts.id, messages)
     finally:
         channel.close()

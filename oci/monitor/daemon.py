@@ -1120,10 +1120,13 @@ class Monitor:
                 w.removing = [lambda: self.answer(conn, proto.error_answer(err))]
                 self.delete(w, lambda: self.remove(w))
                 return
-            self.answer(conn, {"ok": True, "id": w.id, "name": name, "pid": w.state["pid"], "status": "running"},
-                        keep=bool(doc.get("attach")))
-            if doc.get("attach"):
-                self._attach(conn, w, bool(doc.get("stdin", True)))
+            answer = {"ok": True, "id": w.id, "name": name, "pid": w.state["pid"], "status": "running"}
+            if not doc.get("attach"):
+                self.answer(conn, answer)
+                return
+            stdin = bool(doc.get("stdin", True)) and (config["tty"] or config["interactive"])
+            self.answer(conn, {**answer, "tty": config["tty"], "stdin": stdin}, keep=True)
+            self._attach(conn, w, stdin)
 
         self.launch(w, done)
 
