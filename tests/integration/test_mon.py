@@ -58,8 +58,11 @@ def status(env: MonEnv, cid: str) -> str:
 
 
 def wait_exited(env: MonEnv, cid: str, timeout: float = 30) -> dict:
-    return wait_for(lambda: env.state(cid) if env.state(cid)["status"] == "exited" else None, timeout,
-                    f"{cid} to exit")
+    """Its record once it says exited, and the die event is written (the record comes first)."""
+    state = wait_for(lambda: env.state(cid) if env.state(cid)["status"] == "exited" else None, timeout,
+                     f"{cid} to exit")
+    wait_for(lambda: any(e["id"] == cid and e["Action"] == "die" for e in env.events()), 10, "its die event")
+    return state  # type: ignore[no-any-return]
 
 
 def test_run_returns_at_once_detached_with_stdio_closed(env: MonEnv) -> None:
@@ -99,7 +102,9 @@ def test_logs_in_cri_format_with_partial_and_long_lines(env: MonEnv) -> None:
     raw = (env.root / "containers" / cid / "ctr.log").read_bytes().splitlines()
     assert raw and all(CRI_LINE.match(line) for line in raw), raw[:5]
     parsed = [line.split(b" ", 3) for line in raw]
-    long_line = [p for p in parsed if p[3].startswith(b"xxx")]  # split where reads ended, and at 16 KiB
+    first = next(i for i, p in enumerate(parsed) if p[3].startswith(b"xxx"))
+    last = next(i for i in range(first, len(parsed)) if parsed[i][2] == b"F")
+    long_line = parsed[first:last + 1]  # split where reads ended, and at 16 KiB
     assert [p[2] for p in long_line] == [b"P"] * (len(long_line) - 1) + [b"F"]
     assert len(long_line) >= 3 and all(len(p[3]) <= 16384 for p in long_line)
     assert b"".join(p[3] for p in long_line) == b"x" * 40000
@@ -364,16 +369,17 @@ def test_rm_refuses_a_running_container_and_force_removes_it(env: MonEnv) -> Non
 def test_events_stream_as_json_lines(runc_env: MonEnv) -> None:
     env = runc_env
     watcher = subprocess.Popen(env.argv("events", "--filter", "event=die", "--filter", "event=start"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         time.sleep(1)
         cid = unique_id()
         env.run(cid, env.bundle("sh", "-c", "exit 2"))
-        lines: list[dict] = []
+        out = b""
         deadline = time.monotonic() + 30
-        while len(lines) < 2 and time.monotonic() < deadline:
+        while out.count(b"\n") < 2 and time.monotonic() < deadline:
             if select.select([watcher.stdout], [], [], 1)[0]:
-                lines.append(json.loads(watcher.stdout.readline()))
+                out += os.read(watcher.stdout.fileno(), 65536)
+        lines = [json.loads(line) for line in out.splitlines()]
         assert [(e["Action"], e["id"]) for e in lines] == [("start", cid), ("die", cid)]
         assert lines[1]["Actor"]["Attributes"]["exitCode"] == "2"
         for event in lines:
