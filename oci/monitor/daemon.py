@@ -152,6 +152,7 @@ class Watched:
         self.stdin_pending = b""
         self.console: socket.socket | None = None
         self.console_path = ""
+        self.got_terminal = False  # the runtime sent the pty master of this run
         self.writer: crilog.LogWriter | None = None
         self.attached: list[Conn] = []
         self.on_exit: list[Callable[[int | None], None]] = []
@@ -433,6 +434,7 @@ class Monitor:
         cfg = w.config
         w.phase = "creating"
         w.early_exit = None
+        w.got_terminal = False
         self._enough_fds()
         ends: list[int] = []
         try:
@@ -537,6 +539,7 @@ class Monitor:
             if w.master >= 0:
                 self._close_stream(w, w.master)
             w.master = fds[0]
+            w.got_terminal = True
             os.set_inheritable(w.master, False)
             os.set_blocking(w.master, False)
             w.streams[w.master] = "stdout"
@@ -566,9 +569,9 @@ class Monitor:
         except (OSError, ValueError) as err:
             self._abort(w, f"the runtime wrote no pid file: {err}", done)
             return
-        if w.config["tty"] and w.master < 0:
+        if w.config["tty"] and not w.got_terminal:
             self._on_console(w)
-            if w.master < 0:
+            if not w.got_terminal:
                 self._abort(w, "the runtime sent no terminal to the console socket", done, pid)
                 return
         self._close_console(w)
