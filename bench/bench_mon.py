@@ -190,7 +190,7 @@ def memory(mon: OciMon, con: Conmon, bundle: str) -> dict[str, float]:
         mon.run(bundle, f"bm-mem-{tag}-{i}")
     time.sleep(2)
     monitor = mon.monitor()
-    figures = {"oci-mon PSS": pss_kb(monitor), "oci-mon RSS": rss_kb(monitor)}
+    figures: dict[str, float] = {"oci-mon PSS": pss_kb(monitor), "oci-mon RSS": rss_kb(monitor)}
     mon.cleanup()
     for i in range(COUNT):
         con.run(bundle, f"bc-mem-{tag}-{i}")

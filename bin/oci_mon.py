@@ -207,14 +207,20 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
     if verb not in VERBS:
         messages.error(f"unknown command {verb!r} (one of: {', '.join(VERBS)})")
         return 2
-    opts = (verb == "run" and ocicli.quick_parse(rest, RUN_FLAGS, [("id", ocicli.REQUIRED)])
-            or verb_parser(verb).parse_args(rest))
+    opts: Any = (verb == "run" and ocicli.quick_parse(rest, RUN_FLAGS, [("id", ocicli.REQUIRED)])
+                 or verb_parser(verb).parse_args(rest))
     if opts.log_format not in ocicli.LOG_FORMATS:
         opts = verb_parser(verb).parse_args(rest)  # argparse says what is wrong
     messages.log_format = opts.log_format if opts.log_format != "text" else g.log_format
     messages.debug_on = g.debug or opts.debug
     messages.quiet = g.quiet or opts.quiet
-    return int(HANDLERS[verb](g.store(), opts, messages) or 0)
+    try:
+        return int(HANDLERS[verb](g.store(), opts, messages) or 0)
+    except OSError as err:  # one line, not a traceback: a file or socket of the root that went wrong
+        from oci.errors import OciError
+
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        raise OciError(f"{where}{err.strerror or err}") from None
 
 
 def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:

@@ -290,10 +290,7 @@ class Monitor:
                 log = cfg["log"]
                 os.makedirs(os.path.dirname(log["path"]), mode=0o700, exist_ok=True)
                 w.writer = crilog.LogWriter(log["path"], log["maxSize"], log["maxFiles"])
-            try:
-                w.log_offset = os.stat(self.root.runtime_log(w.id)).st_size
-            except OSError:
-                w.log_offset = 0
+            w.log_offset = self._runtime_log_size(w)
             pidfile = self.root.runtime_pidfile(w.id)
             try:
                 os.unlink(pidfile)
@@ -323,6 +320,18 @@ class Monitor:
         finally:
             for fd in ends:
                 os.close(fd)
+
+    def _runtime_log_size(self, w: Watched) -> int:
+        """Where this run's messages of the runtime's --log begin (a log past 1 MiB starts again)."""
+        path = self.root.runtime_log(w.id)
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            return 0
+        if size > LOG_MAX:
+            os.truncate(path, 0)
+            return 0
+        return size
 
     def _enough_fds(self) -> None:
         """Raise the soft RLIMIT_NOFILE when the watched descriptors near it. Not before: the runtime
@@ -587,7 +596,12 @@ class Monitor:
                 self.say("error", f"{path}: not adopted: {err}")
                 continue
             w = self.add(rec)
-            self.loop.guard(lambda _v, c=w: self._adopt(c), 0)
+            try:
+                self._adopt(w)
+            except Exception:
+                import traceback
+
+                self.say("error", f"{container_id}: adoption failed: " + traceback.format_exc().replace("\n", " | "))
 
     def _adopt(self, w: Watched) -> None:
         st = w.state

@@ -25,6 +25,13 @@ SPAWN_SIGDEF = (signal.SIGPIPE, signal.SIGHUP, signal.SIGXFSZ, signal.SIGINT, si
 STRANGER_KEPT = 60.0
 
 
+def _call(callback: Callable[[], None]) -> Callable[[int], None]:
+    def handler(_value: int) -> None:
+        callback()
+
+    return handler
+
+
 class Timer:
     __slots__ = ("when", "callback", "cancelled")
 
@@ -179,5 +186,5 @@ class Loop:
                 if handler is not None:
                     self.guard(handler, mask)
             for timer in self._due():
-                self.guard(lambda _v, t=timer: t.callback(), 0)
+                self.guard(_call(timer.callback), 0)
             self.reap()

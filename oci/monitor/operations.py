@@ -22,7 +22,15 @@ def bind(monitor: Monitor) -> dict[str, Callable[[Conn, dict[str, Any]], None]]:
     """The operations of `monitor`, by name."""
     ops = {"run": run, "start": start, "stop": stop, "restart": restart, "kill": kill, "rm": rm, "wait": wait,
            "attach": attach, "ping": ping}
-    return {name: (lambda conn, doc, f=function: f(monitor, conn, doc)) for name, function in ops.items()}
+    return {name: _bound(monitor, function) for name, function in ops.items()}
+
+
+def _bound(monitor: Monitor, function: Callable[[Monitor, Conn, dict[str, Any]], None]
+           ) -> Callable[[Conn, dict[str, Any]], None]:
+    def operation(conn: Conn, doc: dict[str, Any]) -> None:
+        function(monitor, conn, doc)
+
+    return operation
 
 
 def get(monitor: Monitor, doc: dict[str, Any]) -> Watched:

@@ -126,7 +126,7 @@ def decode(data: bytes | str) -> Any:
             import json
 
             return json.loads(text)
-        _scan = make_scanner(_Context())
+        _scan = make_scanner(_Context())  # type: ignore[arg-type]
     start = len(text) - len(text.lstrip(_SPACE))
     try:
         value, end = _scan(text, start)

@@ -83,7 +83,13 @@ class Server:
             sock.setblocking(False)
             conn = Conn(sock)
             self.conns[conn.fd] = conn
-            self.loop.watch(conn.fd, lambda mask, c=conn: self._on_conn(c, mask))
+            self.loop.watch(conn.fd, self._handler(conn))
+
+    def _handler(self, conn: Conn) -> Callable[[int], None]:
+        def handler(mask: int) -> None:
+            self._on_conn(conn, mask)
+
+        return handler
 
     def _on_conn(self, conn: Conn, mask: int) -> None:
         if mask & select.EPOLLOUT:
@@ -122,7 +128,7 @@ class Server:
     def _dispatch(self, conn: Conn, line: bytes) -> None:
         try:
             doc = proto.decode(line)
-            operation = self.operations.get(doc.get("op")) if isinstance(doc, dict) else None
+            operation = self.operations.get(str(doc.get("op"))) if isinstance(doc, dict) else None
             if operation is None:
                 raise InvalidInput(f"request: unknown operation {doc.get('op') if isinstance(doc, dict) else doc!r}")
             operation(conn, doc)

@@ -149,7 +149,7 @@ class MonEnv:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
-            wait_for(lambda p=pid: not alive(p), 10, "the monitor to stop")
+            wait_for(lambda: not alive(pid), 10, "the monitor to stop")  # noqa: B023 (called at once)
 
 
 def alive(pid: int) -> bool:

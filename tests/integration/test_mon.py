@@ -376,9 +376,11 @@ def test_events_stream_as_json_lines(runc_env: MonEnv) -> None:
         env.run(cid, env.bundle("sh", "-c", "exit 2"))
         out = b""
         deadline = time.monotonic() + 30
+        assert watcher.stdout is not None
+        fd = watcher.stdout.fileno()
         while out.count(b"\n") < 2 and time.monotonic() < deadline:
-            if select.select([watcher.stdout], [], [], 1)[0]:
-                out += os.read(watcher.stdout.fileno(), 65536)
+            if select.select([fd], [], [], 1)[0]:
+                out += os.read(fd, 65536)
         lines = [json.loads(line) for line in out.splitlines()]
         assert [(e["Action"], e["id"]) for e in lines] == [("start", cid), ("die", cid)]
         assert lines[1]["Actor"]["Attributes"]["exitCode"] == "2"
