@@ -308,6 +308,24 @@ def test_attach_detach_keys_and_resize_in_a_terminal(env: MonEnv) -> None:
     assert actions.count("attach") == 2 and "detach" in actions
 
 
+def test_attach_without_terminal_forwards_stdin_and_signals(env: MonEnv) -> None:
+    cid = unique_id()
+    env.run(cid, env.bundle("sh", "-c", "trap 'echo got-int; exit 3' INT; "
+                                        "while read line; do echo \"got:$line\"; done; sleep 300"), "-i")
+    client = subprocess.Popen(env.argv("attach", cid), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    assert client.stdin is not None and client.stdout is not None
+    client.stdin.write(b"hello\n")
+    client.stdin.flush()
+    seen = bytearray()
+    read_until(client.stdout.fileno(), b"got:hello", seen)
+    time.sleep(0.3)
+    client.send_signal(signal.SIGINT)  # --sig-proxy: the container's init gets it
+    read_until(client.stdout.fileno(), b"got-int", seen)
+    assert client.wait(timeout=30) == 3
+    assert env.state(cid)["exitCode"] == 3
+
+
 def test_detached_terminal_is_held_and_logged(env: MonEnv) -> None:
     cid = unique_id()
     env.run(cid, env.bundle("sh", "-c", "tty; stty size; echo done-$((6*7))", tty=True), "-t")
