@@ -94,29 +94,47 @@ def split_globals(args: list[str]) -> tuple[Globals, str | None, list[str]]:
     return g, None, []
 
 
+# The flags of `run`, the verb on a container's start path: (flags, dest, kind, default, help). One table
+# serves argparse (help, errors) and ocicli.quick_parse (the plain spellings, without importing argparse).
+RUN_FLAGS = [
+    (("--runtime",), "runtime", "str", "oci-run",
+     "oci-run, runc, crun, or the path of a runc-compatible runtime (default: oci-run)"),
+    (("--runtime-root",), "runtime_root", "str", None, "the runtime's --root (default: its own)"),
+    (("-b", "--bundle"), "bundle", "str", ".", "the bundle directory (default: current directory)"),
+    (("--name",), "name", "str", None, "a name for the container (default: its ID)"),
+    (("--log-path",), "log_path", "str", None, "where its CRI log goes (default: ROOT/containers/ID/ctr.log)"),
+    (("--log-max-size",), "log_max_size", "str", None, "rotate the log at this size (10m, 512k; default: never)"),
+    (("--log-max-files",), "log_max_files", "int", 1,
+     "log files kept, the current one included (default: 1: a full log starts again)"),
+    (("--restart",), "restart", "str", "no", "no, on-failure[:N], always or unless-stopped (default: no)"),
+    (("-i", "--interactive"), "interactive", "switch", False, "keep stdin open for attach"),
+    (("-t", "--tty"), "tty", "switch", False, "the bundle's process has a terminal (the monitor holds it)"),
+    (("--stop-signal",), "stop_signal", "str", None, "the signal `stop` sends first (default: the bundle's "
+     "org.opencontainers.image.stopSignal annotation, else SIGTERM)"),
+    (("--stop-timeout",), "stop_timeout", "int", 10, "seconds `stop` waits before SIGKILL (default: 10)"),
+    (("-a", "--attach"), "attach", "switch", False, "attach once it runs (as `attach` does)"),
+    (("--detach-keys",), "detach_keys", "str", None, "with --attach: keys that detach (default: ctrl-p,ctrl-q)"),
+    (("-q", "--quiet"), "quiet", "switch", False, "print no progress or warnings on stderr"),
+    (("--log-format",), "log_format", "str", "text", "messages on stderr as text lines or JSON lines"),
+    (("--debug",), "debug", "switch", False, "print tracebacks and debug messages"),
+]
+
+
 def verb_parser(verb: str) -> Any:
-    parser = ocicli.Parser(f"{PROG} {verb}", VERBS[verb], EXAMPLES if verb == "run" else "")
-    add = parser.add_argument
     if verb == "run":
-        add("--runtime", default="oci-run", help="oci-run, runc, crun, or the path of a runc-compatible runtime "
-            "(default: oci-run)")
-        add("--runtime-root", metavar="DIR", help="the runtime's --root (default: its own)")
-        add("-b", "--bundle", default=".", help="the bundle directory (default: current directory)")
-        add("--name", help="a name for the container (default: its ID)")
-        add("--log-path", metavar="FILE", help="where its CRI log goes (default: ROOT/containers/ID/ctr.log)")
-        add("--log-max-size", metavar="SIZE", help="rotate the log at this size (10m, 512k; default: never)")
-        add("--log-max-files", type=int, default=1, metavar="N",
-            help="log files kept, the current one included (default: 1: a full log starts again)")
-        add("--restart", default="no", metavar="POLICY", help="no, on-failure[:N], always or unless-stopped")
-        add("-i", "--interactive", action="store_true", help="keep stdin open for attach")
-        add("-t", "--tty", action="store_true", help="the bundle's process has a terminal (the monitor holds it)")
-        add("--stop-signal", metavar="SIG", help="the signal `stop` sends first (default: the bundle's "
-            "org.opencontainers.image.stopSignal annotation, else SIGTERM)")
-        add("--stop-timeout", type=int, default=10, metavar="SECONDS", help="seconds `stop` waits (default: 10)")
-        add("-a", "--attach", action="store_true", help="attach once it runs (as `attach` does)")
-        add("--detach-keys", default=None, help="with --attach: keys that detach (default: ctrl-p,ctrl-q)")
-        add("id", metavar="CONTAINER_ID")
-    elif verb == "ps":
+        parser = ocicli.Parser(f"{PROG} run", VERBS["run"], EXAMPLES, common=False)
+        for names, dest, kind, default, text in RUN_FLAGS:
+            if kind == "switch":
+                parser.add_argument(*names, dest=dest, action="store_true", help=text)
+            elif dest == "log_format":
+                parser.add_argument(*names, dest=dest, default=default, choices=ocicli.LOG_FORMATS, help=text)
+            else:
+                parser.add_argument(*names, dest=dest, default=default, type=int if kind == "int" else str, help=text)
+        parser.add_argument("id", metavar="CONTAINER_ID")
+        return parser
+    parser = ocicli.Parser(f"{PROG} {verb}", VERBS[verb])
+    add = parser.add_argument
+    if verb == "ps":
         add("-a", "--all", action="store_true", help="stopped containers too")
         add("--format", choices=("table", "json"), help="default: a table on a terminal, JSON otherwise")
         add("--ids", action="store_true", help="print the IDs only")
@@ -159,7 +177,17 @@ def verb_parser(verb: str) -> Any:
 
 
 def main(args: list[str] | None = None) -> None:
-    ocicli.run(PROG, _main, args)
+    try:
+        ocicli.run(PROG, _main, args)
+    except SystemExit as done:
+        # `run` is on a container's start path: skip the interpreter's teardown, as oci-run does.
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
 
 
 def _main(args: list[str], messages: ocicli.Messages) -> int:
@@ -179,18 +207,31 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
     if verb not in VERBS:
         messages.error(f"unknown command {verb!r} (one of: {', '.join(VERBS)})")
         return 2
-    opts = verb_parser(verb).parse_args(rest)
+    opts: Any = (verb == "run" and ocicli.quick_parse(rest, RUN_FLAGS, [("id", ocicli.REQUIRED)])
+                 or verb_parser(verb).parse_args(rest))
+    if opts.log_format not in ocicli.LOG_FORMATS:
+        opts = verb_parser(verb).parse_args(rest)  # argparse says what is wrong
     messages.log_format = opts.log_format if opts.log_format != "text" else g.log_format
     messages.debug_on = g.debug or opts.debug
     messages.quiet = g.quiet or opts.quiet
-    return int(HANDLERS[verb](g.store(), opts, messages) or 0)
+    try:
+        return int(HANDLERS[verb](g.store(), opts, messages) or 0)
+    except OSError as err:  # one line, not a traceback: a file or socket of the root that went wrong
+        from oci.errors import OciError
+
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        raise OciError(f"{where}{err.strerror or err}") from None
 
 
 def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     from oci.errors import InvalidDocument, InvalidInput, NotFound
     from oci.monitor import client, policy, runtimes
-    from oci.runtime.lifecycle import parse_signal
+    from oci.runtime.lifecycle import parse_signal, signal_numbers
     from oci.runtime.state import check_id
+
+    def signal_name(number: int) -> str:  # signal.Signals(number).name, without the enum import
+        names = {value: name for name, value in signal_numbers().items() if name not in ("IOT", "CLD", "POLL")}
+        return "SIG" + names[number] if number in names else f"SIGRTMIN+{number - int(signal_numbers()['RTMIN'])}"
 
     check_id(opts.id)
     if opts.name is not None:
@@ -203,9 +244,9 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
             data = f.read()
     except FileNotFoundError:
         raise NotFound(f"{path}: no such file (is {opts.bundle} a bundle?)") from None
-    from oci import schema
+    from oci.monitor import record
 
-    config = schema.parse(data, path)
+    config = record.parse(data, path)
     process = config.get("process") if isinstance(config, dict) else None
     if not isinstance(process, dict) or not isinstance(process.get("args", []), list):
         raise InvalidDocument(path, [("/process", "a process with args is required")])
@@ -216,9 +257,7 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     annotations = config.get("annotations") or {}
     stop = opts.stop_signal or (annotations.get("org.opencontainers.image.stopSignal")
                                 if isinstance(annotations, dict) else None) or "SIGTERM"
-    import signal
-
-    stop_signal = signal.Signals(parse_signal(str(stop))).name
+    stop_signal = signal_name(parse_signal(str(stop)))
     if opts.stop_timeout < 0:
         raise InvalidInput("--stop-timeout: must be 0 or more")
     if opts.log_max_files < 1:
@@ -244,7 +283,6 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     try:
         answer = channel.request({"op": "run", "id": opts.id, "name": opts.name or opts.id, "config": spec,
                                   "attach": True, "stdin": True})
-        answer["tty"], answer["stdin"] = terminal, terminal or bool(opts.interactive)
         return _attached(channel, answer, keys, True, opts.id, messages)
     finally:
         channel.close()

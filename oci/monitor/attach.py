@@ -108,12 +108,12 @@ def session(channel: proto.Channel, answer: dict[str, Any], detach_keys: bytes, 
         size = window_size(in_fd)
         if size:
             sock.sendall(proto.frame(b"w", size))
-    watched = [signal.SIGWINCH] if tty else []
+    watched: list[int] = [signal.SIGWINCH] if tty else []
     if sig_proxy and not tty:
         watched += [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2]
     old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    for signum in watched:
-        old_handlers[signum] = signal.signal(signum, on_signal)
+    for number in watched:
+        old_handlers[number] = signal.signal(number, on_signal)
     scanner = DetachScanner(detach_keys)
     frames = proto.Frames()
     frames.buffer = channel.buffer
@@ -137,13 +137,13 @@ def session(channel: proto.Channel, answer: dict[str, Any], detach_keys: bytes, 
                 except BlockingIOError:
                     pass
             while pending_signals:
-                signum = pending_signals.pop(0)
-                if signum == signal.SIGWINCH:
+                pending = pending_signals.pop(0)
+                if pending == signal.SIGWINCH:
                     size = window_size(in_fd) if local_tty else None
                     if size:
                         sock.sendall(proto.frame(b"w", size))
                 else:
-                    sock.sendall(proto.frame(b"k", str(signum).encode()))
+                    sock.sendall(proto.frame(b"k", str(pending).encode()))
             if in_fd in ready:
                 data = os.read(in_fd, 65536)
                 if not data:
@@ -163,8 +163,8 @@ def session(channel: proto.Channel, answer: dict[str, Any], detach_keys: bytes, 
                     if done is not None:
                         return done
     finally:
-        for signum, handler in old_handlers.items():
-            signal.signal(signum, handler)
+        for number, handler in old_handlers.items():
+            signal.signal(number, handler)
         signal.set_wakeup_fd(old_wakeup)
         os.close(wake_r)
         os.close(wake_w)

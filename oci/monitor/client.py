@@ -96,6 +96,8 @@ def connect(root: Root, start: bool = True, idle_timeout: float | None = None) -
         except (FileNotFoundError, ConnectionRefusedError):
             if not start:
                 raise NotFound(f"no monitor runs for {root.path}") from None
+        except OSError as err:
+            raise OciError(f"{root.socket}: {err.strerror or err}") from None
         if time.monotonic() > deadline:
             raise OciError(f"no monitor answers at {root.socket}")
         if not started or not monitor_alive(root):

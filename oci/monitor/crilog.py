@@ -98,12 +98,27 @@ class LogWriter:
         if not data:
             return 0
         blob, count = encode(stream, data, stamp or times.now())
+        if not self.max_size:
+            return self._append(blob, count)
+        dropped = 0
+        start = 0
+        while start < len(blob):  # as many whole records as fit, then rotate
+            room = self.max_size - self.size
+            end = blob.rfind(b"\n", start, start + max(room, 0)) + 1
+            if end <= start:  # not even one record fits
+                if self.size:
+                    self.rotate()
+                    continue
+                end = blob.index(b"\n", start) + 1  # a record longer than max_size has a file of its own
+            dropped += self._append(blob[start:end], blob.count(b"\n", start, end))
+            start = end
+        return dropped
+
+    def _append(self, blob: bytes, count: int) -> int:
         if self.fd < 0:
             self._open()
-        if self.fd >= 0 and self.max_size and self.size and self.size + len(blob) > self.max_size:
-            self.rotate()
-        if self.fd < 0:
-            return self._drop(count, self.failure or "log file not open")
+            if self.fd < 0:
+                return self._drop(count, self.failure or "log file not open")
         try:
             written = os.write(self.fd, blob)
         except OSError as err:
@@ -173,29 +188,31 @@ def time_ns(record: Record) -> int:
 
 def select(found: Iterable[Record], since: int | None = None, until: int | None = None,
            tail: int | None = None) -> list[Record]:
-    """The records of whole lines that began at `since` or later and before `until`, the last `tail` lines."""
-    from collections import deque
-
-    lines: deque[list[Record]] = deque(maxlen=tail) if tail is not None and tail >= 0 else deque()
-    open_line: dict[str, list[Record]] = {}
+    """The records, in their order, of the whole lines that began at `since` or later and before `until`;
+    of those, the last `tail` lines (by when they began)."""
+    kept: list[tuple[int, Record]] = []
+    line_of: dict[str, int | None] = {}  # stream -> the line a partial record left open (None: left out)
+    lines = 0
     for record in found:
-        pieces = open_line.get(record.stream)
-        if pieces is None:
-            stamp = time_ns(record) if since is not None or until is not None else 0
-            if (since is not None and stamp < since) or (until is not None and stamp >= until):
-                if record.partial:
-                    open_line[record.stream] = []  # the rest of a line left out is left out too
-                continue
-            pieces = []
-            lines.append(pieces)
-        pieces.append(record)
-        if record.partial:
-            open_line[record.stream] = pieces
+        if record.stream in line_of:
+            line = line_of[record.stream]
         else:
-            open_line.pop(record.stream, None)
-    if tail == 0:
-        return []
-    return [record for pieces in lines for record in pieces]
+            stamp = time_ns(record) if since is not None or until is not None else 0
+            line = None if (since is not None and stamp < since) or (until is not None and stamp >= until) else lines
+            lines += 1
+        if line is not None:
+            kept.append((line, record))
+            if tail is not None and len(kept) > 2 * tail + 1024:  # a long log: only its end can be shown
+                kept = [(n, r) for n, r in kept if n >= lines - tail]
+        if record.partial:
+            line_of[record.stream] = line
+        else:
+            line_of.pop(record.stream, None)
+    if tail is not None:
+        first = sorted({line for line, _ in kept})[-tail:] if tail > 0 else []
+        wanted = set(first)
+        return [record for line, record in kept if line in wanted]
+    return [record for _, record in kept]
 
 
 class Printer:

@@ -21,10 +21,9 @@ MAX_SIZE = 1 << 20
 FILTER_KEYS = ("container", "event")
 
 
-def make(action: str, container_id: str, name: str, bundle: str = "", now_ns: int | None = None,
-         **attributes: str) -> dict[str, Any]:
+def make(action: str, container_id: str, name: str, bundle: str = "", **attributes: str) -> dict[str, Any]:
     """An event of `action` for a container (attributes: exitCode, signal, restartCount, ...; all strings)."""
-    stamp = time.time_ns() if now_ns is None else now_ns
+    stamp = time.time_ns()
     return {"status": action, "id": container_id, "from": bundle, "Type": "container", "Action": action,
             "Actor": {"ID": container_id, "Attributes": {"name": name, **attributes}}, "scope": "local",
             "time": stamp // 1_000_000_000, "timeNano": stamp}

@@ -10,7 +10,6 @@ request configs it is sent with `check_config`, which follows the same schema.
 
 from __future__ import annotations
 
-import json
 import os
 
 from oci.errors import InvalidDocument, InvalidInput, NotFound
@@ -37,7 +36,9 @@ def new(container_id: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def save(root: Root, record: dict[str, Any]) -> None:
-    write_atomic(root.record(record["id"]), (json.dumps(record, indent=1) + "\n").encode(), 0o600)
+    from oci.jsonout import dumps
+
+    write_atomic(root.record(record["id"]), (dumps(record, indent=1) + "\n").encode(), 0o600)
 
 
 def load(root: Root, container_id: str, validate: bool = False) -> dict[str, Any]:
@@ -48,12 +49,22 @@ def load(root: Root, container_id: str, validate: bool = False) -> dict[str, Any
             data = f.read()
     except (FileNotFoundError, NotADirectoryError):
         raise NotFound(f"no such container: {container_id}") from None
-    from oci import schema
-
-    doc = schema.parse(data, path)
+    doc = parse(data, path)
     if validate:
         check(doc, "record", path)
     return doc  # type: ignore[no-any-return]
+
+
+def parse(data: bytes, source: str) -> Any:
+    """A JSON document; InvalidDocument (`FILE: /: not valid JSON ...`) if it is not one."""
+    from oci.monitor.proto import decode
+
+    try:
+        return decode(data)
+    except (ValueError, UnicodeDecodeError):
+        from oci import schema
+
+        return schema.parse(data, source)  # raises, with json's words for what is wrong
 
 
 def check(doc: Any, kind: str, source: str) -> None:
@@ -64,6 +75,8 @@ def check(doc: Any, kind: str, source: str) -> None:
 
 
 def violations(doc: Any, kind: str) -> list[tuple[str, str]]:
+    import json
+
     from jsonschema import Draft7Validator
 
     with open(os.path.join(HERE, SCHEMAS[kind]), "rb") as f:

@@ -46,14 +46,12 @@ class Runtime:
             argv += ["--log", self.log, "--log-format", "json"]
         return argv
 
-    def create(self, container_id: str, bundle: str, pid_file: str, console_socket: str | None = None) -> list[str]:
-        argv = [*self.base(), "create", "--bundle", bundle, "--pid-file", pid_file]
+    def run(self, container_id: str, bundle: str, pid_file: str, console_socket: str | None = None) -> list[str]:
+        """`run --detach`: create and start in one call, back once the container's process runs."""
+        argv = [*self.base(), "run", "--detach", "--bundle", bundle, "--pid-file", pid_file]
         if console_socket:
             argv += ["--console-socket", console_socket]
         return [*argv, container_id]
-
-    def start(self, container_id: str) -> list[str]:
-        return [*self.base(), "start", container_id]
 
     def delete(self, container_id: str) -> list[str]:
         return [*self.base(), "delete", "--force", container_id]
