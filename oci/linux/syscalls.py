@@ -9,6 +9,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from oci.linux.rlimits import RLIMITS  # noqa: F401 (prlimit's numbers, kept apart from ctypes)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -42,13 +44,6 @@ CLONE_NEWNET = 0x40000000
 
 MNT_DETACH = 2
 
-# Resource numbers of prlimit(2) (asm-generic/resource.h, x86_64).
-RLIMITS = {
-    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4, "RLIMIT_RSS": 5,
-    "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_OFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14,
-    "RLIMIT_RTTIME": 15,
-}
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4

@@ -237,7 +237,7 @@ def check_mount_options(doc: dict[str, Any], found: Review) -> None:
 def check_process(process: dict[str, Any], found: Review, base: str = "/process") -> None:
     """What runc checks of a process before it starts anything: args, an absolute cwd, known and
     unique rlimits."""
-    from oci.linux.syscalls import RLIMITS
+    from oci.linux.rlimits import RLIMITS
 
     if not process.get("args"):
         found.invalid.append((f"{base}/args", "must not be empty"))

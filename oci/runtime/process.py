@@ -197,18 +197,20 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         affinity = process.get("execCPUAffinity") or {}
         if affinity.get("initial"):
             os.sched_setaffinity(0, cpu_set(affinity["initial"]))
+        loopback, loopback_error = None, []
+        if "network" in ns.new:
+            loopback = bring_loopback_up(loopback_error)
         builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"), ns.has("mount"))
         builder.prepare()
         if "oomScoreAdj" in process:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(process["oomScoreAdj"]))
         listener = opts.exec_listener
+        if loopback is not None:
+            loopback.acquire()  # lo is up before any hook runs, as with runc
+            if loopback_error:
+                raise InitFailure(f"bringing lo up: {loopback_error[0]}")
         channel.send("hooks")
-        if "network" in ns.new:
-            # As runc: lo is up in a new network namespace. Here, while the runtime moves the init into
-            # its cgroup and runs the prestart hooks, the kernel's work for it (addresses, routes) costs
-            # the container's start nothing.
-            namespaces.loopback_up()
         state = channel.recv("state")["state"]
         if "cgroup" in ns.new:
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
@@ -254,6 +256,27 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         finally:
             os._exit(1)
     os._exit(127)
+
+
+def bring_loopback_up(errors: list[str]) -> Any:
+    """As runc: lo is up in a new network namespace. The kernel's work for it (addresses, routes: most of a
+    millisecond) runs in a thread, beside the rootfs preparation; the lock returned is released once lo
+    is up (a failure's text in `errors`)."""
+    import _thread
+
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def run() -> None:
+        try:
+            namespaces.loopback_up()
+        except OSError as err:
+            errors.append(err.strerror or str(err))
+        finally:
+            done.release()
+
+    _thread.start_new_thread(run, ())
+    return done
 
 
 def cpu_set(text: str) -> set[int]:
