@@ -72,6 +72,20 @@ class Layout:
                 raise InvalidInput(f"{header}: unsupported imageLayoutVersion")
         return layout
 
+    @staticmethod
+    def unfinished(path: str) -> bool:
+        """True for a directory holding only what a layout's creation, killed before it wrote
+        `oci-layout` (last), leaves: empty blob folders, `.ocikit`, `index.json`, temporaries.
+        Opening it with `create` finishes the layout."""
+        try:
+            names = set(os.listdir(path))
+            blobs = os.listdir(os.path.join(path, "blobs")) if "blobs" in names else []
+            empty = all(not os.listdir(os.path.join(path, "blobs", name)) for name in blobs)
+        except OSError:
+            return False
+        names = {name for name in names if not name.startswith(TMP_PREFIX)}
+        return "oci-layout" not in names and names <= {"blobs", ".ocikit", "index.json"} and empty
+
     def _create(self) -> None:
         os.makedirs(os.path.join(self.path, "blobs", "sha256"), exist_ok=True)
         os.makedirs(self._private, exist_ok=True)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from oci.digest import Digest
 from oci.errors import Conflict, OciError
-from oci.fsutil import locked, write_atomic
+from oci.fsutil import TMP_PREFIX, locked, write_atomic
 from oci.unpack.apply import ROOT_ENTRY
 from oci.unpack.options import Budget, LayerResult, Options
 from oci.unpack.rootfs import OVERLAY, Progress, open_layer, sibling
@@ -148,9 +148,14 @@ class LayerCache:
             os.close(fd)
 
     def _remove_unfinished(self) -> list[tuple[str, int]]:
-        """Remove the layers left half-made in `tmp/` (only while no unpack is at work); their
-        names and sizes in bytes."""
+        """Remove the layers left half-made in `tmp/`, and the temporaries of records being
+        written (only while no unpack is at work); their names and sizes in bytes."""
         removed = []
+        users = self._dir("users")
+        for name in sorted(os.listdir(users)) if os.path.isdir(users) else []:
+            if name.startswith(TMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(users, name))
         tmp = self._dir("tmp")
         for name in sorted(os.listdir(tmp)) if os.path.isdir(tmp) else []:
             size = _tree_size(os.path.join(tmp, name))

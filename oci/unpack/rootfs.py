@@ -119,10 +119,17 @@ def open_layer(image: Image, index: int, budget: Budget, after: LayerStream | No
 
 def unpack(image: Image, rootfs: str, options: Options, budget: Budget, progress: Progress | None = None) -> str:
     """Apply every layer of `image` to the empty or absent directory `rootfs`; return its absolute path."""
+    with fresh_directory(rootfs, options.warn) as path:
+        fill(image, path, options, budget, progress)
+    return path
+
+
+def fill(image: Image, path: str, options: Options, budget: Budget, progress: Progress | None = None) -> None:
+    """Apply every layer of `image` to the empty directory `path` (inside `fresh_directory`)."""
     from oci.unpack.apply import apply_layer
     from oci.unpack.safepath import Root
 
-    with fresh_directory(rootfs, options.warn) as path, Root(path) as root:
+    with Root(path) as root:
         os.chmod(path, 0o755)
         if os.geteuid() == 0 and (options.uid_map or options.gid_map):
             # The root directory belongs to the container's root, as every entry does.
@@ -143,4 +150,3 @@ def unpack(image: Image, rootfs: str, options: Options, budget: Budget, progress
         finally:
             if ahead is not None:
                 ahead.close()
-    return path

@@ -158,13 +158,14 @@ def unpack_both(workdir: str, layout: str) -> tuple[dict, dict]:
 
     from oci.image import Image, open_image
     from oci.unpack.options import Budget, Options
-    from oci.unpack.rootfs import unpack
+    from oci.unpack.rootfs import fresh_directory, unpack
 
     image = Image.load(*open_image(f"{layout}:latest"))
     plain, over = os.path.join(workdir, "plain"), os.path.join(workdir, "overlay")
     unpack(image, plain, Options(), Budget(1 << 30, 100_000))
     args = types.SimpleNamespace(cache=os.path.join(workdir, "cache"), emit_mount=False)
-    oci_unpack.overlay(args, image, over, Options(), Budget(1 << 30, 100_000), None)
+    with fresh_directory(over):
+        oci_unpack.overlay(args, image, over, Options(), Budget(1 << 30, 100_000), None)
     try:
         return snapshot(plain, with_root=True), snapshot(over, with_root=True)
     finally:
