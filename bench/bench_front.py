@@ -96,6 +96,12 @@ def main() -> int:
             podman.teardown()
         if os.path.isdir(root):
             subprocess.run([*ocikit_argv(), "--root", root, "network", "rm", "bridge"], capture_output=True)
+            from oci.engine.root import StateRoot
+
+            try:
+                os.rmdir(StateRoot(root).runtime)
+            except OSError:
+                pass
         if registry is not None:
             registry.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -8,6 +8,7 @@ cache are its own; credentials go to a private REGISTRY_AUTH_FILE. The image is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -86,7 +87,16 @@ def kit(tmp_path_factory, image) -> Kit:
             found("network", "rm", net, check=False)
     stop_monitor(found.root)
     subprocess.run(["umount", "-R", str(found.root)], capture_output=True)
+    remove_runtime_folder(found.root)
     shutil.rmtree(base, ignore_errors=True)
+
+
+def remove_runtime_folder(root: Path) -> None:
+    """The root's runtime folder (/run/ocikit/TAG), empty once its containers are gone."""
+    from oci.engine.root import StateRoot
+
+    with contextlib.suppress(OSError):
+        os.rmdir(StateRoot(str(root)).runtime)
 
 
 def stop_monitor(root: Path) -> None:

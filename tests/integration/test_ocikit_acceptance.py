@@ -124,9 +124,10 @@ def results(tmp_path_factory, registry, tls_registry):
                        capture_output=True)
         subprocess.run([str(ROOT / ".venv" / "bin" / "ocikit"), "--root", str(root), "network", "rm", "accnet"],
                        capture_output=True)
-        from tests.integration.test_ocikit import stop_monitor
+        from tests.integration.test_ocikit import remove_runtime_folder, stop_monitor
 
         stop_monitor(root)
+        remove_runtime_folder(root)
         docker.teardown()
 
 
