@@ -87,7 +87,7 @@ def run(engine: Engine, cid: str, command: Sequence[str], *, interactive: bool, 
     try:
         pid = execute.run_exec(store, cid, process, options)
     except OciError as err:
-        message = err.message
+        message = err.message.replace("exec: exec: ", "exec: ", 1)
         if "executable file not found" in message or "permission denied" in message.lower():
             from .foreground import RunFailed
 

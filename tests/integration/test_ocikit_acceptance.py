@@ -38,8 +38,6 @@ KNOWN = {
     "rm-running": ("failed", "docker exits 1 for every failure; ocikit exits by its table (7: conflict)"),
     "exec-missing": ("failed", "docker exec exits 126 whatever the reason exec failed; ocikit 127 when the "
                                "command is not found, 126 when it cannot be run, as docker run does"),
-    "pull": ("rc", "docker pull -q prints the full reference for an image from Docker Hub only"),
-    "pull-pushed": ("rc", "as pull"),
 }
 
 
