@@ -73,6 +73,12 @@ class Reference(namedtuple("Reference", ["registry", "repository", "tag", "diges
         tag = tag or (None if digest else "latest")
         return cls(domain, path, tag, digest)
 
+    @staticmethod
+    def is_short(text: str) -> bool:
+        """True for a reference that names no registry (`busybox`, `library/debian:12`): Docker
+        takes it from Docker Hub, podman resolves it by registries.conf."""
+        return _split_domain(text)[0] is None
+
     @property
     def api_host(self) -> str:
         """The host serving the registry API (Docker Hub's differs from its name)."""

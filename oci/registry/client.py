@@ -36,7 +36,7 @@ from oci.errors import AuthError, DigestMismatch, IntegrityError, NotFound, OciE
 from oci.reference import Reference
 
 from . import log, urls
-from .http import HttpError, Options, Response, Transport
+from .http import HttpError, Options, Response, SentBytes, Transport
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -314,17 +314,19 @@ class Repository:
         response = self._request("POST", self._url("blobs/uploads/"))
         return self._upload_from(response, f"{self}: start upload")
 
-    def upload_chunk(self, upload: Upload, data: bytes) -> Upload:
-        """Send the next chunk (PATCH with Content-Range); not retried: on failure ask
-        `upload_status` where the registry's copy ends and continue from there."""
-        end = upload.offset + len(data) - 1
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
+    def upload_chunk(self, upload: Upload, data: bytes | Body) -> Upload:
+        """Send the next chunk (PATCH with Content-Range; `data` bytes, or a sized body that
+        reports progress); not retried: on failure ask `upload_status` where the registry's
+        copy ends and continue from there."""
+        size = len(data)  # type: ignore[arg-type]
+        end = upload.offset + size - 1
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size),
                    "Content-Range": f"{upload.offset}-{end}"}
         response = self._request("PATCH", upload.location, headers, data, retry=False)
         if response.status != 202:
             raise self._fail(response, f"{self}: upload chunk at {upload.offset}")
         moved = self._upload_from(response, f"{self}: upload chunk")
-        return Upload(moved.location, upload.offset + len(data))
+        return Upload(moved.location, upload.offset + size)
 
     def upload_status(self, upload: Upload) -> Upload:
         """Where an interrupted upload stands: the registry's Range gives the next offset."""
@@ -343,12 +345,13 @@ class Repository:
         separator = "&" if "?" in upload.location else "?"
         url = f"{upload.location}{separator}{urls.encode_query({'digest': str(digest)})}"
         headers = {"Content-Type": "application/octet-stream"}
+        replayable = body is None or isinstance(body, (bytes, SentBytes))
         if body is not None:
-            length = len(body) if isinstance(body, bytes) else size
+            length = len(body) if hasattr(body, "__len__") else size  # type: ignore[arg-type]
             if length is None:
                 raise ValueError("finish_upload: size is required with a streamed body")
             headers["Content-Length"] = str(length)
-        response = self._request("PUT", url, headers, body, retry=body is None or isinstance(body, bytes))
+        response = self._request("PUT", url, headers, body, retry=replayable)
         if response.status != 201:
             raise self._fail(response, f"{self}@{digest}: upload")
         response.drain()

@@ -24,7 +24,7 @@ from collections import namedtuple
 from oci import schema
 from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, Descriptor
 from oci.digest import Digest, verify_bytes
-from oci.errors import DigestMismatch, IntegrityError, InvalidInput, NotFound, RegistryError, Unsupported
+from oci.errors import DigestMismatch, IntegrityError, InvalidInput, NotFound, OciError, RegistryError, Unsupported
 from oci.image import parse_image_argument
 from oci.layout import MAX_DOCUMENT, Layout
 
@@ -39,6 +39,10 @@ if TYPE_CHECKING:  # the interfaces, for type checkers only (typing costs a comm
     from typing import BinaryIO, Callable, Protocol
 
     from oci import platform as platforms
+    from oci.reference import Reference
+
+    from .http import Options
+    from .registries_conf import Endpoint
 
     class Progress(Protocol):
         """Told which blobs will travel, then how far each one got (from worker threads)."""
@@ -69,13 +73,16 @@ class Interrupted(Exception):
 class RegistrySource:
     """A repository of a registry."""
 
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, first: tuple[str, Manifest] | None = None) -> None:
         self.repository = repository
+        self._first = first  # (reference, manifest) already fetched (choosing among mirrors)
 
     def __str__(self) -> str:
         return str(self.repository)
 
     def manifest(self, reference: str) -> Manifest:
+        if self._first is not None and self._first[0] == reference:
+            return self._first[1]
         return self.repository.get_manifest(reference)
 
     def open_blob(self, descriptor: Descriptor, offset: int) -> tuple[BinaryIO, int]:
@@ -87,6 +94,36 @@ class RegistrySource:
     def abort(self) -> None:
         """Cut the connections in use (Ctrl-C, or another transfer failed)."""
         self.repository.registry.transport.abort()
+
+    def remember(self, digests: list[Digest]) -> None:
+        """Note that this repository holds these blobs (for pushes that mount them elsewhere)."""
+        from .locations import BlobLocations
+
+        BlobLocations(self.repository.registry.host).record(self.repository.name, digests)
+
+
+def first_serving(places: list[Endpoint], options: Options, warn: Callable[[str], None] = log.warning
+                  ) -> tuple[RegistrySource, Reference]:
+    """The first of `places` (registries.conf's mirrors, then the registry: see
+    oci.registry.registries_conf.endpoints) that serves the image, and the reference it serves
+    it under; `warn` hears of each place passed over. A single place is asked nothing yet: its
+    manifest request is sent ahead, answered while the caller reads its layout."""
+    from .client import connect
+
+    for index, place in enumerate(places):
+        repository = connect(place.reference, options)
+        if len(places) == 1:
+            repository.prefetch_manifest(place.reference.identifier)
+            return RegistrySource(repository), place.reference
+        try:
+            first = repository.get_manifest(place.reference.identifier)
+        except OciError as err:
+            if index == len(places) - 1:
+                raise
+            warn(f"{place.reference}: {err.message}; trying {places[index + 1].reference}")
+            continue
+        return RegistrySource(repository, first=(place.reference.identifier, first)), place.reference
+    raise ValueError("no place to pull from")
 
 
 class LayoutSource:
@@ -489,6 +526,9 @@ def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform
     except BaseException:
         layout.roll_back(puller.added)
         raise
+    remember = getattr(source, "remember", None)
+    if remember is not None:
+        remember(list(plan.blobs))
     return Result(layout, descriptor, stats)
 
 

@@ -81,8 +81,9 @@ def test_persistent_server_errors_fail_cleanly(fault_proxy, image, tmp_path):
 
 
 def errors(stderr: str) -> list[str]:
-    """The error lines of a command's stderr (warnings about retries aside)."""
-    return [line for line in stderr.splitlines() if line and ": warning: " not in line]
+    """The error lines of a command's stderr (warnings about retries and the summary aside)."""
+    return [line for line in stderr.splitlines() if line and ": warning: " not in line
+            and " blobs fetched (" not in line]
 
 
 def test_bytes_altered_once_are_downloaded_again(fault_proxy, image, tmp_path):
