@@ -270,11 +270,9 @@ def add_registry_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cert-dir", metavar="DIR", help="CA certificates (*.crt) and client certificate for registries")
 
 
-def registry_options(args: Any, reference: str | None = None) -> Any:
-    from oci.engine import registries
-
-    return registries.options(reference, tls_verify=getattr(args, "tls_verify", None),
-                              cert_dir=getattr(args, "cert_dir", None))
+def registry_flags(args: Any) -> dict[str, Any]:
+    """--tls-verify and --cert-dir, for the engine's registry calls."""
+    return {"tls_verify": getattr(args, "tls_verify", None), "cert_dir": getattr(args, "cert_dir", None)}
 
 
 def run_options(args: Any) -> Any:
@@ -322,8 +320,8 @@ def pull_with_progress(context: Context, text: str, args: Any, quiet: bool = Fal
         bar = ProgressBar()
     route_registry_warnings(context)
     try:
-        pulled = transfer.pull(context.engine.images, text, registry_options(args, text), platform=platform,
-                               progress=bar)
+        pulled = transfer.pull(context.engine.images, text, **registry_flags(args), platform=platform,
+                               progress=bar, warn=context.messages.warn)
     finally:
         if bar:
             bar.finish()

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from ocikit import Context, add_registry_flags, parser, pull_with_progress, registry_options, route_registry_warnings
+from ocikit import Context, add_registry_flags, parser, pull_with_progress, registry_flags, route_registry_warnings
 
 
 def cmd_images(context: Context, argv: list[str]) -> int:
@@ -72,7 +72,7 @@ def cmd_push(context: Context, argv: list[str]) -> int:
 
             bar = ProgressBar()
         try:
-            result = transfer.push(engine.images, name, registry_options(args, name), progress=bar)
+            result = transfer.push(engine.images, name, **registry_flags(args), progress=bar)
         finally:
             if bar:
                 bar.finish()
@@ -148,7 +148,7 @@ def cmd_image_inspect(context: Context, argv: list[str]) -> int:
 
     def find(name: str) -> Any:
         if name.startswith("docker://"):
-            return inspection.remote(name, registry_options(args, name))
+            return inspection.remote(name, **registry_flags(args))
         return inspection.image(context.engine, name)
 
     return _print_documents(context, args, find)
@@ -166,7 +166,7 @@ def cmd_image_tags(context: Context, argv: list[str]) -> int:
 
     ref = parse_reference(args.repository)
     route_registry_warnings(context)
-    tags = transfer.connect(ref, registry_options(args, args.repository)).list_tags()
+    tags = transfer.repository(args.repository, **registry_flags(args)).list_tags()
     if args.format == "json":
         import json
 
@@ -258,7 +258,7 @@ def cmd_build(context: Context, argv: list[str]) -> int:
 
     from oci.build import config as configs
     from oci.dockerfile.progress import Progress
-    from oci.engine import building
+    from oci.engine import building, registries
     from oci.platform import Platform
 
     text = None
@@ -272,7 +272,8 @@ def cmd_build(context: Context, argv: list[str]) -> int:
         labels=dict(configs.parse_pair(item, "--label") for item in args.label), no_cache=args.no_cache,
         pull=args.pull, network=args.network, platform=Platform.parse(args.platform) if args.platform else None,
         squash=args.squash, epoch=configs.parse_epoch(os.environ.get("SOURCE_DATE_EPOCH")),
-        registry=registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno())
+        registry=registries.options(None, **registry_flags(args)), progress=progress,
+        output=None if args.quiet else sys.stderr.fileno())
     if args.iidfile:
         from oci.fsutil import write_atomic
 
@@ -322,7 +323,9 @@ def cmd_login(context: Context, argv: list[str]) -> int:
         password = getpass.getpass("Password: ")
     key = login.registry_key(args.server)
     route_registry_warnings(context)
-    path = login.login(args.server, username, password, registry_options(args, key))
+    from oci.engine import registries
+
+    path = login.login(args.server, username, password, registries.for_host(key, **registry_flags(args)))
     context.messages.debug(f"credentials written to {path}")
     context.out("Login Succeeded\n")
     return 0
@@ -376,7 +379,7 @@ def cmd_manifest_push(context: Context, argv: list[str]) -> int:
 
     target = args.destination or args.list
     route_registry_warnings(context)
-    result = manifests.push(context.engine.images, args.list, target, registry_options(args, target))
+    result = manifests.push(context.engine.images, args.list, target, **registry_flags(args))
     if args.purge:
         manifests.remove(context.engine.images, args.list)
     context.out(f"{result.descriptor.digest}\n")
@@ -393,7 +396,7 @@ def cmd_manifest_inspect(context: Context, argv: list[str]) -> int:
     from oci.engine import manifests
 
     route_registry_warnings(context)
-    document = manifests.inspect(context.engine.images, args.name, lambda: registry_options(args, args.name))
+    document = manifests.inspect(context.engine.images, args.name, **registry_flags(args))
     import json
 
     context.out(json.dumps(document, indent=4) + "\n")

@@ -77,16 +77,17 @@ def _familiar_digest(text: str) -> str:
     return Reference.parse(name).familiar().removesuffix(":latest") + "@" + digest
 
 
-def remote(name: str, options: Any, platform: Any = None) -> dict[str, Any]:
+def remote(name: str, *, tls_verify: str | None = None, cert_dir: str | None = None,
+           platform: Any = None) -> dict[str, Any]:
     """skopeo inspect's document for an image in its registry: manifest and config fetched, no layer."""
     from oci import schema
     from oci.descriptor import INDEXES, Descriptor
 
     from .images import parse_reference
-    from .transfer import connect
+    from .transfer import repository as find_repository
 
     ref = parse_reference(name)
-    repository = connect(ref, options)
+    repository = find_repository(name, tls_verify=tls_verify, cert_dir=cert_dir)
     manifest = repository.get_manifest(ref.identifier)
     digest = manifest.digest
     doc = schema.load(manifest.data, manifest.media_type, str(ref), remember=True)
@@ -141,10 +142,7 @@ def network(engine: Engine, name: str) -> dict[str, Any]:
 def any_object(engine: Engine, name: str, kind: str | None, monitor: Any, args: Any) -> dict[str, Any]:
     """Docker's `inspect`: the first kind of object that has the name (container, image, volume, network)."""
     if name.startswith("docker://"):
-        from .registries import options
-
-        return remote(name, options(name, tls_verify=getattr(args, "tls_verify", None),
-                                    cert_dir=getattr(args, "cert_dir", None)))
+        return remote(name, tls_verify=getattr(args, "tls_verify", None), cert_dir=getattr(args, "cert_dir", None))
     finders = {"container": lambda: container(engine, name, monitor), "image": lambda: image(engine, name),
                "volume": lambda: volume(engine, name), "network": lambda: network(engine, name)}
     for key in ([kind] if kind else list(finders)):

@@ -1,7 +1,7 @@
-"""How the front reaches a registry: transport options from its flags and the registry's name.
-
-The transfer code (oci.registry) decides plain HTTP, TLS and verification; this is the one
-place the front turns `--tls-verify` and `--cert-dir` into its options.
+"""How the front reaches a registry, as oci-fetch and oci-push do: registries.conf (short names,
+mirrors, insecure and blocked registries) read as podman and skopeo read it, `--tls-verify`
+and `--cert-dir`; loopback registries need no flag (oci.registry decides plain HTTP or TLS).
+The one place the front turns its registry flags into transport options.
 """
 
 from __future__ import annotations
@@ -22,26 +22,27 @@ def parse_bool(text: str | None, flag: str) -> bool | None:
     raise UsageError(f"{flag}: expected true or false, not {text!r}")
 
 
-def _loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]")
-    return name == "localhost" or name.startswith("127.") or name == "::1"
+def places(text: str, *, pull: bool) -> list[Any]:
+    """Where `text` (`docker://` accepted) is pulled from (registries.conf's mirrors first) or pushed to."""
+    from oci.reference import Reference
+    from oci.registry.registries_conf import Config, endpoints, strip_transport
+
+    return endpoints(text, pull=pull, config=Config.load(Reference.is_short(strip_transport(text))))
 
 
-def options(reference: str | None, *, tls_verify: str | None = None, cert_dir: str | None = None) -> Any:
-    """oci.registry.http.Options for the registry `reference` names."""
+def options(found: list[Any] | None = None, *, tls_verify: str | None = None, cert_dir: str | None = None) -> Any:
+    """oci.registry.http.Options for the places a reference resolves to (their insecure hosts)."""
     from oci.registry.http import Options
 
     verify = parse_bool(tls_verify, "--tls-verify")
-    host = ""
-    if reference:
-        from .images import parse_reference
+    hosts = frozenset(place.reference.api_host for place in found or [] if place.insecure)
+    return Options(cert_dir=cert_dir, tls_verify=verify is not False, insecure_hosts=hosts)
 
-        try:
-            host = parse_reference(reference).registry
-        except Exception:  # noqa: BLE001 -- a bare host name (login HOST)
-            host = reference
-    insecure = verify is None and not cert_dir and _loopback(host)  # loopback speaks plain HTTP, as Docker's
-    if verify is False:
-        raise UsageError("--tls-verify=false needs the registry transport of issue 18 (not merged yet)")
-    return Options(insecure=insecure, cert_dir=cert_dir)
+
+def for_host(host: str, *, tls_verify: str | None = None, cert_dir: str | None = None) -> Any:
+    """Options for a registry named by its host alone (login): its registries.conf entry too."""
+    try:
+        found = places(f"{host}/ocikit-login", pull=False)
+    except Exception:  # noqa: BLE001 -- a host registries.conf blocks or cannot parse: no insecure hosts
+        found = []
+    return options(found, tls_verify=tls_verify, cert_dir=cert_dir)

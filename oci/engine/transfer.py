@@ -1,71 +1,80 @@
-"""Pull and push for the image store: oci-fetch's and oci-push's code, images named by full reference."""
+"""Pull and push for the image store with oci-fetch's and oci-push's code: registries.conf's mirrors
+tried first, its insecure registries, the blob-location cache, images named by full reference."""
 
 from __future__ import annotations
 
 from collections import namedtuple
-from typing import Any
+from typing import Any, Callable
 
 from oci.errors import NotFound
-from oci.reference import Reference
 
-from .images import ImageStore, StoredImage, parse_reference
+from . import registries
+from .images import ImageStore, parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from oci.platform import Platform
-    from oci.registry.http import Options
+    from oci.reference import Reference
 
-Pulled = namedtuple("Pulled", ["image", "reference", "fetched", "bytes", "present", "changed"])
+Pulled = namedtuple("Pulled", ["image", "reference", "fetched", "bytes", "present", "changed", "source"])
 
 
-def connect(ref: Reference, options: Options, push: bool = False) -> Any:
+def connect(ref: Reference, options: Any, push: bool = False) -> Any:
     from oci.registry.client import connect as connect_repository
 
     return connect_repository(ref, options, push=push)
 
 
-def pull(store: ImageStore, text: str, options: Options, *, platform: Platform | None = None,
-         progress: Any = None, jobs: int = 4) -> Pulled:
+def repository(text: str, *, tls_verify: str | None = None, cert_dir: str | None = None) -> Any:
+    """The repository `text` names, where registries.conf says it lives (for tags and remote inspect)."""
+    found = registries.places(text, pull=False)
+    return connect(found[0].reference, registries.options(found, tls_verify=tls_verify, cert_dir=cert_dir))
+
+
+def _canonical(found: list[Any], used: Reference) -> Reference:
+    """The name an image pulled from `used` goes by: a mirror's image is the registry's it mirrors."""
+    index = next(i for i, place in enumerate(found) if place.reference == used)
+    return next((place.reference for place in found[index:] if not place.mirror), used)
+
+
+def pull(store: ImageStore, text: str, *, tls_verify: str | None = None, cert_dir: str | None = None,
+         platform: Platform | None = None, progress: Any = None, jobs: int = 4,
+         warn: Callable[[str], None] | None = None) -> Pulled:
     """Pull `text` into the store under its full name; the name's previous image stays, dangling."""
     from oci.registry.client import SOURCE_ANNOTATION
-    from oci.registry.pull import RegistrySource
+    from oci.registry.pull import first_serving
     from oci.registry.pull import pull as pull_image
 
-    ref = parse_reference(text)
+    found = registries.places(text, pull=True)
+    options = registries.options(found, tls_verify=tls_verify, cert_dir=cert_dir)
+    source, used = first_serving(found, options, *([warn] if warn else []))
+    ref = _canonical(found, used)
     name = str(ref)  # `REPO:TAG`, or `REPO@DIGEST` for a pull by digest (Docker shows its tag as <none>)
     before = store.maybe_find(name)
-    repository = connect(ref, options)
-    repository.prefetch_manifest(ref.identifier)
-    result = pull_image(RegistrySource(repository), ref.identifier, store.path, tag=name, platform=platform,
-                        jobs=jobs, progress=progress, annotations={SOURCE_ANNOTATION: str(ref)})
+    result = pull_image(source, used.identifier, store.path, tag=name, platform=platform, jobs=jobs,
+                        progress=progress, annotations={SOURCE_ANNOTATION: str(used)})
     changed = before is None or before.descriptor.digest != result.descriptor.digest
     if before is not None and changed:
         store.orphaned(before)
     stats = result.stats
-    return Pulled(store.find(name), ref, stats.blobs_fetched, stats.bytes_fetched, stats.blobs_present, changed)
+    return Pulled(store.find(name), ref, stats.blobs_fetched, stats.bytes_fetched, stats.blobs_present, changed,
+                  used)
 
 
-def push(store: ImageStore, text: str, options: Options, *, progress: Any = None, jobs: int = 4) -> Any:
-    """Push the image stored as `text` to the registry its name says; the push result."""
+def push(store: ImageStore, text: str, *, tls_verify: str | None = None, cert_dir: str | None = None,
+         progress: Any = None, jobs: int = 4) -> Any:
+    """Push the image stored as `text` to where its name says (registries.conf's location); the result."""
     from oci.registry.push import push as push_image
 
     ref = parse_reference(text)
     stored = store.maybe_find(str(ref))
     if stored is None:
         raise NotFound(f"An image does not exist locally with the tag: {ref.familiar()}")
-    repository = connect(ref, options, push=True)
-    if ref.tag:
-        repository.prefetch_manifest(ref.tag, head=True)
-    return push_image(store.layout, stored.descriptor, repository, tags=[ref.tag] if ref.tag else [], jobs=jobs,
+    found = registries.places(str(ref), pull=False)
+    target = found[0].reference
+    repo = connect(target, registries.options(found, tls_verify=tls_verify, cert_dir=cert_dir), push=True)
+    if target.tag:
+        repo.prefetch_manifest(target.tag, head=True)
+    return push_image(store.layout, stored.descriptor, repo, tags=[target.tag] if target.tag else [], jobs=jobs,
                       progress=progress)
 
-
-def ensure(store: ImageStore, text: str, options: Options, *, platform: Platform | None = None,
-           progress: Any = None, pull_policy: str = "missing") -> tuple[StoredImage, bool]:
-    """The image `text` names, pulled when missing (or always, or never); (image, whether it was pulled)."""
-    found = store.maybe_find(text)
-    if found is not None and pull_policy != "always":
-        return found, False
-    if pull_policy == "never":
-        raise NotFound(f"No such image: {text}")
-    return pull(store, text, options, platform=platform, progress=progress).image, True

@@ -5,7 +5,8 @@
 #   IMAGE      a busybox image in the plain registry (HOST:PORT/REPO:TAG)
 #   REGISTRY   the plain registry (HOST:PORT);  TLS_REGISTRY, TLS_USER, TLS_PASSWORD: the TLS one
 #   NS         the repository namespace this run pushes to (runs with different CLIs stay apart)
-#   TLS_FLAGS  extra flags for commands that reach the TLS registry (none for docker)
+#   TLS_FLAGS  extra flags for commands that reach the TLS registry (none: trust is configuration,
+#              docker's daemon.json insecure-registries, ocikit's registries.conf insecure = true)
 #   SUBNET     a free /24 for the network;  PORT: a free TCP port of 127.0.0.1
 #   OUT        where each step's stdout, stderr and exit code go (NN-STEP.out, .err, .rc)
 #

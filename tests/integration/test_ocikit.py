@@ -470,3 +470,58 @@ def test_process_flags_as_docker_run_takes_them(kit, image):
     done = kit("run", "--rm", "--read-only", "--cap-drop", "ALL", "--pids-limit", "20", image, "sh", "-c",
                "touch /x; cat /proc/self/status | grep CapEff", check=False)
     assert done.returncode == 0 and "Read-only file system" in done.stderr and "0000000000000000" in done.stdout
+
+
+def test_tls_verify_false_reaches_the_self_signed_registry(kit, image, tls_registry):
+    """TLS without verification (skopeo's and podman's --tls-verify=false), distinct from plain HTTP."""
+    target = tls_registry.ref(f"ocikit-front/unverified-{os.getpid()}", "1")
+    kit("pull", image)
+    kit("tag", image, target)
+    refused = kit("push", target, check=False)  # neither its CA nor the flag: the certificate is not trusted
+    assert refused.returncode != 0 and "certificate" in refused.stderr
+    kit("login", "--tls-verify=false", "-u", tls_registry.username, "--password-stdin", tls_registry.host,
+        input=tls_registry.password + "\n")
+    assert kit("push", "--tls-verify=false", target).returncode == 0
+    kit("rmi", target)
+    assert kit("pull", "-q", "--tls-verify=false", target).stdout == f"{target}\n"
+    kit("rmi", target)
+    kit("logout", tls_registry.host)
+
+
+def test_registries_conf_mirrors_insecure_registries_and_short_names(kit, image, registry, tls_registry, tmp_path):
+    """registries.conf read as podman reads it: a mirror is tried first (the image keeps its name), an
+    insecure registry needs no flag, a short name goes by its alias."""
+    mirrored = f"mirrored-{os.getpid()}.example/team/busybox:1"  # a registry that does not exist: only its mirror
+    images.skopeo_copy(f"docker://{image}", f"docker://{registry.host}/mirror/team/busybox:1", registry, registry)
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f"""
+unqualified-search-registries = []
+[aliases]
+"shorty" = "{image.rsplit(':', 1)[0]}"
+[[registry]]
+location = "{mirrored.split('/')[0]}"
+[[registry.mirror]]
+location = "{registry.host}/mirror"
+[[registry]]
+location = "{tls_registry.host}"
+insecure = true
+""")
+    env = {**kit.environ, "CONTAINERS_REGISTRIES_CONF": str(conf)}
+
+    def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(kit.argv(*args), env=env, capture_output=True, text=True, input=input, timeout=120)
+
+    pulled = run("pull", "-q", mirrored)
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled.stdout == f"{mirrored}\n"  # named as asked, though the mirror served it
+    assert run("run", "--rm", mirrored, "echo", "mirrored").stdout == "mirrored\n"
+    assert run("pull", "-q", "shorty").stdout == f"{image}\n"  # the alias's image, by its full name
+    assert run("login", "-u", tls_registry.username, "--password-stdin", tls_registry.host,
+               input=tls_registry.password + "\n").returncode == 0
+    target = tls_registry.ref(f"ocikit-front/insecure-{os.getpid()}", "1")
+    assert run("tag", mirrored, target).returncode == 0
+    pushed = run("push", target)
+    assert pushed.returncode == 0, pushed.stderr  # registries.conf's insecure = true: no flag, no CA
+    for name in (mirrored, target, image):
+        run("rmi", name)
+    run("logout", tls_registry.host)

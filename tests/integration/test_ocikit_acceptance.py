@@ -53,7 +53,8 @@ def normalise(text: str, run: dict[str, str]) -> str:
 
 
 class AcceptanceDocker(dockerd_env.DockerEnv):
-    """The private dockerd, with the TLS registry trusted as Docker trusts an insecure one and
+    """The private dockerd, with the TLS registry trusted as Docker trusts an insecure one (ocikit reads
+    the same from registries.conf's `insecure = true`, as podman does) and
     published ports served by docker-proxy (the default test daemon has neither)."""
 
     tls_host: str = ""
@@ -106,9 +107,11 @@ def results(tmp_path_factory, registry, tls_registry):
                    "NS": f"acceptance-{who}-{os.getpid()}"}
             if who == "docker":
                 env.update(docker.environ, CLI=dockerd_env.DOCKER)
-            else:
+            else:  # the TLS registry trusted as docker's daemon.json does it, through registries.conf
+                conf = base / "registries.conf"
+                conf.write_text(f'[[registry]]\nlocation = "{tls_registry.host}"\ninsecure = true\n')
                 env.update(CLI=f"{ROOT / '.venv' / 'bin' / 'ocikit'} --root {root}",
-                           REGISTRY_AUTH_FILE=str(base / "auth.json"), TLS_FLAGS=f"--cert-dir {tls_registry.cert_dir}")
+                           REGISTRY_AUTH_FILE=str(base / "auth.json"), CONTAINERS_REGISTRIES_CONF=str(conf))
             found[who] = run_script(out, env)
             found[f"{who}-run"] = {"PORT": env["PORT"], "NS": env["NS"]}
             found[f"{who}-pushed"] = {
