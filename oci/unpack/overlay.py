@@ -171,6 +171,13 @@ class LayerCache:
         names = [os.path.relpath(d, self.path) for d in layers]
         write_atomic(self._record_path(rootfs), json.dumps({"rootfs": rootfs, "layers": names}).encode())
 
+    def release(self, rootfs: str) -> None:
+        """Forget the record of the overlay at `rootfs` (removed), so gc no longer keeps its layers for it."""
+        try:
+            os.unlink(self._record_path(rootfs))
+        except FileNotFoundError:
+            pass
+
     def gc(self) -> list[tuple[str, int]]:
         """Delete the layers no live overlay uses (its ROOTFS gone) and the unfinished ones of
         killed unpacks; return their cache names (`tmp/...` for unfinished ones) and sizes."""
