@@ -1,5 +1,5 @@
-"""Mounting an overlay: the one place that does it, for oci-unpack --overlay, oci-bundle's rootfs and
-oci-build's steps.
+"""Mounting an overlay and detaching it: the one place that does it, for oci-unpack --overlay, oci-bundle's
+rootfs, oci-build's steps and ocikit's containers.
 
 The options travel to the kernel as one string of at most a page (4095 bytes on x86_64); a longer
 one would fail with a bare EINVAL, so it is refused before the call, saying why (too many layers:
@@ -12,7 +12,7 @@ import errno
 import os
 
 from oci.errors import OciError, Unsupported
-from oci.linux.kernel import kernel
+from oci.linux.kernel import MNT_DETACH, kernel
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,3 +40,16 @@ def mount(target: str, options: Sequence[str], source: str = "overlay", optional
             kernel().mount(source, target, "overlay", 0, data)  # a kernel without those features
     except OSError as err:
         raise OciError(f"{target}: cannot mount the overlay: {os.strerror(err.errno or 0)}") from None
+
+
+def unmount(path: str) -> None:
+    """Detach whatever is mounted at `path`, every layer of it (MNT_DETACH: an overlay nobody uses any
+    more goes at once, and the kernel's teardown does not keep the caller waiting). Nothing mounted
+    is fine; OciError names the path otherwise."""
+    while os.path.ismount(path):
+        try:
+            kernel().umount2(path, MNT_DETACH)
+        except OSError as err:
+            if err.errno in (errno.EINVAL, errno.ENOENT):  # gone meanwhile, or not a mount point after all
+                return
+            raise OciError(f"{path}: cannot unmount: {os.strerror(err.errno or 0)}") from None

@@ -16,7 +16,6 @@ import shutil
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from oci.errors import Conflict
-from oci.linux.kernel import MNT_DETACH, kernel
 from oci.unpack.options import Budget, LayerResult, Options
 
 if TYPE_CHECKING:
@@ -78,12 +77,9 @@ def fresh_directory(path: str, warn: Callable[[str], None] | None = None) -> Ite
 def _clear_remains(path: str, made: bool) -> None:
     """Undo an unpack into `path`: its overlay unmounted, the overlay's folders gone, and `path`
     removed (when the unpack made it) or emptied."""
-    if os.path.ismount(path):
-        try:
-            kernel().umount2(path, MNT_DETACH)
-        except OSError as err:
-            raise OSError(err.errno, f"cannot unmount the interrupted overlay: {os.strerror(err.errno or 0)}",
-                          path) from None
+    from oci.linux.overlayfs import unmount
+
+    unmount(path)
     shutil.rmtree(sibling(path, OVERLAY), ignore_errors=True)
     if not os.path.lexists(path):
         return

@@ -43,6 +43,22 @@ def test_a_refused_overlay_names_its_target(fake_kernel):
         overlayfs.mount("/r", ["lowerdir=/a", "upperdir=/u", "workdir=/w"])
 
 
+def test_unmount_detaches_every_layer_mounted_at_a_path(fake_kernel, monkeypatch):
+    mounted = [True, True, False]  # two mounts stacked at the path, as the kernel would report them
+    monkeypatch.setattr(overlayfs.os.path, "ismount", lambda path: mounted.pop(0))
+    overlayfs.unmount("/c/rootfs")
+    assert fake_kernel.called("umount2") == [("/c/rootfs", kernel.MNT_DETACH)] * 2
+
+
+def test_unmount_tolerates_a_mount_gone_meanwhile_and_names_the_path_otherwise(fake_kernel, monkeypatch):
+    monkeypatch.setattr(overlayfs.os.path, "ismount", lambda path: True)
+    fake_kernel.fail("umount2", errno.EINVAL)
+    overlayfs.unmount("/c/rootfs")
+    fake_kernel.fail("umount2", errno.EBUSY)
+    with pytest.raises(OciError, match="^/c/rootfs: cannot unmount: Device or resource busy$"):
+        overlayfs.unmount("/c/rootfs")
+
+
 def test_an_idmapped_mount_is_a_detached_copy_with_the_user_namespaces_mappings(fake_kernel, tmp_path):
     """The mount's user namespace is the one the container joins (a path): opened, and given to mount_setattr."""
     config = {"mounts": [{"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "ridmap"]}],
