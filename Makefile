@@ -11,6 +11,7 @@ demo: install
 	@sh .ci/demo
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest -q tests
 
 unit: install

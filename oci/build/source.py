@@ -73,6 +73,12 @@ def _walk(root: str, prefix: str, links: dict[tuple[int, int], str], upper: bool
             yield from _walk(root, rel, links, upper)
 
 
+def entry_of(path: str, rel: str, st: os.stat_result, links: dict[tuple[int, int], str]) -> Entry | None:
+    """The entry of one file at `path` (named `rel` in the layer; None for a socket). `links`
+    maps (device, inode) to the first name seen, so later names become hard links to it."""
+    return _entry(path, rel, st, links, False)
+
+
 def _entry(path: str, rel: str, st: os.stat_result, links: dict[tuple[int, int], str], upper: bool) -> Entry | None:
     mode = st.st_mode
     xattrs = _xattrs(path)

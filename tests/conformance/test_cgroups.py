@@ -1,7 +1,7 @@
 """config-linux.md#control-groups: cgroupsPath, memory and pids limits.
 
 Runs on cgroup v1 (this machine: /sys/fs/cgroup/<controller>/<path>) and on the unified
-hierarchy (`/work/shared/tools/cg2vm -- .venv/bin/python -m pytest tests/conformance/test_cgroups.py`).
+hierarchy (`../shared/tools/cg2vm -- .venv/bin/python -m pytest tests/conformance/test_cgroups.py`).
 """
 
 from __future__ import annotations

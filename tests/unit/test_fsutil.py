@@ -36,13 +36,17 @@ def _hold(path: str, seconds: float) -> None:
 
 def test_locked_excludes_other_processes(tmp_path):
     lock = str(tmp_path / "lock")
-    holder = multiprocessing.Process(target=_hold, args=(lock, 0.5))
+    holder = multiprocessing.Process(target=_hold, args=(lock, 0.5), daemon=True)
     holder.start()
-    time.sleep(0.2)
-    start = time.monotonic()
-    with locked(lock):
-        waited = time.monotonic() - start
-    holder.join()
+    try:
+        time.sleep(0.2)
+        start = time.monotonic()
+        with locked(lock):
+            waited = time.monotonic() - start
+        holder.join(30)
+        assert holder.exitcode == 0
+    finally:
+        holder.kill()
     assert waited > 0.1
 
 

@@ -142,12 +142,16 @@ def _tagger(path: str, worker: int, count: int) -> None:
 
 def test_concurrent_taggers_lose_no_entry(tmp_path):
     Layout.open(str(tmp_path), create=True)
-    workers = [multiprocessing.Process(target=_tagger, args=(str(tmp_path), w, 15)) for w in range(6)]
+    workers = [multiprocessing.Process(target=_tagger, args=(str(tmp_path), w, 15), daemon=True) for w in range(6)]
     for p in workers:
         p.start()
-    for p in workers:
-        p.join(60)
-        assert p.exitcode == 0
+    try:
+        for p in workers:
+            p.join(60)
+            assert p.exitcode == 0, f"tagger {p.pid}: exit code {p.exitcode} (None: still running after 60 s)"
+    finally:  # a deadlocked tagger fails the test instead of hanging the run
+        for p in workers:
+            p.kill()
     names = {d.ref_name for d in Layout.open(str(tmp_path)).descriptors()}
     assert names == {f"w{w}-{i}" for w in range(6) for i in range(15)}
 

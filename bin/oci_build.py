@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""oci-build: build an image from a Dockerfile (Containerfile) into an OCI layout, without a daemon."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import ocicli
+
+PROG = "oci-build"
+DESCRIPTION = """\
+Build an image from a Dockerfile (or Containerfile) and the files of CONTEXT, without a
+daemon, into an OCI image layout, and print its descriptor on stdout for the next command
+(`oci-build ... | oci-push - REF`).
+
+Every Dockerfile instruction is supported: FROM (a registry reference, pulled with
+oci-fetch's code; oci:LAYOUT[:TAG]; scratch; an earlier stage), RUN (in a real container
+started by oci-run, on an overlay of the stage's layers, with its Env, User, WorkingDir and
+SHELL), COPY (--from, --chown, --chmod, globs, .dockerignore), ADD (local archives unpacked,
+URLs with --checksum), ENV, ARG, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE, LABEL, VOLUME,
+STOPSIGNAL, HEALTHCHECK, SHELL, ONBUILD, MAINTAINER; line continuations, the escape
+directive, here-documents, JSON and shell forms.
+
+Each step is cached by its parent, the instruction after ARG and ENV expansion and the
+content of the files it copies: an unchanged rebuild runs nothing, and a changed file runs
+again the steps from the first one that reads it. The cache lives in the first -t layout
+(or --cache-dir); --prune empties it. With SOURCE_DATE_EPOCH (or --timestamp) set, the
+same context gives the same digests. Layers are deterministic (sorted, owner names dropped),
+gzip or zstd. RUN steps use the host's network, as docker build does (--network none, or a
+network made with oci-net). Needs root (overlay mounts and containers).
+
+Progress goes to stderr (STEP n/N lines, cache hits marked, RUN output); an error names
+the Dockerfile's line and instruction, and a failing RUN shows its output."""
+EXAMPLES = """\
+  oci-build -t ./images:app .
+  oci-build -t ./images:app --build-arg VERSION=1.2 --target runtime -f docker/Containerfile .
+  oci-build -q -t ./images:app . | oci-push --insecure - 127.0.0.1:5000/team/app:1.2
+  SOURCE_DATE_EPOCH=1700000000 oci-build -t ./images:app .   # the same digest on every build
+  oci-build --network none --no-cache -t ./images:app .
+  oci-build --prune -t ./images                                 # empty the build cache"""
+
+
+def parser() -> ocicli.Parser:
+    from oci_fetch import REGISTRY_FLAGS, add_flags
+
+    p = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
+    p.add_argument("context", nargs="?", metavar="CONTEXT", help="the build context: a directory")
+    p.add_argument("-f", "--file", metavar="FILE",
+                   help="the Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/Containerfile; - reads stdin)")
+    p.add_argument("-t", "--tag", action="append", default=[], metavar="LAYOUT[:TAG]",
+                   help="tag the image in this layout (made if missing; TAG defaults to latest); repeatable, "
+                        "the first one is printed")
+    p.add_argument("--build-arg", action="append", default=[], metavar="NAME[=VALUE]",
+                   help="a build argument (NAME alone takes the value from the environment)")
+    p.add_argument("--target", metavar="STAGE", help="build this stage (default: the last)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="add a label to the image")
+    p.add_argument("--no-cache", action="store_true", help="run every step (the results still fill the cache)")
+    p.add_argument("--pull", action="store_true", help="ask the registry for base images even when cached")
+    p.add_argument("--network", default="host", metavar="host|none|NAME",
+                   help="the network of RUN steps: the host's (default, as docker build), none, or an oci-net network")
+    p.add_argument("--state-dir", metavar="DIR", help="oci-net's state directory (for --network NAME)")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform of the base images "
+                   "(default: this host's); RUN steps run on this host")
+    p.add_argument("--squash", action="store_true", help="merge the layers the build adds into one")
+    p.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="layer compression")
+    p.add_argument("--timestamp", type=int, metavar="SECONDS",
+                   help="date the image and clamp file times to this Unix time (as SOURCE_DATE_EPOCH)")
+    p.add_argument("--cache-dir", metavar="LAYOUT",
+                   help="keep the build cache (and intermediate blobs) in this layout (default: the first -t's)")
+    p.add_argument("--cache", metavar="DIR", help="oci-unpack's layer cache (default: /var/lib/ocikit/layers as "
+                   "root)")
+    p.add_argument("--iidfile", metavar="FILE", help="write the image's manifest digest to FILE")
+    p.add_argument("--prune", action="store_true",
+                   help="empty the build cache of the -t (or --cache-dir) layout and delete its unreferenced blobs")
+    add_flags(p, REGISTRY_FLAGS)
+    return p
+
+
+def build_args(items: list[str]) -> dict[str, str]:
+    """`NAME=VALUE`, or `NAME` with the value from the environment (skipped when unset), as Docker."""
+    from oci.errors import InvalidInput
+
+    found: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not name:
+            raise InvalidInput(f"invalid --build-arg {item!r}: expected NAME[=VALUE]")
+        if sep:
+            found[name] = value
+        elif name in os.environ:
+            found[name] = os.environ[name]
+    return found
+
+
+def main_body(argv: list[str], messages: ocicli.Messages) -> int:
+    args = parser().parse_args(argv)
+    messages.quiet = args.quiet
+    from oci.errors import UsageError
+
+    if args.prune:
+        return prune(args, messages)
+    if args.context is None:
+        raise UsageError("give the build CONTEXT (a directory)")
+    from oci_fetch import registry_options, route_warnings
+
+    from oci.build import config as configs
+    from oci.dockerfile.build import BuildOptions, build
+    from oci.dockerfile.progress import Progress
+    from oci.image import to_pipe
+    from oci.platform import Platform
+
+    route_warnings(messages)
+    epoch = args.timestamp if args.timestamp is not None else configs.parse_epoch(os.environ.get("SOURCE_DATE_EPOCH"))
+    text = None
+    if args.file == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("-f - reads the Dockerfile from stdin")
+        text = sys.stdin.read()
+    progress = Progress(sys.stderr, quiet=args.quiet, warn=messages.warn)
+    options = BuildOptions(
+        context=args.context, dockerfile=None if args.file == "-" else args.file, dockerfile_text=text,
+        tags=args.tag, build_args=build_args(args.build_arg), target=args.target,
+        labels=dict(configs.parse_pair(text, "--label") for text in args.label), no_cache=args.no_cache,
+        pull=args.pull, network=args.network, net_state_dir=args.state_dir or os.environ.get("OCIKIT_NET_STATE_DIR"),
+        platform=Platform.parse(args.platform) if args.platform else None, squash=args.squash,
+        compression=args.compression, epoch=epoch, cache_dir=args.cache_dir, layer_cache=args.cache,
+        registry=registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno())
+    result = build(options)
+    if args.iidfile:
+        from oci.fsutil import write_atomic
+
+        write_atomic(args.iidfile, str(result.descriptor.digest).encode())
+    ocicli.emit(to_pipe(result.layout, result.descriptor))
+    if args.quiet:
+        return 0
+    messages.info(f"{result.layout.path}:{result.descriptor.ref_name or 'latest'} is {result.descriptor.digest} "
+                  f"({result.steps_run} steps run, {result.steps_cached} from cache, {result.seconds:.1f} s)")
+    return 0
+
+
+def main_checked(argv: list[str], messages: ocicli.Messages) -> int:
+    """main_body, with operating-system errors outside any step reported as one line."""
+    try:
+        return main_body(argv, messages)
+    except OSError as err:
+        from oci.errors import OciError
+
+        where = f"{err.filename}: " if err.filename else ""
+        raise OciError(f"{where}{err.strerror or err}") from None
+
+
+def prune(args, messages: ocicli.Messages) -> int:
+    from oci.dockerfile.build import prune as prune_cache
+    from oci.errors import UsageError
+    from oci.image import parse_image_argument
+
+    if not args.tag and not args.cache_dir:
+        raise UsageError("--prune needs the layout: -t LAYOUT or --cache-dir LAYOUT")
+    path = args.cache_dir or parse_image_argument(args.tag[0])[0]
+    records, blobs = prune_cache(path)
+    messages.info(f"{path}: removed {records} cache records and {blobs} unreferenced blobs")
+    return 0
+
+
+def main() -> None:
+    import signal
+
+    def terminate(number: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds like Ctrl-C: the step's container and mounts are removed
+
+    signal.signal(signal.SIGTERM, terminate)
+    ocicli.run(PROG, main_checked)
+
+
+if __name__ == "__main__":
+    main()
