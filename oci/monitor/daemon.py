@@ -189,8 +189,10 @@ class Monitor:
         """Stop listening and release the lock; running containers go on, unmonitored."""
         self.server.close()
         try:
-            os.unlink(self.root.pidfile)
-        except OSError:
+            with open(self.root.pidfile, "rb") as f:
+                if proto.decode(f.read()).get("pid") == os.getpid():
+                    os.unlink(self.root.pidfile)
+        except (OSError, ValueError, AttributeError):
             pass
         for w in self.containers.values():
             if w.dirty:
