@@ -501,7 +501,7 @@ def cmd_inspect(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 def cmd_monitor(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     from oci.monitor import daemon
 
-    daemon.serve(root, opts.idle_timeout if opts.idle_timeout > 0 else None)
+    daemon.serve(root, opts.idle_timeout if opts.idle_timeout > 0 else None, echo=not opts.quiet)
     return 0
 
 

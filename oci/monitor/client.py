@@ -81,7 +81,7 @@ def start_monitor(root: Root, idle_timeout: float | None = None) -> None:
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         text = complaint.decode(errors="replace").strip().splitlines()
-        raise OciError(text[-1] if text else "the monitor did not start")
+        raise OciError("the monitor did not start" + (f": {text[-1]}" if text else ""))
 
 
 def connect(root: Root, start: bool = True, idle_timeout: float | None = None) -> proto.Channel:

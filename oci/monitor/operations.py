@@ -130,7 +130,7 @@ def stop(monitor: Monitor, conn: Conn, doc: dict[str, Any]) -> None:
     w = get(monitor, doc)
     if w.phase == "creating":
         raise Conflict(f"container {w.id} is starting: try again")
-    was_running = w.phase == "running"
+    was_running = w.phase in ("running", "restarting")  # a stop event says a stop ended (or cancelled) a run
 
     def stopped(code: int | None) -> None:
         if was_running:
