@@ -31,7 +31,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-COUNT = int(os.environ.get("BENCH_CONTAINERS", "100"))
+COUNT = int(os.environ.get("BENCH_CONTAINERS", "100"))  # 0: the latency only
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 CONMON = shutil.which("conmon") or "/usr/bin/conmon"
@@ -249,19 +249,28 @@ def main() -> None:
     mon, con = OciMon(scratch), Conmon(scratch)
     try:
         bundle = make_bundle(scratch)
-        figures = memory(mon, con, bundle)
+        figures = memory(mon, con, bundle) if COUNT else {}
         samples = latency(mon, con, bundle)
     finally:
         mon.cleanup()
         con.cleanup()
         subprocess.run(["umount", "-l", scratch])
         os.rmdir(scratch)
+    if figures:
+        print_memory(figures)
+    print_latency(samples)
+
+
+def print_memory(figures: dict[str, float]) -> None:
     print(f"{COUNT} idle containers (busybox sleep through runc), total PSS of the monitoring processes")
     print(f"  oci-mon: 1 monitor       {figures['oci-mon PSS'] / 1024:7.1f} MiB   "
           f"(RSS {figures['oci-mon RSS'] / 1024:.1f})")
     print(f"  conmon:  {figures['conmon processes']} processes   {figures['conmon PSS'] / 1024:7.1f} MiB   "
           f"(RSS {figures['conmon RSS'] / 1024:.1f})")
     print(f"  oci-mon / conmon = {figures['oci-mon PSS'] / figures['conmon PSS']:.2f}x   (target <= 1.0x)")
+
+
+def print_latency(samples: dict[str, list[float]]) -> None:
     med = {name: statistics.median(values) for name, values in samples.items()}
     print(f"start to running of one detached container, median of {RUNS} (runc for both)")
     for name, value in med.items():

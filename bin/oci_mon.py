@@ -244,9 +244,14 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
             data = f.read()
     except FileNotFoundError:
         raise NotFound(f"{path}: no such file (is {opts.bundle} a bundle?)") from None
-    from oci.monitor import record
+    from oci.monitor import proto
 
-    config = record.parse(data, path)
+    try:
+        config = proto.decode(data)
+    except (ValueError, UnicodeDecodeError):
+        from oci.monitor import record
+
+        config = record.parse(data, path)  # raises, saying what is wrong where
     process = config.get("process") if isinstance(config, dict) else None
     if not isinstance(process, dict) or not isinstance(process.get("args", []), list):
         raise InvalidDocument(path, [("/process", "a process with args is required")])

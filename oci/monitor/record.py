@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 
 from oci.errors import InvalidDocument, InvalidInput, NotFound
-from oci.monitor import times
 from oci.monitor.paths import Root
 from oci.runtime.state import write_atomic
 
@@ -29,6 +28,8 @@ LIVE = ("created", "running", "restarting")
 
 def new(container_id: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
     """The record of a container about to be created."""
+    from oci.monitor import times
+
     return {"ociMonVersion": VERSION, "id": container_id, "name": name, "created": times.now(), "config": config,
             "state": {"status": "created", "pid": 0, "pidStartTime": 0, "bootId": "", "startedAt": None,
                       "finishedAt": None, "exitCode": None, "signal": None, "oomKilled": False, "restartCount": 0,
