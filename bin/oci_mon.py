@@ -112,6 +112,7 @@ RUN_FLAGS = [
     (("--stop-signal",), "stop_signal", "str", None, "the signal `stop` sends first (default: the bundle's "
      "org.opencontainers.image.stopSignal annotation, else SIGTERM)"),
     (("--stop-timeout",), "stop_timeout", "int", 10, "seconds `stop` waits before SIGKILL (default: 10)"),
+    (("--rm",), "rm", "switch", False, "remove it once it has ended (no restart policy with it)"),
     (("-a", "--attach"), "attach", "switch", False, "attach once it runs (as `attach` does)"),
     (("--detach-keys",), "detach_keys", "str", None, "with --attach: keys that detach (default: ctrl-p,ctrl-q)"),
     (("-q", "--quiet"), "quiet", "switch", False, "print no progress or warnings on stderr"),
@@ -237,6 +238,8 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     if opts.name is not None:
         check_id(opts.name)
     restart = policy.parse(opts.restart)
+    if opts.rm and restart.name != "no":
+        raise InvalidInput("--rm and --restart: a container removed once it ends cannot be restarted")
     bundle = os.path.realpath(opts.bundle)
     path = os.path.join(bundle, "config.json")
     try:
@@ -277,7 +280,8 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     spec = {"bundle": bundle, "runtime": {"path": runtimes.resolve(opts.runtime), "root": runtime_root},
             "command": [str(arg) for arg in process.get("args", [])], "tty": terminal,
             "interactive": bool(opts.interactive), "restartPolicy": restart.to_json(), "stopSignal": stop_signal,
-            "stopTimeout": opts.stop_timeout, "log": {"path": log, "maxSize": max_size, "maxFiles": opts.log_max_files}}
+            "stopTimeout": opts.stop_timeout, "log": {"path": log, "maxSize": max_size, "maxFiles": opts.log_max_files},
+            "autoRemove": bool(opts.rm)}
     if not opts.attach:
         ocicli.emit(client.run(root, opts.id, spec, opts.name))
         return 0

@@ -518,6 +518,8 @@ class Monitor:
             st["restartCount"])
         if restart:
             w.restart_delay = w.backoff.next(ran_for)
+        elif w.removing is None and w.config.get("autoRemove"):
+            w.removing = []  # --rm: gone once it has ended
         w.phase = "restarting" if restart else "exited"
         st["status"] = "removing" if w.removing is not None else w.phase
         self.save(w)

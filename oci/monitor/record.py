@@ -118,7 +118,7 @@ def resolve(root: Root, ref: str) -> str:
 _CONFIG: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "bundle": (str, True), "runtime": (dict, True), "command": (list, True), "tty": (bool, True),
     "interactive": (bool, True), "restartPolicy": (dict, True), "stopSignal": (str, True), "stopTimeout": (int, True),
-    "log": (dict, True),
+    "log": (dict, True), "autoRemove": (bool, False),
 }
 _PARTS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "runtime": {"path": (str, True), "root": ((str, type(None)), False)},
