@@ -68,6 +68,9 @@ def run(monitor: Monitor, conn: Conn, doc: dict[str, Any]) -> None:
     check_id(container_id)
     check_id(name)
     config = record.check_config(doc.get("config"))
+    unknown = sorted(set(config) - set(record.CONFIG_KEYS))
+    if unknown:  # a newer client's, perhaps: kept in the record, not acted on
+        monitor.say("info", f"{container_id}: ignored in its config: {', '.join(unknown)}")
     if container_id in monitor.containers or os.path.exists(monitor.root.container(container_id)):
         raise Conflict(f"container {container_id} exists already")
     for other in monitor.containers.values():

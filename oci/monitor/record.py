@@ -114,12 +114,13 @@ def resolve(root: Root, ref: str) -> str:
     raise NotFound(f"no such container: {ref}")
 
 
-# The config object, as record.schema.json describes it: key -> (type, required).
+# The config object, as record.schema.json describes it: key -> (type, required). Other keys are kept, not used.
 _CONFIG: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "bundle": (str, True), "runtime": (dict, True), "command": (list, True), "tty": (bool, True),
     "interactive": (bool, True), "restartPolicy": (dict, True), "stopSignal": (str, True), "stopTimeout": (int, True),
     "log": (dict, True), "autoRemove": (bool, False),
 }
+CONFIG_KEYS = tuple(_CONFIG)
 _PARTS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "runtime": {"path": (str, True), "root": ((str, type(None)), False)},
     "restartPolicy": {"name": (str, True), "maximumRetryCount": (int, True)},
