@@ -197,6 +197,10 @@ def main_body(argv: list[str], messages) -> int:
     from oci.net import endpoint, nat, networks
 
     state = networks.state_dir(args.state_dir)
+    if os.path.lexists(state) and not os.path.isdir(state):
+        from oci.errors import InvalidInput
+
+        raise InvalidInput(f"{state}: exists and is not a directory (expected oci-net's state directory)")
     if args.verb == "create":
         doc = networks.build(args.name, args.subnet, subnet6=args.subnet6, bridge=args.bridge, gateway=args.gateway,
                              gateway6=args.gateway6, mtu=args.mtu, masquerade=not args.no_masquerade,
