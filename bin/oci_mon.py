@@ -112,6 +112,7 @@ RUN_FLAGS = [
     (("--stop-signal",), "stop_signal", "str", None, "the signal `stop` sends first (default: the bundle's "
      "org.opencontainers.image.stopSignal annotation, else SIGTERM)"),
     (("--stop-timeout",), "stop_timeout", "int", 10, "seconds `stop` waits before SIGKILL (default: 10)"),
+    (("--rm",), "rm", "switch", False, "remove it once it has ended (no restart policy with it)"),
     (("-a", "--attach"), "attach", "switch", False, "attach once it runs (as `attach` does)"),
     (("--detach-keys",), "detach_keys", "str", None, "with --attach: keys that detach (default: ctrl-p,ctrl-q)"),
     (("-q", "--quiet"), "quiet", "switch", False, "print no progress or warnings on stderr"),
@@ -237,6 +238,8 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     if opts.name is not None:
         check_id(opts.name)
     restart = policy.parse(opts.restart)
+    if opts.rm and restart.name != "no":
+        raise InvalidInput("--rm and --restart: a container removed once it ends cannot be restarted")
     bundle = os.path.realpath(opts.bundle)
     path = os.path.join(bundle, "config.json")
     try:
@@ -244,9 +247,14 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
             data = f.read()
     except FileNotFoundError:
         raise NotFound(f"{path}: no such file (is {opts.bundle} a bundle?)") from None
-    from oci.monitor import record
+    from oci.monitor import proto
 
-    config = record.parse(data, path)
+    try:
+        config = proto.decode(data)
+    except (ValueError, UnicodeDecodeError):
+        from oci.monitor import record
+
+        config = record.parse(data, path)  # raises, saying what is wrong where
     process = config.get("process") if isinstance(config, dict) else None
     if not isinstance(process, dict) or not isinstance(process.get("args", []), list):
         raise InvalidDocument(path, [("/process", "a process with args is required")])
@@ -272,7 +280,8 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     spec = {"bundle": bundle, "runtime": {"path": runtimes.resolve(opts.runtime), "root": runtime_root},
             "command": [str(arg) for arg in process.get("args", [])], "tty": terminal,
             "interactive": bool(opts.interactive), "restartPolicy": restart.to_json(), "stopSignal": stop_signal,
-            "stopTimeout": opts.stop_timeout, "log": {"path": log, "maxSize": max_size, "maxFiles": opts.log_max_files}}
+            "stopTimeout": opts.stop_timeout, "log": {"path": log, "maxSize": max_size, "maxFiles": opts.log_max_files},
+            "autoRemove": bool(opts.rm)}
     if not opts.attach:
         ocicli.emit(client.run(root, opts.id, spec, opts.name))
         return 0
@@ -501,7 +510,7 @@ def cmd_inspect(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 def cmd_monitor(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     from oci.monitor import daemon
 
-    daemon.serve(root, opts.idle_timeout if opts.idle_timeout > 0 else None)
+    daemon.serve(root, opts.idle_timeout if opts.idle_timeout > 0 else None, echo=not opts.quiet)
     return 0
 
 

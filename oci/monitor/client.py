@@ -12,7 +12,7 @@ import os
 import sys
 
 from oci.errors import NotFound, OciError
-from oci.monitor import proto, record
+from oci.monitor import proto
 from oci.monitor.paths import Root
 
 TYPE_CHECKING = False
@@ -81,7 +81,7 @@ def start_monitor(root: Root, idle_timeout: float | None = None) -> None:
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         text = complaint.decode(errors="replace").strip().splitlines()
-        raise OciError(text[-1] if text else "the monitor did not start")
+        raise OciError("the monitor did not start" + (f": {text[-1]}" if text else ""))
 
 
 def connect(root: Root, start: bool = True, idle_timeout: float | None = None) -> proto.Channel:
@@ -129,6 +129,8 @@ def request(root: Root, doc: dict[str, Any], start: bool = True) -> dict[str, An
 
 
 def resolve(root: Root, ref: str) -> str:
+    from oci.monitor import record
+
     return record.resolve(root, ref)
 
 
@@ -164,6 +166,8 @@ def remove(root: Root, ref: str, force: bool = False) -> None:
 
 def wait(root: Root, ref: str) -> int | None:
     """Block until it is not running; its exit code (None when unknown)."""
+    from oci.monitor import record
+
     container_id = resolve(root, ref)
     rec = record.load(root, container_id)
     if rec["state"]["status"] not in ("running", "created") and not monitor_alive(root):
@@ -184,6 +188,8 @@ def attach(root: Root, ref: str, stdin: bool = True) -> tuple[proto.Channel, dic
 
 def inspect(root: Root, ref: str) -> dict[str, Any]:
     """The record, validated against record.schema.json."""
+    from oci.monitor import record
+
     return record.load(root, resolve(root, ref), validate=True)
 
 
@@ -253,6 +259,8 @@ def _policy(rec: dict[str, Any]) -> object:
 def containers(root: Root, all_states: bool = False) -> list[dict[str, Any]]:
     """`ps` rows of the containers (all_states: also those exited), oldest first; damaged records raise."""
     import time
+
+    from oci.monitor import record
 
     monitored = monitor_alive(root)
     now_ns = time.time_ns()

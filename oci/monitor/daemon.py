@@ -117,10 +117,11 @@ class Watched:
 class Monitor:
     """Every container of a root, their records and events."""
 
-    def __init__(self, root: Root, idle_timeout: float | None = IDLE_TIMEOUT) -> None:
+    def __init__(self, root: Root, idle_timeout: float | None = IDLE_TIMEOUT, echo: bool = False) -> None:
         from oci.monitor import operations
         from oci.monitor.server import Server
 
+        self.echo = echo  # its messages on stderr too (in the foreground, for an init system's journal)
         self.root = root
         self.idle_timeout = idle_timeout
         self.loop = Loop(lambda message: self.say("error", message))
@@ -189,8 +190,10 @@ class Monitor:
         """Stop listening and release the lock; running containers go on, unmonitored."""
         self.server.close()
         try:
-            os.unlink(self.root.pidfile)
-        except OSError:
+            with open(self.root.pidfile, "rb") as f:
+                if proto.decode(f.read()).get("pid") == os.getpid():
+                    os.unlink(self.root.pidfile)
+        except (OSError, ValueError, AttributeError):
             pass
         for w in self.containers.values():
             if w.dirty:
@@ -209,6 +212,11 @@ class Monitor:
     def say(self, level: str, message: str) -> None:
         """A line in ROOT/monitor.log (rotated to monitor.log.1 past 1 MiB)."""
         line = f"{times.now()} {level}: {message}\n".encode()
+        if self.echo:
+            try:
+                os.write(2, f"oci-mon monitor: {level}: {message}\n".encode())
+            except OSError:
+                pass
         try:
             if os.stat(self.root.log).st_size > LOG_MAX:
                 os.rename(self.root.log, self.root.log + ".1")
@@ -510,6 +518,8 @@ class Monitor:
             st["restartCount"])
         if restart:
             w.restart_delay = w.backoff.next(ran_for)
+        elif w.removing is None and w.config.get("autoRemove"):
+            w.removing = []  # --rm: gone once it has ended
         w.phase = "restarting" if restart else "exited"
         st["status"] = "removing" if w.removing is not None else w.phase
         self.save(w)
@@ -666,14 +676,19 @@ class Monitor:
         self.say("info", f"{w.id}: adopted (pid {pid})")
 
 
-def serve(root: Root, idle_timeout: float | None, ready: Callable[[str], None] | None = None) -> None:
+def serve(root: Root, idle_timeout: float | None, ready: Callable[[str], None] | None = None,
+          echo: bool = False) -> None:
     """Run a monitor for `root` until it is told to leave (or is idle for `idle_timeout` seconds)."""
-    monitor = Monitor(root, idle_timeout)
+    monitor = Monitor(root, idle_timeout, echo)
     try:
         monitor.open()
     except BaseException as err:
         if ready is not None:
-            ready(f"error: {err}")
+            if isinstance(err, OSError):
+                reason = f"{err.filename}: {err.strerror}" if err.filename else str(err.strerror or err)
+            else:
+                reason = str(err) or type(err).__name__
+            ready(f"error: {reason}")
         raise
     if ready is not None:
         ready("ready")
@@ -725,7 +740,7 @@ def daemonize(root: Root, idle_timeout: float | None) -> int:
         return 0
     import sys
 
-    sys.stderr.write(f"oci-mon: the monitor did not start: {message.removeprefix('error: ') or 'it died'}\n")
+    sys.stderr.write(f"{message.removeprefix('error: ') or 'it died'}\n")
     return 1
 
 

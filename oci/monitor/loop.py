@@ -122,9 +122,11 @@ class Loop:
     # ---- children ----
 
     def spawn(self, argv: list[str], stdio: tuple[int, int, int], done: Callable[[int], None]) -> int:
-        """Start argv in a session of its own with `stdio` as fds 0-2; `done(wait status)` when it ends."""
+        """Start argv in a process group of its own (a signal to the monitor's group spares it and the container
+        it makes) with `stdio` as fds 0-2; `done(wait status)` when it ends. A group, not a session: runc started
+        as a session leader takes ~8 ms longer to run a container."""
         actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
-        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setsid=True, setsigdef=SPAWN_SIGDEF)
+        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setpgroup=0, setsigdef=SPAWN_SIGDEF)
         self.children[pid] = done
         return pid
 

@@ -68,6 +68,9 @@ def run(monitor: Monitor, conn: Conn, doc: dict[str, Any]) -> None:
     check_id(container_id)
     check_id(name)
     config = record.check_config(doc.get("config"))
+    unknown = sorted(set(config) - set(record.CONFIG_KEYS))
+    if unknown:  # a newer client's, perhaps: kept in the record, not acted on
+        monitor.say("info", f"{container_id}: ignored in its config: {', '.join(unknown)}")
     if container_id in monitor.containers or os.path.exists(monitor.root.container(container_id)):
         raise Conflict(f"container {container_id} exists already")
     for other in monitor.containers.values():
@@ -77,18 +80,22 @@ def run(monitor: Monitor, conn: Conn, doc: dict[str, Any]) -> None:
     w = monitor.add(record.new(container_id, name, config))
     monitor.save(w)
     monitor.event(w, "create")
+    stdin = bool(doc.get("stdin", True)) and (config["tty"] or config["interactive"])
+    if doc.get("attach"):  # from its first byte of output on, kept until the answer (as `docker run -it`)
+        w.phase = "creating"
+        monitor.server.hold(conn)
+        _attach(monitor, conn, w, stdin)
 
     def done(err: OciError | None) -> None:
         if err is not None:  # a failed run leaves nothing behind
+            monitor.detached(w, conn)
             w.removing = [lambda: monitor.server.answer(conn, proto.error_answer(err))]
             monitor.delete(w, lambda: monitor.remove(w))
             return
         if not doc.get("attach"):
             monitor.server.answer(conn, running_answer(w))
             return
-        stdin = bool(doc.get("stdin", True)) and (config["tty"] or config["interactive"])
         monitor.server.answer(conn, {**running_answer(w), "tty": config["tty"], "stdin": stdin}, keep=True)
-        _attach(monitor, conn, w, stdin)
 
     monitor.launch(w, done)
 
@@ -126,7 +133,7 @@ def stop(monitor: Monitor, conn: Conn, doc: dict[str, Any]) -> None:
     w = get(monitor, doc)
     if w.phase == "creating":
         raise Conflict(f"container {w.id} is starting: try again")
-    was_running = w.phase == "running"
+    was_running = w.phase in ("running", "restarting")  # a stop event says a stop ended (or cancelled) a run
 
     def stopped(code: int | None) -> None:
         if was_running:
@@ -221,7 +228,7 @@ def _attach(monitor: Monitor, conn: Conn, w: Watched, stdin: bool) -> None:
     monitor.server.attach(conn, on_frame, lambda: monitor.detached(w, conn))
     w.attached.append(conn)
     monitor.event(w, "attach")
-    if w.phase != "running":  # it ended between its start and this attach
+    if w.phase not in ("running", "creating"):  # it ended between its start and this attach
         code = w.state.get("exitCode")
         monitor.server.end(conn, proto.frame(b"x", b"" if code is None else str(code).encode()))
         monitor.detached(w, conn)

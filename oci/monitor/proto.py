@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import _socket
 import os
-import struct
+from _struct import Struct  # struct's C half: one module fewer on `oci-mon run`'s path
 
 from oci.errors import OciError
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 MAX_LINE = 1 << 20
 SUN_PATH_MAX = 107
-HEADER = struct.Struct(">cI")
+HEADER = Struct(">cI")
 
 
 class _Reachable:
@@ -86,7 +86,7 @@ def listen(path: str, mode: int = 0o600) -> Any:
 
 def peer_uid(sock: Any) -> int:
     creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
-    return int(struct.unpack("3i", creds)[1])
+    return int(Struct("3i").unpack(creds)[1])
 
 
 def encode(doc: Any) -> bytes:

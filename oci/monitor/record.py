@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 
 from oci.errors import InvalidDocument, InvalidInput, NotFound
-from oci.monitor import times
 from oci.monitor.paths import Root
 from oci.runtime.state import write_atomic
 
@@ -29,6 +28,8 @@ LIVE = ("created", "running", "restarting")
 
 def new(container_id: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
     """The record of a container about to be created."""
+    from oci.monitor import times
+
     return {"ociMonVersion": VERSION, "id": container_id, "name": name, "created": times.now(), "config": config,
             "state": {"status": "created", "pid": 0, "pidStartTime": 0, "bootId": "", "startedAt": None,
                       "finishedAt": None, "exitCode": None, "signal": None, "oomKilled": False, "restartCount": 0,
@@ -113,12 +114,13 @@ def resolve(root: Root, ref: str) -> str:
     raise NotFound(f"no such container: {ref}")
 
 
-# The config object, as record.schema.json describes it: key -> (type, required).
+# The config object, as record.schema.json describes it: key -> (type, required). Other keys are kept, not used.
 _CONFIG: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "bundle": (str, True), "runtime": (dict, True), "command": (list, True), "tty": (bool, True),
     "interactive": (bool, True), "restartPolicy": (dict, True), "stopSignal": (str, True), "stopTimeout": (int, True),
-    "log": (dict, True),
+    "log": (dict, True), "autoRemove": (bool, False),
 }
+CONFIG_KEYS = tuple(_CONFIG)
 _PARTS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "runtime": {"path": (str, True), "root": ((str, type(None)), False)},
     "restartPolicy": {"name": (str, True), "maximumRetryCount": (int, True)},

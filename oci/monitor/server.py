@@ -38,6 +38,7 @@ class Conn:
         self.frames: proto.Frames | None = None  # attached: frames from the client go to on_frame
         self.on_frame: Callable[[bytes, bytes], None] | None = None
         self.on_close: Callable[[], None] | None = None
+        self.held: bytearray | None = None  # output for a client attached before its answer, sent after it
         self.missed = 0
 
 
@@ -50,11 +51,13 @@ class Server:
         self.conns: dict[int, Conn] = {}
         self.listener: Any = None
         self.path = ""
+        self.inode = 0
 
     def open(self, path: str) -> None:
         self.path = path
         self.listener = proto.listen(path)
         self.listener.setblocking(False)
+        self.inode = os.stat(path).st_ino
         self.loop.watch(self.listener.fileno(), self._on_listener)
 
     def close(self) -> None:
@@ -63,7 +66,8 @@ class Server:
             self.listener.close()
             self.listener = None
             try:
-                os.unlink(self.path)
+                if os.stat(self.path).st_ino == self.inode:  # ours still (not a newer monitor's)
+                    os.unlink(self.path)
             except OSError:
                 pass
 
@@ -145,10 +149,13 @@ class Server:
     def send(self, conn: Conn, data: bytes, droppable: bool = False) -> None:
         if conn.fd not in self.conns:
             return
-        if droppable and len(conn.out) > SEND_MAX:
+        buffer = conn.out if conn.held is None else conn.held
+        if droppable and len(buffer) > SEND_MAX:
             conn.missed += len(data)
             return
-        conn.out += data
+        buffer += data
+        if conn.held is not None:
+            return
         self.flush(conn)
 
     def flush(self, conn: Conn) -> None:
@@ -167,9 +174,15 @@ class Server:
             self.drop(conn)
 
     def answer(self, conn: Conn, doc: dict[str, Any], keep: bool = False) -> None:
-        """Send an answer; the connection closes once it is out, unless it goes on (attach)."""
+        """Send an answer (and then what was held for it); the connection closes once it is out, unless it
+        goes on (attach)."""
         conn.closing = not keep
-        self.send(conn, proto.encode(doc))
+        held, conn.held = conn.held, None
+        self.send(conn, proto.encode(doc) + (bytes(held) if held and keep else b""))
+
+    def hold(self, conn: Conn) -> None:
+        """Keep what is sent to `conn` until its answer goes out (output of a container it attached to at once)."""
+        conn.held = bytearray()
 
     def attach(self, conn: Conn, on_frame: Callable[[bytes, bytes], None], on_close: Callable[[], None]) -> None:
         """From now on the client sends frames."""

@@ -308,6 +308,28 @@ def test_attach_detach_keys_and_resize_in_a_terminal(env: MonEnv) -> None:
     assert actions.count("attach") == 2 and "detach" in actions
 
 
+def test_run_attached_in_a_terminal_ends_with_the_container(env: MonEnv) -> None:
+    cid = unique_id()
+    argv = env.argv("run", "--runtime", env.runtime, "--runtime-root", str(env.runtime_root), "-b",
+                    env.bundle("sh", tty=True), "-i", "-t", "--attach", cid)
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)
+    try:
+        seen = bytearray()
+        read_until(fd, b"# ", seen)  # the shell's first prompt: output from its start on reaches the terminal
+        os.write(fd, b"echo in-$((2*21)); exit 5\r")
+        read_until(fd, b"in-42", seen)
+        _, wstatus = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(wstatus) == 5
+    finally:
+        os.close(fd)
+    assert env.state(cid)["exitCode"] == 5
+
+
 def test_attach_without_terminal_forwards_stdin_and_signals(env: MonEnv) -> None:
     cid = unique_id()
     env.run(cid, env.bundle("sh", "-c", "trap 'echo got-int; exit 3' INT; "

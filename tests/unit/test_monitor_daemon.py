@@ -215,3 +215,13 @@ def test_an_idle_monitor_leaves(world):
     wait_for(lambda: not alive(first), 10, "an idle monitor to leave")
     assert not os.path.exists(world.root.socket)
     assert client.request(world.root, {"op": "ping"})["pid"] != first
+
+
+def test_auto_remove_once_it_ended(world):
+    config = world.config("sh", "-c", "exit 6", cid="c")
+    config["autoRemove"] = True
+    client.run(world.root, "c", config)
+    world.monitors.add(client.monitor_pid(world.root))
+    wait_for(lambda: not os.path.exists(world.root.container("c")), 10, "its removal")
+    wait_for(lambda: world.actions("c")[-1:] == ["destroy"], 10, "its destroy event")
+    assert world.actions("c") == ["create", "start", "die", "destroy"]
