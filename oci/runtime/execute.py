@@ -135,7 +135,7 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
             notes += [f"exec {container_id}: {note}" for note in message.get("warnings", [])]
     finally:
         os.waitpid(joiner, 0)
-    cgroups.manager(container.cgroup_path).join(pid)
+    cgroups.manager(container.cgroup_path).join(pid, beside=container.pid)
     ours.send("go")
     data = ours.sock.recv(65536)
     ours.close()

@@ -204,7 +204,8 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
 
 def _stop(pid: int, cgroup: Any, reap: bool) -> None:
     """SIGKILL the init and everything in the cgroup, and wait until they are gone."""
-    targets = set(cgroup.pids()) | ({pid} if pid else set())
+    # The init too, by its pid: it may not have made it into the cgroup yet.
+    targets = ({pid} if pid else set()) | (set() if cgroup.kill_all() else set(cgroup.pids()))
     for target in targets:
         try:
             os.kill(target, _signal.SIGKILL)

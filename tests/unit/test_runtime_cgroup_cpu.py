@@ -21,13 +21,15 @@ def v1_cpu(tmp_path, monkeypatch):
     replace_on_write(monkeypatch, oci.linux.cgroups.v1)
     folder = tmp_path / "cpu,cpuacct" / "ocikit" / "c1"
     folder.mkdir(parents=True)
+    (tmp_path / "devices" / "ocikit" / "c1").mkdir(parents=True)
     for name, text in {"cpu.shares": "1024", "cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "-1"}.items():
         (folder / name).write_text(text)
-    return V1Manager("/ocikit/c1", [("cgroup", str(tmp_path / "cpu,cpuacct"), {"cpu", "cpuacct"})]), folder
+    return V1Manager("/ocikit/c1", [("cgroup", str(tmp_path / "cpu,cpuacct"), {"cpu", "cpuacct"}),
+                                    ("cgroup", str(tmp_path / "devices"), {"devices"})]), folder
 
 
 @pytest.fixture
-def v2_cpu(tmp_path, monkeypatch):
+def v2_cpu(tmp_path, monkeypatch, fake_kernel):
     replace_on_write(monkeypatch, oci.linux.cgroups.v2)
     folder = tmp_path / "ocikit" / "c1"
     folder.mkdir(parents=True)
@@ -76,7 +78,9 @@ def test_v1_cpuset(tmp_path, monkeypatch):
     replace_on_write(monkeypatch, oci.linux.cgroups.v1)
     folder = tmp_path / "cpuset" / "ocikit" / "c1"
     folder.mkdir(parents=True)
-    cgroup = V1Manager("/ocikit/c1", [("cgroup", str(tmp_path / "cpuset"), {"cpuset"})])
+    (tmp_path / "devices" / "ocikit" / "c1").mkdir(parents=True)
+    cgroup = V1Manager("/ocikit/c1", [("cgroup", str(tmp_path / "cpuset"), {"cpuset"}),
+                                      ("cgroup", str(tmp_path / "devices"), {"devices"})])
     cgroup.apply({"cpu": {"cpus": "0-1", "mems": "0"}})
     assert ((folder / "cpuset.cpus").read_text(), (folder / "cpuset.mems").read_text()) == ("0-1", "0")
     cgroup.update({"cpu": {"cpus": "1", "mems": ""}})  # "": unchanged
@@ -148,7 +152,9 @@ def test_v1_block_io_throttles(tmp_path, monkeypatch):
     replace_on_write(monkeypatch, oci.linux.cgroups.v1)
     folder = tmp_path / "blkio" / "ocikit" / "c1"
     folder.mkdir(parents=True)
-    cgroup = V1Manager("/ocikit/c1", [("cgroup", str(tmp_path / "blkio"), {"blkio"})])
+    (tmp_path / "devices" / "ocikit" / "c1").mkdir(parents=True)
+    cgroup = V1Manager("/ocikit/c1", [("cgroup", str(tmp_path / "blkio"), {"blkio"}),
+                                      ("cgroup", str(tmp_path / "devices"), {"devices"})])
     cgroup.apply({"blockIO": THROTTLES})
     assert (folder / "blkio.throttle.read_bps_device").read_text() == "254:0 1048576"
     assert (folder / "blkio.throttle.write_iops_device").read_text() == "254:0 100"

@@ -1,6 +1,8 @@
 """linux.resources beyond limits of memory, cpu and pids, as runc applies them at create (what Docker and podman
 write: swappiness, oom_kill_disable, block I/O weights, hugetlb, network classes), in fake cgroup trees."""
 
+import os
+
 import pytest
 
 import oci.linux.cgroups.v1
@@ -18,7 +20,7 @@ def v1(tmp_path, monkeypatch):
     for controller, files in {"memory": ("memory.limit_in_bytes", "memory.swappiness", "memory.oom_control"),
                               "blkio": ("blkio.bfq.weight", "blkio.bfq.weight_device"),
                               "hugetlb": ("hugetlb.2MB.limit_in_bytes",), "net_cls": ("net_cls.classid",),
-                              "cpu": ("cpu.shares", "cpu.rt_period_us", "cpu.rt_runtime_us")}.items():
+                              "cpu": ("cpu.shares", "cpu.rt_period_us", "cpu.rt_runtime_us"), "devices": ()}.items():
         folder = tmp_path / controller / "ocikit" / "c1"
         folder.mkdir(parents=True)
         for name in files:
@@ -40,8 +42,8 @@ def test_v1_no_op_values_write_nothing(v1):
     """Docker writes disableOOMKiller false and blockIO.weight 0 into every config."""
     cgroup, folders = v1
     cgroup.apply({"memory": {"disableOOMKiller": False, "swappiness": None}, "blockIO": {"weight": 0}})
-    assert all((folder / name).read_text() == "" for folder in folders.values() for name in
-               (p.name for p in folder.iterdir()))
+    assert all((folder / name).read_text() == "" for controller, folder in folders.items() for name in
+               (p.name for p in folder.iterdir()) if controller != "devices")
 
 
 def test_v1_swappiness_range(v1):
@@ -70,7 +72,7 @@ def test_v1_what_cannot_apply_is_one_line(v1):
 
 
 @pytest.fixture
-def v2(tmp_path, monkeypatch):
+def v2(tmp_path, monkeypatch, fake_kernel):
     monkeypatch.setattr(oci.linux.cgroups.v2, "write", lambda path, value: open(path, "w").write(value))
     folder = tmp_path / "ocikit" / "c1"
     folder.mkdir(parents=True)
@@ -100,3 +102,82 @@ def test_v2_notes_what_it_has_no_file_for(v2):
                                                "/linux/resources/network", "/linux/resources/blockIO/leafWeight"]
     with pytest.raises(CgroupError, match="realtime"):
         cgroup.apply({"cpu": {"realtimeRuntime": 5}})
+
+
+def test_v2_create_enables_every_controller_down_to_the_container(tmp_path, monkeypatch):
+    """As runc's and crun's create: memory.events, cpu.stat, pids.current exist whatever the limits."""
+    monkeypatch.setattr(oci.linux.cgroups.v2, "write", lambda path, value: open(path, "a").write(value + "\n"))
+    (tmp_path / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("memory\n")
+    (tmp_path / "ocikit").mkdir()
+    (tmp_path / "ocikit" / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (tmp_path / "ocikit" / "cgroup.subtree_control").write_text("cpu io memory pids\n")
+    V2Manager("/ocikit/c1", [("cgroup2", str(tmp_path), set())]).create()
+    assert (tmp_path / "ocikit" / "c1").is_dir()
+    assert (tmp_path / "cgroup.subtree_control").read_text().splitlines() == ["memory", "+cpu +io +pids"]
+    assert (tmp_path / "ocikit" / "cgroup.subtree_control").read_text() == "cpu io memory pids\n"  # nothing missing
+
+
+def test_v2_devices_denied_when_the_config_lists_none(v2, fake_kernel):
+    """runc's default: the default devices only, even without linux.resources.devices."""
+    import struct
+
+    from oci.linux.cgroups import devices_bpf
+    from oci.linux.cgroups.base import DEFAULT_ALLOWED
+
+    v2[0].apply({})
+    calls = [args for name, args in fake_kernel.calls if name == "bpf"]
+    assert [cmd for cmd, _ in calls] == [devices_bpf.BPF_PROG_LOAD, devices_bpf.BPF_PROG_ATTACH]
+    program = devices_bpf.program(DEFAULT_ALLOWED)
+    assert struct.unpack_from("<II", calls[0][1]) == (devices_bpf.BPF_PROG_TYPE_CGROUP_DEVICE, len(program) // 8)
+    assert program.endswith(devices_bpf._insn(devices_bpf.MOV32_K, 0, imm=0) + devices_bpf._insn(devices_bpf.EXIT))
+
+
+@pytest.mark.parametrize("memory, files", [
+    ({"limit": 1 << 26, "swap": 1 << 26}, {"memory.max": str(1 << 26), "memory.swap.max": "0"}),  # no swap at all
+    ({"limit": 1 << 26, "swap": 3 << 25}, {"memory.max": str(1 << 26), "memory.swap.max": str(1 << 25)}),
+    ({"limit": 1 << 26, "swap": -1}, {"memory.max": str(1 << 26), "memory.swap.max": "max"}),
+    ({"limit": -1}, {"memory.max": "max", "memory.swap.max": "max"}),  # both unlimited, as runc
+    ({"limit": 1 << 26, "reservation": 0, "swap": 0}, {"memory.max": str(1 << 26), "memory.low": "",
+                                                       "memory.swap.max": ""}),  # 0: left as it is
+])
+def test_v2_memory_as_runc_converts_it(v2, memory, files):
+    cgroup, folder = v2
+    (folder / "memory.swap.max").write_text("")
+    (folder / "memory.low").write_text("")
+    cgroup.apply({"memory": memory})
+    assert {name: (folder / name).read_text() for name in files} == files
+
+
+@pytest.mark.parametrize("memory, message", [
+    ({"swap": 1 << 26}, "swap: a swap limit needs a memory limit"),
+    ({"limit": -1, "swap": 1 << 26}, "swap: a swap limit needs a memory limit"),
+    ({"limit": 1 << 26, "swap": 1 << 25}, "swap: 33554432 is below the memory limit 67108864"),
+])
+def test_v2_memory_swap_that_cannot_be_converted_is_refused(v2, memory, message):
+    cgroup, folder = v2
+    (folder / "memory.swap.max").write_text("")
+    with pytest.raises(CgroupError, match=message):
+        cgroup.apply({"memory": memory})
+
+
+def test_v2_hugetlb_limit_zero_allows_none(v2):
+    cgroup, folder = v2
+    cgroup.apply({"hugepageLimits": [{"pageSize": "2MB", "limit": 0}]})
+    assert (folder / "hugetlb.2MB.max").read_text() == "0"
+
+
+def test_cgroup_trees_listed_and_removed_deepest_first(tmp_path, monkeypatch):
+    """What the container made below its cgroup (systemd, Docker inside) goes with it."""
+    from oci.linux.cgroups import base
+
+    (tmp_path / "c1" / "init" / "sub").mkdir(parents=True)
+    (tmp_path / "c1" / "cgroup.procs").write_text("10\n")
+    (tmp_path / "c1" / "init" / "cgroup.procs").write_text("11\n12\n")
+    (tmp_path / "c1" / "init" / "sub" / "cgroup.procs").write_text("13\n")
+    assert sorted(base.tree_pids(str(tmp_path / "c1"))) == [10, 11, 12, 13]
+    removed = []
+    monkeypatch.setattr(base, "rmdir_retry", lambda path: removed.append(os.path.relpath(path, tmp_path)))
+    base.remove_tree(str(tmp_path / "c1"))
+    assert removed == ["c1/init/sub", "c1/init", "c1"]
+    base.remove_tree(str(tmp_path / "gone"))  # nothing there: nothing to do

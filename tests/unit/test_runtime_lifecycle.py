@@ -37,11 +37,14 @@ class RecordingCgroup:
     def mount_binds(self) -> list[tuple[str, str]]:
         return [("", "/sys/fs/cgroup/unified/test")]
 
-    def join(self, pid: int) -> None:
+    def join(self, pid: int, beside: int = 0) -> None:
         self.calls.append(("join", pid))
 
     def pids(self) -> list[int]:
         return list(self.members)
+
+    def kill_all(self) -> bool:
+        return False
 
     def destroy(self) -> None:
         self.calls.append(("destroy",))

@@ -79,6 +79,42 @@ def rmdir_retry(path: str, tries: int = 500) -> None:
     raise CgroupError(f"cgroup: remove {path}: still busy")
 
 
+def remove_tree(folder: str) -> None:
+    """Remove a cgroup and every cgroup the container made below it (systemd or Docker inside it, a
+    cgroup namespace with a writable /sys/fs/cgroup), deepest first, as runc's RemovePath does."""
+    try:
+        entries = [entry.path for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise CgroupError(f"cgroup: list {folder}: {err.strerror}") from None
+    for entry in entries:
+        remove_tree(entry)
+    rmdir_retry(folder)
+
+
+def tree_pids(folder: str) -> list[int]:
+    """The pids in cgroup.procs of `folder` and of every cgroup below it (runc's GetAllPids)."""
+    pids = read_pids(os.path.join(folder, "cgroup.procs"))
+    try:
+        with os.scandir(folder) as entries:
+            below = [entry.path for entry in entries if entry.is_dir(follow_symlinks=False)]
+    except OSError:
+        return pids
+    for entry in below:
+        pids += tree_pids(entry)
+    return pids
+
+
+def read_pids(path: str) -> list[int]:
+    """The pids of a cgroup.procs file ([] if the cgroup is gone)."""
+    try:
+        with open(path) as f:
+            return [int(line) for line in f if line.strip()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
 def read_text(path: str) -> str | None:
     """A cgroup file's content without the trailing newline, or None if it does not exist."""
     try:
@@ -129,7 +165,9 @@ class Manager:
     def create(self) -> None:
         raise NotImplementedError
 
-    def join(self, pid: int) -> None:
+    def join(self, pid: int, beside: int = 0) -> None:
+        """Move `pid` into the cgroup (`beside`: the container's init, whose cgroup serves where the
+        container's own cgroup takes no process; see V2Manager.join)."""
         raise NotImplementedError
 
     def apply(self, resources: dict[str, Any], notes: list[str] | None = None) -> None:
@@ -137,7 +175,14 @@ class Manager:
         raise NotImplementedError
 
     def pids(self) -> list[int]:
+        """Every process of the cgroup and of the cgroups below it."""
         raise NotImplementedError
+
+    def kill_all(self) -> bool:
+        """SIGKILL every process of the cgroup and below at once, where the kernel can (cgroup v2's
+        cgroup.kill, Linux 5.14+: no fork escapes it); False where it cannot (the caller signals
+        each pid)."""
+        return False
 
     def destroy(self) -> None:
         raise NotImplementedError
@@ -173,10 +218,3 @@ class Manager:
         """How many processes the OOM killer has killed in the cgroup so far."""
         raise NotImplementedError
 
-    @staticmethod
-    def _read_pids(path: str) -> list[int]:
-        try:
-            with open(path) as f:
-                return [int(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            return []

@@ -11,7 +11,8 @@ from oci.linux.cgroups.base import (
     read_int,
     read_keyed,
     read_text,
-    rmdir_retry,
+    remove_tree,
+    tree_pids,
     wait_for,
     write,
 )
@@ -60,7 +61,7 @@ class V1Manager(Manager):
                         with open(os.path.join(parent, name)) as f:
                             write(os.path.join(current, name), f.read().strip())
 
-    def join(self, pid: int) -> None:
+    def join(self, pid: int, beside: int = 0) -> None:
         for _, path, _ in self.dirs():
             write(os.path.join(path, "cgroup.procs"), str(pid))
 
@@ -102,26 +103,27 @@ class V1Manager(Manager):
             if folder is None:
                 raise CgroupError("cgroup: the pids controller is not mounted")
             write(os.path.join(folder, "pids.max"), "max" if pids["limit"] <= 0 else str(pids["limit"]))
-        devices = resources.get("devices")
-        if devices:
-            folder = self.controller_dir("devices")
-            if folder is None:
-                raise CgroupError("cgroup: the devices controller is not mounted")
-            for rule in [*devices, *DEFAULT_ALLOWED]:
-                kind = rule.get("type", "a")
-                major = "*" if rule.get("major", -1) in (-1, None) else rule["major"]
-                minor = "*" if rule.get("minor", -1) in (-1, None) else rule["minor"]
-                line = "a" if kind == "a" and major == "*" and minor == "*" else f"{kind} {major}:{minor}"
-                line += f" {rule.get('access', 'rwm')}" if line != "a" else ""
-                write(os.path.join(folder, "devices.allow" if rule["allow"] else "devices.deny"), line)
+        # Whatever the config lists (or if it lists nothing), runc's start: no device but the
+        # default ones; then the config's rules in order.
+        folder = self.controller_dir("devices")
+        if folder is None:
+            raise CgroupError("cgroup: the devices controller is not mounted")
+        write(os.path.join(folder, "devices.deny"), "a")
+        for rule in [*(resources.get("devices") or []), *DEFAULT_ALLOWED]:
+            kind = rule.get("type", "a")
+            major = "*" if rule.get("major", -1) in (-1, None) else rule["major"]
+            minor = "*" if rule.get("minor", -1) in (-1, None) else rule["minor"]
+            line = "a" if kind == "a" and major == "*" and minor == "*" else f"{kind} {major}:{minor}"
+            line += f" {rule.get('access', 'rwm')}" if line != "a" else ""
+            write(os.path.join(folder, "devices.allow" if rule["allow"] else "devices.deny"), line)
 
     def pids(self) -> list[int]:
         folder = self.controller_dir("pids") or self.controller_dir("memory") or self.dirs()[0][1]
-        return self._read_pids(os.path.join(folder, "cgroup.procs"))
+        return tree_pids(folder)
 
     def destroy(self) -> None:
         for _, path, _ in self.dirs():
-            rmdir_retry(path)
+            remove_tree(path)
 
     def mount_binds(self) -> list[tuple[str, str]]:
         binds = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 from oci.linux.cgroups.base import (
@@ -10,7 +11,9 @@ from oci.linux.cgroups.base import (
     Manager,
     read_int,
     read_keyed,
-    rmdir_retry,
+    read_text,
+    remove_tree,
+    tree_pids,
     wait_for,
     write,
 )
@@ -43,6 +46,34 @@ class V2Manager(Manager):
             os.makedirs(self.dir, 0o755, exist_ok=True)
         except OSError as err:
             raise CgroupError(f"cgroup: create {self.dir}: {err.strerror}") from None
+        self._enable_all()
+
+    def _enable_all(self) -> None:
+        """Every controller each parent has, enabled for its children down to the container's cgroup,
+        as runc's and crun's create do: memory.events, memory.current, cpu.stat and pids.current are
+        then there whatever limits the config asks for (OOM kills counted, `events --stats`, `ocikit
+        stats`). One that cannot be enabled (a parent that holds processes, a controller not
+        delegated) is left out without a word, as runc leaves it: a limit that needs it fails later
+        in one line that names it."""
+        current = self.root
+        for part in self.path.strip("/").split("/"):
+            try:
+                available = (read_text(os.path.join(current, "cgroup.controllers")) or "").split()
+                control = os.path.join(current, "cgroup.subtree_control")
+                enabled = (read_text(control) or "").split()
+            except CgroupError:
+                return
+            missing = [name for name in available if name not in enabled]
+            if missing:
+                try:
+                    write(control, " ".join("+" + name for name in missing))
+                except CgroupError:
+                    for name in missing:
+                        try:
+                            write(control, "+" + name)
+                        except CgroupError:
+                            pass
+            current = os.path.join(current, part)
 
     def _enable(self, controller: str) -> None:
         current = self.root
@@ -54,16 +85,44 @@ class V2Manager(Manager):
                 write(control, "+" + controller)
             current = os.path.join(current, part)
 
-    def join(self, pid: int) -> None:
-        write(os.path.join(self.dir, "cgroup.procs"), str(pid))
+    def join(self, pid: int, beside: int = 0) -> None:
+        """Move `pid` into the container's cgroup. A container that moved its own processes into
+        cgroups below its root and enabled controllers there (systemd or Docker inside, through a
+        cgroup namespace) has made its root take no process (EBUSY, cgroup v2's rule that processes
+        live in leaves): then `pid` joins the cgroup of the process `beside` (the container's init),
+        as runc's exec does."""
+        procs = os.path.join(self.dir, "cgroup.procs")
+        try:
+            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(pid).encode())
+            finally:
+                os.close(fd)
+            return
+        except OSError as err:
+            if err.errno != errno.EBUSY or not beside:
+                raise CgroupError(f"cgroup: write {str(pid)!r} to {procs}: {err.strerror}") from None
+        write(os.path.join(self._cgroup_of(beside), "cgroup.procs"), str(pid))
+
+    def _cgroup_of(self, pid: int) -> str:
+        """The folder of `pid`'s cgroup under this hierarchy (read from /proc/PID/cgroup, which shows
+        it from this process's own cgroup namespace: the whole path on the host)."""
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    path = os.path.normpath("/" + line[3:].strip().lstrip("/"))  # "//x" would stay "//x"
+                    if path == self.path or path.startswith(self.path.rstrip("/") + "/"):
+                        return self.root + path
+        raise CgroupError(f"cgroup: {self.dir} takes no process, and process {pid} is not below it")
 
     def apply(self, resources: dict[str, Any], notes: list[str] | None = None) -> None:
-        if resources.get("devices"):
-            from oci.linux.cgroups import devices_bpf
+        from oci.linux.cgroups import devices_bpf
 
-            devices_bpf.attach(self.dir, [*resources["devices"], *DEFAULT_ALLOWED])
+        # Whatever the config lists (or if it lists nothing), runc's start: no device but the
+        # default ones; then the config's rules in order (the program denies what no rule allows).
+        devices_bpf.attach(self.dir, [*(resources.get("devices") or []), *DEFAULT_ALLOWED])
         memory = {key: value for key, value in (resources.get("memory") or {}).items()
-                  if key in ("limit", "reservation", "swap")}
+                  if key in ("limit", "reservation", "swap") and value != 0}
         for key, why in (("swappiness", "cgroup v2 has no memory.swappiness"),
                          ("disableOOMKiller", "cgroup v2 has no memory.oom_control")):
             if (resources.get("memory") or {}).get(key) not in (None, False, -1) and notes is not None:
@@ -73,24 +132,12 @@ class V2Manager(Manager):
             notes.append("/linux/resources/network: ignored: cgroup v2 has no net_cls nor net_prio (as runc "
                          "ignores it)")
         if memory:
-            self._enable("memory")
-            if "limit" in memory:
-                write(os.path.join(self.dir, "memory.max"), _value(memory["limit"]))
-            if "reservation" in memory:
-                write(os.path.join(self.dir, "memory.low"), _value(memory["reservation"]))
-            if "swap" in memory:
-                swap = memory["swap"]
-                if swap != -1 and "limit" in memory and memory["limit"] != -1:
-                    swap -= memory["limit"]
-                swap_file = os.path.join(self.dir, "memory.swap.max")
-                if os.path.exists(swap_file):
-                    write(swap_file, _value(swap))
-                elif swap not in (-1, 0):
-                    raise CgroupError("cgroup: /linux/resources/memory/swap: swap accounting is off")
+            self._write_memory(memory.get("limit", 0), memory.get("reservation", 0), memory.get("swap", 0),
+                               "/linux/resources/memory")
         self._write_cpu(resources.get("cpu") or {}, live=False)
         self._write_block_io(resources.get("blockIO") or {}, notes)
         for i, entry in enumerate(resources.get("hugepageLimits") or []):
-            self._write_file("hugetlb", f"hugetlb.{entry['pageSize']}.max", _value(entry["limit"]),
+            self._write_file("hugetlb", f"hugetlb.{entry['pageSize']}.max", str(entry["limit"]),  # 0: none
                              f"/linux/resources/hugepageLimits/{i}")
         pids = resources.get("pids") or {}
         if "limit" in pids:
@@ -190,10 +237,17 @@ class V2Manager(Manager):
             write(path, value)
 
     def pids(self) -> list[int]:
-        return self._read_pids(os.path.join(self.dir, "cgroup.procs"))
+        return tree_pids(self.dir)
+
+    def kill_all(self) -> bool:
+        try:
+            write(os.path.join(self.dir, "cgroup.kill"), "1")
+        except CgroupError:
+            return False  # before Linux 5.14, or the cgroup is gone
+        return True
 
     def destroy(self) -> None:
-        rmdir_retry(self.dir)
+        remove_tree(self.dir)
 
     def mount_binds(self) -> list[tuple[str, str]]:
         return [("", self.dir)]
@@ -215,26 +269,43 @@ class V2Manager(Manager):
         write(self.freezer_file(), "0")
         self._settle(0, "thaw")
 
+    def _write_memory(self, limit: int, reservation: int, swap: int, pointer: str, live: bool = False) -> None:
+        """memory.max, memory.low and memory.swap.max from the spec's limit, reservation and swap (0: left
+        as it is). The spec's swap is memory+swap, as on cgroup v1; memory.swap.max counts swap alone, so
+        it gets swap - limit, as runc converts it: 0 when both are equal (no swap at all), max for -1, and
+        max too for a limit of -1 without a swap (both unlimited). A swap needs a memory limit to be
+        counted from (on a `live` cgroup, the current memory.max serves) and cannot be below it."""
+        self._enable("memory")
+        if limit == -1 and swap == 0:
+            swap = -1
+        swap_value = ""
+        if swap == -1:
+            swap_value = "max"
+        elif swap:
+            base = limit if limit or not live else read_int(os.path.join(self.dir, "memory.max"), -1)
+            if base in (0, -1):
+                raise CgroupError(f"cgroup: {pointer}/swap: a swap limit needs a memory limit (memory+swap)")
+            if swap < base:
+                raise CgroupError(f"cgroup: {pointer}/swap: {swap} is below the memory limit {base} (the swap "
+                                  "limit counts memory+swap)")
+            swap_value = str(swap - base)
+        swap_file = os.path.join(self.dir, "memory.swap.max")
+        if swap_value and not os.path.exists(swap_file):
+            if swap_value not in ("max", "0"):
+                raise CgroupError(f"cgroup: {pointer}/swap: swap accounting is off")
+            swap_value = ""  # no swap to limit
+        if swap_value:
+            write(swap_file, swap_value)
+        if limit:
+            write(os.path.join(self.dir, "memory.max"), _value(limit))
+        if reservation:
+            write(os.path.join(self.dir, "memory.low"), _value(reservation))
+
     def update(self, resources: dict[str, Any]) -> None:
         memory = resources.get("memory") or {}
         if memory:
-            self._enable("memory")
-            limit, swap = memory.get("limit"), memory.get("swap")
-            if limit is not None:
-                write(os.path.join(self.dir, "memory.max"), _value(limit))
-            if "reservation" in memory:
-                write(os.path.join(self.dir, "memory.low"), _value(memory["reservation"]))
-            if swap is not None:
-                # The spec's swap is memory+swap; memory.swap.max counts swap alone.
-                swap_file = os.path.join(self.dir, "memory.swap.max")
-                current = limit if limit is not None else read_int(os.path.join(self.dir, "memory.max"), -1)
-                if swap != -1 and current <= 0:
-                    raise CgroupError("cgroup: /memory/swap: needs a memory limit (memory+swap)")
-                if not os.path.exists(swap_file):
-                    if swap not in (-1, current):
-                        raise CgroupError("cgroup: /memory/swap: swap accounting is off")
-                else:
-                    write(swap_file, "max" if swap == -1 else str(swap - current))
+            self._write_memory(memory.get("limit") or 0, memory.get("reservation") or 0, memory.get("swap") or 0,
+                               "/memory", live=True)
         self._write_cpu(resources.get("cpu") or {}, live=True)
         self._write_block_io(resources.get("blockIO") or {})
         pids = resources.get("pids") or {}
