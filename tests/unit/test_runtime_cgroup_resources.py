@@ -181,3 +181,116 @@ def test_cgroup_trees_listed_and_removed_deepest_first(tmp_path, monkeypatch):
     base.remove_tree(str(tmp_path / "c1"))
     assert removed == ["c1/init/sub", "c1/init", "c1"]
     base.remove_tree(str(tmp_path / "gone"))  # nothing there: nothing to do
+
+
+class DevicesCgroup:
+    """A cgroup v1 devices controller as the kernel's documentation tells it (a default, allow or deny, and
+    exceptions with their access); records every write and, after each, whether /dev/null is usable."""
+
+    def __init__(self, folder, listing: str) -> None:
+        self.allow_all = listing.strip() == "a *:* rwm"
+        self.exceptions = {} if self.allow_all else {tuple(line.split()[:2]): set(line.split()[2])
+                                                     for line in listing.splitlines()}
+        (folder / "devices.list").write_text(listing)
+        self.writes: list[tuple[str, str]] = []
+        self.null_usable: list[bool] = []
+
+    def write(self, path: str, value: str) -> None:
+        name = os.path.basename(path)
+        allow = name == "devices.allow"
+        self.writes.append((name, value))
+        if value == "a":
+            self.allow_all, self.exceptions = allow, {}
+        else:
+            kind, numbers, access = value.split()
+            if allow != self.allow_all:
+                self.exceptions.setdefault((kind, numbers), set()).update(access)
+            elif (kind, numbers) in self.exceptions:
+                self.exceptions[(kind, numbers)] -= set(access)
+        self.null_usable.append(self.usable("c", 1, 3, "rw"))
+
+    def usable(self, kind: str, major: int, minor: int, access: str) -> bool:
+        def covers(key: tuple[str, str]) -> bool:
+            want_major, want_minor = key[1].split(":")
+            return key[0] in (kind, "a") and want_major in ("*", str(major)) and want_minor in ("*", str(minor))
+
+        excepted = any(covers(key) and set(access) <= granted for key, granted in self.exceptions.items())
+        return excepted != self.allow_all
+
+
+# What devices.list shows for runc's (and Docker's) defaults: deny all, the default devices.
+DEFAULTS_LISTED = "\n".join(["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+                             "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm"])
+DOCKER_DEVICES = [{"allow": False, "access": "rwm"},
+                  {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]
+
+
+@pytest.fixture
+def v1_devices(tmp_path, monkeypatch):
+    folder = tmp_path / "devices" / "ocikit" / "c1"
+    folder.mkdir(parents=True)
+
+    def devices(listing: str) -> DevicesCgroup:
+        fake = DevicesCgroup(folder, listing)
+        monkeypatch.setattr(oci.linux.cgroups.v1, "write", fake.write)
+        return fake
+
+    return V1Manager("/ocikit/c1", [("cgroup", str(tmp_path / "devices"), {"devices"})]), devices
+
+
+@pytest.mark.parametrize("listed", [[], DOCKER_DEVICES])
+def test_v1_devices_a_new_cgroup_allows_the_defaults_only(v1_devices, listed):
+    """A new cgroup inherits allow-all: reset to deny-all first (no process is in it yet), as runc does."""
+    cgroup, devices = v1_devices
+    fake = devices("a *:* rwm")
+    cgroup.apply({"devices": listed})
+    assert fake.writes[0] == ("devices.deny", "a")
+    assert all(name == "devices.allow" for name, _ in fake.writes[1:])
+    assert fake.usable("c", 1, 3, "rwm") and fake.usable("c", 136, 4, "rw") and fake.usable("b", 8, 0, "m")
+    assert not fake.usable("c", 10, 200, "r") and not fake.usable("b", 8, 0, "r")
+
+
+def test_v1_devices_a_cgroup_already_at_the_rules_is_not_touched(v1_devices):
+    """A cgroupsPath that names a cgroup with processes and these rules: no write, no moment without devices."""
+    cgroup, devices = v1_devices
+    fake = devices(DEFAULTS_LISTED)
+    cgroup.apply({"devices": DOCKER_DEVICES})
+    assert fake.writes == []
+
+
+def test_v1_devices_only_the_difference_is_written(v1_devices):
+    """What goes and what comes, never the deny-all that would take /dev/null from the processes inside."""
+    cgroup, devices = v1_devices
+    fake = devices(DEFAULTS_LISTED.replace("c 1:9 rwm", "c 1:9 r") + "\nc 10:200 rwm")
+    cgroup.apply({})
+    assert fake.writes == [("devices.deny", "c 10:200 rwm"), ("devices.allow", "c 1:9 wm")]
+    assert all(fake.null_usable)
+    assert fake.usable("c", 1, 9, "rw") and not fake.usable("c", 10, 200, "r")
+
+
+def test_v1_devices_a_hole_in_a_wider_rule_is_refused(v1_devices):
+    """cgroup v1 ignores the deny of one device inside an allowed wildcard: refused, as runc refuses it."""
+    cgroup, devices = v1_devices
+    fake = devices("a *:* rwm")
+    with pytest.raises(CgroupError, match=r"/linux/resources/devices/1: c 1:3 rwm .* wider rule c \*:\* rwm"):
+        cgroup.apply({"devices": [{"allow": True, "type": "c", "access": "rwm"},
+                                  {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]})
+    assert fake.writes == []
+
+
+def test_v1_devices_update_leaves_them_alone(v1_devices):
+    """`oci-run update -r` changes limits only: the device rules stay as create wrote them (as runc's update)."""
+    cgroup, devices = v1_devices
+    fake = devices(DEFAULTS_LISTED)
+    cgroup.update({"devices": [{"allow": False, "access": "rwm"}]})
+    assert fake.writes == []
+
+
+def test_v1_devices_without_the_controller(tmp_path, monkeypatch):
+    """No devices hierarchy: nothing to keep when the config lists no rule, one line when it lists some."""
+    monkeypatch.setattr(oci.linux.cgroups.v1, "write", lambda path, value: None)
+    (tmp_path / "pids" / "ocikit" / "c1").mkdir(parents=True)
+    cgroup = V1Manager("/ocikit/c1", [("cgroup", str(tmp_path / "pids"), {"pids"})])
+    cgroup.apply({})
+    with pytest.raises(CgroupError, match="devices controller is not mounted"):
+        cgroup.apply({"devices": DOCKER_DEVICES})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from oci.linux.cgroups import devices_v1
 from oci.linux.cgroups.base import (
     DEFAULT_ALLOWED,
     CgroupError,
@@ -103,19 +104,22 @@ class V1Manager(Manager):
             if folder is None:
                 raise CgroupError("cgroup: the pids controller is not mounted")
             write(os.path.join(folder, "pids.max"), "max" if pids["limit"] <= 0 else str(pids["limit"]))
-        # Whatever the config lists (or if it lists nothing), runc's start: no device but the
-        # default ones; then the config's rules in order.
+        self._write_devices(resources.get("devices") or [])
+
+    def _write_devices(self, devices: list[dict[str, Any]]) -> None:
+        """Whatever the config lists (or if it lists nothing), runc's start: no device but the default
+        ones, then the config's rules in order; written as the difference from what the cgroup has
+        (see devices_v1: a cgroup that already holds processes keeps its devices throughout).
+        `update` leaves the device rules alone, as runc's update leaves them as they were."""
         folder = self.controller_dir("devices")
         if folder is None:
-            raise CgroupError("cgroup: the devices controller is not mounted")
-        write(os.path.join(folder, "devices.deny"), "a")
-        for rule in [*(resources.get("devices") or []), *DEFAULT_ALLOWED]:
-            kind = rule.get("type", "a")
-            major = "*" if rule.get("major", -1) in (-1, None) else rule["major"]
-            minor = "*" if rule.get("minor", -1) in (-1, None) else rule["minor"]
-            line = "a" if kind == "a" and major == "*" and minor == "*" else f"{kind} {major}:{minor}"
-            line += f" {rule.get('access', 'rwm')}" if line != "a" else ""
-            write(os.path.join(folder, "devices.allow" if rule["allow"] else "devices.deny"), line)
+            if devices:
+                raise CgroupError("cgroup: the devices controller is not mounted")
+            return  # as runc: no controller, no rules to keep
+        target = devices_v1.from_config([*devices, *DEFAULT_ALLOWED], len(devices))
+        current = devices_v1.from_list(read_text(os.path.join(folder, "devices.list")))
+        for name, line in devices_v1.transition(current, target):
+            write(os.path.join(folder, name), line)
 
     def pids(self) -> list[int]:
         folder = self.controller_dir("pids") or self.controller_dir("memory") or self.dirs()[0][1]
