@@ -41,11 +41,13 @@ reads the container state on stdin, finds the bundle from it and rewrites BUNDLE
 EXAMPLES = """\
   oci-bundle ./images:busybox ./bundle --rootfs ./bundle/rootfs -- echo hello
   oci-unpack ./images:busybox ./b/rootfs | oci-bundle - ./b -e DEBUG=1 -m 64m --pids-limit 32
-  oci-bundle ./images ./b -u nobody -v data:/data --read-only --tmpfs /tmp --cap-drop ALL
-  oci-bundle ./images ./b --network web -p 8080:80 --name api --print | jq .hooks
+  oci-bundle ./images:busybox ./b -u nobody -v data:/data --read-only --tmpfs /tmp --cap-drop ALL
+  oci-bundle ./images:busybox ./b --network web -p 8080:80 --name api --print | jq .hooks
   oci-net create web --subnet 10.213.5.0/24 --state-dir /srv/net
-  oci-bundle ./images ./web --network web --state-dir /srv/net --name web -p 127.0.0.1:8080:80
-  oci-run run -d --bundle ./web web   # connected by the createRuntime hook; `oci-run delete` disconnects"""
+  oci-unpack ./images:busybox ./web/rootfs | oci-bundle - ./web --network web --state-dir /srv/net \
+      --name web -p 127.0.0.1:8080:80 -- httpd -f -p 80 -h /etc
+  oci-run run -d --bundle ./web web   # connected by the createRuntime hook; `oci-run delete` disconnects
+  curl -s http://127.0.0.1:8080/hostname                       # web: its /etc/hostname, served"""
 
 
 def parser() -> ocicli.Parser:

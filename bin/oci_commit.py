@@ -38,11 +38,11 @@ EXAMPLES = """\
   # a busybox image from a directory, from scratch
   oci-commit --from-dir ./rootfs --cmd /bin/sh --cmd -c --cmd 'echo hello' ./images:busybox
   # a layer on top of a base image from another layout, config fields set
-  SOURCE_DATE_EPOCH=1700000000 oci-commit --from ./base:debian --from-tar app.tar.gz \\
+  SOURCE_DATE_EPOCH=1700000000 oci-commit --from ./base:busybox --from-tar app.tar.gz \\
       --entrypoint /app/run --env MODE=prod --workdir /app --user 1000:1000 --expose 8080/tcp \\
       --label org.opencontainers.image.version=1.2 --owner 0:0 --compression zstd ./images:app
-  # a container's changes: the upper directory of its overlay mount, on its image
-  oci-commit --from ./images:app --from-upper /run/ctr/upper ./images:app-snapshot
+  # a container's changes: the upper directory of its overlay mount (here ./upper), on its image
+  oci-commit --from ./images:app --from-upper ./upper ./images:app-snapshot
   # or of a rootfs unpacked into a plain directory (compared with the image, file by file)
   oci-commit --from ./images:app --diff ./bundle/rootfs ./images:app-snapshot
   # change the config only (no new layer); - reads a descriptor from the previous command

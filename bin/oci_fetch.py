@@ -34,10 +34,11 @@ credential helpers they name. $HTTPS_PROXY and $HTTP_PROXY (http://[USER:PASSWOR
 are used for TLS and plain registries, except for $NO_PROXY and loopback hosts."""
 EXAMPLES = """\
   oci-fetch 127.0.0.1:5000/library/busybox:latest ./images
-  oci-fetch docker://localhost:5000/library/debian:bookworm ./images | oci-unpack - ./rootfs
-  oci-fetch --tls-verify=false registry.lab:5000/app:1 ./images
-  oci-fetch --platform linux/arm64 registry.example:5000/app@sha256:4f5e... ./images --tag app
-  oci-fetch --all-platforms --referrers registry.example/app:1.0 ./mirror
+  oci-fetch docker://localhost:5000/library/busybox ./images | oci-unpack - ./rootfs
+  oci-fetch --platform linux/arm64 --tag busybox-arm64 127.0.0.1:5000/library/busybox ./images
+  oci-fetch --all-platforms --referrers 127.0.0.1:5000/library/busybox:latest ./mirror
+  oci-fetch --verify cosign.pub 127.0.0.1:5000/library/busybox:latest ./images  # refused unless signed
+  oci-fetch --tls-verify=false localhost:5443/library/busybox ./images     # TLS, certificate unchecked
   oci-fetch oci:./images:latest ./other-layout"""
 
 # Flags as (names, dest, kind, default, metavar, help); kind is switch, str, int, float or

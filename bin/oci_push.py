@@ -41,12 +41,12 @@ REF's tag and every --tag. Credentials and proxies as for oci-fetch ($REGISTRY_A
 containers auth.json, $DOCKER_CONFIG/config.json, credential helpers; $HTTPS_PROXY,
 $HTTP_PROXY, $NO_PROXY)."""
 EXAMPLES = """\
-  oci-push ./images:busybox 127.0.0.1:5000/library/busybox:latest
-  oci-push ./images:app docker://localhost:5000/team/app:1.0 --tag 1 --tag latest
-  oci-fetch 127.0.0.1:5000/library/debian:12 ./images | oci-push - 127.0.0.1:5000/mirror/debian:12
-  oci-push --tls-verify=false ./images:app registry.lab:5000/team/app:1.0
-  oci-push --from-repo library/debian ./images:app registry.example/team/app:2.0
-  oci-push --sign cosign.key ./images:app registry.example/team/app:2.0"""
+  oci-push ./images:busybox 127.0.0.1:5000/team/busybox:1
+  oci-push ./images:busybox docker://localhost:5000/team/busybox:1.0 --tag 1 --tag latest
+  oci-fetch 127.0.0.1:5000/library/busybox ./images | oci-push - 127.0.0.1:5000/mirror/busybox
+  oci-push --from-repo library/busybox ./images:busybox 127.0.0.1:5000/team/app:2.0
+  oci-push --sign cosign.key ./images:busybox 127.0.0.1:5000/team/app:2.0   # an ECDSA P-256 PEM key
+  oci-push --tls-verify=false ./images:busybox localhost:5443/team/busybox:1  # certificate unchecked"""
 
 
 PUSH_FLAGS = [

@@ -19,10 +19,10 @@ entry). Each uncompressed layer is checked against the config's rootfs.diff_ids.
 stdout: {"rootfs": ..., "image": DESCRIPTOR, "diff_ids": [...], "mount": null or MOUNT},
 where MOUNT (with --emit-mount) is the overlay mount for a runtime-spec config.json."""
 EXAMPLES = """  oci-unpack ./images:busybox ./bundle/rootfs
-  oci-fetch 127.0.0.1:5000/library/alpine:3 ./images | oci-unpack - ./bundle/rootfs
+  oci-fetch 127.0.0.1:5000/library/busybox ./images | oci-unpack - ./rootfs
   oci-unpack --overlay ./images:busybox ./c1/rootfs        # mount overlayfs from the layer cache
   oci-unpack --emit-mount ./images:busybox ./c2/rootfs     # only print the mount, for oci-bundle
-  oci-unpack --uid-map 0:100000:65536 --gid-map 0:100000:65536 ./images:busybox ./rootfs
+  oci-unpack --uid-map 0:100000:65536 --gid-map 0:100000:65536 ./images:busybox ./shifted
   oci-unpack --gc                                          # prune cached layers no overlay uses"""
 
 DEFAULT_MAX_SIZE = 64 << 30

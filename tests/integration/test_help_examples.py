@@ -34,6 +34,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +171,10 @@ class Sandbox:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         mounts = "".join(f"mkdir -p {path} && mount -t tmpfs -o mode=0755 tmpfs {path}\n" for path in PRIVATE)
-        script = f"set -e\nip link set lo up\n{mounts}echo $$\nexec sleep 86400\n"
+        # /sys/class/net as this network namespace sees it (the cgroup mounts under /sys stay)
+        sysfs = ("sys=$(mktemp -d) && mount -t sysfs sysfs $sys && mount --bind $sys/class/net /sys/class/net && "
+                 "mount --bind $sys/devices/virtual/net /sys/devices/virtual/net && umount $sys && rmdir $sys\n")
+        script = f"set -e\nip link set lo up\n{sysfs}{mounts}echo $$\nexec sleep 86400\n"
         self.holder = subprocess.Popen(["unshare", "--net", "--mount", "--propagation", "private", "--fork",
                                         "--kill-child", "sh", "-c", script], stdout=subprocess.PIPE, text=True,
                                        stdin=subprocess.DEVNULL)
@@ -185,8 +189,14 @@ class Sandbox:
                 f"cd {shlex_quote(str(cwd))} && {script}"]
 
     def run(self, script: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(self.argv(script, cwd), env=environ(self.workdir / "home"), capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        """Output goes to files: a detached container keeps what it inherited open."""
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            done = subprocess.run(self.argv(script, cwd), env=environ(self.workdir / "home"), stdout=out,
+                                  stderr=err, timeout=timeout, stdin=subprocess.DEVNULL)
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(done.args, done.returncode, out.read().decode(errors="replace"),
+                                               err.read().decode(errors="replace"))
 
     def check(self, script: str, cwd: Path, timeout: float = 300) -> str:
         done = self.run(script, cwd, timeout)
@@ -262,15 +272,13 @@ PREPARE = {
     "oci-fetch": "cp ../seed/cosign.pub .",
     "oci-push": "cp ../seed/cosign.key . && oci-fetch -q 127.0.0.1:5000/library/busybox ./images --tag busybox >/dev/null",
     "oci-unpack": "oci-fetch -q 127.0.0.1:5000/library/busybox ./images --tag busybox >/dev/null",
-    "oci-bundle": "oci-fetch -q 127.0.0.1:5000/library/busybox ./images >/dev/null && "
-                  "oci-fetch -q 127.0.0.1:5000/library/busybox ./images --tag busybox >/dev/null && "
+    "oci-bundle": "oci-fetch -q 127.0.0.1:5000/library/busybox ./images --tag busybox >/dev/null && "
                   "oci-unpack -q ./images:busybox ./bundle/rootfs >/dev/null",
     "oci-commit": "cp -a ../seed/src ./rootfs && "
                   "oci-fetch -q 127.0.0.1:5000/library/busybox ./base --tag busybox >/dev/null && "
                   "mkdir -p app && echo 'echo app' > app/run && chmod +x app/run && tar -czf app.tar.gz app && "
                   "mkdir -p upper/app && echo changed > upper/app/state && "
-                  "oci-fetch -q 127.0.0.1:5000/library/busybox ./images --tag app >/dev/null && "
-                  "oci-unpack -q ./images:app ./bundle/rootfs >/dev/null && echo changed > ./bundle/rootfs/etc/motd",
+                  "oci-unpack -q ./base:busybox ./bundle/rootfs >/dev/null && echo changed > ./bundle/rootfs/etc/motd",
     "oci-build": "printf 'FROM 127.0.0.1:5000/library/busybox\\nRUN echo built > /built\\nCMD [\"cat\", \"/built\"]\\n'"
                  " > Dockerfile && mkdir -p docker && "
                  "printf 'FROM 127.0.0.1:5000/library/busybox AS build\\nARG VERSION=1\\n"
