@@ -19,14 +19,16 @@ if TYPE_CHECKING:
 
 PROG = "oci-mon"
 DESCRIPTION = "Run containers detached through a runc-compatible runtime, and watch over them."
-EXAMPLES = """  oci-mon run --bundle ./web --restart on-failure:3 web      # prints {"id": "web", "pid": ...}
+EXAMPLES = """\
+  # bundles made by oci-bundle: ./web's process (a web server) keeps running, ./shell's is sh (-i -t)
+  oci-mon run --bundle ./web --restart on-failure:3 web      # prints {"id": "web", "pid": ...}
   oci-mon run --runtime runc --bundle ./web --log-max-size 10m --log-max-files 3 web2
   oci-mon ps -a
-  oci-mon logs -f --tail 10 web
+  oci-mon logs -f --tail 10 web                               # follows until ctrl-c
+  oci-mon run -i -t --bundle ./shell sh && oci-mon attach sh  # detach with ctrl-p ctrl-q
   oci-mon stop -t 5 web && oci-mon wait web
-  oci-mon attach web                                          # detach with ctrl-p ctrl-q
-  oci-mon events --since 10m --filter event=die
-  oci-mon rm -f web"""
+  oci-mon events --since 10m --filter event=die               # follows until ctrl-c
+  oci-mon rm -f web web2 sh"""
 VERBS = {
     "run": "create and start a container detached; print its ID and pid as JSON",
     "ps": "list containers (a table on a terminal, JSON otherwise)",

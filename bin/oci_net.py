@@ -28,11 +28,12 @@ Three ways in, one implementation:
               {"type": "ocikit", "bridge": "oci0", "ipam": {"subnet": "10.88.0.0/16"}}"""
 
 EXAMPLES = """  oci-net create web --subnet 10.213.5.0/24 --subnet6 fd00:213:5::/64
-  oci-net add web --pid 1234 --name api --alias backend -p 8080:80 -p 127.0.0.1:5353:53/udp
-  oci-net add web --netns /run/netns/c2 --id c2 --ip 10.213.5.20 --hosts-file /tmp/c2/hosts
+  ip netns add c1 && oci-net add web --netns /run/netns/c1 --id c1 --name api --alias backend -p 8080:80
+  # c2.pid: a process in the container's netns (as `oci-run create --pid-file c2.pid` writes it)
+  oci-net add web --pid "$(cat c2.pid)" --id c2 --ip 10.213.5.20 -p 127.0.0.1:5353:53/udp --hosts-file ./c2/hosts
   oci-net check web --id c2
-  oci-net del web --id c2
-  oci-net gc
+  oci-net del web --id c2 && oci-net del web --id c1
+  oci-net gc                          # release what containers whose netns is gone left
   oci-net rm web
   # as OCI hooks in config.json (hooks get no environment: a state directory goes in the args):
   #   createRuntime: ["oci-net", "hook", "connect", "web", "--state-dir", "/srv/net", "-p", "8080:80"]

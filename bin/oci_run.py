@@ -18,18 +18,21 @@ if TYPE_CHECKING:
 
 PROG = "oci-run"
 DESCRIPTION = "Create and run containers from OCI runtime bundles (runc-compatible)."
-EXAMPLES = """  oci-run run --bundle ./bundle demo          # run in the foreground, exit with the container's status
+EXAMPLES = """\
+  # bundles made by oci-bundle: ./hello prints hello, ./bundle's process keeps running
+  oci-run run --bundle ./hello hello          # in the foreground; exits with the container's status
   oci-run create -b ./bundle demo && oci-run start demo
   oci-run state demo
+  oci-run list --format json
+  oci-run exec demo ps                        # another process in the container
+  oci-run ps demo                             # `ps -ef` lines of the container's processes
+  oci-run update --memory 256m --pids-limit 100 demo
+  oci-run events --stats demo                 # one JSON stats object
+  oci-run pause demo && oci-run resume demo
   oci-run kill demo TERM
   oci-run delete --force demo
-  oci-run list --format json
-  oci-run spec --bundle ./bundle              # write a default config.json
-  oci-run features
-  oci-run pause demo && oci-run resume demo
-  oci-run update --memory 256m --pids-limit 100 demo
-  oci-run ps demo                             # `ps -ef` lines of the container's processes
-  oci-run events --stats demo                 # one JSON stats object"""
+  mkdir -p new && oci-run spec --bundle ./new # a default config.json (for a root filesystem in ./new/rootfs)
+  oci-run features"""
 VERBS = {
     "create": "create a container (its init waits for start)",
     "start": "run the user process of a created container",

@@ -12,7 +12,7 @@ name is prepared as a user would have it:
 * a plain-HTTP registry on 127.0.0.1:5000 (also reached as localhost:5000) and a TLS one
   with a self-signed certificate on localhost:5443 (`tests/integration/registry_server.py`),
   each holding library/busybox:latest, an index of linux/amd64 and linux/arm64 images of
-  Debian's busybox-static, signed with cosign.key (cosign.pub verifies it);
+  Debian's busybox-static (every applet linked), signed with cosign.key (cosign.pub verifies it);
 * in the command's folder, the files its examples name (PREPARE below: ./images, ./bundle...).
 
 An example passes when it exits 0, or with N when its comment says `exit N`. What the test
@@ -186,7 +186,7 @@ class Sandbox:
 
     def argv(self, script: str, cwd: Path) -> list[str]:
         return ["nsenter", f"--target={self.pid}", "--net", "--mount", "--", "bash", "-c",
-                f"cd {shlex_quote(str(cwd))} && {script}"]
+                f"cd {shlex_quote(str(cwd))} || exit 125\n{script}"]
 
     def run(self, script: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
         """Output goes to files: a detached container keeps what it inherited open."""
@@ -257,8 +257,8 @@ def shlex_quote(text: str) -> str:
 # -- what the examples name ---------------------------------------------------------------------
 
 SEED = """
-mkdir -p src/bin && cp /bin/busybox src/bin/ && ln -sf busybox src/bin/sh
-for applet in echo cat ls sleep httpd true wget; do ln -sf busybox src/bin/$applet; done
+mkdir -p src/bin && cp /bin/busybox src/bin/
+for applet in $(busybox --list); do [ "$applet" = busybox ] || ln -sf busybox src/bin/$applet; done
 mkdir -p src/etc && printf 'root:x:0:0:root:/root:/bin/sh\\nnobody:x:65534:65534:nobody:/:/bin/sh\\n' > src/etc/passwd
 printf 'root:x:0:\\nnobody:x:65534:\\n' > src/etc/group
 oci-commit -q --from-dir ./src --owner 0:0 --cmd /bin/sh ./seed:amd64 > amd64.json
@@ -289,10 +289,12 @@ PREPARE = {
                "oci-bundle -q ./images:busybox ./bundle --rootfs ./bundle/rootfs -- sleep 600 >/dev/null && "
                "oci-unpack -q ./images:busybox ./hello/rootfs >/dev/null && "
                "oci-bundle -q ./images:busybox ./hello --rootfs ./hello/rootfs -- echo hello >/dev/null",
-    "oci-net": "unshare --net sleep 600 >/dev/null 2>&1 & echo $! > c1.pid; mkdir -p c2 && touch c2/hosts",
+    "oci-net": "mkdir -p c2 && touch c2/hosts && (unshare --net sleep 600 >/dev/null 2>&1 & echo $! > c2.pid)",
     "oci-mon": "oci-fetch -q 127.0.0.1:5000/library/busybox ./images --tag busybox >/dev/null && "
                "oci-unpack -q ./images:busybox ./web/rootfs >/dev/null && "
-               "oci-bundle -q ./images:busybox ./web --rootfs ./web/rootfs -- httpd -f -p 80 >/dev/null",
+               "oci-bundle -q ./images:busybox ./web --rootfs ./web/rootfs -- httpd -f -p 80 >/dev/null && "
+               "oci-unpack -q ./images:busybox ./shell/rootfs >/dev/null && "
+               "oci-bundle -q -i -t ./images:busybox ./shell --rootfs ./shell/rootfs -- sh >/dev/null",
     "ocikit": "echo secret > password.txt && mkdir -p app && "
               "printf 'FROM 127.0.0.1:5000/library/busybox\\nCMD [\"echo\", \"app\"]\\n' > app/Dockerfile",
 }
@@ -301,7 +303,7 @@ PREPARE = {
 CLEANUP = {
     "oci-bundle": "oci-run delete --force web; oci-net rm --state-dir /srv/net web",
     "oci-run": "oci-run delete --force demo",
-    "oci-net": "kill $(cat c1.pid)",
+    "oci-net": "kill $(cat c2.pid); ip netns del c1",
     "oci-mon": "for c in $(oci-mon ps -a --ids); do oci-mon rm -f $c; done",
     "ocikit": "ocikit rm -f $(ocikit ps -aq)",
 }
@@ -396,7 +398,9 @@ def test_help_examples_run_as_written(sandbox: Sandbox, command: str) -> None:
     failures = []
     try:
         for example in found:
+            start = time.monotonic()
             problem = run_example(sandbox, example, cwd)
+            print(f"{'FAIL' if problem else 'ok  '} {time.monotonic() - start:5.1f}s [{example.where}] {example.line}")
             if problem:
                 failures.append(f"[{example.where}] {example.line}\n  {problem}")
     finally:
