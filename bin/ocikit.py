@@ -24,18 +24,19 @@ Docker's everyday workflow in one command: images in one OCI layout, layers in t
 overlay cache, containers, volumes and networks under a state root (--root, else $OCIKIT_ROOT,
 else /var/lib/ocikit as root). Verbs and flags are Docker's."""
 EXAMPLES = """\
-  ocikit run --rm 127.0.0.1:5000/library/busybox echo hello
+  ocikit run --rm 127.0.0.1:5000/library/busybox echo hello          # pulled when missing
   ocikit run -d --name web -p 8080:80 -v site:/www 127.0.0.1:5000/library/busybox httpd -f -p 80 -h /www
   ocikit ps -a
-  ocikit logs -f web
+  ocikit logs -f web                                                 # follows until ctrl-c
   ocikit exec -it web sh
   ocikit stop web && ocikit rm web
   ocikit images --format '{{.Repository}}:{{.Tag}} {{.ID}}'
-  ocikit tag busybox 127.0.0.1:5000/team/busybox:1 && ocikit push 127.0.0.1:5000/team/busybox:1
-  ocikit save -o busybox.tar busybox && ocikit load -i busybox.tar
-  ocikit login -u ocikit --password-stdin registry.example:5000 < password.txt
+  ocikit tag 127.0.0.1:5000/library/busybox 127.0.0.1:5000/team/busybox:1
+  ocikit push 127.0.0.1:5000/team/busybox:1
+  ocikit save -o busybox.tar 127.0.0.1:5000/team/busybox:1 && ocikit load -i busybox.tar
+  ocikit login -u ocikit --password-stdin 127.0.0.1:5000 < password.txt
   ocikit volume create data && ocikit volume ls
-  ocikit network create web && ocikit run --network web ..."""
+  ocikit network create backend && ocikit run --rm --network backend 127.0.0.1:5000/library/busybox hostname"""
 
 # verb -> (module, function, one line of help). Management forms (`image ls`) map onto these.
 VERBS: dict[str, tuple[str, str, str]] = {
@@ -218,10 +219,10 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
 # -- run and create --------------------------------------------------------------------------
 
 RUN_EXAMPLES = """\
-  ocikit run --rm busybox echo hello
-  ocikit run -it --rm busybox sh
-  ocikit run -d --name web -p 8080:80 -v site:/www busybox httpd -f -p 80 -h /www
-  ocikit run --network none -m 64m --pids-limit 32 --read-only busybox true"""
+  ocikit run --rm 127.0.0.1:5000/library/busybox echo hello
+  ocikit run -it --rm 127.0.0.1:5000/library/busybox sh
+  ocikit run -d --name web -p 8080:80 -v site:/www 127.0.0.1:5000/library/busybox httpd -f -p 80 -h /www
+  ocikit run --network none -m 64m --pids-limit 32 --read-only 127.0.0.1:5000/library/busybox true"""
 
 
 def run_parser(verb: str) -> argparse.ArgumentParser:

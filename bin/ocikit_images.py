@@ -237,8 +237,8 @@ def cmd_load(context: Context, argv: list[str]) -> int:
 
 def cmd_build(context: Context, argv: list[str]) -> int:
     p = parser("build", "Build an image from a Dockerfile (oci-build), into the image store",
-               "ocikit build [OPTIONS] PATH", "  ocikit build -t app:1 .\n  ocikit build -f Containerfile "
-               "--build-arg VERSION=2 --target runtime -t registry.example/app:2 .")
+               "ocikit build [OPTIONS] PATH", "  ocikit build -t app:1 ./app\n  ocikit build -f ./app/Containerfile "
+               "--build-arg VERSION=2 --target runtime -t 127.0.0.1:5000/team/app:2 ./app")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image")
     p.add_argument("-f", "--file", help="the Dockerfile (default: PATH/Dockerfile, else PATH/Containerfile; - stdin)")
     p.add_argument("--build-arg", action="append", default=[], metavar="NAME[=VALUE]")
@@ -406,6 +406,9 @@ def cmd_manifest_inspect(context: Context, argv: list[str]) -> int:
 def cmd_manifest_annotate(context: Context, argv: list[str]) -> int:
     from oci.errors import Unsupported
 
+    p = parser("manifest annotate", "Not supported (exit 8): a list takes each image's platform from its config",
+               "ocikit manifest annotate [OPTIONS] LIST IMAGE")
+    p.parse_known_args(argv)  # --help answers
     raise Unsupported("manifest annotate is not supported: create the list from images with the right platforms")
 
 

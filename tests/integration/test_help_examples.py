@@ -296,7 +296,9 @@ PREPARE = {
                "oci-unpack -q ./images:busybox ./shell/rootfs >/dev/null && "
                "oci-bundle -q -i -t ./images:busybox ./shell --rootfs ./shell/rootfs -- sh >/dev/null",
     "ocikit": "echo secret > password.txt && mkdir -p app && "
-              "printf 'FROM 127.0.0.1:5000/library/busybox\\nCMD [\"echo\", \"app\"]\\n' > app/Dockerfile",
+              "printf 'FROM 127.0.0.1:5000/library/busybox AS runtime\\nARG VERSION=1\\n"
+              "RUN echo $VERSION > /version\\nCMD [\"cat\", \"/version\"]\\n' > app/Dockerfile && "
+              "cp app/Dockerfile app/Containerfile",
 }
 
 # Per command: what its examples left running, stopped after them (the sandbox takes the rest).
