@@ -334,7 +334,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
             registry.stop()
         # what examples started detached: oci-mon's and ocikit's monitors, stopped by their pids
         for pidfile in ("/var/lib/oci-mon/monitor.pid", "/var/lib/ocikit/monitor/monitor.pid"):
-            box.run(f"test -f {pidfile} && kill $(cat {pidfile})", workdir)
+            box.run(f"test -f {pidfile} && kill $(jq -r .pid {pidfile})", workdir)
         box.close()
 
 
