@@ -20,8 +20,8 @@ recognises in an example's comment, as the help texts use it:
 
 * `# ... until ctrl-c`: it runs until interrupted (`logs -f`, `events`): it must still run
   after a moment, and then leaves on SIGINT;
-* `-it` / `-i -t` or `attach`: it runs on a terminal (a pty); the test types `exit` to a
-  shell, or ctrl-p ctrl-q to detach.
+* `-it` / `-i -t` or `attach`: it runs on a terminal (a pty); once it is quiet, the test types
+  ctrl-p ctrl-q to detach an `attach`, else `exit` to the shell.
 """
 
 from __future__ import annotations
@@ -209,7 +209,8 @@ class Sandbox:
                                 start_new_session=True)
 
     def on_terminal(self, script: str, cwd: Path, keys: bytes, timeout: float = 120) -> tuple[int, str]:
-        """Run `script` on a new pty; type `keys` once it printed something or after a second."""
+        """Run `script` on a new pty; type `keys` once it has been quiet for 1.5 s (a prompt shown,
+        an attach made)."""
         import pty
 
         argv = self.argv(script, cwd)
@@ -221,6 +222,7 @@ class Sandbox:
             finally:
                 os._exit(127)
         out, typed, start = b"", False, time.monotonic()
+        last_output = start
         try:
             while time.monotonic() - start < timeout:
                 if select.select([fd], [], [], 0.2)[0]:
@@ -231,7 +233,8 @@ class Sandbox:
                     if not data:
                         break
                     out += data
-                if not typed and (out.rstrip().endswith((b"#", b"$")) or time.monotonic() - start > 3):
+                    last_output = time.monotonic()
+                if not typed and time.monotonic() - last_output > 1.5:
                     os.write(fd, keys)
                     typed = True
             else:
@@ -267,10 +270,12 @@ openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out cosign.key 2
 openssl pkey -in cosign.key -pubout -out cosign.pub
 """
 
-# Per command: what its examples name, made in its folder before they run (`../seed` holds the seed: src/, cosign.key, cosign.pub).
+# Per command: what its examples name, made in its folder before they run (`../seed` holds the
+# seed: src/, cosign.key, cosign.pub).
 PREPARE = {
     "oci-fetch": "cp ../seed/cosign.pub .",
-    "oci-push": "cp ../seed/cosign.key . && oci-fetch -q 127.0.0.1:5000/library/busybox ./images --tag busybox >/dev/null",
+    "oci-push": "cp ../seed/cosign.key . && "
+                "oci-fetch -q 127.0.0.1:5000/library/busybox ./images --tag busybox >/dev/null",
     "oci-unpack": "oci-fetch -q 127.0.0.1:5000/library/busybox ./images --tag busybox >/dev/null",
     "oci-bundle": "oci-fetch -q 127.0.0.1:5000/library/busybox ./images --tag busybox >/dev/null && "
                   "oci-unpack -q ./images:busybox ./bundle/rootfs >/dev/null",
@@ -311,13 +316,16 @@ CLEANUP = {
 }
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    workdir = tmp_path_factory.mktemp("help-examples")
+@contextlib.contextmanager
+def open_sandbox(workdir: Path, with_registries: bool = True) -> Iterator[Sandbox]:
+    """A sandbox, with the registries and the seed image unless `with_registries` is false."""
     (workdir / "home").mkdir()
     box = Sandbox(workdir)
     registries: list[registry_server.Registry] = []
     try:
+        if not with_registries:
+            yield box
+            return
         with in_network_namespace(box.pid):
             registries.append(registry_server.start_registry(str(workdir / "plain"), port=5000))
             registries.append(registry_server.start_registry(str(workdir / "tls"), tls=True, port=5443))
@@ -336,6 +344,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         for pidfile in ("/var/lib/oci-mon/monitor.pid", "/var/lib/ocikit/monitor/monitor.pid"):
             box.run(f"test -f {pidfile} && kill $(jq -r .pid {pidfile})", workdir)
         box.close()
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with open_sandbox(tmp_path_factory.mktemp("help-examples")) as box:
+        yield box
 
 
 def write_index(seed: Path) -> None:
@@ -363,7 +377,7 @@ def write_index(seed: Path) -> None:
 def run_example(box: Sandbox, example: Example, cwd: Path) -> str | None:
     """None when the example did what it promised, else what went wrong."""
     if example.on_terminal:
-        keys = b"exit\r" if re.search(r"\bsh\b\s*(#|$)", example.line) else b"\x10\x11"
+        keys = b"\x10\x11" if re.search(r"\battach\b", example.line.split("#", 1)[0]) else b"exit\r"
         code, out = box.on_terminal(example.line, cwd, keys)
         return None if code == example.expected_exit else f"exited {code} on a terminal:\n{out}"
     if example.until_interrupted:
@@ -411,3 +425,55 @@ def test_help_examples_run_as_written(sandbox: Sandbox, command: str) -> None:
     ran = len(found) - len(failures)
     print(f"{command}: {ran} of {len(found)} examples ran as written")
     assert not failures, f"{len(failures)} of {len(found)} examples of {command} failed:\n\n" + "\n\n".join(failures)
+
+
+# -- the README's blocks that say they run as written ------------------------------------------
+
+README_PREPARE = {
+    "everyday": "echo secret > password.txt",
+    "oci-mon": "oci-fetch -q 127.0.0.1:5000/library/busybox ./images --tag busybox >/dev/null && "
+               "for b in web worker shell; do oci-unpack -q ./images:busybox ./$b/rootfs >/dev/null; done && "
+               "oci-bundle -q ./images:busybox ./web --rootfs ./web/rootfs -- httpd -f -p 80 >/dev/null && "
+               "oci-bundle -q ./images:busybox ./worker --rootfs ./worker/rootfs -- sleep 600 >/dev/null && "
+               "oci-bundle -q -i -t ./images:busybox ./shell --rootfs ./shell/rootfs -- sh >/dev/null",
+}
+README_CLEANUP = {
+    "everyday": "ocikit rm -f $(ocikit ps -aq); ocikit network rm backend",
+    "oci-mon": "for c in $(oci-mon ps -a --ids); do oci-mon rm -f $c; done",
+}
+
+
+def readme_block(name: str) -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    found = re.search(rf"<!-- example: {re.escape(name)} -->\n```sh\n(.*?)```", readme, re.S)
+    assert found, f"README.md has no block marked <!-- example: {name} -->"
+    return found.group(1)
+
+
+def test_readme_small_commands_run_as_written(tmp_path: Path) -> None:
+    """The block starts its own registry on 127.0.0.1:5000: a sandbox without the test's."""
+    with open_sandbox(tmp_path, with_registries=False) as box:
+        cwd = tmp_path / "empty"
+        cwd.mkdir()
+        done = box.run("set -e\n" + readme_block("small-commands"), cwd)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.splitlines()[-1] == "hello", done.stdout
+
+
+@pytest.mark.parametrize("name", ("everyday", "oci-mon"))
+def test_readme_blocks_run_as_written(tmp_path: Path, name: str) -> None:
+    with open_sandbox(tmp_path) as box:
+        cwd = tmp_path / name
+        cwd.mkdir()
+        box.check(README_PREPARE[name], cwd)
+        failures = []
+        lines = examples("examples:\n" + readme_block(name))
+        try:
+            for line in lines:
+                problem = run_example(box, Example(f"README {name}", line), cwd)
+                print(f"{'FAIL' if problem else 'ok  '} [README {name}] {line}")
+                if problem:
+                    failures.append(f"{line}\n  {problem}")
+        finally:
+            box.run(README_CLEANUP[name], cwd)
+        assert not failures, f"{len(failures)} of {len(lines)} lines failed:\n\n" + "\n\n".join(failures)
