@@ -41,7 +41,7 @@ EXAMPLES = """  oci-net create web --subnet 10.213.5.0/24 --subnet6 fd00:213:5::
   CNI_COMMAND=VERSION oci-net </dev/null"""
 
 
-STATE_HELP = "state directory (default $OCIKIT_NET_STATE_DIR or /var/lib/ocikit/net)"
+STATE_HELP = "state directory (default: $OCIKIT_NET_STATE_DIR, else /var/lib/ocikit/net)"
 
 
 def cni_main() -> None:
@@ -76,14 +76,14 @@ def build_parser(only: str | None = None):
     class VerbParser(argparse.ArgumentParser):
         def __init__(self, **kwargs) -> None:
             super().__init__(**kwargs)
-            self.add_argument("--state-dir", default=argparse.SUPPRESS, help=STATE_HELP)
+            self.add_argument("--state-dir", default=argparse.SUPPRESS, metavar="DIR", help=STATE_HELP)
 
         def error(self, message: str):
             sys.stderr.write(f"{self.prog}: {message} (see --help)\n")
             sys.exit(2)
 
     parser = ocicli.Parser("oci-net", DESCRIPTION, EXAMPLES)
-    parser.add_argument("--state-dir", help=STATE_HELP)
+    parser.add_argument("--state-dir", metavar="DIR", help=STATE_HELP)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=VerbParser)
     for verb in VERBS if only is None else (only,):
         _VERB_FLAGS[verb](verbs)
