@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 import sys
 import tarfile
 import tempfile
@@ -34,8 +35,10 @@ def split(text: str) -> tuple[str | None, str]:
     return name, path or "/"
 
 
-def where(engine: Engine, cid: str, path: str) -> tuple[str, str]:
-    """(host root, path inside it) for the container path `path`: a bind mount's source or the rootfs."""
+def where(engine: Engine, cid: str, path: str, files: bool = False) -> tuple[str, str]:
+    """(host root, path inside it) for the container path `path`: a bind mount's source or the rootfs.
+    With `files` (reading), a file bind mount at `path` itself counts too (/etc/hostname, /etc/hosts
+    and /etc/resolv.conf are the bundle's files, empty placeholders in the rootfs)."""
     from oci.runtime import config as config_mod
 
     folder = engine.containers.folder(cid)
@@ -47,10 +50,13 @@ def where(engine: Engine, cid: str, path: str) -> tuple[str, str]:
                 "options", []):
             continue
         dest = posixpath.normpath(mount["destination"])
-        if (path == dest or path.startswith(dest.rstrip("/") + "/")) and os.path.isdir(mount["source"]):
+        if (path == dest or path.startswith(dest.rstrip("/") + "/")) and os.path.isdir(mount["source"]) or (
+                files and path == dest and os.path.isfile(mount["source"])):
             if best is None or len(dest) > len(best[0]):
                 best = (dest, mount["source"])
     if best is not None:
+        if not os.path.isdir(best[1]):
+            return os.path.dirname(best[1]), os.path.basename(best[1])
         return best[1], posixpath.relpath(path, best[0])
     root = os.path.join(folder, config["root"]["path"])
     if not os.path.ismount(root):
@@ -73,7 +79,7 @@ def copy(engine: Engine, source: str, destination: str, follow: bool = False) ->
     cid = engine.containers.resolve(src_container if src_container is not None else str(dst_container))
     with _paused(engine, cid):
         if src_container is not None:
-            root, inside = where(engine, cid, src_path)
+            root, inside = where(engine, cid, src_path, files=True)
             copy_out(root, inside, dst_path, follow)
         else:
             root, inside = where(engine, cid, dst_path)
@@ -110,8 +116,14 @@ def copy_out(root: str, inside: str, destination: str, follow: bool) -> None:
         source = f"/proc/self/fd/{fd}"
         base = posixpath.basename(inside.rstrip("/")) or "."
         if destination == "-":
+            # `source` is a magic link (tarfile would store it as a symlink): a folder is read
+            # through `source/.`, a file through its fd
             with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                tar.add(source, arcname=base, recursive=True)
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    tar.add(source + "/.", arcname=base, recursive=True)
+                else:
+                    with os.fdopen(os.dup(fd), "rb") as file:
+                        tar.addfile(tar.gettarinfo(arcname=base, fileobj=file), file)
             return
         target = destination
         if os.path.isdir(destination):
