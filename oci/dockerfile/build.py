@@ -133,6 +133,7 @@ def build(options: BuildOptions) -> BuildResult:
     progress = options.progress or Progress()
     store = _open_layout(options.cache_dir or targets[0][0])
     cache = BuildCache(store, progress.warn)
+    _reap_killed_builds(store, progress)
     context = os.path.abspath(options.context)
     dockerfile_path = None if options.dockerfile_text is not None else name
     hashes = HashCache(cache.context_hashes(context), progress.warn)
@@ -170,6 +171,14 @@ def build(options: BuildOptions) -> BuildResult:
     progress.commit(f"{layout.path}:{targets[0][1]}" if targets else store.path, first.digest)
     return BuildResult(layout, first, tagged, executor.steps_run, executor.steps_cached,
                        time.monotonic() - started, warnings)
+
+
+def _reap_killed_builds(store: Layout, progress: Progress) -> None:
+    """What SIGKILLed builds left (see `lifetime`): containers and their records, temporaries."""
+    from oci.dockerfile import lifetime, runstep
+
+    lifetime.reap(lambda: runstep.command("oci-run"), progress.warn)
+    lifetime.sweep_layout_tmp(store.path)
 
 
 def _final_image(executor: Executor, state: State, options: BuildOptions) -> Descriptor:

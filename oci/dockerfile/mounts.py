@@ -19,6 +19,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from oci.dockerfile.lifetime import RuntimeRoot
 from oci.errors import OciError, Unsupported
 from oci.linux import syscalls
 
@@ -63,7 +64,7 @@ class Workspace:
         self.count = 0
         self.links: dict[str, str] = {}
         self.mounted: list[Overlay] = []
-        self.runtime_root: str | None = None  # oci-run's state folder, made by the first RUN
+        self.runtime_root: RuntimeRoot | None = None  # oci-run's state folder, made by the first RUN
 
     def _link(self, layer: str) -> str:
         name = self.links.get(layer)
@@ -128,4 +129,5 @@ class Workspace:
                 pass
         shutil.rmtree(self.dir, ignore_errors=True)
         if self.runtime_root is not None:
-            shutil.rmtree(self.runtime_root, ignore_errors=True)
+            self.runtime_root.close()
+            self.runtime_root = None
