@@ -133,7 +133,7 @@ def build(options: BuildOptions) -> BuildResult:
     progress = options.progress or Progress()
     store = _open_layout(options.cache_dir or targets[0][0])
     cache = BuildCache(store, progress.warn)
-    _reap_killed_builds(store, progress)
+    _reap_killed_builds(store, cache, progress)
     context = os.path.abspath(options.context)
     dockerfile_path = None if options.dockerfile_text is not None else name
     hashes = HashCache(cache.context_hashes(context), progress.warn)
@@ -173,11 +173,13 @@ def build(options: BuildOptions) -> BuildResult:
                        time.monotonic() - started, warnings)
 
 
-def _reap_killed_builds(store: Layout, progress: Progress) -> None:
-    """What SIGKILLed builds left (see `lifetime`): containers and their records, temporaries."""
+def _reap_killed_builds(store: Layout, cache: BuildCache, progress: Progress) -> None:
+    """What SIGKILLed builds left (see `lifetime`): containers and their records, scratch
+    folders, temporaries."""
     from oci.dockerfile import lifetime, runstep
 
     lifetime.reap(lambda: runstep.command("oci-run"), progress.warn)
+    cache.sweep_work()
     lifetime.sweep_layout_tmp(store.path)
 
 
@@ -228,7 +230,8 @@ def _empty_layer(executor: Executor, state: State) -> None:
 def _put_json(layout: Layout, media_type: str, document: dict[str, Any], kind: str) -> Descriptor:
     from oci import schema
 
-    data = json.dumps(document, separators=(",", ":")).encode()
+    # Keys sorted: a history entry read back from the cache and one made now are the same bytes.
+    data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     schema.load(data, kind, f"the new image {kind}", remember=True)
     return Descriptor(media_type, layout.put_bytes(data), len(data))
 

@@ -246,6 +246,12 @@ class BuildCache:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def sweep_work(self) -> None:
+        """Remove the scratch folders of builds that are gone (killed ones leave theirs)."""
+        work = os.path.join(self.dir, "work")
+        if os.path.isdir(work):
+            self._sweep(work)
+
     @staticmethod
     def _sweep(work: str) -> None:
         """Remove the scratch folders of builds that are gone (their lock is free)."""

@@ -75,8 +75,15 @@ class RuntimeRoot:
         self.fd = -1
 
 
+def cgroup_path(container: str) -> str:
+    """The cgroup of a step's container (set in its config, so that a reaper knows it)."""
+    return f"/oci-build/{container}"
+
+
 def _delete_containers(runtime: list[str], root: str) -> list[str]:
-    """`oci-run --root ROOT delete --force` every container in `root`; the ones that stayed."""
+    """`oci-run --root ROOT delete --force` every container in `root`, and its cgroup (which
+    oci-run, like runc, leaves when killed before the container's record was written); the
+    ones that stayed."""
     stayed = []
     for name in sorted(os.listdir(root)):
         if not os.path.isdir(os.path.join(root, name)) or name.startswith("."):
@@ -85,7 +92,34 @@ def _delete_containers(runtime: list[str], root: str) -> list[str]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
         if done.returncode != 0 and os.path.isdir(os.path.join(root, name)):
             stayed.append(f"{name}: {done.stderr.decode(errors='replace').strip()}")
+            continue
+        problem = _remove_cgroup(cgroup_path(name))
+        if problem:
+            stayed.append(f"{name}: {problem}")
     return stayed
+
+
+def _remove_cgroup(path: str) -> str | None:
+    """Kill what is left in cgroup `path` and remove it; a problem, or None."""
+    from oci.errors import OciError
+    from oci.linux import cgroups
+
+    try:
+        manager = cgroups.manager(path)
+        for _ in range(3):
+            pids = manager.pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+        manager.destroy()
+    except (OciError, OSError) as err:
+        return str(err)
+    return None
 
 
 def reap(runtime: Callable[[], list[str]], warn: Callable[[str], None], parent: str = RUNTIME_PARENT) -> int:

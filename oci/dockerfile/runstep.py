@@ -82,8 +82,9 @@ def run(workspace: Workspace, overlay: Overlay, spec: RunSpec, output: int | Non
         oci_net=command("oci-net") if spec.network not in ("host", "none") else (),
         net_state_dir=spec.net_state_dir, environ={})
     config = bundles.build(spec.config, overlay.rootfs, bundle, options)
-    _write_config(bundle, config)
     container = f"ocibuild-{secrets.token_hex(6)}"
+    config.setdefault("linux", {})["cgroupsPath"] = lifetime.cgroup_path(container)
+    _write_config(bundle, config)
     runtime = runtime_root(workspace).command()
     captured = output is None
     # Tied to this process (lifetime's module doc): a SIGKILLed build takes the container along.

@@ -26,7 +26,7 @@ from oci.platform import Platform
 if TYPE_CHECKING:
     from oci.dockerfile.progress import Progress
 
-KEY_VERSION = "oci-build/1"
+KEY_VERSION = "oci-build/2"
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY",
               "no_proxy", "ALL_PROXY", "all_proxy")
