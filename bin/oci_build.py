@@ -116,7 +116,9 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     if args.file == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("-f - reads the Dockerfile from stdin")
-        text = sys.stdin.read()
+        from oci.dockerfile.build import read_text
+
+        text = read_text(sys.stdin.buffer, "<stdin>")
     progress = Progress(sys.stderr, quiet=args.quiet, warn=messages.warn)
     options = BuildOptions(
         context=args.context, dockerfile=None if args.file == "-" else args.file, dockerfile_text=text,

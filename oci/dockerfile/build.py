@@ -13,7 +13,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from oci.build import config as configs
 from oci.descriptor import OCI_CONFIG, OCI_MANIFEST, Descriptor
@@ -29,6 +29,7 @@ from oci.layout import Layout
 from oci.platform import Platform
 
 DOCKERFILE_NAMES = ("Dockerfile", "Containerfile")
+MAX_DOCKERFILE = 16 << 20  # bytes: a Dockerfile (or ignore file) is text a person wrote
 BASE_ANNOTATION = "org.opencontainers.image.base.digest"
 
 
@@ -85,12 +86,22 @@ def read_dockerfile(options: BuildOptions) -> tuple[str, str]:
         else:
             raise NotFound(f"{options.context}: no Dockerfile or Containerfile (give one with -f)")
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read(), path
+        with open(path, "rb") as f:
+            return read_text(f, path), path
     except FileNotFoundError:
         raise NotFound(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a directory, not a Dockerfile") from None
     except OSError as err:
         raise InvalidInput(f"{path}: cannot read: {err.strerror}") from None
+
+
+def read_text(f: BinaryIO, name: str, limit: int = MAX_DOCKERFILE) -> str:
+    """The text of a Dockerfile or ignore file (`/dev/zero` given as one ends at the cap)."""
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidInput(f"{name}: larger than {limit >> 20} MiB: not a Dockerfile")
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _targets(options: BuildOptions) -> list[tuple[str, str]]:
@@ -232,8 +243,20 @@ def _put_json(layout: Layout, media_type: str, document: dict[str, Any], kind: s
 
     # Keys sorted: a history entry read back from the cache and one made now are the same bytes.
     data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    if b"\\ud" in data:  # bytes of invalid UTF-8 kept from the Dockerfile: U+FFFD, as Go writes them
+        data = json.dumps(_valid_unicode(document), sort_keys=True, separators=(",", ":")).encode()
     schema.load(data, kind, f"the new image {kind}", remember=True)
     return Descriptor(media_type, layout.put_bytes(data), len(data))
+
+
+def _valid_unicode(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_valid_unicode(item) for item in value]
+    if isinstance(value, dict):
+        return {_valid_unicode(k): _valid_unicode(v) for k, v in value.items()}
+    return value
 
 
 def _tag(store: Layout, descriptor: Descriptor, targets: list[tuple[str, str]]) -> list[tuple[Layout, Descriptor]]:

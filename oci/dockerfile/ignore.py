@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from oci.errors import InvalidInput
 
 IGNORE_FILES = (".dockerignore", ".containerignore")
+MAX_SIZE = 16 << 20
 _REGEX_SPECIAL = set(".+()|{}$")
 
 
@@ -146,7 +147,8 @@ def read_patterns(text: str) -> list[str]:
     if text.startswith("\ufeff"):
         text = text[1:]
     patterns = []
-    for line in text.splitlines():
+    for line in text.removesuffix("\n").split("\n"):  # as Go's bufio.ScanLines: `\n` or `\r\n` ends a line
+        line = line.removesuffix("\r")
         if line.startswith("#"):
             continue
         patterns.append(line)
@@ -172,8 +174,11 @@ def load(context: str, dockerfile: str | None) -> Matcher:
     if path is None:
         return Matcher([])
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read(MAX_SIZE + 1)
+        if len(data) > MAX_SIZE:
+            raise InvalidInput(f"{path}: larger than {MAX_SIZE >> 20} MiB: not an ignore file")
+        text = data.decode("utf-8", "surrogateescape")
     except OSError as err:
         raise InvalidInput(f"{path}: cannot read: {err.strerror}") from None
     try:
