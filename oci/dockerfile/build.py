@@ -9,6 +9,7 @@ call it from a process that may stay there (a command, or a child process).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -73,27 +74,28 @@ class BuildResult:
 
 
 def read_dockerfile(options: BuildOptions) -> tuple[str, str]:
-    """(the text, the name errors use) of the Dockerfile."""
+    """(the text, the name errors use) of the Dockerfile; inside the context, symlinks are
+    resolved inside it (`context.open_in`)."""
+    from oci.dockerfile.context import open_in
+
     if options.dockerfile_text is not None:
         return options.dockerfile_text, options.dockerfile or "Dockerfile"
-    path = options.dockerfile
-    if path is None:
-        for name in DOCKERFILE_NAMES:
-            candidate = os.path.join(options.context, name)
-            if os.path.isfile(candidate):
-                path = candidate
-                break
-        else:
-            raise NotFound(f"{options.context}: no Dockerfile or Containerfile (give one with -f)")
-    try:
-        with open(path, "rb") as f:
-            return read_text(f, path), path
-    except FileNotFoundError:
-        raise NotFound(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{path}: is a directory, not a Dockerfile") from None
-    except OSError as err:
-        raise InvalidInput(f"{path}: cannot read: {err.strerror}") from None
+    candidates = [options.dockerfile] if options.dockerfile is not None else \
+        [os.path.join(options.context, name) for name in DOCKERFILE_NAMES]
+    for path in candidates:
+        try:
+            with open_in(options.context, path) as f:
+                return read_text(f, path), path
+        except FileNotFoundError:
+            if options.dockerfile is not None:
+                raise NotFound(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise InvalidInput(f"{path}: is a directory, not a Dockerfile") from None
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise InvalidInput(f"{path}: too many levels of symbolic links (a symlink loop)") from None
+            raise InvalidInput(f"{path}: cannot read: {err.strerror}") from None
+    raise NotFound(f"{options.context}: no Dockerfile or Containerfile (give one with -f)")
 
 
 def read_text(f: BinaryIO, name: str, limit: int = MAX_DOCKERFILE) -> str:

@@ -1,8 +1,10 @@
 """Sources of COPY and ADD: paths in the build context (or in another stage's root), globs,
 the ignore file, and a content digest of what a step copies.
 
-* A source path is relative to the root it is taken from; `..` cannot leave it, and
-  symlinks on the way are followed inside it (also the last component, as Docker does).
+* A source path is relative to the root it is taken from; `..` cannot leave it (`../x` is
+  `x`, as BuildKit and buildah clean it; Docker's legacy builder refused it), and symlinks
+  on the way are followed inside it (also the last component, as Docker does): a link to
+  `/etc/passwd` names the context's `etc/passwd`. A symlink loop is refused by name.
 * Wildcards are Go's `filepath.Match`, one path component at a time: `*`, `?`, `[a-z]`,
   `[^a]`, `\\` escapes.
 * In the context, a path the ignore file excludes is not there; a directory is walked
@@ -24,7 +26,7 @@ import re
 import stat
 import tarfile
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from oci.build.entry import Entry
 from oci.build.source import entry_of
@@ -70,12 +72,30 @@ def _component_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
+def open_in(context: str, path: str) -> BinaryIO:
+    """Open file `path` for reading; when it lies in `context`, with symlinks resolved inside
+    the context, so that a hostile context's `Dockerfile -> /etc/shadow` reads the context's
+    own `etc/shadow` (missing) and never the host's. OSError as open() raises it."""
+    context, path = os.path.abspath(context), os.path.abspath(path)
+    if os.path.commonpath([context, path]) != context or path == context:
+        return open(path, "rb")
+    root = os.open(context, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = openat2(root, os.path.relpath(path, context), os.O_RDONLY | os.O_CLOEXEC, _RESOLVE)
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror, path) from None
+    finally:
+        os.close(root)
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    return os.fdopen(fd, "rb")
+
+
 def source_path(text: str) -> str:
-    """A source argument as a clean path relative to its root; refuses paths that leave it."""
-    joined = posixpath.normpath(text.lstrip("/") or ".")
-    if joined == ".." or joined.startswith("../"):
-        raise InvalidInput(f"{text}: forbidden path outside the build context")
-    return "" if joined == "." else joined
+    """A source argument as a clean path relative to its root (`..` stops at the root)."""
+    joined = posixpath.normpath("/" + text).lstrip("/")
+    return "" if joined in ("", ".") else joined
 
 
 class HashCache:
@@ -147,6 +167,7 @@ class SourceRoot:
     path: str
     ignore: Matcher = field(default_factory=lambda: Matcher([]))
     hashes: HashCache | None = None
+    where: str = "build context"  # what errors call it
 
     def __post_init__(self) -> None:
         self.path = os.path.abspath(self.path)
@@ -162,7 +183,9 @@ class SourceRoot:
         try:
             fd = openat2(root, rel, os.O_PATH | os.O_CLOEXEC, _RESOLVE)
         except OSError as err:
-            if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            if err.errno == errno.ELOOP:
+                raise InvalidInput(f"{rel}: too many levels of symbolic links (a symlink loop)") from None
+            if err.errno in (errno.ENOENT, errno.ENOTDIR):
                 return None
             raise
         finally:
@@ -171,6 +194,21 @@ class SourceRoot:
             return os.readlink(f"/proc/self/fd/{fd}")
         finally:
             os.close(fd)
+
+    def why_missing(self, text: str) -> str:
+        """Why source `text` names nothing: a dangling symlink (one to the host's files, say)
+        is shown with its target."""
+        rel = source_path(text)
+        head, _, name = rel.rpartition("/")
+        parent = self._resolve(head) if name else None
+        if parent is not None:
+            try:
+                target = os.readlink(os.path.join(parent, name))
+            except OSError:
+                pass
+            else:
+                return f"a symlink to {target}, which is not in the {self.where} (symlinks resolve inside it)"
+        return f"no such file or directory in the {self.where}"
 
     def _listing(self, rel: str) -> list[str]:
         host = self._resolve(rel)
@@ -192,7 +230,15 @@ class SourceRoot:
             regex = _component_regex(part)
             candidates = [posixpath.join(c, name) if c else name
                           for c in candidates for name in self._listing(c) if regex.match(name)]
-        return [f for f in (self._found(c) for c in sorted(candidates)) if f is not None]
+        found = []
+        for candidate in sorted(candidates):
+            if self.ignore.excluded(candidate):
+                continue
+            match = self._found(candidate)
+            if match is None:  # listed, yet nothing there: a dangling symlink (buildah refuses it too)
+                raise NotFound(f"{candidate}: {self.why_missing(candidate)}")
+            found.append(match)
+        return found
 
     def _found(self, rel: str) -> Found | None:
         if rel and self.ignore.excluded(rel):

@@ -142,8 +142,7 @@ class CopySteps:
         for source in sources:
             matches = root.select(source)
             if not matches and not has_wildcard(source):
-                where = "build context" if root is self.settings.context else "source stage or image"
-                raise NotFound(f"{source}: no such file or directory in the {where}")
+                raise NotFound(f"{source}: {root.why_missing(source)}")
             for match in matches:
                 groups.append((match, root.items(match)))
         return groups
@@ -195,7 +194,7 @@ class LazyRoot(SourceRoot):
     def __init__(self, executor: CopySteps, state: State) -> None:
         self.executor, self.state = executor, state
         self.overlay: Overlay | None = None
-        super().__init__("/")
+        super().__init__("/", where="source stage or image")
 
     def _mount(self) -> None:
         if self.overlay is None:

@@ -18,6 +18,7 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from oci.errors import InvalidInput
 
@@ -157,24 +158,32 @@ def read_patterns(text: str) -> list[str]:
 
 def find(context: str, dockerfile: str | None) -> str | None:
     """The ignore file that applies: `DOCKERFILE.dockerignore`, else the context's."""
-    if dockerfile:
-        beside = dockerfile + ".dockerignore"
-        if os.path.isfile(beside):
-            return beside
-    for name in IGNORE_FILES:
-        path = os.path.join(context, name)
-        if os.path.isfile(path):
+    names = ([dockerfile + ".dockerignore"] if dockerfile else []) + [os.path.join(context, n) for n in IGNORE_FILES]
+    for path in names:
+        try:
+            _open(context, path).close()
             return path
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            continue
+        except OSError:
+            return path  # unreadable: `load` says why
     return None
 
 
+def _open(context: str, path: str) -> BinaryIO:
+    from oci.dockerfile.context import open_in
+
+    return open_in(context, path)
+
+
 def load(context: str, dockerfile: str | None) -> Matcher:
-    """The matcher for a build context (empty when there is no ignore file)."""
+    """The matcher for a build context (empty when there is no ignore file). Inside the
+    context, symlinks are resolved inside it."""
     path = find(context, dockerfile)
     if path is None:
         return Matcher([])
     try:
-        with open(path, "rb") as f:
+        with _open(context, path) as f:
             data = f.read(MAX_SIZE + 1)
         if len(data) > MAX_SIZE:
             raise InvalidInput(f"{path}: larger than {MAX_SIZE >> 20} MiB: not an ignore file")
