@@ -43,6 +43,7 @@ EXAMPLES = """\
 
 def parser() -> ocicli.Parser:
     from oci_fetch import REGISTRY_FLAGS, add_flags
+    from oci_unpack import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, size_argument
 
     p = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
     p.add_argument("context", nargs="?", metavar="CONTEXT", help="the build context: a directory")
@@ -71,6 +72,12 @@ def parser() -> ocicli.Parser:
     p.add_argument("--cache", metavar="DIR", help="oci-unpack's layer cache (default: /var/lib/ocikit/layers as "
                    "root)")
     p.add_argument("--iidfile", metavar="FILE", help="write the image's manifest digest to FILE")
+    p.add_argument("--max-size", type=size_argument, default=DEFAULT_MAX_SIZE, metavar="BYTES",
+                   help="cap on the uncompressed size of a base image's layers, and of each archive or URL that ADD "
+                        "unpacks or downloads (default: 64G; suffixes K, M, G, T)")
+    p.add_argument("--max-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
+                   help=f"cap on the number of tar entries of a base image, and of each archive that ADD unpacks "
+                        f"(default: {DEFAULT_MAX_ENTRIES})")
     p.add_argument("--prune", action="store_true",
                    help="empty the build cache of the -t (or --cache-dir) layout and delete its unreferenced blobs")
     add_flags(p, REGISTRY_FLAGS)
@@ -127,7 +134,8 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
         pull=args.pull, network=args.network, net_state_dir=args.state_dir or os.environ.get("OCIKIT_NET_STATE_DIR"),
         platform=Platform.parse(args.platform) if args.platform else None, squash=args.squash,
         compression=args.compression, epoch=epoch, cache_dir=args.cache_dir, layer_cache=args.cache,
-        registry=registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno())
+        registry=registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno(),
+        max_size=args.max_size, max_entries=args.max_entries)
     result = build(options)
     if args.iidfile:
         from oci.fsutil import write_atomic

@@ -23,7 +23,7 @@ from oci.dockerfile.cache import BuildCache
 from oci.dockerfile.context import HashCache, SourceRoot
 from oci.dockerfile.executor import Executor
 from oci.dockerfile.progress import Progress
-from oci.dockerfile.state import PROXY_ARGS, Settings, State, step_key
+from oci.dockerfile.state import MAX_ENTRIES, MAX_SIZE, PROXY_ARGS, Settings, State, step_key
 from oci.errors import InvalidInput, NotFound, UsageError
 from oci.image import parse_image_argument
 from oci.layout import Layout
@@ -58,6 +58,8 @@ class BuildOptions:
     registry: Any = None  # oci.registry.http.Options
     progress: Progress | None = None
     output: int | None = 2  # RUN output: an fd, or None to capture it (shown when a step fails)
+    max_size: int = MAX_SIZE  # cap on the uncompressed bytes of a base image, an ADD archive or URL
+    max_entries: int = MAX_ENTRIES  # cap on the tar entries of a base image or an ADD archive
 
 
 @dataclass
@@ -146,6 +148,7 @@ def build(options: BuildOptions) -> BuildResult:
     progress = options.progress or Progress()
     store = _open_layout(options.cache_dir or targets[0][0])
     cache = BuildCache(store, progress.warn)
+    cache.make_private()
     _reap_killed_builds(store, cache, progress)
     context = os.path.abspath(options.context)
     dockerfile_path = None if options.dockerfile_text is not None else name
@@ -162,7 +165,7 @@ def build(options: BuildOptions) -> BuildResult:
                         epoch=options.epoch, compression=options.compression, no_cache=options.no_cache,
                         pull=options.pull, network=options.network, net_state_dir=options.net_state_dir,
                         registry=options.registry, layer_cache=options.layer_cache, output=options.output,
-                        workspace_dir=workspace_dir)
+                        workspace_dir=workspace_dir, max_size=options.max_size, max_entries=options.max_entries)
     executor = Executor(program, settings)
     warnings = list(program.dockerfile.warnings)
     try:

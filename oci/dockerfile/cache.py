@@ -15,6 +15,10 @@ layout, or `--cache-dir`):
 * `context/HEX.json`: content digests of a build context's files, by stat;
 * `work/ID/`: a running build's scratch folder (a build killed leaves one; the next removes it).
 
+The folder is private to root (0700): its trees and scratch folders hold what images hold,
+device nodes an ADD archive made (`/dev/sda`, mode 0666) included, which no other user of
+the host may reach.
+
 Records are JSON validated by `cache-record.schema.json`; one that is not valid, or whose
 blobs the layout lost (its garbage collection deletes untagged blobs), is a cache miss.
 `prune()` empties the cache and collects the layout's unreferenced blobs.
@@ -130,6 +134,12 @@ class BuildCache:
         self.dir = os.path.join(layout.path, ".ocikit", "build-cache")
         self.warn = warn or (lambda message: None)
         self._lock_fd: int | None = None
+
+    def make_private(self) -> None:
+        """Create the cache folder, readable by its owner only (see the module doc)."""
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        if os.stat(self.dir).st_mode & 0o077:
+            os.chmod(self.dir, 0o700)
 
     def _path(self, folder: str, key: str) -> str:
         return os.path.join(self.dir, folder, f"{key}.json")

@@ -14,6 +14,7 @@ import tarfile
 from typing import TYPE_CHECKING, BinaryIO, Callable
 
 from oci.build.entry import Entry
+from oci.dockerfile import archive
 from oci.dockerfile import instructions as ins
 from oci.dockerfile.context import Found, Item, SourceRoot, has_wildcard
 from oci.dockerfile.mounts import Overlay, Workspace
@@ -166,25 +167,17 @@ class CopySteps:
             return
         item = items[0]
         path = posixpath.join(target, posixpath.basename(match.rel) or item.rel) if as_directory else target
-        if instruction.add and not keep_owner and _is_archive(match.host):
-            self._unpack(tree, match.host, target, parents)
+        if instruction.add and not keep_owner and archive.is_archive(match.host):
+            os.close(tree.makedirs(target, parents))
+            archive.unpack(tree, match.host, target, parents, self.settings.budget(), match.rel)
             return
         tree.put(item.entry, path, owner_of(item.entry), mode, None, parents)
-
-    def _unpack(self, tree: Tree, archive: str, target: str, parents: Owner) -> None:
-        from oci.build.source import from_tarball
-
-        os.close(tree.makedirs(target, parents))
-        for entry in from_tarball(archive, tmp_dir=self._workspace().dir):
-            path = posixpath.join(target, entry.name)
-            link = posixpath.join(target, entry.linkname) if entry.type == tarfile.LNKTYPE else None
-            tree.put(entry, path, None, None, link, parents)
 
     def _download(self, instruction: ins.Copy, url: str) -> tuple[str, str, str]:
         from oci.dockerfile import remote
 
         path = os.path.join(self._workspace().new_dir("download"), "file")
-        digest = remote.download(url, path, instruction.checksum, self.settings.registry)
+        digest = remote.download(url, path, instruction.checksum, self.settings.registry, self.settings.max_size)
         return url, digest, path
 
 
@@ -239,22 +232,3 @@ def _url_name(url: str) -> str:
     return name or "download"
 
 
-ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
-
-
-def _is_archive(path: str) -> bool:
-    """Whether ADD unpacks this file: compressed (gzip, bzip2, xz, zstd) or a plain tar."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError:
-        return False
-    if head.startswith(ARCHIVE_MAGIC):
-        return True
-    if len(head) < 512:
-        return False
-    try:
-        tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
-    except tarfile.HeaderError:
-        return False
-    return True

@@ -11,7 +11,6 @@ import pytest
 
 from oci.dockerfile.context import HashCache, SourceRoot, has_wildcard, source_path
 from oci.dockerfile.ignore import Matcher
-from oci.errors import InvalidInput
 
 
 @pytest.fixture
