@@ -38,6 +38,8 @@ EXAMPLES = """\
   oci-build -q -t ./images:app . | oci-push --insecure - 127.0.0.1:5000/team/app:1.2
   SOURCE_DATE_EPOCH=1700000000 oci-build -t ./images:app .   # the same digest on every build
   oci-build --network none --no-cache -t ./images:app .
+  tar -C app -cz . | oci-build -t ./images:app -                # the context as a tar on stdin
+  oci-build -t ./images:tool - < Dockerfile                     # a Dockerfile alone, an empty context
   oci-build --prune -t ./images                                 # empty the build cache"""
 
 
@@ -46,7 +48,9 @@ def parser() -> ocicli.Parser:
     from oci_unpack import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, size_argument
 
     p = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
-    p.add_argument("context", nargs="?", metavar="CONTEXT", help="the build context: a directory")
+    p.add_argument("context", nargs="?", metavar="CONTEXT",
+                   help="the build context: a directory, or - for a tar archive of it on stdin (plain, gzip, bzip2, "
+                        "xz, zstd; -f then names the Dockerfile in it), or a lone Dockerfile on stdin")
     p.add_argument("-f", "--file", metavar="FILE",
                    help="the Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/Containerfile; - reads stdin)")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="LAYOUT[:TAG]",
@@ -108,7 +112,7 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     if args.prune:
         return prune(args, messages)
     if args.context is None:
-        raise UsageError("give the build CONTEXT (a directory)")
+        raise UsageError("give the build CONTEXT (a directory, or - for a tar of it on stdin)")
     from oci_fetch import registry_options, route_warnings
 
     from oci.build import config as configs
@@ -120,6 +124,13 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     route_warnings(messages)
     epoch = args.timestamp if args.timestamp is not None else configs.parse_epoch(os.environ.get("SOURCE_DATE_EPOCH"))
     text = None
+    stream = None
+    if args.context == "-":
+        if args.file == "-":
+            raise UsageError("stdin cannot hold both the build context and the Dockerfile")
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("CONTEXT - reads a tar archive of the context (or a Dockerfile) from stdin")
+        stream = sys.stdin.buffer
     if args.file == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("-f - reads the Dockerfile from stdin")
@@ -135,7 +146,7 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
         platform=Platform.parse(args.platform) if args.platform else None, squash=args.squash,
         compression=args.compression, epoch=epoch, cache_dir=args.cache_dir, layer_cache=args.cache,
         registry=registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno(),
-        max_size=args.max_size, max_entries=args.max_entries)
+        max_size=args.max_size, max_entries=args.max_entries, context_stream=stream)
     result = build(options)
     if args.iidfile:
         from oci.fsutil import write_atomic

@@ -126,36 +126,64 @@ def _inside(name: str, archive: str, what: str = "path") -> str:
     return "" if cleaned == "." else cleaned
 
 
-def unpack(tree: Tree, archive: str, target: str, parents: Owner, budget: Budget,
+def unpack(tree: Tree, archive: str | BinaryIO, target: str, parents: Owner, budget: Budget,
            name: str | None = None) -> int:
-    """Unpack `archive` (a host path) into the directory `target` (a container path) of
-    `tree`; the number of entries. Errors name `name` (default: the archive's path)."""
-    shown = name or archive
+    """Unpack `archive` (a host path, or a stream) into the directory `target` (a container
+    path) of `tree`; the number of entries. Errors name `name` (default: the archive's path)."""
+    if isinstance(archive, str):
+        with open(archive, "rb") as f:
+            return unpack(tree, f, target, parents, budget, name or archive)
+    shown = name or "<stdin>"
     count = 0
-    with open(archive, "rb") as f:
-        kind = _kind(f.read(6))
-        f.seek(0)
-        stream = _Counted(_decompressing(f, kind), budget, shown)
-        try:
-            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_CappedInfo) as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    _put(tree, tar, member, target, parents, budget, shown)
-                    count += 1
-        except OciError as err:
-            if isinstance(err, (IntegrityError, InvalidInput)) and not err.message.startswith(shown):
-                err.message = f"{shown}: {err.message}"
-                err.args = (err.message,)
+    source = _Peeked(archive, 6)
+    kind = _kind(source.head)
+    stream = _Counted(_decompressing(source, kind), budget, shown)  # type: ignore[arg-type]
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", tarinfo=_CappedInfo) as tar:  # type: ignore[call-overload]
+            for member in tar:
+                _put(tree, tar, member, target, parents, budget, shown)
+                count += 1
+    except OciError as err:
+        if isinstance(err, (IntegrityError, InvalidInput)) and not err.message.startswith(shown):
+            err.message = f"{shown}: {err.message}"
+            err.args = (err.message,)
+        raise
+    except tarfile.StreamError as err:
+        raise Unsupported(f"{shown}: {err} (a tar entry that needs seeking: sparse?)") from None
+    except tarfile.TarError as err:
+        raise InvalidInput(f"{shown}: not a valid tar archive: {err}") from None
+    except _decompression_errors() as err:
+        if isinstance(err, OSError) and err.filename:
             raise
-        except tarfile.StreamError as err:
-            raise Unsupported(f"{shown}: {err} (a tar entry that needs seeking: sparse?)") from None
-        except tarfile.TarError as err:
-            raise InvalidInput(f"{shown}: not a valid tar archive: {err}") from None
-        except _decompression_errors() as err:
-            if isinstance(err, OSError) and err.filename:
-                raise
-            raise InvalidInput(f"{shown}: cannot decompress ({kind or 'tar'}): {err}") from None
+        raise InvalidInput(f"{shown}: cannot decompress ({kind or 'tar'}): {err}") from None
     tree.finish()
     return count
+
+
+class _Peeked:
+    """A stream whose first bytes were read ahead (`head`) and are read again."""
+
+    def __init__(self, raw: BinaryIO, size: int) -> None:
+        self.raw = raw
+        self.head = b""
+        while len(self.head) < size:
+            chunk = raw.read(size - len(self.head))
+            if not chunk:
+                break
+            self.head += chunk
+        self.pending = self.head
+
+    def read(self, size: int = -1) -> bytes:
+        if self.pending:
+            if size is None or size < 0:
+                data, self.pending = self.pending + self.raw.read(), b""
+                return data
+            data, self.pending = self.pending[:size], self.pending[size:]
+            return data
+        return self.raw.read(size)
+
+    def readable(self) -> bool:
+        return True
 
 
 def _put(tree: Tree, tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, parents: Owner, budget: Budget,

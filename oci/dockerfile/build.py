@@ -60,6 +60,8 @@ class BuildOptions:
     output: int | None = 2  # RUN output: an fd, or None to capture it (shown when a step fails)
     max_size: int = MAX_SIZE  # cap on the uncompressed bytes of a base image, an ADD archive or URL
     max_entries: int = MAX_ENTRIES  # cap on the tar entries of a base image or an ADD archive
+    context_stream: BinaryIO | None = None  # `-`: the context as a tar (or a lone Dockerfile) on this stream
+    context_label: str | None = None  # how errors name a context read from a stream
 
 
 @dataclass
@@ -84,20 +86,26 @@ def read_dockerfile(options: BuildOptions) -> tuple[str, str]:
         return options.dockerfile_text, options.dockerfile or "Dockerfile"
     candidates = [options.dockerfile] if options.dockerfile is not None else \
         [os.path.join(options.context, name) for name in DOCKERFILE_NAMES]
+
+    def shown(path: str) -> str:  # a stdin context's files by their names in the archive
+        label = options.context_label
+        return path if label is None else label + "/" + os.path.relpath(path, options.context)
+
     for path in candidates:
         try:
             with open_in(options.context, path) as f:
-                return read_text(f, path), path
+                return read_text(f, shown(path)), path
         except FileNotFoundError:
             if options.dockerfile is not None:
-                raise NotFound(f"{path}: no such file") from None
+                raise NotFound(f"{shown(path)}: no such file") from None
         except IsADirectoryError:
-            raise InvalidInput(f"{path}: is a directory, not a Dockerfile") from None
+            raise InvalidInput(f"{shown(path)}: is a directory, not a Dockerfile") from None
         except OSError as err:
             if err.errno == errno.ELOOP:
-                raise InvalidInput(f"{path}: too many levels of symbolic links (a symlink loop)") from None
-            raise InvalidInput(f"{path}: cannot read: {err.strerror}") from None
-    raise NotFound(f"{options.context}: no Dockerfile or Containerfile (give one with -f)")
+                raise InvalidInput(f"{shown(path)}: too many levels of symbolic links (a symlink loop)") from None
+            raise InvalidInput(f"{shown(path)}: cannot read: {err.strerror}") from None
+    where = options.context_label or options.context
+    raise NotFound(f"{where}: no Dockerfile or Containerfile (give one with -f)")
 
 
 def read_text(f: BinaryIO, name: str, limit: int = MAX_DOCKERFILE) -> str:
@@ -127,16 +135,10 @@ def _open_layout(path: str) -> Layout:
     return Layout.open(path, create=True)
 
 
-def build(options: BuildOptions) -> BuildResult:
-    """Build the image the options describe; see the module doc."""
-    from oci.dockerfile import ignore, parser
+def _parse(options: BuildOptions) -> tuple[ins.Program, ins.Stage, str, str | None]:
+    """The program, the stage to build, the Dockerfile's name, its path when it is a file."""
+    from oci.dockerfile import parser
 
-    started = time.monotonic()
-    targets = _targets(options)
-    if not targets and not options.cache_dir:
-        raise UsageError("name the image with -t LAYOUT[:TAG] (or give --cache-dir)")
-    if not os.path.isdir(options.context):
-        raise NotFound(f"{options.context}: no such directory (the build context)")
     text, name = read_dockerfile(options)
     program = ins.program(parser.parse(text, name))
     stage = program.stages[-1]
@@ -145,37 +147,64 @@ def build(options: BuildOptions) -> BuildResult:
         if found is None:
             raise NotFound(f"target stage {options.target!r} could not be found")
         stage = found
+    path = None if options.dockerfile_text is not None else name
+    if path is not None and options.context_label is not None:  # read from a stdin context: shown as such
+        name = options.context_label + "/" + os.path.relpath(path, options.context)
+        program.dockerfile.path = name
+    return program, stage, name, path
+
+
+def build(options: BuildOptions) -> BuildResult:
+    """Build the image the options describe; see the module doc."""
+    from oci.dockerfile import ignore
+
+    started = time.monotonic()
+    targets = _targets(options)
+    if not targets and not options.cache_dir:
+        raise UsageError("name the image with -t LAYOUT[:TAG] (or give --cache-dir)")
+    if options.context_stream is None:
+        if not os.path.isdir(options.context):
+            raise NotFound(f"{options.context}: no such directory (the build context)")
+        parsed = _parse(options)  # before the layout is touched: a bad Dockerfile leaves no trace
     progress = options.progress or Progress()
     store = _open_layout(options.cache_dir or targets[0][0])
     cache = BuildCache(store, progress.warn)
     cache.make_private()
     _reap_killed_builds(store, cache, progress)
-    context = os.path.abspath(options.context)
-    dockerfile_path = None if options.dockerfile_text is not None else name
-    hashes = HashCache(cache.context_hashes(context), progress.warn)
-    source = SourceRoot(context, ignore.load(context, dockerfile_path), hashes)
     work: list[str] = []
 
     def workspace_dir() -> str:
-        work.append(cache.work_dir())
-        return work[-1]
+        if not work:
+            work.append(cache.work_dir())
+        return work[0]
 
-    settings = Settings(store=store, cache=cache, context=source, progress=progress,
-                        build_args=dict(options.build_args), platform=options.platform or Platform.host(),
-                        epoch=options.epoch, compression=options.compression, no_cache=options.no_cache,
-                        pull=options.pull, network=options.network, net_state_dir=options.net_state_dir,
-                        registry=options.registry, layer_cache=options.layer_cache, output=options.output,
-                        workspace_dir=workspace_dir, max_size=options.max_size, max_entries=options.max_entries)
-    executor = Executor(program, settings)
-    warnings = list(program.dockerfile.warnings)
+    executor: Executor | None = None
     try:
+        if options.context_stream is not None:
+            from oci.dockerfile.stdin import context_from_stream
+
+            options = context_from_stream(options, os.path.join(workspace_dir(), "context"))
+            parsed = _parse(options)
+        program, stage, _, dockerfile_path = parsed
+        context = os.path.abspath(options.context)
+        hashes = HashCache(cache.context_hashes(context) if options.context_label is None else None, progress.warn)
+        source = SourceRoot(context, ignore.load(context, dockerfile_path), hashes)
+        settings = Settings(store=store, cache=cache, context=source, progress=progress,
+                            build_args=dict(options.build_args), platform=options.platform or Platform.host(),
+                            epoch=options.epoch, compression=options.compression, no_cache=options.no_cache,
+                            pull=options.pull, network=options.network, net_state_dir=options.net_state_dir,
+                            registry=options.registry, layer_cache=options.layer_cache, output=options.output,
+                            workspace_dir=workspace_dir, max_size=options.max_size, max_entries=options.max_entries)
+        executor = Executor(program, settings)
+        warnings = list(program.dockerfile.warnings)
         with store.session():
             state = executor.build(stage.index)
             descriptor = _final_image(executor, state, options)
             tagged = _tag(store, descriptor, targets)
         source.hashes.save() if source.hashes else None
     finally:
-        executor.close()
+        if executor is not None:
+            executor.close()
         for path in work:
             cache.release(path)
     unused = sorted(set(options.build_args) - executor.used_args - set(PROXY_ARGS))

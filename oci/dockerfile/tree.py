@@ -53,7 +53,8 @@ class Owner:
 class Tree:
     """A root filesystem addressed through its fd."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, layer: bool = True) -> None:
+        self.layer = layer  # the root becomes a layer: `.wh.` names (whiteouts there) are refused
         self.path = os.path.abspath(root)
         self.fd = os.open(self.path, _DIR)
         self.privileged = os.geteuid() == 0
@@ -159,7 +160,7 @@ class Tree:
         """Write `entry` at container path `path`: its content and metadata, with the owner
         and permission bits given instead of the entry's when set. A hard link points at the
         container path `link_target`."""
-        if posixpath.basename(clean(path)).startswith(WHITEOUT_PREFIX):
+        if self.layer and posixpath.basename(clean(path)).startswith(WHITEOUT_PREFIX):
             raise IntegrityError(f"{shown(path)}: a name starting with {WHITEOUT_PREFIX} is a whiteout in a layer "
                                  "(it would delete a file for whoever unpacks the image)")
         dfd, name = self.parent(path, parents)
