@@ -199,6 +199,8 @@ class SourceRoot:
         """Why source `text` names nothing: a dangling symlink (one to the host's files, say)
         is shown with its target."""
         rel = source_path(text)
+        if rel and self.ignore.excluded(rel):
+            return f"excluded by the ignore file (.dockerignore) of the {self.where}"
         head, _, name = rel.rpartition("/")
         parent = self._resolve(head) if name else None
         if parent is not None:

@@ -258,6 +258,8 @@ class _Scan:
             raise self.fail("syntax error: bad substitution")
         name = self.name()
         ch = self.next()
+        if ch == _EOF:
+            raise self.fail("syntax error: missing '}'")
         modifier = ch
         if ch == "}":
             value, found = self.lookup(name)

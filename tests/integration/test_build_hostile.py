@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .build_env import ROOT, base_image, oci_build
+from .build_env import ROOT, base_image, busybox_rootfs, oci_build, read_config, unpack
 
 pytestmark = pytest.mark.root
 
@@ -196,3 +196,205 @@ def test_a_killed_builds_container_that_escaped_is_reaped_by_the_next_build(tmp_
         assert not cgroups_named(container)
     finally:
         subprocess.run([*runtime, "delete", "--force", container], capture_output=True)
+
+
+# -- hostile input: the conventions of a refusal --------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def trap_base(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A busybox image (oci:LAYOUT:base) whose /app is a symlink to /etc and /gone one to
+    nothing: paths through them must stay in the image's root."""
+    work = tmp_path_factory.mktemp("trap-base")
+    rootfs = busybox_rootfs(work / "rootfs")
+    (rootfs / "app").symlink_to("/etc")
+    (rootfs / "up").symlink_to("../../../../../../etc")
+    subprocess.run([sys.executable, str(ROOT / "bin" / "oci_commit.py"), "-q", "--from-dir", str(rootfs),
+                    "--cmd", "/bin/sh", f"{work / 'layout'}:base"], check=True, capture_output=True,
+                   env={**os.environ, **EPOCH})
+    return f"oci:{work / 'layout'}:base"
+
+
+class Case:
+    """A context for one hostile case, built into a layout that already holds an image."""
+
+    def __init__(self, tmp: Path, base: str) -> None:
+        self.tmp, self.base = tmp, base
+        self.context = tmp / "ctx"
+        self.context.mkdir()
+        self.layout = tmp / "layout"
+        good = tmp / "good"
+        good.mkdir()
+        (good / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /\n")
+        build(tmp, good)
+
+    def file(self, name: str, data: bytes | str = b"x", mode: int | None = None) -> Path:
+        path = self.context / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        if mode is not None:
+            path.chmod(mode)
+        return path
+
+    def dockerfile(self, text: str | bytes) -> None:
+        data = text.encode() if isinstance(text, str) else text
+        (self.context / "Dockerfile").write_bytes(data.replace(b"$BASE_IMAGE", self.base.encode()))
+
+    def run(self, *extra: str, stdin: bytes | None = None, context: str | None = None) -> subprocess.CompletedProcess:
+        argv = [sys.executable, str(ROOT / "bin" / "oci_build.py"), "--no-cache", "--cache", str(self.tmp / "layers"),
+                "-t", f"{self.layout}:t", *extra, context or str(self.context)]
+        return subprocess.run(argv, input=stdin, capture_output=True, timeout=300,
+                              stdin=None if stdin is not None else subprocess.DEVNULL)
+
+    def refused(self, code: int, where: str, message: str, *extra: str, stdin: bytes | None = None,
+                context: str | None = None) -> str:
+        """Build, and hold the refusal to the conventions: one line `FILE:LINE: ...` (or
+        `where` as given) with `message`, exit `code`, no traceback, the layout as it was."""
+        index = (self.layout / "index.json").read_bytes()
+        done = self.run(*extra, stdin=stdin, context=context)
+        err = done.stderr.decode(errors="replace")
+        assert done.returncode == code, err
+        assert "Traceback" not in err, err
+        lines = [line for line in err.splitlines() if line.startswith("oci-build: ")]
+        assert len(lines) == 1, err
+        assert where in lines[0] and message in lines[0], lines[0]
+        assert done.stdout == b""
+        assert (self.layout / "index.json").read_bytes() == index
+        work = self.layout / ".ocikit" / "build-cache" / "work"
+        assert not os.listdir(work)
+        tmp = self.layout / ".ocikit" / "tmp"
+        assert not tmp.is_dir() or not os.listdir(tmp)
+        return lines[0]
+
+    def accepted(self, *extra: str, stdin: bytes | None = None, context: str | None = None) -> Path:
+        """Build; the image's root filesystem."""
+        done = self.run(*extra, stdin=stdin, context=context)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        rootfs = self.tmp / f"rootfs-{len(list(self.tmp.glob('rootfs-*')))}"
+        return unpack(f"{self.layout}:t", rootfs)
+
+
+@pytest.fixture
+def case(tmp_path: Path, trap_base: str) -> Case:
+    return Case(tmp_path, trap_base)
+
+
+# -- hostile Dockerfiles -------------------------------------------------------------------
+
+
+LONG = "x" * 70_000
+
+
+@pytest.mark.parametrize("text, code, line, message", [
+    (b"FROM scratch\nLABEL a=b\0c\n", 2, ":2: ", "a NUL byte"),
+    (f"FROM scratch\nLABEL a={LONG}\n".encode(), 2, ":2: ", "dockerfile line greater than max allowed size of 65535"),
+    (b"FROM scratch\nRUN <<EOF\necho\n", 2, ":2: ", "unterminated heredoc"),
+    (b"FROM scratch\nENV A=${B\n", 2, ":2: ", "missing '}'"),
+    (b"FROM scratch\nENV A=" + b"${A:-" * 100 + b"x" + b"}" * 100 + b"\n", 2, ":2: ", "nested more than 64 deep"),
+    (b"FROM scratch\nENV A=0123456789abcdef\n" + b"ENV A=$A$A\n" * 20, 2, ":19: ",
+     "expands to more than 1048576 characters"),
+    (b"FROM scratch\nENV A=${A/\n", 2, ":2: ", "missing '/'"),
+    (b"# only a comment\n\n", 2, ":2: ", "file with no instructions"),
+    (b"\xef\xbb\xbf# escape=x\nFROM scratch\n", 2, ":1: ", "invalid escape token"),
+    (b"FROM scratch\nCOPY --chmod=99999 Dockerfile /\n", 2, ":2: ", "invalid --chmod"),
+    (b"FROM scratch\nBOGUS\n", 2, ":2: ", "unknown instruction"),
+])
+def test_hostile_dockerfile_is_refused_in_one_line(case: Case, text: bytes, code: int, line: str,
+                                                   message: str) -> None:
+    case.dockerfile(text)
+    case.refused(code, "Dockerfile" + line, message)
+
+
+def test_dockerfile_that_is_a_directory_missing_endless_or_a_symlink_out_of_the_context(case: Case) -> None:
+    (case.context / "adir").mkdir()
+    case.refused(2, "adir", "is a directory, not a Dockerfile", "-f", str(case.context / "adir"))
+    case.refused(3, "nothing", "no such file", "-f", str(case.context / "nothing"))
+    case.refused(3, str(case.context), "no Dockerfile or Containerfile")
+    case.refused(2, "/dev/zero", "larger than 16 MiB", "-f", "/dev/zero")
+    # A context's Dockerfile that links to the host's files reads the context's own: none here.
+    (case.context / "Dockerfile").symlink_to("/etc/hostname")
+    case.refused(3, str(case.context), "no Dockerfile or Containerfile")
+    (case.context / "etc").mkdir()
+    (case.context / "etc" / "hostname").write_text("FROM scratch\nCOPY etc /etc\n")
+    assert (case.accepted() / "etc" / "hostname").read_text().startswith("FROM scratch")
+
+
+def test_crlf_bom_invalid_utf8_and_long_patterns_are_read_as_buildkit_reads_them(case: Case) -> None:
+    dockerfile = ("\ufeffFROM $BASE_IMAGE\r\nCOPY <<EOF /crlf.txt\r\none\r\ntwo\r\nEOF\r\n"
+                  "LABEL bad=\"\udcff\" \\\r\n  ok=yes\r\n"
+                  "ENV LONG=" + "a" * 60_000 + "\r\nENV CUT=${LONG##*a*a*a*a*b}\r\n"
+                  "RUN printf '%s' \"${#CUT}\" > /len.txt\r\n")
+    case.dockerfile(dockerfile.encode("utf-8", "surrogateescape"))
+    started = time.monotonic()
+    rootfs = case.accepted()
+    assert time.monotonic() - started < 120  # a backtracking matcher takes hours on that pattern
+    assert (rootfs / "crlf.txt").read_bytes() == b"one\ntwo\n"  # CRLF ends lines, here-documents too
+    assert (rootfs / "len.txt").read_text() == "60000"
+    labels = read_config(case.layout, "t")["config"]["Labels"]
+    assert labels == {"bad": "\ufffd", "ok": "yes"}  # invalid UTF-8 as Go's JSON writes it
+
+
+# -- hostile contexts ------------------------------------------------------------------------
+
+
+def test_sources_stay_in_the_context(case: Case) -> None:
+    case.file("x", "inside\n")
+    case.file("etc/passwd", "the context's own\n")
+    (case.context / "abs").symlink_to("/etc/shadow")
+    (case.context / "rel").symlink_to("../../../../../../etc/passwd")
+    (case.context / "loop1").symlink_to("loop2")
+    (case.context / "loop2").symlink_to("loop1")
+    case.dockerfile("FROM scratch\nCOPY ../../x /x\nCOPY /x /y\nCOPY rel /rel\n")
+    rootfs = case.accepted()  # `..` stops at the context's root, as BuildKit and buildah clean it
+    assert (rootfs / "x").read_text() == (rootfs / "y").read_text() == "inside\n"
+    assert (rootfs / "rel").read_text() == "the context's own\n"  # resolved inside the context
+    case.dockerfile("FROM scratch\nCOPY abs /abs\n")
+    case.refused(3, "Dockerfile:2: ", "abs: a symlink to /etc/shadow, which is not in the build context")
+    case.dockerfile("FROM scratch\nCOPY loop1 /l\n")
+    case.refused(2, "Dockerfile:2: ", "loop1: too many levels of symbolic links")
+    case.dockerfile("FROM scratch\nCOPY a* /d/\n")
+    case.refused(3, "Dockerfile:2: ", "abs: a symlink to /etc/shadow")  # a wildcard match too, as buildah
+    case.dockerfile("FROM scratch\nCOPY . /all/\n")
+    rootfs = case.accepted()  # a directory's symlinks are copied as symlinks, never followed
+    assert os.readlink(rootfs / "all" / "abs") == "/etc/shadow"
+    assert os.readlink(rootfs / "all" / "loop1") == "loop2"
+
+
+def test_a_symlinked_context_root_and_a_whiteout_name(case: Case) -> None:
+    case.file("x", "x\n")
+    case.dockerfile("FROM scratch\nCOPY x /x\n")
+    link = case.tmp / "link-to-ctx"
+    link.symlink_to(case.context)
+    assert (case.accepted(context=str(link)) / "x").read_text() == "x\n"
+    case.file(".wh.bin", "")
+    case.dockerfile("FROM scratch\nCOPY .wh.bin /\n")
+    case.refused(4, "Dockerfile:2: ", "a name starting with .wh. is a whiteout in a layer")
+
+
+def test_destinations_through_the_images_symlinks_stay_in_its_root(case: Case) -> None:
+    marker = f"oci-build-trap-{secrets.token_hex(4)}"
+    case.file("x", "x\n")
+    case.dockerfile(f"FROM $BASE_IMAGE\nCOPY x /app/{marker}\nCOPY x /up/{marker}-up\n"
+                    f"COPY x /app/../../../../etc/{marker}-dots\nWORKDIR /app\nCOPY x ./{marker}-rel\n")
+    rootfs = case.accepted()
+    for name in (marker, f"{marker}-up", f"{marker}-dots", f"{marker}-rel"):
+        assert (rootfs / "etc" / name).read_text() == "x\n", name  # /app is /etc of the image
+        assert not os.path.exists(f"/etc/{name}"), name  # never the host's
+
+
+def test_dockerignore_exceptions_double_star_and_an_ignored_dockerfile(case: Case) -> None:
+    for name in ("keep.txt", "drop.txt", "dir/a", "dir/keep", "logs/x.log", "dir/deep/y.log",
+                 "dir/deep/important.log", "src/important.log"):
+        case.file(name, name)
+    case.file(".dockerignore", "Dockerfile\n.dockerignore\ndrop.txt\n**/*.log\n!**/important.log\ndir\n"
+                               "!dir/keep\n")
+    case.dockerfile("FROM scratch\nCOPY . /c/\n")
+    rootfs = case.accepted()
+    found = sorted(str(p.relative_to(rootfs / "c")) for p in (rootfs / "c").rglob("*"))
+    assert found == ["dir", "dir/keep", "keep.txt", "logs", "src", "src/important.log"]  # buildah's tree too
+    case.dockerfile("FROM scratch\nCOPY Dockerfile /d\n")  # the build reads it; COPY cannot (BuildKit, buildah)
+    case.refused(3, "Dockerfile:2: ", "Dockerfile: excluded by the ignore file")
+    (case.context / ".dockerignore").unlink()
+    (case.context / ".dockerignore").symlink_to("/etc/shadow")  # read inside the context: missing, no patterns
+    case.dockerfile("FROM scratch\nCOPY keep.txt /k\n")
+    assert (case.accepted() / "k").read_text() == "keep.txt"
