@@ -19,6 +19,7 @@ root, entry by entry in archive order, as Docker's `archive.Untar` does it.
 
 from __future__ import annotations
 
+import io
 import posixpath
 import tarfile
 from typing import BinaryIO, Callable
@@ -66,11 +67,32 @@ def is_archive(path: str) -> bool:
         with open(path, "rb") as f:
             kind = _kind(f.read(6))
             f.seek(0)
-            stream = _Counted(_decompressing(f, kind), Budget(MAX_HEADER * 4, 1), path)
-            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_CappedInfo) as tar:  # type: ignore[call-overload]
-                return tar.next() is not None
+            stream = _decompressing(f, kind)
+            head = b""
+            # As much as the first member's headers may take; a stream cut short is read up to the
+            # cut, in small reads (a decompressor gives nothing of a read it cannot finish).
+            try:
+                while len(head) < MAX_HEADER + 3 * tarfile.BLOCKSIZE:
+                    chunk = stream.read(tarfile.BLOCKSIZE)
+                    if not chunk:
+                        break
+                    head += chunk
+                    if len(head) >= tarfile.BLOCKSIZE and not _header_ok(head):
+                        return False
+            except EOFError:
+                pass
+        with tarfile.open(fileobj=io.BytesIO(head), mode="r|", tarinfo=_CappedInfo) as tar:  # type: ignore[call-overload]
+            return tar.next() is not None
     except Exception:  # noqa: BLE001 (each decompressor has its own error classes: not an archive)
         return False
+
+
+def _header_ok(head: bytes) -> bool:
+    try:
+        tarfile.TarInfo.frombuf(head[:tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def _decompression_errors() -> tuple[type[BaseException], ...]:

@@ -51,7 +51,7 @@ from oci.dockerfile.state import (
 )
 from oci.dockerfile.tree import Owner, Tree
 from oci.dockerfile.words import Lexer
-from oci.errors import InvalidInput, OciError
+from oci.errors import IntegrityError, InvalidInput, OciError
 from oci.image import Image
 from oci.platform import Platform
 
@@ -394,7 +394,12 @@ class Executor(CopySteps):
         if self._layer_cache_session is None:  # held until the build ends: oci-unpack --gc waits for it
             self._layer_cache_session = cache.session()
             self._layer_cache_session.__enter__()
-        folders = cache.ensure(image, Options(warn=self.settings.progress.warn), self.settings.budget())
+        try:
+            folders = cache.ensure(image, Options(warn=self.settings.progress.warn), self.settings.budget())
+        except IntegrityError as err:
+            err.message = f"the layers of the stage's base image: {err.message}"
+            err.args = (err.message,)
+            raise
         for i, folder in enumerate(folders):
             state.dirs[i] = state.dirs[i] or folder
         return [folder for folder in state.dirs if folder is not None]

@@ -55,7 +55,7 @@ def download(url: str, path: str, checksum: str | None, options: object = None, 
         other = hashlib.new(algorithm) if algorithm and algorithm != "sha256" else None
         size = 0
         with open(path, "wb") as f:
-            while chunk := response.read(1 << 20):
+            while chunk := _read(response, url):
                 size += len(chunk)
                 if size > max_size:
                     response.close()
@@ -76,3 +76,13 @@ def download(url: str, path: str, checksum: str | None, options: object = None, 
     if expected is not None and actual != expected:
         raise IntegrityError(f"{url}: digest {algorithm}:{actual} does not match --checksum={checksum}")
     return "sha256:" + sha256.hexdigest()
+
+
+def _read(response: object, url: str) -> bytes:
+    """The next part of the body; a connection cut short is a network error, named by the URL."""
+    try:
+        return response.read(1 << 20)  # type: ignore[attr-defined, no-any-return]
+    except OSError as err:
+        if err.filename:  # a file of ours, not the connection
+            raise
+        raise RegistryError(f"{url}: {err.strerror or err}") from None

@@ -9,15 +9,21 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import http.server
+import io
 import json
 import os
 import random
 import secrets
 import subprocess
 import sys
+import tarfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -398,3 +404,243 @@ def test_dockerignore_exceptions_double_star_and_an_ignored_dockerfile(case: Cas
     (case.context / ".dockerignore").symlink_to("/etc/shadow")  # read inside the context: missing, no patterns
     case.dockerfile("FROM scratch\nCOPY keep.txt /k\n")
     assert (case.accepted() / "k").read_text() == "keep.txt"
+
+
+# -- hostile archives (ADD) ----------------------------------------------------------------
+
+
+def tar_bytes(members: list[dict[str, Any]], compress: bool = False) -> bytes:
+    """A tar of `members`: name, and type, link, data, mode, dev, pax as wanted."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member in members:
+            info = tarfile.TarInfo(member["name"])
+            info.type = member.get("type", tarfile.REGTYPE)
+            info.linkname = member.get("link", "")
+            data = member.get("data", b"")
+            info.size = len(data) if info.type == tarfile.REGTYPE else 0
+            info.mode = member.get("mode", 0o644)
+            info.devmajor, info.devminor = member.get("dev", (0, 0))
+            info.pax_headers = member.get("pax", {})
+            tar.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
+    data = buf.getvalue()
+    return gzip.compress(data) if compress else data
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self.left)
+        buffer[:count] = bytes(count)
+        self.left -= count
+        return count
+
+
+def bomb(size: int) -> bytes:
+    """A gzip'd tar of one `size`-byte file of zeros (about a thousandth of that, compressed)."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1) as compressed:
+        with tarfile.open(fileobj=compressed, mode="w|") as tar:
+            info = tarfile.TarInfo("zeros")
+            info.size = size
+            tar.addfile(info, io.BufferedReader(_Zeros(size)))
+    return out.getvalue()
+
+
+def huge_declared_size() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("huge")
+        info.size = 5
+        info.pax_headers = {"size": str(1 << 40)}
+        tar.addfile(info, io.BytesIO(b"12345"))
+    return buf.getvalue()
+
+
+R, S, L = tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
+MARK = f"oci-build-{secrets.token_hex(4)}"
+
+
+@pytest.mark.parametrize("name, archive, extra, code, message", [
+    ("dotdot.tar", lambda: tar_bytes([{"name": f"../../../../tmp/{MARK}", "data": b"x"}]), (), 4,
+     "path leaves the destination"),
+    ("hardout.tar", lambda: tar_bytes([{"name": "h", "type": L, "link": "../../../../etc/passwd"}]), (), 4,
+     "hard-link target leaves the destination"),
+    ("hardmissing.tar", lambda: tar_bytes([{"name": "h", "type": L, "link": "/etc/passwd"}]), (), 4,
+     "which is not there"),
+    ("whiteout.tar", lambda: tar_bytes([{"name": ".wh.bin"}]), (), 4, "is a whiteout in a layer"),
+    ("huge.tar", huge_declared_size, (), 4, "1099511627776 bytes, more than"),
+    ("bomb.tar.gz", lambda: bomb(64 << 20), ("--max-size", "16M"), 4, "(--max-size)"),
+    ("many.tar", lambda: tar_bytes([{"name": f"f{i}"} for i in range(300)]), ("--max-entries", "100"), 4,
+     "more than 100 tar entries (--max-entries)"),
+    ("truncated.tar", lambda: tar_bytes([{"name": "a", "type": S, "link": "b"}, {"name": "c", "data": b"x"}])[:700],
+     (), 2, "a truncated or damaged tar header"),
+    ("cut.tar.gz", lambda: tar_bytes([{"name": "a", "data": random.Random(1).randbytes(8000)}], compress=True)[:3000],
+     (), 2, "cannot decompress (gzip)"),
+])
+def test_hostile_archive_is_refused(case: Case, name: str, archive: Any, extra: tuple[str, ...], code: int,
+                                    message: str) -> None:
+    case.file(name, archive())
+    case.dockerfile(f"FROM scratch\nADD {name} /opt/\n")
+    case.refused(code, "Dockerfile:2: ", f"{name}: ", *extra)
+    case.refused(code, "Dockerfile:2: ", message, *extra)
+    assert not os.path.exists(f"/tmp/{MARK}")
+
+
+def test_archive_entries_stay_in_the_image_root(case: Case) -> None:
+    case.file("abs.tar", tar_bytes([{"name": f"/etc/{MARK}-abs", "data": b"abs"}]))
+    case.file("symfile.tar", tar_bytes([{"name": "s", "type": S, "link": "/etc"},
+                                        {"name": f"s/{MARK}-sym", "data": b"sym"}]))
+    case.file("symrel.tar", tar_bytes([{"name": "r", "type": S, "link": "../../../../../../../etc"},
+                                       {"name": f"r/{MARK}-rel", "data": b"rel"}]))
+    case.file("links.tar", tar_bytes([{"name": "f", "data": b"linked"}, {"name": "h", "type": L, "link": "f"},
+                                      {"name": "h2", "type": L, "link": "/f"}]))
+    case.file("dev.tar", tar_bytes([{"name": "sda", "type": tarfile.BLKTYPE, "dev": (8, 0), "mode": 0o666},
+                                    {"name": "fifo", "type": tarfile.FIFOTYPE}]))
+    plain = case.file("plain.gz", gzip.compress(b"just text\n")).read_bytes()  # not a tar: copied as it is (Docker)
+    case.file("bigpax.tar", tar_bytes([{"name": "x", "pax": {"comment": "c" * (2 << 20)}}]))  # Go refuses it too
+    case.dockerfile("FROM $BASE_IMAGE\nADD abs.tar symfile.tar symrel.tar /opt/\nADD links.tar dev.tar /srv/\n"
+                    "ADD plain.gz bigpax.tar /copied/\n")
+    rootfs = case.accepted()
+    assert (rootfs / "opt" / "etc" / f"{MARK}-abs").read_text() == "abs"  # a leading / is below the destination
+    assert (rootfs / "etc" / f"{MARK}-sym").read_text() == "sym"  # through the archive's symlink: the image's /etc
+    assert (rootfs / "etc" / f"{MARK}-rel").read_text() == "rel"
+    for name in ("abs", "sym", "rel"):
+        assert not os.path.exists(f"/etc/{MARK}-{name}")
+    assert os.stat(rootfs / "srv" / "h").st_ino == os.stat(rootfs / "srv" / "f").st_ino == \
+        os.stat(rootfs / "srv" / "h2").st_ino
+    st = os.lstat(rootfs / "srv" / "sda")
+    assert stat_kind(st.st_mode) == "blk" and os.major(st.st_rdev) == 8  # as Docker and buildah make it
+    assert (rootfs / "copied" / "plain.gz").read_bytes() == plain
+    assert (rootfs / "copied" / "bigpax.tar").stat().st_size > 2 << 20
+    cache = case.layout / ".ocikit" / "build-cache"
+    assert os.stat(cache).st_mode & 0o077 == 0  # the device node in its trees is root's alone
+
+
+def stat_kind(mode: int) -> str:
+    import stat
+
+    return "blk" if stat.S_ISBLK(mode) else "chr" if stat.S_ISCHR(mode) else "other"
+
+
+# -- hostile servers (ADD of a URL) -------------------------------------------------------------
+
+
+class _Hostile(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self.path
+        if path.startswith("/loop"):
+            number = int(path[5:] or 0)
+            self._redirect(f"/loop{number + 1}")
+        elif path == "/to-file":
+            self._redirect("file:///etc/passwd")
+        elif path == "/to-ok":
+            self._redirect("/ok.txt")
+        elif path == "/ok.txt":
+            self._send(b"ok\n")
+        elif path == "/big-declared":
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 40))
+            self.end_headers()
+        elif path == "/big-chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"z" * 65536
+            try:
+                for _ in range(64):  # 4 MiB
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass
+        elif path == "/short":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"only a part")
+            self.close_connection = True
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    def _redirect(self, where: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", where)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _send(self, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def hostile_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("path, extra, code, message", [
+    ("/loop0", (), 5, "more than 10 redirects"),
+    ("/to-file", (), 5, "only http and https URLs are followed"),
+    ("/big-declared", (), 4, "1099511627776 bytes, more than"),
+    ("/big-chunked", ("--max-size", "1M"), 4, "larger than 1048576 bytes (--max-size)"),
+    ("/short", ("--retries", "0"), 5, ""),
+    ("/missing", ("--retries", "0"), 5, "HTTP 404"),
+])
+def test_hostile_server_is_refused(case: Case, hostile_server: str, path: str, extra: tuple[str, ...], code: int,
+                                   message: str) -> None:
+    case.dockerfile(f"FROM scratch\nADD {hostile_server}{path} /f\n")
+    case.refused(code, "Dockerfile:2: ", message, *extra)
+
+
+def test_add_url_follows_redirects_and_checks_the_checksum(case: Case, hostile_server: str) -> None:
+    good = hashlib.sha256(b"ok\n").hexdigest()
+    case.dockerfile(f"FROM scratch\nADD --checksum=sha256:{good} {hostile_server}/to-ok /f\n")
+    assert (case.accepted() / "f").read_text() == "ok\n"
+    case.dockerfile(f"FROM scratch\nADD --checksum=sha256:{'0' * 64} {hostile_server}/to-ok /f\n")
+    case.refused(4, "Dockerfile:2: ", "does not match --checksum")
+
+
+# -- the context on stdin -----------------------------------------------------------------------
+
+
+def test_context_as_a_tar_on_stdin(case: Case) -> None:
+    dockerfile = b"FROM scratch\nCOPY . /ctx/\n"
+    members = [{"name": "Dockerfile", "data": dockerfile}, {"name": "sub/a.txt", "data": b"a"},
+               {"name": ".dockerignore", "data": b"drop.txt\n"}, {"name": "drop.txt", "data": b"d"},
+               {"name": "docker/Other", "data": b"FROM scratch\nCOPY sub /sub\n"}]
+    rootfs = case.accepted(stdin=tar_bytes(members, compress=True), context="-")
+    assert (rootfs / "ctx" / "sub" / "a.txt").read_text() == "a" and not (rootfs / "ctx" / "drop.txt").exists()
+    rootfs = case.accepted("-f", "docker/Other", stdin=tar_bytes(members), context="-")  # -f: a path in the archive
+    assert (rootfs / "sub" / "a.txt").read_text() == "a"
+    rootfs = case.accepted(stdin=b"FROM $BASE\nLABEL lone=yes\n".replace(b"$BASE", case.base.encode()),
+                           context="-")  # a lone Dockerfile: an empty context
+    assert read_config(case.layout, "t")["config"]["Labels"] == {"lone": "yes"}
+    case.refused(4, "<stdin>: ", "tar entry '../evil': path leaves the destination",
+                 stdin=tar_bytes([{"name": "../evil", "data": b"x"}]), context="-")
+    case.refused(2, "<stdin>: ", "a truncated or damaged tar header",
+                 stdin=tar_bytes(members)[:1500], context="-")
+    case.refused(4, "<stdin>: ", "(--max-size)", "--max-size", "1M", stdin=bomb(8 << 20), context="-")
+    case.refused(3, "<stdin>/Dockerfile", "no such file", "-f", "Dockerfile",
+                 stdin=tar_bytes([{"name": "a", "data": b"a"}]), context="-")
+    case.refused(3, "<stdin>/Dockerfile:2: ", "nothing: no such file or directory in the build context",
+                 stdin=tar_bytes([{"name": "Dockerfile", "data": b"FROM scratch\nCOPY nothing /\n"}]), context="-")
+    case.refused(2, "", "stdin cannot hold both", "-f", "-", stdin=b"", context="-")
