@@ -22,7 +22,7 @@ from oci.dockerfile.parser import Heredoc
 from oci.dockerfile.state import Settings, State, keyed_config, oci_layer, owner_of, step_key, to_json
 from oci.dockerfile.tree import Owner, Tree
 from oci.dockerfile.words import Lexer
-from oci.errors import InvalidInput, NotFound, OciError
+from oci.errors import InvalidInput, NotFound, OciError, Unsupported
 
 _CHMOD = re.compile(r"^[0-7]{1,4}$")
 
@@ -61,6 +61,9 @@ class CopySteps:
         if len(sources) + len(contents) > 1 and not as_dir:
             raise self._fail(instruction, "When using COPY with more than one source file, the destination must be "
                              "a directory and end with a /", InvalidInput)
+        if instruction.add and (git := next((s for s in sources if _is_git(s)), None)):
+            raise self._fail(instruction, f"{git}: ADD of a git repository is not supported by oci-build (clone it "
+                             "into the context, then COPY it)", Unsupported)
         urls = [s for s in sources if instruction.add and _is_url(s)]
         local = [s for s in sources if s not in urls]
         root, source_key = self._source_root(state, instruction) if local else (None, "")
@@ -219,6 +222,18 @@ def _file_opener(path: str) -> Callable[[], BinaryIO]:
         return open(path, "rb")
 
     return opener
+
+
+def _is_git(text: str) -> bool:
+    """A git repository as BuildKit's ADD recognises one: git://, git@, ssh://, or an http(s)
+    URL whose path ends in .git (a #ref may follow)."""
+    if text.startswith(("git://", "git@", "ssh://")):
+        return True
+    if not _is_url(text):
+        return False
+    from urllib.parse import urlsplit
+
+    return urlsplit(text).path.rstrip("/").endswith(".git")
 
 
 def _is_url(text: str) -> bool:

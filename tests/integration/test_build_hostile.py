@@ -304,6 +304,8 @@ LONG = "x" * 70_000
     (b"\xef\xbb\xbf# escape=x\nFROM scratch\n", 2, ":1: ", "invalid escape token"),
     (b"FROM scratch\nCOPY --chmod=99999 Dockerfile /\n", 2, ":2: ", "invalid --chmod"),
     (b"FROM scratch\nBOGUS\n", 2, ":2: ", "unknown instruction"),
+    (b"FROM scratch\nADD https://127.0.0.1:9/x/repo.git#main /src\n", 8, ":2: ", "ADD of a git repository"),
+    (b"FROM scratch\nADD git@127.0.0.1:x/repo.git /src\n", 8, ":2: ", "ADD of a git repository"),
 ])
 def test_hostile_dockerfile_is_refused_in_one_line(case: Case, text: bytes, code: int, line: str,
                                                    message: str) -> None:
