@@ -204,6 +204,38 @@ def test_a_killed_builds_container_that_escaped_is_reaped_by_the_next_build(tmp_
         subprocess.run([*runtime, "delete", "--force", container], capture_output=True)
 
 
+def test_a_killed_build_on_an_oci_net_network_gives_its_lease_back(tmp_path: Path, base_ref: str) -> None:
+    """The reaper's `oci-run delete --force` runs the step's poststop hooks: oci-net's
+    disconnect releases the address the killed step held."""
+    from .netutil import Lab
+
+    lab = Lab(tmp_path / "lab")
+    try:
+        network = lab.create_network(ipv6=False)["name"]
+        context = tmp_path / "ctx"
+        context.mkdir()
+        (context / "Dockerfile").write_text("ARG BASE\nFROM $BASE\nRUN echo started; sleep 60\n")
+        process = subprocess.Popen(argv(tmp_path, context, "layout", "--network", network, "--state-dir", lab.state,
+                                        "--build-arg", f"BASE={base_ref}"), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        assert process.stderr is not None
+        seen, deadline = "", time.monotonic() + 120
+        while "\nstarted\n" not in seen and time.monotonic() < deadline:
+            seen += process.stderr.readline()
+        leases = Path(lab.state) / "leases" / f"{network}.json"
+        assert json.loads(leases.read_text()), "the step holds an address"
+        process.kill()
+        process.wait(timeout=60)
+        process.stderr.close()
+        quick = tmp_path / "quick"
+        quick.mkdir()
+        (quick / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /\n")
+        build(tmp_path, quick, layout="other")  # any build, any layout, reaps
+        assert not json.loads(leases.read_text())
+    finally:
+        lab.close()
+
+
 # -- hostile input: the conventions of a refusal --------------------------------------------
 
 
