@@ -12,8 +12,10 @@ Two cases, each against what a runtime would run for the same job:
 
 Every call runs as a runtime runs it: a fresh process, CNI_* variables in the environment
 and the network configuration on stdin, each container a network namespace of its own made
-with `ip netns add`. A warm-up ADD/DEL per network creates the bridges (and oci-net's
-nftables table, portmap's chains) outside the timings, as a runtime's first container would.
+with `ip netns add`. A warm-up ADD per network creates the bridges (and oci-net's
+nftables table, portmap's chains) outside the timings, as a runtime's first container would;
+its DEL comes after the timed ones (oci-net's last DEL of a network removes its bridge and
+table, the next ADD sets them up again).
 Then RUNS containers are added, oci-net and the peer interleaved, then deleted likewise;
 medians are printed with the ratio oci-net / peer. oci-net is run as installed: the launcher
 in the venv when there is one, its modules byte-compiled.
@@ -130,10 +132,11 @@ def measure(chains: dict[str, Chain], spaces: dict[str, list[str]], ports: dict[
         return mapping(ports[tool][i]) if ports else []
 
     results: dict[str, dict] = {}
-    for tool, chain in chains.items():  # warm-up: bridges, tables, chains
-        netns = f"/run/netns/{spaces[tool][0]}"
-        _, prev = chain.add(f"{label}warm", netns, maps(tool, 0))
-        chain.delete(f"{label}warm", netns, maps(tool, 0), prev)
+    warm = {}
+    for tool, chain in chains.items():  # warm-up: bridges, tables, chains; attached until the end, as
+        netns = f"/run/netns/{spaces[tool][0]}"  # oci-net's last DEL of a network removes its bridge and table
+        _, warm[tool] = chain.add(f"{label}warm", netns, maps(tool, 0))
+        added.append((chain, f"{label}warm", netns, maps(tool, 0), warm[tool]))
     adds: dict[str, list[float]] = {tool: [] for tool in chains}
     dels: dict[str, list[float]] = {tool: [] for tool in chains}
     for i in range(1, RUNS + 1):
@@ -145,7 +148,10 @@ def measure(chains: dict[str, Chain], spaces: dict[str, list[str]], ports: dict[
         for tool, chain in chains.items():
             dels[tool].append(chain.delete(f"{label}{i}", f"/run/netns/{spaces[tool][i]}", maps(tool, i),
                                            results[f"{tool}{i}"]))
-            added.pop(0)
+            added.pop(len(chains))
+    for tool, chain in chains.items():
+        chain.delete(f"{label}warm", f"/run/netns/{spaces[tool][0]}", maps(tool, 0), warm[tool])
+        added.pop(0)
     return {tool: (statistics.median(adds[tool]), statistics.median(dels[tool])) for tool in chains}
 
 

@@ -13,6 +13,11 @@ BENCH_RUNS (default 5) runs:
         push takes tens of milliseconds, so each run times BENCH_WARM (default 5) of them,
         the two tools taking turns, and the median is over all of them; the start-up floor
         (bench/floor.py) is timed in the same turns, to show where a warm push's time goes
+  mount into a new repository of a registry that holds every blob in another one (the cold
+        push's): each tool knows that from its blob-location cache, warm from the cold push
+        (oci-push's in a folder of the benchmark, skopeo's blob-info cache where it keeps it),
+        and mounts the blobs instead of uploading them; BENCH_WARM pushes a run, each to a
+        repository of its own
 
 Prints seconds and the ratio oci-push / skopeo (below 1.0: oci-push is faster).
 """
@@ -48,7 +53,7 @@ LAYERS = [  # base first; folders missing on a host are skipped
 ]
 MIN_SIZE = 50 << 20
 PUSH = [sys.executable, os.path.join(ROOT, "bin", "oci-push")]  # the launcher, as users run it
-CASES = ("cold http", "warm http", "cold https", "warm https")
+CASES = ("cold http", "warm http", "mount http", "cold https", "warm https", "mount https")
 
 
 def _timed(argv: list[str]) -> float:
@@ -84,6 +89,7 @@ def main() -> None:
     times: dict[str, list[float]] = {f"{name} {case}": [] for name in tools for case in CASES}
     floors: dict[str, list[float]] = {name: [] for name in floor.COMMANDS}
     work = tempfile.mkdtemp(prefix="bench-push-", dir=SCRATCH)
+    os.environ["OCIKIT_BLOB_LOCATIONS"] = os.path.join(work, "blob-locations")  # oci-push's cache, the bench's own
     try:
         for run in range(RUNS):
             for tls in (False, True):
@@ -100,6 +106,10 @@ def main() -> None:
                         if not tls:
                             for name, command in floor.COMMANDS.items():
                                 floors[name].append(_timed(command))
+                    for turn in range(WARM):
+                        for name in order:
+                            target = f"bench/new-{turn}"
+                            times[f"{name} mount {scheme}"].append(_timed(tools[name](registries[name], target)))
                 finally:
                     for name, registry in registries.items():
                         registry.stop()

@@ -56,6 +56,31 @@ def parser() -> ocicli.Parser:
     add("--oci-version", default="1.3.0", help="ociVersion written in the config (default: 1.3.0)")
     add("--print", action="store_true", help="write the config to stdout instead of BUNDLE/config.json "
         "(the files it mounts from the bundle are still made)")
+    p.add_argument("-t", "--tty", action="store_true", help="give the process a terminal")
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="accepted for docker-run habits (-it); stdin is the runtime's business")
+    g = p.add_argument_group("volumes")
+    g.add_argument("-v", "--volume", action="append", default=[], metavar="[SRC:]DST[:OPTS]",
+                   help="a bind mount (absolute SRC), named volume (NAME) or anonymous volume")
+    g.add_argument("--mount", action="append", default=[], metavar="type=bind|volume|tmpfs,...",
+                   help="a mount in docker's key=value syntax")
+    g = p.add_argument_group("network")
+    g.add_argument("--network", "--net", default="none", metavar="none|host|ns:PATH|NAME",
+                   help="network namespace (default: none)")
+    g.add_argument("-p", "--publish", action="append", default=[], metavar="SPEC",
+                   help="publish a port (passed to oci-net; needs --network NAME)")
+    g.add_argument("--name", help="container name (passed to oci-net)")
+    g.add_argument("--network-alias", "--alias", dest="aliases", action="append", default=[], metavar="ALIAS",
+                   help="a network alias (passed to oci-net)")
+    g.add_argument("--state-dir", metavar="DIR", help="oci-net's state directory, given to its hooks "
+                   f"(default ${NET_STATE_ENV}, else oci-net's default)")
+    add_run_flags(p)
+    return p
+
+
+def add_run_flags(p) -> None:
+    """The flags of `docker run` that mean the same to oci-bundle and `ocikit run` (process,
+    security, resources, tmpfs, names, extras); `bundle_fields` reads them back."""
     g = p.add_argument_group("process")
     g.add_argument("--entrypoint", help="replace the image's Entrypoint (and drop its Cmd); \"\" clears it")
     g.add_argument("-e", "--env", action="append", default=[], metavar="NAME[=VALUE]",
@@ -64,9 +89,6 @@ def parser() -> ocicli.Parser:
     g.add_argument("-u", "--user", metavar="USER[:GROUP]", help="user name or uid, and group name or gid")
     g.add_argument("--group-add", action="append", default=[], metavar="GROUP", help="an additional group")
     g.add_argument("-w", "--workdir", metavar="DIR", help="working directory in the container")
-    g.add_argument("-t", "--tty", action="store_true", help="give the process a terminal")
-    g.add_argument("-i", "--interactive", action="store_true",
-                   help="accepted for docker-run habits (-it); stdin is the runtime's business")
     g.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="an rlimit")
     g = p.add_argument_group("security")
     g.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
@@ -93,22 +115,8 @@ def parser() -> ocicli.Parser:
                        ("--device-read-iops", "operations"), ("--device-write-iops", "operations")):
         g.add_argument(flag, action="append", default=[], metavar="DEVICE:RATE",
                        help=f"{flag[9:].replace('-', ' ')} limit of a block device, in {unit} per second")
-    g = p.add_argument_group("filesystems")
-    g.add_argument("-v", "--volume", action="append", default=[], metavar="[SRC:]DST[:OPTS]",
-                   help="a bind mount (absolute SRC), named volume (NAME) or anonymous volume")
-    g.add_argument("--mount", action="append", default=[], metavar="type=bind|volume|tmpfs,...",
-                   help="a mount in docker's key=value syntax")
+    g = p.add_argument_group("filesystems and names")
     g.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]", help="a tmpfs mount")
-    g = p.add_argument_group("network")
-    g.add_argument("--network", "--net", default="none", metavar="none|host|ns:PATH|NAME",
-                   help="network namespace (default: none)")
-    g.add_argument("-p", "--publish", action="append", default=[], metavar="SPEC",
-                   help="publish a port (passed to oci-net; needs --network NAME)")
-    g.add_argument("--name", help="container name (passed to oci-net)")
-    g.add_argument("--network-alias", "--alias", dest="aliases", action="append", default=[], metavar="ALIAS",
-                   help="a network alias (passed to oci-net)")
-    g.add_argument("--state-dir", metavar="DIR", help="oci-net's state directory, given to its hooks "
-                   f"(default ${NET_STATE_ENV}, else oci-net's default)")
     g.add_argument("--hostname", help="container host name (default: from the bundle path)")
     g.add_argument("--add-host", action="append", default=[], metavar="NAME:IP", help="a line in /etc/hosts")
     g.add_argument("--dns", action="append", default=[], metavar="IP", help="a nameserver in /etc/resolv.conf")
@@ -118,7 +126,25 @@ def parser() -> ocicli.Parser:
     g.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE", help="a config annotation")
     g.add_argument("--hook", action="append", default=[], metavar="STAGE=COMMAND",
                    help="a hook: prestart, createRuntime, createContainer, startContainer, poststart or poststop")
-    return p
+
+
+def bundle_fields(args) -> dict:
+    """BundleOptions fields from the flags `add_run_flags` added."""
+    uid_maps, gid_maps = list(args.uidmap), list(args.gidmap)
+    if args.userns and args.userns != "host":
+        uid_maps.append(args.userns)
+        gid_maps.append(args.userns)
+    return dict(
+        uid_maps=uid_maps, gid_maps=gid_maps,
+        entrypoint=args.entrypoint, env=args.env, env_files=args.env_file, user=args.user, group_add=args.group_add,
+        workdir=args.workdir, hostname=args.hostname, read_only=args.read_only, cap_add=args.cap_add,
+        cap_drop=args.cap_drop, devices=args.device, memory=args.memory, memory_swap=args.memory_swap,
+        cpus=args.cpus, cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus, pids_limit=args.pids_limit,
+        ulimits=args.ulimit, device_read_bps=args.device_read_bps, device_write_bps=args.device_write_bps,
+        device_read_iops=args.device_read_iops, device_write_iops=args.device_write_iops, sysctls=args.sysctl,
+        tmpfs=args.tmpfs, security_opts=args.security_opt, privileged=args.privileged, add_hosts=args.add_host,
+        dns=args.dns, dns_search=args.dns_search, dns_options=args.dns_option, annotations=args.annotation,
+        hooks=args.hook)
 
 
 def oci_net_command() -> list[str]:
@@ -149,6 +175,8 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
         cut = argv.index("--")
         argv, trailing = argv[:cut], argv[cut + 1:]
     args = parser().parse_args(argv)
+    if os.path.lexists(args.bundle) and not os.path.isdir(args.bundle):
+        raise InvalidInput(f"{args.bundle}: exists and is not a directory (expected a bundle folder)")
     rootfs_mount = None
     if args.image == "-":
         document = ocicli.read_stdin_json("oci-unpack's output")
@@ -170,28 +198,15 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
 
         platform = Platform.parse(args.platform)
     image = Image.load(layout, descriptor, platform)
-    uid_maps, gid_maps = list(args.uidmap), list(args.gidmap)
-    if args.userns and args.userns != "host":
-        uid_maps.append(args.userns)
-        gid_maps.append(args.userns)
     named_network = args.network not in ("none", "host") and not args.network.startswith("ns:")
     net_state_dir = args.state_dir or os.environ.get(NET_STATE_ENV)
     if net_state_dir:
         net_state_dir = os.path.abspath(net_state_dir)
     opts = builder.BundleOptions(
-        oci_version=args.oci_version, args=trailing, entrypoint=args.entrypoint, env=args.env,
-        env_files=args.env_file, user=args.user, group_add=args.group_add, workdir=args.workdir, tty=args.tty,
-        hostname=args.hostname, read_only=args.read_only, cap_add=args.cap_add, cap_drop=args.cap_drop,
-        devices=args.device, memory=args.memory, memory_swap=args.memory_swap, cpus=args.cpus,
-        cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus, pids_limit=args.pids_limit, ulimits=args.ulimit,
-        device_read_bps=args.device_read_bps, device_write_bps=args.device_write_bps,
-        device_read_iops=args.device_read_iops, device_write_iops=args.device_write_iops,
-        sysctls=args.sysctl, volumes=args.volume, mounts=args.mount, tmpfs=args.tmpfs,
-        security_opts=args.security_opt, privileged=args.privileged, uid_maps=uid_maps, gid_maps=gid_maps,
-        network=args.network, publish=args.publish, name=args.name, aliases=args.aliases, add_hosts=args.add_host,
-        dns=args.dns, dns_search=args.dns_search, dns_options=args.dns_option, annotations=args.annotation,
-        hooks=args.hook, oci_net=oci_net_command() if named_network else (), net_state_dir=net_state_dir,
-        environ=dict(os.environ))
+        **bundle_fields(args), oci_version=args.oci_version, args=trailing, tty=args.tty, volumes=args.volume,
+        mounts=args.mount, network=args.network, publish=args.publish,
+        name=args.name, aliases=args.aliases, oci_net=oci_net_command() if named_network else (),
+        net_state_dir=net_state_dir, environ=dict(os.environ))
     if rootfs_mount:
         from oci.bundle import rootfs as rootfs_module
 

@@ -189,7 +189,7 @@ def open_target(path: str) -> Layout:
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise InvalidInput(f"{path}: exists and is not a directory (expected an OCI image layout)")
-        if not os.path.exists(os.path.join(path, "oci-layout")) and os.listdir(path):
+        if not os.path.exists(os.path.join(path, "oci-layout")) and os.listdir(path) and not Layout.unfinished(path):
             raise InvalidInput(f"{path}: not an OCI image layout (no oci-layout file) and not empty")
     return Layout.open(path, create=True)
 

@@ -103,7 +103,7 @@ def _create(verbs) -> None:
 
 
 def _ls(verbs) -> None:
-    verbs.add_parser("ls", help="list networks (JSON)")
+    verbs.add_parser("ls", help="list networks (JSON), those made through the CNI plugin with \"cni\": true")
 
 
 def _inspect(verbs) -> None:
@@ -112,7 +112,7 @@ def _inspect(verbs) -> None:
 
 
 def _rm(verbs) -> None:
-    rm = verbs.add_parser("rm", help="remove a network, its bridge and rules")
+    rm = verbs.add_parser("rm", help="remove a network, its bridge and rules (a CNI network's too)")
     rm.add_argument("name")
 
 
@@ -197,6 +197,10 @@ def main_body(argv: list[str], messages) -> int:
     from oci.net import endpoint, nat, networks
 
     state = networks.state_dir(args.state_dir)
+    if os.path.lexists(state) and not os.path.isdir(state):
+        from oci.errors import InvalidInput
+
+        raise InvalidInput(f"{state}: exists and is not a directory (expected oci-net's state directory)")
     if args.verb == "create":
         doc = networks.build(args.name, args.subnet, subnet6=args.subnet6, bridge=args.bridge, gateway=args.gateway,
                              gateway6=args.gateway6, mtu=args.mtu, masquerade=not args.no_masquerade,
@@ -210,7 +214,10 @@ def main_body(argv: list[str], messages) -> int:
     elif args.verb == "rm":
         net = networks.load(state, args.name)
         endpoint.teardown(state, net)
-        networks.delete(state, args.name)
+        if net.get("cni"):  # a CNI network's record may have gone with its last lease already
+            networks.forget_cni_record(state, args.name)
+        else:
+            networks.delete(state, args.name)
         messages.info(f"removed network {args.name}")
     elif args.verb == "add":
         container_id, netns = _container(args, need_netns=True)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import gc
 import os
 import sys
+from time import monotonic
 
 import ocicli
 from oci_fetch import (
     REGISTRY_FLAGS,
     ProgressBar,
     add_flags,
-    quick_parse,
+    parse_args,
+    registries_conf,
     registry_options,
     route_warnings,
     run_and_exit,
@@ -28,9 +30,11 @@ Push an image (a manifest, or an index with every platform) from an OCI image la
 registry and print the pushed manifest's descriptor as JSON on stdout.
 
 IMAGE is [oci:]LAYOUT[:TAG|@DIGEST], or - for the descriptor JSON a previous command printed.
-REF is [HOST[:PORT]/]PATH[:TAG][@DIGEST]. Only blobs the registry lacks travel: each is
+REF is [docker://][HOST[:PORT]/]PATH[:TAG][@DIGEST] (registries.conf's aliases, search
+registries and locations apply, as for oci-fetch). Only blobs the registry lacks travel: each is
 asked for first (HEAD), mounted from another repository of the registry when one is known
-to hold it (--from-repo, and the repository the layout says the image came from), else
+to hold it (one an earlier oci-fetch or oci-push saw holding it, --from-repo, and the
+repository the layout says the image came from), else
 uploaded: in one request up to --chunk-size, in chunks beyond, resuming an interrupted
 chunk where the registry's copy ends. Manifests go up after their blobs, the image under
 REF's tag and every --tag. Credentials and proxies as for oci-fetch ($REGISTRY_AUTH_FILE,
@@ -38,8 +42,9 @@ containers auth.json, $DOCKER_CONFIG/config.json, credential helpers; $HTTPS_PRO
 $HTTP_PROXY, $NO_PROXY)."""
 EXAMPLES = """\
   oci-push ./images:busybox 127.0.0.1:5000/library/busybox:latest
-  oci-push --insecure ./images:app 127.0.0.1:5000/team/app:1.0 --tag 1 --tag latest
-  oci-fetch --insecure 127.0.0.1:5000/library/debian:12 ./images | oci-push --insecure - 127.0.0.1:5000/mirror/debian:12
+  oci-push ./images:app docker://localhost:5000/team/app:1.0 --tag 1 --tag latest
+  oci-fetch 127.0.0.1:5000/library/debian:12 ./images | oci-push - 127.0.0.1:5000/mirror/debian:12
+  oci-push --tls-verify=false ./images:app registry.lab:5000/team/app:1.0
   oci-push --from-repo library/debian ./images:app registry.example/team/app:2.0
   oci-push --sign cosign.key ./images:app registry.example/team/app:2.0"""
 
@@ -67,24 +72,24 @@ def push_parser() -> argparse.ArgumentParser:
 
 
 def body(argv: list[str], messages: ocicli.Messages) -> int:
-    args = quick_parse(argv, PUSH_FLAGS, PUSH_POSITIONALS) or push_parser().parse_args(argv)
+    args = parse_args(argv, PUSH_FLAGS, PUSH_POSITIONALS, push_parser)
     messages.quiet = args.quiet
-    from oci.errors import IntegrityError, OciError, UsageError
-    from oci.reference import Reference
+    started = monotonic()
+    from oci.errors import IntegrityError, UsageError
+    from oci.reference import check_tag
     from oci.registry.client import connect
     from oci.registry.push import parse_size, push
+    from oci.registry.registries_conf import endpoints
 
     try:
         chunk_size = parse_size(args.chunk_size)
     except ValueError as err:
         raise UsageError(f"--chunk-size: {err}") from None
-    options = registry_options(args)
-    ref = Reference.parse(args.ref)
+    places = endpoints(args.ref, pull=False, config=registries_conf(args.ref))
+    options = registry_options(args, places)
+    ref = places[0].reference
     for tag in args.tag:
-        try:
-            Reference.parse(f"{ref.name}:{tag}")
-        except OciError:
-            raise UsageError(f"--tag {tag!r}: not a valid tag") from None
+        check_tag(tag, "--tag")
     if args.sign and not os.path.isfile(args.sign):
         raise UsageError(f"--sign {args.sign}: no such key file")
     route_warnings(messages)
@@ -109,11 +114,9 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     finally:
         if bar:
             bar.finish()
-    messages.debug(f"{result.blobs_uploaded} blobs uploaded ({result.bytes_uploaded} bytes), "
-                   f"{result.blobs_mounted} mounted, {result.blobs_present} already present")
-    if bar:
-        messages.info(f"{result.blobs_uploaded} blobs uploaded ({result.bytes_uploaded / 1e6:.1f} MB), "
-                      f"{result.blobs_mounted} mounted, {result.blobs_present} already present")
+    messages.info(f"{ref.name}@{result.descriptor.digest}: {result.blobs_uploaded} blobs uploaded "
+                  f"({result.bytes_uploaded / 1e6:.1f} MB), {result.blobs_mounted} mounted, "
+                  f"{result.blobs_present} already present, {monotonic() - started:.1f} s")
     if args.sign:
         from oci.sign import sign
 

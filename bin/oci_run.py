@@ -52,13 +52,19 @@ GLOBAL_SWITCHES = ("--debug", "--systemd-cgroup", "-q", "--quiet")
 
 
 class Globals:
-    """The flags before the verb."""
+    """The flags before the verb, and the notes a verb leaves for --log.
+
+    `notes` collects what the runtime ignored in documents other programs wrote (unknown
+    properties, known ones that do not apply here): written to --log as warnings, and to stderr
+    with --debug, once the verb is done.
+    """
 
     def __init__(self) -> None:
         self.root = "/run/oci-run"
         self.log: str | None = None
         self.log_format = "text"
         self.debug = False
+        self.notes: list[str] = []
 
     def store(self) -> Any:
         """The state store under --root."""
@@ -146,7 +152,14 @@ VERB_FLAGS = {
                (("--cpu-quota",), "cpu_quota", "int", None, "CFS quota in microseconds per period (-1: unlimited)"),
                (("--cpu-period",), "cpu_period", "int", None, "CFS period in microseconds"),
                (("--cpuset-cpus",), "cpuset_cpus", "str", None, "CPUs the container may use (0-2,4)"),
-               (("--cpuset-mems",), "cpuset_mems", "str", None, "memory nodes the container may use (0-1)")],
+               (("--cpuset-mems",), "cpuset_mems", "str", None, "memory nodes the container may use (0-1)"),
+               (("--cpu-rt-period",), "cpu_rt_period", "int", None, "realtime period in microseconds (cgroup v1)"),
+               (("--cpu-rt-runtime",), "cpu_rt_runtime", "int", None,
+                "realtime runtime in microseconds per period (cgroup v1)"),
+               (("--blkio-weight",), "blkio_weight", "int", None, "block I/O weight (10-1000)"),
+               (("--kernel-memory",), "kernel_memory", "str", None, "accepted and ignored, as runc ignores it"),
+               (("--kernel-memory-tcp",), "kernel_memory_tcp", "str", None,
+                "accepted and ignored, as runc ignores it")],
 }
 
 
@@ -203,8 +216,7 @@ def verb_parser(verb: str) -> ocicli.Parser:
 
 
 # runc's update flags for resources oci-run does not implement: refused by name.
-UPDATE_REFUSED = ("--blkio-weight", "--cpu-rt-period", "--cpu-rt-runtime", "--kernel-memory", "--kernel-memory-tcp",
-                  "--l3-cache-schema", "--mem-bw-schema", "--cpu-idle", "--cpu-burst")
+UPDATE_REFUSED = ("--l3-cache-schema", "--mem-bw-schema", "--cpu-idle", "--cpu-burst")
 
 
 def _refused_update_flags(parser: ocicli.Parser) -> None:
@@ -264,37 +276,74 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
             handler = getattr(oci_run_verbs, f"cmd_{verb.replace('-', '_')}")
         return handler(g, opts, messages) or 0
     except OciError as err:
-        if g.log:
-            _log(g, "error", "; ".join(err.lines()))
+        _log(g, "error", "; ".join(err.lines()))
         raise
+    except (KeyboardInterrupt, BrokenPipeError, SystemExit):
+        raise
+    except BaseException as err:  # noqa: BLE001 - never a traceback: one line, in --log too, exit 1
+        if g.debug:
+            import traceback
+
+            traceback.print_exc()
+        message = f"{verb}: {_describe(err)}"
+        _log(g, "error", message)
+        raise OciError(message) from None
+    finally:
+        _flush_notes(g, messages)
+
+
+def _describe(err: BaseException) -> str:
+    """An unexpected exception in one line: its message (OSError: with its errno's text and the file)."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}"
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _flush_notes(g: Globals, messages: ocicli.Messages) -> None:
+    """What was ignored: warnings in --log, and on stderr with --debug."""
+    for note in g.notes:
+        _log(g, "warning", note)
+        messages.debug(note)
+    g.notes.clear()
 
 
 def _log(g: Globals, level: str, message: str) -> None:
-    import json
+    """One line in --log, in runc's shape: logrus JSON (`{"level","msg","time"}`) or logrus text."""
+    if not g.log:
+        return
     import time
 
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if g.log_format == "json":
+        from oci import jsonout
+
+        line = jsonout.dumps({"level": level, "msg": message, "time": stamp}, separators=(",", ":"))
+    else:
+        escaped = message.replace("\\", "\\\\").replace('"', '\\"')
+        line = f'time="{stamp}" level={level} msg="{escaped}"'
     try:
-        with open(g.log, "a") as f:
-            if g.log_format == "json":
-                f.write(json.dumps({"level": level, "msg": message,
-                                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
-            else:
-                f.write(f"{level}: {message}\n")
+        fd = os.open(g.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
     except OSError:
         pass
 
 
-def _create_options(opts: Any, **extra: Any) -> Any:
+def _create_options(g: Globals, opts: Any, **extra: Any) -> Any:
     from oci.runtime.lifecycle import CreateOptions
 
     return CreateOptions(pid_file=opts.pid_file, console_socket=opts.console_socket, no_pivot=opts.no_pivot,
-                         preserve_fds=opts.preserve_fds, **extra)
+                         preserve_fds=opts.preserve_fds, notes=g.notes, **extra)
 
 
 def cmd_create(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.runtime import lifecycle
 
-    lifecycle.create(g.store(), opts.id, opts.bundle, _create_options(opts))
+    lifecycle.create(g.store(), opts.id, opts.bundle, _create_options(g, opts))
     return 0
 
 
@@ -370,7 +419,8 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     ours = theirs = None
     if direct_tty:
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    create_opts = _create_options(opts, subreaper=not opts.detach, console_fd=theirs.fileno() if theirs else None)
+    create_opts = _create_options(g, opts, subreaper=not opts.detach,
+                                  console_fd=theirs.fileno() if theirs else None)
     container = lifecycle.create(store, opts.id, opts.bundle, create_opts)
     master = None
     if theirs is not None:

@@ -24,7 +24,7 @@ def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.runtime import execute, lifecycle
 
     store = g.store()
-    process = execute.process_from_file(opts.process) if opts.process else _exec_process(store, opts)
+    process = execute.process_from_file(opts.process, g.notes) if opts.process else _exec_process(store, opts)
     direct_tty = bool(process.get("terminal")) and not opts.detach and opts.console_socket is None
     ours = theirs = None
     if direct_tty:
@@ -32,7 +32,7 @@ def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     exec_opts = execute.ExecOptions(console_socket=opts.console_socket, pid_file=opts.pid_file,
                                     console_fd=theirs.fileno() if theirs else None,
                                     preserve_fds=opts.preserve_fds, subreaper=not opts.detach)
-    pid = execute.run_exec(store, opts.id, process, exec_opts)
+    pid = execute.run_exec(store, opts.id, process, exec_opts, g.notes)
     if opts.detach:
         return 0
     master = None
@@ -68,7 +68,7 @@ def _exec_process(store: Any, opts: Any) -> dict[str, Any]:
 
     if not opts.command:
         raise UsageError("exec: a command (or --process) is required")
-    process = copy.deepcopy(config_mod.load(store.load(opts.id).bundle)["process"])
+    process = copy.deepcopy(config_mod.load(store.load(opts.id).bundle).get("process") or {"cwd": "/"})
     process["args"] = opts.command
     process["terminal"] = opts.tty
     process.pop("consoleSize", None)
@@ -167,11 +167,16 @@ def cmd_update(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     refused = ["--" + name[len("refused_"):].replace("_", "-") for name, value in vars(opts).items()
                if name.startswith("refused_") and value is not None]  # runc's flags oci-run refuses
     if refused:
-        raise Unsupported(f"update: {refused[0]}: not supported by oci-run (it updates memory, pids and cpu limits)")
+        raise Unsupported(f"update: {refused[0]}: not supported by oci-run (it updates memory, pids, cpu and "
+                          "block I/O limits)")
+    for flag, value in (("--kernel-memory", opts.kernel_memory), ("--kernel-memory-tcp", opts.kernel_memory_tcp)):
+        if value is not None:
+            messages.warn(f"update: {flag}: kernel memory settings are ignored (as runc ignores them)")
     flags = {"--memory": opts.memory, "--memory-reservation": opts.memory_reservation,
              "--memory-swap": opts.memory_swap, "--pids-limit": opts.pids_limit, "--cpu-share": opts.cpu_share,
              "--cpu-quota": opts.cpu_quota, "--cpu-period": opts.cpu_period, "--cpuset-cpus": opts.cpuset_cpus,
-             "--cpuset-mems": opts.cpuset_mems}
+             "--cpuset-mems": opts.cpuset_mems, "--cpu-rt-period": opts.cpu_rt_period,
+             "--cpu-rt-runtime": opts.cpu_rt_runtime, "--blkio-weight": opts.blkio_weight}
     if opts.resources is not None:
         if any(value is not None for value in flags.values()):
             raise UsageError("update: --resources takes no other resource flag")
@@ -186,7 +191,7 @@ def cmd_update(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
                 from oci.errors import NotFound
 
                 raise NotFound(f"{source}: {err.strerror}") from None
-        resources = control.load_resources(data, source)
+        resources = control.load_resources(data, source, g.notes)
     else:
         resources = control.resources_from_flags(flags)
     control.update(g.store(), opts.id, resources)

@@ -69,7 +69,7 @@ def parser() -> ocicli.Parser:
 
 
 def main_body(argv: list[str], messages: ocicli.Messages) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
     if args.image is None or args.rootfs is None:
         if args.gc and args.image is None:
             return collect(args, messages)
@@ -97,39 +97,43 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     budget = Budget(args.max_size, args.max_entries)
     progress = Progress(messages) if not args.quiet and sys.stderr.isatty() else None
     rootfs = os.path.abspath(args.rootfs)
-    mount = None
-    if args.overlay or args.emit_mount:
-        mount = overlay(args, image, rootfs, options, budget, progress)
-    else:
-        from oci.unpack.rootfs import unpack
+    from oci.unpack.rootfs import fill, fresh_directory
 
-        unpack(image, rootfs, options, budget, progress)
-    if progress:
-        progress.done()
-    ocicli.emit({"rootfs": rootfs, "image": to_pipe(layout, image.descriptor),
-                 "diff_ids": [str(d) for d in image.diff_ids], "mount": mount})
+    mount, unread = None, None
+    # The marker that says ROOTFS is being filled goes once the output is out: a command killed
+    # before it printed leaves a ROOTFS the next oci-unpack starts over (see oci.unpack.rootfs).
+    with fresh_directory(rootfs, messages.warn):
+        if args.overlay or args.emit_mount:
+            mount = overlay(args, image, rootfs, options, budget, progress)
+        else:
+            fill(image, rootfs, options, budget, progress)
+        if progress:
+            progress.done()
+        try:
+            ocicli.emit({"rootfs": rootfs, "image": to_pipe(layout, image.descriptor),
+                         "diff_ids": [str(d) for d in image.diff_ids], "mount": mount})
+        except BrokenPipeError as err:  # nobody reads: the tree is made all the same
+            unread = err
+    if unread is not None:
+        raise unread
     if args.gc:
         collect(args, messages)
     return 0
 
 
 def overlay(args, image, rootfs, options, budget, progress) -> dict | None:
-    """Cache the layers, then mount ROOTFS (or only describe the mount, with --emit-mount)."""
+    """Cache the layers, then mount ROOTFS (or only describe the mount, with --emit-mount); call
+    inside `fresh_directory(rootfs)`."""
     from oci.unpack import overlay as ov
-    from oci.unpack.rootfs import fresh_directory
 
     cache = ov.LayerCache(args.cache or ov.default_cache())
-    with cache.session(), fresh_directory(rootfs):
+    with cache.session():  # a failure unmounts and removes the overlay's folders (fresh_directory)
         layers = cache.ensure(image, options, budget, progress)
         spec = ov.mount_spec(rootfs, layers)
-        ov.prepare_dirs(rootfs)
-        try:
-            if not args.emit_mount:
-                ov.mount(spec)
-            cache.record(rootfs, layers)
-        except BaseException:
-            ov.remove_dirs(rootfs)
-            raise
+        ov.prepare_dirs(rootfs, layers)
+        if not args.emit_mount:
+            ov.mount(spec)
+        cache.record(rootfs, layers)
     return spec if args.emit_mount else None
 
 
@@ -137,7 +141,10 @@ def collect(args, messages: ocicli.Messages) -> int:
     from oci.unpack import overlay as ov
 
     removed = ov.LayerCache(args.cache or ov.default_cache()).gc()
-    messages.info(f"removed {len(removed)} unused cached layers")
+    unfinished = [size for name, size in removed if name.startswith("tmp/")]
+    freed = sum(size for _, size in removed)
+    messages.info(f"removed {len(removed) - len(unfinished)} unused cached layers and {len(unfinished)} "
+                  f"unfinished ones of interrupted unpacks, {freed / 1e6:.1f} MB freed")
     return 0
 
 

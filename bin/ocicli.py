@@ -31,7 +31,18 @@ if TYPE_CHECKING:
 
 LOG_FORMATS = ("text", "json")
 REQUIRED = object()  # the default of a positional that must be given
-CONVERT: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "append": str}
+def parse_bool(text: str) -> bool:
+    """`true` or `false` (also 1/0, yes/no, on/off), as Go's bool flags read `--flag=VALUE`."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on", "t"):
+        return True
+    if value in ("false", "0", "no", "off", "f"):
+        return False
+    raise ValueError(f"invalid boolean {text!r}: expected true or false")
+
+
+CONVERT: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "append": str,
+                                            "bool": parse_bool}
 
 
 class Options:
@@ -46,7 +57,8 @@ def quick_parse(argv: Sequence[str], flags: list[tuple], positionals: list[tuple
     switches, one block of positionals), parsed without importing argparse; None for anything
     else, which argparse then decides (--help, --version, abbreviations, `--`, bundled short
     flags, errors). `flags` are tuples (names, dest, kind, default, ...) with kind switch,
-    append, str, int or float; `positionals` are (dest, default or REQUIRED), in order."""
+    bool (`--flag` or `--flag=true|false`, as Go's bool flags), append, str, int or float;
+    `positionals` are (dest, default or REQUIRED), in order."""
     by_name = {name: (dest, kind) for names, dest, kind, *_ in flags for name in names}
     values: dict[str, Any] = {dest: ([] if kind == "append" else default) for _, dest, kind, default, *_ in flags}
     found: list[str] = []
@@ -66,7 +78,7 @@ def quick_parse(argv: Sequence[str], flags: list[tuple], positionals: list[tuple
         if name not in by_name:
             return None
         dest, kind = by_name[name]
-        if kind == "switch":
+        if kind == "switch" or (kind == "bool" and not eq):
             if eq:
                 return None
             values[dest] = True
@@ -90,6 +102,12 @@ def quick_parse(argv: Sequence[str], flags: list[tuple], positionals: list[tuple
     for index, (dest, default) in enumerate(positionals):
         values[dest] = found[index] if index < len(found) else default
     return Options(**values)
+
+
+def bool_flags_spelled_out(argv: list[str], names: set[str]) -> list[str]:
+    """`--flag` -> `--flag=true` for the bool flags `names`, so that argparse (whose optional
+    value would take the next argument) reads them as Go does."""
+    return [f"{arg}=true" if arg in names else arg for arg in argv]
 
 
 def _make_parser_class() -> type:
@@ -207,7 +225,21 @@ def run(prog: str, main: Callable[[list[str], Messages], int | None], argv: Sequ
             sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
+    except OSError as err:  # what no library code named: a full disk, a read-only file system...
+        messages.error(describe_os_error(err), code=1)
+        if messages.debug_on:
+            import traceback
+
+            traceback.print_exc()
+        code = 1
     sys.exit(code)
+
+
+def describe_os_error(err: OSError) -> str:
+    """`FILE: no space left on device`: an operating-system error as one line."""
+    reason = err.strerror or str(err) or type(err).__name__
+    reason = reason[:1].lower() + reason[1:]
+    return f"{err.filename}: {reason}" if err.filename else reason
 
 
 def _peek_log_format(args: list[str]) -> str:

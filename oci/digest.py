@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from oci.errors import IntegrityError, InvalidInput, Unsupported
+from oci.errors import DigestMismatch, IntegrityError, InvalidInput, Unsupported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def verify_bytes(data: bytes, digest: Digest | str, size: int | None = None, wha
         raise IntegrityError(f"{what}: size {len(data)} does not match expected {size}")
     actual = Digest.of(data, digest.algorithm)
     if actual != digest:
-        raise IntegrityError(f"{what}: digest {actual} does not match expected {digest}")
+        raise DigestMismatch(f"{what}: digest {actual} does not match expected {digest}")
 
 
 class VerifyingReader:
@@ -126,7 +126,7 @@ class VerifyingReader:
             raise IntegrityError(f"{self._what}: size {self._count} does not match expected {self._size}")
         actual = Digest(self._digest.algorithm, self._hash.hexdigest())
         if actual != self._digest:
-            raise IntegrityError(f"{self._what}: digest {actual} does not match expected {self._digest}")
+            raise DigestMismatch(f"{self._what}: digest {actual} does not match expected {self._digest}")
         self.verified = True
 
     def close(self) -> None:

@@ -74,6 +74,11 @@ class IntegrityError(OciError):
     exit_code = 4
 
 
+class DigestMismatch(IntegrityError):
+    """Content of the promised size whose digest differs: bytes altered on the way (a transfer
+    tries once more) or damaged at rest."""
+
+
 class RegistryError(OciError):
     """A registry or the network between us failed or answered unexpectedly."""
 

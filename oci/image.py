@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import namedtuple
 
 from oci.descriptor import INDEXES, LAYERS, MANIFESTS, REF_NAME, Descriptor
@@ -42,7 +43,7 @@ class Image(namedtuple("Image", ["layout", "descriptor", "manifest", "config_des
                 continue
             break
         if descriptor.media_type not in MANIFESTS:
-            raise Unsupported(f"{layout.path}@{descriptor.digest}: not an image manifest ({descriptor.media_type})")
+            raise InvalidInput(f"{layout.path}@{descriptor.digest}: not an image manifest ({descriptor.media_type})")
         manifest = layout.read_document(descriptor)
         config_descriptor = Descriptor.from_json(manifest["config"])
         config = layout.read_document(config_descriptor)
@@ -68,14 +69,26 @@ class Image(namedtuple("Image", ["layout", "descriptor", "manifest", "config_des
 
 
 def parse_image_argument(text: str) -> tuple[str, str | None]:
-    """Split `LAYOUT[:TAG|@DIGEST]` into (layout path, tag or digest or None)."""
+    """Split `LAYOUT[:TAG|@DIGEST]` into (layout path, tag or digest or None), the one way every
+    command reads it: the tag by the OCI grammar, the digest well-formed, else InvalidInput.
+
+    A colon whose tail holds a `/` (`./a:b/c`) names a folder with a colon in its name when
+    that path exists; otherwise it is a tag with a slash, which no tag may have."""
+    from oci.reference import check_tag
+
     if "@" in text:
         path, _, digest = text.rpartition("@")
+        if not path:
+            raise InvalidInput(f"{text}: no layout before the digest")
+        Digest.parse(digest)
         return path, digest
     path, sep, tag = text.rpartition(":")
-    if sep and path and "/" not in tag:
-        return path, tag
-    return text, None
+    if not sep or not path:
+        return text, None
+    if "/" in tag and os.path.lexists(text):
+        return text, None
+    check_tag(tag, text)
+    return path, tag
 
 
 def open_image(text: str) -> tuple[Layout, Descriptor]:

@@ -20,7 +20,7 @@ MAX_NAME = 255
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[_.]|__|[-]+)[a-z0-9]+)*"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # ASCII, as Go's \w: Python's \w takes any letter
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 # The grammar. Compiling it costs a command's start ~1 ms, so the plainest spellings (see
 # `_plain`) are checked without it; `re` compiles it for anything else.
@@ -31,6 +31,16 @@ _ALNUM = _LOWER_ALNUM | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _HOST_CHARS = _ALNUM | {"-"}
 _TAG_CHARS = _ALNUM | {"_", ".", "-"}
 _HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+def check_tag(tag: str, where: str = "") -> str:
+    """`tag` when it is a tag by the OCI distribution grammar (up to 128 ASCII letters, digits,
+    `_`, `.` and `-`, not starting with `.` or `-`); InvalidInput naming `where` otherwise."""
+    if 0 < len(tag) <= 128 and tag[0] not in ".-" and _TAG_CHARS.issuperset(tag):
+        return tag
+    prefix = f"{where}: " if where else ""
+    raise InvalidInput(f"{prefix}invalid tag {tag!r}: up to 128 letters, digits, '_', '.' and '-', "
+                       "not starting with '.' or '-'")
 
 
 class Reference(namedtuple("Reference", ["registry", "repository", "tag", "digest"], defaults=(None, None))):
@@ -62,6 +72,12 @@ class Reference(namedtuple("Reference", ["registry", "repository", "tag", "diges
         digest = Digest.parse(digest_text) if digest_text else None
         tag = tag or (None if digest else "latest")
         return cls(domain, path, tag, digest)
+
+    @staticmethod
+    def is_short(text: str) -> bool:
+        """True for a reference that names no registry (`busybox`, `library/debian:12`): Docker
+        takes it from Docker Hub, podman resolves it by registries.conf."""
+        return _split_domain(text)[0] is None
 
     @property
     def api_host(self) -> str:

@@ -18,7 +18,7 @@ from oci.errors import InvalidDocument, InvalidInput, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SPEC_DIR = next(
@@ -74,18 +74,24 @@ def parse(data: bytes | str, source: str) -> Any:
         raise InvalidDocument(source, [("", f"not valid JSON{where}: {getattr(err, 'msg', err)}")]) from None
 
 
-def load(data: bytes | str, kind: str, source: str, *, remember: bool = False) -> Any:
-    """Parse `data` and validate it as `kind` (a key of KINDS or a media type)."""
+def load(data: bytes | str, kind: str, source: str, *, remember: bool = False,
+         prepare: Callable[[Any], None] | None = None) -> Any:
+    """Parse `data` and validate it as `kind` (a key of KINDS or a media type). `prepare` may change the
+    parsed document in place before validation (a reader's tolerance of a writer's quirks); with
+    `remember`, the prepared document is what is remembered."""
     kind = kind if kind in KINDS else kind_of(kind)
     raw = data.encode() if isinstance(data, str) else data
+    memo_kind = kind if prepare is None else f"{kind}+prepared"
     if remember:
-        found = _memo_get(raw, kind)
+        found = _memo_get(raw, memo_kind)
         if found is not None:
             return found[0]
     doc = parse(raw, source)
+    if prepare is not None:
+        prepare(doc)
     validate(doc, kind, source)
     if remember:
-        _memo_put(raw, kind, doc)
+        _memo_put(raw, memo_kind, doc)
     return doc
 
 

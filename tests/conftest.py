@@ -34,6 +34,20 @@ def run(name: str, *args: str, input: bytes | None = None, check: bool = False,
     return result
 
 
+@pytest.fixture(scope="session", autouse=True)
+def blob_locations(tmp_path_factory: pytest.TempPathFactory):
+    """The blob-location cache of oci-fetch and oci-push (oci.registry.locations) is the test
+    session's own, never the machine's."""
+    folder = str(tmp_path_factory.mktemp("blob-locations"))
+    previous = os.environ.get("OCIKIT_BLOB_LOCATIONS")
+    os.environ["OCIKIT_BLOB_LOCATIONS"] = folder
+    yield folder
+    if previous is None:
+        os.environ.pop("OCIKIT_BLOB_LOCATIONS", None)
+    else:
+        os.environ["OCIKIT_BLOB_LOCATIONS"] = previous
+
+
 @pytest.fixture
 def oci():
     """The `run` helper as a fixture: `oci('fetch', REF, LAYOUT)`."""

@@ -42,27 +42,38 @@ def commit(target: Layout, tag: str, *, base: Image | None = None, entries: Iter
     `entries` None makes a config-only step (no layer). `platform` is used for a scratch image.
     """
     with target.session():
-        if base is not None:
-            copy_blobs(base, target)
-            config = base.config
-        else:
-            config = configs.new_config(platform or Platform.host())
-        config = configs.apply(config, changes or configs.Changes())
-        layers = [_oci_layer(layer) for layer in base.layers] if base is not None else []
-        diff_id = None
-        if entries is not None:
-            layer = write_layer(target, entries, policy, compression)
-            layers.append(layer.descriptor)
-            diff_id = layer.diff_id
-        configs.add_history(config, configs.timestamp(policy.epoch), created_by, diff_id, comment)
-        config_descriptor = _put_json(target, OCI_CONFIG, config, "config", "the new image config")
-        manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                                    "config": config_descriptor.to_json(),
-                                    "layers": [layer.to_json() for layer in layers]}
-        if base is not None:
-            manifest["annotations"] = {BASE_DIGEST: str(base.descriptor.digest)}
-        descriptor = _put_json(target, OCI_MANIFEST, manifest, "manifest", "the new image manifest")
-        return target.tag(tag, descriptor)
+        start = len(target.added)
+        try:
+            return _commit(target, tag, base, entries, changes, policy, compression, platform, created_by, comment)
+        except BaseException:
+            target.roll_back(target.added[start:])  # a failure (a full disk, Ctrl-C) leaves the layout as it was
+            raise
+
+
+def _commit(target: Layout, tag: str, base: Image | None, entries: Iterable[Entry] | None,
+            changes: configs.Changes | None, policy: Policy, compression: str, platform: Platform | None,
+            created_by: str, comment: str | None) -> Descriptor:
+    if base is not None:
+        copy_blobs(base, target)
+        config = base.config
+    else:
+        config = configs.new_config(platform or Platform.host())
+    config = configs.apply(config, changes or configs.Changes())
+    layers = [_oci_layer(layer) for layer in base.layers] if base is not None else []
+    diff_id = None
+    if entries is not None:
+        layer = write_layer(target, entries, policy, compression)
+        layers.append(layer.descriptor)
+        diff_id = layer.diff_id
+    configs.add_history(config, configs.timestamp(policy.epoch), created_by, diff_id, comment)
+    config_descriptor = _put_json(target, OCI_CONFIG, config, "config", "the new image config")
+    manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                                "config": config_descriptor.to_json(),
+                                "layers": [layer.to_json() for layer in layers]}
+    if base is not None:
+        manifest["annotations"] = {BASE_DIGEST: str(base.descriptor.digest)}
+    descriptor = _put_json(target, OCI_MANIFEST, manifest, "manifest", "the new image manifest")
+    return target.tag(tag, descriptor)
 
 
 def copy_blobs(image: Image, target: Layout) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import datetime
 import posixpath
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,6 @@ from oci.errors import InvalidInput
 from oci.platform import Platform
 
 PROTOCOLS = ("tcp", "udp", "sctp")
-_SIGNAL = re.compile(r"^(SIG[A-Z0-9+-]+|[0-9]+)$")
 
 
 @dataclass
@@ -60,12 +58,21 @@ def parse_port(text: str) -> str:
 
 
 def parse_signal(text: str) -> str:
-    """A stop signal: a name such as SIGTERM (TERM is accepted) or a number."""
-    name = text.upper()
+    """A stop signal as the image config writes it: a name (SIGTERM; TERM and sigterm are
+    accepted, SIGRTMIN+3 too) or a number, known to this system's kernel as oci-run reads it."""
+    from oci.runtime.lifecycle import parse_signal as signal_number
+
+    name = text.strip().upper()
     if not name.isdigit() and not name.startswith("SIG"):
         name = "SIG" + name
-    if not _SIGNAL.match(name):
-        raise InvalidInput(f"invalid stop signal {text!r}")
+    import signal
+
+    try:
+        if not 0 < signal_number(name) < signal.NSIG:
+            raise InvalidInput(name)
+    except InvalidInput:
+        raise InvalidInput(f"invalid stop signal {text!r}: expected a signal name (SIGTERM, TERM, "
+                           "SIGRTMIN+3) or number") from None
     return name
 
 

@@ -54,7 +54,7 @@ def _from_registry(name: str, platform: Platform | None, store: Layout, cache: B
                 return image
     from oci.descriptor import Descriptor
     from oci.registry.client import connect
-    from oci.registry.pull import Puller, RegistrySource, roll_back
+    from oci.registry.pull import Puller, RegistrySource
 
     if info:
         info(f"pulling {reference}")
@@ -64,7 +64,7 @@ def _from_registry(name: str, platform: Platform | None, store: Layout, cache: B
     try:
         puller.store(plan, store)
     except BaseException:
-        roll_back(store, puller.added)
+        store.roll_back(puller.added)
         raise
     descriptor = Descriptor(manifest.media_type, manifest.digest, len(manifest.data))
     cache.put_base(key, str(reference), str(wanted), descriptor)

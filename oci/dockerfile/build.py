@@ -170,7 +170,7 @@ def build(options: BuildOptions) -> BuildResult:
     store = _open_layout(options.cache_dir or targets[0][0])
     cache = BuildCache(store, progress.warn)
     cache.make_private()
-    _reap_killed_builds(store, cache, progress)
+    _reap_killed_builds(cache, progress)
     work: list[str] = []
 
     def workspace_dir() -> str:
@@ -218,14 +218,13 @@ def build(options: BuildOptions) -> BuildResult:
                        time.monotonic() - started, warnings)
 
 
-def _reap_killed_builds(store: Layout, cache: BuildCache, progress: Progress) -> None:
+def _reap_killed_builds(cache: BuildCache, progress: Progress) -> None:
     """What SIGKILLed builds left (see `lifetime`): containers and their records, scratch
-    folders, temporaries."""
+    folders (the layout's session removes their temporaries)."""
     from oci.dockerfile import lifetime, runstep
 
     lifetime.reap(lambda: runstep.command("oci-run"), progress.warn)
     cache.sweep_work()
-    lifetime.sweep_layout_tmp(store.path)
 
 
 def _final_image(executor: Executor, state: State, options: BuildOptions) -> Descriptor:

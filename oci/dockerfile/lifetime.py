@@ -16,8 +16,8 @@ the kernel and the next build do it:
   runs: a "build in progress" record. Every build first reaps the roots whose lock is
   free (their build is gone): `oci-run delete --force` of each container in them (its
   processes, should any have escaped, its cgroup, its state), then the root itself. The
-  build's scratch folder (`cache.BuildCache.work_dir`) and stray temporaries in the
-  layout (`sweep_layout_tmp`) are swept the same way.
+  build's scratch folder (`cache.BuildCache.work_dir`) is swept the same way, and the
+  layout's stray temporaries by its next session (`oci.layout`).
 
 Between the fork of the wrapper and its prctl there is a window of a few instructions
 where a SIGKILL of the build leaves the container running; the next build reaps it.
@@ -154,35 +154,3 @@ def reap(runtime: Callable[[], list[str]], warn: Callable[[str], None], parent: 
         finally:
             os.close(fd)
     return reaped
-
-
-def sweep_layout_tmp(layout_path: str) -> int:
-    """Remove the stray temporaries of killed writers from a layout's `.ocikit/tmp/`, when no
-    writer holds a session (the layout's `gc.lock` is free); how many were removed."""
-    private = os.path.join(layout_path, ".ocikit")
-    tmp = os.path.join(private, "tmp")
-    try:
-        names = os.listdir(tmp)
-    except OSError:
-        return 0
-    if not names:
-        return 0
-    try:
-        fd = os.open(os.path.join(private, "gc.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError:
-        return 0
-    removed = 0
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return 0  # a writer is at work: its temporaries are live
-        for name in names:
-            try:
-                os.unlink(os.path.join(tmp, name))
-                removed += 1
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
-    return removed

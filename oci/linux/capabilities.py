@@ -40,6 +40,70 @@ def mask(names: list[str], pointer: str) -> int:
     return bits
 
 
+SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
+
+
+def bounding_set(numbers: set[int]) -> int:
+    """Which of `numbers` are in this process's bounding set (prctl, one call each: no /proc needed)."""
+    bits = 0
+    for number in numbers:
+        if syscalls.prctl(syscalls.PR_CAPBSET_READ, number) == 1:
+            bits |= 1 << number
+    return bits
+
+
+def grantable_only(config: dict[str, Any] | None,
+                   base: str = "/process/capabilities") -> tuple[dict[str, list[str]], list[str]]:
+    """The config's capability lists without what this process cannot grant, and warnings for what was left out.
+
+    config.md#linux-process: a value that cannot be mapped to the kernel, or cannot be granted, MUST be
+    logged as a warning, and the runtime SHOULD NOT fail (a restricted environment: docker-in-docker,
+    a host without some capability in its bounding set). The rules are capset(2)'s, applied to what this
+    process holds now (the init before its setup, its user namespace entered): bounding and permitted
+    within its own, effective within the new permitted, inheritable within its own inheritable or the new
+    bounding set and its permitted, ambient within the new permitted and inheritable. One warning per
+    cause: unknown names, capabilities oci-run does not hold, and each set the config made inconsistent.
+    """
+    config = config or {}
+    top = last_cap()
+    permitted_now, inheritable_now = syscalls.capget()[1:]
+    asked = {NUMBERS[name] for kind in SETS for name in config.get(kind) or [] if name in NUMBERS}
+    bounding_now = bounding_set({number for number in asked if number <= top})
+    unknown: list[str] = []
+    not_held: list[str] = []
+    inconsistent: list[str] = []
+    kept: dict[str, int] = {}
+
+    def keep(kind: str, allowed: int, why: str) -> None:
+        bits, left_out = 0, []
+        for name in config.get(kind) or []:
+            number = NUMBERS.get(name)
+            if number is None or number > top:
+                if name not in unknown:
+                    unknown.append(name)
+            elif allowed & (1 << number):
+                bits |= 1 << number
+            elif not bounding_now & permitted_now & (1 << number):
+                if name not in not_held:
+                    not_held.append(name)
+            else:
+                left_out.append(name)
+        if left_out:
+            inconsistent.append(f"{base}/{kind}: {', '.join(left_out)}: {why}, left out")
+        kept[kind] = bits
+
+    keep("bounding", bounding_now, "not in oci-run's bounding set")
+    keep("permitted", permitted_now, "not in oci-run's permitted set")
+    keep("effective", kept["permitted"], "not permitted")
+    keep("inheritable", inheritable_now | (kept["bounding"] & permitted_now), "neither bounding nor permitted")
+    keep("ambient", kept["permitted"] & kept["inheritable"], "not both permitted and inheritable")
+    warnings = [f"{base}: {', '.join(unknown)}: unknown to this kernel, ignored"] if unknown else []
+    if not_held:
+        warnings.append(f"{base}: {', '.join(not_held)}: cannot be granted (oci-run does not hold it here), left out")
+    result = {kind: [name for name in NAMES if kept[kind] & (1 << NUMBERS[name])] for kind in SETS if kind in config}
+    return result, warnings + inconsistent
+
+
 class CapabilitySets:
     """The process.capabilities object as masks."""
 

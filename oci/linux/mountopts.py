@@ -42,8 +42,24 @@ RECURSIVE_OPTIONS: dict[str, tuple[int, int]] = {
     "rnosymfollow": (ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, ATTR_NOSYMFOLLOW),
     "rnoatime": (ATTR_NOATIME, ATTR__ATIME), "rrelatime": (ATTR_RELATIME, ATTR__ATIME),
     "rstrictatime": (ATTR_STRICTATIME, ATTR__ATIME),
+    # atime and nostrictatime undo noatime and strictatime: the kernel's default mode, relatime; norelatime
+    # changes nothing, as with mount(2), which makes a mount relatime unless strictatime is asked for
+    "ratime": (ATTR_RELATIME, ATTR__ATIME), "rnostrictatime": (ATTR_RELATIME, ATTR__ATIME), "rnorelatime": (0, 0),
 }
-MOUNT_OPTIONS = sorted([*FLAG_OPTIONS, *PROPAGATION_OPTIONS, *RECURSIVE_OPTIONS])
+# options the runtime carries out itself, never handed to the kernel: tmpcopyup fills a new tmpfs with
+# what the directory it covers holds (podman's --read-only, --tmpfs, --mount type=tmpfs, --systemd);
+# idmap and ridmap make an idmapped mount (oci.linux.idmap)
+RUNTIME_OPTIONS = {"tmpcopyup", "idmap", "ridmap"}
+
+
+def wants_idmap(mount: dict) -> bool:  # type: ignore[type-arg]
+    """Whether a mount asks for an idmapping (oci.linux.idmap): an option, or mappings of its own (as runc reads
+    them: mappings without the option are idmapped too)."""
+    return bool(mount.get("uidMappings") or mount.get("gidMappings")) or \
+        any(option in ("idmap", "ridmap") for option in mount.get("options") or ())
+
+
+MOUNT_OPTIONS = sorted([*FLAG_OPTIONS, *PROPAGATION_OPTIONS, *RECURSIVE_OPTIONS, *RUNTIME_OPTIONS])
 
 # statvfs f_flag bits -> mount flags the kernel locks in a user namespace
 USERNS_LOCKED_FLAGS = {1: MS_RDONLY, 2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: MS_NOATIME, 2048: MS_NODIRATIME,

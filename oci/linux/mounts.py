@@ -30,6 +30,7 @@ from oci.linux.mountopts import (
     MS_UNBINDABLE,
     PROPAGATION_OPTIONS,
     RECURSIVE_OPTIONS,
+    RUNTIME_OPTIONS,
     USERNS_LOCKED_FLAGS,
 )
 
@@ -45,15 +46,19 @@ DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("
              ("/proc/self/fd/2", "/dev/stderr")]
 
 
+TYPE_BITS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
 class MountError(OciError):
     """A mount the config asks for could not be made."""
 
 
 def parse_options(options: list[str]) -> tuple[int, int, list[str]]:
-    """(flags, propagation flags, filesystem data options) from a mount's options (recursive ones left out)."""
+    """(flags, propagation flags, filesystem data options) from a mount's options (recursive ones and those
+    the runtime carries out itself left out)."""
     flags, propagation, data = 0, 0, []
     for option in options:
-        if option in RECURSIVE_OPTIONS:
+        if option in RECURSIVE_OPTIONS or option in RUNTIME_OPTIONS:
             continue
         if option in FLAG_OPTIONS:
             clear, flag = FLAG_OPTIONS[option]
@@ -161,10 +166,15 @@ def remount_bind(target: str, flags: int) -> None:
 
 
 class RootfsBuilder:
-    """Prepares the rootfs in the container's new mount namespace, then pivots into it."""
+    """Prepares the rootfs in the container's new mount namespace, then pivots into it.
+
+    Without a mount namespace of its own (`own_mount_ns` false: linux.namespaces shares the caller's),
+    the mounts are made in the caller's, as runc makes them, the propagation of the caller's mounts is
+    left alone, and the process changes root with chroot (pivot_root would move the caller's root).
+    """
 
     def __init__(self, config: dict[str, Any], bundle: str, cgroup_binds: Callable[[], list[tuple[str, str]]],
-                 in_userns: bool) -> None:
+                 in_userns: bool, own_mount_ns: bool = True) -> None:
         self.config = config
         self.linux = config.get("linux", {})
         self.bundle = bundle
@@ -172,32 +182,35 @@ class RootfsBuilder:
         self.rootfs = os.path.realpath(root if os.path.isabs(root) else os.path.join(bundle, root))
         self.cgroup_binds = cgroup_binds
         self.in_userns = in_userns
+        self.own_mount_ns = own_mount_ns
         self.dev_bound = False
+        self.idmapped: dict[int, int] = {}  # mount index -> a detached idmapped mount the runtime made
 
     def prepare(self) -> None:
         """Everything before pivot_root: propagation, the rootfs bind, the mounts, /dev."""
         # An unbindable rootfs could not be bound onto itself: that one is applied after pivot_root only.
-        initial = PROPAGATION_OPTIONS.get(self.linux.get("rootfsPropagation", ""), MS_SLAVE | MS_REC)
-        syscalls.mount(None, "/", None, MS_SLAVE | MS_REC if initial & MS_UNBINDABLE else initial)
+        if self.own_mount_ns:
+            initial = PROPAGATION_OPTIONS.get(self.linux.get("rootfsPropagation", ""), MS_SLAVE | MS_REC)
+            syscalls.mount(None, "/", None, MS_SLAVE | MS_REC if initial & MS_UNBINDABLE else initial)
         try:
             if not stat.S_ISDIR(os.stat(self.rootfs).st_mode):
                 raise InvalidInput(f"/root/path: rootfs {self.rootfs} is not a directory")
         except OSError as err:
             raise InvalidInput(f"/root/path: rootfs {self.rootfs}: {err.strerror}") from None
         parent = _mount_point_of(self.rootfs)
-        if parent[1]:  # pivot_root refuses a shared parent mount
+        if parent[1] and self.own_mount_ns:  # pivot_root refuses a shared parent mount
             syscalls.mount(None, parent[0], None, MS_PRIVATE)
         syscalls.mount(self.rootfs, self.rootfs, None, MS_BIND | MS_REC)
         for i, entry in enumerate(self.config.get("mounts", [])):
             try:
-                self.mount(entry)
+                self.mount(entry, i)
             except OSError as err:
                 raise MountError(f"/mounts/{i}: {err.strerror or err}") from None
         if not self.dev_bound:
             self.make_default_devices()
         self.make_devices()
 
-    def mount(self, entry: dict[str, Any]) -> None:
+    def mount(self, entry: dict[str, Any], index: int = -1) -> None:
         dest = entry["destination"]
         if not dest.startswith("/"):
             dest = "/" + dest
@@ -221,14 +234,31 @@ class RootfsBuilder:
         target = f"/proc/self/fd/{fd}"
         try:
             if bind:
-                syscalls.mount(source, target, None, MS_BIND | (flags & MS_REC))
+                if index in self.idmapped:
+                    syscalls.move_mount(self.idmapped.pop(index), fd)
+                else:
+                    syscalls.mount(source, target, None, MS_BIND | (flags & MS_REC))
                 extra = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
                 if extra:
                     os.close(fd)
                     fd = os.open(resolve_in_root(self.rootfs, dest), os.O_PATH | os.O_CLOEXEC)
                     remount_bind(f"/proc/self/fd/{fd}", extra)
             else:
-                self._mount_fs(source, target, fstype, flags, ",".join(data), dest)
+                covered = None
+                if "tmpcopyup" in entry.get("options", []):
+                    # The directory the new file system covers, still reachable through an fd opened now.
+                    covered = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    self._mount_fs(source, target, fstype, flags, ",".join(data), dest)
+                    if covered is not None:
+                        os.close(fd)
+                        fd = os.open(resolve_in_root(self.rootfs, dest), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                        if not _inside(self.rootfs, fd):
+                            raise MountError(f"mount target {dest} resolves outside the rootfs")
+                        copy_tree(covered, fd)
+                finally:
+                    if covered is not None:
+                        os.close(covered)
             recursive = [RECURSIVE_OPTIONS[o] for o in entry.get("options", []) if o in RECURSIVE_OPTIONS]
             if recursive or propagation:
                 os.close(fd)
@@ -300,13 +330,23 @@ class RootfsBuilder:
         finally:
             os.close(tmpfs)
 
-    def _node(self, path: str, kind: str, major: int, minor: int, mode: int, uid: int, gid: int) -> None:
+    def _node(self, path: str, kind: str, major: int, minor: int, mode: int, uid: int, gid: int,
+              pointer: str | None = None) -> None:
+        """Make a device node; `pointer` names a linux.devices entry, which must not replace another file."""
         full = resolve_in_root(self.rootfs, path)
         if os.path.lexists(full):
-            if stat.S_ISLNK(os.lstat(full).st_mode) or not os.path.isdir(full):
+            st = os.lstat(full)
+            if pointer is not None:
+                # config-linux.md#devices: a file at `path` that is not the requested device is an error.
+                # The same device is left as it is (a /dev bound from the host lists its own nodes).
+                if stat.S_IFMT(st.st_mode) == TYPE_BITS[kind] and \
+                        (kind == "p" or (os.major(st.st_rdev), os.minor(st.st_rdev)) == (major, minor)):
+                    return
+                raise InvalidInput(f"{pointer}: {path} exists and is not that device")
+            if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
                 os.unlink(full)
         _make_dirs(self.rootfs, os.path.relpath(os.path.dirname(full), self.rootfs))
-        type_bits = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
+        type_bits = TYPE_BITS[kind]
         if self.in_userns and kind != "p":
             # mknod is refused in a user namespace: bind the host's node instead.
             fd = open_target(self.rootfs, path, False)
@@ -320,8 +360,10 @@ class RootfsBuilder:
         os.lchown(full, uid, gid)
 
     def make_default_devices(self) -> None:
+        configured = {device["path"] for device in self.linux.get("devices", [])}
         for path, major, minor in DEFAULT_DEVICES:
-            self._node(path, "c", major, minor, 0o666, 0, 0)
+            if path not in configured:  # a linux.devices entry says how it is made (mode, owner)
+                self._node(path, "c", major, minor, 0o666, 0, 0)
         for target, link in [*DEV_LINKS, ("pts/ptmx", "/dev/ptmx")]:
             full = resolve_in_root(self.rootfs, link)
             if os.path.lexists(full):
@@ -336,15 +378,20 @@ class RootfsBuilder:
                 os.symlink("/proc/kcore", core)
 
     def make_devices(self) -> None:
-        for device in self.linux.get("devices", []):
+        for i, device in enumerate(self.linux.get("devices", [])):
             if device["path"] == "/dev/ptmx" and not self.dev_bound:
                 continue  # stays the link to pts/ptmx, as runc leaves it (containerd's --privileged lists it)
             mode = device.get("fileMode", 0o666)
             self._node(device["path"], device["type"], device.get("major", 0), device.get("minor", 0), mode,
-                       device.get("uid", 0), device.get("gid", 0))
+                       device.get("uid", 0), device.get("gid", 0), f"/linux/devices/{i}")
 
     def pivot(self, no_pivot: bool) -> None:
         """Make the rootfs `/`: pivot_root and detach the old root, or move and chroot."""
+        if not self.own_mount_ns:  # the caller's mounts stay where they are
+            os.chdir(self.rootfs)
+            os.chroot(".")
+            os.chdir("/")
+            return
         if no_pivot:
             os.chdir(self.rootfs)
             syscalls.mount(self.rootfs, "/", None, MS_MOVE)
@@ -374,6 +421,51 @@ class RootfsBuilder:
         if propagation:
             syscalls.mount(None, "/", None, PROPAGATION_OPTIONS[propagation])
         reopen_dev_null()
+
+
+def copy_tree(source: int, target: int) -> None:
+    """Copy what the directory open at `source` holds into the one open at `target` (tmpcopyup): files,
+    directories, symbolic links (not followed), device nodes and fifos, with their owner, mode and
+    times. Every step is relative to an open directory: nothing is followed out of either tree."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.scandir(source) as entries:
+        names = [entry.name for entry in entries]
+    for name in names:
+        st = os.stat(name, dir_fd=source, follow_symlinks=False)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            os.mkdir(name, 0o700, dir_fd=target)
+            inner_source = os.open(name, flags | os.O_DIRECTORY, dir_fd=source)
+            try:
+                inner_target = os.open(name, flags | os.O_DIRECTORY, dir_fd=target)
+                try:
+                    copy_tree(inner_source, inner_target)
+                finally:
+                    os.close(inner_target)
+            finally:
+                os.close(inner_source)
+        elif stat.S_ISREG(mode):
+            fin = os.open(name, flags, dir_fd=source)
+            try:
+                fout = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                               dir_fd=target)
+                try:
+                    while os.sendfile(fout, fin, None, 1 << 30):
+                        pass
+                finally:
+                    os.close(fout)
+            finally:
+                os.close(fin)
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(name, dir_fd=source), name, dir_fd=target)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+            os.mknod(name, mode, st.st_rdev, dir_fd=target)
+        else:
+            continue  # a socket means nothing without its server
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=target, follow_symlinks=False)
+        if not stat.S_ISLNK(mode):
+            os.chmod(name, stat.S_IMODE(mode), dir_fd=target)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=target, follow_symlinks=False)
 
 
 def reopen_dev_null() -> None:

@@ -89,3 +89,22 @@ def write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
     lines = "".join(f"{names[clock]} {v.get('secs', 0)} {v.get('nanosecs', 0)}\n" for clock, v in offsets.items())
     with open("/proc/self/timens_offsets", "w") as f:
         f.write(lines)
+
+
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def loopback_up() -> None:
+    """Bring `lo` up in this (new) network namespace, as runc does: SIOCSIFFLAGS on a datagram socket
+    (struct ifreq: the name in 16 bytes, then the flags as a short)."""
+    import _socket
+
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        request = b"lo".ljust(16, b"\0") + bytes(24)
+        flags = int.from_bytes(syscalls.ioctl(sock.fileno(), SIOCGIFFLAGS, request)[16:18], "little")
+        if not flags & IFF_UP:
+            syscalls.ioctl(sock.fileno(), SIOCSIFFLAGS, request[:16] + (flags | IFF_UP).to_bytes(2, "little")
+                           + bytes(22))
+    finally:
+        sock.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from oci.linux.rlimits import RLIMITS  # noqa: F401 (prlimit's numbers, kept apart from ctypes)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -28,6 +30,11 @@ SYS_CAPGET = 125
 SYS_CAPSET = 126
 SYS_BPF = 321
 SYS_MOUNT_SETATTR = 442
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC = 1, 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH = 0x4, 0x40
+MOUNT_ATTR_IDMAP = 0x100000
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 
@@ -42,17 +49,11 @@ CLONE_NEWNET = 0x40000000
 
 MNT_DETACH = 2
 
-# Resource numbers of prlimit(2) (asm-generic/resource.h, x86_64).
-RLIMITS = {
-    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4, "RLIMIT_RSS": 5,
-    "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_OFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14,
-    "RLIMIT_RTTIME": 15,
-}
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
@@ -216,8 +217,29 @@ class MountAttr(ctypes.Structure):
                 ("userns_fd", ctypes.c_uint64)]
 
 
-def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int) -> None:
-    """mount_setattr(2): change mount attributes (recursively with AT_RECURSIVE)."""
-    attr = MountAttr(attr_set, attr_clr, 0, 0)
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int, userns_fd: int = 0) -> None:
+    """mount_setattr(2): change mount attributes (recursively with AT_RECURSIVE); with MOUNT_ATTR_IDMAP, the
+    user namespace whose mappings the mount takes."""
+    attr = MountAttr(attr_set, attr_clr, 0, userns_fd)
     _call("mount_setattr", _libc.syscall, ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(dirfd), _bytes(path),
           ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+
+
+def open_tree(path: str, flags: int) -> int:
+    """open_tree(2) at `path` (absolute): with OPEN_TREE_CLONE, a detached copy of the mount (AT_RECURSIVE: and
+    its submounts), as an fd."""
+    return _call("open_tree", _libc.syscall, ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(-100), _bytes(path),
+                 ctypes.c_uint(flags))
+
+
+def move_mount(from_fd: int, to_fd: int) -> None:
+    """move_mount(2): attach the mount `from_fd` holds onto the directory `to_fd` holds."""
+    _call("move_mount", _libc.syscall, ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(from_fd), _bytes(""),
+          ctypes.c_int(to_fd), _bytes(""), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH))
+
+
+def ioctl(fd: int, request: int, buffer: bytes) -> bytes:
+    """ioctl(2) with an in-out argument given as bytes (a struct ifreq, ...); the buffer as the kernel left it."""
+    buf = ctypes.create_string_buffer(buffer, len(buffer))
+    _call("ioctl", _libc.ioctl, ctypes.c_int(fd), ctypes.c_ulong(request), buf)
+    return buf.raw

@@ -64,6 +64,10 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
     with store.transaction() as leases:
         if key in leases:
             raise Conflict(f"{key} is already connected to network {net['name']}")
+        if net.get("cni"):  # under the lease lock: a concurrent last DEL cannot remove it meanwhile
+            from oci.net import networks
+
+            networks.keep_cni_record(state, net)
         subnet = ipaddress.ip_network(net["subnet"])
         address = ipam.allocate(subnet, ipam.used_addresses(leases, 4), [net["gateway"]], req.ip)
         cidrs, gateways = [f"{address}/{subnet.prefixlen}"], [net["gateway"]]
@@ -123,8 +127,30 @@ def _undo(net: dict[str, Any], lease: dict[str, Any]) -> None:
 
 def _undo_rules(net: dict[str, Any], lease: dict[str, Any]) -> None:
     if lease.get("ports"):
-        with contextlib.suppress(OciError):
-            nat.delete_rules(net["nftTable"], nat.port_comment(net["name"], lease["hostIfname"]))
+        with contextlib.suppress(OciError):  # the lease's table: the one the rules were added to
+            table = lease.get("nftTable") or net["nftTable"]
+            nat.delete_rules(table, nat.port_comment(net["name"], lease["hostIfname"]))
+
+
+def _retire(state: str, net: dict[str, Any]) -> None:
+    """A CNI network's last attachment is gone: remove its rules, its bridge and its record.
+
+    Called with the network's lease lock held, so no ADD of the network runs meanwhile (the
+    next one sets everything up again). Only a network oci-net has a CNI record of is
+    retired, with the bridge and table the record names, and the bridge only when no other
+    stored network uses it.
+    """
+    from oci.net import networks
+
+    record = networks.cni_record(state, net["name"])
+    if record is None:
+        return
+    with contextlib.suppress(OciError):
+        nat.teardown_network(record)
+    if not networks.bridge_users(state, record["bridge"], besides=record["name"]):
+        with contextlib.suppress(OciError), links.netlink() as nl:
+            links.delete_link(nl, record["bridge"])
+    networks.forget_cni_record(state, net["name"])
 
 
 def _refresh_hosts(network: str, leases: dict[str, Any], extra: Iterable[str]) -> None:
@@ -164,11 +190,18 @@ def disconnect(state: str, net: dict[str, Any], container_id: str, ifname: str |
             _undo_rules(net, lease)
         if released:
             _refresh_hosts(net["name"], leases, extra=[lease.get("hostsFile") for lease in released])
+        if net.get("cni") and not leases:
+            for job in deleting:  # the bridge goes after its ports, still under the lock
+                with contextlib.suppress(OciError):
+                    job.wait()
+            deleting = []
+            _retire(state, net)
     for job in deleting:
         with contextlib.suppress(OciError):  # the lease is released whatever became of its veth
             job.wait()
     if lost is not None:
-        lost.wait()
+        with contextlib.suppress(OciError):  # best effort: DEL succeeds whatever is missing
+            lost.wait()
     return released
 
 
@@ -223,6 +256,8 @@ def gc(state: str, net: dict[str, Any], valid: set[str] | None = None) -> list[d
             _undo(net, lease)
         if released:
             _refresh_hosts(net["name"], leases, extra=[lease.get("hostsFile") for lease in released])
+        if net.get("cni") and not leases:
+            _retire(state, net)
     return released
 
 

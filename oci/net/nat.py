@@ -32,11 +32,12 @@ from typing import Any, NamedTuple, Sequence
 from oci.errors import InvalidInput, OciError
 
 SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"  # where nft lives; OCI hooks run with an empty environment
-PORT_RE = re.compile(r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$")
+PORT_RE = re.compile(r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)"
+                     r"(?:/(?P<proto>tcp|udp|sctp))?$")
 
 
 class Port(NamedTuple):
-    """One published port: HOSTIP:HOSTPORT -> CONTAINERPORT over tcp or udp."""
+    """One published port: HOSTIP:HOSTPORT -> CONTAINERPORT over tcp, udp or sctp (Kubernetes' protocols)."""
 
     host_port: int
     container_port: int
@@ -60,10 +61,10 @@ class Port(NamedTuple):
 
 
 def parse_port(text: str) -> Port:
-    """`[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]`, as `docker run -p` takes it."""
+    """`[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp|sctp]`, as `docker run -p` takes it."""
     match = PORT_RE.match(text)
     if not match:
-        raise InvalidInput(f"bad published port {text!r} (expected [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp])")
+        raise InvalidInput(f"bad published port {text!r} (expected [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp|sctp])")
     host_ip = (match["ip"] or "").strip("[]")
     return _checked(Port(int(match["host"]), int(match["ctr"]), match["proto"] or "tcp", host_ip))
 
@@ -72,8 +73,8 @@ def _checked(port: Port) -> Port:
     for value in (port.host_port, port.container_port):
         if not 1 <= value <= 65535:
             raise InvalidInput(f"port {value} is out of range 1-65535")
-    if port.protocol not in ("tcp", "udp"):
-        raise InvalidInput(f"bad protocol {port.protocol!r} (tcp or udp)")
+    if port.protocol not in ("tcp", "udp", "sctp"):
+        raise InvalidInput(f"bad protocol {port.protocol!r} (tcp, udp or sctp)")
     if port.host_ip:
         try:
             host = ipaddress.ip_address(port.host_ip)

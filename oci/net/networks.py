@@ -7,6 +7,7 @@ OCIKIT_NET_STATE_DIR or an explicit argument overrides it. Creating and removing
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -140,3 +141,67 @@ def delete(state: str, name: str) -> None:
             os.unlink(_path(state, name))
         except FileNotFoundError:
             raise NotFound(f"network {name} does not exist (in {state})") from None
+
+
+# -- networks made through the CNI plugin ------------------------------------------------
+#
+# A CNI network's definition lives in the runtime's configuration, not here; oci-net keeps a
+# record of it (the network document with `"cni": true`) from the first ADD, written inside
+# the network's lease lock, so that `ls`, `inspect`, `gc` and `rm` see it, and so that the
+# last DEL (or a GC that releases the last lease) knows which bridge and rules to remove.
+# A network of the same name made with `oci-net create` is never overwritten or removed.
+
+
+def cni_record(state: str, name: str) -> dict[str, Any] | None:
+    """The stored record of a CNI network, or None (none, or a network made by `create`)."""
+    try:
+        with open(_path(state, name), "rb") as f:
+            doc = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    return doc if type(doc) is dict and doc.get("cni") is True else None
+
+
+def keep_cni_record(state: str, net: dict[str, Any]) -> None:
+    """Store (or refresh) the record of a CNI network, unless it is there already as it is."""
+    path = _path(state, net["name"])
+    try:
+        with open(path, "rb") as f:
+            stored = json.loads(f.read())
+    except FileNotFoundError:
+        stored = None
+    except (OSError, ValueError):
+        stored = {"cni": True}  # unreadable: replace it
+    if type(stored) is dict:
+        if stored.get("cni") is not True:
+            return  # a network of that name made by `oci-net create`: its own document stays
+        if {k: v for k, v in stored.items() if k != "created"} == {**net, "cni": True}:
+            return
+    import time
+
+    created = stored.get("created") if type(stored) is dict else None
+    doc = {**net, "cni": True, "created": created or time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    write_atomic(path, json.dumps(doc, indent=2).encode() + b"\n")
+
+
+def forget_cni_record(state: str, name: str) -> None:
+    """Remove a CNI network's record (after its bridge and rules are gone)."""
+    if cni_record(state, name) is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_path(state, name))
+
+
+def bridge_users(state: str, bridge: str, besides: str) -> list[str]:
+    """Stored networks other than `besides` whose bridge is `bridge`."""
+    folder = os.path.join(state, "networks")
+    users = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.listdir(folder):
+            if not entry.endswith(".json") or entry.startswith(".") or entry[:-5] == besides:
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                with open(os.path.join(folder, entry), "rb") as f:
+                    if json.loads(f.read()).get("bridge") == bridge:
+                        users.append(entry[:-5])
+    return users

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from typing import Any
 
@@ -79,7 +80,10 @@ def _remember(key: str, entry: bytes) -> None:
 # documents that include them would miss every time; they are kept out of the remembered
 # digest and accepted by `plainly_valid_volatile`, or else validated in full.
 CNI_VOLATILE = ("prevResult", "runtimeConfig", "cni.dev/valid-attachments")
-PROTOCOLS = ("tcp", "udp", "TCP", "UDP")
+PROTOCOLS = ("tcp", "udp", "sctp", "TCP", "UDP", "SCTP")
+# cni-config.schema.json's patterns for runtimeConfig ips and mac (`\Z`: `$` would take a final newline)
+IP_RE = re.compile(r"[0-9A-Fa-f:.]+(/[0-9]{1,3})?\Z")
+MAC_RE = re.compile(r"([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}\Z")
 
 
 def _port(value: Any) -> bool:
@@ -106,9 +110,23 @@ def plainly_valid_volatile(conf: dict[str, Any]) -> bool:
     maps = runtime.get("portMappings", [])
     if type(maps) is not list or not all(_plain_mapping(entry) for entry in maps):
         return False
+    if not all(_plain_runtime(key, value) for key, value in runtime.items() if key != "portMappings"):
+        return False
     valid = conf.get("cni.dev/valid-attachments", [])
     return type(valid) is list and all(
         type(a) is dict and type(a.get("containerID")) is str and type(a.get("ifname")) is str for a in valid)
+
+
+def _plain_runtime(key: str, value: Any) -> bool:
+    """The other capabilities oci-net reads (schema: runtimeConfig), of the plain kind."""
+    if key == "aliases":
+        return type(value) is dict and all(type(names) is list and all(type(n) is str for n in names)
+                                           for names in value.values())
+    if key == "ips":
+        return type(value) is list and all(type(a) is str and IP_RE.match(a) is not None for a in value)
+    if key == "mac":
+        return type(value) is str and MAC_RE.match(value) is not None
+    return False
 
 
 STATUSES = ("creating", "created", "running", "stopped")

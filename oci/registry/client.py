@@ -32,11 +32,11 @@ from collections import namedtuple
 from oci import schema
 from oci.descriptor import DOCKER_LIST, DOCKER_MANIFEST, INDEXES, MANIFESTS, OCI_INDEX, OCI_MANIFEST, Descriptor
 from oci.digest import Digest
-from oci.errors import AuthError, IntegrityError, NotFound, OciError, RegistryError, Unsupported
+from oci.errors import AuthError, DigestMismatch, IntegrityError, NotFound, OciError, RegistryError, Unsupported
 from oci.reference import Reference
 
-from . import urls
-from .http import HttpError, Options, Response, Transport
+from . import log, urls
+from .http import HttpError, Options, Response, SentBytes, Transport
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -186,20 +186,24 @@ class Repository:
                      accept: tuple[str, ...] = MANIFEST_TYPES) -> Manifest:
         """The manifest or index tagged or digested `reference`, bytes kept exactly as served."""
         what = f"{self}:{reference}" if not reference.startswith(("sha256:", "sha512:")) else f"{self}@{reference}"
-        response = self._request("GET", self._url(f"manifests/{reference}"), {"Accept": ", ".join(accept)})
-        if response.status != 200:
-            raise self._fail(response, what)
-        data = response.read_all(limit, f"{what}: manifest")
-        expected = Digest.parse(reference) if reference.startswith(("sha256:", "sha512:")) else None
-        served = response.header("Docker-Content-Digest")
-        if expected is None and served:
-            try:
-                expected = Digest.parse(served)
-            except OciError:
-                expected = None
-        digest = Digest.of(data, expected.algorithm if expected else "sha256")
-        if expected is not None and digest != expected:
-            raise IntegrityError(f"{what}: manifest digest {digest} does not match {expected}")
+        for attempt in (1, 2):  # bytes altered on the way are fetched once more
+            response = self._request("GET", self._url(f"manifests/{reference}"), {"Accept": ", ".join(accept)})
+            if response.status != 200:
+                raise self._fail(response, what)
+            data = response.read_all(limit, f"{what}: manifest")
+            expected = Digest.parse(reference) if reference.startswith(("sha256:", "sha512:")) else None
+            served = response.header("Docker-Content-Digest")
+            if expected is None and served:
+                try:
+                    expected = Digest.parse(served)
+                except OciError:
+                    expected = None
+            digest = Digest.of(data, expected.algorithm if expected else "sha256")
+            if expected is None or digest == expected:
+                break
+            if attempt == 2:
+                raise DigestMismatch(f"{what}: manifest digest {digest} does not match {expected} (fetched twice)")
+            log.warning("%s: manifest digest %s does not match %s; fetching it once more", what, digest, expected)
         return Manifest(manifest_media_type(data, response.header("Content-Type"), what), digest, data)
 
     def head_manifest(self, reference: str) -> Descriptor | None:
@@ -310,17 +314,19 @@ class Repository:
         response = self._request("POST", self._url("blobs/uploads/"))
         return self._upload_from(response, f"{self}: start upload")
 
-    def upload_chunk(self, upload: Upload, data: bytes) -> Upload:
-        """Send the next chunk (PATCH with Content-Range); not retried: on failure ask
-        `upload_status` where the registry's copy ends and continue from there."""
-        end = upload.offset + len(data) - 1
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
+    def upload_chunk(self, upload: Upload, data: bytes | Body) -> Upload:
+        """Send the next chunk (PATCH with Content-Range; `data` bytes, or a sized body that
+        reports progress); not retried: on failure ask `upload_status` where the registry's
+        copy ends and continue from there."""
+        size = len(data)  # type: ignore[arg-type]
+        end = upload.offset + size - 1
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size),
                    "Content-Range": f"{upload.offset}-{end}"}
         response = self._request("PATCH", upload.location, headers, data, retry=False)
         if response.status != 202:
             raise self._fail(response, f"{self}: upload chunk at {upload.offset}")
         moved = self._upload_from(response, f"{self}: upload chunk")
-        return Upload(moved.location, upload.offset + len(data))
+        return Upload(moved.location, upload.offset + size)
 
     def upload_status(self, upload: Upload) -> Upload:
         """Where an interrupted upload stands: the registry's Range gives the next offset."""
@@ -339,12 +345,13 @@ class Repository:
         separator = "&" if "?" in upload.location else "?"
         url = f"{upload.location}{separator}{urls.encode_query({'digest': str(digest)})}"
         headers = {"Content-Type": "application/octet-stream"}
+        replayable = body is None or isinstance(body, (bytes, SentBytes))
         if body is not None:
-            length = len(body) if isinstance(body, bytes) else size
+            length = len(body) if hasattr(body, "__len__") else size  # type: ignore[arg-type]
             if length is None:
                 raise ValueError("finish_upload: size is required with a streamed body")
             headers["Content-Length"] = str(length)
-        response = self._request("PUT", url, headers, body, retry=body is None or isinstance(body, bytes))
+        response = self._request("PUT", url, headers, body, retry=replayable)
         if response.status != 201:
             raise self._fail(response, f"{self}@{digest}: upload")
         response.drain()
@@ -399,6 +406,8 @@ def manifest_media_type(data: bytes, content_type: str | None, what: str) -> str
     doc = schema.parse(data, what) if doc is None else doc
     declared = doc.get("mediaType") if isinstance(doc, dict) else None
     header = (content_type or "").split(";", 1)[0].strip()
+    if isinstance(declared, str) and declared and header in MANIFESTS | INDEXES and header != declared:
+        raise IntegrityError(f"{what}: the document says mediaType {declared}, the registry served it as {header}")
     media_type = declared if isinstance(declared, str) and declared else header
     if media_type not in MANIFESTS | INDEXES:
         if isinstance(doc, dict) and doc.get("schemaVersion") == 1:

@@ -2,7 +2,8 @@
 
 Looked up in this order, the first file that knows the registry wins:
 
-1. `$REGISTRY_AUTH_FILE`, else `${XDG_RUNTIME_DIR}/containers/auth.json`;
+1. `$REGISTRY_AUTH_FILE`, else `${XDG_RUNTIME_DIR}/containers/auth.json`, else
+   `/run/containers/UID/auth.json` (where podman and `ocikit login` write without XDG_RUNTIME_DIR);
 2. `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`;
 3. `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
 
@@ -55,6 +56,8 @@ def config_files() -> list[str]:
         files.append(env["REGISTRY_AUTH_FILE"])
     elif env.get("XDG_RUNTIME_DIR"):
         files.append(os.path.join(env["XDG_RUNTIME_DIR"], "containers", "auth.json"))
+    else:
+        files.append(f"/run/containers/{os.getuid()}/auth.json")
     files.append(os.path.join(env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config"), "containers", "auth.json"))
     files.append(os.path.join(env.get("DOCKER_CONFIG") or os.path.join(home, ".docker"), "config.json"))
     return files

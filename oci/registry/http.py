@@ -36,6 +36,12 @@ if TYPE_CHECKING:
     Body = bytes | BinaryIO | None
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def transient(status: int) -> bool:
+    """True for an answer (or a connection failure, 0) that asking again may mend; other 4xx
+    answers say the request itself is refused."""
+    return status == 0 or status in RETRY_STATUSES or status >= 500
 MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for longer is treated as failing
 BLOCK = 1 << 20
 # What a kept-alive connection the server has closed meanwhile fails with (RemoteDisconnected
@@ -45,9 +51,18 @@ CERT_DIR_ENV = "OCIKIT_CERT_DIR"
 SYSTEM_CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 
 
-class Options(namedtuple("Options", ["insecure", "cert_dir", "timeout", "retries", "backoff", "max_backoff"],
-                         defaults=(False, None, 30.0, 5, 0.5, 10.0))):
-    """How to reach registries; the same for fetch and push."""
+class Options(namedtuple("Options", ["insecure", "cert_dir", "timeout", "retries", "backoff", "max_backoff",
+                                     "tls_verify", "insecure_hosts"],
+                         defaults=(False, None, 30.0, 5, 0.5, 10.0, True, frozenset()))):
+    """How to reach registries; the same for fetch and push.
+
+    Which scheme a registry host gets (`Transport.scheme_for`): plain HTTP with `insecure`;
+    TLS without verification, falling back to plain HTTP for a registry that does not speak
+    TLS, with `tls_verify` False or for a host in `insecure_hosts` (registries.conf's
+    `insecure = true`), as skopeo and podman do; plain HTTP first for a loopback or localhost
+    registry without a certificate directory, switching to TLS when the registry answers that
+    it speaks TLS (Docker, podman and go-containerregistry treat them as insecure); else TLS,
+    verified."""
 
     __slots__ = ()
     insecure: bool  # plain HTTP instead of TLS (default: False)
@@ -56,6 +71,40 @@ class Options(namedtuple("Options", ["insecure", "cert_dir", "timeout", "retries
     retries: int  # attempts after the first, for retryable failures (default: 5)
     backoff: float  # first delay in seconds, doubled each attempt (default: 0.5)
     max_backoff: float  # (default: 10)
+    tls_verify: bool  # verify TLS certificates (default: True)
+    insecure_hosts: frozenset[str]  # host[:port]s reached without verification, plain HTTP allowed
+
+
+class SentBytes:
+    """Bytes as a request body read block by block, telling `sent(count)` how far it got: the
+    progress display moves with the bytes on the wire, not only when a blob is done. Seekable,
+    so a failed request is sent again as a bytes body is."""
+
+    def __init__(self, data: bytes, sent: Callable[[int], None]) -> None:
+        self._data = memoryview(data)
+        self._sent = sent
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._data) if n is None or n < 0 else min(len(self._data), self._pos + n)
+        block = self._data[self._pos:end].tobytes()
+        self._pos = end
+        if block:
+            self._sent(self._pos)
+        return block
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = offset if whence == 0 else (self._pos + offset if whence == 1 else len(self._data) + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
 
 
 class HttpError(RegistryError):
@@ -85,6 +134,12 @@ class Response:
         """The Content-Length, when the server sent one."""
         value = self.headers.get("Content-Length")
         return int(value) if value and value.isdigit() else None
+
+    @property
+    def unframed(self) -> bool:
+        """True when the body simply ends with the connection (neither Content-Length nor
+        chunked): then an early end may be a cut, not the body's end."""
+        return "content-length" not in self.headers and "transfer-encoding" not in self.headers
 
     def read(self, n: int = -1) -> bytes:
         if self._done:
@@ -161,17 +216,55 @@ class Transport:
         self._busy: set[Connection] = set()
         self._lock = allocate_lock()
         self._contexts: dict[str, ssl.SSLContext] = {}
+        self._schemes: dict[str, str] = {}  # host[:port] -> "http" or "https"
         self._aborted = False
         # (method, url) -> (headers, connection, whether it was kept alive) of requests sent ahead
         self._ahead: dict[tuple[str, str], tuple[dict[str, str], Connection, bool]] = {}
 
-    @property
-    def scheme(self) -> str:
-        return "http" if self.options.insecure else "https"
+    def scheme_for(self, netloc: str) -> str:
+        """The scheme a registry host is reached with (see Options), decided on first use and
+        changed when the registry shows it speaks the other one."""
+        scheme = self._schemes.get(netloc)
+        if scheme is None:
+            if self.options.insecure:
+                scheme = "http"
+            elif not self.verifies(netloc):
+                scheme = "https"
+            elif urls.is_loopback(netloc) and not self._tls_configured(netloc):
+                scheme = "http"
+            else:
+                scheme = "https"
+            self._schemes[netloc] = scheme
+        return scheme
+
+    def verifies(self, netloc: str) -> bool:
+        """True when TLS certificates of this host are verified."""
+        hosts = self.options.insecure_hosts
+        return self.options.tls_verify and not (hosts and (netloc in hosts or split_host(netloc, 0)[0] in hosts))
+
+    def _tls_configured(self, netloc: str) -> bool:
+        """True when a certificate directory applies to this host: it is meant to be reached with TLS."""
+        if self.options.cert_dir or os.environ.get(CERT_DIR_ENV):
+            return True
+        return any(os.path.isdir(os.path.join(base, netloc)) for base in SYSTEM_CERT_DIRS)
 
     def url(self, host: str, path: str) -> str:
         """An absolute URL on `host` for the API `path`."""
-        return f"{self.scheme}://{host}{path}"
+        return f"{self.scheme_for(host)}://{host}{path}"
+
+    def _current(self, url: str) -> str:
+        """`url` with the scheme its host is reached with now (a URL made before a switch, or a
+        Location the registry wrote with the other scheme)."""
+        if not self._schemes:
+            return url
+        scheme, sep, rest = url.partition("://")
+        netloc = rest.split("/", 1)[0].split("?", 1)[0]
+        wanted = self._schemes.get(netloc)
+        return f"{wanted}://{rest}" if sep and wanted and wanted != scheme.lower() else url
+
+    def _switch(self, netloc: str, scheme: str) -> None:
+        with self._lock:
+            self._schemes[netloc] = scheme
 
     # -- connections ---------------------------------------------------
 
@@ -179,7 +272,7 @@ class Transport:
         with self._lock:
             context = self._contexts.get(host)
             if context is None:
-                context = self._contexts[host] = tls_context(host, self.options.cert_dir)
+                context = self._contexts[host] = tls_context(host, self.options.cert_dir, self.verifies(host))
             return context
 
     def _connect(self, scheme: str, netloc: str) -> Connection:
@@ -240,28 +333,74 @@ class Transport:
         start = body.tell() if body is not None and not isinstance(body, bytes) and body.seekable() else None
         replayable = body is None or isinstance(body, bytes) or start is not None
         attempts = 1 + (self.options.retries if retry and replayable else 0)
-        for attempt in range(attempts):
-            if attempt and start is not None:
+        switched = False
+        attempt = 0
+        while attempt < attempts:
+            if (attempt or switched) and start is not None:
                 body.seek(start)  # type: ignore[union-attr]
+            url = self._current(url)
             last = attempt == attempts - 1
             try:
                 response = self._send(method, url, headers or {}, body)
             except OSError as err:  # (a TLS verification error is a ValueError too)
-                if last or _is_tls_error(err) or self._aborted:  # TLS trouble does not heal by waiting
+                if not switched and replayable and self._plain_server(url, err):
+                    switched = True
+                    continue  # a registry that does not speak TLS, where plain HTTP is allowed
+                if last or _is_tls_error(err) or _unknown_host(err) or self._aborted:  # neither heals by waiting
                     raise HttpError(f"{method} {redact(url)}: {describe_error(err)}") from None
                 self.pause(attempt, None, f"{method} {redact(url)}: {describe_error(err)}")
+                attempt += 1
                 continue
             except ValueError as err:  # a URL or header no request can carry: asking again does not help
                 raise HttpError(f"{method} {redact(url)}: {err}") from None
+            if response.status == 400 and url.startswith("http:") and self._tls_server(response):
+                if switched or self.options.insecure or not replayable:
+                    raise HttpError(f"{method} {redact(url)}: the registry speaks TLS, not plain HTTP"
+                                    f"{': drop --insecure' if self.options.insecure else ''} "
+                                    "(--tls-verify=false skips the certificate check)", 400)
+                self._switch(urls.split(url)[1], "https")
+                switched = True
+                continue
             if response.status in RETRY_STATUSES and not last and not self._aborted:
                 retry_after = parse_retry_after(response.header("Retry-After"))
                 response.drain()
                 if retry_after is not None and retry_after > MAX_RETRY_AFTER:
                     return response
                 self.pause(attempt, retry_after, f"{method} {redact(url)}: HTTP {response.status}")
+                attempt += 1
                 continue
             return response
         raise AssertionError("unreachable")
+
+    def _plain_server(self, url: str, err: OSError) -> bool:
+        """True when a TLS handshake met a plain HTTP server on a host where plain HTTP is
+        allowed (TLS without verification): the host is then reached with plain HTTP."""
+        ssl = sys.modules.get("ssl")
+        if ssl is None or not isinstance(err, ssl.SSLError) or err.reason != "WRONG_VERSION_NUMBER":
+            return False
+        scheme, netloc, _ = urls.split(url)
+        if scheme != "https" or self.verifies(netloc):
+            return False
+        self._switch(netloc, "http")
+        return True
+
+    @staticmethod
+    def _tls_server(response: Response) -> bool:
+        """True for the answer a TLS server gives a plain HTTP request: Go's, a bare `HTTP/1.0
+        400` without a single header (`Client sent an HTTP request to an HTTPS server.`, no body
+        to a HEAD); nginx's `The plain HTTP request was sent to HTTPS port`. So: a 400 without
+        headers, or one that is no registry's JSON error and names HTTPS (its body is read)."""
+        if not len(response.headers):
+            response.close()
+            return True
+        if "json" in (response.header("Content-Type") or ""):
+            return False
+        try:
+            text = response.read_all(4096, "answer")
+        except (OSError, IntegrityError):
+            response.close()
+            return False
+        return b"HTTPS" in text.upper()
 
     def send_ahead(self, method: str, url: str, headers: dict[str, str] | None = None) -> None:
         """Send a request without a body now and read its answer later: the next `request`
@@ -380,16 +519,22 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def tls_context(host: str, cert_dir: str | None = None) -> ssl.SSLContext:
+def tls_context(host: str, cert_dir: str | None = None, verify: bool = True) -> ssl.SSLContext:
     """A verifying TLS context: system CAs (and SSL_CERT_FILE), plus the CAs and client
-    certificate of `cert_dir` (or $OCIKIT_CERT_DIR, or /etc/containers|docker/certs.d/HOST)."""
+    certificate of `cert_dir` (or $OCIKIT_CERT_DIR, or /etc/containers|docker/certs.d/HOST).
+    Without `verify`, neither the chain nor the host name is checked (the client certificate
+    is still presented)."""
     import ssl
 
     explicit = cert_dir or os.environ.get(CERT_DIR_ENV) or ""
     if explicit and not os.path.isdir(explicit):
         raise NotFound(f"{explicit}: no such certificate directory")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
-    _load_system_roots(context)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        _load_system_roots(context)
     folders = [explicit]
     folders += [os.path.join(base, host) for base in SYSTEM_CERT_DIRS]
     for folder in filter(os.path.isdir, folders):
@@ -438,15 +583,25 @@ def describe_error(err: BaseException) -> str:
         return "timed out"
     ssl = sys.modules.get("ssl")  # no TLS error without ssl imported
     if ssl is not None and isinstance(err, ssl.SSLCertVerificationError):
-        return f"TLS certificate not trusted ({err.verify_message}); see --cert-dir"
+        return f"TLS certificate not trusted ({err.verify_message}); see --cert-dir, or --tls-verify=false"
     if ssl is not None and isinstance(err, ssl.SSLError):
         hint = " (a plain HTTP registry? see --insecure)" if err.reason == "WRONG_VERSION_NUMBER" else ""
         return f"TLS error: {err.reason or err}{hint}"
     if isinstance(err, ConnectionRefusedError):
         return "connection refused"
+    if _unknown_host(err):
+        return f"host name lookup failed ({(getattr(err, 'strerror', None) or str(err)).lower()})"
     if isinstance(err, OSError) and err.strerror:
         return err.strerror.lower()
     return str(err) or type(err).__name__
+
+
+def _unknown_host(err: BaseException) -> bool:
+    """A host name the resolver does not know (asking again gives the same answer; a resolver
+    that could not answer now, EAI_AGAIN, is worth another try)."""
+    import _socket
+
+    return isinstance(err, _socket.gaierror) and err.errno != _socket.EAI_AGAIN
 
 
 def _is_tls_error(err: BaseException) -> bool:

@@ -17,7 +17,6 @@ are removed again (`roll_back`), so the layout is as it was. A pull killed outri
 
 from __future__ import annotations
 
-import os
 import time
 from _thread import allocate_lock
 from collections import namedtuple
@@ -25,8 +24,7 @@ from collections import namedtuple
 from oci import schema
 from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, Descriptor
 from oci.digest import Digest, verify_bytes
-from oci.errors import IntegrityError, NotFound, OciError, RegistryError, Unsupported
-from oci.fsutil import locked
+from oci.errors import DigestMismatch, IntegrityError, InvalidInput, NotFound, OciError, RegistryError, Unsupported
 from oci.image import parse_image_argument
 from oci.layout import MAX_DOCUMENT, Layout
 
@@ -41,6 +39,10 @@ if TYPE_CHECKING:  # the interfaces, for type checkers only (typing costs a comm
     from typing import BinaryIO, Callable, Protocol
 
     from oci import platform as platforms
+    from oci.reference import Reference
+
+    from .http import Options
+    from .registries_conf import Endpoint
 
     class Progress(Protocol):
         """Told which blobs will travel, then how far each one got (from worker threads)."""
@@ -61,7 +63,7 @@ if TYPE_CHECKING:  # the interfaces, for type checkers only (typing costs a comm
         def abort(self) -> None: ...
 
 MAX_DEPTH = 4  # an index may point at an index, this deep at most
-MAX_RESUMES = 5
+PROGRESS = 64 << 10  # a break after this many new bytes (or the rest of the blob) made progress
 
 
 class Interrupted(Exception):
@@ -71,13 +73,16 @@ class Interrupted(Exception):
 class RegistrySource:
     """A repository of a registry."""
 
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, first: tuple[str, Manifest] | None = None) -> None:
         self.repository = repository
+        self._first = first  # (reference, manifest) already fetched (choosing among mirrors)
 
     def __str__(self) -> str:
         return str(self.repository)
 
     def manifest(self, reference: str) -> Manifest:
+        if self._first is not None and self._first[0] == reference:
+            return self._first[1]
         return self.repository.get_manifest(reference)
 
     def open_blob(self, descriptor: Descriptor, offset: int) -> tuple[BinaryIO, int]:
@@ -89,6 +94,36 @@ class RegistrySource:
     def abort(self) -> None:
         """Cut the connections in use (Ctrl-C, or another transfer failed)."""
         self.repository.registry.transport.abort()
+
+    def remember(self, digests: list[Digest]) -> None:
+        """Note that this repository holds these blobs (for pushes that mount them elsewhere)."""
+        from .locations import BlobLocations
+
+        BlobLocations(self.repository.registry.host).record(self.repository.name, digests)
+
+
+def first_serving(places: list[Endpoint], options: Options, warn: Callable[[str], None] = log.warning
+                  ) -> tuple[RegistrySource, Reference]:
+    """The first of `places` (registries.conf's mirrors, then the registry: see
+    oci.registry.registries_conf.endpoints) that serves the image, and the reference it serves
+    it under; `warn` hears of each place passed over. A single place is asked nothing yet: its
+    manifest request is sent ahead, answered while the caller reads its layout."""
+    from .client import connect
+
+    for index, place in enumerate(places):
+        repository = connect(place.reference, options)
+        if len(places) == 1:
+            repository.prefetch_manifest(place.reference.identifier)
+            return RegistrySource(repository), place.reference
+        try:
+            first = repository.get_manifest(place.reference.identifier)
+        except OciError as err:
+            if index == len(places) - 1:
+                raise
+            warn(f"{place.reference}: {err.message}; trying {places[index + 1].reference}")
+            continue
+        return RegistrySource(repository, first=(place.reference.identifier, first)), place.reference
+    raise ValueError("no place to pull from")
 
 
 class LayoutSource:
@@ -106,8 +141,8 @@ class LayoutSource:
             return self._by_digest(Digest.parse(reference))  # an index's child, not in index.json
         entry = self.layout.resolve(reference or self.name)
         if entry.media_type not in MANIFESTS | INDEXES:
-            raise Unsupported(f"{self}@{entry.digest}: not a manifest or index ({entry.media_type})")
-        data = self.layout.read_blob(entry, MAX_MANIFEST)
+            raise InvalidInput(f"{self}@{entry.digest}: not a manifest or index ({entry.media_type})")
+        data, _doc = self.layout.read_manifest(entry, MAX_MANIFEST)
         return Manifest(entry.media_type, entry.digest, data)
 
     def _by_digest(self, digest: Digest) -> Manifest:
@@ -179,11 +214,12 @@ class Puller:
     """Copies images from one source into one layout."""
 
     def __init__(self, source: Source, layout_path: str, *, jobs: int = 4, progress: Progress | None = None,
-                 backoff: float = 0.5) -> None:
+                 backoff: float = 0.5, retries: int = 5) -> None:
         self.source = source
         self.jobs = max(1, jobs)
         self.progress = progress
         self.backoff = backoff
+        self.retries = retries
         self.existing = _open_existing(layout_path)  # None until the layout exists
         self._stop: threading.Event | None = None  # made when blobs travel
         self._added_lock = allocate_lock()
@@ -250,7 +286,7 @@ class Puller:
                 raise IntegrityError(f"{where}: served manifest ({manifest.digest}, {len(manifest.data)} bytes) "
                                      f"does not match its descriptor ({descriptor.size} bytes)")
             if manifest.media_type != descriptor.media_type:
-                raise IntegrityError(f"{where}: served media type {manifest.media_type}, "
+                raise IntegrityError(f"{where}: the registry serves a {manifest.media_type}, "
                                      f"the index says {descriptor.media_type}")
         _validate(manifest, where)
         return manifest
@@ -305,32 +341,44 @@ class Puller:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _fetch_blob(self, descriptor: Descriptor, layout: Layout, is_config: bool) -> None:
+        """Download and store one blob. Bytes of the right size whose digest differs were altered
+        on the way (a proxy, a flaky link): the blob is downloaded once more before that is an
+        integrity error. A size that differs from the descriptor is a lie no retry mends."""
         stop = self._stop
         assert stop is not None
-        if stop.is_set():
-            raise Interrupted()
-        reader = ResumingReader(self.source, descriptor, stop, self.progress, self.backoff)
+        for attempt in (1, 2):
+            if stop.is_set():
+                raise Interrupted()
+            reader = ResumingReader(self.source, descriptor, stop, self.progress, self.backoff, self.retries)
+            try:
+                self._store_blob(reader, descriptor, layout, is_config)
+                break
+            except DigestMismatch as err:
+                if attempt == 2:
+                    raise DigestMismatch(f"{err.message} (downloaded twice)") from None
+                log.warning("%s; downloading it once more", err.message)
+            finally:
+                reader.close()
+        self._record(descriptor.digest)
+
+    def _store_blob(self, reader: ResumingReader, descriptor: Descriptor, layout: Layout, is_config: bool) -> None:
+        where = f"{self.source}@{descriptor.digest}"
+        if is_config:
+            if descriptor.size > MAX_DOCUMENT:
+                raise IntegrityError(f"{where}: config size {descriptor.size} exceeds the cap of {MAX_DOCUMENT}")
+            buffer = memoryview(bytearray(descriptor.size + 1))  # one byte more shows a longer config
+            got = 0
+            while count := reader.readinto(buffer[got:]):
+                got += count
+            data = bytes(buffer[:got])
+            verify_bytes(data, descriptor.digest, descriptor.size, where)
+            schema.load(data, descriptor.media_type, where, remember=True)
+            layout.put_bytes(data, descriptor.digest)
+            return
         try:
-            if is_config:
-                if descriptor.size > MAX_DOCUMENT:
-                    raise IntegrityError(f"{self.source}@{descriptor.digest}: config size {descriptor.size} "
-                                         f"exceeds the cap of {MAX_DOCUMENT}")
-                buffer = memoryview(bytearray(descriptor.size + 1))  # one byte more shows a longer config
-                got = 0
-                while count := reader.readinto(buffer[got:]):
-                    got += count
-                data = bytes(buffer[:got])
-                verify_bytes(data, descriptor.digest, descriptor.size, f"{self.source}@{descriptor.digest}")
-                schema.load(data, descriptor.media_type, f"{self.source}@{descriptor.digest}", remember=True)
-                layout.put_bytes(data, descriptor.digest)
-            else:
-                try:
-                    layout.put_blob(reader, descriptor.digest, descriptor.size)
-                except IntegrityError as err:
-                    raise IntegrityError(f"{self.source}@{descriptor.digest}: {err.message}") from None
-            self._record(descriptor.digest)
-        finally:
-            reader.close()
+            layout.put_blob(reader, descriptor.digest, descriptor.size)
+        except IntegrityError as err:
+            raise type(err)(f"{where}: {err.message}") from None
 
     def referrers(self, subjects: list[Digest], layout: Layout) -> list[tuple[str, Descriptor]]:
         """Copy the artifacts that refer to `subjects`; returns the tags that keep them reachable
@@ -359,14 +407,22 @@ class Puller:
 
 
 class ResumingReader:
-    """A blob's bytes from a source; a broken connection resumes where it stopped (Range)."""
+    """A blob's bytes from a source; a broken connection resumes where it stopped (Range).
+
+    `retries` breaks in a row without progress (PROGRESS new bytes since the last break) end
+    the download; a break after progress starts the count again, so a link that drops every
+    few megabytes still delivers a large blob. A source that ends cleanly before the
+    descriptor's size, or announces another size, lies about the blob: an IntegrityError at once."""
 
     def __init__(self, source: Source, descriptor: Descriptor, stop: threading.Event,
-                 progress: Progress | None, backoff: float = 0.5) -> None:
+                 progress: Progress | None, backoff: float = 0.5, retries: int = 5) -> None:
         self.source = source
         self.descriptor = descriptor
         self.offset = 0
         self.resumes = 0
+        self.failures = 0  # breaks in a row without progress
+        self._mark = 0  # the offset of the last break
+        self._retries = retries
         self._stop = stop
         self._progress = progress
         self._backoff = backoff
@@ -374,6 +430,11 @@ class ResumingReader:
 
     def _open(self) -> BinaryIO:
         stream, start = self.source.open_blob(self.descriptor, self.offset)
+        length = getattr(stream, "length", None)  # a registry's Content-Length
+        if length is not None and start + length != self.descriptor.size:
+            stream.close()
+            raise IntegrityError(f"{self.source}@{self.descriptor.digest}: the registry serves "
+                                 f"{start + length} bytes, the descriptor says {self.descriptor.size}")
         skip = self.offset - start
         while skip > 0:  # the source ignored the range: skip what we have
             chunk = stream.read(min(skip, 1 << 20))
@@ -393,7 +454,7 @@ class ResumingReader:
                     self._stream = self._open()
                 count = self._stream.readinto(buffer)  # type: ignore[attr-defined]
                 if not count and self.offset < self.descriptor.size:
-                    raise IncompleteBody(f"connection closed with {self.descriptor.size - self.offset} bytes missing")
+                    self._ended_early()
             except OSError as err:
                 if self._stop.is_set():
                     raise Interrupted() from None
@@ -404,12 +465,27 @@ class ResumingReader:
                 self._progress.advance(self.descriptor, self.offset)
             return count
 
+    def _ended_early(self) -> None:
+        """The body ended before the descriptor's size: a cut connection when nothing framed the
+        body (it ends with the connection), else a blob shorter than its descriptor says."""
+        missing = self.descriptor.size - self.offset
+        if getattr(self._stream, "unframed", False):
+            raise IncompleteBody(f"connection closed with {missing} bytes missing")
+        raise IntegrityError(f"{self.source}@{self.descriptor.digest}: the blob ends at byte {self.offset}, "
+                             f"the descriptor says {self.descriptor.size}")
+
     def _resume(self, err: BaseException) -> None:
         self.close()
-        if self.resumes >= MAX_RESUMES:
+        progressed = self.offset - self._mark >= max(1, min(PROGRESS, self.descriptor.size - self._mark))
+        if progressed:
+            self.failures = 0
+        self._mark = self.offset
+        if self.failures >= self._retries:
+            tries = f"{self.failures + 1} attempts in a row without progress" if self.failures else "no retries"
             raise RegistryError(f"{self.source}@{self.descriptor.digest}: download failed at byte "
-                                f"{self.offset} after {self.resumes} resumes: {describe_error(err)}") from None
-        delay = backoff_delay(self.resumes, self._backoff, 10.0)
+                                f"{self.offset} ({tries}): {describe_error(err)}") from None
+        delay = 0.0 if progressed else backoff_delay(self.failures, self._backoff, 10.0)  # after progress: at once
+        self.failures += 1
         self.resumes += 1
         log.warning("%s@%s: interrupted at byte %d (%s); resuming in %.1fs",
                     self.source, self.descriptor.digest, self.offset, describe_error(err), delay)
@@ -429,13 +505,14 @@ class ResumingReader:
 
 def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform: platforms.Platform | None = None,
          all_platforms: bool = False, referrers: bool = False, jobs: int = 4,
-         progress: Progress | None = None, backoff: float = 0.5, annotations: dict[str, str] | None = None,
-         verify: Callable[[Digest], object] | None = None) -> Result:
+         progress: Progress | None = None, backoff: float = 0.5, retries: int = 5,
+         annotations: dict[str, str] | None = None, verify: Callable[[Digest], object] | None = None) -> Result:
     """Copy the image `reference` names from `source` into the layout at `layout_path`, tag it
     `tag` there (with extra `annotations` on the index entry), and return the tagged
-    descriptor with transfer figures. `verify(digest)` is asked about the image's root
+    descriptor with transfer figures. A broken download resumes until `retries` breaks in a row
+    made no progress. `verify(digest)` is asked about the image's root
     manifest before anything is written; it raises to refuse the image."""
-    puller = Puller(source, layout_path, jobs=jobs, progress=progress, backoff=backoff)
+    puller = Puller(source, layout_path, jobs=jobs, progress=progress, backoff=backoff, retries=retries)
     plan, target = puller.plan(reference, platform, all_platforms)
     if verify is not None:
         verify(plan.root.digest)
@@ -447,30 +524,12 @@ def pull(source: Source, reference: str, layout_path: str, *, tag: str, platform
             # The image and its referrers are tagged together, in one index.json, or not at all.
             descriptor = layout.tag_all([(tag, target.descriptor.with_annotations(**(annotations or {}))), *found])[0]
     except BaseException:
-        roll_back(layout, puller.added)
+        layout.roll_back(puller.added)
         raise
+    remember = getattr(source, "remember", None)
+    if remember is not None:
+        remember(list(plan.blobs))
     return Result(layout, descriptor, stats)
-
-
-def roll_back(layout: Layout, added: list[Digest]) -> None:
-    """Remove the blobs a failed pull stored, so the layout is as it was before.
-
-    This follows the store's garbage-collection protocol (`.ocikit/gc.lock` held
-    exclusively, reachability computed under `.ocikit/index.lock`): a concurrent pull that
-    found one of these blobs and tagged an image with it has finished its session by
-    then, and the blob, now reachable, stays."""
-    if not added:
-        return
-    private = os.path.join(layout.path, ".ocikit")
-    with locked(os.path.join(private, "gc.lock")):
-        with locked(os.path.join(private, "index.lock")):
-            keep = layout.reachable()
-        for digest in added:
-            if digest not in keep:
-                try:
-                    os.unlink(layout.blob_path(digest))
-                except FileNotFoundError:
-                    pass
 
 
 def _validate(manifest: Manifest, where: str) -> None:
@@ -478,13 +537,16 @@ def _validate(manifest: Manifest, where: str) -> None:
     doc = schema.load(manifest.data, manifest.media_type, where, remember=True)
     declared = doc.get("mediaType")
     if declared and declared != manifest.media_type:
-        raise IntegrityError(f"{where}: document says mediaType {declared}, served as {manifest.media_type}")
+        raise IntegrityError(f"{where}: the document says mediaType {declared}, its descriptor says "
+                             f"{manifest.media_type}")
 
 
 def _open_existing(path: str) -> Layout | None:
+    """The layout at `path`; None where there is none yet (a path of the wrong kind, or a
+    layout that cannot be read, is refused now, before anything travels)."""
     try:
         return Layout.open(path)
-    except OciError:
+    except NotFound:
         return None
 
 

@@ -5,7 +5,8 @@
 * Every blob (configs and layers of every manifest, for an index every platform) is first
   asked for with HEAD (two per job at once, each on a kept-alive connection of its own);
   present blobs are skipped. A missing blob is mounted from another
-  repository of the same registry when one is known to hold it (`mount_from`, and the
+  repository of the same registry when one is known to hold it (the repositories earlier
+  pulls and pushes saw holding it, `oci.registry.locations`; `mount_from`, and the
   repository the layout says the image came from), else uploaded.
 * Blobs up to `chunk_size` go up monolithically (POST, then PUT with the body); larger ones
   in PATCH chunks of `chunk_size` with Content-Range. A chunk that fails is resumed from the
@@ -32,12 +33,13 @@ from _thread import allocate_lock
 from oci import schema
 from oci.descriptor import INDEXES, MANIFESTS, OCI_INDEX, Descriptor
 from oci.digest import Digest
-from oci.errors import AuthError, IntegrityError, NotFound, OciError, RegistryError
+from oci.errors import AuthError, IntegrityError, InvalidInput, NotFound, OciError, RegistryError
 from oci.layout import Layout
 from oci.reference import Reference
 
 from .client import MAX_MANIFEST, SOURCE_ANNOTATION, Repository, Upload
-from .http import HttpError
+from .http import HttpError, SentBytes, transient
+from .locations import BlobLocations
 
 DEFAULT_CHUNK_SIZE = 32 << 20
 BLOB_ATTEMPTS = 4  # fresh upload sessions per blob before giving up
@@ -92,9 +94,8 @@ def _walk(layout: Layout, descriptor: Descriptor, result: Plan, depth: int) -> N
     if depth > MAX_DEPTH:
         raise IntegrityError(f"{layout.path}@{descriptor.digest}: indexes nested deeper than {MAX_DEPTH}")
     if descriptor.media_type not in MANIFESTS | INDEXES:
-        raise IntegrityError(f"{layout.path}@{descriptor.digest}: not a manifest or index ({descriptor.media_type})")
-    data = layout.read_blob(descriptor, MAX_MANIFEST)
-    doc = schema.load(data, descriptor.media_type, f"{layout.path}@{descriptor.digest}", remember=True)
+        raise InvalidInput(f"{layout.path}@{descriptor.digest}: not a manifest or index ({descriptor.media_type})")
+    data, doc = layout.read_manifest(descriptor, MAX_MANIFEST)  # refused before any blob travels
     if descriptor.media_type in INDEXES:
         for child in doc.get("manifests", []):
             child_descriptor = Descriptor.from_json(child)
@@ -154,6 +155,7 @@ class Pusher:
         self.progress = progress
         self._stop: threading.Event | None = None  # made when blobs travel
         self._lock = allocate_lock()
+        self.locations = BlobLocations(repository.registry.host)
 
     def push(self, descriptor: Descriptor, tags: list[str]) -> Result:
         """Ensure every blob, put the manifests, tag the root; the pushed root's descriptor."""
@@ -184,6 +186,7 @@ class Pusher:
         subject = _subject(root, root_data)
         if subject is not None:
             self._record_referrer(subject, root, root_data)
+        self.locations.record(self.repository.name, list(image.blobs))
         return result
 
     def _serves(self, reference: str, descriptor: Descriptor) -> bool:
@@ -242,7 +245,8 @@ class Pusher:
         if not self.layout.has_blob(blob.digest, blob.size):  # a sparse layout is fine while the registry has it
             raise NotFound(f"{self.layout.path}: blob {blob.digest} ({blob.size} bytes) is missing from the layout")
         upload: Upload | None = None
-        for source in sources:
+        known = [name for name in self.locations.where(blob.digest) if name != self.repository.name]
+        for source in dict.fromkeys(known + sources):  # where the registry was seen holding it first
             try:
                 upload = self.repository.mount_blob(blob.digest, source)
             except (AuthError, NotFound, HttpError):
@@ -280,13 +284,21 @@ class Pusher:
         if self.progress and how == "uploaded":
             self.progress.advance(blob, blob.size)
 
+    def _sending(self, blob: Descriptor, data: bytes, offset: int = 0) -> bytes | SentBytes:
+        """`data` as a request body that tells the progress display each block sent (from
+        `offset` in the blob); the bytes themselves without one."""
+        if self.progress is None:
+            return data
+        progress = self.progress
+        return SentBytes(data, lambda sent: progress.advance(blob, offset + sent))
+
     def _upload(self, blob: Descriptor, upload: Upload) -> None:
         """Send the blob into `upload` and close it; _UploadLost when the session must start over."""
         with open(self.layout.blob_path(blob.digest), "rb") as f:
             if blob.size <= self.chunk_size:
                 data = f.read(blob.size + 1)
                 _check(data, blob, self.layout)
-                self._finish(blob, upload, data)
+                self._finish(blob, upload, self._sending(blob, data))
                 return
             hasher, hashed = blob.digest.hasher(), 0
             failures = 0
@@ -302,9 +314,11 @@ class Pusher:
                     hasher.update(data[hashed - upload.offset:])
                     hashed = upload.offset + len(data)
                 try:
-                    upload = self.repository.upload_chunk(upload, data)
+                    upload = self.repository.upload_chunk(upload, self._sending(blob, data, upload.offset))
                     failures = 0
                 except (HttpError, NotFound) as err:
+                    if isinstance(err, HttpError) and not (transient(err.status) or err.status == 416):
+                        raise  # refused as asked (400, 413, ...): asking again does not help
                     failures += 1
                     if failures > self.repository.registry.transport.options.retries:
                         raise
@@ -333,15 +347,15 @@ class Pusher:
             raise _UploadLost(f"the registry holds {status.offset} bytes, more than were sent")
         return status
 
-    def _finish(self, blob: Descriptor, upload: Upload, data: bytes | None) -> None:
+    def _finish(self, blob: Descriptor, upload: Upload, data: bytes | SentBytes | None) -> None:
         try:
             self.repository.finish_upload(upload, blob.digest, data)
         except HttpError as err:
             if err.status == 400 and any(code in err.message for code in DIGEST_REFUSALS):
                 raise IntegrityError(f"{self.repository}: the registry refused blob {blob.digest} from "
                                      f"{self.layout.path}: {_detail(err.message)}") from None
-            if err.status == 400:
-                raise
+            if not transient(err.status):
+                raise  # refused as asked (400, 413, ...): a new upload would be refused alike
             raise _UploadLost(err.message) from None
         except NotFound as err:
             raise _UploadLost(err.message) from None
@@ -433,7 +447,7 @@ def push(layout: Layout, descriptor: Descriptor, repository: Repository, *, tags
          progress: Progress | None = None) -> Result:
     """Push the image `descriptor` names in `layout` to `repository`, under each of `tags`
     (by digest when none); only blobs the registry lacks travel."""
-    with layout.session():
+    with layout.reading():  # a push only reads the layout: it may be read-only
         return Pusher(layout, repository, jobs=jobs, chunk_size=chunk_size, mount_from=mount_from,
                       progress=progress).push(descriptor, list(dict.fromkeys(tags or [])))
 

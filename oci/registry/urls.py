@@ -108,3 +108,14 @@ def _remove_dot_segments(path: str) -> str:
     if path.startswith("/") and not result.startswith("/"):
         result = "/" + result
     return result
+
+
+def is_loopback(netloc: str) -> bool:
+    """True for `localhost`, 127.0.0.0/8 and ::1, with or without a port: a registry there is
+    this machine's (Docker, podman and go-containerregistry reach it with plain HTTP)."""
+    host = netloc[1:].partition("]")[0] if netloc.startswith("[") else netloc.partition(":")[0]
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost") or host == "::1":
+        return True
+    parts = host.split(".")
+    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and int(p) < 256 for p in parts)

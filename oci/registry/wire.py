@@ -72,6 +72,9 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
+    def __len__(self) -> int:
+        return len(self._fields)
+
 
 class Response:
     """One response: its head read on construction, its body read by the caller."""

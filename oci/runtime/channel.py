@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 MAX_MESSAGE = 1 << 20
+# A SEQPACKET message must fit the socket's send buffer (net.core.wmem_max, ~208 KiB): a larger
+# one (the state of a config with big annotations) goes as a header, `\0` and its length, then
+# pieces of at most CHUNK bytes.
+CHUNK = 1 << 16
+_LARGE = b"\0"
 
 
 class InitError(OciError):
@@ -35,12 +40,29 @@ class Channel:
         return cls(a), cls(b)
 
     def send(self, kind: str, **fields: Any) -> None:
-        self.sock.send(marshal.dumps({"kind": kind, **fields}))
+        data = marshal.dumps({"kind": kind, **fields})
+        if len(data) <= CHUNK:
+            self.sock.send(data)
+            return
+        self.sock.send(_LARGE + len(data).to_bytes(8, "little"))
+        view = memoryview(data)
+        for start in range(0, len(data), CHUNK):
+            self.sock.send(view[start:start + CHUNK])
 
     def recv(self, expect: str | None = None) -> dict[str, Any]:
         data = self.sock.recv(MAX_MESSAGE)
         if not data:
             raise InitError("container init exited before finishing its setup")
+        if data[:1] == _LARGE:
+            size = int.from_bytes(data[1:9], "little")
+            pieces, got = [], 0
+            while got < size:
+                piece = self.sock.recv(CHUNK)
+                if not piece:
+                    raise InitError("container init exited before finishing its setup")
+                pieces.append(piece)
+                got += len(piece)
+            data = b"".join(pieces)
         message = self._load(data)
         if message["kind"] == "error":
             raise InitError(message["message"], source=None)

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import os
 
-from oci.errors import Conflict, InvalidInput, Unsupported
+from oci.errors import Conflict, InvalidInput
 from oci.runtime.state import FREEZER_LINK, Container, StateStore, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-# What `update` can change: the part of linux.resources that oci-run implements, as
-# oci.runtime.config.SUPPORTED describes it (True: any value).
-UPDATABLE: dict[str, Any] = {"memory": {"limit": True, "reservation": True, "swap": True}, "pids": {"limit": True},
-                              "cpu": {"shares": True, "quota": True, "period": True, "cpus": True, "mems": True},
+# What `update` changes, as `runc update -r` does: memory limit, reservation and swap, cpu shares,
+# quota, period, realtime runtime and period, cpus and mems, the block I/O weight (and throttles),
+# the pids limit, unified. The rest of a LinuxResources (what containerd's UpdateContainerResources
+# sends in full: devices, hugepage limits, swappiness, ...) is known but left as it is, as runc
+# leaves it, and logged unless a no-op; unknown properties are ignored and logged.
+UPDATABLE: dict[str, Any] = {"memory": {"limit": True, "reservation": True, "swap": True},
+                              "pids": {"limit": True},
+                              "cpu": {"shares": True, "quota": True, "period": True, "cpus": True, "mems": True,
+                                      "realtimeRuntime": True, "realtimePeriod": True},
                               "unified": True,
-                              "blockIO": {"throttleReadBpsDevice": True, "throttleWriteBpsDevice": True,
-                                          "throttleReadIOPSDevice": True, "throttleWriteIOPSDevice": True}}
+                              "blockIO": {"weight": True, "throttleReadBpsDevice": True,
+                                          "throttleWriteBpsDevice": True, "throttleReadIOPSDevice": True,
+                                          "throttleWriteIOPSDevice": True}}
 SIGKILL = 9  # the signal module's import (enum) costs more than a pause
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
@@ -106,7 +112,8 @@ def parse_bytes(text: str, flag: str) -> int:
 
 
 CPU_FLAGS = (("shares", "--cpu-share"), ("quota", "--cpu-quota"), ("period", "--cpu-period"),
-             ("cpus", "--cpuset-cpus"), ("mems", "--cpuset-mems"))
+             ("cpus", "--cpuset-cpus"), ("mems", "--cpuset-mems"), ("realtimePeriod", "--cpu-rt-period"),
+             ("realtimeRuntime", "--cpu-rt-runtime"))
 
 
 def resources_from_flags(flags: dict[str, str | int | None]) -> dict[str, Any]:
@@ -127,28 +134,47 @@ def resources_from_flags(flags: dict[str, str | int | None]) -> dict[str, Any]:
             raise InvalidInput(f"--cpuset-{key}: invalid list {cpu[key]!r} (for example 0-2,4)")
     if cpu:
         resources["cpu"] = cpu
+    if flags.get("--blkio-weight") is not None:
+        resources["blockIO"] = {"weight": flags["--blkio-weight"]}
     return resources
 
 
 
-def load_resources(data: bytes, source: str) -> dict[str, Any]:
-    """A LinuxResources JSON document, validated against the vendored schema, with what `update` cannot change
-    refused by JSON pointer."""
+def update_rules() -> dict[str, Any]:
+    """oci.runtime.config's rules for a LinuxResources, with what `update` leaves alone as Ignore."""
+    from oci.runtime.config import ANY, RESOURCES_RULES, Ignore
+
+    def rules(known: Any, updatable: Any, pointer: str) -> Any:
+        if updatable is True:
+            return ANY
+        if not isinstance(known, dict):
+            return known if isinstance(known, Ignore) else Ignore("update leaves it as it is (as runc does)")
+        return {key: rules(value, (updatable or {}).get(key), f"{pointer}/{key}") for key, value in known.items()}
+
+    return rules(RESOURCES_RULES, UPDATABLE, "")
+
+
+def load_resources(data: bytes, source: str, notes: list[str] | None = None) -> dict[str, Any]:
+    """A LinuxResources JSON document (`update -r`), validated against the vendored schema; what `update`
+    leaves alone and unknown properties are appended to `notes`, not refused."""
     from oci import schema
     from oci.errors import InvalidDocument
-    from oci.runtime.config import unsupported_fields
+    from oci.runtime.config import and_more, fold_keys, review
 
     resources = schema.parse(data, source)
+    if not isinstance(resources, dict):
+        raise InvalidDocument(source, [("", "not a LinuxResources object")])
+    rules = update_rules()
+    folded: list[str] = []
+    fold_keys(resources, rules, "", folded)
     prefix = "/linux/resources"
     problems = schema.violations({"ociVersion": "1.3.0", "linux": {"resources": resources}}, "runtime-config")
     if problems:
-        raise InvalidDocument(source, [(p.removeprefix(prefix) if p.startswith(prefix) else p, m)
-                                       for p, m in problems])
-    unknown = unsupported_fields(resources, UPDATABLE)
-    if unknown:
-        raise Unsupported(f"{source}: {unknown[0]}: oci-run cannot update this (it updates memory limit, "
-                          f"reservation and swap, pids limit, cpu shares, quota, period, cpus and mems, block I/O "
-                          f"throttles, unified)")
+        problems = [(p.removeprefix(prefix) if p.startswith(prefix) else p, m) for p, m in problems]
+        raise InvalidDocument(source, [(problems[0][0], problems[0][1] + and_more(problems))])
+    found = review(resources, rules)
+    if notes is not None:
+        notes += [f"{source}: {note}" for note in folded + found.notes]
     return resources
 
 

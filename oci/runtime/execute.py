@@ -12,7 +12,7 @@ from __future__ import annotations
 import _socket  # not socket, which builds enums: see lifecycle
 import os
 
-from oci.errors import Conflict, OciError
+from oci.errors import Conflict, InvalidInput, OciError
 from oci.runtime.channel import Channel
 from oci.runtime.state import StateStore
 
@@ -34,22 +34,50 @@ class ExecOptions:
         self.preserve_fds, self.subreaper = preserve_fds, subreaper
 
 
-def process_from_file(path: str) -> dict[str, Any]:
-    """A process.json, validated as the `process` of a config, with unimplemented fields refused."""
+def process_from_file(path: str, notes: list[str] | None = None) -> dict[str, Any]:
+    """A process.json (`exec --process`), read as the `process` of a config: validated, checked as runc
+    checks it, unknown properties ignored (and appended to `notes`)."""
     from oci import schema
-    from oci.errors import Unsupported
-    from oci.runtime.config import SUPPORTED, unsupported_fields
+    from oci.errors import InvalidDocument, NotFound, Unsupported
+    from oci.runtime.config import (
+        PROCESS_RULES,
+        Review,
+        and_more,
+        check_labels,
+        check_process,
+        fold_keys,
+        one_line,
+        review,
+    )
 
-    with open(path, "rb") as f:
-        process = schema.parse(f.read(), path)
-    schema.validate({"ociVersion": "1.2.1", "root": {"path": "rootfs"}, "process": process}, "runtime-config", path)
-    unknown = unsupported_fields(process, SUPPORTED["process"], "")
-    if unknown:
-        raise Unsupported(f"{path}: {unknown[0]}: not supported by oci-run")
+    try:
+        with open(path, "rb") as f:
+            process = schema.parse(f.read(), path)
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such file") from None
+    if not isinstance(process, dict):
+        raise InvalidDocument(path, [("", "not a process object")])
+    folded: list[str] = []
+    fold_keys(process, PROCESS_RULES, "", folded)
+    problems = schema.violations({"ociVersion": "1.2.1", "root": {"path": "rootfs"}, "process": process},
+                                 "runtime-config")
+    if problems:
+        problems = [(p.removeprefix("/process"), m) for p, m in problems]
+        raise InvalidDocument(path, [(problems[0][0], problems[0][1] + and_more(problems))])
+    found = review(process, PROCESS_RULES, "", Review())
+    check_process(process, found, "")
+    check_labels({"process": process}, found)
+    if found.invalid:
+        raise InvalidInput(one_line(path, found.invalid + found.refused))
+    if found.refused:
+        raise Unsupported(one_line(path, found.refused))
+    if notes is not None:
+        notes += [f"{path}: {note}" for note in folded + found.notes]
     return process
 
 
-def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts: ExecOptions) -> int:
+def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts: ExecOptions,
+             notes: list[str] | None = None) -> int:
     """Start `process` in the container; its host pid."""
     from oci.linux import cgroups, syscalls
     from oci.runtime import config as config_mod
@@ -60,7 +88,7 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
     status = container.status()
     if status not in ("created", "running"):
         raise Conflict(f"cannot exec in a {status} container")
-    config = config_mod.load(container.bundle)
+    config = config_mod.load(container.bundle, notes)
     seccomp_filter = None
     if config["linux"].get("seccomp"):
         from oci.linux import seccomp
@@ -78,7 +106,12 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
     console_fd, console_sock = opts.console_fd, None
     if opts.console_socket:
         console_sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        console_sock.connect(opts.console_socket)
+        from oci.linux import unixsock
+
+        try:
+            unixsock.connect(console_sock, opts.console_socket)
+        except OSError as err:
+            raise InvalidInput(f"console socket {opts.console_socket}: {err.strerror}") from None
         console_fd = console_sock.fileno()
     if process.get("terminal") and console_fd is None:
         raise OciError("exec: a terminal needs --console-socket (or no --detach)")
@@ -96,7 +129,10 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
     if console_sock is not None:
         console_sock.close()
     try:
-        pid = ours.recv("pid")["pid"]
+        message = ours.recv("pid")
+        pid = message["pid"]
+        if notes is not None:  # capabilities left out (config.md#linux-process)
+            notes += [f"exec {container_id}: {note}" for note in message.get("warnings", [])]
     finally:
         os.waitpid(joiner, 0)
     cgroups.manager(container.cgroup_path).join(pid)
@@ -122,6 +158,11 @@ def _join(channel: Channel, fds: dict[str, int], process: dict[str, Any], config
         for name in NAMESPACE_ORDER:
             if name in fds:
                 namespaces.join(NAMESPACE_TYPES[name], fds.pop(name))
+        warnings: list[str] = []
+        if process.get("capabilities"):  # what can be granted is known once in the container's namespaces
+            from oci.linux.capabilities import grantable_only
+
+            process["capabilities"], warnings = grantable_only(process["capabilities"])
         pid = os.fork()
         if pid == 0:
             channel.recv("go")
@@ -141,7 +182,7 @@ def _join(channel: Channel, fds: dict[str, int], process: dict[str, Any], config
             finalize(process, config["linux"].get("personality"), seccomp_filter, preserve_fds,
                      keep=channel.fileno())
             os.execve(executable, process["args"], environment(env))
-        channel.send("pid", pid=pid)
+        channel.send("pid", pid=pid, warnings=warnings)
     except BaseException as err:  # noqa: BLE001 - every failure goes back to the runtime
         report_failure(channel, describe_error(err))
     os._exit(0)

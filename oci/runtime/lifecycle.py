@@ -22,13 +22,16 @@ class CreateOptions:
     """The flags of `create` (and `run`).
 
     `subreaper`: `run` has the init reparented to itself to wait for it;
-    `console_fd`: `run -t` holds the other end, which receives the pty master.
+    `console_fd`: `run -t` holds the other end, which receives the pty master;
+    `notes`: what the config asked for and oci-run ignored is appended there (for --log).
     """
 
     def __init__(self, pid_file: str | None = None, console_socket: str | None = None, no_pivot: bool = False,
-                 preserve_fds: int = 0, subreaper: bool = False, console_fd: int | None = None) -> None:
+                 preserve_fds: int = 0, subreaper: bool = False, console_fd: int | None = None,
+                 notes: list[str] | None = None) -> None:
         self.pid_file, self.console_socket, self.no_pivot = pid_file, console_socket, no_pivot
         self.preserve_fds, self.subreaper, self.console_fd = preserve_fds, subreaper, console_fd
+        self.notes = notes
 
 
 def _now() -> str:
@@ -43,26 +46,23 @@ def create(store: StateStore, container_id: str, bundle: str, opts: CreateOption
     bundle = os.path.realpath(bundle)
     if not os.path.isdir(bundle):
         raise NotFound(f"bundle {bundle} does not exist")
-    config = config_mod.load(bundle)
-    process = config["process"]
-    linux = config["linux"]
-    kinds = {ns["type"] for ns in linux.get("namespaces", [])}
-    if "mount" not in kinds:
-        raise InvalidInput(f"{bundle}/config.json: /linux/namespaces: a mount namespace is required")
+    config = config_mod.load(bundle, opts.notes)
+    process = config.get("process") or {}  # optional until start (config.md#process)
+    rootfs = config_mod.rootfs_of(bundle, config)
     if process.get("terminal") and opts.console_socket is None and opts.console_fd is None:
         raise UsageError("cannot allocate tty if oci-run will detach without setting console socket")
     if not process.get("terminal") and opts.console_socket is not None:
         raise UsageError("cannot use console socket if oci-run will not detach or allocate tty")
     folder = store.reserve(container_id)
     try:
-        return _create_in(store, folder, container_id, bundle, config, opts)
+        return _create_in(store, folder, container_id, bundle, config, rootfs, opts)
     except BaseException:
         store.remove(container_id)
         raise
 
 
 def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, config: dict[str, Any],
-               opts: CreateOptions) -> Container:
+               rootfs: str, opts: CreateOptions) -> Container:
     from oci.linux import cgroups
     from oci.linux.cgroups import prime
 
@@ -77,28 +77,26 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
     pid = 0
     hooks_failed = False
     container = Container(id=container_id, bundle=bundle, created=_now(), annotations=config.get("annotations") or {},
-                          rootfs=os.path.realpath(os.path.join(bundle, config["root"]["path"])),
+                          rootfs=rootfs,
                           cgroup_path=cgroup_path, hooks=config.get("hooks") or {},
                           oci_version=config["ociVersion"], directory=folder)
-    container.terminal = bool(config["process"].get("terminal"))
+    process = config.get("process") or {}
+    container.terminal = bool(process.get("terminal"))
     try:
-        from oci.linux import namespaces, syscalls
+        from oci.linux import namespaces, syscalls, unixsock
         from oci.runtime import hooks
         from oci.runtime.channel import Channel, InitError
         from oci.runtime.process import InitOptions, fork_init, forks_init_directly, preload, stage_a
 
-        resources = dict(linux.get("resources") or {})
-        if "devices" in resources:  # the config's device nodes stay usable whatever the rules say
-            resources["devices"] = [*resources["devices"], *(
-                {"allow": True, "type": d["type"], "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"}
-                for d in linux.get("devices", []) if d["type"] in ("c", "b"))]
-        cgroup.apply(resources)
+        # The device rules exactly as the config says: a node in linux.devices is only as usable as
+        # linux.resources.devices allows (`--device /dev/loop0:/dev/xvdc:r` is read-only, as with runc).
+        cgroup.apply(linux.get("resources") or {}, opts.notes)
         console_fd = opts.console_fd
         console_sock = None
         if opts.console_socket is not None:
             console_sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             try:
-                console_sock.connect(opts.console_socket)
+                unixsock.connect(console_sock, opts.console_socket)
             except OSError as err:
                 raise InvalidInput(f"console socket {opts.console_socket}: {err.strerror}") from None
             console_fd = console_sock.fileno()
@@ -106,18 +104,26 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         if linux.get("seccomp"):
             from oci.linux import seccomp
 
-            seccomp_filter = seccomp.build(linux["seccomp"], bool(config["process"].get("noNewPrivileges")))
+            seccomp_filter = seccomp.build(linux["seccomp"], bool(process.get("noNewPrivileges")))
         # The init inherits the listening socket `start` connects to: it need not reach the state dir.
         exec_listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        exec_listener.bind(os.path.join(folder, "exec.sock"))
+        unixsock.bind(exec_listener, os.path.join(folder, "exec.sock"))  # any --root length
         exec_listener.listen(1)
+        from oci.linux.mountopts import wants_idmap
+
+        idmapped: dict[int, int] = {}
+        if any(wants_idmap(mount) for mount in config.get("mounts") or ()):
+            from oci.linux import idmap
+
+            idmapped = idmap.prepare(config, bundle)  # in the host's namespaces: see oci.linux.idmap
         init_opts = InitOptions(config=config, bundle=bundle, exec_listener=exec_listener,
                                 no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds, console_fd=console_fd,
-                                cgroup_binds=cgroup.mount_binds(), seccomp_filter=seccomp_filter)
+                                cgroup_binds=cgroup.mount_binds(), seccomp_filter=seccomp_filter,
+                                idmapped=idmapped)
         ours, theirs = Channel.pair()
         if opts.subreaper:
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
-        preload(config["process"], config.get("hooks"))
+        preload(process, config.get("hooks"))
         ns = namespaces.Namespaces(linux.get("namespaces", []))
         direct = forks_init_directly(ns)
         if direct:
@@ -129,6 +135,8 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
                 stage_a(theirs, init_opts)
         theirs.close()
         exec_listener.close()
+        for fd in idmapped.values():  # the init has its copies
+            os.close(fd)
         if console_sock is not None:
             console_sock.close()
         if not direct:
@@ -148,15 +156,20 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         container.start_time = process_start_time(pid) or 0
         cgroup.join(pid)  # while the init prepares the rootfs; it waits for "state" to go on
         prime.stop()
-        ours.recv("hooks")
-        creating = container.spec_state("creating")
+        left_out = ours.recv("hooks").get("warnings", [])  # capabilities (config.md#linux-process)
+        if opts.notes is not None:
+            opts.notes += [f"{bundle}/config.json: {note}" for note in left_out]
+        # runtime.md#state: "created" once the environment is built (after lifecycle step 2), which is
+        # where prestart (step 3), createRuntime (4) and createContainer (5) run; "creating" is step 2
+        # itself. (crun passes "created"; runc 1.1 passes "creating" to the first two.)
+        created = container.spec_state("created")
         try:
-            hooks.run_hooks(container.hooks, "prestart", creating)
-            hooks.run_hooks(container.hooks, "createRuntime", creating)
+            hooks.run_hooks(container.hooks, "prestart", created)
+            hooks.run_hooks(container.hooks, "createRuntime", created)
         except hooks.HookError:
             hooks_failed = True
             raise
-        ours.send("state", state=container.spec_state("created"))
+        ours.send("state", state=created)
         try:
             ours.recv("ready")
         except OciError as err:
@@ -198,7 +211,8 @@ def _stop(pid: int, cgroup: Any, reap: bool) -> None:
 
 
 def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
-    """Let the waiting init run startContainer hooks and exec the process; then poststart hooks (warnings)."""
+    """Let the waiting init run startContainer hooks and exec the process; then poststart hooks, the first
+    failing one an error that stops the container."""
     with store.lock(container_id):
         container = store.load(container_id)
         status = container.status()
@@ -208,8 +222,14 @@ def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
             raise Conflict(f"cannot start an already running container ({status})")
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
+            path = os.path.join(container.directory, "exec.sock")
             try:
-                sock.connect(os.path.join(container.directory, "exec.sock"))
+                if len(path) < 100:
+                    sock.connect(path)
+                else:  # longer than sun_path (Docker's runtime root with a 64-hex id)
+                    from oci.linux import unixsock
+
+                    unixsock.connect(sock, path)
             except OSError:
                 raise Conflict("container not running: its init is not waiting for start") from None
             os.unlink(os.path.join(container.directory, "exec.sock"))
@@ -223,7 +243,19 @@ def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
             sock.close()
         if reply:
             raise OciError(f"start: {reply.decode(errors='replace')}")
-    return container, _hooks_warn(container, "poststart", "running")
+        if container.hooks.get("poststart"):
+            from oci.runtime import hooks
+
+            try:
+                hooks.run_hooks(container.hooks, "poststart", container.spec_state("running"))
+            except hooks.HookError:
+                # runtime.md#lifecycle step 9 (spec 1.3, as runc always did): a failing poststart hook is an
+                # error that stops the container; `delete` then goes on with steps 12 and 13.
+                from oci.linux import cgroups
+
+                _stop(container.pid, cgroups.manager(container.cgroup_path), True)
+                raise
+    return container, []
 
 
 def signal_numbers() -> dict[str, int]:

@@ -38,10 +38,11 @@ class InitOptions:
 
     def __init__(self, config: dict[str, Any], bundle: str, exec_listener: Any, no_pivot: bool,
                  preserve_fds: int, console_fd: int | None, cgroup_binds: list[tuple[str, str]],
-                 seccomp_filter: Any = None) -> None:
+                 seccomp_filter: Any = None, idmapped: dict[int, int] | None = None) -> None:
         self.config, self.bundle, self.exec_listener, self.no_pivot = config, bundle, exec_listener, no_pivot
         self.preserve_fds, self.console_fd, self.cgroup_binds = preserve_fds, console_fd, cgroup_binds
         self.seccomp_filter = seccomp_filter
+        self.idmapped = idmapped or {}  # mount index -> a detached idmapped mount (oci.linux.idmap)
 
 
 class InitFailure(Exception):
@@ -61,7 +62,11 @@ def report_failure(channel: Channel | None, message: str) -> NoReturn:
 
 
 def describe_error(err: BaseException) -> str:
-    text = getattr(err, "message", None) or str(err) or type(err).__name__
+    """One line for a failure in the container's processes (an OSError: its errno's text and file)."""
+    if isinstance(err, OSError) and err.strerror:
+        text = err.strerror + (f": {err.filename}" if err.filename else "")
+    else:
+        text = getattr(err, "message", None) or " ".join(str(err).split()) or type(err).__name__
     if os.environ.get("OCI_RUN_DEBUG"):
         import traceback
 
@@ -185,18 +190,32 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
     from oci.linux.mounts import RootfsBuilder
     from oci.runtime import hooks
 
-    config, process = opts.config, opts.config["process"]
+    config = opts.config
+    # config.md#process: OPTIONAL at create, REQUIRED when start is called (runtime.md#start): without
+    # one the init does all the rest and waits, and `start` gets the error.
+    process = config.get("process")
     linux = config["linux"]
     for signum in WAIT_SIGNALS:
         _signal.signal(signum, _on_wait_signal)
     try:
-        builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"))
+        warnings: list[str] = []
+        if process is not None and process.get("capabilities"):
+            from oci.linux.capabilities import grantable_only
+
+            process["capabilities"], warnings = grantable_only(process["capabilities"])
+        affinity = (process or {}).get("execCPUAffinity") or {}
+        if affinity.get("initial"):
+            os.sched_setaffinity(0, cpu_set(affinity["initial"]))
+        if "network" in ns.new:
+            namespaces.loopback_up()  # as runc: lo is up in a new network namespace, before any hook runs
+        builder = RootfsBuilder(config, opts.bundle, lambda: opts.cgroup_binds, ns.has("user"), ns.has("mount"))
+        builder.idmapped = opts.idmapped
         builder.prepare()
-        if "oomScoreAdj" in process:
+        if process is not None and "oomScoreAdj" in process:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(process["oomScoreAdj"]))
         listener = opts.exec_listener
-        channel.send("hooks")
+        channel.send("hooks", warnings=warnings)
         state = channel.recv("state")["state"]
         if "cgroup" in ns.new:
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
@@ -210,6 +229,11 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
             syscalls.sethostname(config["hostname"])
         if "domainname" in config and ns.has("uts"):
             syscalls.setdomainname(config["domainname"])
+        if process is None:
+            channel.send("ready")
+            channel.close()
+            _wait_for_start(listener).send(b"config.json: /process: none to run")
+            os._exit(1)
         if process.get("terminal"):
             from oci.linux import terminal
 
@@ -220,19 +244,16 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         os.chdir(process.get("cwd", "/"))
         env = process.get("env") or []
         executable = find_executable(process["args"][0], env)
+        set_rlimits(process)
         channel.send("ready")
         channel.close()
     except BaseException as err:  # noqa: BLE001
         report_failure(channel, describe_error(err))
-    try:
-        conn_fd, _ = listener._accept()  # _socket's accept: a close-on-exec fd
-    except BaseException as err:  # noqa: BLE001
-        report_failure(None, f"waiting for start: {describe_error(err)}")
-    listener.close()
-    conn = _socket.socket(fileno=conn_fd)
+    conn = _wait_for_start(listener)
     try:
         hooks.run_hooks(config.get("hooks"), "startContainer", {**state, "status": "created"})
-        finalize(process, linux.get("personality"), opts.seccomp_filter, opts.preserve_fds, keep=conn.fileno())
+        finalize(process, linux.get("personality"), opts.seccomp_filter, opts.preserve_fds, keep=conn.fileno(),
+                 rlimits_set=True)
         os.execve(executable, process["args"], environment(env))
     except BaseException as err:  # noqa: BLE001
         try:
@@ -242,11 +263,76 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
     os._exit(127)
 
 
+def _wait_for_start(listener: Any) -> Any:
+    """Block until `start` connects to exec.sock; the connection, whose other end `start` reads."""
+    try:
+        conn_fd, _ = listener._accept()  # _socket's accept: a close-on-exec fd
+    except BaseException as err:  # noqa: BLE001
+        report_failure(None, f"waiting for start: {describe_error(err)}")
+    listener.close()
+    return _socket.socket(fileno=conn_fd)
+
+
+def cpu_set(text: str) -> set[int]:
+    """The CPUs of a kernel cpu list (`0-3,7`)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def close_inherited(first: int, keep: int) -> None:
+    """Close every fd from `first` on but `keep`: close_range(2), or, where that is refused (ENOSYS on an
+    old kernel, EPERM from a seccomp filter without it), each fd /proc/self/fd lists, as runc falls back."""
+    try:
+        if keep >= first:
+            if keep > first:
+                syscalls.close_range(first, keep - 1)
+            syscalls.close_range(keep + 1)
+        else:
+            syscalls.close_range(first)
+        return
+    except OSError:
+        pass
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def security_labels(process: dict[str, Any]) -> None:
+    """The process's AppArmor profile and SELinux label, for the exec to come (oci.runtime.config refuses
+    them where the host has neither LSM)."""
+    if process.get("apparmorProfile"):
+        _write_attr(("/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"), f"exec {process['apparmorProfile']}")
+    if process.get("selinuxLabel"):
+        _write_attr(("/proc/self/attr/exec",), process["selinuxLabel"])
+
+
+def _write_attr(paths: tuple[str, ...], value: str) -> None:
+    for path in paths:
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+            return
+        except FileNotFoundError:
+            continue
+    raise InitFailure(f"{paths[0]}: no such file (cannot set {value!r})")
+
+
 def find_executable(name: str, env: list[str]) -> str:
     """The path exec will run: `name` itself if it has a slash, else the first match in the container's PATH."""
-    if "/" in name:
-        if not os.access(name, os.X_OK):
-            raise InitFailure(f'exec: "{name}": permission denied or not found')
+    if "/" in name:  # runc's words, which engines read (podman: exit 127 for "no such file", 126 otherwise)
+        try:
+            st = os.stat(name)
+        except OSError as err:
+            raise InitFailure(f'exec: "{name}": stat {name}: {err.strerror.lower()}') from None
+        if not (st.st_mode & 0o170000 == 0o100000 and os.access(name, os.X_OK)):
+            raise InitFailure(f'exec: "{name}": permission denied')
         return name
     path = next((item[5:] for item in env if item.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
     for folder in path.split(":"):
@@ -262,11 +348,8 @@ def environment(env: list[str]) -> dict[str, str]:
     return result
 
 
-def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccomp_filter: Any, preserve_fds: int,
-             keep: int) -> None:
-    """Set up the process: limits, scheduling, user, capabilities, no_new_privs, fds, then seccomp."""
-    from oci.linux.capabilities import CapabilitySets
-
+def set_rlimits(process: dict[str, Any]) -> None:
+    """process.rlimits (runc sets them at create too: a limit the host refuses fails `create`)."""
     for limit in process.get("rlimits") or []:
         number = syscalls.RLIMITS.get(limit["type"])
         if number is None:
@@ -275,6 +358,16 @@ def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccom
             syscalls.setrlimit(number, limit["soft"], limit["hard"])
         except OSError as err:
             raise InitFailure(f"setrlimit {limit['type']}: {os.strerror(err.errno)}") from None
+
+
+def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccomp_filter: Any, preserve_fds: int,
+             keep: int, rlimits_set: bool = False) -> None:
+    """Set up the process: limits (unless `rlimits_set`), scheduling, user, capabilities, no_new_privs, fds,
+    then seccomp."""
+    from oci.linux.capabilities import CapabilitySets
+
+    if not rlimits_set:
+        set_rlimits(process)
     if personality is not None:
         domain = personality.get("domain", "LINUX")
         if domain not in PERSONALITIES:
@@ -295,6 +388,15 @@ def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccom
         syscalls.sched_setattr(attr)
     caps = CapabilitySets(process.get("capabilities"))
     no_new_privs = bool(process.get("noNewPrivileges"))
+    # Inherited fds go first: the seccomp filter need not allow close_range (or close) after it.
+    first = 3 + preserve_fds
+    for fd in range(3, first):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    close_inherited(first, keep)
+    security_labels(process)
     if seccomp_filter is not None and not no_new_privs:
         # Without no_new_privs loading a filter needs CAP_SYS_ADMIN: do it before the drop.
         seccomp_filter.load()
@@ -322,17 +424,8 @@ def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccom
             except (OSError, ValueError):
                 pass
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
-    first = 3 + preserve_fds
-    for fd in range(3, first):
-        try:
-            os.set_inheritable(fd, True)
-        except OSError:
-            pass
-    if keep >= first:
-        if keep > first:
-            syscalls.close_range(first, keep - 1)
-        syscalls.close_range(keep + 1)
-    else:
-        syscalls.close_range(first)
+    affinity = process.get("execCPUAffinity") or {}
+    if affinity.get("final"):
+        os.sched_setaffinity(0, cpu_set(affinity["final"]))
     if seccomp_filter is not None and no_new_privs:
         seccomp_filter.load()

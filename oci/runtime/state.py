@@ -141,6 +141,10 @@ class Container:
         return marshal.dumps({k: v for k, v in self.__dict__.items() if k not in ("directory", "terminal")})
 
 
+RECORD_FIELDS = frozenset(("id", "bundle", "pid", "start_time", "created", "annotations", "rootfs", "cgroup_path",
+                           "hooks", "owner", "oci_version"))
+
+
 class StateStore:
     """The --root directory."""
 
@@ -167,10 +171,13 @@ class StateStore:
         folder = self.path(container_id)
         try:
             with open(os.path.join(folder, RECORD), "rb") as f:
-                return Container(directory=folder, **marshal.loads(f.read()))
+                record = marshal.loads(f.read())
+            if not record.keys() <= RECORD_FIELDS:  # written by another version: what it adds is ignored
+                record = {key: value for key, value in record.items() if key in RECORD_FIELDS}
+            return Container(directory=folder, **record)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"container {container_id} does not exist") from None
-        except (EOFError, ValueError, TypeError):
+        except (EOFError, ValueError, TypeError, AttributeError):
             raise NotFound(f"container {container_id} does not exist (unreadable state)") from None
 
     def lock(self, container_id: str) -> ContainerLock:

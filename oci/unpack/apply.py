@@ -25,6 +25,8 @@ from oci.unpack.safepath import Root, UnsafePath, clean, proc_path
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 OVERLAY_OPAQUE = "trusted.overlay.opaque"
+ROOT_ENTRY = "trusted.ocikit.root"  # overlay form: the layer's tar had a `.` entry (oci.unpack.overlay reads it)
+KEPT_XATTRS = frozenset({"security.selinux"})  # the system's label, not the layer's to clear
 XATTR_PAX = "SCHILY.xattr."
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -47,6 +49,11 @@ class _Applier:
         self.root, self.stream, self.options, self.budget = root, stream, options, budget
         self.layer = str(stream.descriptor.digest)
         self.created: set[str] = set()  # paths this layer made: whiteouts spare them
+        self.beneath: set[str] = set()  # the parent folders of what this layer made
+        self.whited: set[str] = set()  # overlay form: paths this layer whited out (a directory there is opaque)
+        self.opaque_root = False  # overlay form: the layer's root is opaque
+        self.opaqued: set[str] = set()  # overlay form: the opaque directories of this layer
+        self.copied: set[str] = set()  # overlay form: hardlink targets copied up from a lower layer
         self.dirs: list[tuple[str, int, tarfile.TarInfo]] = []  # directory metadata set at the end
         self.result = LayerResult()
 
@@ -57,7 +64,10 @@ class _Applier:
             if str(err) == "empty file":
                 return  # a tar of zero blocks: an empty layer
             raise IntegrityError(f"layer {self.layer}: not a tar stream: {err}") from None
+        member = None
         while True:
+            if member is not None and self.ends_after(member, tar.offset):
+                break
             try:
                 member = tar.next()
             except tarfile.TarError as err:
@@ -73,7 +83,26 @@ class _Applier:
                 raise type(err)(f"layer {self.layer}: tar entry {member.name!r}: {err.message}") from None
             except OSError as err:
                 raise OciError(f"layer {self.layer}: tar entry {member.name!r}: {err.strerror}") from None
+        if (self.whited or self.copied) and (self.opaqued or self.opaque_root):
+            self.drop_needless_whiteouts()
+        if self.opaque_root:
+            self.hide_lower_root()
         self.finish_dirs()
+
+    def ends_after(self, member: tarfile.TarInfo, following: int) -> bool:
+        """True when the stream ends after `member`'s data, before the padding to the next block
+        or without the end-of-archive blocks: Go's archive/tar (umoci, podman, containerd) takes
+        that as the archive's end, and so do we, the data complete (the diff_id then proves the
+        bytes are the image's). `following` is where the next header would start."""
+        if member.isreg() and member.sparse is None:
+            data_end = member.offset_data + member.size
+        else:
+            data_end = following
+        reached = self.stream.skip_upto(following)
+        if reached < data_end:
+            raise IntegrityError(f"layer {self.layer}: tar entry {member.name!r}: the stream ends "
+                                 f"{data_end - reached} bytes short of its data")
+        return reached < following or self.stream.at_end()
 
     # -- entries -----------------------------------------------------------
 
@@ -83,11 +112,15 @@ class _Applier:
         if base.startswith(WHITEOUT):
             self.whiteout(head, base)
             return
+        if self.whited and head:
+            self.reopen(head)
         if not path:
             if not m.isdir():
                 raise UnsafePath("the root can only be a directory")
             self.chown_at(self.root.fd, None, m)
-            self.set_xattrs_fd(self.root.fd, m)
+            self.set_xattrs_fd(self.root.fd, m, replace=True)
+            if self.options.overlay:  # the overlay's upper root takes it from here (oci.unpack.overlay)
+                os.setxattr(self.root.fd, ROOT_ENTRY, b"1")
             self.dirs.append((path, m.mode, m))
             return
         dfd = self.root.dir_fd(head)
@@ -116,6 +149,9 @@ class _Applier:
         else:
             raise Unsupported(f"unsupported tar entry type {m.type!r}")
         self.created.add(path)
+        while head and head not in self.beneath:
+            self.beneath.add(head)
+            head = head.rpartition("/")[0]
 
     def replace(self, dfd: int, base: str, path: str) -> None:
         """Clear the way for a new non-directory at `base`."""
@@ -152,16 +188,21 @@ class _Applier:
         os.ftruncate(fd, m.size)
 
     def directory(self, dfd: int, base: str, path: str, m: tarfile.TarInfo) -> None:
+        existing = False
         try:
             os.mkdir(base, 0o700, dir_fd=dfd)
         except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(base, dir_fd=dfd).st_mode):
+            existing = stat.S_ISDIR(os.lstat(base, dir_fd=dfd).st_mode)
+            if not existing:
                 self.replace(dfd, base, path)
                 os.mkdir(base, 0o700, dir_fd=dfd)
         fd = os.open(base, _DIR_FLAGS, dir_fd=dfd)
         try:
             self.chown_fd(fd, m)
-            self.set_xattrs_fd(fd, m)
+            self.set_xattrs_fd(fd, m, replace=existing)
+            if path in self.whited:  # whited out, then made again: nothing of the lower one shows
+                os.setxattr(fd, OVERLAY_OPAQUE, b"y")
+                self.opaqued.add(path)
         finally:
             os.close(fd)
         self.dirs.append((path, m.mode, m))
@@ -175,6 +216,8 @@ class _Applier:
             raise UnsafePath("hardlink to the root directory")
         if target == path:
             return
+        if target.startswith(path + "/"):
+            raise IntegrityError(f"hardlink target {m.linkname!r} lies inside what the entry replaces")
         try:
             tdfd, tname = self.root.parent(target, create=False)
             st = os.lstat(tname, dir_fd=tdfd)
@@ -219,6 +262,7 @@ class _Applier:
             finally:
                 os.close(src)
             self.result.copied_from_lower = True
+            self.copied.add(target)
             return True
         return False
 
@@ -236,25 +280,93 @@ class _Applier:
         target = f"{head}/{name}" if head else name
         if target in self.created:
             return  # whiteouts only hide lower layers
+        if target in self.beneath:  # this layer made things in it: they stay, the lower content goes
+            self.opaque(target)
+            return
         if self.options.overlay:
             if not self.options.privileged:
                 raise Unsupported("overlay whiteouts need root (mknod)")
             dfd = self.root.dir_fd(head)
             self.replace(dfd, name, target)
             os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=dfd)
+            self.whited.add(target)
         else:
             self.root.remove(target)
+
+    def hide_lower_root(self) -> None:
+        """Overlay form of an opaque root: overlayfs ignores the opaque mark on a layer's root, so
+        every name the lower layers hold at the root and this layer does not is whited out, and
+        every folder of this layer's root is made opaque. The layer then depends on the layers
+        beneath it (its cache entry is keyed by its chain)."""
+        lower: set[str] = set()
+        for below in self.options.lower:
+            lower.update(os.listdir(below.fd))
+        mine = set(os.listdir(self.root.fd))
+        for name in sorted(lower - mine):
+            os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=self.root.fd)
+        for name in sorted(mine):
+            if stat.S_ISDIR(os.lstat(name, dir_fd=self.root.fd).st_mode):
+                os.setxattr(proc_path(self.root.fd, name), OVERLAY_OPAQUE, b"y", follow_symlinks=False)
+                self.opaqued.add(name)
+        if lower:
+            self.result.copied_from_lower = True
+
+    def drop_needless_whiteouts(self) -> None:
+        """Overlay form: inside an opaque directory nothing of the lower layers shows, so the
+        whiteouts there hide nothing, the lower files copied up for hardlinks must not show
+        either, and neither must the folders the layer has only to hold them (a plain unpack
+        never makes those). They all go: overlayfs lists a directory that is not merged with
+        lower layers as it is, whiteout devices included."""
+        hiding = self.opaqued | ({""} if self.opaque_root else set())
+        for path in sorted(self.whited | (self.copied - self.created)):
+            try:
+                dfd, name = self.root.parent(path, create=False)
+                st = os.lstat(name, dir_fd=dfd)
+            except (OSError, UnsafePath):
+                continue  # gone with a folder removed before
+            if path in self.whited and not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):
+                continue  # made again since
+            if path in self.copied and not stat.S_ISREG(st.st_mode):
+                continue
+            parts = path.split("/")
+            above = ["/".join(parts[:i]) for i in range(len(parts))]  # "", "a", "a/b", ... the parent
+            for i, folder in enumerate(above):
+                if folder in hiding:
+                    between = [p for p in above[i + 1:] if p not in self.created and p not in self.beneath]
+                    self.root.remove(between[0] if between else path)
+                    break
+
+    def reopen(self, head: str) -> None:
+        """Overlay form: a folder this layer whited out and now writes into again becomes an
+        opaque directory (as a plain unpack removes the folder, then makes it anew)."""
+        done = ""
+        for part in head.split("/"):
+            done = f"{done}/{part}" if done else part
+            if done not in self.whited:
+                continue
+            dfd, name = self.root.parent(done)
+            st = os.lstat(name, dir_fd=dfd)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                os.unlink(name, dir_fd=dfd)
+                os.mkdir(name, 0o755, dir_fd=dfd)
+                fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+                try:
+                    os.fchmod(fd, 0o755)
+                    os.setxattr(fd, OVERLAY_OPAQUE, b"y")
+                    self.opaqued.add(done)
+                finally:
+                    os.close(fd)
 
     def opaque(self, head: str) -> None:
         dfd = self.root.dir_fd(head)
         if self.options.overlay:
-            os.setxattr(dfd, OVERLAY_OPAQUE, b"y")
+            if head:
+                os.setxattr(dfd, OVERLAY_OPAQUE, b"y")
+                self.opaqued.add(head)
+            else:
+                self.opaque_root = True  # overlayfs ignores the mark on a layer's root: see hide_lower_root
             return
-        keep = set()
-        for path in self.created:
-            parts = path.split("/")
-            keep.update("/".join(parts[:i]) for i in range(1, len(parts)))
-        self._empty(dfd, head, keep)
+        self._empty(dfd, head, self.beneath)
 
     def _empty(self, dfd: int, head: str, keep: set[str]) -> None:
         """Remove what lower layers put under `head`, sparing this layer's paths."""
@@ -292,8 +404,8 @@ class _Applier:
         for key, value in m.pax_headers.items():
             if key.startswith(XATTR_PAX):
                 name = key[len(XATTR_PAX):]
-                if self.options.overlay and name.startswith("trusted.overlay."):
-                    continue  # only we say what overlayfs sees
+                if name.startswith(("trusted.overlay.", ROOT_ENTRY)):
+                    continue  # overlayfs's own marks: only whiteouts say what a layer hides (umoci drops them too)
                 found.append((name, value.encode("utf-8", "surrogateescape")))
         return found
 
@@ -306,10 +418,21 @@ class _Applier:
                 raise
             self.options.warn(f"{m.name}: xattr {name} not set ({err.strerror})")
 
-    def set_xattrs_fd(self, fd: int, m: tarfile.TarInfo) -> None:
-        if m.pax_headers:
-            for name, value in self.xattrs(m):
-                self._setxattr(fd, name, value, m)
+    def set_xattrs_fd(self, fd: int, m: tarfile.TarInfo, replace: bool = False) -> None:
+        """The entry's xattrs; with `replace` (a directory a lower layer made, declared again) the
+        ones it had and the entry lacks are removed, as umoci does and as overlayfs shows it."""
+        wanted = self.xattrs(m) if m.pax_headers else []
+        if replace:
+            keep = {name for name, _ in wanted} | KEPT_XATTRS
+            for name in os.listxattr(fd):
+                if name not in keep and not name.startswith("trusted.overlay."):
+                    try:
+                        os.removexattr(fd, name)
+                    except OSError as err:
+                        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES, errno.ENODATA):
+                            raise
+        for name, value in wanted:
+            self._setxattr(fd, name, value, m)
 
     def metadata_fd(self, fd: int, m: tarfile.TarInfo) -> None:
         """Owner, mode (after chown, which clears setuid), xattrs (after chown, which clears

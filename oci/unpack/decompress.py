@@ -252,6 +252,21 @@ class LayerStream:
             self._pos += step
             n -= step
 
+    def skip_upto(self, offset: int) -> int:
+        """Discard bytes up to `offset` or the end of the stream; the offset reached."""
+        while self.tell() < offset:
+            avail = len(self._buf) - self._pos
+            if avail == 0:
+                if not self._fill():
+                    break
+                continue
+            self._pos += min(avail, offset - self.tell())
+        return self.tell()
+
+    def at_end(self) -> bool:
+        """True when no byte follows."""
+        return self._pos >= len(self._buf) and not self._fill()
+
     def copy_to(self, fd: int, n: int, offset: int | None = None) -> None:
         """Write the next `n` bytes of the stream to `fd` (at `offset` with pwrite, when given)."""
         while n:

@@ -55,4 +55,6 @@ class LayerResult:
     def __init__(self, entries: int = 0, size: int = 0, copied_from_lower: bool = False) -> None:
         self.entries = entries
         self.size = size
-        self.copied_from_lower = copied_from_lower  # overlay form: a hardlink target was copied up from a lower layer
+        # overlay form: the layer's tree depends on the layers beneath it (a hardlink target copied
+        # up from one of them, an opaque root that whites out their names): keyed by its chain
+        self.copied_from_lower = copied_from_lower

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
@@ -26,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from oci.digest import Digest
 from oci.errors import Conflict, OciError
-from oci.fsutil import locked, write_atomic
+from oci.fsutil import TMP_PREFIX, locked, write_atomic
+from oci.unpack.apply import ROOT_ENTRY
 from oci.unpack.options import Budget, LayerResult, Options
-from oci.unpack.rootfs import Progress, open_layer
+from oci.unpack.rootfs import OVERLAY, Progress, open_layer, sibling
 
 if TYPE_CHECKING:
     from oci.image import Image
@@ -66,9 +68,9 @@ class LayerCache:
         os.makedirs(self._dir("locks"), exist_ok=True)
         return self._dir("locks", name)
 
-    def _existing(self, diff_id: Digest, chain: Digest) -> str | None:
+    def _existing(self, diff_id: Digest, chain: Digest, taken: list[str]) -> str | None:
         for name in (f"{diff_id.algorithm}/{diff_id.hex}", f"chain-{chain.algorithm}/{chain.hex}"):
-            if os.path.isdir(self._dir(name)):
+            if name not in taken and os.path.isdir(self._dir(name)):
                 return name
         return None
 
@@ -82,20 +84,23 @@ class LayerCache:
         count = len(image.diff_ids)
         for index, diff_id in enumerate(image.diff_ids):
             chain = chain_id(chain, diff_id)
-            name = self._existing(diff_id, chain)
+            # A layer the image holds twice cannot be one lower directory twice (overlayfs refuses
+            # overlapping layers): the second one is a copy, keyed by its chain.
+            again = f"{diff_id.algorithm}/{diff_id.hex}" in names
+            name = self._existing(diff_id, chain, names)
             if name is None:
                 with locked(self._lock(f"{diff_id.hex}.lock")):
-                    name = self._existing(diff_id, chain)
+                    name = self._existing(diff_id, chain, names)
                     if name is None:
                         with open_layer(image, index, budget) as stream:
-                            name = self._unpack(stream, diff_id, chain, names, options, budget)
+                            name = self._unpack(stream, diff_id, chain, names, options, budget, again)
                         if progress:
                             progress(index, count, self.last_result)
             names.append(name)
         return [self._dir(n) for n in names]
 
     def _unpack(self, stream: LayerStream, diff_id: Digest, chain: Digest, lower: list[str], options: Options,
-                budget: Budget) -> str:
+                budget: Budget, by_chain: bool = False) -> str:
         from oci.unpack.apply import apply_layer
         from oci.unpack.safepath import Root
 
@@ -112,8 +117,9 @@ class LayerCache:
             finally:
                 for r in lowers:
                     r.close()
-            target = chain if result.copied_from_lower else diff_id
-            name = f"{'chain-' if result.copied_from_lower else ''}{target.algorithm}/{target.hex}"
+            by_chain = by_chain or result.copied_from_lower
+            target = chain if by_chain else diff_id
+            name = f"{'chain-' if by_chain else ''}{target.algorithm}/{target.hex}"
             os.makedirs(os.path.dirname(self._dir(name)), exist_ok=True)
             os.rename(tmp, self._dir(name))
         except BaseException:
@@ -124,10 +130,38 @@ class LayerCache:
 
     @contextlib.contextmanager
     def session(self) -> Any:
-        """Hold off gc while layers are made, mounted and recorded."""
+        """Hold off gc while layers are made, mounted and recorded. Entering, when no other
+        session is open (the gc lock can be taken exclusively for a moment), removes the
+        unfinished layers of killed unpacks from `tmp/`."""
         os.makedirs(self.path, exist_ok=True)
-        with locked(self._lock("gc.lock"), shared=True):
+        fd = os.open(self._lock("gc.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # another unpack is at work, or a gc, which the shared lock waits for
+            else:
+                self._remove_unfinished()
+            fcntl.flock(fd, fcntl.LOCK_SH)
             yield self
+        finally:
+            os.close(fd)
+
+    def _remove_unfinished(self) -> list[tuple[str, int]]:
+        """Remove the layers left half-made in `tmp/`, and the temporaries of records being
+        written (only while no unpack is at work); their names and sizes in bytes."""
+        removed = []
+        users = self._dir("users")
+        for name in sorted(os.listdir(users)) if os.path.isdir(users) else []:
+            if name.startswith(TMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(users, name))
+        tmp = self._dir("tmp")
+        for name in sorted(os.listdir(tmp)) if os.path.isdir(tmp) else []:
+            size = _tree_size(os.path.join(tmp, name))
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+            removed.append((f"tmp/{name}", size))
+        return removed
 
     def _record_path(self, rootfs: str) -> str:
         return self._dir("users", hashlib.sha256(rootfs.encode()).hexdigest() + ".json")
@@ -138,9 +172,17 @@ class LayerCache:
         names = [os.path.relpath(d, self.path) for d in layers]
         write_atomic(self._record_path(rootfs), json.dumps({"rootfs": rootfs, "layers": names}).encode())
 
-    def gc(self) -> list[str]:
-        """Delete the layers no live overlay uses (its ROOTFS gone); return their cache names."""
-        removed: list[str] = []
+    def release(self, rootfs: str) -> None:
+        """Forget the record of the overlay at `rootfs` (removed), so gc no longer keeps its layers for it."""
+        try:
+            os.unlink(self._record_path(rootfs))
+        except FileNotFoundError:
+            pass
+
+    def gc(self) -> list[tuple[str, int]]:
+        """Delete the layers no live overlay uses (its ROOTFS gone) and the unfinished ones of
+        killed unpacks; return their cache names (`tmp/...` for unfinished ones) and sizes."""
+        removed: list[tuple[str, int]] = []
         if not os.path.isdir(self.path):
             return removed
         with locked(self._lock("gc.lock")):
@@ -164,13 +206,26 @@ class LayerCache:
                 for name in sorted(os.listdir(self._dir(folder))):
                     key = f"{folder}/{name}"
                     if key not in live:
+                        size = _tree_size(self._dir(key))
                         shutil.rmtree(self._dir(key))
-                        removed.append(key)
-            shutil.rmtree(self._dir("tmp"), ignore_errors=True)
+                        removed.append((key, size))
+            removed += self._remove_unfinished()
             for name in os.listdir(self._dir("locks")):
                 if name != "gc.lock":  # unpackers take these only while holding gc.lock shared
                     os.unlink(self._dir("locks", name))
         return removed
+
+
+def _tree_size(path: str) -> int:
+    """Bytes of the files under `path` (what removing it frees, hard links aside)."""
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
 
 
 def _first_lstat(roots: list[Any], path: str) -> os.stat_result | None:
@@ -193,8 +248,7 @@ def _syncfs(fd: int) -> None:
 
 def overlay_dirs(rootfs: str) -> tuple[str, str]:
     """The upper and work directories of the overlay at `rootfs` (beside it, same filesystem)."""
-    parent, name = os.path.split(rootfs)
-    base = os.path.join(parent, f".{name}.overlay")
+    base = sibling(rootfs, OVERLAY)
     return os.path.join(base, "upper"), os.path.join(base, "work")
 
 
@@ -205,13 +259,33 @@ def mount_spec(rootfs: str, layers: list[str]) -> dict[str, Any]:
             "options": [f"lowerdir={':'.join(reversed(layers))}", f"upperdir={upper}", f"workdir={work}"]}
 
 
-def prepare_dirs(rootfs: str) -> None:
-    """Make fresh upper and work directories for the overlay at `rootfs`."""
+def prepare_dirs(rootfs: str, layers: list[str] | None = None) -> None:
+    """Make fresh upper and work directories for the overlay at `rootfs`. The merged root takes
+    its owner, mode, xattrs and times from the upper directory's root, so that root gets those
+    of the topmost layer that set them (a `.` entry), as a plain unpack applies them."""
     upper, work = overlay_dirs(rootfs)
     if os.path.lexists(os.path.dirname(upper)):
         raise Conflict(f"{os.path.dirname(upper)}: already exists")
     os.makedirs(upper, 0o755)
     os.makedirs(work, 0o700)
+    for layer in reversed(layers or []):
+        try:
+            os.getxattr(layer, ROOT_ENTRY)
+        except OSError:
+            continue
+        _copy_root(layer, upper)
+        break
+
+
+def _copy_root(layer: str, upper: str) -> None:
+    """The attributes of a layer's root (what its `.` entry said) onto the upper directory."""
+    st = os.lstat(layer)
+    os.chown(upper, st.st_uid, st.st_gid)
+    os.chmod(upper, st.st_mode & 0o7777)
+    for name in os.listxattr(layer):
+        if not name.startswith(("trusted.overlay.", ROOT_ENTRY)):
+            os.setxattr(upper, name, os.getxattr(layer, name))
+    os.utime(upper, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def remove_dirs(rootfs: str) -> None:

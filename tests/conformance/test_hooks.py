@@ -50,6 +50,24 @@ def test_create_hooks_run_in_order_with_the_state_on_stdin(runtime, bundle, out_
     check_states(runtime, out_dir, CREATE_HOOKS, cid, bundle.path)
 
 
+@pytest.mark.spec("runtime.md#state")
+def test_hooks_are_given_the_status_of_their_lifecycle_step(runtime, bundle, out_dir):
+    """runtime.md#state: "created" after lifecycle step 2, so for prestart (3), createRuntime (4) and
+    createContainer (5); "running" for poststart (9); "stopped" for poststop (13). (startContainer, step 7,
+    is left out: crun 1.8.1 says "starting", a status of its own.)"""
+    runtime.require("create-hooks-status-created")
+    hooks = {name: [recorder(out_dir, name)] for name in CREATE_HOOKS + ["poststart", "poststop"]}
+    bundle.config["hooks"] = hooks
+    bundle.checker("sleep", "60").write()
+    cid = runtime.started(bundle.path)
+    runtime.kill(cid).check()
+    runtime.wait_stopped(cid)
+    runtime.delete(cid).check()
+    statuses = {name: json.loads((out_dir / f"{name}.json").read_text())["status"] for name in hooks}
+    assert statuses == {"prestart": "created", "createRuntime": "created", "createContainer": "created",
+                        "poststart": "running", "poststop": "stopped"}
+
+
 @pytest.mark.spec("config.md#poststart")
 def test_start_hooks_run_at_start(runtime, bundle, out_dir):
     """startContainer and poststart run during start (none of them at create), before start returns."""
@@ -75,6 +93,21 @@ def test_poststart_runs_after_the_user_process_is_executed(runtime, bundle, out_
     bundle.checker("sleep", "60").write()
     runtime.started(bundle.path)
     assert (out_dir / "cmdline").read_text().strip() == "/checker sleep 60"
+
+
+@pytest.mark.spec("runtime.md#lifecycle")
+def test_a_failing_poststart_hook_is_an_error_that_stops_the_container(runtime, bundle, out_dir):
+    """Lifecycle step 9 (spec 1.3): if any poststart hook fails, the runtime MUST generate an error and stop
+    the container; delete then destroys it and runs the poststop hooks (steps 12 and 13)."""
+    runtime.require("poststart-at-start")
+    runtime.require("poststart-failure-error")
+    bundle.config["hooks"] = {"poststart": [FAILING], "poststop": [recorder(out_dir, "poststop")]}
+    bundle.checker("sleep", "60").write()
+    cid = runtime.created(bundle.path)
+    assert runtime.start(cid).returncode != 0
+    assert runtime.wait_stopped(cid)["status"] == "stopped"
+    runtime.delete(cid).check()
+    assert order(out_dir) == ["poststop"]
 
 
 @pytest.mark.spec("config.md#poststop")

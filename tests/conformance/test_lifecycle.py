@@ -116,6 +116,20 @@ def test_start_of_a_stopped_container_fails(runtime, bundle):
     assert runtime.state(cid).json()["status"] == "stopped"
 
 
+@pytest.mark.spec("runtime.md#start")
+def test_start_without_a_process_fails(runtime, bundle):
+    """config.md#process: process is OPTIONAL, REQUIRED when start is called; create MUST apply the rest
+    and create the container, start MUST generate an error if process was not set."""
+    runtime.require("create-without-process")
+    del bundle.config["process"]
+    bundle.write()
+    cid = runtime.created(bundle.path)
+    assert runtime.state(cid).json()["status"] == "created"
+    assert runtime.start(cid).returncode != 0
+    assert runtime.wait_stopped(cid)["status"] == "stopped"
+    runtime.delete(cid).check()
+
+
 @pytest.mark.spec("runtime.md#kill")
 def test_kill_sends_the_signal_to_the_container_process(runtime, bundle, out_dir):
     """kill MUST send the given signal: a USR1 handler in the container runs."""

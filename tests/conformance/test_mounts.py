@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
+from pathlib import Path
 
 import pytest
 from ocitest import mountinfo
@@ -85,6 +88,79 @@ def test_bind_is_not_recursive_and_rbind_is(runtime, bundle):
     mounts = mounts_of(runtime.run_json(bundle.path))
     assert mountinfo.under(mounts, "/mnt/bind") == []
     assert any(m.fstype == "cgroup" for m in mountinfo.under(mounts, "/mnt/rbind"))
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_recursive_atime_options(runtime, bundle):
+    """ratime and rnostrictatime (SHOULD, kernel 5.12) undo rnoatime and rstrictatime on a mount and its submounts:
+    the kernel's default, relatime."""
+    runtime.require("recursive-atime")
+    bundle.add_mount("/mnt/atime", None, "/sys/fs/cgroup", ["rbind", "ro", "rnoatime", "ratime"])
+    bundle.add_mount("/mnt/nostrict", None, "/sys/fs/cgroup", ["rbind", "ro", "rstrictatime", "rnostrictatime"])
+    bundle.checker("report").write()
+    mounts = mounts_of(runtime.run_json(bundle.path))
+    for point in ("/mnt/atime", "/mnt/nostrict"):
+        tree = [mountinfo.at(mounts, point), *mountinfo.under(mounts, point)]
+        assert len(tree) > 1 and all("relatime" in m.options and "noatime" not in m.options for m in tree), point
+
+
+def owned_by_root(where: Path) -> Path:
+    """A host directory holding a file and a directory, both owned by 0:0 on disk (under WHERE, the bundle's
+    folder: a user namespace's root can reach it)."""
+    source = where / "idmap-source"
+    (source / "sub").mkdir(parents=True)
+    (source / "file").write_text("data\n")
+    for path in (source, source / "sub", source / "file"):
+        os.chown(path, 0, 0)
+    return source
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_idmapped_bind_mounts_with_their_own_mappings(runtime, bundle):
+    """idmap (SHOULD): the mount MUST have an idmapping applied, the mount's uidMappings and gidMappings when it
+    has them; ridmap likewise on every submount."""
+    runtime.require("idmap")
+    source = owned_by_root(bundle.path)
+    for destination, options, host_id in (("/mnt/idmap", ["bind", "idmap"], 1000),
+                                          ("/mnt/ridmap", ["rbind", "ridmap"], 2000)):
+        bundle.add_mount(destination, "bind", str(source), options)
+        bundle.config["mounts"][-1]["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 1}]
+        bundle.config["mounts"][-1]["gidMappings"] = [{"containerID": 0, "hostID": host_id + 1, "size": 1}]
+    paths = ("/mnt/idmap/file", "/mnt/idmap/sub", "/mnt/ridmap/file")
+    bundle.checker("report", *(arg for path in paths for arg in ("-s", path))).write()
+    stat = runtime.run_json(bundle.path)["stat"]
+    assert [(stat[path]["uid"], stat[path]["gid"]) for path in paths] == [(1000, 1001)] * 2 + [(2000, 2001)]
+    assert (source / "file").stat().st_uid == 0  # on disk nothing changed
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_idmap_without_mappings_nor_user_namespace_is_an_error(runtime, bundle):
+    """If there are no uidMappings and gidMappings specified and the container isn't using user namespaces, an
+    error MUST be returned."""
+    runtime.require("idmap")
+    bundle.add_mount("/mnt/idmap", "bind", str(owned_by_root(bundle.path)), ["bind", "idmap"])
+    bundle.checker("exit", "0").write()
+    cid, result = runtime.create(bundle.path)
+    assert result.returncode != 0
+    assert runtime.state(cid).returncode != 0
+
+
+@pytest.mark.spec("config.md#mounts")
+def test_idmap_may_take_the_user_namespace_mappings(runtime, bundle):
+    """Without mappings of its own an idmapped mount MAY take the container's user namespace mappings: root's
+    files on disk are root's in the container, where a plain bind shows them as the overflow id."""
+    runtime.require("idmap")
+    bundle.set_namespace("user")
+    bundle.linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle.linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    source = owned_by_root(bundle.path)
+    for name, options in (("idmap", ["rbind", "idmap"]), ("plain", ["rbind"])):
+        (bundle.rootfs / "mnt" / name).mkdir(parents=True)
+        bundle.add_mount(f"/mnt/{name}", "bind", str(source), options)
+    bundle.checker("report", "-s", "/mnt/idmap/file", "-s", "/mnt/plain/file").write()
+    stat = runtime.run_json(bundle.path)["stat"]
+    assert (stat["/mnt/idmap/file"]["uid"], stat["/mnt/idmap/file"]["gid"]) == (0, 0)
+    assert stat["/mnt/plain/file"]["uid"] == 65534
 
 
 @pytest.mark.spec("config.md#mounts")
@@ -197,6 +273,33 @@ def test_configured_devices(runtime, bundle):
     assert (mem["type"], mem["major"], mem["minor"], mem["mode"], mem["uid"], mem["gid"]) == \
         ("char", 1, 5, 0o640, 1000, 50)
     assert (blk["type"], blk["major"], blk["minor"], blk["mode"]) == ("block", 7, 200, 0o600)
+
+
+@pytest.mark.spec("config-linux.md#devices")
+def test_a_device_over_another_file_is_an_error(runtime, bundle):
+    """If a file already exists at `path` that does not match the requested device, the runtime MUST generate an
+    error (runtime.md#create: and no container is created); the file stays as it was."""
+    runtime.require("device-over-a-file-error")
+    (bundle.rootfs / "not-a-device").write_text("data\n")
+    bundle.linux["devices"] = [{"path": "/not-a-device", "type": "c", "major": 1, "minor": 5}]
+    bundle.checker("exit", "0").write()
+    cid, result = runtime.create(bundle.path)
+    assert result.returncode != 0
+    assert runtime.state(cid).returncode != 0
+    assert (bundle.rootfs / "not-a-device").read_text() == "data\n"
+
+
+@pytest.mark.spec("config-linux.md#devices")
+def test_a_device_already_there_is_left_as_it_is(runtime, bundle):
+    """A node at `path` that is the requested device matches it: no error, and it is not made anew (it may be
+    the host's, under a bound /dev)."""
+    node = bundle.rootfs / "conformance-zero"
+    os.mknod(node, stat.S_IFCHR | 0o644, os.makedev(1, 5))
+    inode = node.stat().st_ino
+    bundle.linux["devices"] = [{"path": "/conformance-zero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o600}]
+    bundle.checker("exit", "0").write()
+    assert runtime.run(bundle.path).returncode == 0
+    assert (node.stat().st_ino, stat.S_IMODE(node.stat().st_mode)) == (inode, 0o644)
 
 
 @pytest.mark.spec("config.md#mounts")

@@ -109,6 +109,19 @@ def test_hostname(runtime, bundle):
     assert os.uname().nodename != "conformance-host"
 
 
+@pytest.mark.spec("config.md#hostname")
+def test_hostname_without_a_uts_namespace_of_its_own_is_an_error(runtime, bundle):
+    """Without a UTS namespace of its own the container's hostname would be the host's: create fails
+    (runtime.md#create: a property that is not applied is an error, and no container is created)."""
+    bundle.drop_namespace("uts")
+    bundle.config["hostname"] = "conformance-host"
+    bundle.checker("exit", "0").write()
+    cid, result = runtime.create(bundle.path)
+    assert result.returncode != 0
+    assert runtime.state(cid).returncode != 0
+    assert os.uname().nodename != "conformance-host"
+
+
 @pytest.mark.spec("config.md#domainname")
 def test_domainname(runtime, bundle):
     runtime.require("domainname")

@@ -142,6 +142,35 @@ def test_capabilities_of_a_user_with_ambient_set(runtime, bundle):
     assert seen["effective"] == caps.mask(ambient)
 
 
+@pytest.mark.spec("config.md#linux-process")
+def test_unknown_capabilities_are_ignored(runtime, bundle):
+    """A capability that cannot be mapped to a kernel interface MUST be logged as a warning (the operation
+    goes on, runtime.md#warnings): the process runs with the others."""
+    chosen = ["CAP_CHOWN", "CAP_KILL"]
+    bundle.process["capabilities"] = {kind: [*chosen, "CAP_NO_SUCH_THING"]
+                                      for kind in ("bounding", "effective", "permitted", "inheritable")}
+    bundle.checker("report").write()
+    seen = {k: caps.parse(v) for k, v in runtime.run_json(bundle.path)["capabilities"].items()}
+    assert (seen["bounding"], seen["effective"], seen["permitted"], seen["inheritable"]) == (caps.mask(chosen),) * 4
+
+
+@pytest.mark.spec("config.md#linux-process")
+def test_capabilities_the_runtime_cannot_grant_are_left_out(runtime, bundle):
+    """Runtimes SHOULD NOT fail for capabilities that cannot be granted (a runtime in a restricted
+    environment, here one whose bounding set lacks CAP_SYS_BOOT): the process runs without them."""
+    runtime.require("capabilities-not-held-left-out")
+    chosen = ["CAP_CHOWN", "CAP_KILL"]
+    bundle.process["capabilities"] = {kind: [*chosen, "CAP_SYS_BOOT"]
+                                      for kind in ("bounding", "effective", "permitted", "inheritable")}
+    bundle.checker("report").write()
+    runtime.prefix = ["setpriv", "--bounding-set", "-sys_boot", *runtime.prefix]
+    try:
+        seen = {k: caps.parse(v) for k, v in runtime.run_json(bundle.path)["capabilities"].items()}
+    finally:
+        del runtime.prefix[:3]
+    assert (seen["bounding"], seen["effective"], seen["permitted"], seen["inheritable"]) == (caps.mask(chosen),) * 4
+
+
 @pytest.mark.spec("config.md#process")
 def test_capability_dropped_from_bounding_is_not_usable(runtime, bundle):
     """A capability missing from the sets cannot be used: sethostname without CAP_SYS_ADMIN fails."""

@@ -129,3 +129,12 @@ def small_image(tmp_path: Path, request: pytest.FixtureRequest) -> SmallImage:
     desc = images.build_image(path, "v1", layers=[{"etc/os-release": f"ID=test {seed}\n".encode()},
                                                  images.random_layer(32 << 10, seed)])
     return SmallImage(path, "v1", desc)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The engine matrix (tests/integration/engine_matrix.py), when engine checks ran in this session."""
+    from tests.integration import engine_matrix  # the module the engine tests import
+
+    if engine_matrix.RESULTS:
+        terminalreporter.write_sep("=", "engine matrix: checks passed with runc and with oci-run")
+        terminalreporter.write_line(engine_matrix.table(details=True))

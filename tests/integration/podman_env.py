@@ -109,7 +109,8 @@ class PodmanEnv:
             input: str | None = None, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
         """Run podman (with `env` added to its environment), capturing stdout and stderr as text."""
         done = subprocess.run(self.argv(*args, runtime=runtime), env={**self.environ, **(env or {})}, input=input,
-                              text=True, capture_output=True, timeout=timeout)
+                              text=True, capture_output=True, timeout=timeout, cwd=self.base)  # conmon leaves
+        # an `oom` file in its working directory when a container's process is OOM-killed
         if check and done.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} exited {done.returncode}: {done.stderr}")
         return done

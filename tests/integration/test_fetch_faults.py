@@ -3,9 +3,11 @@ retried, altered bytes fail the digest check, stalls time out, Ctrl-C leaves the
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -17,6 +19,8 @@ from tests.conftest import command, run
 from . import images
 from .faultproxy import Fault
 from .fetch_support import snapshot
+
+NXDOMAIN = os.path.join(os.path.dirname(__file__), "nxdomain.py")
 
 
 @pytest.fixture
@@ -76,16 +80,121 @@ def test_persistent_server_errors_fail_cleanly(fault_proxy, image, tmp_path):
     assert snapshot(str(out)) == before  # the blobs that did arrive were rolled back
 
 
-def test_altered_bytes_fail_the_digest_check(fault_proxy, image, tmp_path):
-    ref, layer, _digest = image
+def errors(stderr: str) -> list[str]:
+    """The error lines of a command's stderr (warnings about retries and the summary aside)."""
+    return [line for line in stderr.splitlines() if line and ": warning: " not in line
+            and " blobs fetched (" not in line]
+
+
+def test_bytes_altered_once_are_downloaded_again(fault_proxy, image, tmp_path):
+    ref, layer, digest = image
     fault_proxy.add(Fault("GET", f"/blobs/{layer}", action="corrupt", after=5000))
+    result = fetch(ref(fault_proxy), str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert fault_proxy.count("GET", f"/blobs/{layer}") == 2
+    assert "downloading it once more" in result.stderr and errors(result.stderr) == []
+    assert Layout.open(str(tmp_path / "out")).resolve("v1").digest == digest
+    assert not os.listdir(tmp_path / "out" / ".ocikit" / "tmp")
+
+
+def test_bytes_altered_twice_fail_the_digest_check(fault_proxy, image, tmp_path):
+    ref, layer, _digest = image
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", action="corrupt", after=5000, times=2))
     out = tmp_path / "out"
+    images.build_image(str(out), "old", layers=[{"old": b"old"}])
+    before = snapshot(str(out))
     result = fetch(ref(fault_proxy), str(out))
     assert result.returncode == 4, result.stderr
-    assert layer in result.stderr and "digest" in result.stderr and result.stdout == ""
-    layout = Layout.open(str(out))
-    assert layout.descriptors() == [] and not os.listdir(out / "blobs" / "sha256")
-    assert not os.listdir(out / ".ocikit" / "tmp")
+    [line] = errors(result.stderr)
+    assert line.startswith("oci-fetch: ") and layer in line and "downloaded twice" in line
+    assert result.stdout == "" and fault_proxy.count("GET", f"/blobs/{layer}") == 2
+    assert snapshot(str(out)) == before
+
+
+def test_a_manifest_altered_once_is_fetched_again(fault_proxy, image, tmp_path):
+    ref, _layer, digest = image
+    by_digest = ref(fault_proxy).rsplit(":", 1)[0] + f"@{digest}"
+    fault_proxy.add(Fault("GET", "/manifests/", action="corrupt", after=10))
+    result = fetch(by_digest, str(tmp_path / "out"), "--tag", "v1")
+    assert result.returncode == 0, result.stderr
+    assert fault_proxy.count("GET", "/manifests/") == 2 and "fetching it once more" in result.stderr
+
+
+def test_resets_after_progress_resume_beyond_the_retry_count(registry, fault_proxy, repo, tmp_path):
+    """A link that drops every megabyte still delivers: only breaks without progress count."""
+    src = str(tmp_path / "src")
+    desc = images.build_image(src, "v1", layers=[images.random_layer(6 << 20, repo)])
+    images.push_layout(src, "v1", registry, repo)
+    layer = str(Image.load(Layout.open(src), desc).layers[0].digest)
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", action="reset", after=1 << 20, times=-1))
+    result = run("fetch", "--insecure", "--retries", "2", f"{fault_proxy.host}/{repo}:v1", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    # at least six breaks (a reset loses what the client had not read yet), more than --retries
+    assert fault_proxy.count("GET", f"/blobs/{layer}") >= 7
+    assert Layout.open(str(tmp_path / "out")).resolve("v1").digest == desc.digest
+
+
+def test_breaks_without_progress_use_up_the_retries(fault_proxy, image, tmp_path):
+    ref, layer, _digest = image
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", action="reset", after=10, times=-1))
+    out = tmp_path / "out"
+    images.build_image(str(out), "old", layers=[{"old": b"old"}])
+    before = snapshot(str(out))
+    result = run("fetch", "--insecure", "--retries", "2", ref(fault_proxy), str(out))
+    assert result.returncode == 5, result.stderr
+    [line] = errors(result.stderr)
+    assert layer in line and "3 attempts in a row without progress" in line
+    assert fault_proxy.count("GET", f"/blobs/{layer}") == 3
+    assert snapshot(str(out)) == before
+
+
+def lying_manifest(fault_proxy, image_ref: str, layer: str, delta: int) -> None:
+    """Serve the image's manifest by tag with the size of `layer` off by `delta`."""
+    host, path = image_ref.split("/", 1)
+    repo, tag = path.rsplit(":", 1)
+    raw = run("fetch", "--insecure", f"{host}/{repo}:{tag}", "--tag", "x", str(fault_proxy.scratch))
+    assert raw.returncode == 0, raw.stderr
+    layout = Layout.open(str(fault_proxy.scratch))
+    manifest = json.loads(layout.read_blob(layout.resolve("x")))
+    for entry in manifest["layers"]:
+        if entry["digest"] == layer:
+            entry["size"] += delta
+    body = json.dumps(manifest).encode()
+    fault_proxy.clear()
+    fault_proxy.add(Fault("GET", f"/manifests/{tag}", status=200, body=body,
+                          headers={"Content-Type": manifest["mediaType"]}))
+
+
+@pytest.mark.parametrize("delta", [+1000, -1000], ids=["larger", "smaller"])
+def test_a_size_lie_fails_at_once(fault_proxy, image, tmp_path, delta):
+    ref, layer, _digest = image
+    fault_proxy.scratch = tmp_path / "scratch"
+    lying_manifest(fault_proxy, ref(fault_proxy), layer, delta)
+    out = tmp_path / "out"
+    images.build_image(str(out), "old", layers=[{"old": b"old"}])
+    before = snapshot(str(out))
+    start = time.monotonic()
+    result = fetch(ref(fault_proxy), str(out))
+    assert result.returncode == 4, result.stderr
+    [line] = errors(result.stderr)
+    assert layer in line and "the descriptor says" in line and "retrying" not in result.stderr
+    assert fault_proxy.count("GET", f"/blobs/{layer}") == 1 and time.monotonic() - start < 5
+    assert snapshot(str(out)) == before
+
+
+@pytest.mark.parametrize("status, code", [(400, 5), (403, 6), (404, 3), (410, 5)])
+def test_a_refusal_fails_at_once(fault_proxy, image, tmp_path, status, code):
+    ref, layer, _digest = image
+    fault_proxy.add(Fault("GET", f"/blobs/{layer}", status=status, times=-1))
+    out = tmp_path / "out"
+    images.build_image(str(out), "old", layers=[{"old": b"old"}])
+    before = snapshot(str(out))
+    result = fetch(ref(fault_proxy), str(out))
+    assert result.returncode == code, result.stderr
+    [line] = errors(result.stderr)
+    assert layer in line and result.stderr.count("\n") == 1
+    assert fault_proxy.count("GET", f"/blobs/{layer}") == 1
+    assert snapshot(str(out)) == before
 
 
 def test_a_stalled_blob_times_out_and_resumes(fault_proxy, image, tmp_path):
@@ -166,3 +275,22 @@ def test_blob_redirect_to_another_host_is_followed(registry, fault_proxy, image,
     assert fault_proxy.count("GET", f"/blobs/{layer}") == 1  # the redirected GET went straight to the target
     assert sum(1 for r in registry.requests_since(mark) if r.path.endswith(layer)) == 1
     assert Layout.open(str(tmp_path / "out")).resolve("v1").digest == digest
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("name", ["fetch", "push"])
+def test_an_unknown_registry_host_fails_at_once(small_image, tmp_path, name):
+    """A mistyped registry name is no transient fault: one line, exit 5, no retries (every DNS
+    name is unknown inside the namespaces `nxdomain` runs the command in)."""
+    ref = "registry.example.invalid/app:1"
+    args = [ref, str(tmp_path / "out")] if name == "fetch" else [small_image.arg, ref]
+    before = snapshot(small_image.path)
+    start = time.monotonic()
+    proc = subprocess.run(["unshare", "-nm", sys.executable, NXDOMAIN, *command(name), *args],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 5, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"oci-{name}: {'GET' if name == 'fetch' else 'HEAD'} https://registry.example.invalid/v2/app/")
+    assert line.endswith(": host name lookup failed (name or service not known)")
+    assert time.monotonic() - start < 10 and not (tmp_path / "out").exists()
+    assert snapshot(small_image.path) == before

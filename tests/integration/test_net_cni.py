@@ -13,7 +13,7 @@ import pytest
 from jsonschema import Draft7Validator
 
 from tests.conftest import command
-from tests.integration.netutil import Lab, connect_tcp, free_port, free_subnet, links
+from tests.integration.netutil import Lab, connect_tcp, free_port, free_subnet, links, nft_table
 
 pytestmark = pytest.mark.root
 
@@ -87,6 +87,7 @@ class Plugin:
         else:  # a checkout without `make install`
             argv = command("net")
         self.argv = argv
+        self.stderr = ""
         bridge = f"ocit{lab.tag}c"
         lab.bridges.append(bridge)
         self.subnet = subnet or free_subnet(lab.subnets)
@@ -106,6 +107,8 @@ class Plugin:
             env["CNI_ARGS"] = args
         data = stdin if stdin is not None else json.dumps(conf or self.conf).encode()
         proc = subprocess.run(self.argv, input=data, capture_output=True, env=env, timeout=60)
+        self.stderr = proc.stderr.decode(errors="replace")
+        assert "Traceback" not in self.stderr, self.stderr
         out = json.loads(proc.stdout) if proc.stdout.strip() else None
         return proc.returncode, out
 
@@ -172,8 +175,10 @@ def test_version_status_and_gc(lab, tmp_path):
     assert code == 0, result
     gc_conf = {**plugin.conf, "cni.dev/valid-attachments": [{"containerID": "drop", "ifname": "eth0"}]}
     assert plugin("GC", conf=gc_conf) == (0, None)
-    code, out = plugin("CHECK", drop, "drop")
+    code, out = plugin("CHECK", drop, "drop", conf={**plugin.conf, "prevResult": result})
     assert code == 0, out
+    code, out = plugin("CHECK", drop, "drop")  # the spec: CHECK consults prevResult, which the runtime must give
+    assert code != 0 and out["code"] == 7, out
 
 
 def test_errors_are_spec_error_objects(lab, tmp_path):
@@ -210,3 +215,109 @@ def test_oci_net_gc_reclaims_cni_leases_after_a_missed_del(lab, tmp_path):
     assert "ocikit port" not in rules
     code, again = plugin("ADD", lab.netns("next"), "next")
     assert code == 0 and again["ips"][0]["address"] == result["ips"][0]["address"]
+
+
+# -- what real runtimes send (issue 13) ---------------------------------------------------
+
+
+def test_containerd_capitalised_port_mappings_add_and_del(lab, tmp_path):
+    """containerd (go-cni) marshals its PortMapping struct without JSON tags: HostPort, ContainerPort,
+    Protocol, HostIP, as Go plugins read them (case-insensitively); a pod with a hostPort must start and go."""
+    plugin = Plugin(lab, tmp_path)
+    ns = lab.netns("ctd")
+    port, local = free_port(), free_port()
+    runtime = {"portMappings": [{"HostPort": port, "ContainerPort": 8000, "Protocol": "tcp", "HostIP": ""},
+                                {"HostPort": local, "ContainerPort": 8000, "Protocol": "tcp", "HostIP": "127.0.0.1"}],
+               "io.kubernetes.cri.pod-annotations": {"kubernetes.io/config.source": "api"}}
+    conf = {**plugin.conf, "runtimeConfig": runtime}
+    args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=ctd1;K8S_POD_UID=u1"
+    code, result = plugin("ADD", ns, "ctd1", conf=conf, args=args)
+    assert code == 0, result
+    lab.tcp_server(ns, 8000, "ctd")
+    assert connect_tcp("127.0.0.1", port).startswith("ctd from")
+    assert connect_tcp("127.0.0.1", local).startswith("ctd from")
+    assert "/runtimeConfig/io.kubernetes.cri.pod-annotations" in plugin.stderr  # ignored, and said so
+    assert "HostPort" not in plugin.stderr  # matched, not ignored
+
+    code, out = plugin("DEL", ns, "ctd1", conf={**conf, "prevResult": result}, args=args)
+    assert (code, out) == (0, None), plugin.stderr
+    assert "ocikit port" not in nft_table(lab.table)
+    with pytest.raises(OSError):
+        connect_tcp("127.0.0.1", port, timeout=1)
+
+
+def test_del_succeeds_whatever_is_missing_or_odd(lab, tmp_path):
+    """CNI spec, DEL: best effort, success even if resources or state are missing."""
+    plugin = Plugin(lab, tmp_path)
+    # a network never seen, in a state directory that does not exist, a container never added, no netns
+    never = {**plugin.conf, "name": f"never{lab.tag}", "stateDir": str(tmp_path / "nothing-here")}
+    assert plugin("DEL", "", "ghost", conf=never) == (0, None), plugin.stderr
+    assert plugin("DEL", "/run/netns/ocikit-test-gone", "ghost", conf=never) == (0, None), plugin.stderr
+
+    ns = lab.netns("odd")
+    code, result = plugin("ADD", ns, "odd1")
+    assert code == 0, result
+    address = result["ips"][0]["address"]
+    subprocess.run(["ip", "netns", "del", os.path.basename(ns)], check=True)  # the netns is gone before DEL
+    odd = {**plugin.conf, "prevResult": "not a result", "runtimeConfig": ["not", "an", "object"]}
+    del odd["ipam"]  # and the configuration no longer validates (an edited conflist)
+    assert plugin("DEL", ns, "odd1", conf=odd) == (0, None), plugin.stderr
+    assert "/prevResult" in plugin.stderr
+    assert plugin("DEL", ns, "odd1", conf=odd) == (0, None)  # and again: nothing left, still success
+    leases = json.loads(lab.net("inspect", plugin.conf["name"], check=False).stdout or "{}")
+    assert not leases.get("attachments")
+    code, again = plugin("ADD", lab.netns("next"), "next")  # the address came back
+    assert code == 0 and again["ips"][0]["address"] == address
+
+
+def test_unknown_properties_are_ignored_and_logged(lab, tmp_path):
+    """The runtime spec's rule, which the CNI plugins follow: unknown keys are ignored, never refused."""
+    plugin = Plugin(lab, tmp_path)
+    conf = {**plugin.conf, "isGateway": True, "hairpinMode": True, "Bridge": plugin.conf["bridge"],
+            "ipam": {**plugin.conf["ipam"], "ranges": [[{"subnet": plugin.subnet}]], "dataDir": "/nowhere"},
+            "runtimeConfig": {"bandwidth": {"IngressRate": 1000}, "portMappings": []}}
+    del conf["bridge"]  # spelt `Bridge`: Go's decoder matches it to the bridge field
+    ns = lab.netns("unk")
+    code, result = plugin("ADD", ns, "unk1", conf=conf)
+    assert code == 0, result
+    assert result["interfaces"][0]["name"] == plugin.conf["bridge"]
+    lines = [line for line in plugin.stderr.splitlines() if "ignored" in line]
+    assert len(lines) == 1, plugin.stderr
+    for pointer in ("/isGateway", "/hairpinMode", "/ipam/ranges", "/ipam/dataDir", "/runtimeConfig/bandwidth"):
+        assert pointer in lines[0]
+    assert "/Bridge" not in lines[0]
+    code, out = plugin("CHECK", ns, "unk1", conf={**conf, "prevResult": result})
+    assert (code, out) == (0, None), out
+    assert plugin("DEL", ns, "unk1", conf=conf) == (0, None)
+
+
+def test_cni_networks_in_ls_and_inspect_and_the_last_del_removes_bridge_and_table(lab, tmp_path):
+    plugin = Plugin(lab, tmp_path)
+    name, bridge = plugin.conf["name"], plugin.conf["bridge"]
+    one, two = lab.netns("one"), lab.netns("two")
+    first = plugin("ADD", one, "one")[1]
+    second = plugin("ADD", two, "two")[1]
+    listed = {n["name"]: n for n in json.loads(lab.net("ls").stdout)}
+    assert listed[name]["cni"] is True and listed[name]["bridge"] == bridge
+    assert listed[name]["subnet"] == plugin.subnet and listed[name]["nftTable"] == lab.table
+    shown = json.loads(lab.net("inspect", name).stdout)
+    assert sorted(shown["attachments"]) == ["one/eth0", "two/eth0"]
+    assert shown["attachments"]["one/eth0"]["addresses"] == [first["ips"][0]["address"]]
+
+    assert plugin("DEL", one, "one", conf={**plugin.conf, "prevResult": first}) == (0, None)
+    assert f" {bridge}:" in links() and nft_table(lab.table)  # another container still uses them
+    assert plugin("DEL", two, "two", conf={**plugin.conf, "prevResult": second}) == (0, None)
+    assert f" {bridge}:" not in links()  # the last DEL removed the bridge
+    assert nft_table(lab.table) == ""  # and the table (no other network in it)
+    assert name not in {n["name"] for n in json.loads(lab.net("ls").stdout)}
+
+    # `oci-net rm` of a CNI network whose containers are gone (no DEL came): bridge and table go too
+    three = lab.netns("three")
+    port = free_port()
+    conf = {**plugin.conf, "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80}]}}
+    assert plugin("ADD", three, "three", conf=conf)[0] == 0
+    assert lab.net("rm", name, check=False).returncode == 7  # refused while attached
+    subprocess.run(["ip", "netns", "del", os.path.basename(three)], check=True)
+    lab.net("rm", name)
+    assert f" {bridge}:" not in links() and nft_table(lab.table) == ""
+    assert name not in {n["name"] for n in json.loads(lab.net("ls").stdout)}

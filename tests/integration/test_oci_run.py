@@ -224,7 +224,7 @@ def test_hooks_run_in_order_with_the_state(oci, bundle, tmp_path):
                       "poststop"] or phases == ["prestart", "createRuntime", "createContainer", "startContainer",
                                                 "poststart", "process", "poststop"]
     states = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in lines if line != "process"}
-    assert states["createRuntime"]["status"] == "creating" and states["createRuntime"]["id"] == cid
+    assert states["createRuntime"]["status"] == "created" and states["createRuntime"]["id"] == cid
     assert states["poststart"]["status"] == "running"
     assert states["poststop"]["status"] == "stopped"
 

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ocirun_bundle import Bundle, make_rootfs, unique_id  # noqa: E402
 
-from oci import schema  # noqa: E402
+from oci.runtime import config  # noqa: E402
 from tests.conftest import CG2VM  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ def test_memory_and_pids_limits_on_cgroup_v2(tmp_path, monkeypatch):
                             "head -c1 /tmp/m 2>/dev/null || echo mem-refused; exit 5").write()
     cache = tmp_path / "cache"
     monkeypatch.setenv("OCIKIT_CACHE_DIR", str(cache))
-    schema.load_file(str(bundle.path / "config.json"), "runtime-config", remember=True)
+    config.load(str(bundle.path))  # remembered as oci-run remembers it: the guest skips jsonschema
     script = (f"PYTHONPATH={ROOT} /usr/bin/python3 {ROOT}/bin/oci_run.py --root /run/ocirun run -b {bundle.path} {cid};"
               f" echo rc=$?; test -d /sys/fs/cgroup{path} && echo LEFT-BEHIND; cat /sys/fs/cgroup/cgroup.controllers")
     result = subprocess.run([CG2VM, "--share", str(tmp_path), "--timeout", "120", "--", "sh", "-c", script],

@@ -181,7 +181,7 @@ def test_runtime_error_reaches_ctr(ctd):
     try:
         done = ctd.ctr("run", "--rm", *ctd.run_flags(), "--rdt-class", "gold", IMAGE, container_id, "true")
         assert done.returncode != 0
-        assert "/linux/intelRdt: not supported by oci-run" in done.stderr
+        assert "/linux/intelRdt: Intel RDT (resctrl) is not implemented" in done.stderr
     finally:
         ctd.remove(container_id)
 

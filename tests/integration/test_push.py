@@ -8,7 +8,7 @@ import os
 import pytest
 
 from oci.descriptor import OCI_MANIFEST, Descriptor
-from oci.image import LAYOUT_ANNOTATION
+from oci.image import LAYOUT_ANNOTATION, Image
 from oci.layout import Layout
 from oci.registry.client import SOURCE_ANNOTATION
 
@@ -29,7 +29,9 @@ def _layers(layout: str, descriptor: Descriptor) -> list[str]:
 def test_push_prints_the_descriptor_and_skopeo_reads_it_back(oci, tmp_path, registry, repo, small_image):
     result = _push(oci, tmp_path, registry, f"oci:{small_image.arg}", registry.ref(repo, "v1"))
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
+    [summary] = result.stderr.splitlines()  # not a terminal: one line for a CI log
+    assert summary.startswith(f"oci-push: {registry.host}/{repo}@{small_image.descriptor.digest}: 3 blobs uploaded (")
+    assert summary.endswith(" s") and ", 0 mounted, 0 already present, " in summary
     printed = json.loads(result.stdout)
     assert printed["digest"] == str(small_image.descriptor.digest)
     assert printed["size"] == small_image.descriptor.size and printed["mediaType"] == OCI_MANIFEST
@@ -183,6 +185,33 @@ def test_cross_repository_mount(oci, tmp_path, registry, repo, small_image):
         assert uploads_started(seen) == 0
 
 
+@pytest.mark.parametrize("learned_from", ["push", "fetch"])
+def test_a_new_repository_mounts_what_the_registry_holds_elsewhere(oci, tmp_path, registry, repo, small_image,
+                                                                    learned_from):
+    """The blob-location cache (oci.registry.locations) learns where blobs are from every push and
+    pull: a push of another copy of the image, hinted nothing, mounts every blob."""
+    base = f"{repo}-base"
+    images.push_layout(small_image.path, small_image.tag, registry, base)  # skopeo: ocikit learns nothing
+    env = {**environment(tmp_path), "OCIKIT_BLOB_LOCATIONS": str(tmp_path / "locations")}
+    if learned_from == "push":
+        learn = oci("push", "--insecure", small_image.arg, registry.ref(base, "again"), env=env)
+    else:
+        learn = oci("fetch", "--insecure", registry.ref(base, small_image.tag), str(tmp_path / "fetched"), env=env)
+    assert learn.returncode == 0, learn.stderr
+    copy = str(tmp_path / "copy")  # a layout that says nothing of where the image came from
+    images.skopeo_copy(f"oci:{small_image.arg}", f"oci:{copy}:{small_image.tag}")
+    mark = registry.mark()
+    result = oci("push", "--insecure", f"{copy}:{small_image.tag}", registry.ref(f"{repo}-new", "v1"), env=env)
+    assert result.returncode == 0, result.stderr
+    seen = registry.requests_since(mark)
+    mounts = [r for r in seen if "mount=" in r.query]
+    assert len(mounts) == 3 and all(r.status == 201 and f"from={base.replace('/', '%2F')}" in r.query
+                                    for r in mounts)
+    assert uploads_started(seen) == 0
+    assert images.skopeo_manifest_digest(registry.ref(f"{repo}-new", "v1"), registry) == \
+        str(small_image.descriptor.digest)
+
+
 def test_artifact_with_subject_is_a_referrer(oci, tmp_path, registry, repo, small_image):
     assert _push(oci, tmp_path, registry, small_image.arg, registry.ref(repo, "v1")).returncode == 0
     layout = Layout.open(small_image.path)
@@ -236,10 +265,13 @@ def test_token_auth(oci, tmp_path, new_registry, repo, small_image):
     bob = environment(tmp_path, token_registry, username="bob", password="bob-pw")
     denied = _push(oci, tmp_path, token_registry, small_image.arg, token_registry.ref("private/secret", "v1"), **bob)
     assert denied.returncode == 6, denied.stderr
-    # a mount source bob may not read is passed over: the blobs are uploaded instead
+    # a mount source bob may not read is passed over: the blobs are uploaded instead (with a
+    # blob-location cache that knows nothing: it would mount them from `repo`, which bob may read)
     mark = token_registry.mark()
+    (tmp_path / "no-locations").mkdir()
     hinted = _push(oci, tmp_path, token_registry, small_image.arg, token_registry.ref(f"{repo}-bob", "v1"),
-                   "--from-repo", "private/secret", **bob)
+                   "--from-repo", "private/secret", **bob,
+                   OCIKIT_BLOB_LOCATIONS=str(tmp_path / "no-locations"))
     assert hinted.returncode == 0, hinted.stderr
     seen = token_registry.requests_since(mark)
     assert not [r for r in seen if "mount=" in r.query and r.status == 201]
@@ -321,8 +353,41 @@ def test_progress_on_a_terminal_only(oci, tmp_path, registry, repo):
     assert proc.returncode == 0
     assert b"\r[" in shown and b"blobs" in shown and b"2 blobs uploaded" in shown
     assert json.loads(proc.stdout)["digest"]  # stdout stays JSON
-    quiet = _push(oci, tmp_path, registry, f"{layout}:p", registry.ref(repo, "q"))
-    assert quiet.stderr == ""  # not a terminal: no progress
+    plain = _push(oci, tmp_path, registry, f"{layout}:p", registry.ref(repo, "q"))
+    assert "\r" not in plain.stderr and len(plain.stderr.splitlines()) == 1  # not a terminal: a summary only
+    assert "0 blobs uploaded (0.0 MB), 0 mounted, 2 already present" in plain.stderr
+    assert _push(oci, tmp_path, registry, "-q", f"{layout}:p", registry.ref(repo, "q")).stderr == ""
+
+
+def test_progress_counts_bytes_sent_not_blobs_finished(tmp_path, registry, repo, monkeypatch):
+    """The progress display hears of every block sent, in one request or in chunks."""
+    from oci.reference import Reference
+    from oci.registry.client import connect
+    from oci.registry.http import Options
+    from oci.registry.push import push
+
+    layout = str(tmp_path / "bytes")
+    desc = images.build_image(layout, "b", layers=[images.random_layer(3 << 20, repo)])
+    big = max(Image.load(Layout.open(layout), desc).layers, key=lambda d: d.size)
+
+    class Seen:
+        def __init__(self):
+            self.done: list[int] = []
+
+        def begin(self, blobs):
+            pass
+
+        def advance(self, blob, done):
+            if blob.digest == big.digest:
+                self.done.append(done)
+
+    for chunk_size in (32 << 20, 1 << 20):  # in one request, and in chunks
+        monkeypatch.setenv("OCIKIT_BLOB_LOCATIONS", str(tmp_path / f"locations-{chunk_size}"))  # no mounts
+        seen = Seen()
+        target = connect(Reference.parse(registry.ref(f"{repo}-{chunk_size}", "b")), Options(insecure=True), push=True)
+        push(Layout.open(layout), desc, target, tags=["b"], chunk_size=chunk_size, progress=seen)
+        assert seen.done == sorted(seen.done) and seen.done[-1] == big.size
+        assert len([d for d in seen.done if 0 < d < big.size]) >= 2, seen.done
 
 
 def test_docker_schema2_image_is_pushed_as_is(oci, tmp_path, registry, repo):

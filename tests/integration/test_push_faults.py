@@ -134,3 +134,20 @@ def test_registry_that_never_answers(oci, tmp_path, fault_proxy, repo, small_ima
     result = oci("push", "--insecure", "--timeout", "0.3", "--retries", "1", small_image.arg,
                  f"{fault_proxy.host}/{repo}:v1", env=environment(tmp_path))
     assert result.returncode == 5 and "timed out" in result.stderr
+
+
+@pytest.mark.parametrize("method, status", [("PATCH", 400), ("PUT", 413)])
+def test_an_upload_refused_as_asked_fails_at_once(oci, tmp_path, registry, fault_proxy, repo, big_image, method,
+                                                   status):
+    """A 4xx other than 408/416/429 is the registry refusing the request itself: no chunk is
+    sent again and no upload started over."""
+    layout, _desc = big_image
+    fault_proxy.add(Fault(method, UPLOADS, status=status, times=-1,
+                          body=b'{"errors":[{"code":"DENIED","message":"not this"}]}'))
+    result = _push(oci, tmp_path, fault_proxy, f"{layout}:big", repo, "--jobs", "1")
+    assert result.returncode == 5, result.stderr
+    [line] = result.stderr.splitlines()
+    assert f"HTTP {status}" in line and "not this" in line and result.stdout == ""
+    # each blob (the layer, perhaps the config too) asked at most once, never started over
+    assert fault_proxy.count(method, UPLOADS) <= 2 and _starts(fault_proxy) <= 2
+    assert fault_proxy.count("PUT", "/manifests/") == 0

@@ -1,10 +1,9 @@
 """What a SIGKILLed build leaves and the next one reaps (oci.dockerfile.lifetime): runtime
-roots locked while their build runs, stray layout temporaries; and the Dockerfile, ignore
-file and sources read with symlinks resolved inside the context."""
+roots locked while their build runs; and the Dockerfile, ignore file and sources read with
+symlinks resolved inside the context."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -71,20 +70,6 @@ def test_a_root_being_made_is_left_alone(tmp_path: Path, no_cgroups: list[str]) 
 def test_tied_commands_die_with_their_parent() -> None:
     assert lifetime.tied(["oci-run", "run"])[:3] == ["setpriv", "--pdeathsig", "KILL"]
     assert "--kill-child=KILL" in lifetime.tied([]) and "--pid" in lifetime.tied([])
-
-
-def test_layout_temporaries_are_swept_only_when_no_writer_holds_a_session(tmp_path: Path) -> None:
-    tmp = tmp_path / ".ocikit" / "tmp"
-    tmp.mkdir(parents=True)
-    (tmp / "put-123-456").write_bytes(b"half a blob")
-    fd = os.open(tmp_path / ".ocikit" / "gc.lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_SH)  # a writer's session
-    try:
-        assert lifetime.sweep_layout_tmp(str(tmp_path)) == 0
-    finally:
-        os.close(fd)
-    assert lifetime.sweep_layout_tmp(str(tmp_path)) == 1
-    assert not os.listdir(tmp)
 
 
 def test_files_of_the_context_are_opened_inside_it(tmp_path: Path) -> None:

@@ -58,10 +58,27 @@ def test_platform_parse_and_host():
 
 @pytest.mark.parametrize("text,expected", [
     ("./images:latest", ("./images", "latest")), ("./images", ("./images", None)),
-    ("/a:b/c", ("/a:b/c", None)), ("img@sha256:" + "a" * 64, ("img", "sha256:" + "a" * 64)),
+    ("img@sha256:" + "a" * 64, ("img", "sha256:" + "a" * 64)), ("a:b:c", ("a:b", "c")),
 ])
 def test_parse_image_argument(text, expected):
     assert parse_image_argument(text) == expected
+
+
+def test_a_colon_in_an_existing_folder_name_is_part_of_the_path(tmp_path):
+    (tmp_path / "a:b" / "c").mkdir(parents=True)
+    assert parse_image_argument(f"{tmp_path}/a:b/c") == (f"{tmp_path}/a:b/c", None)
+    assert parse_image_argument(f"{tmp_path}/a:b/c:v1") == (f"{tmp_path}/a:b/c", "v1")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("./images:bad/tag", "invalid tag 'bad/tag'"), ("./images:bad tag", "invalid tag 'bad tag'"),
+    ("./images:.hidden", "invalid tag '.hidden'"), ("./images:" + "t" * 129, "invalid tag"),
+    ("./images:", "invalid tag ''"), ("./images:tâg", "invalid tag"),
+    ("./images@sha256:abc", "invalid sha256 digest"), ("@sha256:" + "a" * 64, "no layout before the digest"),
+])
+def test_image_arguments_that_name_no_image_are_refused(text, message):
+    with pytest.raises(InvalidInput, match=message):
+        parse_image_argument(text)
 
 
 def test_pipe_round_trip(tmp_path):

@@ -16,12 +16,13 @@ from tests.conftest import run
     ("8080:80", nat.Port(8080, 80, "tcp", "")),
     ("127.0.0.1:5353:53/udp", nat.Port(5353, 53, "udp", "127.0.0.1")),
     ("[fd00::1]:8443:443/tcp", nat.Port(8443, 443, "tcp", "fd00::1")),
+    ("3868:3868/sctp", nat.Port(3868, 3868, "sctp", "")),  # Kubernetes ports may be SCTP
 ])
 def test_published_ports(text, port):
     assert nat.parse_port(text) == port
 
 
-@pytest.mark.parametrize("text", ["80", "0:80", "8080:70000", "8080:80/sctp", "1.2.3:80:80", "a:b", "[::1]:8443:443"])
+@pytest.mark.parametrize("text", ["80", "0:80", "8080:70000", "8080:80/icmp", "1.2.3:80:80", "a:b", "[::1]:8443:443"])
 def test_bad_published_ports(text):
     with pytest.raises(InvalidInput):
         nat.parse_port(text)

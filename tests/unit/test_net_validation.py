@@ -25,7 +25,11 @@ VOLATILE = st.fixed_dictionaries({}, optional={
     "prevResult": st.dictionaries(st.text(max_size=3), SCALARS, max_size=2) | SCALARS,
     "runtimeConfig": st.fixed_dictionaries({}, optional={
         "portMappings": st.lists(MAPPING, max_size=3) | SCALARS,
-        "aliases": VALUES}) | SCALARS,
+        "aliases": VALUES,
+        "ips": st.lists(st.sampled_from(["10.0.0.5", "10.0.0.5/24", "fd00::5/64", "10.0.0.5\n", "/24", "x"])
+                        | st.text(max_size=6), max_size=2) | SCALARS,
+        "mac": st.sampled_from(["02:42:0a:00:00:02", "02:42:0A:00:00:2", "02:42:0a:00:00:02\n"]) | SCALARS,
+    }) | SCALARS,
     "cni.dev/valid-attachments": st.lists(ATTACHMENT, max_size=2) | SCALARS,
 })
 BASE = {"cniVersion": "1.0.0", "name": "n", "type": "ocikit", "ipam": {"subnet": "10.0.0.0/24"}}
@@ -43,7 +47,7 @@ def test_the_shortcut_accepts_plain_published_ports():
     conf = {**BASE, "prevResult": {"ips": []}, "runtimeConfig": {
         "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"},
                          {"hostPort": 53, "containerPort": 53, "protocol": "udp"}],
-        "aliases": {"n": ["web"]}}}
+        "aliases": {"n": ["web"]}, "ips": ["10.0.0.5/24"], "mac": "02:42:0a:00:00:05"}}
     assert validation.plainly_valid_volatile(conf)
 
 

@@ -1,5 +1,6 @@
 """The registry transport: backoff, Retry-After, retries, keep-alive, size caps, references -> URLs."""
 
+import _socket
 import email.utils
 import threading
 import time
@@ -258,3 +259,20 @@ def test_system_roots(tmp_path, monkeypatch, bundle_inside, hashed, expected):
     context = RecordingContext()
     http._load_system_roots(context)
     assert context.calls == ([("locations", None, str(certs))] if expected == "capath" else [("default",)])
+
+
+@pytest.mark.parametrize("code, attempts", [(_socket.EAI_NONAME, 1), (_socket.EAI_AGAIN, 3)])
+def test_an_unknown_host_fails_at_once_a_busy_resolver_is_asked_again(monkeypatch, code, attempts):
+    calls = []
+
+    def lookup(*args, **kwargs):
+        calls.append(args[0])
+        raise _socket.gaierror(code, "Name or service not known" if code == _socket.EAI_NONAME else "busy")
+
+    monkeypatch.setattr(_socket, "getaddrinfo", lookup)
+    transport = Transport(Options(insecure=True, retries=2, backoff=0.001))
+    with pytest.raises(HttpError) as caught:
+        transport.request("GET", "http://registry.example.invalid/v2/")
+    assert len(calls) == attempts
+    if code == _socket.EAI_NONAME:
+        assert "host name lookup failed (name or service not known)" in caught.value.message

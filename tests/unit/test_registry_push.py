@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from oci.descriptor import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor
-from oci.errors import IntegrityError
+from oci.errors import InvalidInput
 from oci.layout import Layout
 from oci.registry.client import Registry
 from oci.registry.http import Options
@@ -79,5 +79,5 @@ def test_plan_of_an_index_puts_children_first(tmp_path):
 
 def test_plan_refuses_a_layer_as_the_image(tmp_path):
     layout = Layout.open(str(tmp_path / "l"), create=True)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(InvalidInput, match="not a manifest or index"):
         plan(layout, Descriptor(OCI_LAYER_GZIP, layout.put_bytes(b"x"), 1))

@@ -9,7 +9,7 @@ import oci.linux.cgroups.v1
 import oci.linux.cgroups.v2
 from oci.linux.cgroups.v1 import V1Manager
 from oci.linux.cgroups.v2 import V2Manager
-from oci.runtime.config import unsupported_fields
+from oci.runtime.config import review
 
 
 def replace_on_write(monkeypatch, module) -> None:
@@ -65,10 +65,11 @@ def test_v2_weight_and_max(v2_cpu, cpu, weight, cpu_max):
     assert ((folder / "cpu.weight").read_text(), (folder / "cpu.max").read_text()) == (weight, cpu_max)
 
 
-def test_config_accepts_shares_quota_period_cpus_mems_and_refuses_the_rest():
+def test_config_takes_every_cpu_setting():
     doc = {"linux": {"resources": {"cpu": {"shares": 1024, "quota": 1, "period": 2, "cpus": "0-1", "mems": "0",
-                                           "realtimeRuntime": 5}}}}
-    assert unsupported_fields(doc) == ["/linux/resources/cpu/realtimeRuntime"]
+                                           "realtimeRuntime": 5, "realtimePeriod": 6, "burst": 7, "idle": 1}}}}
+    found = review(doc)
+    assert (found.refused, found.notes) == ([], [])
 
 
 def test_v1_cpuset(tmp_path, monkeypatch):
@@ -160,6 +161,8 @@ def test_v2_block_io_throttles_are_one_io_max_line_per_device(v2_cpu, tmp_path):
     assert (tmp_path / "ocikit" / "cgroup.subtree_control").read_text() == "+io"
 
 
-def test_config_accepts_throttles_and_refuses_weights():
-    doc = {"linux": {"resources": {"blockIO": {**THROTTLES, "weight": 500}}}}
-    assert unsupported_fields(doc) == ["/linux/resources/blockIO/weight"]
+def test_config_takes_throttles_and_weights():
+    doc = {"linux": {"resources": {"blockIO": {**THROTTLES, "weight": 500, "leafWeight": 10,
+                                               "weightDevice": [{"major": 8, "minor": 0, "weight": 20}]}}}}
+    found = review(doc)
+    assert (found.refused, found.notes) == ([], [])

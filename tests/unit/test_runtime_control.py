@@ -7,7 +7,7 @@ import os
 import pytest
 from oci_run import quick_parse, verb_parser
 
-from oci.errors import InvalidDocument, InvalidInput, Unsupported, UsageError
+from oci.errors import InvalidDocument, InvalidInput, UsageError
 from oci.linux.cgroups.v2 import V2Manager
 from oci.runtime.control import load_resources, parse_bytes
 from oci.runtime.state import FREEZER_LINK, Container, process_start_time
@@ -40,25 +40,48 @@ def test_bad_intervals(text):
         parse_interval(text)
 
 
-def test_resources_document_validated_and_limited_to_what_can_change():
+def test_resources_document_validated_with_what_update_leaves_alone_noted():
     doc = {"memory": {"limit": 1 << 25, "swap": 1 << 26, "reservation": 1 << 24}, "pids": {"limit": 5}}
-    assert load_resources(json.dumps(doc).encode(), "r.json") == doc
+    notes: list[str] = []
+    assert load_resources(json.dumps(doc).encode(), "r.json", notes) == doc
+    assert notes == []
     with pytest.raises(InvalidDocument) as err:
         load_resources(b'{"memory": {"limit": "big"}, "pids": {}}', "r.json")
-    assert [line.split(": ")[:2] for line in err.value.lines()] == [["r.json", "/memory/limit"], ["r.json", "/pids"]]
-    with pytest.raises(Unsupported, match=r"r.json: /memory/kernel:"):
-        load_resources(b'{"memory": {"kernel": 1}}', "r.json")
-    with pytest.raises(Unsupported, match=r"r.json: /devices:"):
-        load_resources(b'{"devices": [{"allow": false, "access": "rwm"}]}', "r.json")
+    assert err.value.lines() == ["r.json: /memory/limit: 'big' is not of type 'integer' (and 1 more: /pids)"]
     with pytest.raises(InvalidDocument, match="not valid JSON"):
         load_resources(b"{", "r.json")
+
+
+def test_a_full_cri_update_is_taken_and_what_runc_leaves_alone_is_noted():
+    """containerd's UpdateContainerResources hands runc the container's whole LinuxResources."""
+    doc = {"devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3,
+                                                             "access": "rwm"}],
+           "memory": {"limit": 1 << 26, "swappiness": 60, "kernel": 0, "disableOOMKiller": False},
+           "cpu": {"shares": 512, "quota": 20000, "period": 100000, "cpus": "0", "mems": ""},
+           "hugepageLimits": [{"pageSize": "2MB", "limit": 0}], "pids": {"limit": 0},
+           "blockIO": {"weight": 0}, "unified": {}, "Rdma": {}, "future": {"x": 1}}
+    notes: list[str] = []
+    assert load_resources(json.dumps(doc).encode(), "r.json", notes)["cpu"]["shares"] == 512
+    assert notes == ["r.json: /Rdma: read as 'rdma', as Go's JSON decoder reads it",
+                     "r.json: /devices: ignored: update leaves it as it is (as runc does)",
+                     "r.json: /memory/swappiness: ignored: update leaves it as it is (as runc does)",
+                     "r.json: /hugepageLimits: ignored: update leaves it as it is (as runc does)",
+                     "r.json: /future: unknown property ignored"]  # no-op values (kernel 0, ...) say nothing
+
+
+def test_update_flags_runc_has():
+    from oci.runtime.control import resources_from_flags
+
+    assert resources_from_flags({"--blkio-weight": 300, "--cpu-rt-period": 1000, "--cpu-rt-runtime": 500}) == {
+        "memory": {}, "cpu": {"realtimePeriod": 1000, "realtimeRuntime": 500}, "blockIO": {"weight": 300}}
 
 
 def test_verb_flags():
     opts = verb_parser("ps").parse_args(["c1", "-o", "pid,comm"])
     assert (opts.id, opts.format, opts.ps_args) == ("c1", "table", ["-o", "pid,comm"])
     opts = verb_parser("update").parse_args(["--resources=-", "c1"])
-    assert (opts.resources, opts.memory, opts.cpu_share, opts.refused_blkio_weight) == ("-", None, None, None)
+    assert (opts.resources, opts.memory, opts.cpu_share, opts.blkio_weight, opts.refused_cpu_idle) == (
+        "-", None, None, None, None)
     opts = verb_parser("events").parse_args(["--stats", "c1"])
     assert (opts.stats, opts.interval) == (True, "5s")
 
@@ -67,7 +90,7 @@ def test_verb_flags():
     ("pause", ["c1"]), ("resume", ["c1"]), ("ps", ["-f", "json", "c1"]), ("ps", ["c1"]),
     ("events", ["--stats", "c1"]), ("events", ["--interval=2s", "c1"]),
     ("update", ["--memory", "64m", "--memory-swap=128m", "--pids-limit", "10", "c1"]),
-    ("update", ["--resources=/r.json", "c1"]),
+    ("update", ["--resources=/r.json", "c1"]), ("update", ["--blkio-weight", "300", "--cpu-rt-period", "1000", "c1"]),
     ("update", ["--cpu-share", "512", "--cpu-quota=50000", "--cpu-period", "100000", "--cpuset-cpus", "0-1", "c1"]),
 ])
 def test_quick_parse_agrees_with_argparse(verb, args):
@@ -78,7 +101,7 @@ def test_quick_parse_agrees_with_argparse(verb, args):
 
 
 @pytest.mark.parametrize("verb, args", [("ps", ["c1", "-o", "pid"]), ("update", ["--pids-limit", "-1", "c1"]),
-                                        ("update", ["--blkio-weight", "2", "c1"]), ("update", ["-r", "-", "c1"])])
+                                        ("update", ["--cpu-idle", "1", "c1"]), ("update", ["-r", "-", "c1"])])
 def test_quick_parse_leaves_the_rest_to_argparse(verb, args):
     assert quick_parse(verb, args) is None
 

@@ -63,4 +63,8 @@ def test_recursive_attributes_later_options_win():
     assert mounts._attributes([mounts.RECURSIVE_OPTIONS[o] for o in ("rro", "rrw")]) == (0, mountopts.ATTR_RDONLY)
     assert mounts._attributes([mounts.RECURSIVE_OPTIONS[o] for o in ("rnoatime", "rstrictatime")]) == (
         mountopts.ATTR_STRICTATIME, mountopts.ATTR__ATIME)
+    assert mounts._attributes([mounts.RECURSIVE_OPTIONS[o] for o in ("rnoatime", "ratime")]) == (
+        mountopts.ATTR_RELATIME, mountopts.ATTR__ATIME)
+    assert mounts._attributes([mounts.RECURSIVE_OPTIONS[o] for o in ("rnoatime", "rnorelatime")]) == (
+        mountopts.ATTR_NOATIME, mountopts.ATTR__ATIME)
     assert mounts.parse_options(["rbind", "rro"])[0] == MS_BIND | MS_REC

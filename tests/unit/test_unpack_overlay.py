@@ -123,3 +123,32 @@ def test_failed_layer_leaves_no_cache_entry(tmp_path, oci, mounts):
     assert r.returncode == 4 and "tar entry '../escape'" in r.stderr
     assert not (tmp_path / "rootfs").exists() and not (tmp_path / ".rootfs.overlay").exists()
     assert len(cache_dirs(cache)) == 1 and os.listdir(cache / "tmp") == []
+
+
+def unfinished(cache, name: str = "0123456789abcdef-killed") -> str:
+    """A layer a killed unpack left half-made in the cache's tmp/."""
+    path = cache / "tmp" / name
+    (path / "etc").mkdir(parents=True)
+    (path / "etc" / "half").write_bytes(b"x" * 10000)
+    return str(path)
+
+
+def test_gc_says_what_it_freed_unfinished_layers_included(tmp_path, oci, image):
+    cache = tmp_path / "cache"
+    oci("unpack", "--overlay", "--cache", str(cache), image, str(tmp_path / "c1"), check=True)
+    subprocess.run(["umount", str(tmp_path / "c1")], check=True)
+    shutil.rmtree(tmp_path / "c1")
+    left = unfinished(cache)
+    r = oci("unpack", "--gc", "--cache", str(cache), check=True)
+    assert r.stderr.startswith("oci-unpack: removed 2 unused cached layers and 1 unfinished ones of "
+                               "interrupted unpacks, ") and r.stderr.endswith(" MB freed\n")
+    assert not os.path.exists(left) and cache_dirs(cache) == {}
+
+
+def test_the_next_unpack_removes_what_a_killed_one_left_in_the_cache(tmp_path, oci, image, mounts):
+    cache = tmp_path / "cache"
+    (cache / "locks").mkdir(parents=True)
+    left = unfinished(cache)
+    oci("unpack", "--overlay", "--cache", str(cache), image, str(tmp_path / "c1"), check=True)
+    mounts.append(str(tmp_path / "c1"))
+    assert not os.path.exists(left) and os.listdir(cache / "tmp") == []

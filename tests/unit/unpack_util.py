@@ -100,18 +100,24 @@ def put_image(path: str, layers: list[bytes], tag: str = "latest", compression: 
     return layout
 
 
-def snapshot(root: str, contents: bool = True) -> dict[str, tuple]:
-    """Every path under `root` with type, mode, owner, size, link target, device, xattrs and content hash."""
+def snapshot(root: str, contents: bool = True, with_root: bool = False,
+             skip_xattrs: tuple[str, ...] = ()) -> dict[str, tuple]:
+    """Every path under `root` (and `root` itself as ".", `with_root`) with type, mode, owner,
+    size, link target, device, xattrs (but those starting with `skip_xattrs`) and content hash."""
     found: dict[str, tuple] = {}
     for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
+        names = dirs + files
+        if with_root and folder == root:
+            names = ["", *names]
+        for name in names:
+            path = os.path.join(folder, name) if name else root
             st = os.lstat(path)
             kind = stat.S_IFMT(st.st_mode)
             target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
             try:
                 xattrs = {k: os.getxattr(path, k, follow_symlinks=False)
-                          for k in sorted(os.listxattr(path, follow_symlinks=False))}
+                          for k in sorted(os.listxattr(path, follow_symlinks=False))
+                          if not (skip_xattrs and k.startswith(skip_xattrs))}
             except OSError:
                 xattrs = {}
             digest = None
@@ -121,8 +127,9 @@ def snapshot(root: str, contents: bool = True) -> dict[str, tuple]:
             rdev = (os.major(st.st_rdev), os.minor(st.st_rdev)) if stat.S_ISCHR(st.st_mode) or \
                 stat.S_ISBLK(st.st_mode) else None
             size = st.st_size if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) else None
-            found[os.path.relpath(path, root)] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size,
-                                                   target, rdev, tuple(xattrs.items()), digest)
+            key = os.path.relpath(path, root) if name else "."
+            found[key] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size, target, rdev,
+                          tuple(xattrs.items()), digest)
     return found
 
 

@@ -132,7 +132,8 @@ class Manager:
     def join(self, pid: int) -> None:
         raise NotImplementedError
 
-    def apply(self, resources: dict[str, Any]) -> None:
+    def apply(self, resources: dict[str, Any], notes: list[str] | None = None) -> None:
+        """Apply linux.resources at create; what the cgroup version makes a no-op is appended to `notes`."""
         raise NotImplementedError
 
     def pids(self) -> list[int]:

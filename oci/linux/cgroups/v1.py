@@ -64,13 +64,16 @@ class V1Manager(Manager):
         for _, path, _ in self.dirs():
             write(os.path.join(path, "cgroup.procs"), str(pid))
 
-    def apply(self, resources: dict[str, Any]) -> None:
+    def apply(self, resources: dict[str, Any], notes: list[str] | None = None) -> None:
         self._refuse_unified(resources)
-        memory = resources.get("memory") or {}
+        memory = {key: value for key, value in (resources.get("memory") or {}).items()
+                  if key not in ("kernel", "kernelTCP", "useHierarchy", "checkBeforeUpdate")}
+        if memory.get("swappiness") in (None, -1):
+            memory.pop("swappiness", None)
+        if not memory.get("disableOOMKiller"):
+            memory.pop("disableOOMKiller", None)
         if memory:
-            folder = self.controller_dir("memory")
-            if folder is None:
-                raise CgroupError("cgroup: the memory controller is not mounted")
+            folder = self._need("memory")
             if "limit" in memory:
                 write(os.path.join(folder, "memory.limit_in_bytes"), str(memory["limit"]))
             if "reservation" in memory:
@@ -82,8 +85,17 @@ class V1Manager(Manager):
                         raise CgroupError("cgroup: /linux/resources/memory/swap: swap accounting is off")
                 else:
                     write(swap_file, str(memory["swap"]))
-        self._write_cpu(resources.get("cpu") or {})
+            if "swappiness" in memory:
+                if not 0 <= memory["swappiness"] <= 100:
+                    raise CgroupError(f"cgroup: /linux/resources/memory/swappiness: {memory['swappiness']} is "
+                                      "outside 0-100")
+                write(os.path.join(folder, "memory.swappiness"), str(memory["swappiness"]))
+            if memory.get("disableOOMKiller"):
+                write(os.path.join(folder, "memory.oom_control"), "1")
+        self._write_cpu(resources.get("cpu") or {}, notes)
         self._write_block_io(resources.get("blockIO") or {})
+        self._write_hugepages(resources.get("hugepageLimits") or [])
+        self._write_network(resources.get("network") or {})
         pids = resources.get("pids") or {}
         if "limit" in pids:
             folder = self.controller_dir("pids")
@@ -133,21 +145,67 @@ class V1Manager(Manager):
             raise CgroupError("cgroup: /linux/resources/unified: needs cgroup v2 (this host mounts cgroup v1)")
 
     def _write_block_io(self, block_io: dict[str, Any]) -> None:
-        """blkio.throttle.* rules, one `MAJOR:MINOR RATE` per device (a rate of 0 removes one)."""
+        """Weights (blkio.weight, or BFQ's blkio.bfq.weight), per-device weights, and the blkio.throttle.*
+        rules, one `MAJOR:MINOR VALUE` per device (a rate of 0 removes one); a weight of 0 changes nothing."""
+        if block_io.get("weight"):
+            self._write_any("blkio", ("blkio.weight", "blkio.bfq.weight"), str(block_io["weight"]),
+                            "/linux/resources/blockIO/weight")
+        if block_io.get("leafWeight"):
+            self._write_any("blkio", ("blkio.leaf_weight",), str(block_io["leafWeight"]),
+                            "/linux/resources/blockIO/leafWeight")
+        for i, entry in enumerate(block_io.get("weightDevice") or []):
+            device = f"{entry['major']}:{entry['minor']}"
+            if entry.get("weight"):
+                self._write_any("blkio", ("blkio.weight_device", "blkio.bfq.weight_device"),
+                                f"{device} {entry['weight']}", f"/linux/resources/blockIO/weightDevice/{i}")
+            if entry.get("leafWeight"):
+                self._write_any("blkio", ("blkio.leaf_weight_device",), f"{device} {entry['leafWeight']}",
+                                f"/linux/resources/blockIO/weightDevice/{i}")
         for key, name in THROTTLES.items():
             for entry in block_io.get(key) or []:
                 write(os.path.join(self._need("blkio"), f"blkio.throttle.{name}_device"),
                       f"{entry['major']}:{entry['minor']} {entry['rate']}")
 
-    def _write_cpu(self, cpu: dict[str, Any]) -> None:
-        """CPU shares, CFS period and quota, cpuset cpus and mems; 0 or "" leaves a value alone, as runc."""
+    def _write_any(self, controller: str, names: tuple[str, ...], value: str, pointer: str) -> None:
+        """Write `value` to the first of `names` the controller has; CgroupError if it has none."""
+        folder = self._need(controller)
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.exists(path):
+                write(path, value)
+                return
+        raise CgroupError(f"cgroup: {pointer}: this kernel has no {' nor '.join(names)}")
+
+    def _write_hugepages(self, limits: list[dict[str, Any]]) -> None:
+        """hugetlb.SIZE.limit_in_bytes for each hugepageLimits entry."""
+        for i, entry in enumerate(limits):
+            self._write_any("hugetlb", (f"hugetlb.{entry['pageSize']}.limit_in_bytes",), str(entry["limit"]),
+                            f"/linux/resources/hugepageLimits/{i}")
+
+    def _write_network(self, network: dict[str, Any]) -> None:
+        """net_cls.classid and net_prio.ifpriomap (one `IFNAME PRIORITY` per write)."""
+        if network.get("classID"):
+            self._write_any("net_cls", ("net_cls.classid",), str(network["classID"]),
+                            "/linux/resources/network/classID")
+        for i, entry in enumerate(network.get("priorities") or []):
+            self._write_any("net_prio", ("net_prio.ifpriomap",), f"{entry['name']} {entry['priority']}",
+                            f"/linux/resources/network/priorities/{i}")
+
+    def _write_cpu(self, cpu: dict[str, Any], notes: list[str] | None = None) -> None:
+        """CPU shares, CFS period, quota and burst, realtime period and runtime, cpuset cpus and mems; 0 or ""
+        leaves a value alone, as runc. cpu.idle is cgroup v2's alone: noted, as runc ignores it here."""
         cpu = {key: value for key, value in cpu.items() if value}
-        if cpu.keys() & {"shares", "period", "quota"}:
+        if "idle" in cpu and notes is not None:
+            notes.append("/linux/resources/cpu/idle: ignored: cgroup v1 has no cpu.idle (as runc ignores it)")
+        if cpu.keys() & {"shares", "period", "quota", "burst", "realtimePeriod", "realtimeRuntime"}:
             folder = self._need("cpu")
             for key, name in (("shares", "cpu.shares"), ("period", "cpu.cfs_period_us"),
-                              ("quota", "cpu.cfs_quota_us")):
+                              ("quota", "cpu.cfs_quota_us"), ("realtimePeriod", "cpu.rt_period_us"),
+                              ("realtimeRuntime", "cpu.rt_runtime_us")):
                 if key in cpu:
                     write(os.path.join(folder, name), str(cpu[key]))
+            if "burst" in cpu:
+                self._write_any("cpu", ("cpu.cfs_burst_us",), str(cpu["burst"]), "/linux/resources/cpu/burst")
         if cpu.keys() & {"cpus", "mems"}:
             folder = self._need("cpuset")
             for key in ("cpus", "mems"):

@@ -57,12 +57,21 @@ class V2Manager(Manager):
     def join(self, pid: int) -> None:
         write(os.path.join(self.dir, "cgroup.procs"), str(pid))
 
-    def apply(self, resources: dict[str, Any]) -> None:
+    def apply(self, resources: dict[str, Any], notes: list[str] | None = None) -> None:
         if resources.get("devices"):
             from oci.linux.cgroups import devices_bpf
 
             devices_bpf.attach(self.dir, [*resources["devices"], *DEFAULT_ALLOWED])
-        memory = resources.get("memory") or {}
+        memory = {key: value for key, value in (resources.get("memory") or {}).items()
+                  if key in ("limit", "reservation", "swap")}
+        for key, why in (("swappiness", "cgroup v2 has no memory.swappiness"),
+                         ("disableOOMKiller", "cgroup v2 has no memory.oom_control")):
+            if (resources.get("memory") or {}).get(key) not in (None, False, -1) and notes is not None:
+                notes.append(f"/linux/resources/memory/{key}: ignored: {why} (as runc ignores it)")
+        network = resources.get("network") or {}
+        if (network.get("classID") or network.get("priorities")) and notes is not None:
+            notes.append("/linux/resources/network: ignored: cgroup v2 has no net_cls nor net_prio (as runc "
+                         "ignores it)")
         if memory:
             self._enable("memory")
             if "limit" in memory:
@@ -79,17 +88,39 @@ class V2Manager(Manager):
                 elif swap not in (-1, 0):
                     raise CgroupError("cgroup: /linux/resources/memory/swap: swap accounting is off")
         self._write_cpu(resources.get("cpu") or {}, live=False)
-        self._write_block_io(resources.get("blockIO") or {})
+        self._write_block_io(resources.get("blockIO") or {}, notes)
+        for i, entry in enumerate(resources.get("hugepageLimits") or []):
+            self._write_file("hugetlb", f"hugetlb.{entry['pageSize']}.max", _value(entry["limit"]),
+                             f"/linux/resources/hugepageLimits/{i}")
         pids = resources.get("pids") or {}
         if "limit" in pids:
             self._enable("pids")
             write(os.path.join(self.dir, "pids.max"), _value(pids["limit"]))
         self._write_unified(resources.get("unified") or {})
 
+    def _write_file(self, controller: str, name: str, value: str, pointer: str) -> None:
+        """Write a controller's file (enabling the controller); CgroupError if the kernel has no such file."""
+        path = os.path.join(self.dir, name)
+        if not os.path.exists(path):
+            try:
+                self._enable(controller)
+            except CgroupError:
+                pass
+            if not os.path.exists(path):
+                raise CgroupError(f"cgroup: {pointer}: this kernel has no {name}")
+        write(path, value)
+
     def _write_cpu(self, cpu: dict[str, Any], live: bool) -> None:
-        """cpu.weight and cpu.max from shares, quota and period, cpuset.cpus and .mems; 0 or "" leaves a
-        value alone, as runc. On a `live` cgroup, a quota or period given alone keeps the other one."""
+        """cpu.weight and cpu.max from shares, quota and period, cpu.max.burst, cpu.idle, cpuset.cpus and .mems;
+        0 or "" leaves a value alone, as runc. On a `live` cgroup, a quota or period given alone keeps the
+        other one. Realtime limits have no cgroup v2 file: refused, as runc refuses them."""
         cpu = {key: value for key, value in cpu.items() if value}
+        if cpu.keys() & {"realtimePeriod", "realtimeRuntime"}:
+            raise CgroupError("cgroup: /linux/resources/cpu/realtimeRuntime: cgroup v2 has no realtime cpu limits")
+        if "burst" in cpu:
+            self._write_file("cpu", "cpu.max.burst", str(cpu["burst"]), "/linux/resources/cpu/burst")
+        if "idle" in cpu:
+            self._write_file("cpu", "cpu.idle", str(cpu["idle"]), "/linux/resources/cpu/idle")
         if cpu.keys() & {"shares", "quota", "period"}:
             self._enable("cpu")
         if "shares" in cpu:  # runc's mapping of v1 shares [2, 262144] onto cpu.weight [1, 10000]
@@ -108,8 +139,26 @@ class V2Manager(Manager):
                 if key in cpu:
                     write(os.path.join(self.dir, f"cpuset.{key}"), cpu[key])
 
-    def _write_block_io(self, block_io: dict[str, Any]) -> None:
-        """io.max, one line per device with the limits the throttles give (a rate of 0: max)."""
+    def _write_block_io(self, block_io: dict[str, Any], notes: list[str] | None = None) -> None:
+        """Weights (BFQ's io.bfq.weight as given, else io.weight with runc's conversion from [10, 1000] to
+        [1, 10000]), per-device weights (io.bfq.weight), and io.max, one line per device with the limits the
+        throttles give (a rate of 0: max). Leaf weights have no cgroup v2 file: noted, as runc ignores them."""
+        weight = block_io.get("weight")
+        if weight:
+            bfq = os.path.join(self.dir, "io.bfq.weight")
+            if os.path.exists(bfq):
+                write(bfq, str(weight))
+            else:
+                self._write_file("io", "io.weight", str(1 + (weight - 10) * 9999 // 990),
+                                 "/linux/resources/blockIO/weight")
+        for i, entry in enumerate(block_io.get("weightDevice") or []):
+            if entry.get("weight"):
+                self._write_file("io", "io.bfq.weight", f"{entry['major']}:{entry['minor']} {entry['weight']}",
+                                 f"/linux/resources/blockIO/weightDevice/{i}")
+        if (block_io.get("leafWeight") or any(e.get("leafWeight") for e in block_io.get("weightDevice") or [])) \
+                and notes is not None:
+            notes.append("/linux/resources/blockIO/leafWeight: ignored: cgroup v2 has no leaf weights (as runc "
+                         "ignores them)")
         limits: dict[str, list[str]] = {}
         for key, name in IO_MAX_KEYS.items():
             for entry in block_io.get(key) or []:

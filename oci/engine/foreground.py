@@ -1,0 +1,147 @@
+"""A container run in the foreground by the front itself, in one process: oci-run's create,
+start, wait and delete called as a library (no runtime process to start), the front the
+container's subreaper, signals forwarded, a terminal proxied with -t, stdin given with -i.
+
+Exit statuses as `docker run`'s: the container's own, 125 when the container could not be
+made, 126 when its command cannot be invoked, 127 when it is not found.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from oci.errors import NotFound, OciError
+
+from .containers import now
+from .engine import Engine
+
+CANNOT_RUN = 125
+CANNOT_INVOKE = 126
+NOT_FOUND = 127
+
+
+class RunFailed(OciError):
+    """The container could not be started; `exit_code` as docker run's."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def exit_code_of(err: OciError) -> int:
+    text = err.message
+    if "executable file not found" in text or "no such file" in text.lower():
+        return NOT_FOUND
+    if "permission denied" in text.lower():
+        return CANNOT_INVOKE
+    return CANNOT_RUN
+
+
+def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool,
+        warn: Callable[[str], None], log: bool = True) -> int:
+    """Create, start and wait for the container; record its exit; its status as docker run gives it.
+
+    With `log` (and no terminal), what it prints goes through pipes to ours and to its log, as
+    Docker keeps the log of every container; `run --rm` does without."""
+    tee = None
+    if log and not tty:
+        from .logs import Tee, path
+
+        tee = Tee(path(engine, record["Id"]))
+        tee.__enter__()
+    try:
+        return _run(engine, record, interactive=interactive, tty=tty, warn=warn, tee=tee)
+    finally:
+        if tee is not None:
+            tee.__exit__(None, None, None)
+
+
+def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool, warn: Callable[[str], None],
+         tee: Any) -> int:
+    import _signal
+    import _socket
+
+    from oci.runtime import lifecycle
+
+    cid = record["Id"]
+    folder = engine.containers.folder(cid)
+    store = engine.runtime_store()
+    if not interactive:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # as docker run without -i: the container reads nothing
+        os.close(null)
+    ours = theirs = None
+    if tty:
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    options = lifecycle.CreateOptions(subreaper=True, console_fd=theirs.fileno() if theirs else None)
+    try:
+        container = lifecycle.create(store, cid, folder, options)
+    except OciError as err:
+        raise RunFailed(err.message, exit_code_of(err)) from None
+    finally:
+        if tee is not None:
+            tee.release()  # the container holds the pipes now; our own stdout and stderr are back
+    master = None
+    if theirs is not None and ours is not None:
+        from oci.linux import terminal
+
+        theirs.close()
+        master = terminal.receive_master(ours)  # type: ignore[arg-type]  # _socket's socket, as oci-run's
+        ours.close()
+    try:
+        _, warnings = lifecycle.start(store, cid)
+    except BaseException as err:
+        lifecycle.delete(store, cid, force=True)
+        if isinstance(err, OciError):
+            raise RunFailed(err.message, exit_code_of(err)) from None
+        raise
+    for warning in warnings:
+        warn(warning)
+    mark_running(engine, record, container.pid)
+
+    def forward(signum: int, _frame: Any) -> None:
+        if signum == _signal.SIGWINCH and master is not None:
+            from oci.linux import terminal
+
+            terminal.copy_size(0, master)
+            return
+        try:
+            os.kill(container.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
+                   _signal.SIGUSR2, _signal.SIGWINCH):
+        _signal.signal(signum, forward)
+    if master is not None:
+        from oci.linux import terminal
+
+        terminal.proxy(master)
+    status = lifecycle.wait_exit(container.pid)
+    try:
+        with engine.containers.lock(cid):  # `rm -f` from elsewhere holds it while it removes the container
+            try:
+                for warning in lifecycle.delete(store, cid, force=True):
+                    warn(warning)
+            except NotFound:
+                return status  # removed meanwhile
+            mark_exited(engine, cid, status)
+    except FileNotFoundError:
+        pass  # its folder is gone: removed meanwhile
+    return status
+
+
+def mark_running(engine: Engine, record: dict[str, Any], pid: int) -> None:
+    record["State"].update(Status="running", Running=True, Pid=pid, StartedAt=now(), ExitCode=0, Error="")
+    engine.containers.save(record)
+
+
+def mark_exited(engine: Engine, cid: str, status: int) -> None:
+    """Record the exit (the caller holds the container's lock), unless the container was removed meanwhile."""
+    try:
+        record = engine.containers.load(cid)
+    except NotFound:
+        return
+    record["State"].update(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=status, FinishedAt=now())
+    engine.containers.save(record)

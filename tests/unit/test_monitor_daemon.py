@@ -1,0 +1,217 @@
+"""The monitor end to end, without root: a fake runtime (monitor_fake_runtime.py) forks plain processes,
+and the monitor, their subreaper, logs, reaps, restarts, stops and adopts them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from oci.errors import Conflict, NotFound, OciError
+from oci.monitor import client, crilog
+from oci.monitor.follow import RotatedFile
+from oci.monitor.paths import Root
+
+FAKE = Path(__file__).with_name("monitor_fake_runtime.py")
+
+
+def wait_for(predicate, timeout=20.0, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+class World:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.root = Root(str(base / "root"))
+        self.runtime = base / "runtime"
+        self.runtime.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE} \"$@\"\n")
+        self.runtime.chmod(0o755)
+        self.monitors: set[int] = set()
+
+    def config(self, *args: str, tty: bool = False, restart: str = "no", stop_signal: str = "SIGTERM",
+               stop_timeout: int = 10, max_size: int = 0, max_files: int = 1, cid: str = "c") -> dict:
+        bundle = self.base / f"bundle-{cid}"
+        bundle.mkdir(exist_ok=True)
+        (bundle / "config.json").write_text(json.dumps({"process": {"args": list(args), "terminal": tty}}))
+        name, _, count = restart.partition(":")
+        return {"bundle": str(bundle), "runtime": {"path": str(self.runtime), "root": str(self.base / "rt")},
+                "command": list(args), "tty": tty, "interactive": False,
+                "restartPolicy": {"name": name, "maximumRetryCount": int(count or 0)}, "stopSignal": stop_signal,
+                "stopTimeout": stop_timeout,
+                "log": {"path": self.root.default_log(cid), "maxSize": max_size, "maxFiles": max_files}}
+
+    def run(self, cid: str, *args: str, **options) -> dict:
+        answer = client.run(self.root, cid, self.config(*args, cid=cid, **options))
+        pid = client.monitor_pid(self.root)
+        if pid:
+            self.monitors.add(pid)
+        return answer
+
+    def state(self, cid: str) -> dict:
+        return client.inspect(self.root, cid)["state"]
+
+    def lines(self, cid: str) -> list[bytes]:
+        return [r.content for r in crilog.records(RotatedFile(self.root.default_log(cid)).history())]
+
+    def actions(self, cid: str) -> list[str]:
+        path = Path(self.root.events)
+        return [e["Action"] for e in map(json.loads, path.read_text().splitlines()) if e["id"] == cid]
+
+    def cleanup(self) -> None:
+        for cid in self.root.ids():
+            try:
+                client.remove(self.root, cid, force=True)
+            except OciError:
+                pass
+        pid = client.monitor_pid(self.root)
+        if pid:
+            self.monitors.add(pid)
+        for pid in self.monitors:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            wait_for(lambda p=pid: not alive(p), 10, "the monitor to leave")
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = World(tmp_path)
+    yield w
+    w.cleanup()
+
+
+def test_run_logs_and_exit_code(world):
+    answer = world.run("c", "sh", "-c", "echo out; echo err >&2; printf part; sleep 0.1; exit 3")
+    assert answer["id"] == "c" and answer["pid"] > 0
+    assert client.wait(world.root, "c") == 3
+    st = world.state("c")
+    assert (st["status"], st["exitCode"], st["signal"], st["pid"]) == ("exited", 3, None, 0)
+    assert world.lines("c") == [b"out", b"err", b"part"] or sorted(world.lines("c")) == [b"err", b"out", b"part"]
+    assert world.actions("c") == ["create", "start", "die"]
+    row = client.containers(world.root, all_states=True)[0]
+    assert row["statusText"].startswith("Exited (3)") and row["monitored"] is False
+
+
+def test_on_failure_restarts_with_backoff_then_gives_up(world):
+    world.run("c", "sh", "-c", "echo go; exit 1", restart="on-failure:2")
+    wait_for(lambda: world.state("c")["restartCount"] == 2 and world.state("c")["status"] == "exited", 20,
+             "two restarts")
+    time.sleep(0.5)
+    assert world.state("c")["restartCount"] == 2
+    assert world.actions("c").count("restart") == 2
+    assert world.lines("c") == [b"go"] * 3
+
+
+def test_stop_grace_then_kill_and_no_restart(world):
+    world.run("c", "sh", "-c", "trap '' TERM; while :; do sleep 0.05; done", restart="always")
+    began = time.monotonic()
+    assert client.stop(world.root, "c", timeout=1) == 137
+    assert time.monotonic() - began >= 1
+    st = world.state("c")
+    assert (st["signal"], st["manuallyStopped"], st["status"]) == ("SIGKILL", True, "exited")
+    assert world.actions("c")[-2:] == ["die", "stop"]
+    time.sleep(0.4)
+    assert world.state("c")["restartCount"] == 0
+
+
+def test_kill_rm_and_conflicts(world):
+    world.run("c", "sh", "-c", "trap 'exit 9' USR1; while :; do sleep 0.05; done")
+    with pytest.raises(Conflict):
+        world.run("c", "true")
+    with pytest.raises(Conflict, match="running"):
+        client.remove(world.root, "c")
+    client.kill(world.root, "c", "USR1")
+    assert client.wait(world.root, "c") == 9
+    with pytest.raises(Conflict, match="not running"):
+        client.kill(world.root, "c", "USR1")
+    client.remove(world.root, "c")
+    assert not os.path.exists(world.root.container("c"))
+    with pytest.raises(NotFound):
+        client.inspect(world.root, "c")
+
+
+def test_a_failing_runtime_leaves_nothing(world):
+    (world.base / "rt" / "c").mkdir(parents=True)  # the fake runtime then says the container exists
+    with pytest.raises(OciError, match="run exited with 1: container c exists"):
+        world.run("c", "true")
+    assert world.root.ids() == []
+
+
+def test_detached_terminal_is_logged(world):
+    world.run("c", "sh", "-c", "tty >/dev/null && echo on-a-tty", tty=True)
+    assert client.wait(world.root, "c") == 0
+    assert b"on-a-tty\r" in world.lines("c")
+
+
+def test_rotation_and_follow(world):
+    world.run("c", "sh", "-c", "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done", max_size=500,
+              max_files=3)
+    client.wait(world.root, "c")
+    folder = Path(world.root.container("c"))
+    assert sorted(p.name for p in folder.glob("ctr.log*")) == ["ctr.log", "ctr.log.1", "ctr.log.2"]
+    lines = world.lines("c")
+    assert lines == [f"line-{i}".encode() for i in range(200 - len(lines), 200)]
+
+
+def test_monitor_killed_then_a_new_one_adopts(world):
+    world.run("c", "sh", "-c", "i=0; trap 'exit 0' TERM; while :; do echo tick-$i; i=$((i+1)); sleep 0.05; done")
+    world.run("d", "sh", "-c", "sleep 0.5; exit 4", restart="on-failure:1")
+    pid = world.state("c")["pid"]
+    monitor = client.monitor_pid(world.root)
+    os.kill(monitor, signal.SIGKILL)
+    wait_for(lambda: not alive(monitor), 10, "the monitor to die")
+    time.sleep(1)
+    assert alive(pid)
+    rows = {row["id"]: row for row in client.containers(world.root, all_states=True)}
+    assert rows["c"]["statusText"].endswith("(unmonitored)") and not rows["c"]["monitored"]
+    client.request(world.root, {"op": "ping"})  # a new monitor
+    world.monitors.add(client.monitor_pid(world.root))
+    assert world.state("c")["adopted"] and world.state("c")["pid"] == pid
+    wait_for(lambda: world.state("d")["restartCount"] == 1, 10, "d restarted by the new monitor")
+    ticks = wait_for(lambda: [line for line in world.lines("c")] if len(world.lines("c")) > 40 else None, 10,
+                     "ticks after adoption")
+    assert ticks == [f"tick-{i}".encode() for i in range(len(ticks))]
+    assert client.stop(world.root, "c", timeout=5) is None, "an adopted container's exit code is unknown"
+    assert "unknown" in world.state("c")["error"]
+
+
+def test_one_monitor_per_root(world):
+    client.start_monitor(world.root, idle_timeout=60)
+    first = client.monitor_pid(world.root)
+    world.monitors.add(first)
+    second = subprocess.run([sys.executable, "-c", "import sys; from oci.monitor import daemon; "
+                             "sys.exit(daemon.main(sys.argv[1:]))", world.root.path, "--daemonize"],
+                            capture_output=True, text=True, timeout=60, cwd=str(Path(__file__).parents[2]))
+    assert second.returncode == 1 and "already runs" in second.stderr
+    assert client.monitor_pid(world.root) == first
+
+
+def test_an_idle_monitor_leaves(world):
+    client.start_monitor(world.root, idle_timeout=0.5)
+    first = client.monitor_pid(world.root)
+    assert first
+    wait_for(lambda: not alive(first), 10, "an idle monitor to leave")
+    assert not os.path.exists(world.root.socket)
+    assert client.request(world.root, {"op": "ping"})["pid"] != first
