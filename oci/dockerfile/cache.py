@@ -30,12 +30,12 @@ import fcntl
 import json
 import os
 import secrets
-import shutil
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from oci.descriptor import Descriptor
 from oci.digest import Digest
+from oci.dockerfile.lifetime import remove_tree
 from oci.errors import InvalidDocument
 from oci.fsutil import write_atomic
 from oci.layout import Layout
@@ -223,7 +223,7 @@ class BuildCache:
         except OSError:
             if not os.path.isdir(target):  # not there by a concurrent build: keep the folder where it is
                 return folder
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_tree(folder)
         return target
 
     # -- scratch ---------------------------------------------------------------
@@ -247,7 +247,7 @@ class BuildCache:
         return path
 
     def release(self, path: str) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
         try:
             os.unlink(path + ".lock")
         except FileNotFoundError:
@@ -278,7 +278,7 @@ class BuildCache:
             except OSError:
                 os.close(fd)
                 continue
-            shutil.rmtree(path[: -len(".lock")], ignore_errors=True)
+            remove_tree(path[: -len(".lock")])
             os.unlink(path)
             os.close(fd)
 
@@ -292,8 +292,8 @@ class BuildCache:
             path = os.path.join(self.dir, folder)
             if os.path.isdir(path):
                 records += len(os.listdir(path))
-                shutil.rmtree(path, ignore_errors=True)
-        shutil.rmtree(os.path.join(self.dir, "trees"), ignore_errors=True)
+                remove_tree(path)
+        remove_tree(os.path.join(self.dir, "trees"))
         if os.path.isdir(os.path.join(self.dir, "work")):
             self._sweep(os.path.join(self.dir, "work"))
         blobs = self.layout.gc()

@@ -151,6 +151,24 @@ class Found:
 
 
 @dataclass
+class _Frame:
+    """A folder being walked: its names still to see, where it is, its own item's index."""
+
+    names: list[str]
+    host: str
+    rel: str
+    below: str
+    mark: int | None
+    excluded: bool
+    added: bool = False
+
+
+def shown_path(path: str) -> str:
+    """A host path for a message: a very long one shortened in the middle."""
+    return path if len(path) <= 200 else f"{path[:100]}...{path[-80:]}"
+
+
+@dataclass
 class Item:
     """One file to write: its path relative to the copy's destination and its entry."""
 
@@ -263,17 +281,25 @@ class SourceRoot:
         self._walk(found.host, found.rel, "", items, links)
         return items
 
-    def _walk(self, host: str, rel: str, below: str, items: list[Item], links: dict[tuple[int, int], str]) -> bool:
-        """Add the entries under directory `host`; True when anything was added."""
-        try:
-            names = sorted(os.listdir(host))
-        except OSError as err:
-            raise InvalidInput(f"{host}: cannot list: {err.strerror}") from None
-        added = False
-        for name in names:
-            child_rel = f"{rel}/{name}" if rel else name
-            child_below = f"{below}/{name}" if below else name
-            path = os.path.join(host, name)
+    def _walk(self, host: str, rel: str, below: str, items: list[Item], links: dict[tuple[int, int], str]) -> None:
+        """Add the entries under directory `host`, depth first, each folder's in name order (a
+        loop, not recursion: a tree of any depth). An excluded folder stays only when an
+        exception of the ignore file re-includes something below it."""
+        stack = [_Frame(self._names(host), host, rel, below, None, False)]
+        while stack:
+            frame = stack[-1]
+            if not frame.names:
+                stack.pop()
+                if frame.mark is not None:
+                    if frame.excluded and not frame.added:
+                        del items[frame.mark]  # nothing below it was kept: its item is the last
+                    else:
+                        stack[-1].added = True
+                continue
+            name = frame.names.pop()
+            child_rel = f"{frame.rel}/{name}" if frame.rel else name
+            child_below = f"{frame.below}/{name}" if frame.below else name
+            path = os.path.join(frame.host, name)
             try:
                 st = os.lstat(path)
             except FileNotFoundError:
@@ -285,12 +311,8 @@ class SourceRoot:
                 entry = entry_of(path, child_below, st, links)
                 if entry is None:
                     continue
-                mark = len(items)
                 items.append(Item(child_below, entry, path))
-                if not self._walk(path, child_rel, child_below, items, links) and excluded:
-                    del items[mark]
-                    continue
-                added = True
+                stack.append(_Frame(self._names(path), path, child_rel, child_below, len(items) - 1, excluded))
                 continue
             if excluded:
                 continue
@@ -301,8 +323,15 @@ class SourceRoot:
             if entry.type == tarfile.LNKTYPE:
                 item.link_rel = entry.linkname
             items.append(item)
-            added = True
-        return added
+            frame.added = True
+
+    @staticmethod
+    def _names(host: str) -> list[str]:
+        """A folder's names, last first (they are popped)."""
+        try:
+            return sorted(os.listdir(host), reverse=True)
+        except OSError as err:
+            raise InvalidInput(f"{shown_path(host)}: cannot list: {err.strerror}") from None
 
     def digest(self, items: list[Item], hasher: hashlib._Hash) -> None:
         """Feed the content digest of `items` into `hasher`."""

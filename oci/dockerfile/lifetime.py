@@ -40,6 +40,16 @@ TIED = ("setpriv", "--pdeathsig", "KILL", "--", "unshare", "--pid", "--fork", "-
 _HIDDEN_GRACE = 60.0  # seconds a half-made root (hidden name, lock free) may be younger than and still be in use
 
 
+def remove_tree(path: str) -> None:
+    """Remove a folder of any depth, quietly (shutil.rmtree recurses: a RUN's `mkdir -p` of
+    2,000 levels exceeds Python's recursion limit; rm(1) walks it with fts)."""
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except RecursionError:
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", path], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def tied(argv: list[str]) -> list[str]:
     """`argv` run so that it and every process it starts die when this process dies."""
     return [*TIED, *argv]

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from dataclasses import dataclass
 
-from oci.dockerfile.lifetime import RuntimeRoot
+from oci.dockerfile.lifetime import RuntimeRoot, remove_tree
 from oci.errors import OciError, Unsupported
 from oci.linux import syscalls
 
@@ -119,7 +118,7 @@ class Workspace:
     def discard(self, overlay: Overlay) -> None:
         """Unmount and delete an overlay's folders."""
         self.unmount(overlay)
-        shutil.rmtree(os.path.dirname(overlay.rootfs), ignore_errors=True)
+        remove_tree(os.path.dirname(overlay.rootfs))
 
     def close(self) -> None:
         for overlay in list(self.mounted):
@@ -127,7 +126,7 @@ class Workspace:
                 self.unmount(overlay)
             except OSError:
                 pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_tree(self.dir)
         if self.runtime_root is not None:
             self.runtime_root.close()
             self.runtime_root = None

@@ -440,6 +440,43 @@ def test_dockerignore_exceptions_double_star_and_an_ignored_dockerfile(case: Cas
     assert (case.accepted() / "k").read_text() == "keep.txt"
 
 
+def test_trees_deeper_than_pythons_recursion_limit(case: Case) -> None:
+    """A context, an archive and a RUN each make a tree 1,200 folders deep: walked, written,
+    committed and removed by loops, not recursion (no RecursionError, no folder left)."""
+    try:
+        _deep_trees(case)
+    finally:  # pytest's own clean-up of old temporary folders recurses: it must never meet these
+        subprocess.run(["rm", "-rf", "--", str(case.tmp)], check=True)
+
+
+def _deep_trees(case: Case) -> None:
+    folder = case.context / "deep"
+    folder.mkdir()
+    here = os.open(folder, os.O_RDONLY)
+    for _ in range(1200):  # relative to an fd: the host path would pass PATH_MAX soon after
+        os.mkdir("d", dir_fd=here)
+        inner = os.open("d", os.O_RDONLY, dir_fd=here)
+        os.close(here)
+        here = inner
+    with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=here), "w") as f:
+        f.write("bottom")
+    os.close(here)
+    case.file("deep.tar", tar_bytes([{"name": "d/" * 1200 + "f", "data": b"bottom"}]))
+    case.dockerfile("FROM $BASE_IMAGE\nCOPY deep /c/\nADD deep.tar /a/\n"
+                    "RUN d=/r; i=0; while [ $i -lt 1200 ]; do d=$d/d; i=$((i+1)); done; mkdir -p $d && echo x > $d/f\n")
+    rootfs = case.accepted()
+    for top in ("c", "a", "r"):
+        here, depth = os.open(rootfs / top, os.O_RDONLY), 0
+        while os.path.isdir(f"/proc/self/fd/{here}/d"):  # down by fds (pathlib and os.walk recurse)
+            inner = os.open("d", os.O_RDONLY, dir_fd=here)
+            os.close(here)
+            here, depth = inner, depth + 1
+        assert os.path.isfile(f"/proc/self/fd/{here}/f")
+        os.close(here)
+        assert depth == 1200, top
+    assert not os.listdir(case.layout / ".ocikit" / "build-cache" / "work")
+
+
 # -- hostile archives (ADD) ----------------------------------------------------------------
 
 
