@@ -98,8 +98,12 @@ def _delete_containers(runtime: list[str], root: str) -> list[str]:
     for name in sorted(os.listdir(root)):
         if not os.path.isdir(os.path.join(root, name)) or name.startswith("."):
             continue
-        done = subprocess.run([*runtime, "--root", root, "delete", "--force", name], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        try:
+            done = subprocess.run([*runtime, "--root", root, "delete", "--force", name], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        except subprocess.TimeoutExpired:
+            stayed.append(f"{name}: oci-run delete --force took more than 60 s")
+            continue
         if done.returncode != 0 and os.path.isdir(os.path.join(root, name)):
             stayed.append(f"{name}: {done.stderr.decode(errors='replace').strip()}")
             continue

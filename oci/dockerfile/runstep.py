@@ -96,8 +96,11 @@ def run(workspace: Workspace, overlay: Overlay, spec: RunSpec, output: int | Non
     except BaseException:  # interrupted: the pid namespace goes, then the container's record and cgroup
         process.kill()
         process.wait()
-        subprocess.run([*runtime, "delete", "--force", container], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=60)
+        try:
+            subprocess.run([*runtime, "delete", "--force", container], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=60)
+        except subprocess.TimeoutExpired:
+            pass  # the workspace's close tries again, and then the next build
         raise
     _drop_mount_points(overlay.upper, before)
     shutil.rmtree(bundle, ignore_errors=True)
