@@ -125,9 +125,9 @@ class _CappedInfo(tarfile.TarInfo):
     takes either for the end of the archive once past the first member)."""
 
     @classmethod
-    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> _CappedInfo:
         try:
-            return super().fromtarfile(tarfile_)
+            return super().fromtarfile(tarfile_)  # type: ignore[return-value]
         except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as err:  # type: ignore[attr-defined]
             raise InvalidInput(f"a truncated or damaged tar header at byte {tarfile_.offset}: {err}") from None
 

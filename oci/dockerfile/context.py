@@ -250,15 +250,15 @@ class SourceRoot:
             regex = _component_regex(part)
             candidates = [posixpath.join(c, name) if c else name
                           for c in candidates for name in self._listing(c) if regex.match(name)]
-        found = []
+        matches: list[Found] = []
         for candidate in sorted(candidates):
             if self.ignore.excluded(candidate):
                 continue
             match = self._found(candidate)
             if match is None:  # listed, yet nothing there: a dangling symlink (buildah refuses it too)
                 raise NotFound(f"{candidate}: {self.why_missing(candidate)}")
-            found.append(match)
-        return found
+            matches.append(match)
+        return matches
 
     def _found(self, rel: str) -> Found | None:
         if rel and self.ignore.excluded(rel):
