@@ -31,7 +31,13 @@ gzip or zstd. RUN steps use the host's network, as docker build does (--network 
 network made with oci-net). Needs root (overlay mounts and containers).
 
 Progress goes to stderr (STEP n/N lines, cache hits marked, RUN output); an error names
-the Dockerfile's line and instruction, and a failing RUN shows its output."""
+the Dockerfile's line and instruction, and a failing RUN shows its output.
+
+Hostile input stays in bounds: sources resolve inside the context, destinations inside the
+image's root, ADD archives and URLs are capped (--max-size, --max-entries) and refused when
+an entry climbs out of its destination. Ctrl-C and SIGTERM remove the running step's
+container, mounts and scratch folder; after a SIGKILL the step's container dies with
+oci-build, and the next build reaps what is left (its cgroup, records, scratch folder)."""
 EXAMPLES = """\
   oci-build -t ./images:app .
   oci-build -t ./images:app --build-arg VERSION=1.2 --target runtime -f docker/Containerfile .

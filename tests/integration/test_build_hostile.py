@@ -5,6 +5,24 @@
   the rerun gives the digest an uninterrupted build gives (`oci.dockerfile.lifetime`).
 * Hostile contexts, Dockerfiles, archives and servers: each refusal is one line naming
   FILE:LINE, a documented exit code, no traceback, and the layout as it was.
+
+Where Docker (BuildKit) and buildah 1.28 part ways, oci-build follows the one that stays
+in bounds; each choice, with what the peers do:
+
+* `COPY ../x`: BuildKit and buildah clean it to the context's `x` (so does oci-build);
+  Docker's legacy builder refused it.
+* A symlink to `/etc/shadow`, a symlink loop, a dangling symlink a wildcard matches:
+  resolved inside the context and refused by name, as buildah does.
+* An ADD archive entry `../x`: refused, as Docker's Untar refuses a "breakout"; buildah
+  writes it inside the root. An entry through the archive's own symlink (`s -> /etc`, then
+  `s/x`): written in the image's /etc, inside its root (Docker follows it inside its chroot;
+  buildah refuses). A `.wh.` name: refused; buildah writes it, and its layer then deletes a
+  file for whoever unpacks the image (`ADD` of `.wh.bin` to `/` deletes /bin).
+* A pax header over 1 MiB: not an archive (Go's tar refuses it too: buildah copies the file).
+* A Dockerfile line over 65535 bytes: refused with BuildKit's message; buildah silently
+  ignores that line and the rest of the file.
+* `ENV A=$A$A` repeated: refused past 1 MiB; buildah grows it until memory runs out (more
+  than 10 minutes for 24 doublings).
 """
 
 from __future__ import annotations
