@@ -31,10 +31,9 @@ from typing import BinaryIO, Callable
 from oci.build.entry import Entry
 from oci.build.source import entry_of
 from oci.dockerfile.ignore import Matcher
+from oci.dockerfile.tree import open_in_root
 from oci.errors import InvalidInput, NotFound
-from oci.linux.kernel import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, kernel
 
-_RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 _WILDCARD = re.compile(r"(?<!\\)[*?\[]")
 _TYPES = {tarfile.REGTYPE: "f", tarfile.DIRTYPE: "d", tarfile.SYMTYPE: "l", tarfile.LNKTYPE: "h",
           tarfile.CHRTYPE: "c", tarfile.BLKTYPE: "b", tarfile.FIFOTYPE: "p"}
@@ -81,7 +80,7 @@ def open_in(context: str, path: str) -> BinaryIO:
         return open(path, "rb")
     root = os.open(context, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = kernel().openat2(root, os.path.relpath(path, context), os.O_RDONLY | os.O_CLOEXEC, _RESOLVE)
+        fd = open_in_root(root, os.path.relpath(path, context), os.O_RDONLY | os.O_CLOEXEC)
     except OSError as err:
         raise type(err)(err.errno, err.strerror, path) from None
     finally:
@@ -199,7 +198,7 @@ class SourceRoot:
         except OSError as err:
             raise NotFound(f"{self.path}: {err.strerror}") from None
         try:
-            fd = kernel().openat2(root, rel, os.O_PATH | os.O_CLOEXEC, _RESOLVE)
+            fd = open_in_root(root, rel, os.O_PATH | os.O_CLOEXEC)
         except OSError as err:
             if err.errno == errno.ELOOP:
                 raise InvalidInput(f"{rel}: too many levels of symbolic links (a symlink loop)") from None

@@ -28,6 +28,20 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _PATH = os.O_PATH | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK = 1 << 20
+RETRIES = 100  # openat2's EAGAIN, see open_in_root
+
+
+def open_in_root(root_fd: int, rel: str, flags: int) -> int:
+    """openat2 of `rel` with symlinks and `..` resolved inside `root_fd`. The kernel answers
+    EAGAIN when a rename or mount anywhere on the host raced a `..` of the walk (a symlink
+    like `lib -> ../usr/lib` on a busy machine): asked again, as openat2(2) says to."""
+    for _ in range(RETRIES):
+        try:
+            return kernel().openat2(root_fd, rel, flags, _RESOLVE)
+        except OSError as err:
+            if err.errno != errno.EAGAIN:
+                raise
+    return kernel().openat2(root_fd, rel, flags, _RESOLVE)
 
 
 def shown(path: str) -> str:
@@ -74,7 +88,7 @@ class Tree:
     def open(self, path: str, flags: int = _PATH) -> int:
         """An fd of `path`, symlinks followed inside the root (OSError when missing)."""
         rel = clean(path)
-        return os.dup(self.fd) if not rel else kernel().openat2(self.fd, rel, flags, _RESOLVE)
+        return os.dup(self.fd) if not rel else open_in_root(self.fd, rel, flags)
 
     def stat(self, path: str) -> os.stat_result | None:
         """stat of `path` (symlinks followed inside the root), None when missing."""

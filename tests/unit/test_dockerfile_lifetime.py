@@ -105,3 +105,30 @@ def test_sources_name_why_they_are_missing(tmp_path: Path) -> None:
         root.select("a*")
     with pytest.raises(InvalidInput, match="symlink loop"):
         root.select("loop")
+
+
+def test_openat2_asked_again_when_a_rename_raced_its_walk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """EAGAIN: a rename or mount anywhere on the host raced a `..` of RESOLVE_IN_ROOT's walk."""
+    import errno
+
+    from oci.dockerfile import tree
+
+    real = tree.kernel()
+    calls = []
+
+    class Racing:
+        def openat2(self, *args: object) -> int:
+            calls.append(args)
+            if len(calls) < 3:
+                raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+            return real.openat2(*args)  # type: ignore[arg-type]
+
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "a").mkdir()
+    monkeypatch.setattr(tree, "kernel", lambda: Racing())
+    root = os.open(tmp_path, os.O_PATH)
+    try:
+        os.close(tree.open_in_root(root, "a/../f", os.O_RDONLY))
+    finally:
+        os.close(root)
+    assert len(calls) == 3
