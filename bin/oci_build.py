@@ -31,21 +31,32 @@ gzip or zstd. RUN steps use the host's network, as docker build does (--network 
 network made with oci-net). Needs root (overlay mounts and containers).
 
 Progress goes to stderr (STEP n/N lines, cache hits marked, RUN output); an error names
-the Dockerfile's line and instruction, and a failing RUN shows its output."""
+the Dockerfile's line and instruction, and a failing RUN shows its output.
+
+Hostile input stays in bounds: sources resolve inside the context, destinations inside the
+image's root, ADD archives and URLs are capped (--max-size, --max-entries) and refused when
+an entry climbs out of its destination. Ctrl-C and SIGTERM remove the running step's
+container, mounts and scratch folder; after a SIGKILL the step's container dies with
+oci-build, and the next build reaps what is left (its cgroup, records, scratch folder)."""
 EXAMPLES = """\
   oci-build -t ./images:app .
   oci-build -t ./images:app --build-arg VERSION=1.2 --target runtime -f docker/Containerfile .
   oci-build -q -t ./images:app . | oci-push --insecure - 127.0.0.1:5000/team/app:1.2
   SOURCE_DATE_EPOCH=1700000000 oci-build -t ./images:app .   # the same digest on every build
   oci-build --network none --no-cache -t ./images:app .
+  tar -C app -cz . | oci-build -t ./images:app -                # the context as a tar on stdin
+  oci-build -t ./images:tool - < Dockerfile                     # a Dockerfile alone, an empty context
   oci-build --prune -t ./images                                 # empty the build cache"""
 
 
 def parser() -> ocicli.Parser:
     from oci_fetch import REGISTRY_FLAGS, add_flags
+    from oci_unpack import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, size_argument
 
     p = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
-    p.add_argument("context", nargs="?", metavar="CONTEXT", help="the build context: a directory")
+    p.add_argument("context", nargs="?", metavar="CONTEXT",
+                   help="the build context: a directory, or - for a tar archive of it on stdin (plain, gzip, bzip2, "
+                        "xz, zstd; -f then names the Dockerfile in it), or a lone Dockerfile on stdin")
     p.add_argument("-f", "--file", metavar="FILE",
                    help="the Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/Containerfile; - reads stdin)")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="LAYOUT[:TAG]",
@@ -71,6 +82,12 @@ def parser() -> ocicli.Parser:
     p.add_argument("--cache", metavar="DIR", help="oci-unpack's layer cache (default: /var/lib/ocikit/layers as "
                    "root)")
     p.add_argument("--iidfile", metavar="FILE", help="write the image's manifest digest to FILE")
+    p.add_argument("--max-size", type=size_argument, default=DEFAULT_MAX_SIZE, metavar="BYTES",
+                   help="cap on the uncompressed size of a base image's layers, and of each archive or URL that ADD "
+                        "unpacks or downloads (default: 64G; suffixes K, M, G, T)")
+    p.add_argument("--max-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
+                   help=f"cap on the number of tar entries of a base image, and of each archive that ADD unpacks "
+                        f"(default: {DEFAULT_MAX_ENTRIES})")
     p.add_argument("--prune", action="store_true",
                    help="empty the build cache of the -t (or --cache-dir) layout and delete its unreferenced blobs")
     add_flags(p, REGISTRY_FLAGS)
@@ -101,7 +118,7 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     if args.prune:
         return prune(args, messages)
     if args.context is None:
-        raise UsageError("give the build CONTEXT (a directory)")
+        raise UsageError("give the build CONTEXT (a directory, or - for a tar of it on stdin)")
     from oci_fetch import registry_options, route_warnings
 
     from oci.build import config as configs
@@ -113,10 +130,19 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     route_warnings(messages)
     epoch = args.timestamp if args.timestamp is not None else configs.parse_epoch(os.environ.get("SOURCE_DATE_EPOCH"))
     text = None
+    stream = None
+    if args.context == "-":
+        if args.file == "-":
+            raise UsageError("stdin cannot hold both the build context and the Dockerfile")
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("CONTEXT - reads a tar archive of the context (or a Dockerfile) from stdin")
+        stream = sys.stdin.buffer
     if args.file == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("-f - reads the Dockerfile from stdin")
-        text = sys.stdin.read()
+        from oci.dockerfile.build import read_text
+
+        text = read_text(sys.stdin.buffer, "<stdin>")
     progress = Progress(sys.stderr, quiet=args.quiet, warn=messages.warn)
     options = BuildOptions(
         context=args.context, dockerfile=None if args.file == "-" else args.file, dockerfile_text=text,
@@ -125,7 +151,8 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
         pull=args.pull, network=args.network, net_state_dir=args.state_dir or os.environ.get("OCIKIT_NET_STATE_DIR"),
         platform=Platform.parse(args.platform) if args.platform else None, squash=args.squash,
         compression=args.compression, epoch=epoch, cache_dir=args.cache_dir, layer_cache=args.cache,
-        registry=registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno())
+        registry=registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno(),
+        max_size=args.max_size, max_entries=args.max_entries, context_stream=stream)
     result = build(options)
     if args.iidfile:
         from oci.fsutil import write_atomic

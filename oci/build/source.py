@@ -42,6 +42,30 @@ def from_directory(root: str, upper: bool = False) -> Iterator[Entry]:
 
 
 def _walk(root: str, prefix: str, links: dict[tuple[int, int], str], upper: bool) -> Iterator[Entry]:
+    """Depth first, parents before children, each folder's children in sort order; a loop,
+    not recursion, so that a tree of any depth (a RUN's `mkdir -p` of 2,000 levels) is walked."""
+    stack = [iter(_children(root, prefix, upper))]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+            continue
+        rel, path, st, whiteout = child
+        if whiteout:
+            yield Entry(rel, tarfile.REGTYPE, mode=0o600, mtime=int(st.st_mtime))
+            continue
+        entry = _entry(path, rel, st, links, upper)
+        if entry is None:
+            continue
+        yield entry
+        if entry.type == tarfile.DIRTYPE:
+            if upper and _is_opaque(path):
+                yield Entry(f"{rel}/{OPAQUE_WHITEOUT}", tarfile.REGTYPE, mode=0o600, mtime=int(st.st_mtime))
+            stack.append(iter(_children(root, rel, upper)))
+
+
+def _children(root: str, prefix: str, upper: bool) -> list[tuple[str, str, os.stat_result, bool]]:
+    """(name in the layer, host path, lstat, whether a whiteout) of a folder's children, sorted."""
     folder = os.path.join(root, prefix) if prefix else root
     try:
         names = os.listdir(folder)
@@ -56,21 +80,9 @@ def _walk(root: str, prefix: str, links: dict[tuple[int, int], str], upper: bool
             continue  # gone since the listing
         whiteout = upper and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
         out = WHITEOUT_PREFIX + name if whiteout else name
-        children.append((sort_key(out), out, path, st, whiteout))
+        children.append((sort_key(out), f"{prefix}/{out}" if prefix else out, path, st, whiteout))
     children.sort(key=lambda child: child[0])
-    for _, out, path, st, whiteout in children:
-        rel = f"{prefix}/{out}" if prefix else out
-        if whiteout:
-            yield Entry(rel, tarfile.REGTYPE, mode=0o600, mtime=int(st.st_mtime))
-            continue
-        entry = _entry(path, rel, st, links, upper)
-        if entry is None:
-            continue
-        yield entry
-        if entry.type == tarfile.DIRTYPE:
-            if upper and _is_opaque(path):
-                yield Entry(f"{rel}/{OPAQUE_WHITEOUT}", tarfile.REGTYPE, mode=0o600, mtime=int(st.st_mtime))
-            yield from _walk(root, rel, links, upper)
+    return [(rel, path, st, whiteout) for _, rel, path, st, whiteout in children]
 
 
 def entry_of(path: str, rel: str, st: os.stat_result, links: dict[tuple[int, int], str]) -> Entry | None:

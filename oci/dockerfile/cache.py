@@ -15,6 +15,10 @@ layout, or `--cache-dir`):
 * `context/HEX.json`: content digests of a build context's files, by stat;
 * `work/ID/`: a running build's scratch folder (a build killed leaves one; the next removes it).
 
+The folder is private to root (0700): its trees and scratch folders hold what images hold,
+device nodes an ADD archive made (`/dev/sda`, mode 0666) included, which no other user of
+the host may reach.
+
 Records are JSON validated by `cache-record.schema.json`; one that is not valid, or whose
 blobs the layout lost (its garbage collection deletes untagged blobs), is a cache miss.
 `prune()` empties the cache and collects the layout's unreferenced blobs.
@@ -26,12 +30,12 @@ import fcntl
 import json
 import os
 import secrets
-import shutil
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from oci.descriptor import Descriptor
 from oci.digest import Digest
+from oci.dockerfile.lifetime import remove_tree
 from oci.errors import InvalidDocument
 from oci.fsutil import write_atomic
 from oci.layout import Layout
@@ -131,6 +135,12 @@ class BuildCache:
         self.warn = warn or (lambda message: None)
         self._lock_fd: int | None = None
 
+    def make_private(self) -> None:
+        """Create the cache folder, readable by its owner only (see the module doc)."""
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        if os.stat(self.dir).st_mode & 0o077:
+            os.chmod(self.dir, 0o700)
+
     def _path(self, folder: str, key: str) -> str:
         return os.path.join(self.dir, folder, f"{key}.json")
 
@@ -213,7 +223,7 @@ class BuildCache:
         except OSError:
             if not os.path.isdir(target):  # not there by a concurrent build: keep the folder where it is
                 return folder
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_tree(folder)
         return target
 
     # -- scratch ---------------------------------------------------------------
@@ -237,7 +247,7 @@ class BuildCache:
         return path
 
     def release(self, path: str) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
         try:
             os.unlink(path + ".lock")
         except FileNotFoundError:
@@ -245,6 +255,12 @@ class BuildCache:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def sweep_work(self) -> None:
+        """Remove the scratch folders of builds that are gone (killed ones leave theirs)."""
+        work = os.path.join(self.dir, "work")
+        if os.path.isdir(work):
+            self._sweep(work)
 
     @staticmethod
     def _sweep(work: str) -> None:
@@ -262,7 +278,7 @@ class BuildCache:
             except OSError:
                 os.close(fd)
                 continue
-            shutil.rmtree(path[: -len(".lock")], ignore_errors=True)
+            remove_tree(path[: -len(".lock")])
             os.unlink(path)
             os.close(fd)
 
@@ -276,8 +292,8 @@ class BuildCache:
             path = os.path.join(self.dir, folder)
             if os.path.isdir(path):
                 records += len(os.listdir(path))
-                shutil.rmtree(path, ignore_errors=True)
-        shutil.rmtree(os.path.join(self.dir, "trees"), ignore_errors=True)
+                remove_tree(path)
+        remove_tree(os.path.join(self.dir, "trees"))
         if os.path.isdir(os.path.join(self.dir, "work")):
             self._sweep(os.path.join(self.dir, "work"))
         blobs = self.layout.gc()

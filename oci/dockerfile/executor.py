@@ -51,7 +51,7 @@ from oci.dockerfile.state import (
 )
 from oci.dockerfile.tree import Owner, Tree
 from oci.dockerfile.words import Lexer
-from oci.errors import InvalidInput, OciError
+from oci.errors import IntegrityError, InvalidInput, OciError
 from oci.image import Image
 from oci.platform import Platform
 
@@ -231,7 +231,8 @@ class Executor(CopySteps):
             raise located(err, instruction.node.where(self.program.dockerfile.path),
                           f"{instruction.keyword} {_short(instruction)}") from None
         except OSError as err:  # a file the step could not read or write, named with the step
-            where = f"{err.filename}: " if err.filename else ""
+            name = str(err.filename) if err.filename else ""
+            where = f"{name if len(name) <= 200 else name[:100] + '...' + name[-80:]}: " if name else ""
             raise located(OciError(f"{where}{err.strerror or err}"), instruction.node.where(
                 self.program.dockerfile.path), f"{instruction.keyword} {_short(instruction)}") from None
 
@@ -383,7 +384,7 @@ class Executor(CopySteps):
         if not missing:
             return [folder for folder in state.dirs if folder is not None]
         from oci.unpack import overlay as layer_cache
-        from oci.unpack.options import Budget, Options
+        from oci.unpack.options import Options
 
         last = max(missing) + 1
         manifest = {"layers": [layer.to_json() for layer in state.layers[:last]]}
@@ -393,7 +394,12 @@ class Executor(CopySteps):
         if self._layer_cache_session is None:  # held until the build ends: oci-unpack --gc waits for it
             self._layer_cache_session = cache.session()
             self._layer_cache_session.__enter__()
-        folders = cache.ensure(image, Options(warn=self.settings.progress.warn), Budget(64 << 30, 2_000_000))
+        try:
+            folders = cache.ensure(image, Options(warn=self.settings.progress.warn), self.settings.budget())
+        except IntegrityError as err:
+            err.message = f"the layers of the stage's base image: {err.message}"
+            err.args = (err.message,)
+            raise
         for i, folder in enumerate(folders):
             state.dirs[i] = state.dirs[i] or folder
         return [folder for folder in state.dirs if folder is not None]

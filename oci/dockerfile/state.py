@@ -25,8 +25,11 @@ from oci.platform import Platform
 
 if TYPE_CHECKING:
     from oci.dockerfile.progress import Progress
+    from oci.unpack.options import Budget
 
-KEY_VERSION = "oci-build/1"
+KEY_VERSION = "oci-build/2"
+MAX_SIZE = 64 << 30  # bytes, as oci-unpack's default --max-size
+MAX_ENTRIES = 2_000_000  # as oci-unpack's default --max-entries
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY",
               "no_proxy", "ALL_PROXY", "all_proxy")
@@ -62,6 +65,14 @@ class Settings:
     layer_cache: str | None = None
     output: int | None = 2  # where RUN output goes (None: captured, shown when the step fails)
     workspace_dir: Callable[[], str] | None = None
+    max_size: int = MAX_SIZE  # caps on what the build unpacks or downloads (--max-size, --max-entries)
+    max_entries: int = MAX_ENTRIES
+
+    def budget(self) -> Budget:
+        """Fresh caps for one image's layers, one archive ADD unpacks or one URL it downloads."""
+        from oci.unpack.options import Budget
+
+        return Budget(self.max_size, self.max_entries)
 
 
 @dataclass
