@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-import ocisite  # noqa: F401  (site's folders under -S)
+import ocisite  # noqa: F401  (the checkout, and site's folders under -S)
 
 DESCRIPTION = """Connect containers to bridge networks: addresses, NAT, published ports, names.
 
@@ -45,9 +45,6 @@ STATE_HELP = "state directory (default $OCIKIT_NET_STATE_DIR or /var/lib/ocikit/
 
 def cni_main() -> None:
     """The CNI plugin: imports only what the protocol needs (runtimes start it per container)."""
-    root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-    if os.path.isfile(os.path.join(root, "oci", "net", "cni.py")) and root not in sys.path:
-        sys.path.insert(1, root)  # running from a checkout
     import json
 
     from oci.net import cni
