@@ -42,8 +42,6 @@ EXAMPLES = """\
 
 
 def parser() -> ocicli.Parser:
-    from oci_fetch import REGISTRY_FLAGS, add_flags
-
     p = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
     p.add_argument("context", nargs="?", metavar="CONTEXT", help="the build context: a directory")
     p.add_argument("-f", "--file", metavar="FILE",
@@ -73,7 +71,7 @@ def parser() -> ocicli.Parser:
     p.add_argument("--iidfile", metavar="FILE", help="write the image's manifest digest to FILE")
     p.add_argument("--prune", action="store_true",
                    help="empty the build cache of the -t (or --cache-dir) layout and delete its unreferenced blobs")
-    add_flags(p, REGISTRY_FLAGS)
+    ocicli.add_flags(p, ocicli.REGISTRY_FLAGS)
     return p
 
 
@@ -102,22 +100,19 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
         return prune(args, messages)
     if args.context is None:
         raise UsageError("give the build CONTEXT (a directory)")
-    from oci_fetch import registry_options, route_warnings
-
     from oci.build import config as configs
     from oci.dockerfile.build import BuildOptions, build
     from oci.dockerfile.progress import Progress
     from oci.image import to_pipe
     from oci.platform import Platform
 
-    route_warnings(messages)
     epoch = args.timestamp if args.timestamp is not None else configs.parse_epoch(os.environ.get("SOURCE_DATE_EPOCH"))
     text = None
     if args.file == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("-f - reads the Dockerfile from stdin")
         text = sys.stdin.read()
-    progress = Progress(sys.stderr, quiet=args.quiet, warn=messages.warn)
+    progress = Progress(sys.stderr, quiet=args.quiet)
     options = BuildOptions(
         context=args.context, dockerfile=None if args.file == "-" else args.file, dockerfile_text=text,
         tags=args.tag, build_args=build_args(args.build_arg), target=args.target,
@@ -125,7 +120,7 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
         pull=args.pull, network=args.network, net_state_dir=args.state_dir or os.environ.get("OCIKIT_NET_STATE_DIR"),
         platform=Platform.parse(args.platform) if args.platform else None, squash=args.squash,
         compression=args.compression, epoch=epoch, cache_dir=args.cache_dir, layer_cache=args.cache,
-        registry=registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno())
+        registry=ocicli.registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno())
     result = build(options)
     if args.iidfile:
         from oci.fsutil import write_atomic
@@ -137,17 +132,6 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     messages.info(f"{result.layout.path}:{result.descriptor.ref_name or 'latest'} is {result.descriptor.digest} "
                   f"({result.steps_run} steps run, {result.steps_cached} from cache, {result.seconds:.1f} s)")
     return 0
-
-
-def main_checked(argv: list[str], messages: ocicli.Messages) -> int:
-    """main_body, with operating-system errors outside any step reported as one line."""
-    try:
-        return main_body(argv, messages)
-    except OSError as err:
-        from oci.errors import OciError
-
-        where = f"{err.filename}: " if err.filename else ""
-        raise OciError(f"{where}{err.strerror or err}") from None
 
 
 def prune(args, messages: ocicli.Messages) -> int:
@@ -170,7 +154,7 @@ def main() -> None:
         raise KeyboardInterrupt  # unwinds like Ctrl-C: the step's container and mounts are removed
 
     signal.signal(signal.SIGTERM, terminate)
-    ocicli.run(PROG, main_checked)
+    ocicli.run(PROG, main_body)
 
 
 if __name__ == "__main__":

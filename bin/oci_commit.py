@@ -51,9 +51,9 @@ EXAMPLES = """\
 
 def build_parser() -> ocicli.Parser:
     parser = ocicli.Parser("oci-commit", DESCRIPTION, EXAMPLES)
-    parser.add_argument("target", metavar="LAYOUT[:TAG]", help="where to store and tag the new image")
+    parser.add_argument("target", metavar="[oci:]LAYOUT[:TAG]", help="where to store and tag the new image")
     parser.add_argument("--from", dest="base", metavar="IMAGE", default="scratch",
-                        help="base image: LAYOUT[:TAG|@DIGEST], - (a descriptor on stdin) or scratch (default)")
+                        help="base image: [oci:]LAYOUT[:TAG|@DIGEST], - (a descriptor on stdin) or scratch (default)")
     source = parser.add_argument_group("the new layer (exactly one, or --config-only)").add_mutually_exclusive_group()
     source.add_argument("--from-dir", metavar="DIR", help="the files under DIR")
     source.add_argument("--from-tar", metavar="FILE", help="a tarball (plain, gzip, zstd, bzip2, xz; - for stdin)")
@@ -107,7 +107,7 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     from oci.build.commit import commit
     from oci.build.entry import Policy
     from oci.errors import UsageError
-    from oci.image import Image, from_pipe, open_image, parse_image_argument, to_pipe
+    from oci.image import Image, parse_image_argument, to_pipe
     from oci.platform import Platform
 
     if not (args.from_dir or args.from_tar or args.from_upper or args.diff or args.config_only):
@@ -129,10 +129,9 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     platform = Platform.parse(args.platform) if args.platform else None
 
     base = None
-    if args.base == "-":
-        base = Image.load(*from_pipe(ocicli.read_stdin_json("a base image descriptor")), platform)
-    elif args.base != "scratch":
-        base = Image.load(*open_image(args.base), platform)
+    if args.base != "scratch":
+        layout, descriptor, _ = ocicli.image_argument(args.base, "a base image descriptor")
+        base = Image.load(layout, descriptor, platform)
     entries, created_by = layer_entries(args, os.path.join(path, ".ocikit", "tmp"), base)
     target = open_target(path)
     descriptor = commit(target, tag or "latest", base=base, entries=entries, changes=changes, policy=policy,

@@ -94,42 +94,34 @@ def split_globals(args: list[str]) -> tuple[Globals, str | None, list[str]]:
     return g, None, []
 
 
-# The flags of `run`, the verb on a container's start path: (flags, dest, kind, default, help). One table
-# serves argparse (help, errors) and ocicli.quick_parse (the plain spellings, without importing argparse).
+# The flags of `run`, the verb on a container's start path, in ocicli's table shape: one table serves
+# argparse (help, errors) and ocicli.quick_parse (the plain spellings, without importing argparse).
+Flag = ocicli.Flag
 RUN_FLAGS = [
-    (("--runtime",), "runtime", "str", "oci-run",
-     "oci-run, runc, crun, or the path of a runc-compatible runtime (default: oci-run)"),
-    (("--runtime-root",), "runtime_root", "str", None, "the runtime's --root (default: its own)"),
-    (("-b", "--bundle"), "bundle", "str", ".", "the bundle directory (default: current directory)"),
-    (("--name",), "name", "str", None, "a name for the container (default: its ID)"),
-    (("--log-path",), "log_path", "str", None, "where its CRI log goes (default: ROOT/containers/ID/ctr.log)"),
-    (("--log-max-size",), "log_max_size", "str", None, "rotate the log at this size (10m, 512k; default: never)"),
-    (("--log-max-files",), "log_max_files", "int", 1,
-     "log files kept, the current one included (default: 1: a full log starts again)"),
-    (("--restart",), "restart", "str", "no", "no, on-failure[:N], always or unless-stopped (default: no)"),
-    (("-i", "--interactive"), "interactive", "switch", False, "keep stdin open for attach"),
-    (("-t", "--tty"), "tty", "switch", False, "the bundle's process has a terminal (the monitor holds it)"),
-    (("--stop-signal",), "stop_signal", "str", None, "the signal `stop` sends first (default: the bundle's "
-     "org.opencontainers.image.stopSignal annotation, else SIGTERM)"),
-    (("--stop-timeout",), "stop_timeout", "int", 10, "seconds `stop` waits before SIGKILL (default: 10)"),
-    (("-a", "--attach"), "attach", "switch", False, "attach once it runs (as `attach` does)"),
-    (("--detach-keys",), "detach_keys", "str", None, "with --attach: keys that detach (default: ctrl-p,ctrl-q)"),
-    (("-q", "--quiet"), "quiet", "switch", False, "print no progress or warnings on stderr"),
-    (("--log-format",), "log_format", "str", "text", "messages on stderr as text lines or JSON lines"),
-    (("--debug",), "debug", "switch", False, "print tracebacks and debug messages"),
+    Flag(("--runtime",), "runtime", "str", "oci-run",
+         "oci-run, runc, crun, or the path of a runc-compatible runtime (default: oci-run)"),
+    Flag(("--runtime-root",), "runtime_root", "str", None, "the runtime's --root (default: its own)"),
+    Flag(("-b", "--bundle"), "bundle", "str", ".", "the bundle directory (default: current directory)"),
+    Flag(("--name",), "name", "str", None, "a name for the container (default: its ID)"),
+    Flag(("--log-path",), "log_path", "str", None, "where its CRI log goes (default: ROOT/containers/ID/ctr.log)"),
+    Flag(("--log-max-size",), "log_max_size", "str", None, "rotate the log at this size (10m, 512k; default: never)"),
+    Flag(("--log-max-files",), "log_max_files", "int", 1,
+         "log files kept, the current one included (default: 1: a full log starts again)"),
+    Flag(("--restart",), "restart", "str", "no", "no, on-failure[:N], always or unless-stopped (default: no)"),
+    Flag(("-i", "--interactive"), "interactive", "switch", False, "keep stdin open for attach"),
+    Flag(("-t", "--tty"), "tty", "switch", False, "the bundle's process has a terminal (the monitor holds it)"),
+    Flag(("--stop-signal",), "stop_signal", "str", None, "the signal `stop` sends first (default: the bundle's "
+         "org.opencontainers.image.stopSignal annotation, else SIGTERM)"),
+    Flag(("--stop-timeout",), "stop_timeout", "int", 10, "seconds `stop` waits before SIGKILL (default: 10)"),
+    Flag(("-a", "--attach"), "attach", "switch", False, "attach once it runs (as `attach` does)"),
+    Flag(("--detach-keys",), "detach_keys", "str", None, "with --attach: keys that detach (default: ctrl-p,ctrl-q)"),
 ]
 
 
 def verb_parser(verb: str) -> Any:
     if verb == "run":
-        parser = ocicli.Parser(f"{PROG} run", VERBS["run"], EXAMPLES, common=False)
-        for names, dest, kind, default, text in RUN_FLAGS:
-            if kind == "switch":
-                parser.add_argument(*names, dest=dest, action="store_true", help=text)
-            elif dest == "log_format":
-                parser.add_argument(*names, dest=dest, default=default, choices=ocicli.LOG_FORMATS, help=text)
-            else:
-                parser.add_argument(*names, dest=dest, default=default, type=int if kind == "int" else str, help=text)
+        parser = ocicli.Parser(f"{PROG} run", VERBS["run"], EXAMPLES)
+        ocicli.add_flags(parser, RUN_FLAGS)
         parser.add_argument("id", metavar="CONTAINER_ID")
         return parser
     parser = ocicli.Parser(f"{PROG} {verb}", VERBS[verb])
@@ -177,17 +169,7 @@ def verb_parser(verb: str) -> Any:
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
-        ocicli.run(PROG, _main, args)
-    except SystemExit as done:
-        # `run` is on a container's start path: skip the interpreter's teardown, as oci-run does.
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+    ocicli.run(PROG, _main, args, exit_at_once=True)  # `run` is on a container's start path
 
 
 def _main(args: list[str], messages: ocicli.Messages) -> int:
@@ -207,20 +189,12 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
     if verb not in VERBS:
         messages.error(f"unknown command {verb!r} (one of: {', '.join(VERBS)})")
         return 2
-    opts: Any = (verb == "run" and ocicli.quick_parse(rest, RUN_FLAGS, [("id", ocicli.REQUIRED)])
+    opts: Any = (verb == "run" and ocicli.quick_parse(rest, ocicli.COMMON_FLAGS + RUN_FLAGS, [("id", ocicli.REQUIRED)])
                  or verb_parser(verb).parse_args(rest))
-    if opts.log_format not in ocicli.LOG_FORMATS:
-        opts = verb_parser(verb).parse_args(rest)  # argparse says what is wrong
     messages.log_format = opts.log_format if opts.log_format != "text" else g.log_format
     messages.debug_on = g.debug or opts.debug
     messages.quiet = g.quiet or opts.quiet
-    try:
-        return int(HANDLERS[verb](g.store(), opts, messages) or 0)
-    except OSError as err:  # one line, not a traceback: a file or socket of the root that went wrong
-        from oci.errors import OciError
-
-        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
-        raise OciError(f"{where}{err.strerror or err}") from None
+    return int(HANDLERS[verb](g.store(), opts, messages) or 0)
 
 
 def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:

@@ -113,53 +113,55 @@ def split_globals(args: list[str]) -> tuple[Globals, str | None, list[str]]:
     return g, None, []
 
 
-# The flags of the verbs engines call on every container: (flags, dest, kind, default, help).
-# One table serves argparse (help, errors) and quick_parse (the common case without argparse).
+# The flags of the verbs engines call on every container, in ocicli's table shape: one table serves
+# argparse (help, errors) and ocicli.quick_parse (the common case without argparse).
+Flag = ocicli.Flag
 CREATE_FLAGS = [
-    (("-b", "--bundle"), "bundle", "str", ".", "the bundle directory (default: current directory)"),
-    (("--pid-file",), "pid_file", "str", None, "write the init's pid to this file"),
-    (("--console-socket",), "console_socket", "str", None,
-     "AF_UNIX socket that receives the pty master (with terminal)"),
-    (("--no-pivot",), "no_pivot", "switch", False, "move the rootfs to / and chroot, no pivot_root"),
-    (("--no-new-keyring",), "no_new_keyring", "switch", False, "accepted: oci-run never creates a session keyring"),
-    (("--preserve-fds",), "preserve_fds", "int", 0, "pass N fds beyond stdio (3..3+N-1)"),
+    Flag(("-b", "--bundle"), "bundle", "str", ".", "the bundle directory (default: current directory)"),
+    Flag(("--pid-file",), "pid_file", "str", None, "write the init's pid to this file"),
+    Flag(("--console-socket",), "console_socket", "str", None,
+         "AF_UNIX socket that receives the pty master (with terminal)"),
+    Flag(("--no-pivot",), "no_pivot", "switch", False, "move the rootfs to / and chroot, no pivot_root"),
+    Flag(("--no-new-keyring",), "no_new_keyring", "switch", False, "accepted: oci-run never creates a session keyring"),
+    Flag(("--preserve-fds",), "preserve_fds", "int", 0, "pass N fds beyond stdio (3..3+N-1)"),
 ]
 POSITIONALS = [("id", ocicli.REQUIRED)]
 KILL_POSITIONALS = [("id", ocicli.REQUIRED), ("signal", "SIGTERM")]
+UPDATE_FLAGS = [
+    Flag(("-r", "--resources"), "resources", "str", None,
+         "a LinuxResources JSON document (- for stdin); no other flag with it"),
+    Flag(("--memory",), "memory", "str", None, "memory limit in bytes (k, m, g suffixes; -1: unlimited)"),
+    Flag(("--memory-reservation",), "memory_reservation", "str", None, "memory soft limit in bytes (k, m, g suffixes)"),
+    Flag(("--memory-swap",), "memory_swap", "str", None,
+         "memory+swap limit in bytes (k, m, g suffixes; -1: unlimited)"),
+    Flag(("--pids-limit",), "pids_limit", "int", None, "maximum number of processes (-1: unlimited)"),
+    Flag(("--cpu-share",), "cpu_share", "int", None, "CPU shares (relative weight; cpu.weight on cgroup v2)"),
+    Flag(("--cpu-quota",), "cpu_quota", "int", None, "CFS quota in microseconds per period (-1: unlimited)"),
+    Flag(("--cpu-period",), "cpu_period", "int", None, "CFS period in microseconds"),
+    Flag(("--cpuset-cpus",), "cpuset_cpus", "str", None, "CPUs the container may use (0-2,4)"),
+    Flag(("--cpuset-mems",), "cpuset_mems", "str", None, "memory nodes the container may use (0-1)"),
+    Flag(("--cpu-rt-period",), "cpu_rt_period", "int", None, "realtime period in microseconds (cgroup v1)"),
+    Flag(("--cpu-rt-runtime",), "cpu_rt_runtime", "int", None,
+         "realtime runtime in microseconds per period (cgroup v1)"),
+    Flag(("--blkio-weight",), "blkio_weight", "int", None, "block I/O weight (10-1000)"),
+    Flag(("--kernel-memory",), "kernel_memory", "str", None, "accepted and ignored, as runc ignores it"),
+    Flag(("--kernel-memory-tcp",), "kernel_memory_tcp", "str", None, "accepted and ignored, as runc ignores it"),
+]
 VERB_FLAGS = {
     "create": CREATE_FLAGS,
     "run": [*CREATE_FLAGS,
-            (("-d", "--detach"), "detach", "switch", False, "return once the container started"),
-            (("--keep",), "keep", "switch", False, "keep the container's state after it exits")],
+            Flag(("-d", "--detach"), "detach", "switch", False, "return once the container started"),
+            Flag(("--keep",), "keep", "switch", False, "keep the container's state after it exits")],
     "start": [],
     "state": [],
-    "kill": [(("-a", "--all"), "all", "switch", False, "signal every process in the container")],
-    "delete": [(("-f", "--force"), "force", "switch", False, "kill a running container first")],
+    "kill": [Flag(("-a", "--all"), "all", "switch", False, "signal every process in the container")],
+    "delete": [Flag(("-f", "--force"), "force", "switch", False, "kill a running container first")],
     "pause": [],
     "resume": [],
-    "ps": [(("-f", "--format"), "format", "str", "table", "table (ps output) or json (the pids as a JSON array)")],
-    "events": [(("--stats",), "stats", "switch", False, "print the container's stats once and exit"),
-               (("--interval",), "interval", "str", "5s", "time between stats (5s, 500ms, 1m; default: 5s)")],
-    "update": [(("-r", "--resources"), "resources", "str", None,
-                "a LinuxResources JSON document (- for stdin); no other flag with it"),
-               (("--memory",), "memory", "str", None, "memory limit in bytes (k, m, g suffixes; -1: unlimited)"),
-               (("--memory-reservation",), "memory_reservation", "str", None,
-                "memory soft limit in bytes (k, m, g suffixes)"),
-               (("--memory-swap",), "memory_swap", "str", None,
-                "memory+swap limit in bytes (k, m, g suffixes; -1: unlimited)"),
-               (("--pids-limit",), "pids_limit", "int", None, "maximum number of processes (-1: unlimited)"),
-               (("--cpu-share",), "cpu_share", "int", None, "CPU shares (relative weight; cpu.weight on cgroup v2)"),
-               (("--cpu-quota",), "cpu_quota", "int", None, "CFS quota in microseconds per period (-1: unlimited)"),
-               (("--cpu-period",), "cpu_period", "int", None, "CFS period in microseconds"),
-               (("--cpuset-cpus",), "cpuset_cpus", "str", None, "CPUs the container may use (0-2,4)"),
-               (("--cpuset-mems",), "cpuset_mems", "str", None, "memory nodes the container may use (0-1)"),
-               (("--cpu-rt-period",), "cpu_rt_period", "int", None, "realtime period in microseconds (cgroup v1)"),
-               (("--cpu-rt-runtime",), "cpu_rt_runtime", "int", None,
-                "realtime runtime in microseconds per period (cgroup v1)"),
-               (("--blkio-weight",), "blkio_weight", "int", None, "block I/O weight (10-1000)"),
-               (("--kernel-memory",), "kernel_memory", "str", None, "accepted and ignored, as runc ignores it"),
-               (("--kernel-memory-tcp",), "kernel_memory_tcp", "str", None,
-                "accepted and ignored, as runc ignores it")],
+    "ps": [Flag(("-f", "--format"), "format", "str", "table", "table (ps output) or json (the pids as a JSON array)")],
+    "events": [Flag(("--stats",), "stats", "switch", False, "print the container's stats once and exit"),
+               Flag(("--interval",), "interval", "str", "5s", "time between stats (5s, 500ms, 1m; default: 5s)")],
+    "update": UPDATE_FLAGS,
 }
 
 
@@ -173,11 +175,7 @@ def quick_parse(verb: str, args: list[str]) -> ocicli.Options | None:
 
 def verb_parser(verb: str) -> ocicli.Parser:
     parser = ocicli.Parser(f"{PROG} {verb}", VERBS[verb], common=False)
-    for names, dest, kind, default, text in VERB_FLAGS.get(verb, []):
-        if kind == "switch":
-            parser.add_argument(*names, dest=dest, action="store_true", help=text)
-        else:
-            parser.add_argument(*names, dest=dest, default=default, type=int if kind == "int" else str, help=text)
+    ocicli.add_flags(parser, VERB_FLAGS.get(verb, []))
     if verb == "exec":
         parser.add_argument("-p", "--process", help="a process.json (the config's process object) to run")
         parser.add_argument("--console-socket", help="AF_UNIX socket that receives the pty master (with --tty)")
@@ -227,17 +225,7 @@ def _refused_update_flags(parser: ocicli.Parser) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
-        ocicli.run(PROG, _main, args)
-    except SystemExit as done:
-        # Engines run us many times per container: skip the interpreter's teardown.
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+    ocicli.run(PROG, _main, args, exit_at_once=True)  # engines run us many times per container
 
 
 def _main(args: list[str], messages: ocicli.Messages) -> int:

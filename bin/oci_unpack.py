@@ -11,7 +11,7 @@ import ocicli
 PROG = "oci-unpack"
 DESCRIPTION = """Apply an image's layers to a root filesystem, or compose cached layers with overlayfs.
 
-IMAGE is LAYOUT[:TAG|@DIGEST], or - for the descriptor printed by oci-fetch on stdin.
+IMAGE is [oci:]LAYOUT[:TAG|@DIGEST], or - for the descriptor printed by oci-fetch on stdin.
 ROOTFS must be absent or empty; on failure it is left as it was found. Every tar entry is
 treated as hostile: nothing is created, followed or written outside ROOTFS (exit 4 names the
 entry). Each uncompressed layer is checked against the config's rootfs.diff_ids.
@@ -46,7 +46,8 @@ def size_argument(text: str) -> int:
 
 def parser() -> ocicli.Parser:
     p = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
-    p.add_argument("image", nargs="?", metavar="IMAGE", help="LAYOUT[:TAG|@DIGEST], or - to read a descriptor on stdin")
+    p.add_argument("image", nargs="?", metavar="IMAGE",
+                   help="[oci:]LAYOUT[:TAG|@DIGEST], or - to read a descriptor on stdin")
     p.add_argument("rootfs", nargs="?", metavar="ROOTFS", help="the directory to fill (absent or empty)")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to choose from an index "
                    "(default: this machine's)")
@@ -75,16 +76,13 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
             return collect(args, messages)
         raise_usage("IMAGE and ROOTFS are required (or --gc alone)")
     from oci.errors import UsageError
-    from oci.image import Image, from_pipe, open_image, to_pipe
+    from oci.image import Image, to_pipe
     from oci.unpack.idmap import IdMap
     from oci.unpack.options import Budget, Options
 
     if args.max_entries <= 0:
         raise UsageError("--max-entries must be positive")
-    if args.image == "-":
-        layout, descriptor = from_pipe(ocicli.read_stdin_json("an image descriptor"))
-    else:
-        layout, descriptor = open_image(args.image)
+    layout, descriptor, _ = ocicli.image_argument(args.image)
     platform = None
     if args.platform:
         from oci.platform import Platform
@@ -172,19 +170,8 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def main_checked(argv: list[str], messages: ocicli.Messages) -> int:
-    """main_body, with operating-system errors outside any tar entry reported as one line."""
-    try:
-        return main_body(argv, messages)
-    except OSError as err:
-        from oci.errors import OciError
-
-        where = f"{err.filename}: " if err.filename else ""
-        raise OciError(f"{where}{err.strerror or err}") from None
-
-
 def main() -> None:
-    ocicli.run(PROG, main_checked)
+    ocicli.run(PROG, main_body)
 
 
 if __name__ == "__main__":

@@ -264,15 +264,9 @@ def run_parser(verb: str) -> argparse.ArgumentParser:
 
 
 def add_registry_flags(p: argparse.ArgumentParser) -> None:
-    """How to reach registries, as podman and skopeo spell it."""
-    p.add_argument("--tls-verify", default=None, metavar="true|false",
-                   help="verify the registry's TLS certificate (default: true; false: TLS without verification)")
-    p.add_argument("--cert-dir", metavar="DIR", help="CA certificates (*.crt) and client certificate for registries")
-
-
-def registry_flags(args: Any) -> dict[str, Any]:
-    """--tls-verify and --cert-dir, for the engine's registry calls."""
-    return {"tls_verify": getattr(args, "tls_verify", None), "cert_dir": getattr(args, "cert_dir", None)}
+    """How to reach registries, as podman and skopeo spell it: --tls-verify[=false] and --cert-dir, the
+    small commands' flags (ocicli.REGISTRY_FLAGS); `ocicli.registry_options(args)` reads them."""
+    ocicli.add_flags(p, ocicli.registry_flags("--tls-verify", "--cert-dir"))
 
 
 def run_options(args: Any) -> Any:
@@ -313,15 +307,10 @@ def pull_with_progress(context: Context, text: str, args: Any, quiet: bool = Fal
     from oci.platform import Platform
 
     platform = Platform.parse(args.platform) if getattr(args, "platform", None) else None
-    bar = None
-    if not quiet and sys.stderr.isatty():
-        from oci_fetch import ProgressBar
-
-        bar = ProgressBar()
-    route_registry_warnings(context)
+    bar = ocicli.progress(quiet)
     try:
-        pulled = transfer.pull(context.engine.images, text, **registry_flags(args), platform=platform,
-                               progress=bar, warn=context.messages.warn)
+        pulled = transfer.pull(context.engine.images, text, ocicli.registry_options(args), platform=platform,
+                               progress=bar)
     finally:
         if bar:
             bar.finish()
@@ -331,12 +320,6 @@ def pull_with_progress(context: Context, text: str, args: Any, quiet: bool = Fal
         context.messages.info(f"{ref.familiar()}: {pulled.fetched} blobs fetched ({pulled.bytes / 1e6:.1f} MB), "
                               f"{pulled.present} present; digest {pulled.image.descriptor.digest}; {state}")
     return pulled
-
-
-def route_registry_warnings(context: Context) -> None:
-    from oci.registry import log
-
-    log.sink = context.messages.warn
 
 
 def cmd_run(context: Context, argv: list[str]) -> int:
@@ -360,7 +343,7 @@ def cmd_run(context: Context, argv: list[str]) -> int:
         monitor.start(record, interactive=args.interactive, tty=args.tty)
         context.out(record["Id"] + "\n")
         return 0
-    return foreground.run(engine, record, interactive=args.interactive, tty=args.tty, warn=context.messages.warn)
+    return foreground.run(engine, record, interactive=args.interactive, tty=args.tty)
 
 
 def run_foreground(context: Context, args: Any, opts: Any) -> int:
@@ -374,7 +357,7 @@ def run_foreground(context: Context, args: Any, opts: Any) -> int:
     except OciError as err:
         raise foreground.RunFailed(err.message, foreground.CANNOT_RUN) from None
     try:
-        return foreground.run(engine, record, interactive=args.interactive, tty=args.tty, warn=context.messages.warn,
+        return foreground.run(engine, record, interactive=args.interactive, tty=args.tty,
                               log=False)
     finally:
         remove.remove(engine, record["Id"], force=True, volumes=True)
@@ -439,8 +422,7 @@ def cmd_start(context: Context, argv: list[str]) -> int:
             raise_usage("you cannot start and attach multiple containers at once")
         cid = engine.containers.resolve(args.containers[0])
         record = _startable(context, cid)
-        return foreground.run(engine, record, interactive=args.interactive, tty=record["Config"]["Tty"],
-                              warn=context.messages.warn)
+        return foreground.run(engine, record, interactive=args.interactive, tty=record["Config"]["Tty"])
 
     def start(cid: str, name: str) -> None:
         record = engine.containers.load(cid)
@@ -647,8 +629,9 @@ def cmd_inspect(context: Context, argv: list[str]) -> int:
     args = p.parse_args(argv)
     from oci.engine import inspection
 
+    registry = ocicli.registry_options(args)
     return _print_documents(context, args, lambda name: inspection.any_object(context.engine, name, args.type,
-                                                                            context.monitor(), args))
+                                                                            context.monitor(), registry))
 
 
 def cmd_container_inspect(context: Context, argv: list[str]) -> int:

@@ -132,10 +132,10 @@ def build(options: BuildOptions) -> BuildResult:
         stage = found
     progress = options.progress or Progress()
     store = _open_layout(options.cache_dir or targets[0][0])
-    cache = BuildCache(store, progress.warn)
+    cache = BuildCache(store)
     context = os.path.abspath(options.context)
     dockerfile_path = None if options.dockerfile_text is not None else name
-    hashes = HashCache(cache.context_hashes(context), progress.warn)
+    hashes = HashCache(cache.context_hashes(context))
     source = SourceRoot(context, ignore.load(context, dockerfile_path), hashes)
     work: list[str] = []
 

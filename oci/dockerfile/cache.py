@@ -28,8 +28,9 @@ import os
 import secrets
 import shutil
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+from oci import log
 from oci.descriptor import Descriptor
 from oci.digest import Digest
 from oci.errors import InvalidDocument
@@ -99,7 +100,7 @@ def violations(doc: Any) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def read_record(path: str, kind: str, warn: Callable[[str], None]) -> dict[str, Any] | None:
+def read_record(path: str, kind: str) -> dict[str, Any] | None:
     """The record of `kind` in the file at `path`; None when missing, or (with a warning naming
     the file and JSON pointer) when it is not a valid record."""
     try:
@@ -110,12 +111,12 @@ def read_record(path: str, kind: str, warn: Callable[[str], None]) -> dict[str, 
     try:
         doc = json.loads(data)
     except ValueError:
-        warn(f"{path}: /: not valid JSON (ignored: the step runs again)")
+        log.warning(f"{path}: /: not valid JSON (ignored: the step runs again)")
         return None
     if not plainly_valid(doc):
         problems = violations(doc)
         if problems:
-            warn(str(InvalidDocument(path, problems)).splitlines()[0] + " (ignored: the step runs again)")
+            log.warning(str(InvalidDocument(path, problems)).splitlines()[0] + " (ignored: the step runs again)")
             return None
     if doc.get("kind") != kind:
         return None
@@ -125,10 +126,9 @@ def read_record(path: str, kind: str, warn: Callable[[str], None]) -> dict[str, 
 class BuildCache:
     """The cache of one layout (see the module doc)."""
 
-    def __init__(self, layout: Layout, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.dir = os.path.join(layout.path, ".ocikit", "build-cache")
-        self.warn = warn or (lambda message: None)
         self._lock_fd: int | None = None
 
     def _path(self, folder: str, key: str) -> str:
@@ -137,7 +137,7 @@ class BuildCache:
     # -- records -----------------------------------------------------------
 
     def _read(self, folder: str, key: str, kind: str) -> dict[str, Any] | None:
-        return read_record(self._path(folder, key), kind, self.warn)
+        return read_record(self._path(folder, key), kind)
 
     def _write(self, folder: str, key: str, doc: dict[str, Any]) -> None:
         os.makedirs(os.path.join(self.dir, folder), exist_ok=True)

@@ -24,7 +24,6 @@ import re
 import stat
 import tarfile
 from dataclasses import dataclass, field
-from typing import Callable
 
 from oci.build.entry import Entry
 from oci.build.source import entry_of
@@ -82,14 +81,14 @@ class HashCache:
     """sha256 of context files, remembered by (size, mtime, ctime, inode) between builds (a
     cache record of kind `context`)."""
 
-    def __init__(self, path: str | None, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, path: str | None) -> None:
         from oci.dockerfile.cache import read_record
 
         self.path = path
         self.files: dict[str, list] = {}
         self.changed = False
         if path:
-            doc = read_record(path, "context", warn or (lambda message: None))
+            doc = read_record(path, "context")
             if doc is not None:
                 self.files = doc["files"]
 

@@ -15,7 +15,9 @@ The stage prefix appears when the Dockerfile has several stages. Step lines are 
 from __future__ import annotations
 
 import sys
-from typing import Callable, TextIO
+from typing import TextIO
+
+from oci import log
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,12 +33,10 @@ def _short(digest: Digest | str | None) -> str:
 class Progress:
     """Writes the build's step lines; quiet writes nothing but warnings."""
 
-    def __init__(self, stream: TextIO | None = None, quiet: bool = False,
-                 warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
         self.prefix = ""
-        self._warn = warn
 
     def _line(self, text: str) -> None:
         if not self.quiet:
@@ -70,7 +70,5 @@ class Progress:
         self._line(f"--> {_short(digest)}")
 
     def warn(self, text: str) -> None:
-        if self._warn is not None:
-            self._warn(text)
-        else:
-            self.stream.write(f"warning: {text}\n")
+        """A warning, as every warning of the library travels (oci.log: the command's stderr)."""
+        log.warning(text)

@@ -9,8 +9,9 @@ made, 126 when its command cannot be invoked, 127 when it is not found.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
 
+from oci import log as messages
 from oci.errors import NotFound, OciError
 
 from .containers import now
@@ -38,8 +39,7 @@ def exit_code_of(err: OciError) -> int:
     return CANNOT_RUN
 
 
-def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool,
-        warn: Callable[[str], None], log: bool = True) -> int:
+def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool, log: bool = True) -> int:
     """Create, start and wait for the container; record its exit; its status as docker run gives it.
 
     With `log` (and no terminal), what it prints goes through pipes to ours and to its log, as
@@ -51,14 +51,13 @@ def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool,
         tee = Tee(path(engine, record["Id"]))
         tee.__enter__()
     try:
-        return _run(engine, record, interactive=interactive, tty=tty, warn=warn, tee=tee)
+        return _run(engine, record, interactive=interactive, tty=tty, tee=tee)
     finally:
         if tee is not None:
             tee.__exit__(None, None, None)
 
 
-def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool, warn: Callable[[str], None],
-         tee: Any) -> int:
+def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool, tee: Any) -> int:
     import _signal
     import _socket
 
@@ -97,7 +96,7 @@ def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool
             raise RunFailed(err.message, exit_code_of(err)) from None
         raise
     for warning in warnings:
-        warn(warning)
+        messages.warning(warning)
     mark_running(engine, record, container.pid)
 
     def forward(signum: int, _frame: Any) -> None:
@@ -123,7 +122,7 @@ def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool
         with engine.containers.lock(cid):  # `rm -f` from elsewhere holds it while it removes the container
             try:
                 for warning in lifecycle.delete(store, cid, force=True):
-                    warn(warning)
+                    messages.warning(warning)
             except NotFound:
                 return status  # removed meanwhile
             mark_exited(engine, cid, status)

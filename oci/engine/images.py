@@ -20,12 +20,12 @@ from oci.digest import Digest
 from oci.errors import Conflict, InvalidInput, NotFound, OciError
 from oci.image import Image
 from oci.layout import Layout
-from oci.reference import Reference
+from oci.reference import Reference, strip_transport
 
 
 def parse_reference(text: str) -> Reference:
     """A reference as users type it: `docker://` accepted, Docker Hub normalisation, `latest` by default."""
-    return Reference.parse(text.removeprefix("docker://"))
+    return Reference.parse(strip_transport(text))
 
 
 def familiar(name: str) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from oci.errors import NotFound
+from oci.reference import TRANSPORT
+from oci.registry.http import Options
 
 from . import networks, status
 from .engine import Engine
@@ -77,8 +79,7 @@ def _familiar_digest(text: str) -> str:
     return Reference.parse(name).familiar().removesuffix(":latest") + "@" + digest
 
 
-def remote(name: str, *, tls_verify: str | None = None, cert_dir: str | None = None,
-           platform: Any = None) -> dict[str, Any]:
+def remote(name: str, registry: Options | None = None, platform: Any = None) -> dict[str, Any]:
     """skopeo inspect's document for an image in its registry: manifest and config fetched, no layer."""
     from oci import schema
     from oci.descriptor import INDEXES, Descriptor
@@ -87,7 +88,7 @@ def remote(name: str, *, tls_verify: str | None = None, cert_dir: str | None = N
     from .transfer import repository as find_repository
 
     ref = parse_reference(name)
-    repository = find_repository(name, tls_verify=tls_verify, cert_dir=cert_dir)
+    repository = find_repository(name, registry)
     manifest = repository.get_manifest(ref.identifier)
     digest = manifest.digest
     doc = schema.load(manifest.data, manifest.media_type, str(ref), remember=True)
@@ -139,10 +140,12 @@ def network(engine: Engine, name: str) -> dict[str, Any]:
             "Labels": {}}
 
 
-def any_object(engine: Engine, name: str, kind: str | None, monitor: Any, args: Any) -> dict[str, Any]:
-    """Docker's `inspect`: the first kind of object that has the name (container, image, volume, network)."""
-    if name.startswith("docker://"):
-        return remote(name, tls_verify=getattr(args, "tls_verify", None), cert_dir=getattr(args, "cert_dir", None))
+def any_object(engine: Engine, name: str, kind: str | None, monitor: Any, registry: Options | None = None
+               ) -> dict[str, Any]:
+    """Docker's `inspect`: the first kind of object that has the name (container, image, volume, network);
+    `docker://REF` is an image in its registry, reached with the transport options `registry`."""
+    if name.startswith(TRANSPORT):
+        return remote(name, registry)
     finders = {"container": lambda: container(engine, name, monitor), "image": lambda: image(engine, name),
                "volume": lambda: volume(engine, name), "network": lambda: network(engine, name)}
     for key in ([kind] if kind else list(finders)):

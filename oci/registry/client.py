@@ -29,13 +29,13 @@ from __future__ import annotations
 from _thread import allocate_lock
 from collections import namedtuple
 
-from oci import schema
+from oci import log, schema
 from oci.descriptor import DOCKER_LIST, DOCKER_MANIFEST, INDEXES, MANIFESTS, OCI_INDEX, OCI_MANIFEST, Descriptor
 from oci.digest import Digest
 from oci.errors import AuthError, DigestMismatch, IntegrityError, NotFound, OciError, RegistryError, Unsupported
 from oci.reference import Reference
 
-from . import log, urls
+from . import urls
 from .http import HttpError, Options, Response, SentBytes, Transport
 
 TYPE_CHECKING = False

@@ -20,9 +20,10 @@ from _socket import SHUT_RDWR
 from _thread import allocate_lock
 from collections import namedtuple
 
+from oci import log
 from oci.errors import IntegrityError, NotFound, RegistryError
 
-from . import log, urls
+from . import urls
 from .proxy import proxy_for
 from .wire import Connection, split_host
 

@@ -21,14 +21,13 @@ import time
 from _thread import allocate_lock
 from collections import namedtuple
 
-from oci import schema
+from oci import log, schema
 from oci.descriptor import CONFIGS, INDEXES, MANIFESTS, Descriptor
 from oci.digest import Digest, verify_bytes
 from oci.errors import DigestMismatch, IntegrityError, InvalidInput, NotFound, OciError, RegistryError, Unsupported
 from oci.image import parse_image_argument
 from oci.layout import MAX_DOCUMENT, Layout
 
-from . import log
 from .client import MAX_MANIFEST, Manifest, Repository, manifest_media_type
 from .http import backoff_delay, describe_error
 from .wire import IncompleteBody
