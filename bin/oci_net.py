@@ -189,6 +189,7 @@ def _container(args, need_netns: bool) -> tuple[str, str | None]:
 
 def main_body(argv: list[str], messages) -> int:
     args = build_parser(_verb_of(argv)).parse_args(argv)  # --help and --version need nothing more
+    messages.quiet = args.quiet
     import ocicli
 
     from oci.net import endpoint, nat, networks

@@ -64,6 +64,7 @@ class Globals:
         self.log: str | None = None
         self.log_format = "text"
         self.debug = False
+        self.quiet = False
         self.notes: list[str] = []
 
     def store(self) -> Any:
@@ -103,6 +104,7 @@ def split_globals(args: list[str]) -> tuple[Globals, str | None, list[str]]:
                 g.log_format = value
         elif name in GLOBAL_SWITCHES:
             g.debug = g.debug or name == "--debug"
+            g.quiet = g.quiet or name in ("-q", "--quiet")
         elif arg in ("-h", "--help"):
             return g, None, []
         elif arg in ("-v", "--version"):
@@ -235,11 +237,9 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
     if verb is None:
         verbs = "\n".join(f"  {name:9s} {text}" for name, text in VERBS.items())
         top = ocicli.Parser(PROG, f"{DESCRIPTION}\n\nverbs (`oci-run VERB --help` for each):\n{verbs}", EXAMPLES,
-                            common=False, usage="oci-run [global flags] VERB [flags] [CONTAINER_ID ...]")
+                            usage="oci-run [global flags] VERB [flags] [CONTAINER_ID ...]")
         top.add_argument("--root", default="/run/oci-run", help="state directory (default: /run/oci-run)")
-        top.add_argument("--log", help="also append errors to this file")
-        top.add_argument("--log-format", choices=ocicli.LOG_FORMATS, default="text", help="text or json messages")
-        top.add_argument("--debug", action="store_true", help="tracebacks and debug messages")
+        top.add_argument("--log", help="also append errors and warnings to this file (in --log-format, as runc)")
         top.add_argument("--systemd-cgroup", action="store_true",
                          help="accepted: a slice:prefix:name cgroupsPath maps to a cgroupfs path")
         top.add_argument("--rootless", help="accepted for compatibility (true, false, auto)")
@@ -255,6 +255,7 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
         return 2
     messages.log_format = g.log_format
     messages.debug_on = g.debug
+    messages.quiet = g.quiet
     opts = quick_parse(verb, rest) or verb_parser(verb).parse_args(rest)
     try:
         handler = HANDLERS.get(verb)

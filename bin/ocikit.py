@@ -173,7 +173,8 @@ def raise_usage(message: str) -> None:
 
 
 def top_help() -> str:
-    lines = [f"usage: {PROG} [--root DIR] [--runtime oci-run] [--debug] COMMAND [ARGS...]", "", DESCRIPTION, "",
+    lines = [f"usage: {PROG} [--root DIR] [--runtime oci-run] [--log-format F] [--debug] COMMAND [ARGS...]", "",
+             DESCRIPTION, "",
              "commands:"]
     lines += [f"  {name:10s} {text}" for name, (_, _, text) in VERBS.items()]
     lines += ["", "management commands:"]
@@ -181,6 +182,7 @@ def top_help() -> str:
     lines += ["", "global flags:",
               "  --root DIR       state root (default: $OCIKIT_ROOT, else /var/lib/ocikit as root)",
               "  --runtime NAME   oci-run (in process), or runc, crun or a path, through the monitor",
+              "  --log-format F   messages on stderr as text lines or JSON lines (text, json; default: text)",
               "  -D, --debug      tracebacks and debug messages",
               "", "examples:", EXAMPLES, "", ocicli.EXIT_CODES, "",
               f"Run '{PROG} COMMAND --help' for more information on a command."]
@@ -190,8 +192,9 @@ def top_help() -> str:
 def body(argv: list[str], messages: ocicli.Messages) -> int:
     flags, rest = split_globals(argv)
     messages.debug_on = messages.debug_on or flags["debug"]
-    if flags["log_format"] in ocicli.LOG_FORMATS:
-        messages.log_format = flags["log_format"]
+    if flags["log_format"] not in ocicli.LOG_FORMATS:
+        raise_usage(f"--log-format: unknown format {flags['log_format']!r} (text or json)")
+    messages.log_format = flags["log_format"]
     if not rest:
         sys.stdout.write(top_help())
         return 0 if argv else 2

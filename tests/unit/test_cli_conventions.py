@@ -135,3 +135,20 @@ def test_the_one_exit_path_leaves_at_once_with_the_code():
         done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
         assert done.returncode == status and done.stdout.startswith("data"), done
         assert "teardown ran" not in done.stderr
+
+
+@pytest.mark.parametrize("argv", [["fetch"], ["push"], ["unpack"], ["bundle"], ["commit"], ["build"], ["net"],
+                                  ["run"], ["mon"]])
+def test_the_common_flags_mean_the_same_in_every_command(argv):
+    """-q, --log-format and --debug, with one help text, in every small command's --help."""
+    from tests.conftest import run
+
+    text = run(argv[0], "--help").stdout
+    for flag in ocicli.COMMON_FLAGS:
+        assert flag.names[-1] in text and flag.help.split(" (")[0] in " ".join(text.split()), (argv, flag.names)
+
+
+def test_ocikit_refuses_an_unknown_log_format():
+    done = subprocess.run([sys.executable, str(BIN / "ocikit.py"), "--log-format", "xml", "ps"], capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and "--log-format" in done.stderr
