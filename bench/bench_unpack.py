@@ -19,7 +19,6 @@ for the run. Prints medians of BENCH_RUNS runs (default 3) and ratios:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gzip
 import io
 import json
@@ -109,9 +108,12 @@ def build_image() -> list[str]:
 def tmpfs() -> str:
     """A tmpfs mounted on a fresh directory for the length of the block."""
     path = tempfile.mkdtemp(prefix="ocikit-bench-unpack-")
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(b"tmpfs", path.encode(), b"tmpfs", 0, b"size=6g,mode=0755") != 0:
-        raise OSError(ctypes.get_errno(), "mount tmpfs (the benchmark needs root)")
+    from oci.linux.kernel import kernel
+
+    try:
+        kernel().mount("tmpfs", path, "tmpfs", 0, "size=6g,mode=0755")
+    except OSError as err:
+        raise OSError(err.errno, "mount tmpfs (the benchmark needs root)") from None
     try:
         yield path
     finally:

@@ -8,6 +8,8 @@ import sys
 
 import ocicli
 
+from oci import RUNTIME_SPEC_VERSION
+
 PROG = "oci-bundle"
 NET_STATE_ENV = "OCIKIT_NET_STATE_DIR"
 DESCRIPTION = """\
@@ -53,7 +55,8 @@ def parser() -> ocicli.Parser:
     add("bundle", metavar="BUNDLE", help="the bundle directory (created if missing)")
     add("--rootfs", metavar="PATH", help="the root filesystem (default: BUNDLE/rootfs, or oci-unpack's from stdin)")
     add("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pick from a multi-platform image")
-    add("--oci-version", default="1.3.0", help="ociVersion written in the config (default: 1.3.0)")
+    add("--oci-version", default=RUNTIME_SPEC_VERSION,
+        help=f"ociVersion written in the config (default: {RUNTIME_SPEC_VERSION})")
     add("--print", action="store_true", help="write the config to stdout instead of BUNDLE/config.json "
         "(the files it mounts from the bundle are still made)")
     p.add_argument("-t", "--tty", action="store_true", help="give the process a terminal")

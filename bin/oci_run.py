@@ -246,9 +246,9 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
         top.print_help()
         return 0 if any(a in ("-h", "--help") for a in args) else 2
     if verb == "--version":
-        from oci import __version__
+        from oci import RUNTIME_SPEC_VERSION, __version__
 
-        sys.stdout.write(f"{PROG} version {__version__} (ocikit)\nspec: 1.3.0\n")
+        sys.stdout.write(f"{PROG} version {__version__} (ocikit)\nspec: {RUNTIME_SPEC_VERSION}\n")
         return 0
     if verb not in VERBS:
         messages.error(f"unknown command {verb!r} (one of: {', '.join(VERBS)})")

@@ -5,3 +5,6 @@ so that a command pays only for what it uses.
 """
 
 __version__ = "0.1.0"
+# The OCI runtime-spec version ocikit implements (its schemas: spec/runtime): what oci-run reports,
+# writes in the configs it makes (`oci-run spec`, oci-bundle) and accepts at most.
+RUNTIME_SPEC_VERSION = "1.3.0"

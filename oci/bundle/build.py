@@ -14,10 +14,12 @@ import re
 import stat
 from typing import Any, Mapping, NamedTuple, Sequence
 
+from oci import RUNTIME_SPEC_VERSION
 from oci.bundle import convert, defaults, etcfiles, options, users
-from oci.bundle.inroot import open_in_root
 from oci.errors import InvalidInput, NotFound, Unsupported, UsageError
+from oci.linux.capabilities import DOCKER_DEFAULT_CAPS
 from oci.linux.cgroups.base import is_cpu_list
+from oci.linux.inroot import open_in_root
 
 ROOTFS_MOUNT_ANNOTATION = "org.ocikit.rootfs.mount"
 TMPFS_DEFAULTS = ["nosuid", "nodev", "noexec"]
@@ -29,7 +31,7 @@ SKIPPED_HOST_DEVICES = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".u
 class BundleOptions(NamedTuple):
     """What the caller asked for, with the names of `docker run`'s options."""
 
-    oci_version: str = "1.3.0"
+    oci_version: str = RUNTIME_SPEC_VERSION
     args: Sequence[str] = ()
     entrypoint: str | None = None
     env: Sequence[str] = ()
@@ -194,7 +196,7 @@ def _capabilities(opts: BundleOptions) -> list[str]:
     everything = defaults.host_caps()
     if opts.privileged:
         return everything
-    return options.capabilities(defaults.DEFAULT_CAPS, everything, opts.cap_add, opts.cap_drop)
+    return options.capabilities(DOCKER_DEFAULT_CAPS, everything, opts.cap_add, opts.cap_drop)
 
 
 def _security(cfg: dict[str, Any], opts: BundleOptions, caps: list[str]) -> None:

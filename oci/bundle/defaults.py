@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from oci.linux.capnames import NAMES as ALL_CAPS  # every capability, in the kernel's numbering
+from oci.linux.capabilities import DOCKER_DEFAULT_CAPS
+from oci.linux.capabilities import NAMES as ALL_CAPS  # every capability, in the kernel's numbering
 from oci.linux.hardening import MASKED_PATHS, READONLY_PATHS
 from oci.runtime.defaults import standard_mounts
-
-# Docker's default capability set.
-DEFAULT_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-]
-
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_NOFILE = 1024
@@ -66,7 +59,7 @@ def rlimits() -> list[dict[str, Any]]:
 
 def base_config(oci_version: str) -> dict[str, Any]:
     """A complete Linux config with Docker-like defaults, to be filled by conversion and options."""
-    caps = list(DEFAULT_CAPS)
+    caps = list(DOCKER_DEFAULT_CAPS)
     return {
         "ociVersion": oci_version,
         "process": {

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 from typing import Any
 
-from oci.errors import InvalidInput, OciError
+from oci.errors import InvalidInput
 
 
 def check_mount(mount: Any, rootfs: str) -> dict[str, Any]:
@@ -21,11 +20,9 @@ def check_mount(mount: Any, rootfs: str) -> dict[str, Any]:
 
 def ensure_mounted(mount: dict[str, Any], rootfs: str) -> None:
     """Mount the overlay at `rootfs` unless something is mounted there already."""
+    from oci.linux import overlayfs
+
     if os.path.ismount(rootfs):
         return
     os.makedirs(rootfs, exist_ok=True)
-    libc = ctypes.CDLL(None, use_errno=True)
-    data = ",".join(mount["options"]).encode()
-    if libc.mount(str(mount.get("source", "overlay")).encode(), rootfs.encode(), b"overlay", 0, data) != 0:
-        err = ctypes.get_errno()
-        raise OciError(f"{rootfs}: cannot mount the overlay rootfs: {os.strerror(err)}")
+    overlayfs.mount(rootfs, mount["options"], source=str(mount.get("source", "overlay")))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from oci.bundle.inroot import read_in_root
 from oci.errors import InvalidInput, NotFound
+from oci.linux.inroot import read_in_root
 
 MAX_ID = 2**32 - 2
 

@@ -29,7 +29,7 @@ from oci.build.entry import Entry
 from oci.build.source import entry_of
 from oci.dockerfile.ignore import Matcher
 from oci.errors import InvalidInput, NotFound
-from oci.unpack.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+from oci.linux.kernel import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, kernel
 
 _RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 _WILDCARD = re.compile(r"(?<!\\)[*?\[]")
@@ -159,7 +159,7 @@ class SourceRoot:
         except OSError as err:
             raise NotFound(f"{self.path}: {err.strerror}") from None
         try:
-            fd = openat2(root, rel, os.O_PATH | os.O_CLOEXEC, _RESOLVE)
+            fd = kernel().openat2(root, rel, os.O_PATH | os.O_CLOEXEC, _RESOLVE)
         except OSError as err:
             if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 return None

@@ -14,18 +14,16 @@ content outside the upper directory (redirect_dir, metacopy, index) are turned o
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 from dataclasses import dataclass
 
 from oci.errors import OciError, Unsupported
-from oci.linux import syscalls
+from oci.linux import overlayfs
+from oci.linux.kernel import CLONE_NEWNS, MNT_DETACH, kernel
+from oci.linux.mountopts import MS_PRIVATE, MS_REC
 
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
-MNT_DETACH = 2
-OVERLAY_OPTIONS = "index=off,redirect_dir=off,metacopy=off"
+OVERLAY_OPTIONS = ("index=off", "redirect_dir=off", "metacopy=off")
 _private = False
 
 
@@ -37,8 +35,8 @@ def enter_private_mounts() -> None:
     if os.geteuid() != 0:
         raise Unsupported("oci-build needs root: RUN, COPY and ADD steps mount overlayfs and start containers")
     try:
-        syscalls.unshare(syscalls.CLONE_NEWNS)
-        syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
+        kernel().unshare(CLONE_NEWNS)
+        kernel().mount(None, "/", None, MS_REC | MS_PRIVATE)
     except OSError as err:
         raise OciError(f"cannot enter a private mount namespace: {err.strerror}") from None
     _private = True
@@ -89,19 +87,12 @@ class Workspace:
         if not lowers:
             lowers = [self.new_dir("empty")]
         lowerdir = ":".join(self._link(layer) for layer in reversed(lowers))
-        data = f"lowerdir={lowerdir},upperdir={os.path.relpath(upper, self.dir)}," \
-               f"workdir={os.path.relpath(work, self.dir)}"
-        if len(data) + len(OVERLAY_OPTIONS) + 1 >= os.sysconf("SC_PAGE_SIZE"):
-            raise Unsupported(f"{len(lowers)} layers are too many for one overlay mount")
+        options = [f"lowerdir={lowerdir}", f"upperdir={os.path.relpath(upper, self.dir)}",
+                   f"workdir={os.path.relpath(work, self.dir)}"]
         here = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            os.chdir(self.dir)
-            try:
-                syscalls.mount("overlay", rootfs, "overlay", 0, f"{data},{OVERLAY_OPTIONS}")
-            except OSError as err:
-                if err.errno != errno.EINVAL:
-                    raise OciError(f"cannot mount the layers with overlayfs: {err.strerror}") from None
-                syscalls.mount("overlay", rootfs, "overlay", 0, data)  # a kernel without those options
+            os.chdir(self.dir)  # the options name the folders relative to it, to fit in a page
+            overlayfs.mount(rootfs, options, optional=OVERLAY_OPTIONS)
         finally:
             os.fchdir(here)
             os.close(here)
@@ -111,7 +102,7 @@ class Workspace:
 
     def unmount(self, overlay: Overlay) -> None:
         if overlay.mounted:
-            syscalls.umount2(overlay.rootfs, MNT_DETACH)
+            kernel().umount2(overlay.rootfs, MNT_DETACH)
             overlay.mounted = False
             self.mounted.remove(overlay)
 

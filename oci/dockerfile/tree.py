@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from oci.build.entry import Entry
 from oci.errors import InvalidInput, OciError
-from oci.unpack.safepath import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+from oci.linux.kernel import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, kernel
 
 _RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -67,7 +67,7 @@ class Tree:
     def open(self, path: str, flags: int = _PATH) -> int:
         """An fd of `path`, symlinks followed inside the root (OSError when missing)."""
         rel = clean(path)
-        return os.dup(self.fd) if not rel else openat2(self.fd, rel, flags, _RESOLVE)
+        return os.dup(self.fd) if not rel else kernel().openat2(self.fd, rel, flags, _RESOLVE)
 
     def stat(self, path: str) -> os.stat_result | None:
         """stat of `path` (symlinks followed inside the root), None when missing."""

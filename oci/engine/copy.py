@@ -103,7 +103,7 @@ class _paused:  # noqa: N801  (used like a function: `with _paused(engine, cid):
 
 
 def copy_out(root: str, inside: str, destination: str, follow: bool) -> None:
-    from oci.bundle.inroot import open_in_root
+    from oci.linux.inroot import open_in_root
 
     fd = open_in_root(root, inside)
     try:

@@ -168,8 +168,8 @@ def make_workdir(rootfs: str, workdir: str | None) -> None:
     """The working directory made in the rootfs when the image lacks it, as Docker makes it."""
     import posixpath
 
-    from oci.bundle.inroot import open_in_root
     from oci.errors import NotFound
+    from oci.linux.inroot import open_in_root
     from oci.unpack.safepath import Root
 
     if not workdir:

@@ -8,29 +8,13 @@ run again.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 import shutil
 
-from oci.errors import Conflict, NotFound, OciError
+from oci.errors import Conflict, NotFound
+from oci.linux.overlayfs import unmount
 
 from .engine import Engine
-
-MNT_DETACH = 2
-
-
-def unmount(path: str) -> None:
-    """Detach whatever is mounted at `path` (MNT_DETACH: the overlay of a stopped container has no
-    users, and the kernel's teardown then happens without keeping the caller waiting)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    while os.path.ismount(path):
-        if libc.umount2(path.encode(), MNT_DETACH) == 0:
-            continue
-        err = ctypes.get_errno()
-        if err in (errno.EINVAL, errno.ENOENT):
-            return
-        raise OciError(f"{path}: umount: {os.strerror(err)}")
 
 
 def release_rootfs(engine: Engine, rootfs: str) -> None:

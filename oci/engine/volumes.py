@@ -90,7 +90,7 @@ class VolumeStore:
         data = self.data(name)
         if os.listdir(data):
             return
-        from oci.bundle.inroot import open_in_root
+        from oci.linux.inroot import open_in_root
 
         try:
             fd = open_in_root(rootfs, destination)

@@ -1,15 +1,43 @@
-"""Capability names and the five sets: bounding, effective, permitted, inheritable, ambient."""
+"""Capabilities: their names in the kernel's numbering, the default sets, and the five sets of a process
+(bounding, effective, permitted, inheritable, ambient) checked and applied through oci.linux.kernel.
+
+Cheap to import (data, and the kernel seam that loads libc only when called): oci-bundle and
+`oci-run spec` read the names and default sets here too."""
 
 from __future__ import annotations
 
 from oci.errors import InvalidInput
-from oci.linux import syscalls
-from oci.linux.capnames import NAMES
+from oci.linux.kernel import (
+    PR_CAP_AMBIENT,
+    PR_CAP_AMBIENT_CLEAR_ALL,
+    PR_CAP_AMBIENT_RAISE,
+    PR_CAPBSET_DROP,
+    PR_CAPBSET_READ,
+    kernel,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+NAMES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+
+# What a container gets by default, two ways: the minimal set `runc spec` (and `oci-run spec`) writes,
+# and Docker's default set, which oci-bundle gives as `docker run` does.
+SPEC_DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+DOCKER_DEFAULT_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
 NUMBERS = {name: i for i, name in enumerate(NAMES)}
 
 
@@ -45,9 +73,9 @@ SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 
 def bounding_set(numbers: set[int]) -> int:
     """Which of `numbers` are in this process's bounding set (prctl, one call each: no /proc needed)."""
-    bits = 0
+    bits, prctl = 0, kernel().prctl
     for number in numbers:
-        if syscalls.prctl(syscalls.PR_CAPBSET_READ, number) == 1:
+        if prctl(PR_CAPBSET_READ, number) == 1:
             bits |= 1 << number
     return bits
 
@@ -66,7 +94,7 @@ def grantable_only(config: dict[str, Any] | None,
     """
     config = config or {}
     top = last_cap()
-    permitted_now, inheritable_now = syscalls.capget()[1:]
+    permitted_now, inheritable_now = kernel().capget()[1:]
     asked = {NUMBERS[name] for kind in SETS for name in config.get(kind) or [] if name in NUMBERS}
     bounding_now = bounding_set({number for number in asked if number <= top})
     unknown: list[str] = []
@@ -118,17 +146,19 @@ class CapabilitySets:
 
     def drop_bounding(self) -> None:
         """Drop from the bounding set every capability not listed (needs CAP_SETPCAP)."""
+        prctl = kernel().prctl
         for number in range(last_cap() + 1):
             if not self.bounding & (1 << number):
-                syscalls.prctl(syscalls.PR_CAPBSET_DROP, number)
+                prctl(PR_CAPBSET_DROP, number)
 
     def apply(self) -> None:
         """Set effective, permitted, inheritable, then raise ambient (after the uid change)."""
-        syscalls.capset(self.effective, self.permitted, self.inheritable)
-        syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
+        kern = kernel()
+        kern.capset(self.effective, self.permitted, self.inheritable)
+        kern.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
         # The kernel raises an ambient capability only if it is permitted and inheritable;
         # like runc, the others are left out rather than failing the container.
         raisable = self.ambient & self.permitted & self.inheritable
         for number in range(last_cap() + 1):
             if raisable & (1 << number):
-                syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, number)
+                kern.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, number)

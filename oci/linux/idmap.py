@@ -14,7 +14,16 @@ from __future__ import annotations
 import os
 
 from oci.errors import InvalidInput
-from oci.linux import namespaces, syscalls
+from oci.linux import namespaces
+from oci.linux.kernel import (
+    AT_EMPTY_PATH,
+    AT_RECURSIVE,
+    CLONE_NEWUSER,
+    MOUNT_ATTR_IDMAP,
+    OPEN_TREE_CLOEXEC,
+    OPEN_TREE_CLONE,
+    kernel,
+)
 from oci.linux.mountopts import wants_idmap
 
 TYPE_CHECKING = False
@@ -49,14 +58,14 @@ def _tree(mount: dict[str, Any], pointer: str, config: dict[str, Any], bundle: s
     if not os.path.isabs(source):
         source = os.path.join(bundle, source)
     ns_fd = _userns_for(mount, pointer, config, userns)
-    flags = syscalls.OPEN_TREE_CLONE | syscalls.OPEN_TREE_CLOEXEC | (syscalls.AT_RECURSIVE if "rbind" in options else 0)
+    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if "rbind" in options else 0)
     try:
-        tree = syscalls.open_tree(source, flags)
+        tree = kernel().open_tree(source, flags)
     except OSError as err:
         raise InvalidInput(f"{pointer}: {source}: {err.strerror}") from None
     try:
-        recursive = syscalls.AT_RECURSIVE if "ridmap" in options else 0
-        syscalls.mount_setattr(tree, "", syscalls.AT_EMPTY_PATH | recursive, syscalls.MOUNT_ATTR_IDMAP, 0, ns_fd)
+        recursive = AT_RECURSIVE if "ridmap" in options else 0
+        kernel().mount_setattr(tree, "", AT_EMPTY_PATH | recursive, MOUNT_ATTR_IDMAP, 0, ns_fd)
     except OSError as err:
         os.close(tree)
         raise InvalidInput(f"{pointer}: cannot idmap {source}: {err.strerror}") from None
@@ -66,7 +75,7 @@ def _tree(mount: dict[str, Any], pointer: str, config: dict[str, Any], bundle: s
 def _userns_for(mount: dict[str, Any], pointer: str, config: dict[str, Any], userns: dict[Any, int]) -> int:
     """An fd of a user namespace with the mount's mappings (or the container's); one per distinct mapping."""
     linux = config.get("linux") or {}
-    uid_maps, gid_maps = mount.get("uidMappings"), mount.get("gidMappings")
+    uid_maps, gid_maps = mount.get("uidMappings") or [], mount.get("gidMappings") or []
     if not uid_maps:
         user = next((ns for ns in linux.get("namespaces") or [] if ns.get("type") == "user"), None)
         if user is None:
@@ -97,7 +106,7 @@ def new_userns(uid_maps: list[dict[str, int]], gid_maps: list[dict[str, int]]) -
         try:
             os.close(ready_r)
             os.close(done_w)
-            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            kernel().unshare(CLONE_NEWUSER)
             os.write(ready_w, b"1")
             os.read(done_r, 1)
         finally:

@@ -1,7 +1,7 @@
 """Mount flags and the config's mount options as the kernel takes them: constants only.
 
-Apart from oci.linux.mounts (which imports ctypes through syscalls), so that checking a
-config's mount options costs `create` nothing before its cgroup exists.
+Apart from oci.linux.mounts (the rootfs builder), so that checking a config's mount options
+costs `create` only these tables before its cgroup exists.
 """
 
 from __future__ import annotations

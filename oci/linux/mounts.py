@@ -1,8 +1,9 @@
 """The container's filesystem: mounts in order, /dev, masked and read-only paths, pivot_root.
 
 Every target is resolved inside the rootfs as if it were `/` (symlinks cannot lead out),
-created if missing, opened O_PATH and mounted through /proc/self/fd, so a path swapped
-under our feet cannot redirect a mount to the host.
+created if missing, opened O_PATH and mounted through /proc/self/fd (oci.linux.inroot), so a
+path swapped under our feet cannot redirect a mount to the host. Every mount, device node and
+root change goes through oci.linux.kernel, so unit tests run these steps against a fake.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import os
 import stat
 
 from oci.errors import InvalidInput, OciError
-from oci.linux import syscalls
+from oci.linux.inroot import make_dirs, open_resolved, open_target, resolve_in_root
+from oci.linux.kernel import AT_EMPTY_PATH, AT_RECURSIVE, MNT_DETACH, kernel
 from oci.linux.mountopts import (
     ATTR__ATIME,
     FLAG_OPTIONS,
@@ -70,69 +72,6 @@ def parse_options(options: list[str]) -> tuple[int, int, list[str]]:
     return flags, propagation, data
 
 
-def resolve_in_root(root: str, path: str) -> str:
-    """`path` inside `root` with symlinks followed as if `root` were `/`; never leaves `root`."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
-            resolved.append(part)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > 40:
-                raise MountError(f"{path}: too many levels of symbolic links")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-            continue
-        resolved.append(part)
-    return os.path.join(root, *resolved) if resolved else root
-
-
-def _inside(root: str, fd: int) -> bool:
-    real = os.readlink(f"/proc/self/fd/{fd}")
-    return real == root or real.startswith(root.rstrip("/") + "/")
-
-
-def open_target(root: str, path: str, directory: bool) -> int:
-    """Create `path` inside `root` (a directory or an empty file) and open it O_PATH, checked to be inside."""
-    full = resolve_in_root(root, path)
-    parent = os.path.dirname(full) if full != root else root
-    if not os.path.lexists(full):
-        _make_dirs(root, os.path.relpath(parent, root))
-        parent = resolve_in_root(root, os.path.relpath(parent, root))
-        full = os.path.join(parent, os.path.basename(full))
-        if directory:
-            os.mkdir(full, 0o755)
-        else:
-            os.close(os.open(full, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
-    fd = os.open(full, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    if not _inside(root, fd):
-        os.close(fd)
-        raise MountError(f"mount target {path} resolves outside the rootfs")
-    return fd
-
-
-def _make_dirs(root: str, rel: str) -> None:
-    current = ""
-    for part in [p for p in rel.split("/") if p and p != "."]:
-        current = os.path.relpath(resolve_in_root(root, os.path.join(current, part)), root)
-        full = os.path.join(root, current)
-        if not os.path.isdir(full):
-            os.mkdir(full, 0o755)
-
-
 def _attributes(options: list[tuple[int, int]]) -> tuple[int, int]:
     """(attributes to set, attributes to clear) from recursive options, later ones winning."""
     attr_set = attr_clr = 0
@@ -158,11 +97,11 @@ def _locked_flags(path: str) -> int:
 def remount_bind(target: str, flags: int) -> None:
     """Apply flags to a bind mount, keeping flags a user namespace has locked."""
     try:
-        syscalls.mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
+        kernel().mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
     except OSError as err:
         if err.errno != errno.EPERM:
             raise
-        syscalls.mount(None, target, None, MS_REMOUNT | MS_BIND | flags | _locked_flags(target))
+        kernel().mount(None, target, None, MS_REMOUNT | MS_BIND | flags | _locked_flags(target))
 
 
 class RootfsBuilder:
@@ -191,7 +130,7 @@ class RootfsBuilder:
         # An unbindable rootfs could not be bound onto itself: that one is applied after pivot_root only.
         if self.own_mount_ns:
             initial = PROPAGATION_OPTIONS.get(self.linux.get("rootfsPropagation", ""), MS_SLAVE | MS_REC)
-            syscalls.mount(None, "/", None, MS_SLAVE | MS_REC if initial & MS_UNBINDABLE else initial)
+            kernel().mount(None, "/", None, MS_SLAVE | MS_REC if initial & MS_UNBINDABLE else initial)
         try:
             if not stat.S_ISDIR(os.stat(self.rootfs).st_mode):
                 raise InvalidInput(f"/root/path: rootfs {self.rootfs} is not a directory")
@@ -199,8 +138,8 @@ class RootfsBuilder:
             raise InvalidInput(f"/root/path: rootfs {self.rootfs}: {err.strerror}") from None
         parent = _mount_point_of(self.rootfs)
         if parent[1] and self.own_mount_ns:  # pivot_root refuses a shared parent mount
-            syscalls.mount(None, parent[0], None, MS_PRIVATE)
-        syscalls.mount(self.rootfs, self.rootfs, None, MS_BIND | MS_REC)
+            kernel().mount(None, parent[0], None, MS_PRIVATE)
+        kernel().mount(self.rootfs, self.rootfs, None, MS_BIND | MS_REC)
         for i, entry in enumerate(self.config.get("mounts", [])):
             try:
                 self.mount(entry, i)
@@ -235,13 +174,14 @@ class RootfsBuilder:
         try:
             if bind:
                 if index in self.idmapped:
-                    syscalls.move_mount(self.idmapped.pop(index), fd)
+                    kernel().move_mount(self.idmapped.pop(index), fd)
                 else:
-                    syscalls.mount(source, target, None, MS_BIND | (flags & MS_REC))
+                    kernel().mount(source, target, None, MS_BIND | (flags & MS_REC))
                 extra = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
                 if extra:
                     os.close(fd)
-                    fd = os.open(resolve_in_root(self.rootfs, dest), os.O_PATH | os.O_CLOEXEC)
+                    fd = -1
+                    fd = open_resolved(self.rootfs, dest, os.O_PATH)
                     remount_bind(f"/proc/self/fd/{fd}", extra)
             else:
                 covered = None
@@ -252,9 +192,8 @@ class RootfsBuilder:
                     self._mount_fs(source, target, fstype, flags, ",".join(data), dest)
                     if covered is not None:
                         os.close(fd)
-                        fd = os.open(resolve_in_root(self.rootfs, dest), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                        if not _inside(self.rootfs, fd):
-                            raise MountError(f"mount target {dest} resolves outside the rootfs")
+                        fd = -1
+                        fd = open_resolved(self.rootfs, dest, os.O_RDONLY | os.O_DIRECTORY)
                         copy_tree(covered, fd)
                 finally:
                     if covered is not None:
@@ -262,26 +201,28 @@ class RootfsBuilder:
             recursive = [RECURSIVE_OPTIONS[o] for o in entry.get("options", []) if o in RECURSIVE_OPTIONS]
             if recursive or propagation:
                 os.close(fd)
-                fd = os.open(resolve_in_root(self.rootfs, dest), os.O_PATH | os.O_CLOEXEC)
+                fd = -1
+                fd = open_resolved(self.rootfs, dest, os.O_PATH)
             if recursive:
-                syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE, *_attributes(recursive))
+                kernel().mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, *_attributes(recursive))
             if propagation:
                 for flag in (MS_PRIVATE, MS_SHARED, MS_SLAVE, MS_UNBINDABLE):
                     if propagation & flag:
-                        syscalls.mount(None, f"/proc/self/fd/{fd}", None, flag | (propagation & MS_REC))
+                        kernel().mount(None, f"/proc/self/fd/{fd}", None, flag | (propagation & MS_REC))
         finally:
-            os.close(fd)
+            if fd >= 0:  # -1 while a reopen after the mount failed
+                os.close(fd)
 
     def _mount_fs(self, source: str, target: str, fstype: str, flags: int, data: str, dest: str) -> None:
         try:
-            syscalls.mount(source, target, fstype, flags, data or None)
+            kernel().mount(source, target, fstype, flags, data or None)
         except OSError as err:
             if fstype == "sysfs" and err.errno == errno.EPERM:
                 # sysfs needs a network namespace of our own; bind the host's instead.
-                syscalls.mount("/sys", target, None, MS_BIND | MS_REC)
+                kernel().mount("/sys", target, None, MS_BIND | MS_REC)
                 remount_bind(target, flags | MS_RDONLY if flags & MS_RDONLY else flags)
             elif fstype == "mqueue" and err.errno == errno.EPERM:
-                syscalls.mount("/dev/mqueue", target, None, MS_BIND | MS_REC)
+                kernel().mount("/dev/mqueue", target, None, MS_BIND | MS_REC)
             else:
                 raise
 
@@ -292,10 +233,10 @@ class RootfsBuilder:
         if len(binds) == 1 and binds[0][0] == "":
             fd = open_target(self.rootfs, dest, True)
             try:
-                syscalls.mount(binds[0][1], f"/proc/self/fd/{fd}", None, MS_BIND)
+                kernel().mount(binds[0][1], f"/proc/self/fd/{fd}", None, MS_BIND)
             finally:
                 os.close(fd)
-            fd = os.open(resolve_in_root(self.rootfs, dest), os.O_PATH | os.O_CLOEXEC)
+            fd = open_resolved(self.rootfs, dest, os.O_PATH)
             try:
                 remount_bind(f"/proc/self/fd/{fd}", flags)
             finally:
@@ -303,7 +244,7 @@ class RootfsBuilder:
             return
         fd = open_target(self.rootfs, dest, True)
         try:
-            syscalls.mount("tmpfs", f"/proc/self/fd/{fd}", "tmpfs", flags & ~MS_RDONLY, "mode=755")
+            kernel().mount("tmpfs", f"/proc/self/fd/{fd}", "tmpfs", flags & ~MS_RDONLY, "mode=755")
         finally:
             os.close(fd)
         # The tmpfs is new and only we write to it: its entries are made and opened relative to it
@@ -317,7 +258,7 @@ class RootfsBuilder:
                 os.mkdir(name, 0o755, dir_fd=tmpfs)
                 sub = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs)
                 try:
-                    syscalls.mount(host_path, f"/proc/self/fd/{sub}", None, MS_BIND)
+                    kernel().mount(host_path, f"/proc/self/fd/{sub}", None, MS_BIND)
                 finally:
                     os.close(sub)
                 sub = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs)  # now the bind mount
@@ -326,7 +267,7 @@ class RootfsBuilder:
                 finally:
                     os.close(sub)
             if flags & MS_RDONLY:
-                syscalls.mount(None, f"/proc/self/fd/{tmpfs}", None, MS_REMOUNT | flags)
+                kernel().mount(None, f"/proc/self/fd/{tmpfs}", None, MS_REMOUNT | flags)
         finally:
             os.close(tmpfs)
 
@@ -345,19 +286,20 @@ class RootfsBuilder:
                 raise InvalidInput(f"{pointer}: {path} exists and is not that device")
             if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
                 os.unlink(full)
-        _make_dirs(self.rootfs, os.path.relpath(os.path.dirname(full), self.rootfs))
+        make_dirs(self.rootfs, os.path.relpath(os.path.dirname(full), self.rootfs))
         type_bits = TYPE_BITS[kind]
         if self.in_userns and kind != "p":
             # mknod is refused in a user namespace: bind the host's node instead.
             fd = open_target(self.rootfs, path, False)
             try:
-                syscalls.mount(path, f"/proc/self/fd/{fd}", None, MS_BIND)
+                kernel().mount(path, f"/proc/self/fd/{fd}", None, MS_BIND)
             finally:
                 os.close(fd)
             return
-        os.mknod(full, type_bits | (mode & 0o7777), os.makedev(major, minor) if kind != "p" else 0)
-        os.chmod(full, mode & 0o7777)
-        os.lchown(full, uid, gid)
+        kern = kernel()
+        kern.mknod(full, type_bits | (mode & 0o7777), os.makedev(major, minor) if kind != "p" else 0)
+        kern.chmod(full, mode & 0o7777)
+        kern.chown(full, uid, gid)
 
     def make_default_devices(self) -> None:
         configured = {device["path"] for device in self.linux.get("devices", [])}
@@ -371,11 +313,11 @@ class RootfsBuilder:
                     os.unlink(full)
                 else:
                     continue
-            os.symlink(target, full)
+            kernel().symlink(target, full)
         if os.path.exists("/proc/kcore"):
             core = resolve_in_root(self.rootfs, "/dev/core")
             if not os.path.lexists(core):
-                os.symlink("/proc/kcore", core)
+                kernel().symlink("/proc/kcore", core)
 
     def make_devices(self) -> None:
         for i, device in enumerate(self.linux.get("devices", [])):
@@ -389,22 +331,22 @@ class RootfsBuilder:
         """Make the rootfs `/`: pivot_root and detach the old root, or move and chroot."""
         if not self.own_mount_ns:  # the caller's mounts stay where they are
             os.chdir(self.rootfs)
-            os.chroot(".")
+            kernel().chroot(".")
             os.chdir("/")
             return
         if no_pivot:
             os.chdir(self.rootfs)
-            syscalls.mount(self.rootfs, "/", None, MS_MOVE)
-            os.chroot(".")
+            kernel().mount(self.rootfs, "/", None, MS_MOVE)
+            kernel().chroot(".")
             os.chdir("/")
             return
         old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.chdir(self.rootfs)
-            syscalls.pivot_root(".", ".")
+            kernel().pivot_root(".", ".")
             os.fchdir(old_root)
-            syscalls.mount(None, ".", None, MS_SLAVE | MS_REC)
-            syscalls.umount2(".", syscalls.MNT_DETACH)
+            kernel().mount(None, ".", None, MS_SLAVE | MS_REC)
+            kernel().umount2(".", MNT_DETACH)
         finally:
             os.close(old_root)
         os.chdir("/")
@@ -419,7 +361,7 @@ class RootfsBuilder:
             remount_bind("/", MS_RDONLY)
         propagation = self.linux.get("rootfsPropagation")
         if propagation:
-            syscalls.mount(None, "/", None, PROPAGATION_OPTIONS[propagation])
+            kernel().mount(None, "/", None, PROPAGATION_OPTIONS[propagation])
         reopen_dev_null()
 
 
@@ -511,14 +453,14 @@ def mask_path(path: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     if stat.S_ISDIR(st.st_mode):
-        syscalls.mount("tmpfs", path, "tmpfs", MS_RDONLY, None)
+        kernel().mount("tmpfs", path, "tmpfs", MS_RDONLY, None)
     else:
-        syscalls.mount("/dev/null", path, None, MS_BIND)
+        kernel().mount("/dev/null", path, None, MS_BIND)
 
 
 def make_readonly(path: str) -> None:
     """Bind `path` onto itself read-only."""
     if not os.path.exists(path):
         return
-    syscalls.mount(path, path, None, MS_BIND | MS_REC)
+    kernel().mount(path, path, None, MS_BIND | MS_REC)
     remount_bind(path, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)

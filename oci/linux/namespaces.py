@@ -4,23 +4,38 @@ from __future__ import annotations
 
 import os
 
-from oci.errors import InvalidInput
-from oci.linux import syscalls
+from oci.errors import InvalidInput, NotFound, OciError
+from oci.linux.kernel import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWTIME,
+    CLONE_NEWUSER,
+    CLONE_NEWUTS,
+    kernel,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable, TypeVar
+
+    T = TypeVar("T")
 
 FLAGS = {
-    "pid": syscalls.CLONE_NEWPID,
-    "network": syscalls.CLONE_NEWNET,
-    "mount": syscalls.CLONE_NEWNS,
-    "ipc": syscalls.CLONE_NEWIPC,
-    "uts": syscalls.CLONE_NEWUTS,
-    "user": syscalls.CLONE_NEWUSER,
-    "cgroup": syscalls.CLONE_NEWCGROUP,
-    "time": syscalls.CLONE_NEWTIME,
+    "pid": CLONE_NEWPID,
+    "network": CLONE_NEWNET,
+    "mount": CLONE_NEWNS,
+    "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS,
+    "user": CLONE_NEWUSER,
+    "cgroup": CLONE_NEWCGROUP,
+    "time": CLONE_NEWTIME,
 }
+# the config's type -> the name in /proc/PID/ns
+PROC_NAMES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
+              "cgroup": "cgroup", "time": "time"}
 
 # The order in which namespaces named by path are joined: user first (it grants the rights
 # to join the others), mount last (its path may live in another mount namespace).
@@ -68,9 +83,35 @@ class Namespaces:
 def join(kind: str, fd: int) -> None:
     """setns into the namespace open at `fd`, then close it."""
     try:
-        syscalls.setns(fd, FLAGS[kind])
+        kernel().setns(fd, FLAGS[kind])
     finally:
         os.close(fd)
+
+
+def run_in(path: str, kind: str, call: Callable[[], T]) -> T:
+    """`call()` made with this thread in the `kind` namespace at `path`, then back in its own (a netlink
+    socket opened inside stays bound to that namespace). NotFound for a missing path, InvalidInput for
+    a file that is not such a namespace."""
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such {kind} namespace") from None
+    home = os.open(f"/proc/thread-self/ns/{PROC_NAMES[kind]}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            kernel().setns(target, FLAGS[kind])
+        except OSError as err:
+            raise InvalidInput(f"{path}: not a {kind} namespace ({os.strerror(err.errno or 0)})") from None
+        try:
+            return call()
+        finally:
+            try:
+                kernel().setns(home, FLAGS[kind])
+            except OSError as err:
+                raise OciError(f"cannot return to the host {kind} namespace: {os.strerror(err.errno or 0)}") from None
+    finally:
+        os.close(target)
+        os.close(home)
 
 
 def write_id_maps(pid: int, uid_maps: list[dict[str, int]], gid_maps: list[dict[str, int]]) -> None:
@@ -102,9 +143,9 @@ def loopback_up() -> None:
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
         request = b"lo".ljust(16, b"\0") + bytes(24)
-        flags = int.from_bytes(syscalls.ioctl(sock.fileno(), SIOCGIFFLAGS, request)[16:18], "little")
+        flags = int.from_bytes(kernel().ioctl(sock.fileno(), SIOCGIFFLAGS, request)[16:18], "little")
         if not flags & IFF_UP:
-            syscalls.ioctl(sock.fileno(), SIOCSIFFLAGS, request[:16] + (flags | IFF_UP).to_bytes(2, "little")
+            kernel().ioctl(sock.fileno(), SIOCSIFFLAGS, request[:16] + (flags | IFF_UP).to_bytes(2, "little")
                            + bytes(22))
     finally:
         sock.close()

@@ -11,8 +11,8 @@ import struct
 import termios
 import tty
 
-from oci.linux import syscalls
-from oci.linux.mounts import MS_BIND
+from oci.linux.kernel import kernel
+from oci.linux.mountopts import MS_BIND
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def open_console(console_size: dict[str, int] | None) -> tuple[int, int]:
     name = os.ttyname(slave)
     if not os.path.exists("/dev/console"):
         os.close(os.open("/dev/console", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-    syscalls.mount(name, "/dev/console", None, MS_BIND)
+    kernel().mount(name, "/dev/console", None, MS_BIND)
     if console_size:
         set_size(master, console_size.get("height", 0), console_size.get("width", 0))
     return master, slave

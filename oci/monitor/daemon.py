@@ -150,9 +150,9 @@ class Monitor:
                     self.lock_fd = -1
                     raise Conflict(f"a monitor already runs for {self.root.path}") from None
                 time.sleep(0.05)
-        from oci.linux import syscalls
+        from oci.linux.kernel import PR_SET_CHILD_SUBREAPER, kernel
 
-        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+        kernel().prctl(PR_SET_CHILD_SUBREAPER, 1)
         self.loop.open()
         self.server.open(self.root.socket)
         from oci.runtime.state import write_atomic

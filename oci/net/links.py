@@ -15,10 +15,9 @@ import errno
 import os
 from typing import Iterator, NamedTuple
 
-from oci.errors import Conflict, InvalidInput, NotFound, OciError
+from oci.errors import Conflict, NotFound, OciError
 from oci.net import rtnl
 
-CLONE_NEWNET = 0x40000000
 IFA_F_NODAD = 0x02
 IFF_UP = 0x1
 LOOPBACK_INDEX = 1  # the kernel gives lo index 1 in every network namespace
@@ -83,25 +82,9 @@ def netlink(netns: str | None = None) -> Iterator[rtnl.Rtnl]:
 
 
 def _socket_in(netns: str) -> rtnl.Rtnl:
-    import ctypes  # on use: a DEL never enters a namespace
+    from oci.linux.namespaces import run_in  # on use: a DEL never enters a namespace
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    try:
-        target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NotFound(f"{netns}: no such network namespace") from None
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(target, CLONE_NEWNET) != 0:
-            raise InvalidInput(f"{netns}: not a network namespace ({os.strerror(ctypes.get_errno())})")
-        try:
-            return rtnl.Rtnl()
-        finally:
-            if libc.setns(home, CLONE_NEWNET) != 0:
-                raise OciError(f"cannot return to the host network namespace: {os.strerror(ctypes.get_errno())}")
-    finally:
-        os.close(target)
-        os.close(home)
+    return run_in(netns, "network", rtnl.Rtnl)
 
 
 def netns_path(netns: str | None = None, pid: int | None = None) -> str:

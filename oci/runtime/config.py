@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 
-from oci import schema
+from oci import RUNTIME_SPEC_VERSION, schema
 from oci.errors import InvalidDocument, InvalidInput, NotFound, Unsupported
 
 TYPE_CHECKING = False
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 ANY = True
-MIN_VERSION, MAX_VERSION = (1, 0, 0), (1, 3, 0)
+MIN_VERSION, MAX_VERSION = (1, 0, 0), tuple(map(int, RUNTIME_SPEC_VERSION.split(".")))
 
 
 class Ignore:
@@ -236,7 +236,7 @@ def check_mount_options(doc: dict[str, Any], found: Review) -> None:
 def check_process(process: dict[str, Any], found: Review, base: str = "/process") -> None:
     """What runc checks of a process before it starts anything: args, an absolute cwd, known and
     unique rlimits."""
-    from oci.linux.rlimits import RLIMITS
+    from oci.linux.kernel import RLIMITS
 
     if not process.get("args"):
         found.invalid.append((f"{base}/args", "must not be empty"))

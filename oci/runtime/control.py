@@ -157,7 +157,7 @@ def update_rules() -> dict[str, Any]:
 def load_resources(data: bytes, source: str, notes: list[str] | None = None) -> dict[str, Any]:
     """A LinuxResources JSON document (`update -r`), validated against the vendored schema; what `update`
     leaves alone and unknown properties are appended to `notes`, not refused."""
-    from oci import schema
+    from oci import RUNTIME_SPEC_VERSION, schema
     from oci.errors import InvalidDocument
     from oci.runtime.config import and_more, fold_keys, review
 
@@ -168,7 +168,8 @@ def load_resources(data: bytes, source: str, notes: list[str] | None = None) -> 
     folded: list[str] = []
     fold_keys(resources, rules, "", folded)
     prefix = "/linux/resources"
-    problems = schema.violations({"ociVersion": "1.3.0", "linux": {"resources": resources}}, "runtime-config")
+    problems = schema.violations({"ociVersion": RUNTIME_SPEC_VERSION, "linux": {"resources": resources}},
+                                 "runtime-config")
     if problems:
         problems = [(p.removeprefix(prefix) if p.startswith(prefix) else p, m) for p, m in problems]
         raise InvalidDocument(source, [(problems[0][0], problems[0][1] + and_more(problems))])

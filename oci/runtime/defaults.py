@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from oci import RUNTIME_SPEC_VERSION
+from oci.linux.capabilities import SPEC_DEFAULT_CAPS
 from oci.linux.hardening import MASKED_PATHS, READONLY_PATHS
-from oci.runtime.state import OCI_VERSION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-
 
 def standard_mounts(rootless: bool = False) -> list[dict[str, Any]]:
     """/proc, a minimal /dev, /dev/pts, /dev/shm, /dev/mqueue, read-only /sys and cgroup, as
@@ -50,14 +48,14 @@ def default_config(rootless: bool = False) -> dict[str, Any]:
     else:
         linux["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
     return {
-        "ociVersion": OCI_VERSION,
+        "ociVersion": RUNTIME_SPEC_VERSION,
         "process": {
             "terminal": True,
             "user": {"uid": 0, "gid": 0},
             "args": ["sh"],
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
             "cwd": "/",
-            "capabilities": {k: list(DEFAULT_CAPS) for k in ("bounding", "effective", "permitted")},
+            "capabilities": {k: list(SPEC_DEFAULT_CAPS) for k in ("bounding", "effective", "permitted")},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
         },

@@ -20,9 +20,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-NAMESPACE_ORDER = ("user", "ipc", "uts", "net", "pid", "cgroup", "time", "mnt")
-NAMESPACE_TYPES = {"user": "user", "ipc": "ipc", "uts": "uts", "net": "network", "pid": "pid", "cgroup": "cgroup",
-                   "time": "time", "mnt": "mount"}
 
 
 class ExecOptions:
@@ -37,7 +34,7 @@ class ExecOptions:
 def process_from_file(path: str, notes: list[str] | None = None) -> dict[str, Any]:
     """A process.json (`exec --process`), read as the `process` of a config: validated, checked as runc
     checks it, unknown properties ignored (and appended to `notes`)."""
-    from oci import schema
+    from oci import RUNTIME_SPEC_VERSION, schema
     from oci.errors import InvalidDocument, NotFound, Unsupported
     from oci.runtime.config import (
         PROCESS_RULES,
@@ -59,7 +56,7 @@ def process_from_file(path: str, notes: list[str] | None = None) -> dict[str, An
         raise InvalidDocument(path, [("", "not a process object")])
     folded: list[str] = []
     fold_keys(process, PROCESS_RULES, "", folded)
-    problems = schema.violations({"ociVersion": "1.2.1", "root": {"path": "rootfs"}, "process": process},
+    problems = schema.violations({"ociVersion": RUNTIME_SPEC_VERSION, "root": {"path": "rootfs"}, "process": process},
                                  "runtime-config")
     if problems:
         problems = [(p.removeprefix("/process"), m) for p, m in problems]
@@ -79,7 +76,9 @@ def process_from_file(path: str, notes: list[str] | None = None) -> dict[str, An
 def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts: ExecOptions,
              notes: list[str] | None = None) -> int:
     """Start `process` in the container; its host pid."""
-    from oci.linux import cgroups, syscalls
+    from oci.linux import cgroups
+    from oci.linux.kernel import PR_SET_CHILD_SUBREAPER, kernel
+    from oci.linux.namespaces import JOIN_ORDER, PROC_NAMES
     from oci.runtime import config as config_mod
     from oci.runtime.channel import InitError
     from oci.runtime.process import preload
@@ -94,15 +93,16 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
         from oci.linux import seccomp
 
         seccomp_filter = seccomp.build(config["linux"]["seccomp"], bool(process.get("noNewPrivileges")))
-    fds = {}
-    for name in NAMESPACE_ORDER:
+    fds = {}  # the container's namespaces that are not ours, by type, in the order they are joined
+    for kind in JOIN_ORDER:
+        name = PROC_NAMES[kind]
         try:
             own = os.stat(f"/proc/self/ns/{name}").st_ino
-            theirs = os.stat(f"/proc/{container.pid}/ns/{name}").st_ino
+            the_containers = os.stat(f"/proc/{container.pid}/ns/{name}").st_ino
         except FileNotFoundError:
             continue
-        if own != theirs:
-            fds[name] = os.open(f"/proc/{container.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        if own != the_containers:
+            fds[kind] = os.open(f"/proc/{container.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
     console_fd, console_sock = opts.console_fd, None
     if opts.console_socket:
         console_sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -117,7 +117,7 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
         raise OciError("exec: a terminal needs --console-socket (or no --detach)")
     ours, theirs = Channel.pair()
     if opts.subreaper:
-        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+        kernel().prctl(PR_SET_CHILD_SUBREAPER, 1)
     preload(process)  # before the fork, and before the container's namespaces hide the runtime's files
     joiner = os.fork()
     if joiner == 0:
@@ -150,14 +150,14 @@ def run_exec(store: StateStore, container_id: str, process: dict[str, Any], opts
 
 def _join(channel: Channel, fds: dict[str, int], process: dict[str, Any], config: dict[str, Any],
           seccomp_filter: Any, console_fd: int | None, preserve_fds: int) -> NoReturn:
-    from oci.linux import namespaces, syscalls
+    from oci.linux import namespaces
+    from oci.linux.kernel import PR_SET_DUMPABLE, kernel
     from oci.runtime.process import describe_error, environment, finalize, find_executable, report_failure
 
     try:
-        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        for name in NAMESPACE_ORDER:
-            if name in fds:
-                namespaces.join(NAMESPACE_TYPES[name], fds.pop(name))
+        kernel().prctl(PR_SET_DUMPABLE, 0)
+        for kind in list(fds):  # user first, mount last (namespaces.JOIN_ORDER)
+            namespaces.join(kind, fds.pop(kind))
         warnings: list[str] = []
         if process.get("capabilities"):  # what can be granted is known once in the container's namespaces
             from oci.linux.capabilities import grantable_only

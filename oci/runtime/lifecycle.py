@@ -83,7 +83,8 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
     process = config.get("process") or {}
     container.terminal = bool(process.get("terminal"))
     try:
-        from oci.linux import namespaces, syscalls, unixsock
+        from oci.linux import namespaces
+        from oci.linux.kernel import PR_SET_CHILD_SUBREAPER, kernel
         from oci.runtime import hooks
         from oci.runtime.channel import Channel, InitError
         from oci.runtime.process import InitOptions, fork_init, forks_init_directly, preload, stage_a
@@ -94,6 +95,8 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         console_fd = opts.console_fd
         console_sock = None
         if opts.console_socket is not None:
+            from oci.linux import unixsock
+
             console_sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             try:
                 unixsock.connect(console_sock, opts.console_socket)
@@ -107,7 +110,13 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
             seccomp_filter = seccomp.build(linux["seccomp"], bool(process.get("noNewPrivileges")))
         # The init inherits the listening socket `start` connects to: it need not reach the state dir.
         exec_listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        unixsock.bind(exec_listener, os.path.join(folder, "exec.sock"))  # any --root length
+        exec_sock = os.path.join(folder, "exec.sock")
+        if len(os.fsencode(exec_sock)) < 100:  # within sun_path, as `start` connects to it
+            exec_listener.bind(exec_sock)
+        else:  # any --root length (Docker's runtime root with a 64-hex id)
+            from oci.linux import unixsock
+
+            unixsock.bind(exec_listener, exec_sock)
         exec_listener.listen(1)
         from oci.linux.mountopts import wants_idmap
 
@@ -122,7 +131,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
                                 idmapped=idmapped)
         ours, theirs = Channel.pair()
         if opts.subreaper:
-            syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+            kernel().prctl(PR_SET_CHILD_SUBREAPER, 1)
         preload(process, config.get("hooks"))
         ns = namespaces.Namespaces(linux.get("namespaces", []))
         direct = forks_init_directly(ns)

@@ -16,7 +16,18 @@ import _socket
 import os
 import sys
 
-from oci.linux import namespaces, syscalls
+from oci.linux import namespaces
+from oci.linux.kernel import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWPID,
+    CLONE_NEWUSER,
+    IOPRIO_WHO_PROCESS,
+    PR_SET_DUMPABLE,
+    PR_SET_KEEPCAPS,
+    PR_SET_NO_NEW_PRIVS,
+    RLIMITS,
+    kernel,
+)
 from oci.runtime.channel import Channel
 
 TYPE_CHECKING = False
@@ -83,6 +94,8 @@ def preload(process: dict[str, Any], hooks: dict[str, Any] | None = None) -> Non
     """
     import oci.linux.capabilities  # noqa: F401
     import oci.linux.mounts  # noqa: F401
+
+    kernel().load()
     import oci.runtime.hooks  # noqa: F401
     if process.get("terminal"):
         import oci.linux.terminal  # noqa: F401
@@ -108,7 +121,7 @@ def fork_init(channel: Channel, other_end: Channel, opts: InitOptions, ns: names
     own_pid_ns = None
     if "pid" in ns.new:
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        syscalls.unshare(syscalls.CLONE_NEWPID)
+        kernel().unshare(CLONE_NEWPID)
     try:
         pid = os.fork()
         if pid == 0:
@@ -116,7 +129,7 @@ def fork_init(channel: Channel, other_end: Channel, opts: InitOptions, ns: names
             _enter_namespaces_as_init(channel, opts, ns)
     finally:
         if own_pid_ns is not None:
-            syscalls.setns(own_pid_ns, syscalls.CLONE_NEWPID)
+            kernel().setns(own_pid_ns, CLONE_NEWPID)
             os.close(own_pid_ns)
     return pid
 
@@ -124,13 +137,13 @@ def fork_init(channel: Channel, other_end: Channel, opts: InitOptions, ns: names
 def _enter_namespaces_as_init(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> NoReturn:
     """The init forked by fork_init: join the namespaces named by path, create the new ones, then stage B."""
     try:
-        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        kernel().prctl(PR_SET_DUMPABLE, 0)
         for kind, fd in ns.open_joins().items():  # every path opened before any namespace changes
             namespaces.join(kind, fd)
         # As in stage A, the cgroup namespace waits until the runtime has moved the init into its cgroup.
         flags = ns.unshare_flags(exclude=("pid", "cgroup"))
         if flags:
-            syscalls.unshare(flags)
+            kernel().unshare(flags)
     except BaseException as err:  # noqa: BLE001 - every failure goes back to the runtime
         report_failure(channel, describe_error(err))
     stage_b(channel, opts, ns)
@@ -139,7 +152,8 @@ def _enter_namespaces_as_init(channel: Channel, opts: InitOptions, ns: namespace
 def stage_a(channel: Channel, opts: InitOptions) -> NoReturn:
     """Enter the namespaces, fork the container's init, report its pid, exit."""
     try:
-        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        kern = kernel()
+        kern.prctl(PR_SET_DUMPABLE, 0)
         linux = opts.config["linux"]
         channel.recv("go")
         ns = namespaces.Namespaces(linux.get("namespaces", []))
@@ -147,13 +161,13 @@ def stage_a(channel: Channel, opts: InitOptions) -> NoReturn:
         if "user" in fds:
             namespaces.join("user", fds.pop("user"))
         if "user" in ns.new:
-            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            kern.unshare(CLONE_NEWUSER)
             channel.send("userns")
             channel.recv("mapped")
         if ns.has("user"):
             try:
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
+                kern.setresgid(0)
+                kern.setresuid(0)
             except OSError:
                 pass
         for kind, fd in fds.items():
@@ -162,7 +176,7 @@ def stage_a(channel: Channel, opts: InitOptions) -> NoReturn:
         # cgroup: that move (slow on cgroup v1) overlaps with the rootfs preparation.
         flags = ns.unshare_flags(exclude=("user", "cgroup"))
         if flags:
-            syscalls.unshare(flags)
+            kern.unshare(flags)
         if "time" in ns.new and linux.get("timeOffsets"):
             namespaces.write_time_offsets(linux["timeOffsets"])
         # The init waits until its pid is reported: the runtime reads "pid" before any message of the init.
@@ -218,7 +232,7 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         channel.send("hooks", warnings=warnings)
         state = channel.recv("state")["state"]
         if "cgroup" in ns.new:
-            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+            kernel().unshare(CLONE_NEWCGROUP)
         hooks.run_hooks(config.get("hooks"), "createContainer", state)
         builder.pivot(opts.no_pivot)
         for key, value in (linux.get("sysctl") or {}).items():
@@ -226,9 +240,9 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
                 f.write(value)
         builder.finish()
         if "hostname" in config and ns.has("uts"):
-            syscalls.sethostname(config["hostname"])
+            kernel().sethostname(config["hostname"])
         if "domainname" in config and ns.has("uts"):
-            syscalls.setdomainname(config["domainname"])
+            kernel().setdomainname(config["domainname"])
         if process is None:
             channel.send("ready")
             channel.close()
@@ -285,13 +299,14 @@ def cpu_set(text: str) -> set[int]:
 def close_inherited(first: int, keep: int) -> None:
     """Close every fd from `first` on but `keep`: close_range(2), or, where that is refused (ENOSYS on an
     old kernel, EPERM from a seccomp filter without it), each fd /proc/self/fd lists, as runc falls back."""
+    close_range = kernel().close_range
     try:
         if keep >= first:
             if keep > first:
-                syscalls.close_range(first, keep - 1)
-            syscalls.close_range(keep + 1)
+                close_range(first, keep - 1)
+            close_range(keep + 1)
         else:
-            syscalls.close_range(first)
+            close_range(first)
         return
     except OSError:
         pass
@@ -330,7 +345,7 @@ def find_executable(name: str, env: list[str]) -> str:
         try:
             st = os.stat(name)
         except OSError as err:
-            raise InitFailure(f'exec: "{name}": stat {name}: {err.strerror.lower()}') from None
+            raise InitFailure(f'exec: "{name}": stat {name}: {(err.strerror or "").lower()}') from None
         if not (st.st_mode & 0o170000 == 0o100000 and os.access(name, os.X_OK)):
             raise InitFailure(f'exec: "{name}": permission denied')
         return name
@@ -343,7 +358,7 @@ def find_executable(name: str, env: list[str]) -> str:
 
 
 def environment(env: list[str]) -> dict[str, str]:
-    result = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    result = dict(item.partition("=")[::2] for item in env)
     result.setdefault("HOME", "/")
     return result
 
@@ -351,13 +366,13 @@ def environment(env: list[str]) -> dict[str, str]:
 def set_rlimits(process: dict[str, Any]) -> None:
     """process.rlimits (runc sets them at create too: a limit the host refuses fails `create`)."""
     for limit in process.get("rlimits") or []:
-        number = syscalls.RLIMITS.get(limit["type"])
+        number = RLIMITS.get(limit["type"])
         if number is None:
             raise InitFailure(f"/process/rlimits: unknown rlimit {limit['type']}")
         try:
-            syscalls.setrlimit(number, limit["soft"], limit["hard"])
+            kernel().setrlimit(number, limit["soft"], limit["hard"])
         except OSError as err:
-            raise InitFailure(f"setrlimit {limit['type']}: {os.strerror(err.errno)}") from None
+            raise InitFailure(f"setrlimit {limit['type']}: {os.strerror(err.errno or 0)}") from None
 
 
 def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccomp_filter: Any, preserve_fds: int,
@@ -366,26 +381,22 @@ def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccom
     then seccomp."""
     from oci.linux.capabilities import CapabilitySets
 
+    kern = kernel()
     if not rlimits_set:
         set_rlimits(process)
     if personality is not None:
         domain = personality.get("domain", "LINUX")
         if domain not in PERSONALITIES:
             raise InitFailure(f"/linux/personality/domain: unknown domain {domain}")
-        syscalls.personality(PERSONALITIES[domain])
+        kern.personality(PERSONALITIES[domain])
     if "ioPriority" in process:
         io = process["ioPriority"]
-        syscalls.ioprio_set(1, 0, (IOPRIO_CLASSES[io["class"]] << 13) | io.get("priority", 0))
+        kern.ioprio_set(IOPRIO_WHO_PROCESS, 0, (IOPRIO_CLASSES[io["class"]] << 13) | io.get("priority", 0))
     if "scheduler" in process:
         sched = process["scheduler"]
-        attr = syscalls.SchedAttr()
-        attr.sched_policy = SCHED_POLICIES[sched["policy"]]
-        attr.sched_nice = sched.get("nice", 0)
-        attr.sched_priority = sched.get("priority", 0)
-        attr.sched_flags = sum(SCHED_FLAGS[f] for f in sched.get("flags", []))
-        attr.sched_runtime, attr.sched_deadline = sched.get("runtime", 0), sched.get("deadline", 0)
-        attr.sched_period = sched.get("period", 0)
-        syscalls.sched_setattr(attr)
+        kern.sched_setattr(SCHED_POLICIES[sched["policy"]], sum(SCHED_FLAGS[f] for f in sched.get("flags", [])),
+                           sched.get("nice", 0), sched.get("priority", 0), sched.get("runtime", 0),
+                           sched.get("deadline", 0), sched.get("period", 0))
     caps = CapabilitySets(process.get("capabilities"))
     no_new_privs = bool(process.get("noNewPrivileges"))
     # Inherited fds go first: the seccomp filter need not allow close_range (or close) after it.
@@ -399,23 +410,23 @@ def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccom
     security_labels(process)
     if seccomp_filter is not None and not no_new_privs:
         # Without no_new_privs loading a filter needs CAP_SYS_ADMIN: do it before the drop.
-        seccomp_filter.load()
+        kern.load_seccomp(seccomp_filter)
     caps.drop_bounding()
-    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
+    kern.prctl(PR_SET_KEEPCAPS, 1)
     user = process.get("user", {})
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     try:
-        os.setgroups(user.get("additionalGids") or [])
+        kern.setgroups(user.get("additionalGids") or [])
     except PermissionError:
         if user.get("additionalGids"):
             raise
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
-    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
+    kern.setresgid(gid)
+    kern.setresuid(uid)
+    kern.prctl(PR_SET_KEEPCAPS, 0)
     caps.apply()
     os.umask(user.get("umask", 0o022))
     if no_new_privs:
-        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+        kern.prctl(PR_SET_NO_NEW_PRIVS, 1)
     for signum in range(1, _signal.NSIG):
         # Python knows every disposition (it reads them all at start-up): reset only those not yet default.
         if signum not in (_signal.SIGKILL, _signal.SIGSTOP) and _signal.getsignal(signum) != _signal.SIG_DFL:
@@ -428,4 +439,4 @@ def finalize(process: dict[str, Any], personality: dict[str, Any] | None, seccom
     if affinity.get("final"):
         os.sched_setaffinity(0, cpu_set(affinity["final"]))
     if seccomp_filter is not None and no_new_privs:
-        seccomp_filter.load()
+        kern.load_seccomp(seccomp_filter)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import marshal
 import os
 
+from oci import RUNTIME_SPEC_VERSION
 from oci.errors import Conflict, InvalidInput, NotFound
 
 TYPE_CHECKING = False
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_ROOT = "/run/oci-run"
-OCI_VERSION = "1.2.1"
 _ID_PUNCTUATION = set("_+-.")
 RECORD = "state.marshal"
 
@@ -87,7 +87,7 @@ class Container:
     def __init__(self, id: str, bundle: str, pid: int = 0, start_time: int = 0, created: str = "",  # noqa: A002
                  annotations: dict[str, str] | None = None, rootfs: str = "", cgroup_path: str = "",
                  hooks: dict[str, Any] | None = None, owner: str = "",
-                 oci_version: str = OCI_VERSION, directory: str = "") -> None:
+                 oci_version: str = RUNTIME_SPEC_VERSION, directory: str = "") -> None:
         self.id, self.bundle, self.pid, self.start_time, self.created = id, bundle, pid, start_time, created
         self.annotations = annotations or {}
         self.rootfs, self.cgroup_path, self.hooks = rootfs, cgroup_path, hooks or {}

@@ -16,7 +16,6 @@ Cache layout (`--cache`, default /var/lib/ocikit/layers as root):
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import json
@@ -26,8 +25,9 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from oci.digest import Digest
-from oci.errors import Conflict, OciError
+from oci.errors import Conflict
 from oci.fsutil import TMP_PREFIX, locked, write_atomic
+from oci.linux.kernel import kernel
 from oci.unpack.apply import ROOT_ENTRY
 from oci.unpack.options import Budget, LayerResult, Options
 from oci.unpack.rootfs import OVERLAY, Progress, open_layer, sibling
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from oci.image import Image
     from oci.unpack.decompress import LayerStream
 
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def default_cache() -> str:
@@ -113,7 +112,7 @@ class LayerCache:
                 with Root(tmp) as root:
                     root.like = lambda path: _first_lstat(lowers, path)
                     result = apply_layer(root, stream, options.for_layer_cache(lowers), budget)
-                    _syncfs(root.fd)
+                    kernel().syncfs(root.fd)
             finally:
                 for r in lowers:
                     r.close()
@@ -240,12 +239,6 @@ def _first_lstat(roots: list[Any], path: str) -> os.stat_result | None:
     return None
 
 
-def _syncfs(fd: int) -> None:
-    if _libc.syncfs(fd) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
 def overlay_dirs(rootfs: str) -> tuple[str, str]:
     """The upper and work directories of the overlay at `rootfs` (beside it, same filesystem)."""
     base = sibling(rootfs, OVERLAY)
@@ -293,9 +286,7 @@ def remove_dirs(rootfs: str) -> None:
 
 
 def mount(spec: dict[str, Any]) -> None:
-    """mount(2) the overlay described by `spec`."""
-    data = ",".join(spec["options"]).encode()
-    if len(data) >= os.sysconf("SC_PAGE_SIZE"):
-        raise OciError(f"overlay options too long ({len(data)} bytes): too many layers for one mount")
-    if _libc.mount(b"overlay", spec["destination"].encode(), b"overlay", 0, data) != 0:
-        raise OciError(f"{spec['destination']}: mount overlay: {os.strerror(ctypes.get_errno())}")
+    """Mount the overlay described by `spec` (oci.linux.overlayfs: one page of options at most)."""
+    from oci.linux import overlayfs
+
+    overlayfs.mount(spec["destination"], spec["options"], source=spec.get("source", "overlay"))

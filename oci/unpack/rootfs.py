@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int, LayerResult], None]  # (layer index, layer count, what it did)
 MARKER = "unpacking"
 OVERLAY = "overlay"
-MNT_DETACH = 2
 
 
 def sibling(path: str, suffix: str) -> str:
@@ -78,13 +77,9 @@ def fresh_directory(path: str, warn: Callable[[str], None] | None = None) -> Ite
 def _clear_remains(path: str, made: bool) -> None:
     """Undo an unpack into `path`: its overlay unmounted, the overlay's folders gone, and `path`
     removed (when the unpack made it) or emptied."""
-    if os.path.ismount(path):
-        import ctypes
+    from oci.linux.overlayfs import unmount
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.umount2(path.encode(), MNT_DETACH) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"cannot unmount the interrupted overlay: {os.strerror(errno)}", path)
+    unmount(path)
     shutil.rmtree(sibling(path, OVERLAY), ignore_errors=True)
     if not os.path.lexists(path):
         return

@@ -2,7 +2,8 @@
 
 Every path handed to `Root` is a tar entry name: it is cleaned (no absolute paths, no `..`,
 components of at most 255 bytes) and its parent directory is opened beneath the root with
-openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS), or, where openat2 is
+openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS) through oci.linux.kernel
+(oci.linux.inroot is the home of paths inside a root; these are its tar-entry rules), or, where openat2 is
 missing, by a walk of `openat(O_NOFOLLOW)` calls one component at a time. The final component
 is then created, opened, linked or removed relative to that parent fd, never by a path string.
 A symlink anywhere in a parent path is refused: tar files made from real trees never need one.
@@ -10,18 +11,15 @@ A symlink anywhere in a parent path is refused: tar files made from real trees n
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import shutil
 from typing import Callable
 
 from oci.errors import IntegrityError
+from oci.linux.inroot import has_openat2
+from oci.linux.kernel import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, kernel
 
-SYS_OPENAT2 = 437  # the same number on every architecture (added in Linux 5.6)
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_IN_ROOT = 0x10
 _RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 NAME_MAX = 255
@@ -55,39 +53,6 @@ def clean(name: str) -> str:
         if len(os.fsencode(name)) >= PATH_MAX:
             raise UnsafePath("path longer than 4095 bytes")
     return name
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-_openat2_works: bool | None = None
-
-
-def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
-    """openat2(2) through ctypes; raises OSError (ENOSYS where the kernel lacks it)."""
-    how = _OpenHow(flags, 0, resolve)
-    fd = _syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dir_fd), ctypes.c_char_p(os.fsencode(path)),
-                  ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return fd
-
-
-def has_openat2() -> bool:
-    """True when the kernel offers openat2 (probed once)."""
-    global _openat2_works
-    if _openat2_works is None:
-        try:
-            os.close(openat2(-100, "/", _DIR_FLAGS, 0))  # AT_FDCWD
-            _openat2_works = True
-        except OSError:
-            _openat2_works = False
-    return _openat2_works
 
 
 class Root:
@@ -146,7 +111,7 @@ class Root:
     def _open_dir(self, path: str, create: bool) -> int:
         if self._openat2:
             try:
-                return openat2(self.fd, path, _DIR_FLAGS, _RESOLVE)
+                return kernel().openat2(self.fd, path, _DIR_FLAGS, _RESOLVE)
             except OSError as err:
                 if err.errno in (errno.ELOOP, errno.EXDEV):
                     raise UnsafePath("a parent directory is a symlink") from None

@@ -10,6 +10,7 @@ from bundle_testimage import make_rootfs
 from oci import schema
 from oci.bundle import build, defaults, etcfiles, seccomp
 from oci.errors import InvalidInput, NotFound, Unsupported, UsageError
+from oci.linux.capabilities import DOCKER_DEFAULT_CAPS
 
 IMAGE = {"architecture": "amd64", "os": "linux",
          "config": {"Cmd": ["sh"], "Env": ["PATH=/bin", "LANG=C"], "User": "alice", "Volumes": {"/data": {}}}}
@@ -43,7 +44,7 @@ def test_defaults_are_docker_like(make, tmp_path):
     assert process["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [10, 29]}
     assert process["env"][:2] == ["PATH=/bin", "LANG=C"] and "HOME=/home/alice" in process["env"]
     assert process["noNewPrivileges"] is True and process["terminal"] is False
-    assert sorted(process["capabilities"]["bounding"]) == sorted(defaults.DEFAULT_CAPS)
+    assert sorted(process["capabilities"]["bounding"]) == sorted(DOCKER_DEFAULT_CAPS)
     assert "inheritable" not in process["capabilities"] and "ambient" not in process["capabilities"]
     assert process["rlimits"] == [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
     assert {ns["type"] for ns in linux["namespaces"]} == {"pid", "network", "ipc", "uts", "mount", "cgroup"}
@@ -298,7 +299,7 @@ def test_seccomp_profile_gates_calls_by_capability():
     def allowed(profile):
         return set(profile["syscalls"][0]["names"])
 
-    base = seccomp.default_profile(defaults.DEFAULT_CAPS, "x86_64", (6, 1))
+    base = seccomp.default_profile(DOCKER_DEFAULT_CAPS, "x86_64", (6, 1))
     names = allowed(base)
     assert {"read", "write", "openat", "execve", "socketcall", "chroot", "ptrace"} <= names
     refused = {"kexec_load", "open_by_handle_at", "add_key", "keyctl", "request_key", "bpf", "mount", "umount2",
@@ -311,7 +312,7 @@ def test_seccomp_profile_gates_calls_by_capability():
     assert rules['["clone3"]'] == {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
     personas = [r["args"][0]["value"] for r in base["syscalls"] if r["names"] == ["personality"]]
     assert sorted(personas) == [0, 8, 0x20000, 0x20008, 0xFFFFFFFF]
-    assert "ptrace" not in allowed(seccomp.default_profile(defaults.DEFAULT_CAPS, "x86_64", (4, 4)))
+    assert "ptrace" not in allowed(seccomp.default_profile(DOCKER_DEFAULT_CAPS, "x86_64", (4, 4)))
     assert "ptrace" in allowed(seccomp.default_profile(["CAP_SYS_PTRACE"], "x86_64", (4, 4)))
     for cap, calls in [("CAP_SYS_ADMIN", {"mount", "unshare", "setns", "umount2"}), ("CAP_SYS_BOOT", {"reboot"}),
                        ("CAP_SYS_MODULE", {"init_module", "finit_module"}), ("CAP_SYS_TIME", {"settimeofday"}),
@@ -353,7 +354,7 @@ def test_seccomp_profile_loads_into_libseccomp():
     """Every rule of the profile is one libseccomp accepts (what runc and crun do with it)."""
     import seccomp as libseccomp
 
-    profile = seccomp.default_profile(defaults.DEFAULT_CAPS)
+    profile = seccomp.default_profile(DOCKER_DEFAULT_CAPS)
     f = libseccomp.SyscallFilter(libseccomp.ERRNO(1))
     for rule in profile["syscalls"]:
         action = libseccomp.ALLOW if rule["action"] == "SCMP_ACT_ALLOW" else libseccomp.ERRNO(rule.get("errnoRet", 1))

@@ -1,11 +1,11 @@
-"""oci.linux.capabilities.grantable_only: what cannot be granted is left out with a warning (config.md#linux-process),
-decided by capset(2)'s rules against a faked set of held capabilities."""
+"""oci.linux.capabilities: what cannot be granted is left out with a warning (config.md#linux-process), decided by
+capset(2)'s rules against the capabilities a fake kernel holds; the sets applied in the kernel's order."""
 
 from __future__ import annotations
 
 import pytest
 
-from oci.linux import capabilities, syscalls
+from oci.linux import capabilities
 
 CHOWN, KILL, NET_RAW, SYS_ADMIN, SYS_BOOT = 0, 5, 13, 21, 22
 
@@ -15,15 +15,12 @@ def bits(*numbers: int) -> int:
 
 
 @pytest.fixture
-def held(monkeypatch):
+def held(monkeypatch, fake_kernel):
     """Hold CHOWN, KILL, NET_RAW and SYS_ADMIN (not SYS_BOOT) in bounding and permitted, nothing inheritable."""
-    state = {"bounding": bits(CHOWN, KILL, NET_RAW, SYS_ADMIN), "permitted": bits(CHOWN, KILL, NET_RAW, SYS_ADMIN),
-             "inheritable": 0}
     monkeypatch.setattr(capabilities, "last_cap", lambda: 40)
-    monkeypatch.setattr(capabilities, "bounding_set", lambda numbers: state["bounding"] & sum(1 << n for n in numbers))
-    monkeypatch.setattr(syscalls, "capget", lambda pid=0: (state["permitted"], state["permitted"],
-                                                          state["inheritable"]))
-    return state
+    fake_kernel.bounding = fake_kernel.permitted = fake_kernel.effective = bits(CHOWN, KILL, NET_RAW, SYS_ADMIN)
+    fake_kernel.inheritable = 0
+    return fake_kernel
 
 
 def test_what_is_held_is_kept_as_is(held):
@@ -59,7 +56,7 @@ def test_sets_made_inconsistent_by_the_config_follow_capset(held):
 
 
 def test_an_inheritable_capability_already_held_stays(held):
-    held["inheritable"] = bits(NET_RAW)
+    held.inheritable = bits(NET_RAW)
     result, warnings = capabilities.grantable_only({"bounding": ["CAP_KILL"], "inheritable": ["CAP_NET_RAW"]})
     assert result == {"bounding": ["CAP_KILL"], "inheritable": ["CAP_NET_RAW"]}
     assert warnings == []

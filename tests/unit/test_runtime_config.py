@@ -277,3 +277,18 @@ def test_a_new_user_namespace_needs_mappings(tmp_path):
         config.load(write(tmp_path, doc))
     doc["linux"]["namespaces"][-1]["path"] = "/proc/1/ns/user"  # joined: its mappings are made already
     config.load(write(tmp_path, doc))
+
+
+def test_one_runtime_spec_version_everywhere():
+    """The version oci-run reports, writes and accepts at most is the vendored schemas' (spec/README.md)."""
+    from pathlib import Path
+
+    from oci import RUNTIME_SPEC_VERSION
+    from oci.bundle.build import BundleOptions
+    from oci.runtime.features import features
+
+    readme = (Path(__file__).resolve().parents[2] / "spec" / "README.md").read_text()
+    assert f"| OCI runtime-spec | v{RUNTIME_SPEC_VERSION} |" in readme
+    assert default_config()["ociVersion"] == RUNTIME_SPEC_VERSION == BundleOptions().oci_version
+    assert features()["ociVersionMax"] == RUNTIME_SPEC_VERSION
+    assert ".".join(map(str, config.MAX_VERSION)) == RUNTIME_SPEC_VERSION

@@ -11,8 +11,8 @@ import ctypes
 import os
 import struct
 
-from oci.linux import syscalls
 from oci.linux.cgroups.base import CgroupError
+from oci.linux.kernel import kernel
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,14 +78,14 @@ def attach(cgroup_dir: str, rules: list[dict[str, Any]]) -> None:
     attr = struct.pack("<IIQQIIQII16s", BPF_PROG_TYPE_CGROUP_DEVICE, len(code) // 8, ctypes.addressof(insns),
                        ctypes.addressof(license_), 1, len(log), ctypes.addressof(log), 0, 0, b"oci_run_devices")
     try:
-        prog = syscalls.bpf(BPF_PROG_LOAD, attr.ljust(128, b"\0"))
+        prog = kernel().bpf(BPF_PROG_LOAD, attr.ljust(128, b"\0"))
     except OSError as err:
         detail = log.value.decode(errors="replace").strip().splitlines()[-1:] or [""]
         raise CgroupError(f"cgroup: /linux/resources/devices: loading the device program: {err.strerror} "
                           f"{detail[0]}".rstrip()) from None
     folder = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        syscalls.bpf(BPF_PROG_ATTACH, struct.pack("<IIII", folder, prog, BPF_CGROUP_DEVICE,
+        kernel().bpf(BPF_PROG_ATTACH, struct.pack("<IIII", folder, prog, BPF_CGROUP_DEVICE,
                                                   BPF_F_ALLOW_MULTI).ljust(128, b"\0"))
     except OSError as err:
         raise CgroupError(f"cgroup: /linux/resources/devices: attaching the device program: {err.strerror}") from None
