@@ -36,6 +36,7 @@ from oci.digest import Digest
 from oci.errors import InvalidDocument
 from oci.fsutil import write_atomic
 from oci.layout import Layout
+from oci.schema import own_violations
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache-record.schema.json")
 KINDS = ("layer", "image", "base", "context")
@@ -89,15 +90,7 @@ def plainly_valid(doc: Any) -> bool:
 
 def violations(doc: Any) -> list[tuple[str, str]]:
     """Every schema violation of a record as (json-pointer, message)."""
-    from jsonschema import Draft7Validator
-
-    with open(SCHEMA, "rb") as f:
-        validator = Draft7Validator(json.load(f))
-    found = set()
-    for error in validator.iter_errors(doc):
-        pointer = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path)
-        found.add((pointer, error.message[:300]))
-    return sorted(found)
+    return own_violations(doc, SCHEMA)
 
 
 def read_record(path: str, kind: str) -> dict[str, Any] | None:

@@ -75,17 +75,10 @@ def check(doc: Any, kind: str, source: str) -> None:
 
 
 def violations(doc: Any, kind: str) -> list[tuple[str, str]]:
-    import json
+    """Every schema violation of a record or event (`kind`) as (json-pointer, message), sorted."""
+    from oci.schema import own_violations
 
-    from jsonschema import Draft7Validator
-
-    with open(os.path.join(HERE, SCHEMAS[kind]), "rb") as f:
-        validator = Draft7Validator(json.load(f))
-    found = set()
-    for error in validator.iter_errors(doc):
-        pointer = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path)
-        found.add((pointer, error.message[:300]))
-    return sorted(found)
+    return own_violations(doc, os.path.join(HERE, SCHEMAS[kind]))
 
 
 def resolve(root: Root, ref: str) -> str:
