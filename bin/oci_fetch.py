@@ -84,15 +84,15 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     if args.ref.startswith(image.TRANSPORT):
         if args.verify:
             raise UsageError("--verify checks signatures in a registry; it does not apply to oci: sources")
-        from oci.registry.pull import LayoutSource
+        from oci.registry.sources import LayoutSource
 
         source = LayoutSource(args.ref)
         reference, tag = "", args.tag or source.default_tag()
     else:
         from oci.reference import Reference, strip_transport
-        from oci.registry.client import SOURCE_ANNOTATION
-        from oci.registry.pull import first_serving
+        from oci.registry.locations import SOURCE_ANNOTATION
         from oci.registry.registries_conf import resolve
+        from oci.registry.sources import first_serving
 
         places, options = resolve(args.ref, pull=True, options=options)
         ref = Reference.parse(strip_transport(args.ref))

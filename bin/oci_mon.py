@@ -473,9 +473,9 @@ def cmd_inspect(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_monitor(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import daemon
+    from oci.monitor import service
 
-    daemon.serve(root, opts.idle_timeout if opts.idle_timeout > 0 else None)
+    service.serve(root, opts.idle_timeout if opts.idle_timeout > 0 else None)
     return 0
 
 

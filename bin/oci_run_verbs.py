@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any, Protocol
 
 import ocicli
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from oci.runtime.state import StateStore
 
-    from oci_run import Globals
+
+class Globals(Protocol):
+    """What these verbs use of oci-run's global flags (oci_run.Globals, which imports this module)."""
+
+    notes: list[str]
+
+    def store(self) -> StateStore: ...
 
 
 def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:

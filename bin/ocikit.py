@@ -853,4 +853,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("ocikit", sys.modules[__name__])  # ocikit_images and ocikit_objects import it by name
     main()

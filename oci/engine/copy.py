@@ -89,9 +89,7 @@ class _paused:  # noqa: N801  (used like a function: `with _paused(engine, cid):
     def __enter__(self) -> None:
         from oci.runtime import control
 
-        from .status import runtime_status
-
-        if runtime_status(self.engine, self.cid)[0] == "running":
+        if self.engine.runtime_status(self.cid)[0] == "running":
             control.pause(self.engine.runtime_store(), self.cid)
             self.froze = True
 

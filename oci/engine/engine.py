@@ -29,6 +29,17 @@ class Engine:
 
         return StateStore(self.root.runtime)
 
+    def runtime_status(self, cid: str) -> tuple[str | None, int]:
+        """(oci-run's status of the container, or None when it has no such container; its pid)."""
+        from oci.errors import NotFound
+
+        try:
+            container = self.runtime_store().load(cid)
+        except NotFound:
+            return None, 0
+        status = container.status()
+        return status, container.pid if status != "stopped" else 0
+
     def layer_cache(self) -> LayerCache:
         from oci.unpack.overlay import LayerCache
 

@@ -46,9 +46,9 @@ def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool,
     Docker keeps the log of every container; `run --rm` does without."""
     tee = None
     if log and not tty:
-        from .logs import Tee, path
+        from .logs import Tee
 
-        tee = Tee(path(engine, record["Id"]))
+        tee = Tee(engine.containers.log_path(record["Id"]))
         tee.__enter__()
     try:
         return _run(engine, record, interactive=interactive, tty=tty, tee=tee)

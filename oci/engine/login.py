@@ -70,8 +70,8 @@ def options_for(key: str, registry: Options | None = None) -> Options:
 
 def check(key: str, username: str, password: str, options: Options) -> None:
     """Ask the registry whether the credentials are good (GET /v2/ with them, as Docker does)."""
-    from oci.registry.client import Registry
     from oci.registry.credentials import Credentials
+    from oci.registry.session import Registry
 
     host = DOCKER_HUB_API if key == DOCKER_HUB else key
     registry = Registry(host, options, name=key, credentials=lambda: Credentials(username, password))

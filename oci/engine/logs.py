@@ -11,12 +11,7 @@ from typing import Any
 
 from .engine import Engine
 
-LOG = "ctr.log"
 CHUNK = 1 << 16
-
-
-def path(engine: Engine, cid: str) -> str:
-    return os.path.join(engine.containers.folder(cid), LOG)
 
 
 class Tee:
@@ -107,7 +102,7 @@ def show(engine: Engine, cid: str, *, follow: bool, since: str | None, until: st
     start = times.parse_since(since) if since else None
     stop = times.parse_since(until, "--until") if until else None
     printer = crilog.Printer(1, 2, timestamps)
-    source = RotatedFile(path(engine, cid))
+    source = RotatedFile(engine.containers.log_path(cid))
     try:
         for record in crilog.select(crilog.records(source.history()), start, stop, lines):
             printer.show(record)

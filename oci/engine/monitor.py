@@ -14,7 +14,6 @@ from typing import Any
 
 from oci.errors import NotFound
 
-from . import logs
 from .engine import Engine
 
 
@@ -50,7 +49,7 @@ class Monitor:
                                         "maximumRetryCount": restart["MaximumRetryCount"]},
                       "stopSignal": _signal_name(record["Config"].get("StopSignal") or "SIGTERM"),
                       "stopTimeout": int(record["Config"].get("StopTimeout") or 10),
-                      "log": {"path": logs.path(engine, cid), "maxSize": 0, "maxFiles": 1}}
+                      "log": {"path": engine.containers.log_path(cid), "maxSize": 0, "maxFiles": 1}}
             answer = client.run(self.root, cid, config, name=cid)
         return answer
 
@@ -70,9 +69,7 @@ class Monitor:
             status = "dead"
         paused = False
         if status == "running":
-            from .status import runtime_status
-
-            paused = runtime_status(self.engine, cid)[0] == "paused"
+            paused = self.engine.runtime_status(cid)[0] == "paused"
             status = "paused" if paused else status
         return {"Status": status, "Running": status in ("running", "paused", "restarting"), "Paused": paused,
                 "Restarting": status == "restarting", "OOMKilled": bool(row["oomKilled"]), "Pid": row["pid"],

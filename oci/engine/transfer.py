@@ -42,9 +42,9 @@ def _canonical(found: list[Any], used: Reference) -> Reference:
 def pull(store: ImageStore, text: str, registry: Options | None = None, *, platform: Platform | None = None,
          progress: Any = None, jobs: int = 4) -> Pulled:
     """Pull `text` into the store under its full name; the name's previous image stays, dangling."""
-    from oci.registry.client import SOURCE_ANNOTATION
-    from oci.registry.pull import first_serving
+    from oci.registry.locations import SOURCE_ANNOTATION
     from oci.registry.pull import pull as pull_image
+    from oci.registry.sources import first_serving
 
     found, options = resolve(text, pull=True, options=registry)
     source, used = first_serving(found, options)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 START_TIMEOUT = 30.0
-_BOOT = ("import sys; sys.path[:0] = [{path!r}]; from oci.monitor.daemon import main; "
+_BOOT = ("import sys; sys.path[:0] = [{path!r}]; from oci.monitor.service import main; "
          "sys.exit(main(sys.argv[1:]))")
 
 

@@ -37,9 +37,10 @@ from oci.errors import AuthError, IntegrityError, InvalidInput, NotFound, OciErr
 from oci.layout import Layout
 from oci.reference import Reference
 
-from .client import MAX_MANIFEST, SOURCE_ANNOTATION, Repository, Upload
+from .client import Repository, Upload
 from .http import HttpError, SentBytes, transient
-from .locations import BlobLocations
+from .locations import SOURCE_ANNOTATION, BlobLocations
+from .manifests import MAX_MANIFEST
 
 DEFAULT_CHUNK_SIZE = 32 << 20
 BLOB_ATTEMPTS = 4  # fresh upload sessions per blob before giving up
@@ -51,15 +52,8 @@ AHEAD_PER_JOB = 2  # blobs (and child manifests) asked for at once per --jobs, e
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for type checkers only (typing costs a command's start ~3 ms)
     import threading
-    from typing import Protocol
 
-    class Progress(Protocol):
-        """What a progress display needs: each blob that travels (once the registry is known to
-        lack it), then bytes done per blob."""
-
-        def begin(self, blobs: list[Descriptor]) -> None: ...
-
-        def advance(self, blob: Descriptor, done: int) -> None: ...
+    from .workers import Progress
 
 
 class Plan:

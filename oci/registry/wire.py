@@ -347,22 +347,6 @@ def _connect(host: str, port: int, timeout: float | None) -> _socket.socket:
     raise error or OSError(f"{host}: no address to connect to")
 
 
-def split_host(netloc: str, default_port: int) -> tuple[str, int]:
-    """('host', port) of `host`, `host:port`, `[v6]` or `[v6]:port`; ValueError otherwise."""
-    if netloc.startswith("["):
-        host, bracket, rest = netloc[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError(f"invalid host {netloc!r}")
-        port = rest[1:]
-    else:
-        host, _, port = netloc.partition(":")
-        if ":" in port:
-            raise ValueError(f"an IPv6 address needs brackets: {netloc!r}")
-    if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
-        raise ValueError(f"invalid host {netloc!r}")
-    return host, int(port) if port else default_port
-
-
 def _readline(fp: BinaryIO, what: str) -> bytes:
     line = fp.readline(MAX_LINE + 1)
     if len(line) > MAX_LINE:
