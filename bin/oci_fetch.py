@@ -105,10 +105,13 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
 
             def verify(digest):
                 return sign.verify(repository, digest, args.verify)
-    from oci.platform import Platform
     from oci.registry.pull import pull
 
-    platform = Platform.parse(args.platform) if args.platform else None
+    platform = None
+    if args.platform:
+        from oci.platform import Platform
+
+        platform = Platform.parse(args.platform)
     bar = ocicli.progress(args.quiet)
     ocicli.collect_from_now()
     try:

@@ -17,7 +17,8 @@ import sys
 
 import ocisite  # noqa: F401  (the checkout, and site's folders under -S)
 
-from oci import __version__, log
+import oci
+from oci import __version__
 from oci.errors import INTERRUPTED_EXIT_CODE, InvalidInput, OciError, Unsupported
 
 TYPE_CHECKING = False
@@ -377,13 +378,13 @@ def run(prog: str, main: Callable[[list[str], Messages], int | None], argv: Sequ
     by then every file and lock is closed. With `collect_at_start` False, no garbage is
     collected while the command starts (imports make many objects and no garbage cycles) until
     `main` calls `collect_from_now()`, where its work begins."""
-    import gc
-
     if not collect_at_start:
+        import gc
+
         gc.disable()
     args = list(sys.argv[1:] if argv is None else argv)
     messages = Messages(prog, _peek_log_format(args), debug="--debug" in args)
-    log.sink = messages
+    oci.log_sink = messages
     try:
         code: Any = _outcome(main, args, messages)
     except SystemExit as leaving:  # argparse: --help, --version, usage errors

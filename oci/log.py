@@ -1,7 +1,7 @@
 """What the library has to tell the user while it works: warnings and debug messages.
 
 One way for every module: `log.warning(...)` and `log.debug(...)`. A command routes them
-(`ocicli.run` makes its Messages the `sink`): warnings go to stderr unless `-q`, debug
+(`ocicli.run` makes its Messages the sink, `oci.log_sink`): warnings go to stderr unless `-q`, debug
 messages with `--debug`, both in the command's `--log-format`. Without a sink (the library
 used from other Python code, the tests) they go to the `oci` logger of the logging package,
 which is imported only when there is something to say, so a command that has nothing to
@@ -15,12 +15,14 @@ caller as notes (see oci.runtime.config), who writes them where its callers look
 
 from __future__ import annotations
 
+import oci
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Protocol
 
     class Sink(Protocol):
-        """Where a command sends the library's messages (ocicli.Messages)."""
+        """Where a command sends the library's messages (ocicli.Messages): `oci.log_sink`."""
 
         def warn(self, message: str) -> None: ...
 
@@ -29,11 +31,10 @@ if TYPE_CHECKING:
 
 LOGGER = "oci"
 
-sink: Sink | None = None  # set by the command that runs the library
-
 
 def warning(message: str, *args: object) -> None:
     """Warn: `message % args` to the sink, else to the logger."""
+    sink: Sink | None = oci.log_sink
     if sink is not None:
         sink.warn(message % args if args else message)
         return
@@ -44,6 +45,7 @@ def warning(message: str, *args: object) -> None:
 
 def debug(message: str, *args: object) -> None:
     """A debug message: `message % args` to the sink (shown with --debug), else to the logger."""
+    sink: Sink | None = oci.log_sink
     if sink is not None:
         sink.debug(message % args if args else message)
         return

@@ -66,10 +66,10 @@ class _Recorder:
 @pytest.fixture
 def library_warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The warnings the library gives through oci.log while the test runs."""
-    from oci import log
+    import oci
 
     recorder = _Recorder()
-    monkeypatch.setattr(log, "sink", recorder)
+    monkeypatch.setattr(oci, "log_sink", recorder)
     return recorder.warnings
 
 

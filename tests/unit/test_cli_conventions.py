@@ -11,6 +11,7 @@ import sys
 import ocicli
 import pytest
 
+import oci
 from oci import log
 from oci.errors import InvalidInput, UsageError
 from oci.image import parse_image_argument
@@ -106,7 +107,7 @@ def test_library_warnings_and_debug_go_to_the_commands_messages(capsys):
         with pytest.raises(SystemExit) as info:
             ocicli.run("oci-test", main, argv)
         assert info.value.code == 0 and capsys.readouterr().err.splitlines() == expected
-    log.sink = None
+    oci.log_sink = None
 
 
 def test_library_warnings_as_json_lines(capsys):
@@ -117,7 +118,7 @@ def test_library_warnings_as_json_lines(capsys):
     with pytest.raises(SystemExit):
         ocicli.run("oci-test", main, ["--log-format=json"])
     assert json.loads(capsys.readouterr().err) == {"level": "warning", "msg": "careful", "prog": "oci-test"}
-    log.sink = None
+    oci.log_sink = None
 
 
 def test_the_one_exit_path_leaves_at_once_with_the_code():
