@@ -10,6 +10,7 @@ becomes a whiteout (only the topmost one of a deleted tree).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import heapq
 import os
@@ -18,6 +19,8 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
+
+import zstandard
 
 from oci.build.entry import OPAQUE_WHITEOUT, WHITEOUT_PREFIX, Entry, sort_key
 from oci.build.source import from_directory
@@ -162,12 +165,8 @@ class _Hashing:
 
 def _decompressed(blob: BinaryIO, compression: str) -> BinaryIO:
     if compression == "gzip":
-        import gzip
-
         return gzip.GzipFile(fileobj=blob, mode="rb")
     if compression == "zstd":
-        import zstandard
-
         return zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True)
     if compression:
         raise InvalidInput(f"unsupported layer compression {compression!r}")

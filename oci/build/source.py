@@ -7,7 +7,10 @@ or the archive had, so the same content always gives the same layer. Sockets are
 
 from __future__ import annotations
 
+import bz2
 import errno
+import gzip
+import lzma
 import os
 import posixpath
 import shutil
@@ -15,6 +18,8 @@ import stat
 import tarfile
 import tempfile
 from typing import BinaryIO, Iterator
+
+import zstandard
 
 from oci.build.entry import OPAQUE_WHITEOUT, OVERLAY_XATTR_PREFIXES, WHITEOUT_PREFIX, Entry, keeps_xattr, sort_key
 from oci.errors import IntegrityError, InvalidInput, NotFound, OciError, Unsupported
@@ -261,19 +266,11 @@ class _seekable_tar:
 
 def _decompressing(source: BinaryIO, kind: str | None) -> BinaryIO:
     if kind == "gzip":
-        import gzip
-
         return gzip.GzipFile(fileobj=source, mode="rb")
     if kind == "zstd":
-        import zstandard
-
         return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
     if kind == "bzip2":
-        import bz2
-
         return bz2.BZ2File(source)
     if kind == "xz":
-        import lzma
-
         return lzma.LZMAFile(source)
     return source

@@ -15,16 +15,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from oci import schema
 from oci.build import config as configs
+from oci.build.commit import copy_blobs
+from oci.build.entry import Policy
+from oci.build.layer import write_layer
 from oci.descriptor import OCI_CONFIG, OCI_MANIFEST, Descriptor
+from oci.dockerfile import ignore, parser
 from oci.dockerfile import instructions as ins
 from oci.dockerfile.cache import BuildCache
 from oci.dockerfile.context import HashCache, SourceRoot
 from oci.dockerfile.executor import Executor
 from oci.dockerfile.progress import Progress
+from oci.dockerfile.squash import squash
 from oci.dockerfile.state import PROXY_ARGS, Settings, State, step_key
 from oci.errors import InvalidInput, NotFound, UsageError
-from oci.image import parse_image_argument
+from oci.image import Image, parse_image_argument
 from oci.layout import Layout
 from oci.platform import Platform
 
@@ -114,8 +120,6 @@ def _open_layout(path: str) -> Layout:
 
 def build(options: BuildOptions) -> BuildResult:
     """Build the image the options describe; see the module doc."""
-    from oci.dockerfile import ignore, parser
-
     started = time.monotonic()
     targets = _targets(options)
     if not targets and not options.cache_dir:
@@ -181,8 +185,6 @@ def _final_image(executor: Executor, state: State, options: BuildOptions) -> Des
         if found is not None:
             return found
     if options.squash:
-        from oci.dockerfile.squash import squash
-
         squash(executor, state)
     if not state.layers:
         _empty_layer(executor, state)
@@ -203,9 +205,6 @@ def _final_image(executor: Executor, state: State, options: BuildOptions) -> Des
 
 def _empty_layer(executor: Executor, state: State) -> None:
     """One empty layer for an image that has none: the image spec's schema wants a layer."""
-    from oci.build.entry import Policy
-    from oci.build.layer import write_layer
-
     settings = executor.settings
     layer = write_layer(settings.store, [], Policy(epoch=settings.epoch), settings.compression)
     state.layers.append(layer.descriptor)
@@ -217,17 +216,12 @@ def _empty_layer(executor: Executor, state: State) -> None:
 
 
 def _put_json(layout: Layout, media_type: str, document: dict[str, Any], kind: str) -> Descriptor:
-    from oci import schema
-
     data = json.dumps(document, separators=(",", ":")).encode()
     schema.load(data, kind, f"the new image {kind}", remember=True)
     return Descriptor(media_type, layout.put_bytes(data), len(data))
 
 
 def _tag(store: Layout, descriptor: Descriptor, targets: list[tuple[str, str]]) -> list[tuple[Layout, Descriptor]]:
-    from oci.build.commit import copy_blobs
-    from oci.image import Image
-
     tagged = []
     layouts: dict[str, Layout] = {store.path: store}
     for path, tag in targets:

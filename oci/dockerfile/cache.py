@@ -23,6 +23,7 @@ blobs the layout lost (its garbage collection deletes untagged blobs), is a cach
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -212,8 +213,6 @@ class BuildCache:
     # -- scratch ---------------------------------------------------------------
 
     def context_hashes(self, context: str) -> str:
-        import hashlib
-
         return os.path.join(self.dir, "context", hashlib.sha256(context.encode()).hexdigest()[:32] + ".json")
 
     def work_dir(self) -> str:

@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 
 from oci.build.entry import Entry
 from oci.build.source import entry_of
+from oci.dockerfile.cache import read_record
 from oci.dockerfile.ignore import Matcher
 from oci.errors import InvalidInput, NotFound
+from oci.fsutil import write_atomic
 from oci.linux.kernel import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, kernel
 
 _RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
@@ -82,8 +84,6 @@ class HashCache:
     cache record of kind `context`)."""
 
     def __init__(self, path: str | None) -> None:
-        from oci.dockerfile.cache import read_record
-
         self.path = path
         self.files: dict[str, list] = {}
         self.changed = False
@@ -109,7 +109,6 @@ class HashCache:
     def save(self) -> None:
         if not self.path or not self.changed:
             return
-        from oci.fsutil import write_atomic
 
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         write_atomic(self.path, json.dumps({"kind": "context", "files": self.files}).encode())

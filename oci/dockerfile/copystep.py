@@ -11,9 +11,13 @@ import os
 import posixpath
 import re
 import tarfile
+import time
 from typing import TYPE_CHECKING, BinaryIO, Callable
+from urllib.parse import urlsplit
 
 from oci.build.entry import Entry
+from oci.build.source import from_tarball
+from oci.dockerfile import base, remote
 from oci.dockerfile import instructions as ins
 from oci.dockerfile.context import Found, Item, SourceRoot, has_wildcard
 from oci.dockerfile.mounts import Overlay, Workspace
@@ -126,7 +130,6 @@ class CopySteps:
             return LazyRoot(self, built), "stage " + ",".join(str(d) for d in built.diff_ids)
         if self.program.stage(name) is not None and not name.isdigit():
             raise InvalidInput(f"--from={name}: a stage can only copy from a stage defined before it")
-        from oci.dockerfile import base
 
         image = base.resolve(name, state.platform, self.settings.store, self.settings.cache,
                              registry=self.settings.registry, pull=self.settings.pull,
@@ -173,8 +176,6 @@ class CopySteps:
         tree.put(item.entry, path, owner_of(item.entry), mode, None, parents)
 
     def _unpack(self, tree: Tree, archive: str, target: str, parents: Owner) -> None:
-        from oci.build.source import from_tarball
-
         os.close(tree.makedirs(target, parents))
         for entry in from_tarball(archive, tmp_dir=self._workspace().dir):
             path = posixpath.join(target, entry.name)
@@ -182,8 +183,6 @@ class CopySteps:
             tree.put(entry, path, None, None, link, parents)
 
     def _download(self, instruction: ins.Copy, url: str) -> tuple[str, str, str]:
-        from oci.dockerfile import remote
-
         path = os.path.join(self._workspace().new_dir("download"), "file")
         digest = remote.download(url, path, instruction.checksum, self.settings.registry)
         return url, digest, path
@@ -217,8 +216,6 @@ class LazyRoot(SourceRoot):
 
 
 def _now(epoch: int | None) -> int:
-    import time
-
     return int(time.time()) if epoch is None else min(int(time.time()), epoch)
 
 
@@ -234,8 +231,6 @@ def _is_url(text: str) -> bool:
 
 
 def _url_name(url: str) -> str:
-    from urllib.parse import urlsplit
-
     name = posixpath.basename(urlsplit(url).path.rstrip("/"))
     return name or "download"
 

@@ -18,11 +18,8 @@ import sys
 from typing import TextIO
 
 from oci import log
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from oci.digest import Digest
-    from oci.dockerfile.instructions import Stage
+from oci.digest import Digest
+from oci.dockerfile.instructions import Stage
 
 
 def _short(digest: Digest | str | None) -> str:

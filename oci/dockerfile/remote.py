@@ -10,6 +10,8 @@ import hashlib
 import os
 
 from oci.errors import IntegrityError, InvalidInput, RegistryError
+from oci.registry import urls
+from oci.registry.http import Options, Transport
 
 MAX_REDIRECTS = 10
 MAX_SIZE = 8 << 30
@@ -17,9 +19,6 @@ MAX_SIZE = 8 << 30
 
 def download(url: str, path: str, checksum: str | None, options: object = None) -> str:
     """Fetch `url` into `path`; its sha256 digest (checked against `checksum`)."""
-    from oci.registry import urls
-    from oci.registry.http import Options, Transport
-
     algorithm, expected = None, None
     if checksum:
         algorithm, _, expected = checksum.partition(":")
