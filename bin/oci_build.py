@@ -4,9 +4,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import ocicli
+
+from oci.build import config as configs
+from oci.dockerfile.build import BuildOptions, build
+from oci.dockerfile.build import prune as prune_cache
+from oci.dockerfile.progress import Progress
+from oci.errors import InvalidInput, UsageError
+from oci.fsutil import write_atomic
+from oci.image import parse_image_argument, to_pipe
+from oci.platform import Platform
 
 PROG = "oci-build"
 DESCRIPTION = """\
@@ -77,8 +87,6 @@ def parser() -> ocicli.Parser:
 
 def build_args(items: list[str]) -> dict[str, str]:
     """`NAME=VALUE`, or `NAME` with the value from the environment (skipped when unset), as Docker."""
-    from oci.errors import InvalidInput
-
     found: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -94,17 +102,11 @@ def build_args(items: list[str]) -> dict[str, str]:
 def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     args = parser().parse_args(argv)
     messages.quiet = args.quiet
-    from oci.errors import UsageError
 
     if args.prune:
         return prune(args, messages)
     if args.context is None:
         raise UsageError("give the build CONTEXT (a directory)")
-    from oci.build import config as configs
-    from oci.dockerfile.build import BuildOptions, build
-    from oci.dockerfile.progress import Progress
-    from oci.image import to_pipe
-    from oci.platform import Platform
 
     epoch = args.timestamp if args.timestamp is not None else configs.parse_epoch(os.environ.get("SOURCE_DATE_EPOCH"))
     text = None
@@ -123,8 +125,6 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
         registry=ocicli.registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno())
     result = build(options)
     if args.iidfile:
-        from oci.fsutil import write_atomic
-
         write_atomic(args.iidfile, str(result.descriptor.digest).encode())
     ocicli.emit(to_pipe(result.layout, result.descriptor))
     if args.quiet:
@@ -135,10 +135,6 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
 
 
 def prune(args, messages: ocicli.Messages) -> int:
-    from oci.dockerfile.build import prune as prune_cache
-    from oci.errors import UsageError
-    from oci.image import parse_image_argument
-
     if not args.tag and not args.cache_dir:
         raise UsageError("--prune needs the layout: -t LAYOUT or --cache-dir LAYOUT")
     path = args.cache_dir or parse_image_argument(args.tag[0])[0]
@@ -148,8 +144,6 @@ def prune(args, messages: ocicli.Messages) -> int:
 
 
 def main() -> None:
-    import signal
-
     def terminate(number: int, frame: object) -> None:
         raise KeyboardInterrupt  # unwinds like Ctrl-C: the step's container and mounts are removed
 

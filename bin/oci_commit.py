@@ -6,14 +6,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import ocicli
 
-if TYPE_CHECKING:
-    from oci.build.entry import Entry
-    from oci.image import Image
-    from oci.layout import Layout
+from oci.build import config as configs
+from oci.build import source
+from oci.build.commit import commit
+from oci.build.diff import changes
+from oci.build.entry import Entry, Policy
+from oci.errors import InvalidInput, NotFound, UsageError
+from oci.image import Image, parse_image_argument, to_pipe
+from oci.layout import Layout
+from oci.platform import Platform
 
 DESCRIPTION = """\
 Make an image in an OCI image layout, without Docker: a new layer from a directory, a
@@ -103,12 +108,6 @@ def glue_values(argv: list[str]) -> list[str]:
 def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     args = build_parser().parse_args(glue_values(argv))
     messages.quiet = args.quiet
-    from oci.build import config as configs
-    from oci.build.commit import commit
-    from oci.build.entry import Policy
-    from oci.errors import UsageError
-    from oci.image import Image, parse_image_argument, to_pipe
-    from oci.platform import Platform
 
     if not (args.from_dir or args.from_tar or args.from_upper or args.diff or args.config_only):
         raise UsageError("give the new layer with --from-dir, --from-tar, --from-upper or --diff, or use --config-only")
@@ -148,14 +147,9 @@ def layer_entries(args: argparse.Namespace, tmp_dir: str, base: Image | None) ->
     Missing sources are reported now, before the target is touched; a compressed tarball
     is decompressed into `tmp_dir` (the target layout's own, so on its filesystem).
     """
-    from oci.build import source
-    from oci.errors import NotFound
-
     if args.from_dir:
         return source.from_directory(args.from_dir), "oci-commit --from-dir"
     if args.diff:
-        from oci.build.diff import changes
-
         if not os.path.isdir(args.diff):
             raise NotFound(f"{args.diff}: no such directory")
         return changes(args.diff, base), "oci-commit --diff"
@@ -170,8 +164,6 @@ def layer_entries(args: argparse.Namespace, tmp_dir: str, base: Image | None) ->
 
 def parse_owner(text: str | None) -> tuple[int, int] | None:
     """`UID:GID` as numbers."""
-    from oci.errors import InvalidInput
-
     if text is None:
         return None
     uid, sep, gid = text.partition(":")
@@ -182,9 +174,6 @@ def parse_owner(text: str | None) -> tuple[int, int] | None:
 
 def open_target(path: str) -> Layout:
     """The target layout, created when missing; refuse to scatter blobs into another directory."""
-    from oci.errors import InvalidInput
-    from oci.layout import Layout
-
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise InvalidInput(f"{path}: exists and is not a directory (expected an OCI image layout)")

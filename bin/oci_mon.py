@@ -8,14 +8,22 @@ records, logs and events straight from the root (oci.monitor.client).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
+from typing import Any
 
 import ocicli
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from oci import __version__
+from oci.bundle.options import parse_bytes
+from oci.errors import InvalidDocument, InvalidInput, NotFound, OciError, UsageError
+from oci.monitor import attach, client, crilog, events, policy, record, runtimes, service, times
+from oci.monitor.follow import RotatedFile
+from oci.monitor.paths import Root
+from oci.runtime.lifecycle import parse_signal, signal_numbers
+from oci.runtime.state import check_id
 
 PROG = "oci-mon"
 DESCRIPTION = "Run containers detached through a runc-compatible runtime, and watch over them."
@@ -54,14 +62,10 @@ class Globals:
         self.quiet = False
 
     def store(self) -> Any:
-        from oci.monitor.paths import Root
-
         return Root(self.root)
 
 
 def split_globals(args: list[str]) -> tuple[Globals, str | None, list[str]]:
-    from oci.errors import UsageError
-
     g = Globals()
     i = 0
     while i < len(args):
@@ -182,8 +186,6 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
         top.print_help()
         return 0 if any(a in ("-h", "--help") for a in args) else 2
     if verb == "--version":
-        from oci import __version__
-
         sys.stdout.write(f"{PROG} (ocikit) {__version__}\n")
         return 0
     if verb not in VERBS:
@@ -198,11 +200,6 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
 
 
 def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.errors import InvalidDocument, InvalidInput, NotFound
-    from oci.monitor import client, policy, runtimes
-    from oci.runtime.lifecycle import parse_signal, signal_numbers
-    from oci.runtime.state import check_id
-
     def signal_name(number: int) -> str:  # signal.Signals(number).name, without the enum import
         names = {value: name for name, value in signal_numbers().items() if name not in ("IOT", "CLD", "POLL")}
         return "SIG" + names[number] if number in names else f"SIGRTMIN+{number - int(signal_numbers()['RTMIN'])}"
@@ -218,7 +215,6 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
             data = f.read()
     except FileNotFoundError:
         raise NotFound(f"{path}: no such file (is {opts.bundle} a bundle?)") from None
-    from oci.monitor import record
 
     config = record.parse(data, path)
     process = config.get("process") if isinstance(config, dict) else None
@@ -238,8 +234,6 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
         raise InvalidInput("--log-max-files: must be 1 or more")
     max_size = 0
     if opts.log_max_size:
-        from oci.bundle.options import parse_bytes
-
         max_size = parse_bytes(opts.log_max_size, "--log-max-size")
     log = os.path.abspath(opts.log_path) if opts.log_path else root.default_log(opts.id)
     runtime_root = os.path.abspath(opts.runtime_root) if opts.runtime_root else None
@@ -250,7 +244,6 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     if not opts.attach:
         ocicli.emit(client.run(root, opts.id, spec, opts.name))
         return 0
-    from oci.monitor import attach
 
     keys = attach.parse_keys(opts.detach_keys or attach.DEFAULT_DETACH_KEYS)
     channel = client.connect(root)
@@ -264,8 +257,6 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 def _attached(channel: Any, answer: dict[str, Any], keys: bytes, sig_proxy: bool, ref: str,
               messages: ocicli.Messages) -> int:
-    from oci.monitor import attach
-
     code = attach.session(channel, answer, keys, sig_proxy=sig_proxy)
     if code == attach.DETACHED:
         messages.info(f"detached from {ref}")
@@ -277,8 +268,6 @@ def _attached(channel: Any, answer: dict[str, Any], keys: bytes, sig_proxy: bool
 
 
 def cmd_ps(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     rows = client.containers(root, opts.all)
     if opts.ids:
         sys.stdout.write("".join(row["id"] + "\n" for row in rows))
@@ -286,9 +275,7 @@ def cmd_ps(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     if (opts.format or ("table" if sys.stdout.isatty() else "json")) == "json":
         ocicli.emit(rows)
         return 0
-    import time
 
-    from oci.monitor import times
 
     now = time.time_ns()
     table = [("CONTAINER ID", "NAME", "COMMAND", "CREATED", "STATUS", "RESTARTS", "PID")]
@@ -309,12 +296,6 @@ def cmd_ps(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_logs(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    import time
-
-    from oci.errors import InvalidInput, OciError
-    from oci.monitor import client, crilog, record, times
-    from oci.monitor.follow import RotatedFile
-
     tail = None
     if opts.tail != "all":
         if not opts.tail.isdigit():
@@ -353,8 +334,6 @@ def cmd_logs(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_wait(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     for ref in opts.ids:
         code = client.wait(root, ref)
         if code is None:
@@ -365,8 +344,6 @@ def cmd_wait(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_stop(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     for ref in opts.ids:
         client.stop(root, ref, opts.time)
         sys.stdout.write(ref + "\n")
@@ -374,8 +351,6 @@ def cmd_stop(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_start(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     for ref in opts.ids:
         client.start(root, ref)
         sys.stdout.write(ref + "\n")
@@ -383,8 +358,6 @@ def cmd_start(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_restart(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     for ref in opts.ids:
         client.restart(root, ref, opts.time)
         sys.stdout.write(ref + "\n")
@@ -392,9 +365,6 @@ def cmd_restart(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_kill(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.errors import UsageError
-    from oci.monitor import client
-
     if opts.signal and opts.sig:
         raise UsageError("kill: give the signal once (-s SIG, or after the ID)")
     client.kill(root, opts.id, opts.signal or opts.sig or "KILL")
@@ -403,8 +373,6 @@ def cmd_kill(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_attach(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import attach, client
-
     keys = attach.parse_keys(opts.detach_keys or attach.DEFAULT_DETACH_KEYS)
     channel, answer = client.attach(root, opts.id, stdin=not opts.no_stdin)
     try:
@@ -414,8 +382,6 @@ def cmd_attach(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_rm(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     for ref in opts.ids:
         client.remove(root, ref, opts.force)
         sys.stdout.write(ref + "\n")
@@ -423,12 +389,6 @@ def cmd_rm(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_events(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    import json
-    import time
-
-    from oci.monitor import events, times
-    from oci.monitor.follow import RotatedFile
-
     filters = events.parse_filters(opts.filter)
     since = times.parse_since(opts.since) if opts.since else None
     until = times.parse_since(opts.until, "--until") if opts.until else None
@@ -466,15 +426,11 @@ def cmd_events(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_inspect(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     ocicli.emit(client.inspect(root, opts.id))
     return 0
 
 
 def cmd_monitor(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import service
-
     service.serve(root, opts.idle_timeout if opts.idle_timeout > 0 else None)
     return 0
 

@@ -8,10 +8,15 @@ ocikit_images.py and ocikit_objects.py, imported only for them.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 
 import ocicli
+
+from oci import __version__
+from oci.errors import Conflict, NotFound, OciError, Unsupported, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -167,8 +172,6 @@ def split_globals(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
 
 
 def raise_usage(message: str) -> None:
-    from oci.errors import UsageError
-
     raise UsageError(message)
 
 
@@ -297,8 +300,6 @@ def image_for_run(context: Context, args: Any) -> Any:
     if found is not None and args.pull != "always":
         return found
     if args.pull == "never":
-        from oci.errors import NotFound
-
         raise NotFound(f"No such image: {args.image}")
     if found is None:
         context.messages.info(f"Unable to find image '{args.image}' locally")
@@ -327,7 +328,6 @@ def pull_with_progress(context: Context, text: str, args: Any, quiet: bool = Fal
 
 def cmd_run(context: Context, argv: list[str]) -> int:
     from oci.engine import create, foreground
-    from oci.errors import OciError
     from oci.fsutil import relaxed
 
     create.warm_validator()
@@ -352,7 +352,6 @@ def cmd_run(context: Context, argv: list[str]) -> int:
 def run_foreground(context: Context, args: Any, opts: Any) -> int:
     """`run --rm` in the foreground: create, run, remove, whatever happens in between."""
     from oci.engine import create, foreground, remove
-    from oci.errors import OciError
 
     engine = context.engine
     try:
@@ -369,8 +368,6 @@ def run_foreground(context: Context, args: Any, opts: Any) -> int:
 def require_monitor(context: Context) -> Any:
     monitor = context.monitor()
     if monitor is None:
-        from oci.errors import Unsupported
-
         raise Unsupported("detached containers need oci-mon (issue 16), which is not installed")
     return monitor
 
@@ -397,8 +394,6 @@ def containers_parser(verb: str, description: str, extra: Callable[[Any], None] 
 
 def for_each(context: Context, names: list[str], action: Callable[[str, str], None]) -> int:
     """Apply `action(id, name as given)` to each container, as Docker does: errors printed, others go on."""
-    from oci.errors import OciError
-
     code = 0
     for name in names:
         try:
@@ -444,7 +439,6 @@ def _startable(context: Context, cid: str) -> dict[str, Any]:
     """The record of a container that is not running, its rootfs mounted again if a reboot took it."""
     from oci.bundle import rootfs as rootfs_module
     from oci.engine import status
-    from oci.errors import Conflict
 
     engine = context.engine
     record = status.refresh(engine, engine.containers.load(cid), context.monitor())
@@ -456,8 +450,6 @@ def _startable(context: Context, cid: str) -> dict[str, Any]:
     annotations = config_mod.load(folder).get("annotations") or {}
     spec = annotations.get("org.ocikit.rootfs.mount")
     if spec:
-        import json
-
         rootfs_module.ensure_mounted(json.loads(spec), os.path.join(folder, "rootfs"))
     try:
         engine.runtime_store().remove(cid)  # what a previous run left
@@ -651,7 +643,6 @@ def cmd_container_inspect(context: Context, argv: list[str]) -> int:
 
 def _print_documents(context: Context, args: Any, find: Callable[[str], Any]) -> int:
     from oci.engine.formatting import document, render
-    from oci.errors import OciError
 
     found, code = [], 0
     for name in args.names:
@@ -690,7 +681,6 @@ def cmd_stats(context: Context, argv: list[str]) -> int:
     p.add_argument("--format", help="table (default), json, or a Go template")
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
     args = p.parse_args(argv)
-    import time
 
     from oci.engine import listing
     from oci.engine.formatting import emit
@@ -721,8 +711,6 @@ def cmd_port(context: Context, argv: list[str]) -> int:
     if args.port:
         wanted = args.port if "/" in args.port else f"{args.port}/tcp"
         if wanted not in bindings:
-            from oci.errors import NotFound
-
             raise NotFound(f"No public port '{wanted}' published for {args.container}")
     for key, hosts in sorted(bindings.items()):
         if wanted and key != wanted:
@@ -753,8 +741,6 @@ def cmd_logs(context: Context, argv: list[str]) -> int:
 
 def _monitored(context: Context, name: str) -> str:
     """The ID of a container the monitor runs (attach needs one)."""
-    from oci.errors import Unsupported
-
     engine = context.engine
     cid = engine.containers.resolve(name)
     if not engine.containers.load(cid).get("Monitored"):
@@ -842,8 +828,6 @@ def cmd_commit(context: Context, argv: list[str]) -> int:
 
 
 def cmd_version(context: Context, argv: list[str]) -> int:
-    from oci import __version__
-
     context.out(f"ocikit version {__version__}\n")
     return 0
 

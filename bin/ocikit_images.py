@@ -3,12 +3,15 @@ build, login, logout, image inspect, image tags, manifest create/push/inspect.""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
 
 import ocicli
-from ocikit import Context, add_registry_flags, parser, pull_with_progress
+from ocikit import Context, _print_documents, add_registry_flags, parser, pull_with_progress
+
+from oci.errors import NotFound, OciError, Unsupported, UsageError
 
 
 def cmd_images(context: Context, argv: list[str]) -> int:
@@ -42,8 +45,6 @@ def cmd_pull(context: Context, argv: list[str]) -> int:
     p.add_argument("name")
     args = p.parse_args(argv)
     if args.all_tags:
-        from oci.errors import Unsupported
-
         raise Unsupported("pull --all-tags is not supported")
     pulled = pull_with_progress(context, args.name, args, quiet=args.quiet)
     context.out(str(pulled.reference) + "\n")
@@ -102,7 +103,6 @@ def cmd_rmi(context: Context, argv: list[str]) -> int:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     args = p.parse_args(argv)
     from oci.engine import imagegc
-    from oci.errors import OciError
 
     code = 0
     for text in args.images:
@@ -139,7 +139,6 @@ def cmd_image_inspect(context: Context, argv: list[str]) -> int:
     add_registry_flags(p)
     p.add_argument("names", nargs="+", metavar="IMAGE")
     args = p.parse_args(argv)
-    from ocikit import _print_documents
 
     from oci.engine import inspection
 
@@ -166,8 +165,6 @@ def cmd_image_tags(context: Context, argv: list[str]) -> int:
     ref = parse_reference(args.repository)
     tags = transfer.repository(args.repository, ocicli.registry_options(args)).list_tags()
     if args.format == "json":
-        import json
-
         context.out(json.dumps({"Repository": ref.name, "Tags": tags}, indent=4) + "\n")
     else:
         context.out("".join(f"{t}\n" for t in tags))
@@ -191,8 +188,6 @@ def cmd_save(context: Context, argv: list[str]) -> int:
             archive.save(context.engine.images, args.images, f, args.format)
         return 0
     if sys.stdout.isatty():
-        from oci.errors import UsageError
-
         raise UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     archive.save(context.engine.images, args.images, sys.stdout.buffer, args.format)
     sys.stdout.flush()
@@ -211,15 +206,11 @@ def cmd_load(context: Context, argv: list[str]) -> int:
         try:
             source = open(args.input, "rb")
         except FileNotFoundError:
-            from oci.errors import NotFound
-
             raise NotFound(f"open {args.input}: no such file or directory") from None
     else:
         import tempfile
 
         if sys.stdin.isatty():
-            from oci.errors import UsageError
-
             raise UsageError("requested load from stdin, but stdin is empty")
         source = tempfile.TemporaryFile()  # tar members are read on demand: spool the stream
         import shutil
@@ -296,7 +287,6 @@ def cmd_login(context: Context, argv: list[str]) -> int:
     p.add_argument("server", nargs="?")
     args = p.parse_args(argv)
     from oci.engine import login
-    from oci.errors import UsageError
 
     password = args.password
     if args.password_stdin:
@@ -388,15 +378,12 @@ def cmd_manifest_inspect(context: Context, argv: list[str]) -> int:
     from oci.engine import manifests
 
     document = manifests.inspect(context.engine.images, args.name, ocicli.registry_options(args))
-    import json
 
     context.out(json.dumps(document, indent=4) + "\n")
     return 0
 
 
 def cmd_manifest_annotate(context: Context, argv: list[str]) -> int:
-    from oci.errors import Unsupported
-
     raise Unsupported("manifest annotate is not supported: create the list from images with the right platforms")
 
 

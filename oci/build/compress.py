@@ -16,8 +16,6 @@ import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import zstandard
-
 GZIP_LEVEL = 4  # beside umoci's output size, at a fraction of level 6's time
 ZSTD_LEVEL = 3
 BLOCK = 1 << 20
@@ -90,5 +88,7 @@ def compressor(compression: str) -> Any:
     if compression == "gzip":
         return ParallelGzip()
     if compression == "zstd":
+        import zstandard  # a third-party package: only for zstd layers
+
         return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
     return Identity()

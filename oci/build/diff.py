@@ -20,8 +20,6 @@ import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
-import zstandard
-
 from oci.build.entry import OPAQUE_WHITEOUT, WHITEOUT_PREFIX, Entry, sort_key
 from oci.build.source import from_directory
 from oci.descriptor import LAYERS
@@ -167,6 +165,8 @@ def _decompressed(blob: BinaryIO, compression: str) -> BinaryIO:
     if compression == "gzip":
         return gzip.GzipFile(fileobj=blob, mode="rb")
     if compression == "zstd":
+        import zstandard  # a third-party package: only for zstd layers
+
         return zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True)
     if compression:
         raise InvalidInput(f"unsupported layer compression {compression!r}")

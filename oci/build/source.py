@@ -19,8 +19,6 @@ import tarfile
 import tempfile
 from typing import BinaryIO, Iterator
 
-import zstandard
-
 from oci.build.entry import OPAQUE_WHITEOUT, OVERLAY_XATTR_PREFIXES, WHITEOUT_PREFIX, Entry, keeps_xattr, sort_key
 from oci.errors import IntegrityError, InvalidInput, NotFound, OciError, Unsupported
 
@@ -268,6 +266,8 @@ def _decompressing(source: BinaryIO, kind: str | None) -> BinaryIO:
     if kind == "gzip":
         return gzip.GzipFile(fileobj=source, mode="rb")
     if kind == "zstd":
+        import zstandard  # a third-party package: only for zstd layers
+
         return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
     if kind == "bzip2":
         return bz2.BZ2File(source)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from oci.errors import NotFound
+
 from .containers import ContainerStore
 from .images import ImageStore
 from .root import StateRoot
@@ -31,8 +33,6 @@ class Engine:
 
     def runtime_status(self, cid: str) -> tuple[str | None, int]:
         """(oci-run's status of the container, or None when it has no such container; its pid)."""
-        from oci.errors import NotFound
-
         try:
             container = self.runtime_store().load(cid)
         except NotFound:

@@ -6,11 +6,12 @@ The process is the container's own (its env, user, capabilities, cwd) with the o
 
 from __future__ import annotations
 
+import _signal
 import copy
 import os
 from typing import Any, Sequence
 
-from oci.errors import Conflict
+from oci.errors import Conflict, NotFound, OciError
 
 from .engine import Engine
 
@@ -54,10 +55,8 @@ def run(engine: Engine, cid: str, command: Sequence[str], *, interactive: bool, 
         env: Sequence[str], env_files: Sequence[str], user: str | None, workdir: str | None,
         privileged: bool) -> int:
     """Run the process; its exit status (126/127 when it cannot be started, as Docker's), 0 with `detach`."""
-    import _signal
     import _socket
 
-    from oci.errors import NotFound, OciError
     from oci.runtime import execute, lifecycle
 
     from .foreground import exit_code_of

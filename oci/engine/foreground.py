@@ -8,6 +8,7 @@ made, 126 when its command cannot be invoked, 127 when it is not found.
 
 from __future__ import annotations
 
+import _signal
 import os
 from typing import Any
 
@@ -58,7 +59,6 @@ def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool,
 
 
 def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool, tee: Any) -> int:
-    import _signal
     import _socket
 
     from oci.runtime import lifecycle

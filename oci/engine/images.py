@@ -15,7 +15,7 @@ import os
 from collections import namedtuple
 from typing import Any, Iterable
 
-from oci.descriptor import INDEXES, MANIFESTS, Descriptor
+from oci.descriptor import INDEXES, MANIFESTS, REF_NAME, Descriptor
 from oci.digest import Digest
 from oci.errors import Conflict, InvalidInput, NotFound, OciError
 from oci.image import Image
@@ -214,8 +214,6 @@ class ImageStore:
 
 def _plain(descriptor: Descriptor) -> Descriptor:
     """The descriptor without its old name (other annotations, such as where it came from, stay)."""
-    from oci.descriptor import REF_NAME
-
     kept = {k: v for k, v in descriptor.annotations.items() if k != REF_NAME}
     return Descriptor(descriptor.media_type, descriptor.digest, descriptor.size, kept, descriptor.platform,
                       descriptor.artifact_type)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from oci import schema
+from oci.descriptor import INDEXES, Descriptor
+from oci.digest import verify_bytes
 from oci.errors import NotFound
-from oci.reference import TRANSPORT
+from oci.reference import TRANSPORT, Reference
 from oci.registry.http import Options
 
 from . import networks, status
 from .engine import Engine
+from .images import familiar, parse_reference
 
 
 def container(engine: Engine, name: str, monitor: Any = None) -> dict[str, Any]:
@@ -47,7 +51,6 @@ def image(engine: Engine, name: str) -> dict[str, Any]:
     stored = engine.images.find(name)
     config = stored.config
     inner = config.get("config") or {}
-    from .images import familiar
 
     return {
         "Id": stored.id,
@@ -73,18 +76,13 @@ def image(engine: Engine, name: str) -> dict[str, Any]:
 
 
 def _familiar_digest(text: str) -> str:
-    from oci.reference import Reference
-
     name, _, digest = text.partition("@")
     return Reference.parse(name).familiar().removesuffix(":latest") + "@" + digest
 
 
 def remote(name: str, registry: Options | None = None, platform: Any = None) -> dict[str, Any]:
     """skopeo inspect's document for an image in its registry: manifest and config fetched, no layer."""
-    from oci import schema
-    from oci.descriptor import INDEXES, Descriptor
 
-    from .images import parse_reference
     from .transfer import repository as find_repository
 
     ref = parse_reference(name)
@@ -102,7 +100,6 @@ def remote(name: str, registry: Options | None = None, platform: Any = None) -> 
     response, _ = repository.open_blob(config_descriptor.digest)
     with response:
         data = response.read_all(4 << 20, "config")
-    from oci.digest import verify_bytes
 
     verify_bytes(data, config_descriptor.digest, config_descriptor.size, f"{ref} config")
     config = schema.parse(data, f"{ref} config")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import time
 from typing import Any
 
@@ -123,8 +125,6 @@ def images(engine: Engine, show_all: bool = True, digests: bool = False, no_trun
 
 
 def _reference_matches(pattern: str, repo: str, tag: str) -> bool:
-    import fnmatch
-
     name, sep, wanted_tag = pattern.rpartition(":")
     if not sep or "/" in wanted_tag:  # the colon of a registry's port, not a tag
         name, wanted_tag = pattern, ""
@@ -203,8 +203,6 @@ def _cpu_percent(cid: str, total_ns: int) -> float:
 
 
 def _host_memory() -> int:
-    import os
-
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from oci.errors import AuthError, InvalidInput, OciError
+from oci.errors import AuthError, InvalidInput, OciError, RegistryError
 from oci.fsutil import write_atomic
 from oci.reference import DOCKER_HUB, DOCKER_HUB_API
 from oci.registry.http import Options
@@ -84,8 +84,6 @@ def check(key: str, username: str, password: str, options: Options) -> None:
     if response.status in (401, 403):
         raise AuthError(f"login to {key} failed: unauthorized: incorrect username or password")
     if response.status >= 400:
-        from oci.errors import RegistryError
-
         raise RegistryError(f"login to {key} failed: HTTP {response.status}")
     registry.transport.close()
 

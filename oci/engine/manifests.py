@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from oci import schema
 from oci.descriptor import INDEXES, OCI_INDEX, Descriptor
-from oci.errors import InvalidInput, NotFound
+from oci.errors import Conflict, InvalidInput, NotFound
 from oci.reference import TRANSPORT
 from oci.registry.http import Options
 
@@ -23,8 +24,6 @@ def _platform(stored: StoredImage) -> dict[str, str]:
 
 def create(images: ImageStore, name: str, members: list[StoredImage], amend: bool = False) -> str:
     """Store an index of `members` (one per platform, the later one winning) under `name`; its digest."""
-    from oci import schema
-
     full = str(parse_reference(name))
     entries: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
     existing = images.maybe_find(full)
@@ -32,8 +31,6 @@ def create(images: ImageStore, name: str, members: list[StoredImage], amend: boo
         if existing.descriptor.media_type not in INDEXES:
             raise InvalidInput(f"{name} names an image, not a manifest list")
         if not amend:
-            from oci.errors import Conflict
-
             raise Conflict(f"manifest list {name} already exists (use --amend)")
         for entry in images.layout.read_document(existing.descriptor).get("manifests", []):
             entries[tuple(sorted((entry.get("platform") or {}).items()))] = entry
@@ -70,8 +67,6 @@ def push(images: ImageStore, name: str, target: str, registry: Options | None = 
 
 def inspect(images: ImageStore, name: str, registry: Options | None = None) -> Any:
     """A local list's index, else the document the registry serves for `name`."""
-    from oci import schema
-
     found = images.maybe_find(name) if not name.startswith(TRANSPORT) else None
     if found is not None and found.descriptor.media_type in INDEXES:
         return images.layout.read_document(found.descriptor)

@@ -10,6 +10,7 @@ in its record; its State then comes from the monitor's record (exit code, restar
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from oci.errors import NotFound
@@ -55,8 +56,6 @@ class Monitor:
 
     def state(self, cid: str) -> dict[str, Any] | None:
         """Docker's State of a container the monitor knows (None if it does not)."""
-        import time
-
         from oci.monitor import client, record
 
         try:

@@ -7,6 +7,7 @@ from collections import namedtuple
 from typing import Any
 
 from oci.errors import NotFound
+from oci.reference import Reference
 from oci.registry.registries_conf import resolve
 
 from .images import ImageStore, parse_reference
@@ -14,7 +15,6 @@ from .images import ImageStore, parse_reference
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from oci.platform import Platform
-    from oci.reference import Reference
     from oci.registry.http import Options
 
 Pulled = namedtuple("Pulled", ["image", "reference", "fetched", "bytes", "present", "changed", "source"])

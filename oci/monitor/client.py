@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
+import oci
 from oci.errors import NotFound, OciError
-from oci.monitor import proto, record
+from oci.monitor import proto, record, times
 from oci.monitor.paths import Root
+from oci.runtime.state import process_start_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,8 +58,6 @@ def monitor_pid(root: Root) -> int | None:
 def start_monitor(root: Root, idle_timeout: float | None = None) -> None:
     """Start a monitor for `root` in the background (a new session, no inherited stdio) and return once it
     listens. It leaves by itself `idle_timeout` seconds (default 30) after its last container stopped."""
-    import oci
-
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(oci.__file__)))
     argv = [sys.executable, "-S", "-c", _BOOT.format(path=package_parent), root.path, "--daemonize"]
     if idle_timeout is not None:
@@ -86,8 +87,6 @@ def start_monitor(root: Root, idle_timeout: float | None = None) -> None:
 
 def connect(root: Root, start: bool = True, idle_timeout: float | None = None) -> proto.Channel:
     """A connection to the monitor of `root`, starting one when none runs and `start` says so."""
-    import time
-
     deadline = time.monotonic() + START_TIMEOUT
     started = False
     while True:
@@ -201,9 +200,6 @@ def boot_id() -> str:
 
 def describe(rec: dict[str, Any], monitored: bool, now_ns: int, boot: str) -> dict[str, Any]:
     """A `ps` row: the record's facts, with what no monitor watches told as such."""
-    from oci.monitor import times
-    from oci.runtime.state import process_start_time
-
     st = rec["state"]
     status = st["status"]
     pid = st.get("pid") or 0
@@ -252,8 +248,6 @@ def _policy(rec: dict[str, Any]) -> object:
 
 def containers(root: Root, all_states: bool = False) -> list[dict[str, Any]]:
     """`ps` rows of the containers (all_states: also those exited), oldest first; damaged records raise."""
-    import time
-
     monitored = monitor_alive(root)
     now_ns = time.time_ns()
     boot = boot_id()

@@ -32,16 +32,16 @@ import time
 
 from oci.errors import Conflict, InvalidInput, OciError
 from oci.monitor import crilog, events, oom, policy, proto, record, times
-from oci.monitor.loop import Loop
+from oci.monitor.loop import Loop, Timer
 from oci.monitor.paths import Root
 from oci.monitor.runtimes import Runtime, last_error
 from oci.monitor.stdio import ContainerIO
+from oci.runtime.state import process_start_time, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-    from oci.monitor.loop import Timer
     from oci.monitor.server import Conn, Server
 
 IDLE_TIMEOUT = 30.0  # a monitor started on demand leaves this long after its last container stopped
@@ -57,8 +57,6 @@ def boot_id() -> str:
 
 
 def start_time(pid: int) -> int | None:
-    from oci.runtime.state import process_start_time
-
     return process_start_time(pid)
 
 
@@ -156,7 +154,6 @@ class Monitor:
         kernel().prctl(PR_SET_CHILD_SUBREAPER, 1)
         self.loop.open()
         self.server.open(self.root.socket)
-        from oci.runtime.state import write_atomic
 
         write_atomic(self.root.pidfile, (f'{{"pid": {os.getpid()}, "startTime": {start_time(os.getpid()) or 0}, '
                                          f'"started": "{times.now()}"}}\n').encode(), 0o600)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 
+from oci import schema
 from oci.errors import InvalidDocument, InvalidInput, NotFound
 from oci.monitor import times
 from oci.monitor.paths import Root
-from oci.runtime.state import write_atomic
+from oci.runtime.state import check_id, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,8 +63,6 @@ def parse(data: bytes, source: str) -> Any:
     try:
         return decode(data)
     except (ValueError, UnicodeDecodeError):
-        from oci import schema
-
         return schema.parse(data, source)  # raises, with json's words for what is wrong
 
 
@@ -83,8 +82,6 @@ def violations(doc: Any, kind: str) -> list[tuple[str, str]]:
 
 def resolve(root: Root, ref: str) -> str:
     """The ID a user means by `ref`: an ID, a name, or the unique start of an ID."""
-    from oci.runtime.state import check_id
-
     try:
         check_id(ref)
     except InvalidInput:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable
 
 from oci.monitor import operations
@@ -71,7 +72,6 @@ def daemonize(root: Root, idle_timeout: float | None) -> int:
     message = b"".join(chunks).decode(errors="replace")
     if message == "ready":
         return 0
-    import sys
 
     sys.stderr.write(f"oci-mon: the monitor did not start: {message.removeprefix('error: ') or 'it died'}\n")
     return 1
