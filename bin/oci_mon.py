@@ -66,36 +66,13 @@ class Globals:
 
 
 def split_globals(args: list[str]) -> tuple[Globals, str | None, list[str]]:
+    found, verb, rest = ocicli.split_globals(args, GLOBAL_VALUE_FLAGS, GLOBAL_SWITCHES)
     g = Globals()
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("-"):
-            return g, arg, args[i + 1:]
-        name, eq, value = arg.partition("=")
-        if name in GLOBAL_VALUE_FLAGS:
-            if not eq:
-                if i + 1 >= len(args):
-                    raise UsageError(f"flag needs an argument: {name}")
-                value = args[i + 1]
-                i += 1
-            if name == "--root":
-                g.root = value
-            elif value not in ocicli.LOG_FORMATS:
-                raise UsageError(f"--log-format: unknown format {value!r} (text or json)")
-            else:
-                g.log_format = value
-        elif name in GLOBAL_SWITCHES:
-            g.debug = g.debug or name == "--debug"
-            g.quiet = g.quiet or name in ("-q", "--quiet")
-        elif arg in ("-h", "--help"):
-            return g, None, []
-        elif arg == "--version":
-            return g, "--version", []
-        else:
-            raise UsageError(f"unknown global flag {arg}")
-        i += 1
-    return g, None, []
+    g.root = found.get("--root")
+    g.log_format = found.get("--log-format", "text")
+    g.debug = "--debug" in found
+    g.quiet = "-q" in found or "--quiet" in found
+    return g, verb, rest
 
 
 # The flags of `run`, the verb on a container's start path, in ocicli's table shape: one table serves
@@ -312,7 +289,7 @@ def cmd_logs(root: Any, opts: Any, messages: ocicli.Messages) -> int:
             printer.show(entry)
         if not opts.follow:
             return 0
-        boot = client.boot_id()
+        boot = record.boot_id()
         while True:
             try:
                 rec = record.load(root, container_id)

@@ -47,7 +47,7 @@ VERBS = {
     "update": "change a live container's memory and pids limits",
     "events": "print a container's cgroup statistics as JSON (--stats: once; else every --interval)",
 }
-GLOBAL_VALUE_FLAGS = ("--root", "--log", "--log-format", "--criu", "--rootless")
+GLOBAL_VALUE_FLAGS = ("--root", "--log", "--log-format", "--criu")
 GLOBAL_SWITCHES = ("--debug", "--systemd-cgroup", "-q", "--quiet")
 
 
@@ -76,43 +76,15 @@ class Globals:
 
 def split_globals(args: list[str]) -> tuple[Globals, str | None, list[str]]:
     """(global flags, verb, the verb's arguments); raises UsageError on an unknown global flag."""
-    from oci.errors import UsageError
-
+    found, verb, rest = ocicli.split_globals(args, GLOBAL_VALUE_FLAGS, GLOBAL_SWITCHES,
+                                             optional={"--rootless": ("true", "false", "auto")})
     g = Globals()
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("-"):
-            return g, arg, args[i + 1:]
-        name, eq, value = arg.partition("=")
-        if name in GLOBAL_VALUE_FLAGS:
-            if not eq:
-                if name == "--rootless" and (i + 1 >= len(args) or args[i + 1] not in ("true", "false", "auto")):
-                    i += 1
-                    continue
-                if i + 1 >= len(args):
-                    raise UsageError(f"flag needs an argument: {name}")
-                value = args[i + 1]
-                i += 1
-            if name == "--root":
-                g.root = value
-            elif name == "--log":
-                g.log = value
-            elif name == "--log-format":
-                if value not in ocicli.LOG_FORMATS:
-                    raise UsageError(f"--log-format: unknown format {value!r} (text or json)")
-                g.log_format = value
-        elif name in GLOBAL_SWITCHES:
-            g.debug = g.debug or name == "--debug"
-            g.quiet = g.quiet or name in ("-q", "--quiet")
-        elif arg in ("-h", "--help"):
-            return g, None, []
-        elif arg in ("-v", "--version"):
-            return g, "--version", []
-        else:
-            raise UsageError(f"unknown global flag {arg}")
-        i += 1
-    return g, None, []
+    g.root = found.get("--root", g.root)
+    g.log = found.get("--log")
+    g.log_format = found.get("--log-format", "text")
+    g.debug = "--debug" in found
+    g.quiet = "-q" in found or "--quiet" in found
+    return g, verb, rest
 
 
 # The flags of the verbs engines call on every container, in ocicli's table shape: one table serves

@@ -19,7 +19,7 @@ import ocisite  # noqa: F401  (the checkout, and site's folders under -S)
 
 import oci
 from oci import __version__
-from oci.errors import INTERRUPTED_EXIT_CODE, InvalidInput, OciError, Unsupported
+from oci.errors import INTERRUPTED_EXIT_CODE, InvalidInput, OciError, Unsupported, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -152,6 +152,50 @@ def parse(argv: list[str], flags: list[Flag], positionals: list[tuple[str, Any]]
     spellings (with COMMON_FLAGS unless `common` is False), else the argparse parser `parser()` makes."""
     args = quick_parse(argv, COMMON_FLAGS + flags if common else flags, positionals)
     return args if args is not None else parser().parse_intermixed_args(argv)
+
+
+def split_globals(args: Sequence[str], values: tuple[str, ...], switches: tuple[str, ...],
+                  optional: dict[str, tuple[str, ...]] | None = None) -> tuple[dict[str, Any], str | None, list[str]]:
+    """The flags before the verb of a command with verbs (`PROG [global flags] VERB ...`: oci-run as
+    runc, oci-mon, oci-net's CNI-less verbs, ocikit as docker), read without argparse (oci-run's
+    verbs are hot). Returns the flags given (`{name: value}`, switches `{name: True}`), the verb
+    (None for -h/--help or none given, `--version` for -v/--version) and the verb's arguments.
+    A flag of `optional` takes a value only when the next argument is one of the values it
+    lists (oci-run's `--rootless [true|false|auto]`, as runc's). UsageError for anything else."""
+    found: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-"):
+            return _checked(found), arg, list(args[i + 1:])
+        name, eq, value = arg.partition("=")
+        if name in values or (optional and name in optional):
+            if not eq:
+                if optional and name in optional and (i + 1 >= len(args) or args[i + 1] not in optional[name]):
+                    found[name] = True
+                    i += 1
+                    continue
+                if i + 1 >= len(args):
+                    raise UsageError(f"flag needs an argument: {name}")
+                value = args[i + 1]
+                i += 1
+            found[name] = value
+        elif name in switches and not eq:
+            found[name] = True
+        elif arg in ("-h", "--help"):
+            return _checked(found), None, []
+        elif arg in ("-v", "--version"):
+            return _checked(found), "--version", []
+        else:
+            raise UsageError(f"unknown global flag {arg}")
+        i += 1
+    return _checked(found), None, []
+
+
+def _checked(found: dict[str, Any]) -> dict[str, Any]:
+    if found.get("--log-format", "text") not in LOG_FORMATS:
+        raise UsageError(f"--log-format: unknown format {found['--log-format']!r} (text or json)")
+    return found
 
 
 def _make_parser_class() -> type:

@@ -147,28 +147,13 @@ def parser(verb: str, description: str, usage: str | None = None, examples: str 
 
 
 def split_globals(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """The flags before the verb: --root, --runtime, --log-format, --debug, -v, -h."""
-    found: dict[str, Any] = {"root": None, "runtime": "oci-run", "log_format": "text", "debug": False}
-    i = 0
-    while i < len(argv) and argv[i].startswith("-"):
-        name, eq, value = argv[i].partition("=")
-        if name in ("--root", "--runtime", "--log-format"):
-            if not eq:
-                if i + 1 >= len(argv):
-                    raise_usage(f"flag needs an argument: {name}")
-                value = argv[i + 1]
-                i += 1
-            found[name[2:].replace("-", "_")] = value
-        elif name in ("-D", "--debug"):
-            found["debug"] = True
-        elif name in ("-v", "--version"):
-            return found, ["version"]
-        elif name in ("-h", "--help"):
-            return found, []
-        else:
-            raise_usage(f"unknown flag: {name}")
-        i += 1
-    return found, argv[i:]
+    """The flags before the verb: --root, --runtime, --log-format, -D/--debug, -v, -h."""
+    found, verb, rest = ocicli.split_globals(argv, ("--root", "--runtime", "--log-format"), ("-D", "--debug"))
+    flags = {"root": found.get("--root"), "runtime": found.get("--runtime", "oci-run"),
+             "log_format": found.get("--log-format", "text"), "debug": "-D" in found or "--debug" in found}
+    if verb == "--version":
+        return flags, ["version"]
+    return flags, [verb, *rest] if verb is not None else []
 
 
 def raise_usage(message: str) -> None:
@@ -195,8 +180,6 @@ def top_help() -> str:
 def body(argv: list[str], messages: ocicli.Messages) -> int:
     flags, rest = split_globals(argv)
     messages.debug_on = messages.debug_on or flags["debug"]
-    if flags["log_format"] not in ocicli.LOG_FORMATS:
-        raise_usage(f"--log-format: unknown format {flags['log_format']!r} (text or json)")
     messages.log_format = flags["log_format"]
     if not rest:
         sys.stdout.write(top_help())

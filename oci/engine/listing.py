@@ -9,10 +9,11 @@ import time
 from typing import Any
 
 from oci.errors import InvalidInput, OciError
+from oci.monitor.times import human_duration
 
 from . import status
 from .engine import Engine
-from .formatting import ago, human_duration, human_size, parse_time, table
+from .formatting import ago, human_size, parse_time, table
 from .images import split_name
 
 

@@ -62,7 +62,7 @@ class Monitor:
             rec = record.load(self.root, cid)
         except NotFound:
             return None
-        row = client.describe(rec, client.monitor_alive(self.root), time.time_ns(), client.boot_id())
+        row = client.describe(rec, client.monitor_alive(self.root), time.time_ns(), record.boot_id())
         status = row["status"]
         if status == "removing":
             status = "dead"

@@ -190,14 +190,6 @@ def log_path(root: Root, ref: str) -> str:
     return str(inspect(root, ref)["config"]["log"]["path"])
 
 
-def boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 def describe(rec: dict[str, Any], monitored: bool, now_ns: int, boot: str) -> dict[str, Any]:
     """A `ps` row: the record's facts, with what no monitor watches told as such."""
     st = rec["state"]
@@ -250,7 +242,7 @@ def containers(root: Root, all_states: bool = False) -> list[dict[str, Any]]:
     """`ps` rows of the containers (all_states: also those exited), oldest first; damaged records raise."""
     monitored = monitor_alive(root)
     now_ns = time.time_ns()
-    boot = boot_id()
+    boot = record.boot_id()
     rows = []
     for container_id in root.ids():
         try:

@@ -48,14 +48,6 @@ IDLE_TIMEOUT = 30.0  # a monitor started on demand leaves this long after its la
 LOG_MAX = 1 << 20
 
 
-def boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 def start_time(pid: int) -> int | None:
     return process_start_time(pid)
 
@@ -126,7 +118,7 @@ class Monitor:
         self.server: Server = Server(self.loop, operations(self), lambda message: self.say("error", message))
         self.containers: dict[str, Watched] = {}
         self.events = events.EventLog(root.events)
-        self.boot = boot_id()
+        self.boot = record.boot_id()
         self.idle_since: float | None = None
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self.lock_fd = -1

@@ -28,6 +28,15 @@ VERSION = 1
 LIVE = ("created", "running", "restarting")
 
 
+def boot_id() -> str:
+    """This boot's ID: a record made in another boot names processes that are gone."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def new(container_id: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
     """The record of a container about to be created."""
     return {"ociMonVersion": VERSION, "id": container_id, "name": name, "created": times.now(), "config": config,
