@@ -85,7 +85,6 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
     try:
         from oci.linux import namespaces
         from oci.linux.kernel import PR_SET_CHILD_SUBREAPER, kernel
-        from oci.runtime import hooks
         from oci.runtime.channel import Channel, InitError
         from oci.runtime.process import InitOptions, fork_init, forks_init_directly, preload, stage_a
 
@@ -172,12 +171,15 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         # where prestart (step 3), createRuntime (4) and createContainer (5) run; "creating" is step 2
         # itself. (crun passes "created"; runc 1.1 passes "creating" to the first two.)
         created = container.spec_state("created")
-        try:
-            hooks.run_hooks(container.hooks, "prestart", created)
-            hooks.run_hooks(container.hooks, "createRuntime", created)
-        except hooks.HookError:
-            hooks_failed = True
-            raise
+        if container.hooks.get("prestart") or container.hooks.get("createRuntime"):
+            from oci.runtime import hooks  # only then: most containers have none
+
+            try:
+                hooks.run_hooks(container.hooks, "prestart", created)
+                hooks.run_hooks(container.hooks, "createRuntime", created)
+            except hooks.HookError:
+                hooks_failed = True
+                raise
         ours.send("state", state=created)
         try:
             ours.recv("ready")
@@ -196,7 +198,7 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         except OciError:
             pass
         if hooks_failed:
-            hooks.run_hooks_warn(container.hooks, "poststop", container.spec_state("stopped"))
+            _hooks_warn(container, "poststop", "stopped")
         raise
 
 

@@ -96,11 +96,11 @@ def preload(process: dict[str, Any], hooks: dict[str, Any] | None = None) -> Non
     import oci.linux.mounts  # noqa: F401
 
     kernel().load()
-    import oci.runtime.hooks  # noqa: F401
     if process.get("terminal"):
         import oci.linux.terminal  # noqa: F401
     if hooks and (hooks.get("createContainer") or hooks.get("startContainer")):  # hooks the init runs
         import oci.jsonout  # noqa: F401
+        import oci.runtime.hooks  # noqa: F401
 
 
 def forks_init_directly(ns: namespaces.Namespaces) -> bool:
@@ -202,9 +202,9 @@ def _on_wait_signal(signum: int, _frame: Any) -> None:
 def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> NoReturn:
     """The container's init: rootfs, hooks, pivot, wait for start, then exec the process."""
     from oci.linux.mounts import RootfsBuilder
-    from oci.runtime import hooks
 
     config = opts.config
+    config_hooks = config.get("hooks") or {}
     # config.md#process: OPTIONAL at create, REQUIRED when start is called (runtime.md#start): without
     # one the init does all the rest and waits, and `start` gets the error.
     process = config.get("process")
@@ -233,7 +233,10 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         state = channel.recv("state")["state"]
         if "cgroup" in ns.new:
             kernel().unshare(CLONE_NEWCGROUP)
-        hooks.run_hooks(config.get("hooks"), "createContainer", state)
+        if config_hooks.get("createContainer"):
+            from oci.runtime import hooks
+
+            hooks.run_hooks(config_hooks, "createContainer", state)
         builder.pivot(opts.no_pivot)
         for key, value in (linux.get("sysctl") or {}).items():
             with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
@@ -265,7 +268,10 @@ def stage_b(channel: Channel, opts: InitOptions, ns: namespaces.Namespaces) -> N
         report_failure(channel, describe_error(err))
     conn = _wait_for_start(listener)
     try:
-        hooks.run_hooks(config.get("hooks"), "startContainer", {**state, "status": "created"})
+        if config_hooks.get("startContainer"):
+            from oci.runtime import hooks
+
+            hooks.run_hooks(config_hooks, "startContainer", {**state, "status": "created"})
         finalize(process, linux.get("personality"), opts.seccomp_filter, opts.preserve_fds, keep=conn.fileno(),
                  rlimits_set=True)
         os.execve(executable, process["args"], environment(env))
