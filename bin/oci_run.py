@@ -370,7 +370,6 @@ def cmd_delete(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    import _signal  # not signal nor socket, which build enums (~8 ms of imports on every run)
     import _socket
 
     from oci.runtime import lifecycle
@@ -401,25 +400,7 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     if opts.detach:
         return 0
 
-    def forward(signum: int, _frame: Any) -> None:
-        if signum == _signal.SIGWINCH and master is not None:
-            from oci.linux import terminal
-
-            terminal.copy_size(0, master)  # the kernel tells the container's foreground group
-            return
-        try:
-            os.kill(container.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
-                   _signal.SIGUSR2, _signal.SIGWINCH):
-        _signal.signal(signum, forward)
-    if master is not None:
-        from oci.linux import terminal
-
-        terminal.proxy(master)
-    status = lifecycle.wait_exit(container.pid)
+    status = lifecycle.wait_in_foreground(container.pid, master)
     if not opts.keep:
         for warning in lifecycle.delete(store, opts.id, force=True):
             messages.warn(warning)

@@ -23,7 +23,6 @@ class Globals(Protocol):
 
 
 def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    import _signal  # see cmd_run
     import _socket
 
     from oci.runtime import execute, lifecycle
@@ -48,20 +47,7 @@ def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
         master = terminal.receive_master(ours)
         ours.close()
 
-    def forward(signum: int, _frame: Any) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
-                   _signal.SIGUSR2):
-        _signal.signal(signum, forward)
-    if master is not None:
-        from oci.linux import terminal
-
-        terminal.proxy(master)
-    return lifecycle.wait_exit(pid)
+    return lifecycle.wait_in_foreground(pid, master)
 
 
 def _exec_process(store: Any, opts: Any) -> dict[str, Any]:

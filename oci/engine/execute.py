@@ -6,7 +6,6 @@ The process is the container's own (its env, user, capabilities, cwd) with the o
 
 from __future__ import annotations
 
-import _signal
 import copy
 import os
 from typing import Any, Sequence
@@ -102,22 +101,4 @@ def run(engine: Engine, cid: str, command: Sequence[str], *, interactive: bool, 
         master = terminal.receive_master(ours)  # type: ignore[arg-type]  # _socket's socket, as oci-run's
         ours.close()
 
-    def forward(signum: int, _frame: Any) -> None:
-        if signum == _signal.SIGWINCH and master is not None:
-            from oci.linux import terminal
-
-            terminal.copy_size(0, master)
-            return
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
-                   _signal.SIGUSR2, _signal.SIGWINCH):
-        _signal.signal(signum, forward)
-    if master is not None:
-        from oci.linux import terminal
-
-        terminal.proxy(master)
-    return lifecycle.wait_exit(pid)
+    return lifecycle.wait_in_foreground(pid, master)

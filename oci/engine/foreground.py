@@ -8,7 +8,6 @@ made, 126 when its command cannot be invoked, 127 when it is not found.
 
 from __future__ import annotations
 
-import _signal
 import os
 from typing import Any
 
@@ -99,25 +98,7 @@ def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool
         messages.warning(warning)
     mark_running(engine, record, container.pid)
 
-    def forward(signum: int, _frame: Any) -> None:
-        if signum == _signal.SIGWINCH and master is not None:
-            from oci.linux import terminal
-
-            terminal.copy_size(0, master)
-            return
-        try:
-            os.kill(container.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
-                   _signal.SIGUSR2, _signal.SIGWINCH):
-        _signal.signal(signum, forward)
-    if master is not None:
-        from oci.linux import terminal
-
-        terminal.proxy(master)
-    status = lifecycle.wait_exit(container.pid)
+    status = lifecycle.wait_in_foreground(container.pid, master)
     try:
         with engine.containers.lock(cid):  # `rm -f` from elsewhere holds it while it removes the container
             try:

@@ -349,6 +349,35 @@ def _hooks_warn(container: Container, phase: str, status: str) -> list[str]:
     return hooks.run_hooks_warn(container.hooks, phase, container.spec_state(status))
 
 
+FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2,
+             _signal.SIGWINCH)
+
+
+def wait_in_foreground(pid: int, master: int | None = None) -> int:
+    """Stay with `pid` until it exits, as `runc run` and `runc exec` do: the signals a terminal or a
+    supervisor sends us go to it (a window change resizes its terminal instead), its terminal's
+    master, when it has one, is proxied to ours; its exit status as a shell shows it (wait_exit)."""
+
+    def forward(signum: int, _frame: Any) -> None:
+        if signum == _signal.SIGWINCH and master is not None:
+            from oci.linux import terminal
+
+            terminal.copy_size(0, master)  # the kernel tells the process's foreground group
+            return
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in FORWARDED:
+        _signal.signal(signum, forward)
+    if master is not None:
+        from oci.linux import terminal
+
+        terminal.proxy(master)
+    return wait_exit(pid)
+
+
 def wait_exit(pid: int) -> int:
     """Reap `pid` (our child through the subreaper) and every orphan; its exit status as a shell shows it."""
     while True:
