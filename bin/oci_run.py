@@ -311,9 +311,7 @@ def cmd_create(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 def cmd_start(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.runtime import lifecycle
 
-    _, warnings = lifecycle.start(g.store(), opts.id)
-    for warning in warnings:
-        messages.warn(warning)
+    lifecycle.start(g.store(), opts.id)
     return 0
 
 
@@ -358,14 +356,11 @@ def cmd_delete(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
             from oci.runtime import control
 
             control.kill_paused(store, opts.id)
-        warnings = lifecycle.delete(store, opts.id, opts.force)
+        lifecycle.delete(store, opts.id, opts.force)
     except NotFound:
         if not opts.force:
             raise
         store.remove(opts.id)  # like runc: --force on a missing container only clears leftovers
-        return 0
-    for warning in warnings:
-        messages.warn(warning)
     return 0
 
 
@@ -391,19 +386,16 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
             master = terminal.receive_master(ours)
         ours.close()
     try:
-        _, warnings = lifecycle.start(store, opts.id)
+        lifecycle.start(store, opts.id)
     except BaseException:
         lifecycle.delete(store, opts.id, force=True)
         raise
-    for warning in warnings:
-        messages.warn(warning)
     if opts.detach:
         return 0
 
     status = lifecycle.wait_in_foreground(container.pid, master)
     if not opts.keep:
-        for warning in lifecycle.delete(store, opts.id, force=True):
-            messages.warn(warning)
+        lifecycle.delete(store, opts.id, force=True)
     return status
 
 

@@ -90,8 +90,7 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
         platform = Platform.parse(args.platform)
     image = Image.load(layout, descriptor, platform)
     image.layers  # noqa: B018 -- refuses unknown layer media types before anything is made
-    options = Options(uid_map=IdMap.parse(args.uid_map), gid_map=IdMap.parse(args.gid_map),
-                      warn=messages.warn)
+    options = Options(uid_map=IdMap.parse(args.uid_map), gid_map=IdMap.parse(args.gid_map))
     budget = Budget(args.max_size, args.max_entries)
     progress = Progress(messages) if not args.quiet and sys.stderr.isatty() else None
     rootfs = os.path.abspath(args.rootfs)
@@ -100,7 +99,7 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     mount, unread = None, None
     # The marker that says ROOTFS is being filled goes once the output is out: a command killed
     # before it printed leaves a ROOTFS the next oci-unpack starts over (see oci.unpack.rootfs).
-    with fresh_directory(rootfs, messages.warn):
+    with fresh_directory(rootfs):
         if args.overlay or args.emit_mount:
             mount = overlay(args, image, rootfs, options, budget, progress)
         else:

@@ -396,7 +396,7 @@ class Executor(CopySteps):
         if self._layer_cache_session is None:  # held until the build ends: oci-unpack --gc waits for it
             self._layer_cache_session = cache.session()
             self._layer_cache_session.__enter__()
-        folders = cache.ensure(image, Options(warn=self.settings.progress.warn), Budget(64 << 30, 2_000_000))
+        folders = cache.ensure(image, Options(), Budget(64 << 30, 2_000_000))
         for i, folder in enumerate(folders):
             state.dirs[i] = state.dirs[i] or folder
         return [folder for folder in state.dirs if folder is not None]

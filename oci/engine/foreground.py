@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from oci import log as messages
 from oci.errors import NotFound, OciError
 
 from .containers import now
@@ -88,22 +87,19 @@ def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool
         master = terminal.receive_master(ours)  # type: ignore[arg-type]  # _socket's socket, as oci-run's
         ours.close()
     try:
-        _, warnings = lifecycle.start(store, cid)
+        lifecycle.start(store, cid)
     except BaseException as err:
         lifecycle.delete(store, cid, force=True)
         if isinstance(err, OciError):
             raise RunFailed(err.message, exit_code_of(err)) from None
         raise
-    for warning in warnings:
-        messages.warning(warning)
     mark_running(engine, record, container.pid)
 
     status = lifecycle.wait_in_foreground(container.pid, master)
     try:
         with engine.containers.lock(cid):  # `rm -f` from elsewhere holds it while it removes the container
             try:
-                for warning in lifecycle.delete(store, cid, force=True):
-                    messages.warning(warning)
+                lifecycle.delete(store, cid, force=True)
             except NotFound:
                 return status  # removed meanwhile
             mark_exited(engine, cid, status)

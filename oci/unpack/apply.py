@@ -17,6 +17,7 @@ import os
 import stat
 import tarfile
 
+from oci import log
 from oci.errors import IntegrityError, OciError, Unsupported
 from oci.unpack.decompress import LayerStream
 from oci.unpack.options import Budget, LayerResult, Options
@@ -136,7 +137,7 @@ class _Applier:
             self.hardlink(dfd, base, path, m)
         elif m.ischr() or m.isblk():
             if not self.options.privileged:
-                self.options.warn(f"{m.name}: device node skipped (needs root)")
+                log.warning(f"{m.name}: device node skipped (needs root)")
                 return
             self.replace(dfd, base, path)
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
@@ -416,7 +417,7 @@ class _Applier:
             if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES) or (
                     self.options.privileged and not name.startswith("user.")):
                 raise
-            self.options.warn(f"{m.name}: xattr {name} not set ({err.strerror})")
+            log.warning(f"{m.name}: xattr {name} not set ({err.strerror})")
 
     def set_xattrs_fd(self, fd: int, m: tarfile.TarInfo, replace: bool = False) -> None:
         """The entry's xattrs; with `replace` (a directory a lower layer made, declared again) the
