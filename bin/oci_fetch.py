@@ -11,6 +11,10 @@ import ocicli
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from typing import Callable
+
+    from oci.digest import Digest
+    from oci.registry.sources import Source
 
 PROG = "oci-fetch"
 DESCRIPTION = """\
@@ -80,7 +84,8 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     options = ocicli.registry_options(args)
 
     annotations: dict[str, str] = {}
-    verify = None
+    verify: Callable[[Digest], object] | None = None
+    source: Source
     if args.ref.startswith(image.TRANSPORT):
         if args.verify:
             raise UsageError("--verify checks signatures in a registry; it does not apply to oci: sources")
@@ -96,14 +101,14 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
 
         places, options = resolve(args.ref, pull=True, options=options)
         ref = Reference.parse(strip_transport(args.ref))
-        source, used = first_serving(places, options)
-        repository = source.repository
+        remote, used = first_serving(places, options)
+        source, repository = remote, remote.repository
         reference, tag = used.identifier, args.tag or ref.tag or str(ref.digest)
         annotations[SOURCE_ANNOTATION] = str(used)
         if args.verify:
             from oci import sign
 
-            def verify(digest):
+            def verify(digest: Digest) -> object:
                 return sign.verify(repository, digest, args.verify)
     from oci.registry.pull import pull
 

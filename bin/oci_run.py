@@ -371,14 +371,13 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 
     store = g.store()
     direct_tty = not opts.detach and opts.console_socket is None
-    ours = theirs = None
-    if direct_tty:
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM) if direct_tty else None
     create_opts = _create_options(g, opts, subreaper=not opts.detach,
-                                  console_fd=theirs.fileno() if theirs else None)
+                                  console_fd=pair[1].fileno() if pair else None)
     container = lifecycle.create(store, opts.id, opts.bundle, create_opts)
     master = None
-    if theirs is not None:
+    if pair is not None:
+        ours, theirs = pair
         theirs.close()
         if container.terminal:
             from oci.linux import terminal

@@ -30,17 +30,16 @@ def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     store = g.store()
     process = execute.process_from_file(opts.process, g.notes) if opts.process else _exec_process(store, opts)
     direct_tty = bool(process.get("terminal")) and not opts.detach and opts.console_socket is None
-    ours = theirs = None
-    if direct_tty:
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM) if direct_tty else None
     exec_opts = execute.ExecOptions(console_socket=opts.console_socket, pid_file=opts.pid_file,
-                                    console_fd=theirs.fileno() if theirs else None,
+                                    console_fd=pair[1].fileno() if pair else None,
                                     preserve_fds=opts.preserve_fds, subreaper=not opts.detach)
     pid = execute.run_exec(store, opts.id, process, exec_opts, g.notes)
     if opts.detach:
         return 0
     master = None
-    if theirs is not None:
+    if pair is not None:
+        ours, theirs = pair
         from oci.linux import terminal
 
         theirs.close()

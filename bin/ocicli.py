@@ -137,7 +137,8 @@ def add_flags(parser: argparse.ArgumentParser, flags: list[Flag]) -> None:
         elif flag.kind == "bool":  # `--flag=VALUE`; a bare --flag is spelled out by Parser
             parser.add_argument(*flag.names, dest=flag.dest, type=parse_bool, default=flag.default,
                                 metavar=flag.metavar, help=flag.help)
-            getattr(parser, "go_bools", set()).update(flag.names)
+            go_bools: set[str] = getattr(parser, "go_bools", set())
+            go_bools.update(flag.names)
         elif flag.kind == "append":
             parser.add_argument(*flag.names, dest=flag.dest, action="append", default=[], metavar=flag.metavar,
                                 help=flag.help)
@@ -215,7 +216,9 @@ def _make_parser_class() -> type:
             if common:
                 add_flags(self, COMMON_FLAGS)
 
-        def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        # one signature for argparse's two overloads (with and without a namespace)
+        def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                             namespace: Any = None) -> Any:
             return super().parse_known_args(self._spelled_out(sys.argv[1:] if args is None else list(args)),
                                             namespace)
 

@@ -104,7 +104,7 @@ def save(store: ImageStore, names: list[str], output: IO[bytes], fmt: str = "doc
                 info = tarfile.TarInfo(path)
                 info.size, info.mtime, info.mode = blob.size, mtime, 0o644
                 with store.layout.open_blob(blob) as reader:
-                    tar.addfile(info, reader)  # type: ignore[arg-type]
+                    tar.addfile(info, reader)
             if stored.image is not None:
                 manifests.append({"Config": f"blobs/sha256/{stored.image.config_descriptor.digest.hex}",
                                   "RepoTags": [familiar(n) for n in wanted if "@" not in n] or None,

@@ -76,12 +76,12 @@ def run(engine: Engine, cid: str, command: Sequence[str], *, interactive: bool, 
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-    ours = theirs = None
+    pair = None
     if tty and not detach:
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     if tty and detach:
         process["terminal"] = False
-    options = execute.ExecOptions(console_fd=theirs.fileno() if theirs else None, subreaper=not detach)
+    options = execute.ExecOptions(console_fd=pair[1].fileno() if pair else None, subreaper=not detach)
     try:
         pid = execute.run_exec(store, cid, process, options)
     except OciError as err:
@@ -94,11 +94,12 @@ def run(engine: Engine, cid: str, command: Sequence[str], *, interactive: bool, 
     if detach:
         return 0
     master = None
-    if theirs is not None and ours is not None:
+    if pair is not None:
+        ours, theirs = pair
         from oci.linux import terminal
 
         theirs.close()
-        master = terminal.receive_master(ours)  # type: ignore[arg-type]  # _socket's socket, as oci-run's
+        master = terminal.receive_master(ours)
         ours.close()
 
     return lifecycle.wait_in_foreground(pid, master)

@@ -68,10 +68,8 @@ def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)  # as docker run without -i: the container reads nothing
         os.close(null)
-    ours = theirs = None
-    if tty:
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    options = lifecycle.CreateOptions(subreaper=True, console_fd=theirs.fileno() if theirs else None)
+    pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM) if tty else None
+    options = lifecycle.CreateOptions(subreaper=True, console_fd=pair[1].fileno() if pair else None)
     try:
         container = lifecycle.create(store, cid, folder, options)
     except OciError as err:
@@ -80,11 +78,12 @@ def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool
         if tee is not None:
             tee.release()  # the container holds the pipes now; our own stdout and stderr are back
     master = None
-    if theirs is not None and ours is not None:
+    if pair is not None:
+        ours, theirs = pair
         from oci.linux import terminal
 
         theirs.close()
-        master = terminal.receive_master(ours)  # type: ignore[arg-type]  # _socket's socket, as oci-run's
+        master = terminal.receive_master(ours)
         ours.close()
     try:
         lifecycle.start(store, cid)

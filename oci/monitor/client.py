@@ -166,7 +166,7 @@ def wait(root: Root, ref: str) -> int | None:
     container_id = resolve(root, ref)
     rec = record.load(root, container_id)
     if rec["state"]["status"] not in ("running", "created") and not monitor_alive(root):
-        return rec["state"].get("exitCode")  # type: ignore[no-any-return]
+        return rec["state"].get("exitCode")
     return request(root, {"op": "wait", "id": container_id}).get("exitCode")
 
 

@@ -97,11 +97,11 @@ class Watched:
 
     @property
     def state(self) -> dict[str, Any]:
-        return self.rec["state"]  # type: ignore[no-any-return]
+        return self.rec["state"]
 
     @property
     def config(self) -> dict[str, Any]:
-        return self.rec["config"]  # type: ignore[no-any-return]
+        return self.rec["config"]
 
 
 class Monitor:

@@ -62,7 +62,7 @@ def load(root: Root, container_id: str, validate: bool = False) -> dict[str, Any
     doc = parse(data, path)
     if validate:
         check(doc, "record", path)
-    return doc  # type: ignore[no-any-return]
+    return doc
 
 
 def parse(data: bytes, source: str) -> Any:
@@ -164,4 +164,4 @@ def check_config(config: Any, source: str = "request") -> dict[str, Any]:
             raise fail(pointer, f"{value} is less than the minimum of {least}")
     if not config["stopSignal"].startswith("SIG"):
         raise fail("/config/stopSignal", f"{config['stopSignal']!r} is not a signal name like SIGTERM")
-    return config  # type: ignore[no-any-return]
+    return config

@@ -260,7 +260,7 @@ class Repository:
         headers = {"Content-Type": "application/octet-stream"}
         replayable = body is None or isinstance(body, (bytes, SentBytes))
         if body is not None:
-            length = len(body) if hasattr(body, "__len__") else size  # type: ignore[arg-type]
+            length = len(body) if hasattr(body, "__len__") else size
             if length is None:
                 raise ValueError("finish_upload: size is required with a streamed body")
             headers["Content-Length"] = str(length)
