@@ -168,7 +168,9 @@ def _compile(folder: str, filename: str) -> Any:
         name = uri.split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         return Resource.from_contents(documents[name], default_specification=DRAFT4)
 
-    registry = Registry(retrieve=retrieve).with_resources(pairs).crawl()
+    # `retrieve` is the attrs alias of Registry's private `_retrieve` field (referencing's documented
+    # argument); mypy's attrs plugin does not see aliases through referencing's own `define` wrapper.
+    registry = Registry(retrieve=retrieve).with_resources(pairs).crawl()  # type: ignore[call-arg]
     return Draft4Validator(documents[filename], registry=registry)
 
 

@@ -219,7 +219,8 @@ def run(command: str, stdin: bytes) -> dict[str, Any] | None:
     if command not in ("ADD", "DEL", "CHECK", "STATUS", "GC"):
         raise CniError(INVALID_ENV, f"CNI_COMMAND {command!r} is not one of ADD, DEL, CHECK, VERSION, STATUS, GC")
     if command == "DEL":
-        return _del(parse_config(stdin, command))
+        _del(parse_config(stdin, command))
+        return None
     conf = load_config(stdin, command)
     least = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}.get(command)
     if least and not version_at_least(conf["cniVersion"], least):  # as the spec's skel refuses them
@@ -229,7 +230,8 @@ def run(command: str, stdin: bytes) -> dict[str, Any] | None:
     from oci.net import endpoint
 
     if command == "STATUS":
-        return _status(state, net)
+        _status(state, net)
+        return None
     if command == "GC":
         valid = {endpoint.key_of(a["containerID"], a["ifname"]) for a in conf.get("cni.dev/valid-attachments", [])}
         endpoint.gc(state, net, valid)
@@ -237,7 +239,8 @@ def run(command: str, stdin: bytes) -> dict[str, Any] | None:
     container_id, ifname = _env("CNI_CONTAINERID"), _env("CNI_IFNAME")
     netns = _env("CNI_NETNS")
     if command == "CHECK":
-        return _check(conf, state, net, container_id, ifname)
+        _check(conf, state, net, container_id, ifname)
+        return None
     return _add(conf, state, net, container_id, ifname, netns)
 
 

@@ -74,7 +74,7 @@ class Repository:
                  *, retry: bool = True, scopes: tuple[str, ...] | None = None) -> Response:
         return self.registry.request(method, url, scopes or self.scopes, headers, body, retry=retry)
 
-    def _fail(self, response: Response, what: str) -> RegistryError:
+    def _fail(self, response: Response, what: str) -> OciError:
         """The error for an unexpected answer (the body is read for the registry's message)."""
         detail = error_detail(response)
         if response.status == 404:
@@ -260,7 +260,7 @@ class Repository:
         headers = {"Content-Type": "application/octet-stream"}
         replayable = body is None or isinstance(body, (bytes, SentBytes))
         if body is not None:
-            length = len(body) if hasattr(body, "__len__") else size
+            length = len(body) if isinstance(body, (bytes, SentBytes)) else size
             if length is None:
                 raise ValueError("finish_upload: size is required with a streamed body")
             headers["Content-Length"] = str(length)

@@ -31,11 +31,23 @@ from .wire import Connection
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
-    from typing import BinaryIO, Callable
+    from typing import Callable, Protocol
 
     from . import wire
 
-    Body = bytes | BinaryIO | None
+    class Payload(Protocol):
+        """A request body read as it is sent, and sent again from where it started when retried:
+        a file, SentBytes."""
+
+        def read(self, n: int = -1, /) -> bytes: ...
+
+        def seekable(self) -> bool: ...
+
+        def tell(self) -> int: ...
+
+        def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    Body = bytes | Payload | None
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -460,19 +472,19 @@ class Transport:
         key = (scheme, netloc)
         headers = _with_defaults(method, headers, body)
         answered = self._answer_ahead(method, url, headers, key) if body is None and self._ahead else None
-        raw, conn = answered if answered is not None else (None, None)
-        while raw is None:
+        while answered is None:
             conn, reused = self._checkout(key)
             try:
                 conn.request(method, target, headers, body)
-                raw = conn.getresponse()
+                answered = conn.getresponse(), conn
             except (OSError, ValueError) as err:
                 self._checkin(key, conn, False)
                 if reused and isinstance(err, STALE_CONNECTION_ERRORS) and (body is None or isinstance(body, bytes)):
                     log.debug("%s %s: kept-alive connection failed (%s), trying a new one", method, redact(url), err)
                     continue  # the server closed an idle keep-alive connection: try a fresh one
                 raise
-        response = Response(raw, url, lambda reusable: self._checkin(key, conn, reusable))
+        raw, used = answered
+        response = Response(raw, url, lambda reusable: self._checkin(key, used, reusable))
         if method == "HEAD":
             response.read()  # no body: the connection goes back to the pool
         return response

@@ -231,7 +231,7 @@ class Pusher:
 
     def _ensure_blob(self, blob: Descriptor, sources: list[str], result: Result, missing: bool = False) -> None:
         """Make the registry hold `blob`: asked for first (unless known `missing`), then mounted or uploaded."""
-        if self._stop.is_set():
+        if self._stop is not None and self._stop.is_set():
             raise _Stopped()
         if not missing and self.repository.blob_size(blob.digest) is not None:
             self._count(result, "present", blob)
@@ -297,7 +297,7 @@ class Pusher:
             hasher, hashed = blob.digest.hasher(), 0
             failures = 0
             while upload.offset < blob.size:
-                if self._stop.is_set():
+                if self._stop is not None and self._stop.is_set():
                     self.repository.cancel_upload(upload)
                     raise _Stopped()
                 f.seek(upload.offset)

@@ -22,7 +22,9 @@ import io
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
-    from typing import BinaryIO
+    from typing import Any, BinaryIO
+
+    from oci.digest import Reader
 
     from .proxy import Proxy
 
@@ -79,8 +81,8 @@ class Headers:
 class Response:
     """One response: its head read on construction, its body read by the caller."""
 
-    def __init__(self, fp: BinaryIO, method: str) -> None:
-        self._fp: BinaryIO | None = fp
+    def __init__(self, fp: io.BufferedReader[Any], method: str) -> None:
+        self._fp: io.BufferedReader[Any] | None = fp
         for _ in range(MAX_INTERIM + 1):  # interim 1xx answers are skipped, a few of them
             version, self.status, self.reason = _status_line(fp)
             self.headers = Headers(_fields(fp))
@@ -175,7 +177,7 @@ class Response:
         count = 0
         while count < len(view):
             try:
-                got = fp.readinto1(view[count:])  # type: ignore[attr-defined]
+                got = fp.readinto1(view[count:])
             except OSError as err:
                 if not count:
                     raise
@@ -219,7 +221,7 @@ class Connection:
         self.tls = tls
         self.proxy = proxy
         self.sock: _socket.socket | ssl.SSLSocket | None = None
-        self._fp: BinaryIO | None = None
+        self._fp: io.BufferedReader[Any] | None = None
         self._method = ""
         self._host_header = f"[{host}]" if ":" in host else host
         if port != (443 if tls is not None else 80):
@@ -267,7 +269,7 @@ class Connection:
     def _host_header_with_port(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
-    def request(self, method: str, target: str, headers: dict[str, str], body: bytes | BinaryIO | None = None
+    def request(self, method: str, target: str, headers: dict[str, str], body: bytes | Reader | None = None
                 ) -> None:
         """Send a request. A file body needs a Content-Length header; a bytes body gets one."""
         if any(c in target for c in " \r\n") or any(c in method for c in " \r\n"):
@@ -369,7 +371,7 @@ def _status_line(fp: BinaryIO) -> tuple[str, int, str]:
 
 def _fields(fp: BinaryIO) -> list[tuple[str, str]]:
     """Header (or trailer) lines up to the empty line, as (lower-case name, value)."""
-    fields = []
+    fields: list[tuple[str, str]] = []
     while True:
         line = _readline(fp, "header line")
         if line in (b"\r\n", b"\n"):
