@@ -75,7 +75,7 @@ class _Applier:
                 raise IntegrityError(f"layer {self.layer}: malformed tar: {err}") from None
             if member is None:
                 break
-            tar.members.clear()  # keep no per-entry state in tarfile
+            tar.members.clear()  # type: ignore[attr-defined]  # keep no per-entry state in tarfile (not in typeshed)
             self.budget.count_entry()
             self.result.entries += 1
             try:
@@ -179,7 +179,8 @@ class _Applier:
         if m.size > self.budget.bytes_left:
             raise IntegrityError(f"sparse file of {m.size} bytes exceeds the size cap (--max-size)")
         end = 0
-        for offset, length in m.sparse:
+        sparse: list[tuple[int, int]] = m.sparse  # type: ignore[assignment]  # typeshed says bytes: a list here
+        for offset, length in sparse:
             if not length:
                 continue  # GNU tar ends its map with (size, 0); old-format maps pad with (0, 0)
             if offset < end or offset + length > m.size:

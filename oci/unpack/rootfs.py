@@ -136,6 +136,8 @@ def fill(image: Image, path: str, options: Options, budget: Budget, progress: Pr
         try:
             for index in range(count):
                 stream, ahead = ahead, None
+                if stream is None:  # made the round before (or before the loop): never, for a type checker
+                    stream = open_layer(image, index, budget)
                 with stream:
                     if index + 1 < count:  # decompress the next layer while this one is written
                         ahead = open_layer(image, index + 1, budget, after=stream)
