@@ -26,8 +26,6 @@ oci.errors: NotFound (3), IntegrityError (4), RegistryError/HttpError (5), AuthE
 
 from __future__ import annotations
 
-from collections import namedtuple
-
 from oci import log, schema
 from oci.descriptor import OCI_INDEX, Descriptor
 from oci.digest import Digest
@@ -48,12 +46,17 @@ MAX_REDIRECTS = 5
 _LINK_NEXT = r'<([^>]+)>\s*;\s*rel="?next"?'
 
 
-class Upload(namedtuple("Upload", ["location", "offset"], defaults=(0,))):
-    """A blob upload session: where to send the next request and how many bytes it holds."""
+class Upload:
+    """A blob upload session: where to send the next request and how many bytes it holds. (A plain
+    class, as Manifest.)"""
 
-    __slots__ = ()
-    location: str
-    offset: int
+    __slots__ = ("location", "offset")
+
+    def __init__(self, location: str, offset: int = 0) -> None:
+        self.location, self.offset = location, offset
+
+    def __repr__(self) -> str:
+        return f"Upload({self.location!r}, {self.offset})"
 
 
 class Repository:

@@ -14,6 +14,7 @@ does not pay for it.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from _socket import SHUT_RDWR
@@ -21,7 +22,7 @@ from _thread import allocate_lock
 from collections import namedtuple
 
 from oci import log
-from oci.errors import IntegrityError, RegistryError
+from oci.errors import IntegrityError, NotFound, RegistryError
 
 from . import urls
 from .proxy import proxy_for
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     Body = bytes | Payload | None
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+CERT_DIR_ENV = "OCIKIT_CERT_DIR"
+SYSTEM_CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 
 
 def transient(status: int) -> bool:
@@ -256,9 +259,9 @@ class Transport:
 
     def _tls_configured(self, netloc: str) -> bool:
         """True when a certificate directory applies to this host: it is meant to be reached with TLS."""
-        from .tls import has_cert_dir
-
-        return has_cert_dir(netloc, self.options.cert_dir)
+        if self.options.cert_dir or os.environ.get(CERT_DIR_ENV):
+            return True
+        return any(os.path.isdir(os.path.join(base, netloc)) for base in SYSTEM_CERT_DIRS)
 
     def url(self, host: str, path: str) -> str:
         """An absolute URL on `host` for the API `path`."""
@@ -286,7 +289,8 @@ class Transport:
             if context is None:
                 from .tls import tls_context
 
-                context = self._contexts[host] = tls_context(host, self.options.cert_dir, self.verifies(host))
+                context = self._contexts[host] = tls_context(cert_dirs(host, self.options.cert_dir),
+                                                             self.verifies(host))
             return context
 
     def _connect(self, scheme: str, netloc: str) -> Connection:
@@ -497,6 +501,18 @@ class Transport:
             delay = backoff_delay(attempt, self.options.backoff, self.options.max_backoff)
         log.warning("%s; retrying in %.1fs", reason, delay)
         time.sleep(delay)
+
+
+def cert_dirs(host: str, cert_dir: str | None = None) -> list[str]:
+    """The certificate directories for `host`: `cert_dir` (else $OCIKIT_CERT_DIR) alone when given,
+    else /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST that exist (oci.registry.tls
+    loads them); NotFound for a given directory that is missing."""
+    explicit = cert_dir or os.environ.get(CERT_DIR_ENV)
+    if explicit:
+        if not os.path.isdir(explicit):
+            raise NotFound(f"{explicit}: no such certificate directory")
+        return [explicit]
+    return [folder for folder in (os.path.join(base, host) for base in SYSTEM_CERT_DIRS) if os.path.isdir(folder)]
 
 
 def _with_defaults(method: str, headers: dict[str, str], body: Body) -> dict[str, str]:

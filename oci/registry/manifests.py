@@ -6,8 +6,6 @@ for, the size cap, and how the media type of served bytes is known. What every s
 
 from __future__ import annotations
 
-from collections import namedtuple
-
 from oci import schema
 from oci.descriptor import DOCKER_LIST, DOCKER_MANIFEST, INDEXES, MANIFESTS, OCI_INDEX, OCI_MANIFEST, Descriptor
 from oci.digest import Digest
@@ -18,13 +16,17 @@ MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
 MAX_MANIFEST = 4 << 20  # the distribution spec lets registries refuse manifests above 4 MiB
 
 
-class Manifest(namedtuple("Manifest", ["media_type", "digest", "data"])):
-    """A manifest or index exactly as the registry served it, with its verified digest."""
+class Manifest:
+    """A manifest or index exactly as the registry served it, with its verified digest. (A plain
+    class: making a namedtuple class costs a warm pull's start ~0.1 ms.)"""
 
-    __slots__ = ()
-    media_type: str
-    digest: Digest
-    data: bytes
+    __slots__ = ("media_type", "digest", "data")
+
+    def __init__(self, media_type: str, digest: Digest, data: bytes) -> None:
+        self.media_type, self.digest, self.data = media_type, digest, data
+
+    def __repr__(self) -> str:
+        return f"Manifest({self.media_type!r}, {self.digest}, {len(self.data)} bytes)"
 
     @property
     def descriptor(self) -> Descriptor:

@@ -1,50 +1,35 @@
 """What a TLS connection to a registry trusts and presents: the system's CAs, and the CA
-certificates and client certificate of a certificate directory (`--cert-dir`, else
-$OCIKIT_CERT_DIR, else /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST, as podman,
-skopeo and Docker look for them). oci.registry.http imports this module (and `ssl`) only where
-a registry may be reached with TLS.
+certificates and client certificates of the certificate directories that apply to the host
+(oci.registry.http.cert_dirs: `--cert-dir`, else $OCIKIT_CERT_DIR, else
+/etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST, as podman, skopeo and Docker look
+for them). oci.registry.http imports this module (and `ssl`) only for a TLS connection.
 """
 
 from __future__ import annotations
 
 import os
 
-from oci.errors import NotFound, RegistryError
+from oci.errors import RegistryError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
 
-CERT_DIR_ENV = "OCIKIT_CERT_DIR"
-SYSTEM_CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 
-
-def has_cert_dir(netloc: str, cert_dir: str | None = None) -> bool:
-    """True when a certificate directory applies to this host: it is meant to be reached with TLS."""
-    if cert_dir or os.environ.get(CERT_DIR_ENV):
-        return True
-    return any(os.path.isdir(os.path.join(base, netloc)) for base in SYSTEM_CERT_DIRS)
-
-
-def tls_context(host: str, cert_dir: str | None = None, verify: bool = True) -> ssl.SSLContext:
-    """A verifying TLS context: system CAs (and SSL_CERT_FILE), plus the CAs and client
-    certificate of `cert_dir` (or $OCIKIT_CERT_DIR, or /etc/containers|docker/certs.d/HOST).
-    Without `verify`, neither the chain nor the host name is checked (the client certificate
-    is still presented)."""
+def tls_context(cert_dirs: list[str], verify: bool = True) -> ssl.SSLContext:
+    """A verifying TLS context: system CAs (and SSL_CERT_FILE), plus the CAs (*.crt) and client
+    certificates (*.cert with *.key) of `cert_dirs` (oci.registry.http.cert_dirs: which ones apply
+    to a host). Without `verify`, neither the chain nor the host name is checked (the client
+    certificate is still presented)."""
     import ssl
 
-    explicit = cert_dir or os.environ.get(CERT_DIR_ENV) or ""
-    if explicit and not os.path.isdir(explicit):
-        raise NotFound(f"{explicit}: no such certificate directory")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     else:
         _load_system_roots(context)
-    folders = [explicit]
-    folders += [os.path.join(base, host) for base in SYSTEM_CERT_DIRS]
-    for folder in filter(os.path.isdir, folders):
+    for folder in cert_dirs:
         names = sorted(os.listdir(folder))
         for ca in [os.path.join(folder, name) for name in names if name.endswith(".crt")]:
             try:
@@ -57,8 +42,6 @@ def tls_context(host: str, cert_dir: str | None = None, verify: bool = True) -> 
                 context.load_cert_chain(cert, key if os.path.exists(key) else None)
             except (OSError, ssl.SSLError) as err:
                 raise RegistryError(f"{cert}: cannot load client certificate: {err}") from None
-        if folder == folders[0]:
-            break  # an explicit directory replaces the per-host defaults
     return context
 
 

@@ -71,7 +71,7 @@ CNI_PACKAGES = ("pyroute2",)
 REGISTRY = COMMAND | {
     "oci.log", "oci.reference", "oci.descriptor", "oci.digest", "oci.image", "oci.layout", "oci.jsonout", "oci.fsutil",
     "oci.schema", "oci.registry", "oci.registry.urls", "oci.registry.wire", "oci.registry.proxy", "oci.registry.http",
-    "oci.registry.tls", "oci.registry.session", "oci.registry.manifests", "oci.registry.client",
+    "oci.registry.session", "oci.registry.manifests", "oci.registry.client",
     "oci.registry.registries_conf", "oci.registry.locations", "_socket", "_sha256", "zlib", "fcntl", "gc", "_json",
     "collections", "_collections", "itertools", "keyword", "operator", "_operator", "reprlib",
 }

@@ -12,7 +12,7 @@ from oci.errors import IntegrityError, RegistryError, Unsupported
 from oci.reference import Reference
 from oci.registry import tls
 from oci.registry.client import connect, content_range_start, upload_range_end
-from oci.registry.http import HttpError, Options, Transport, backoff_delay, parse_retry_after
+from oci.registry.http import HttpError, Options, Transport, backoff_delay, cert_dirs, parse_retry_after
 from oci.registry.manifests import manifest_media_type
 from oci.registry.tls import tls_context
 
@@ -125,7 +125,7 @@ def test_size_cap(serve):
 def test_bad_ca_file_is_reported(tmp_path):
     (tmp_path / "ca.crt").write_text("not a certificate")
     with pytest.raises(RegistryError, match="cannot load CA certificate"):
-        tls_context("reg", str(tmp_path))
+        tls_context(cert_dirs("reg", str(tmp_path)))
 
 
 def test_reference_to_urls():
@@ -166,7 +166,7 @@ def test_missing_cert_dir_is_reported(tmp_path):
     from oci.errors import NotFound
 
     with pytest.raises(NotFound, match="no such certificate directory"):
-        tls_context("reg", str(tmp_path / "missing"))
+        tls_context(cert_dirs("reg", str(tmp_path / "missing")))
 
 
 def test_a_request_sent_ahead_is_answered_to_the_request_that_follows(serve):
