@@ -4,9 +4,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import ocicli
+
+from oci.build import config as configs
+from oci.dockerfile.build import BuildOptions, build, read_text
+from oci.dockerfile.build import prune as prune_cache
+from oci.dockerfile.progress import Progress
+from oci.errors import InvalidInput, UsageError
+from oci.fsutil import write_atomic
+from oci.image import parse_image_argument, to_pipe
+from oci.platform import Platform
 
 PROG = "oci-build"
 DESCRIPTION = """\
@@ -50,9 +60,6 @@ EXAMPLES = """\
 
 
 def parser() -> ocicli.Parser:
-    from oci_fetch import REGISTRY_FLAGS, add_flags
-    from oci_unpack import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, size_argument
-
     p = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
     p.add_argument("context", nargs="?", metavar="CONTEXT",
                    help="the build context: a directory, or - for a tar archive of it on stdin (plain, gzip, bzip2, "
@@ -82,22 +89,20 @@ def parser() -> ocicli.Parser:
     p.add_argument("--cache", metavar="DIR", help="oci-unpack's layer cache (default: /var/lib/ocikit/layers as "
                    "root)")
     p.add_argument("--iidfile", metavar="FILE", help="write the image's manifest digest to FILE")
-    p.add_argument("--max-size", type=size_argument, default=DEFAULT_MAX_SIZE, metavar="BYTES",
+    p.add_argument("--max-size", type=ocicli.size_argument, default=ocicli.DEFAULT_MAX_SIZE, metavar="BYTES",
                    help="cap on the uncompressed size of a base image's layers, and of each archive or URL that ADD "
                         "unpacks or downloads (default: 64G; suffixes K, M, G, T)")
-    p.add_argument("--max-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
+    p.add_argument("--max-entries", type=int, default=ocicli.DEFAULT_MAX_ENTRIES, metavar="N",
                    help=f"cap on the number of tar entries of a base image, and of each archive that ADD unpacks "
-                        f"(default: {DEFAULT_MAX_ENTRIES})")
+                        f"(default: {ocicli.DEFAULT_MAX_ENTRIES})")
     p.add_argument("--prune", action="store_true",
                    help="empty the build cache of the -t (or --cache-dir) layout and delete its unreferenced blobs")
-    add_flags(p, REGISTRY_FLAGS)
+    ocicli.add_flags(p, ocicli.REGISTRY_FLAGS)
     return p
 
 
 def build_args(items: list[str]) -> dict[str, str]:
     """`NAME=VALUE`, or `NAME` with the value from the environment (skipped when unset), as Docker."""
-    from oci.errors import InvalidInput
-
     found: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -113,21 +118,12 @@ def build_args(items: list[str]) -> dict[str, str]:
 def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     args = parser().parse_args(argv)
     messages.quiet = args.quiet
-    from oci.errors import UsageError
 
     if args.prune:
         return prune(args, messages)
     if args.context is None:
         raise UsageError("give the build CONTEXT (a directory, or - for a tar of it on stdin)")
-    from oci_fetch import registry_options, route_warnings
 
-    from oci.build import config as configs
-    from oci.dockerfile.build import BuildOptions, build
-    from oci.dockerfile.progress import Progress
-    from oci.image import to_pipe
-    from oci.platform import Platform
-
-    route_warnings(messages)
     epoch = args.timestamp if args.timestamp is not None else configs.parse_epoch(os.environ.get("SOURCE_DATE_EPOCH"))
     text = None
     stream = None
@@ -140,10 +136,8 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     if args.file == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("-f - reads the Dockerfile from stdin")
-        from oci.dockerfile.build import read_text
-
         text = read_text(sys.stdin.buffer, "<stdin>")
-    progress = Progress(sys.stderr, quiet=args.quiet, warn=messages.warn)
+    progress = Progress(sys.stderr, quiet=args.quiet)
     options = BuildOptions(
         context=args.context, dockerfile=None if args.file == "-" else args.file, dockerfile_text=text,
         tags=args.tag, build_args=build_args(args.build_arg), target=args.target,
@@ -151,12 +145,10 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
         pull=args.pull, network=args.network, net_state_dir=args.state_dir or os.environ.get("OCIKIT_NET_STATE_DIR"),
         platform=Platform.parse(args.platform) if args.platform else None, squash=args.squash,
         compression=args.compression, epoch=epoch, cache_dir=args.cache_dir, layer_cache=args.cache,
-        registry=registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno(),
+        registry=ocicli.registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno(),
         max_size=args.max_size, max_entries=args.max_entries, context_stream=stream)
     result = build(options)
     if args.iidfile:
-        from oci.fsutil import write_atomic
-
         write_atomic(args.iidfile, str(result.descriptor.digest).encode())
     ocicli.emit(to_pipe(result.layout, result.descriptor))
     if args.quiet:
@@ -166,22 +158,7 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     return 0
 
 
-def main_checked(argv: list[str], messages: ocicli.Messages) -> int:
-    """main_body, with operating-system errors outside any step reported as one line."""
-    try:
-        return main_body(argv, messages)
-    except OSError as err:
-        from oci.errors import OciError
-
-        where = f"{err.filename}: " if err.filename else ""
-        raise OciError(f"{where}{err.strerror or err}") from None
-
-
 def prune(args, messages: ocicli.Messages) -> int:
-    from oci.dockerfile.build import prune as prune_cache
-    from oci.errors import UsageError
-    from oci.image import parse_image_argument
-
     if not args.tag and not args.cache_dir:
         raise UsageError("--prune needs the layout: -t LAYOUT or --cache-dir LAYOUT")
     path = args.cache_dir or parse_image_argument(args.tag[0])[0]
@@ -191,13 +168,11 @@ def prune(args, messages: ocicli.Messages) -> int:
 
 
 def main() -> None:
-    import signal
-
     def terminate(number: int, frame: object) -> None:
         raise KeyboardInterrupt  # unwinds like Ctrl-C: the step's container and mounts are removed
 
     signal.signal(signal.SIGTERM, terminate)
-    ocicli.run(PROG, main_checked)
+    ocicli.run(PROG, main_body)
 
 
 if __name__ == "__main__":

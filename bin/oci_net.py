@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-import ocisite  # noqa: F401  (site's folders under -S)
+import ocisite  # noqa: F401  (the checkout, and site's folders under -S)
 
 DESCRIPTION = """Connect containers to bridge networks: addresses, NAT, published ports, names.
 
@@ -46,9 +46,6 @@ STATE_HELP = "state directory (default: $OCIKIT_NET_STATE_DIR, else /var/lib/oci
 
 def cni_main() -> None:
     """The CNI plugin: imports only what the protocol needs (runtimes start it per container)."""
-    root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-    if os.path.isfile(os.path.join(root, "oci", "net", "cni.py")) and root not in sys.path:
-        sys.path.insert(1, root)  # running from a checkout
     import json
 
     from oci.net import cni
@@ -178,21 +175,27 @@ def _connect_flags(sub) -> None:
     sub.add_argument("--alias", action="append", default=[], help="another name (repeatable; may be shared)")
 
 
-def _container(args, need_netns: bool) -> tuple[str, str | None]:
-    from oci.errors import UsageError
+def _netns(args) -> str | None:
+    """The network namespace --netns or --pid names, if any."""
     from oci.net import links
 
-    netns = None
-    if args.netns or args.pid:
-        netns = links.netns_path(args.netns, args.pid)
-    elif need_netns or not args.id:
-        raise UsageError("give --netns PATH or --pid PID" + ("" if need_netns else " or --id ID"))
-    container_id = args.id or f"netns-{os.stat(netns).st_ino}"
-    return container_id, netns
+    return links.netns_path(args.netns, args.pid) if args.netns or args.pid else None
+
+
+def _container(args, netns: str | None) -> str:
+    """The container's ID: --id, else one made from its network namespace."""
+    from oci.errors import UsageError
+
+    if args.id:
+        return args.id
+    if netns is None:
+        raise UsageError("give --netns PATH or --pid PID or --id ID")
+    return f"netns-{os.stat(netns).st_ino}"
 
 
 def main_body(argv: list[str], messages) -> int:
     args = build_parser(_verb_of(argv)).parse_args(argv)  # --help and --version need nothing more
+    messages.quiet = args.quiet
     import ocicli
 
     from oci.net import endpoint, nat, networks
@@ -221,20 +224,25 @@ def main_body(argv: list[str], messages) -> int:
             networks.delete(state, args.name)
         messages.info(f"removed network {args.name}")
     elif args.verb == "add":
-        container_id, netns = _container(args, need_netns=True)
+        netns = _netns(args)
+        if netns is None:
+            from oci.errors import UsageError
+
+            raise UsageError("give --netns PATH or --pid PID")
+        container_id = _container(args, netns)
         net = networks.load(state, args.network)
         req = endpoint.Request(container_id, netns, args.ifname, ip=args.ip, ip6=args.ip6, mac=args.mac,
                                ports=[nat.parse_port(p) for p in args.publish], name=args.name,
                                aliases=args.alias, hosts_file=args.hosts_file and os.path.abspath(args.hosts_file))
         ocicli.emit({"network": net["name"], **endpoint.connect(state, net, req)})
     elif args.verb == "del":
-        container_id, _ = _container(args, need_netns=False)
+        container_id = _container(args, _netns(args))
         net = networks.load(state, args.network)
         released = endpoint.disconnect(state, net, container_id, args.ifname)
         if not released:
             messages.warn(f"{container_id}/{args.ifname} was not connected to {net['name']}")
     elif args.verb == "check":
-        container_id, _ = _container(args, need_netns=False)
+        container_id = _container(args, _netns(args))
         net = networks.load(state, args.network)
         ocicli.emit({"network": net["name"], **endpoint.check(state, net, container_id, args.ifname)})
     elif args.verb == "gc":

@@ -7,17 +7,24 @@ or the archive had, so the same content always gives the same layer. Sockets are
 
 from __future__ import annotations
 
+import bz2
 import errno
+import gzip
+import lzma
 import os
 import posixpath
 import shutil
 import stat
 import tarfile
 import tempfile
-from typing import BinaryIO, Iterator
+from typing import IO, BinaryIO, Callable, Iterator
 
 from oci.build.entry import OPAQUE_WHITEOUT, OVERLAY_XATTR_PREFIXES, WHITEOUT_PREFIX, Entry, keeps_xattr, sort_key
 from oci.errors import IntegrityError, InvalidInput, NotFound, OciError, Unsupported
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from oci.digest import Reader  # an interface for type checkers only
 
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 UNSUPPORTED_OVERLAY_XATTRS = (".overlay.metacopy", ".overlay.redirect")
@@ -184,6 +191,18 @@ def _tar_entries(source: str | BinaryIO, path: str, tmp_dir: str | None) -> Iter
             yield _tar_entry(path, archive, name, latest, groups)
 
 
+def _member_opener(path: str, archive: tarfile.TarFile, member: tarfile.TarInfo) -> Callable[[], IO[bytes]]:
+    """How to read a regular member's content."""
+
+    def opener() -> IO[bytes]:
+        found = archive.extractfile(member)
+        if found is None:
+            raise Unsupported(f"{path}: tar entry {member.name!r}: no content to read")
+        return found
+
+    return opener
+
+
 def _tar_entry(path: str, archive: tarfile.TarFile, name: str, latest: dict[str, tarfile.TarInfo],
                groups: dict[str, list[str]]) -> Entry:
     member = latest[name]
@@ -199,7 +218,7 @@ def _tar_entry(path: str, archive: tarfile.TarFile, name: str, latest: dict[str,
                   xattrs={k: v for k, v in xattrs.items() if keeps_xattr(k)})
     if member.isreg():
         entry.size = member.size
-        entry.opener = lambda: archive.extractfile(member)
+        entry.opener = _member_opener(path, archive, member)
     elif member.type in _FILE_TYPES:
         entry.type = _FILE_TYPES[member.type]
         entry.linkname = member.linkname if member.issym() else ""
@@ -271,21 +290,15 @@ class _seekable_tar:
             f.close()
 
 
-def _decompressing(source: BinaryIO, kind: str | None) -> BinaryIO:
+def _decompressing(source: BinaryIO, kind: str | None) -> Reader:
     if kind == "gzip":
-        import gzip
-
         return gzip.GzipFile(fileobj=source, mode="rb")
     if kind == "zstd":
-        import zstandard
+        import zstandard  # a third-party package: only for zstd layers
 
         return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
     if kind == "bzip2":
-        import bz2
-
         return bz2.BZ2File(source)
     if kind == "xz":
-        import lzma
-
         return lzma.LZMAFile(source)
     return source

@@ -51,7 +51,7 @@ def _decompressing(source: BinaryIO, kind: str | None) -> BinaryIO:
     if kind == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
     return source
 
 
@@ -81,7 +81,7 @@ def is_archive(path: str) -> bool:
                         return False
             except EOFError:
                 pass
-        with tarfile.open(fileobj=io.BytesIO(head), mode="r|", tarinfo=_CappedInfo) as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=io.BytesIO(head), mode="r|", tarinfo=_CappedInfo) as tar:
             return tar.next() is not None
     except Exception:  # noqa: BLE001 (each decompressor has its own error classes: not an archive)
         return False
@@ -127,11 +127,11 @@ class _CappedInfo(tarfile.TarInfo):
     @classmethod
     def fromtarfile(cls, tarfile_: tarfile.TarFile) -> _CappedInfo:
         try:
-            return super().fromtarfile(tarfile_)  # type: ignore[return-value]
+            return super().fromtarfile(tarfile_)
         except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as err:  # type: ignore[attr-defined]
             raise InvalidInput(f"a truncated or damaged tar header at byte {tarfile_.offset}: {err}") from None
 
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
                          tarfile.GNUTYPE_LONGLINK) and self.size > MAX_HEADER:
             raise IntegrityError(f"a {self.size}-byte extended header (more than {MAX_HEADER})")

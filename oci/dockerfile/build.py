@@ -16,16 +16,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from oci import schema
 from oci.build import config as configs
+from oci.build.commit import copy_blobs
+from oci.build.entry import Policy
+from oci.build.layer import write_layer
 from oci.descriptor import OCI_CONFIG, OCI_MANIFEST, Descriptor
+from oci.dockerfile import ignore, lifetime, parser, runstep
 from oci.dockerfile import instructions as ins
 from oci.dockerfile.cache import BuildCache
-from oci.dockerfile.context import HashCache, SourceRoot
+from oci.dockerfile.context import HashCache, SourceRoot, open_in
 from oci.dockerfile.executor import Executor
 from oci.dockerfile.progress import Progress
+from oci.dockerfile.squash import squash
 from oci.dockerfile.state import MAX_ENTRIES, MAX_SIZE, PROXY_ARGS, Settings, State, step_key
+from oci.dockerfile.stdin import context_from_stream
 from oci.errors import InvalidInput, NotFound, UsageError
-from oci.image import parse_image_argument
+from oci.image import Image, parse_image_argument
 from oci.layout import Layout
 from oci.platform import Platform
 
@@ -80,8 +87,6 @@ class BuildResult:
 def read_dockerfile(options: BuildOptions) -> tuple[str, str]:
     """(the text, the name errors use) of the Dockerfile; inside the context, symlinks are
     resolved inside it (`context.open_in`)."""
-    from oci.dockerfile.context import open_in
-
     if options.dockerfile_text is not None:
         return options.dockerfile_text, options.dockerfile or "Dockerfile"
     candidates = [options.dockerfile] if options.dockerfile is not None else \
@@ -137,8 +142,6 @@ def _open_layout(path: str) -> Layout:
 
 def _parse(options: BuildOptions) -> tuple[ins.Program, ins.Stage, str, str | None]:
     """The program, the stage to build, the Dockerfile's name, its path when it is a file."""
-    from oci.dockerfile import parser
-
     text, name = read_dockerfile(options)
     program = ins.program(parser.parse(text, name))
     stage = program.stages[-1]
@@ -156,8 +159,6 @@ def _parse(options: BuildOptions) -> tuple[ins.Program, ins.Stage, str, str | No
 
 def build(options: BuildOptions) -> BuildResult:
     """Build the image the options describe; see the module doc."""
-    from oci.dockerfile import ignore
-
     started = time.monotonic()
     targets = _targets(options)
     if not targets and not options.cache_dir:
@@ -168,7 +169,7 @@ def build(options: BuildOptions) -> BuildResult:
         parsed = _parse(options)  # before the layout is touched: a bad Dockerfile leaves no trace
     progress = options.progress or Progress()
     store = _open_layout(options.cache_dir or targets[0][0])
-    cache = BuildCache(store, progress.warn)
+    cache = BuildCache(store)
     cache.make_private()
     _reap_killed_builds(cache, progress)
     work: list[str] = []
@@ -181,13 +182,11 @@ def build(options: BuildOptions) -> BuildResult:
     executor: Executor | None = None
     try:
         if options.context_stream is not None:
-            from oci.dockerfile.stdin import context_from_stream
-
             options = context_from_stream(options, os.path.join(workspace_dir(), "context"))
             parsed = _parse(options)
         program, stage, _, dockerfile_path = parsed
         context = os.path.abspath(options.context)
-        hashes = HashCache(cache.context_hashes(context) if options.context_label is None else None, progress.warn)
+        hashes = HashCache(cache.context_hashes(context) if options.context_label is None else None)
         source = SourceRoot(context, ignore.load(context, dockerfile_path), hashes)
         settings = Settings(store=store, cache=cache, context=source, progress=progress,
                             build_args=dict(options.build_args), platform=options.platform or Platform.host(),
@@ -221,8 +220,6 @@ def build(options: BuildOptions) -> BuildResult:
 def _reap_killed_builds(cache: BuildCache, progress: Progress) -> None:
     """What SIGKILLed builds left (see `lifetime`): containers and their records, scratch
     folders (the layout's session removes their temporaries)."""
-    from oci.dockerfile import lifetime, runstep
-
     lifetime.reap(lambda: runstep.command("oci-run"), progress.warn)
     cache.sweep_work()
 
@@ -236,8 +233,6 @@ def _final_image(executor: Executor, state: State, options: BuildOptions) -> Des
         if found is not None:
             return found
     if options.squash:
-        from oci.dockerfile.squash import squash
-
         squash(executor, state)
     if not state.layers:
         _empty_layer(executor, state)
@@ -258,9 +253,6 @@ def _final_image(executor: Executor, state: State, options: BuildOptions) -> Des
 
 def _empty_layer(executor: Executor, state: State) -> None:
     """One empty layer for an image that has none: the image spec's schema wants a layer."""
-    from oci.build.entry import Policy
-    from oci.build.layer import write_layer
-
     settings = executor.settings
     layer = write_layer(settings.store, [], Policy(epoch=settings.epoch), settings.compression)
     state.layers.append(layer.descriptor)
@@ -272,8 +264,6 @@ def _empty_layer(executor: Executor, state: State) -> None:
 
 
 def _put_json(layout: Layout, media_type: str, document: dict[str, Any], kind: str) -> Descriptor:
-    from oci import schema
-
     # Keys sorted: a history entry read back from the cache and one made now are the same bytes.
     data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     if b"\\ud" in data:  # bytes of invalid UTF-8 kept from the Dockerfile: U+FFFD, as Go writes them
@@ -293,9 +283,6 @@ def _valid_unicode(value: Any) -> Any:
 
 
 def _tag(store: Layout, descriptor: Descriptor, targets: list[tuple[str, str]]) -> list[tuple[Layout, Descriptor]]:
-    from oci.build.commit import copy_blobs
-    from oci.image import Image
-
     tagged = []
     layouts: dict[str, Layout] = {store.path: store}
     for path, tag in targets:

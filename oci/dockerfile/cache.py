@@ -27,18 +27,21 @@ blobs the layout lost (its garbage collection deletes untagged blobs), is a cach
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import secrets
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+from oci import log
 from oci.descriptor import Descriptor
 from oci.digest import Digest
 from oci.dockerfile.lifetime import remove_tree
 from oci.errors import InvalidDocument
 from oci.fsutil import write_atomic
 from oci.layout import Layout
+from oci.schema import own_violations
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache-record.schema.json")
 KINDS = ("layer", "image", "base", "context")
@@ -92,18 +95,10 @@ def plainly_valid(doc: Any) -> bool:
 
 def violations(doc: Any) -> list[tuple[str, str]]:
     """Every schema violation of a record as (json-pointer, message)."""
-    from jsonschema import Draft7Validator
-
-    with open(SCHEMA, "rb") as f:
-        validator = Draft7Validator(json.load(f))
-    found = set()
-    for error in validator.iter_errors(doc):
-        pointer = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path)
-        found.add((pointer, error.message[:300]))
-    return sorted(found)
+    return own_violations(doc, SCHEMA)
 
 
-def read_record(path: str, kind: str, warn: Callable[[str], None]) -> dict[str, Any] | None:
+def read_record(path: str, kind: str) -> dict[str, Any] | None:
     """The record of `kind` in the file at `path`; None when missing, or (with a warning naming
     the file and JSON pointer) when it is not a valid record."""
     try:
@@ -114,12 +109,12 @@ def read_record(path: str, kind: str, warn: Callable[[str], None]) -> dict[str, 
     try:
         doc = json.loads(data)
     except ValueError:
-        warn(f"{path}: /: not valid JSON (ignored: the step runs again)")
+        log.warning(f"{path}: /: not valid JSON (ignored: the step runs again)")
         return None
     if not plainly_valid(doc):
         problems = violations(doc)
         if problems:
-            warn(str(InvalidDocument(path, problems)).splitlines()[0] + " (ignored: the step runs again)")
+            log.warning(str(InvalidDocument(path, problems)).splitlines()[0] + " (ignored: the step runs again)")
             return None
     if doc.get("kind") != kind:
         return None
@@ -129,10 +124,9 @@ def read_record(path: str, kind: str, warn: Callable[[str], None]) -> dict[str, 
 class BuildCache:
     """The cache of one layout (see the module doc)."""
 
-    def __init__(self, layout: Layout, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.dir = os.path.join(layout.path, ".ocikit", "build-cache")
-        self.warn = warn or (lambda message: None)
         self._lock_fd: int | None = None
 
     def make_private(self) -> None:
@@ -147,7 +141,7 @@ class BuildCache:
     # -- records -----------------------------------------------------------
 
     def _read(self, folder: str, key: str, kind: str) -> dict[str, Any] | None:
-        return read_record(self._path(folder, key), kind, self.warn)
+        return read_record(self._path(folder, key), kind)
 
     def _write(self, folder: str, key: str, doc: dict[str, Any]) -> None:
         os.makedirs(os.path.join(self.dir, folder), exist_ok=True)
@@ -229,8 +223,6 @@ class BuildCache:
     # -- scratch ---------------------------------------------------------------
 
     def context_hashes(self, context: str) -> str:
-        import hashlib
-
         return os.path.join(self.dir, "context", hashlib.sha256(context.encode()).hexdigest()[:32] + ".json")
 
     def work_dir(self) -> str:

@@ -26,13 +26,15 @@ import re
 import stat
 import tarfile
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from oci.build.entry import Entry
 from oci.build.source import entry_of
+from oci.dockerfile.cache import read_record
 from oci.dockerfile.ignore import Matcher
 from oci.dockerfile.tree import open_in_root
 from oci.errors import InvalidInput, NotFound
+from oci.fsutil import write_atomic
 
 _WILDCARD = re.compile(r"(?<!\\)[*?\[]")
 _TYPES = {tarfile.REGTYPE: "f", tarfile.DIRTYPE: "d", tarfile.SYMTYPE: "l", tarfile.LNKTYPE: "h",
@@ -101,14 +103,12 @@ class HashCache:
     """sha256 of context files, remembered by (size, mtime, ctime, inode) between builds (a
     cache record of kind `context`)."""
 
-    def __init__(self, path: str | None, warn: Callable[[str], None] | None = None) -> None:
-        from oci.dockerfile.cache import read_record
-
+    def __init__(self, path: str | None) -> None:
         self.path = path
         self.files: dict[str, list] = {}
         self.changed = False
         if path:
-            doc = read_record(path, "context", warn or (lambda message: None))
+            doc = read_record(path, "context")
             if doc is not None:
                 self.files = doc["files"]
 
@@ -129,7 +129,6 @@ class HashCache:
     def save(self) -> None:
         if not self.path or not self.changed:
             return
-        from oci.fsutil import write_atomic
 
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         write_atomic(self.path, json.dumps({"kind": "context", "files": self.files}).encode())

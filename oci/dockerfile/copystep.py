@@ -11,10 +11,12 @@ import os
 import posixpath
 import re
 import tarfile
+import time
 from typing import TYPE_CHECKING, BinaryIO, Callable
+from urllib.parse import urlsplit
 
 from oci.build.entry import Entry
-from oci.dockerfile import archive
+from oci.dockerfile import archive, base, remote
 from oci.dockerfile import instructions as ins
 from oci.dockerfile.context import Found, Item, SourceRoot, has_wildcard
 from oci.dockerfile.mounts import Overlay, Workspace
@@ -130,7 +132,6 @@ class CopySteps:
             return LazyRoot(self, built), "stage " + ",".join(str(d) for d in built.diff_ids)
         if self.program.stage(name) is not None and not name.isdigit():
             raise InvalidInput(f"--from={name}: a stage can only copy from a stage defined before it")
-        from oci.dockerfile import base
 
         image = base.resolve(name, state.platform, self.settings.store, self.settings.cache,
                              registry=self.settings.registry, pull=self.settings.pull,
@@ -177,8 +178,6 @@ class CopySteps:
         tree.put(item.entry, path, owner_of(item.entry), mode, None, parents)
 
     def _download(self, instruction: ins.Copy, url: str) -> tuple[str, str, str]:
-        from oci.dockerfile import remote
-
         path = os.path.join(self._workspace().new_dir("download"), "file")
         digest = remote.download(url, path, instruction.checksum, self.settings.registry, self.settings.max_size)
         return url, digest, path
@@ -212,8 +211,6 @@ class LazyRoot(SourceRoot):
 
 
 def _now(epoch: int | None) -> int:
-    import time
-
     return int(time.time()) if epoch is None else min(int(time.time()), epoch)
 
 
@@ -241,8 +238,6 @@ def _is_url(text: str) -> bool:
 
 
 def _url_name(url: str) -> str:
-    from urllib.parse import urlsplit
-
     name = posixpath.basename(urlsplit(url).path.rstrip("/"))
     return name or "download"
 

@@ -15,6 +15,8 @@ import hashlib
 import os
 
 from oci.errors import IntegrityError, InvalidInput, RegistryError
+from oci.registry import urls
+from oci.registry.http import Options, Transport
 
 MAX_REDIRECTS = 10
 MAX_SIZE = 64 << 30
@@ -22,9 +24,6 @@ MAX_SIZE = 64 << 30
 
 def download(url: str, path: str, checksum: str | None, options: object = None, max_size: int = MAX_SIZE) -> str:
     """Fetch `url` into `path`; its sha256 digest (checked against `checksum`)."""
-    from oci.registry import urls
-    from oci.registry.http import Options, Transport
-
     algorithm, expected = None, None
     if checksum:
         algorithm, _, expected = checksum.partition(":")
@@ -81,7 +80,7 @@ def download(url: str, path: str, checksum: str | None, options: object = None, 
 def _read(response: object, url: str) -> bytes:
     """The next part of the body; a connection cut short is a network error, named by the URL."""
     try:
-        return response.read(1 << 20)  # type: ignore[attr-defined, no-any-return]
+        return response.read(1 << 20)  # type: ignore[attr-defined]
     except OSError as err:
         if err.filename:  # a file of ours, not the connection
             raise

@@ -27,10 +27,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from oci import schema
+from oci.bundle import build as bundles
 from oci.dockerfile import lifetime
 from oci.dockerfile.mounts import Overlay, Workspace
 from oci.dockerfile.tree import Owner, Tree, clean
 from oci.errors import NotFound
+from oci.fsutil import write_atomic
+from oci.unpack.safepath import Root, UnsafePath
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CHECKOUT_BIN = os.path.join(os.path.dirname(os.path.dirname(_HERE)), "bin")
@@ -67,8 +71,6 @@ def run(workspace: Workspace, overlay: Overlay, spec: RunSpec, output: int | Non
 
     With an `output` fd, the container's stdout and stderr go there as they come.
     """
-    from oci.bundle import build as bundles
-
     image = spec.config.get("config") or {}
     cwd = posixpath.normpath(posixpath.join("/", image.get("WorkingDir") or "/"))
     with Tree(overlay.rootfs) as tree:
@@ -116,9 +118,6 @@ def runtime_root(workspace: Workspace) -> lifetime.RuntimeRoot:
 
 
 def _write_config(bundle: str, config: dict[str, Any]) -> None:
-    from oci import schema
-    from oci.fsutil import write_atomic
-
     path = os.path.join(bundle, "config.json")
     data = json.dumps(config, indent=2).encode() + b"\n"
     schema.load(data, "runtime-config", path, remember=True)
@@ -135,8 +134,6 @@ def _existing(tree: Tree) -> set[str]:
 
 def _drop_mount_points(upper: str, before: set[str]) -> None:
     """Remove the mount points the runtime made, still empty, from the upper directory."""
-    from oci.unpack.safepath import Root, UnsafePath
-
     with Root(upper) as root:
         for path in MOUNT_POINTS:
             if path in before:

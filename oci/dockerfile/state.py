@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+from oci.bundle import users
 from oci.descriptor import (
     DOCKER_LAYER,
     DOCKER_LAYER_GZIP,
@@ -19,13 +20,11 @@ from oci.descriptor import (
 from oci.digest import Digest
 from oci.dockerfile.cache import BuildCache
 from oci.dockerfile.context import SourceRoot
+from oci.dockerfile.progress import Progress
 from oci.errors import OciError
 from oci.layout import Layout
 from oci.platform import Platform
-
-if TYPE_CHECKING:
-    from oci.dockerfile.progress import Progress
-    from oci.unpack.options import Budget
+from oci.unpack.options import Budget
 
 KEY_VERSION = "oci-build/2"
 MAX_SIZE = 64 << 30  # bytes, as oci-unpack's default --max-size
@@ -128,8 +127,6 @@ def owner_of(rootfs: str, spec: str, numeric_group: bool = False) -> tuple[int, 
     """`user[:group]` (names or numbers) resolved in the image's /etc/passwd and /etc/group.
 
     A number without a group is also the group (Docker's rule for --chown)."""
-    from oci.bundle import users
-
     user_part, sep, _ = spec.partition(":")
     resolved = users.resolve(rootfs, spec)
     if numeric_group and not sep and user_part.isdigit():

@@ -17,7 +17,7 @@ import posixpath
 import stat
 import tarfile
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 from oci.build.entry import WHITEOUT_PREFIX, Entry
 from oci.errors import IntegrityError, InvalidInput, OciError
@@ -281,7 +281,7 @@ def _remove(dfd: int, name: str) -> None:
     os.unlink(name, dir_fd=dfd)
 
 
-def _copy(source: BinaryIO, fd: int, size: int, rel: str) -> None:
+def _copy(source: IO[bytes], fd: int, size: int, rel: str) -> None:
     remaining = size
     try:
         source_fd = source.fileno()

@@ -12,14 +12,18 @@ processes can swap a folder for a symlink while the copy walks the tree.
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
+import shutil
 import stat
 import sys
 import tarfile
 import tempfile
 from typing import Any, BinaryIO
 
+from oci.descriptor import OCI_LAYER, Descriptor
+from oci.digest import Digest
 from oci.errors import InvalidInput, NotFound, UsageError
 
 from .engine import Engine
@@ -60,8 +64,6 @@ def where(engine: Engine, cid: str, path: str, files: bool = False) -> tuple[str
         return best[1], posixpath.relpath(path, best[0])
     root = os.path.join(folder, config["root"]["path"])
     if not os.path.ismount(root):
-        import json
-
         from oci.bundle import rootfs as rootfs_module
 
         spec = (config.get("annotations") or {}).get("org.ocikit.rootfs.mount")
@@ -95,9 +97,7 @@ class _paused:  # noqa: N801  (used like a function: `with _paused(engine, cid):
     def __enter__(self) -> None:
         from oci.runtime import control
 
-        from .status import runtime_status
-
-        if runtime_status(self.engine, self.cid)[0] == "running":
+        if self.engine.runtime_status(self.cid)[0] == "running":
             control.pause(self.engine.runtime_store(), self.cid)
             self.froze = True
 
@@ -134,8 +134,6 @@ def copy_out(root: str, inside: str, destination: str, follow: bool) -> None:
 
 
 def _copy_tree(source: str, target: str) -> None:
-    import shutil
-
     if os.path.isdir(source):
         shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
     else:
@@ -169,8 +167,6 @@ def copy_in(source: str, root: str, inside: str, follow: bool) -> None:
 
 def _apply(tree: object, tar_path: str) -> None:
     """Apply an uncompressed tar file to `tree` with the layer code, as a layer of its own digest."""
-    from oci.descriptor import OCI_LAYER, Descriptor
-    from oci.digest import Digest
     from oci.unpack.apply import apply_layer
     from oci.unpack.decompress import LayerStream
     from oci.unpack.options import Budget, Options

@@ -98,14 +98,14 @@ class V1Manager(Manager):
         self._write_network(resources.get("network") or {})
         pids = resources.get("pids") or {}
         if "limit" in pids:
-            folder = self.controller_dir("pids")
-            if folder is None:
+            pids_dir = self.controller_dir("pids")
+            if pids_dir is None:
                 raise CgroupError("cgroup: the pids controller is not mounted")
-            write(os.path.join(folder, "pids.max"), "max" if pids["limit"] <= 0 else str(pids["limit"]))
+            write(os.path.join(pids_dir, "pids.max"), "max" if pids["limit"] <= 0 else str(pids["limit"]))
         devices = resources.get("devices")
         if devices:
-            folder = self.controller_dir("devices")
-            if folder is None:
+            devices_dir = self.controller_dir("devices")
+            if devices_dir is None:
                 raise CgroupError("cgroup: the devices controller is not mounted")
             for rule in [*devices, *DEFAULT_ALLOWED]:
                 kind = rule.get("type", "a")
@@ -113,7 +113,7 @@ class V1Manager(Manager):
                 minor = "*" if rule.get("minor", -1) in (-1, None) else rule["minor"]
                 line = "a" if kind == "a" and major == "*" and minor == "*" else f"{kind} {major}:{minor}"
                 line += f" {rule.get('access', 'rwm')}" if line != "a" else ""
-                write(os.path.join(folder, "devices.allow" if rule["allow"] else "devices.deny"), line)
+                write(os.path.join(devices_dir, "devices.allow" if rule["allow"] else "devices.deny"), line)
 
     def pids(self) -> list[int]:
         folder = self.controller_dir("pids") or self.controller_dir("memory") or self.dirs()[0][1]
