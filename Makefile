@@ -2,7 +2,7 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: install demo test unit conformance lint bench clean
+.PHONY: install demo test unit conformance lint typecheck bench clean
 
 install:
 	@sh .ci/install
@@ -12,6 +12,7 @@ demo: install
 
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PYTHON) -m pytest -q tests
 
 unit: install
@@ -22,6 +23,9 @@ conformance: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy
 
 bench: install
 	@for b in bench/bench_*.py; do $(PYTHON) $$b || exit 1; done

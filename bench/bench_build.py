@@ -27,12 +27,11 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from bench import hostimage
+from tests.integration.build_env import Buildah, busybox_rootfs
+from tests.integration.registry_server import start_registry
 
-from bench import hostimage  # noqa: E402
-from tests.integration.build_env import Buildah, busybox_rootfs  # noqa: E402
-from tests.integration.registry_server import start_registry  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CACHE = os.path.join(ROOT, "bench", ".cache", "build-base")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))

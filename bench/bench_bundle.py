@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "unit"))
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 
 
@@ -43,7 +41,7 @@ def median_ms(make_argv, cwd: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    from bundle_testimage import make_image
+    from tests.unit.bundle_testimage import make_image
 
     scratch = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(dir=scratch) as tmp_name:

@@ -30,7 +30,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 COUNT = int(os.environ.get("BENCH_CONTAINERS", "100"))  # 0: the latency only
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 RUNC = shutil.which("runc") or "/usr/sbin/runc"

@@ -198,8 +198,7 @@ def main() -> None:
                             spaces, ports, "q", added)
         base = median_ms([sys.executable, "-c", "pass"], ENV)
         version = median_ms(ocikit_argv(), {**ENV, "CNI_COMMAND": "VERSION"})
-        imports = median_ms([sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); "
-                             "from oci.net import rtnl"], ENV)
+        imports = median_ms([sys.executable, "-c", "from oci.net import rtnl"], ENV)
     finally:
         for chain, container, netns, maps, prev in added:  # a failed run: undo what is still attached
             try:

@@ -33,11 +33,10 @@ import tempfile
 import time
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from bench import floor, hostimage
+from tests.integration.registry_server import start_registry
 
-from bench import floor, hostimage  # noqa: E402
-from tests.integration.registry_server import start_registry  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CACHE = os.path.join(ROOT, "bench", ".cache", "push-image")
 TAG = "bench"

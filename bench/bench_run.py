@@ -24,7 +24,6 @@ import time
 from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
 INSIDE = "OCIKIT_BENCH_RUN_INSIDE"
 PYTHON = "python -c pass"  # the interpreter's own start-up

@@ -16,12 +16,11 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 
+import bench_run  # bench/ is the script's folder
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import bench_run  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 INSIDE = "OCIKIT_BENCH_CONTROL_INSIDE"

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "tests", "unit", "data", "runtime-spec", "config", "good", "spec-example.json")
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 VALIDATE = (
-    "import sys; sys.path.insert(0, {root!r}); from oci import schema; "
+    "from oci import schema; "
     "schema.load(open({config!r}, 'rb').read(), 'runtime-config', 'config.json', remember={remember})"
 )
 

@@ -33,7 +33,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 CACHE = os.path.join(ROOT, "bench", ".cache")
 LAYOUT = os.path.join(CACHE, "unpack-layout")
 TAG = "bench-v2"

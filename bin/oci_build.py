@@ -4,9 +4,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import ocicli
+
+from oci.build import config as configs
+from oci.dockerfile.build import BuildOptions, build, read_text
+from oci.dockerfile.build import prune as prune_cache
+from oci.dockerfile.progress import Progress
+from oci.errors import InvalidInput, UsageError
+from oci.fsutil import write_atomic
+from oci.image import parse_image_argument, to_pipe
+from oci.platform import Platform
 
 PROG = "oci-build"
 DESCRIPTION = """\
@@ -31,21 +41,29 @@ gzip or zstd. RUN steps use the host's network, as docker build does (--network 
 network made with oci-net). Needs root (overlay mounts and containers).
 
 Progress goes to stderr (STEP n/N lines, cache hits marked, RUN output); an error names
-the Dockerfile's line and instruction, and a failing RUN shows its output."""
+the Dockerfile's line and instruction, and a failing RUN shows its output.
+
+Hostile input stays in bounds: sources resolve inside the context, destinations inside the
+image's root, ADD archives and URLs are capped (--max-size, --max-entries) and refused when
+an entry climbs out of its destination. Ctrl-C and SIGTERM remove the running step's
+container, mounts and scratch folder; after a SIGKILL the step's container dies with
+oci-build, and the next build reaps what is left (its cgroup, records, scratch folder)."""
 EXAMPLES = """\
   oci-build -t ./images:app .
   oci-build -t ./images:app --build-arg VERSION=1.2 --target runtime -f docker/Containerfile .
   oci-build -q -t ./images:app . | oci-push --insecure - 127.0.0.1:5000/team/app:1.2
   SOURCE_DATE_EPOCH=1700000000 oci-build -t ./images:app .   # the same digest on every build
   oci-build --network none --no-cache -t ./images:app .
+  tar -C app -cz . | oci-build -t ./images:app -                # the context as a tar on stdin
+  oci-build -t ./images:tool - < Dockerfile                     # a Dockerfile alone, an empty context
   oci-build --prune -t ./images                                 # empty the build cache"""
 
 
 def parser() -> ocicli.Parser:
-    from oci_fetch import REGISTRY_FLAGS, add_flags
-
     p = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
-    p.add_argument("context", nargs="?", metavar="CONTEXT", help="the build context: a directory")
+    p.add_argument("context", nargs="?", metavar="CONTEXT",
+                   help="the build context: a directory, or - for a tar archive of it on stdin (plain, gzip, bzip2, "
+                        "xz, zstd; -f then names the Dockerfile in it), or a lone Dockerfile on stdin")
     p.add_argument("-f", "--file", metavar="FILE",
                    help="the Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/Containerfile; - reads stdin)")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="LAYOUT[:TAG]",
@@ -71,16 +89,20 @@ def parser() -> ocicli.Parser:
     p.add_argument("--cache", metavar="DIR", help="oci-unpack's layer cache (default: /var/lib/ocikit/layers as "
                    "root)")
     p.add_argument("--iidfile", metavar="FILE", help="write the image's manifest digest to FILE")
+    p.add_argument("--max-size", type=ocicli.size_argument, default=ocicli.DEFAULT_MAX_SIZE, metavar="BYTES",
+                   help="cap on the uncompressed size of a base image's layers, and of each archive or URL that ADD "
+                        "unpacks or downloads (default: 64G; suffixes K, M, G, T)")
+    p.add_argument("--max-entries", type=int, default=ocicli.DEFAULT_MAX_ENTRIES, metavar="N",
+                   help=f"cap on the number of tar entries of a base image, and of each archive that ADD unpacks "
+                        f"(default: {ocicli.DEFAULT_MAX_ENTRIES})")
     p.add_argument("--prune", action="store_true",
                    help="empty the build cache of the -t (or --cache-dir) layout and delete its unreferenced blobs")
-    add_flags(p, REGISTRY_FLAGS)
+    ocicli.add_flags(p, ocicli.REGISTRY_FLAGS)
     return p
 
 
 def build_args(items: list[str]) -> dict[str, str]:
     """`NAME=VALUE`, or `NAME` with the value from the environment (skipped when unset), as Docker."""
-    from oci.errors import InvalidInput
-
     found: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -96,28 +118,26 @@ def build_args(items: list[str]) -> dict[str, str]:
 def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     args = parser().parse_args(argv)
     messages.quiet = args.quiet
-    from oci.errors import UsageError
 
     if args.prune:
         return prune(args, messages)
     if args.context is None:
-        raise UsageError("give the build CONTEXT (a directory)")
-    from oci_fetch import registry_options, route_warnings
+        raise UsageError("give the build CONTEXT (a directory, or - for a tar of it on stdin)")
 
-    from oci.build import config as configs
-    from oci.dockerfile.build import BuildOptions, build
-    from oci.dockerfile.progress import Progress
-    from oci.image import to_pipe
-    from oci.platform import Platform
-
-    route_warnings(messages)
     epoch = args.timestamp if args.timestamp is not None else configs.parse_epoch(os.environ.get("SOURCE_DATE_EPOCH"))
     text = None
+    stream = None
+    if args.context == "-":
+        if args.file == "-":
+            raise UsageError("stdin cannot hold both the build context and the Dockerfile")
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("CONTEXT - reads a tar archive of the context (or a Dockerfile) from stdin")
+        stream = sys.stdin.buffer
     if args.file == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("-f - reads the Dockerfile from stdin")
-        text = sys.stdin.read()
-    progress = Progress(sys.stderr, quiet=args.quiet, warn=messages.warn)
+        text = read_text(sys.stdin.buffer, "<stdin>")
+    progress = Progress(sys.stderr, quiet=args.quiet)
     options = BuildOptions(
         context=args.context, dockerfile=None if args.file == "-" else args.file, dockerfile_text=text,
         tags=args.tag, build_args=build_args(args.build_arg), target=args.target,
@@ -125,11 +145,10 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
         pull=args.pull, network=args.network, net_state_dir=args.state_dir or os.environ.get("OCIKIT_NET_STATE_DIR"),
         platform=Platform.parse(args.platform) if args.platform else None, squash=args.squash,
         compression=args.compression, epoch=epoch, cache_dir=args.cache_dir, layer_cache=args.cache,
-        registry=registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno())
+        registry=ocicli.registry_options(args), progress=progress, output=None if args.quiet else sys.stderr.fileno(),
+        max_size=args.max_size, max_entries=args.max_entries, context_stream=stream)
     result = build(options)
     if args.iidfile:
-        from oci.fsutil import write_atomic
-
         write_atomic(args.iidfile, str(result.descriptor.digest).encode())
     ocicli.emit(to_pipe(result.layout, result.descriptor))
     if args.quiet:
@@ -139,22 +158,7 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     return 0
 
 
-def main_checked(argv: list[str], messages: ocicli.Messages) -> int:
-    """main_body, with operating-system errors outside any step reported as one line."""
-    try:
-        return main_body(argv, messages)
-    except OSError as err:
-        from oci.errors import OciError
-
-        where = f"{err.filename}: " if err.filename else ""
-        raise OciError(f"{where}{err.strerror or err}") from None
-
-
 def prune(args, messages: ocicli.Messages) -> int:
-    from oci.dockerfile.build import prune as prune_cache
-    from oci.errors import UsageError
-    from oci.image import parse_image_argument
-
     if not args.tag and not args.cache_dir:
         raise UsageError("--prune needs the layout: -t LAYOUT or --cache-dir LAYOUT")
     path = args.cache_dir or parse_image_argument(args.tag[0])[0]
@@ -164,13 +168,11 @@ def prune(args, messages: ocicli.Messages) -> int:
 
 
 def main() -> None:
-    import signal
-
     def terminate(number: int, frame: object) -> None:
         raise KeyboardInterrupt  # unwinds like Ctrl-C: the step's container and mounts are removed
 
     signal.signal(signal.SIGTERM, terminate)
-    ocicli.run(PROG, main_checked)
+    ocicli.run(PROG, main_body)
 
 
 if __name__ == "__main__":

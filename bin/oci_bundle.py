@@ -13,7 +13,7 @@ from oci import RUNTIME_SPEC_VERSION
 PROG = "oci-bundle"
 NET_STATE_ENV = "OCIKIT_NET_STATE_DIR"
 DESCRIPTION = """\
-Write BUNDLE/config.json for the image LAYOUT[:TAG] (or the oci-unpack output read from stdin
+Write BUNDLE/config.json for the image [oci:]LAYOUT[:TAG|@DIGEST] (or the oci-unpack output read from stdin
 with `-`), converted as the image-spec's conversion.md says, with Docker-like secure defaults
 and the options of `docker run`. The config is validated against the runtime-spec schema before
 it is written atomically; the bundle path is printed on stdout (the config itself with --print).
@@ -41,17 +41,19 @@ reads the container state on stdin, finds the bundle from it and rewrites BUNDLE
 EXAMPLES = """\
   oci-bundle ./images:busybox ./bundle --rootfs ./bundle/rootfs -- echo hello
   oci-unpack ./images:busybox ./b/rootfs | oci-bundle - ./b -e DEBUG=1 -m 64m --pids-limit 32
-  oci-bundle ./images ./b -u nobody -v data:/data --read-only --tmpfs /tmp --cap-drop ALL
-  oci-bundle ./images ./b --network web -p 8080:80 --name api --print | jq .hooks
+  oci-bundle ./images:busybox ./b -u nobody -v data:/data --read-only --tmpfs /tmp --cap-drop ALL
+  oci-bundle ./images:busybox ./b --network web -p 8080:80 --name api --print | jq .hooks
   oci-net create web --subnet 10.213.5.0/24 --state-dir /srv/net
-  oci-bundle ./images ./web --network web --state-dir /srv/net --name web -p 127.0.0.1:8080:80
-  oci-run run -d --bundle ./web web   # connected by the createRuntime hook; `oci-run delete` disconnects"""
+  oci-unpack ./images:busybox ./web/rootfs | oci-bundle - ./web --network web --state-dir /srv/net \
+      --name web -p 127.0.0.1:8080:80 -- httpd -f -p 80 -h /etc
+  oci-run run -d --bundle ./web web   # connected by the createRuntime hook; `oci-run delete` disconnects
+  curl -s http://127.0.0.1:8080/hostname                       # web: its /etc/hostname, served"""
 
 
 def parser() -> ocicli.Parser:
     p = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
     add = p.add_argument
-    add("image", metavar="LAYOUT[:TAG]", help="the image: a layout with an optional tag or @digest, or - for stdin")
+    add("image", metavar="IMAGE", help="the image: [oci:]LAYOUT[:TAG|@DIGEST], or - for oci-unpack's output on stdin")
     add("bundle", metavar="BUNDLE", help="the bundle directory (created if missing)")
     add("--rootfs", metavar="PATH", help="the root filesystem (default: BUNDLE/rootfs, or oci-unpack's from stdin)")
     add("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pick from a multi-platform image")
@@ -171,7 +173,7 @@ def oci_net_command() -> list[str]:
 def body(argv: list[str], messages: ocicli.Messages) -> int:
     from oci.bundle import build as builder
     from oci.errors import InvalidInput
-    from oci.image import Image, from_pipe, open_image
+    from oci.image import Image
 
     trailing: list[str] = []
     if "--" in argv:
@@ -181,9 +183,8 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
     if os.path.lexists(args.bundle) and not os.path.isdir(args.bundle):
         raise InvalidInput(f"{args.bundle}: exists and is not a directory (expected a bundle folder)")
     rootfs_mount = None
-    if args.image == "-":
-        document = ocicli.read_stdin_json("oci-unpack's output")
-        layout, descriptor = from_pipe(document)
+    layout, descriptor, document = ocicli.image_argument(args.image, "oci-unpack's output")
+    if document is not None:
         piped_rootfs = document.get("rootfs") if isinstance(document, dict) else None
         rootfs = args.rootfs or piped_rootfs
         if not isinstance(rootfs, str) or not rootfs:
@@ -193,7 +194,6 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
 
             rootfs_mount = rootfs_module.check_mount(document["mount"], rootfs)
     else:
-        layout, descriptor = open_image(args.image)
         rootfs = args.rootfs or os.path.join(args.bundle, "rootfs")
     platform = None
     if args.platform:

@@ -6,14 +6,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import ocicli
 
-if TYPE_CHECKING:
-    from oci.build.entry import Entry
-    from oci.image import Image
-    from oci.layout import Layout
+from oci.build import config as configs
+from oci.build import source
+from oci.build.commit import commit
+from oci.build.diff import changes
+from oci.build.entry import Entry, Policy
+from oci.errors import InvalidInput, NotFound, UsageError
+from oci.image import Image, parse_image_argument, to_pipe
+from oci.layout import Layout
+from oci.platform import Platform
 
 DESCRIPTION = """\
 Make an image in an OCI image layout, without Docker: a new layer from a directory, a
@@ -38,11 +43,11 @@ EXAMPLES = """\
   # a busybox image from a directory, from scratch
   oci-commit --from-dir ./rootfs --cmd /bin/sh --cmd -c --cmd 'echo hello' ./images:busybox
   # a layer on top of a base image from another layout, config fields set
-  SOURCE_DATE_EPOCH=1700000000 oci-commit --from ./base:debian --from-tar app.tar.gz \\
+  SOURCE_DATE_EPOCH=1700000000 oci-commit --from ./base:busybox --from-tar app.tar.gz \\
       --entrypoint /app/run --env MODE=prod --workdir /app --user 1000:1000 --expose 8080/tcp \\
       --label org.opencontainers.image.version=1.2 --owner 0:0 --compression zstd ./images:app
-  # a container's changes: the upper directory of its overlay mount, on its image
-  oci-commit --from ./images:app --from-upper /run/ctr/upper ./images:app-snapshot
+  # a container's changes: the upper directory of its overlay mount (here ./upper), on its image
+  oci-commit --from ./images:app --from-upper ./upper ./images:app-snapshot
   # or of a rootfs unpacked into a plain directory (compared with the image, file by file)
   oci-commit --from ./images:app --diff ./bundle/rootfs ./images:app-snapshot
   # change the config only (no new layer); - reads a descriptor from the previous command
@@ -51,9 +56,9 @@ EXAMPLES = """\
 
 def build_parser() -> ocicli.Parser:
     parser = ocicli.Parser("oci-commit", DESCRIPTION, EXAMPLES)
-    parser.add_argument("target", metavar="LAYOUT[:TAG]", help="where to store and tag the new image")
+    parser.add_argument("target", metavar="[oci:]LAYOUT[:TAG]", help="where to store and tag the new image")
     parser.add_argument("--from", dest="base", metavar="IMAGE", default="scratch",
-                        help="base image: LAYOUT[:TAG|@DIGEST], - (a descriptor on stdin) or scratch (default)")
+                        help="base image: [oci:]LAYOUT[:TAG|@DIGEST], - (a descriptor on stdin) or scratch (default)")
     source = parser.add_argument_group("the new layer (exactly one, or --config-only)").add_mutually_exclusive_group()
     source.add_argument("--from-dir", metavar="DIR", help="the files under DIR")
     source.add_argument("--from-tar", metavar="FILE", help="a tarball (plain, gzip, zstd, bzip2, xz; - for stdin)")
@@ -103,12 +108,6 @@ def glue_values(argv: list[str]) -> list[str]:
 def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     args = build_parser().parse_args(glue_values(argv))
     messages.quiet = args.quiet
-    from oci.build import config as configs
-    from oci.build.commit import commit
-    from oci.build.entry import Policy
-    from oci.errors import UsageError
-    from oci.image import Image, from_pipe, open_image, parse_image_argument, to_pipe
-    from oci.platform import Platform
 
     if not (args.from_dir or args.from_tar or args.from_upper or args.diff or args.config_only):
         raise UsageError("give the new layer with --from-dir, --from-tar, --from-upper or --diff, or use --config-only")
@@ -129,10 +128,9 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
     platform = Platform.parse(args.platform) if args.platform else None
 
     base = None
-    if args.base == "-":
-        base = Image.load(*from_pipe(ocicli.read_stdin_json("a base image descriptor")), platform)
-    elif args.base != "scratch":
-        base = Image.load(*open_image(args.base), platform)
+    if args.base != "scratch":
+        layout, descriptor, _ = ocicli.image_argument(args.base, "a base image descriptor")
+        base = Image.load(layout, descriptor, platform)
     entries, created_by = layer_entries(args, os.path.join(path, ".ocikit", "tmp"), base)
     target = open_target(path)
     descriptor = commit(target, tag or "latest", base=base, entries=entries, changes=changes, policy=policy,
@@ -149,14 +147,9 @@ def layer_entries(args: argparse.Namespace, tmp_dir: str, base: Image | None) ->
     Missing sources are reported now, before the target is touched; a compressed tarball
     is decompressed into `tmp_dir` (the target layout's own, so on its filesystem).
     """
-    from oci.build import source
-    from oci.errors import NotFound
-
     if args.from_dir:
         return source.from_directory(args.from_dir), "oci-commit --from-dir"
     if args.diff:
-        from oci.build.diff import changes
-
         if not os.path.isdir(args.diff):
             raise NotFound(f"{args.diff}: no such directory")
         return changes(args.diff, base), "oci-commit --diff"
@@ -171,8 +164,6 @@ def layer_entries(args: argparse.Namespace, tmp_dir: str, base: Image | None) ->
 
 def parse_owner(text: str | None) -> tuple[int, int] | None:
     """`UID:GID` as numbers."""
-    from oci.errors import InvalidInput
-
     if text is None:
         return None
     uid, sep, gid = text.partition(":")
@@ -183,9 +174,6 @@ def parse_owner(text: str | None) -> tuple[int, int] | None:
 
 def open_target(path: str) -> Layout:
     """The target layout, created when missing; refuse to scatter blobs into another directory."""
-    from oci.errors import InvalidInput
-    from oci.layout import Layout
-
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise InvalidInput(f"{path}: exists and is not a directory (expected an OCI image layout)")

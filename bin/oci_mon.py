@@ -8,25 +8,35 @@ records, logs and events straight from the root (oci.monitor.client).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
+from typing import Any
 
 import ocicli
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from oci import __version__
+from oci.bundle.options import parse_bytes
+from oci.errors import InvalidDocument, InvalidInput, NotFound, OciError, UsageError
+from oci.monitor import attach, client, crilog, events, policy, proto, record, runtimes, service, times
+from oci.monitor.follow import RotatedFile
+from oci.monitor.paths import Root
+from oci.runtime.lifecycle import parse_signal, signal_numbers
+from oci.runtime.state import check_id
 
 PROG = "oci-mon"
 DESCRIPTION = "Run containers detached through a runc-compatible runtime, and watch over them."
-EXAMPLES = """  oci-mon run --bundle ./web --restart on-failure:3 web      # prints {"id": "web", "pid": ...}
+EXAMPLES = """\
+  # bundles made by oci-bundle: ./web's process (a web server) keeps running, ./shell's is sh (-i -t)
+  oci-mon run --bundle ./web --restart on-failure:3 web      # prints {"id": "web", "pid": ...}
   oci-mon run --runtime runc --bundle ./web --log-max-size 10m --log-max-files 3 web2
   oci-mon ps -a
-  oci-mon logs -f --tail 10 web
+  oci-mon logs -f --tail 10 web                               # follows until ctrl-c
+  oci-mon run -i -t --bundle ./shell sh && oci-mon attach sh  # detach with ctrl-p ctrl-q
   oci-mon stop -t 5 web && oci-mon wait web
-  oci-mon attach web                                          # detach with ctrl-p ctrl-q
-  oci-mon events --since 10m --filter event=die
-  oci-mon rm -f web"""
+  oci-mon events --since 10m --filter event=die               # follows until ctrl-c
+  oci-mon rm -f web web2 sh"""
 VERBS = {
     "run": "create and start a container detached; print its ID and pid as JSON",
     "ps": "list containers (a table on a terminal, JSON otherwise)",
@@ -54,83 +64,48 @@ class Globals:
         self.quiet = False
 
     def store(self) -> Any:
-        from oci.monitor.paths import Root
-
         return Root(self.root)
 
 
 def split_globals(args: list[str]) -> tuple[Globals, str | None, list[str]]:
-    from oci.errors import UsageError
-
+    found, verb, rest = ocicli.split_globals(args, GLOBAL_VALUE_FLAGS, GLOBAL_SWITCHES)
     g = Globals()
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("-"):
-            return g, arg, args[i + 1:]
-        name, eq, value = arg.partition("=")
-        if name in GLOBAL_VALUE_FLAGS:
-            if not eq:
-                if i + 1 >= len(args):
-                    raise UsageError(f"flag needs an argument: {name}")
-                value = args[i + 1]
-                i += 1
-            if name == "--root":
-                g.root = value
-            elif value not in ocicli.LOG_FORMATS:
-                raise UsageError(f"--log-format: unknown format {value!r} (text or json)")
-            else:
-                g.log_format = value
-        elif name in GLOBAL_SWITCHES:
-            g.debug = g.debug or name == "--debug"
-            g.quiet = g.quiet or name in ("-q", "--quiet")
-        elif arg in ("-h", "--help"):
-            return g, None, []
-        elif arg == "--version":
-            return g, "--version", []
-        else:
-            raise UsageError(f"unknown global flag {arg}")
-        i += 1
-    return g, None, []
+    g.root = found.get("--root")
+    g.log_format = found.get("--log-format", "text")
+    g.debug = "--debug" in found
+    g.quiet = "-q" in found or "--quiet" in found
+    return g, verb, rest
 
 
-# The flags of `run`, the verb on a container's start path: (flags, dest, kind, default, help). One table
-# serves argparse (help, errors) and ocicli.quick_parse (the plain spellings, without importing argparse).
+# The flags of `run`, the verb on a container's start path, in ocicli's table shape: one table serves
+# argparse (help, errors) and ocicli.quick_parse (the plain spellings, without importing argparse).
+Flag = ocicli.Flag
 RUN_FLAGS = [
-    (("--runtime",), "runtime", "str", "oci-run",
-     "oci-run, runc, crun, or the path of a runc-compatible runtime (default: oci-run)"),
-    (("--runtime-root",), "runtime_root", "str", None, "the runtime's --root (default: its own)"),
-    (("-b", "--bundle"), "bundle", "str", ".", "the bundle directory (default: current directory)"),
-    (("--name",), "name", "str", None, "a name for the container (default: its ID)"),
-    (("--log-path",), "log_path", "str", None, "where its CRI log goes (default: ROOT/containers/ID/ctr.log)"),
-    (("--log-max-size",), "log_max_size", "str", None, "rotate the log at this size (10m, 512k; default: never)"),
-    (("--log-max-files",), "log_max_files", "int", 1,
-     "log files kept, the current one included (default: 1: a full log starts again)"),
-    (("--restart",), "restart", "str", "no", "no, on-failure[:N], always or unless-stopped (default: no)"),
-    (("-i", "--interactive"), "interactive", "switch", False, "keep stdin open for attach"),
-    (("-t", "--tty"), "tty", "switch", False, "the bundle's process has a terminal (the monitor holds it)"),
-    (("--stop-signal",), "stop_signal", "str", None, "the signal `stop` sends first (default: the bundle's "
-     "org.opencontainers.image.stopSignal annotation, else SIGTERM)"),
-    (("--stop-timeout",), "stop_timeout", "int", 10, "seconds `stop` waits before SIGKILL (default: 10)"),
-    (("--rm",), "rm", "switch", False, "remove it once it has ended (no restart policy with it)"),
-    (("-a", "--attach"), "attach", "switch", False, "attach once it runs (as `attach` does)"),
-    (("--detach-keys",), "detach_keys", "str", None, "with --attach: keys that detach (default: ctrl-p,ctrl-q)"),
-    (("-q", "--quiet"), "quiet", "switch", False, "print no progress or warnings on stderr"),
-    (("--log-format",), "log_format", "str", "text", "messages on stderr as text lines or JSON lines"),
-    (("--debug",), "debug", "switch", False, "print tracebacks and debug messages"),
+    Flag(("--runtime",), "runtime", "str", "oci-run",
+         "oci-run, runc, crun, or the path of a runc-compatible runtime (default: oci-run)"),
+    Flag(("--runtime-root",), "runtime_root", "str", None, "the runtime's --root (default: its own)"),
+    Flag(("-b", "--bundle"), "bundle", "str", ".", "the bundle directory (default: current directory)"),
+    Flag(("--name",), "name", "str", None, "a name for the container (default: its ID)"),
+    Flag(("--log-path",), "log_path", "str", None, "where its CRI log goes (default: ROOT/containers/ID/ctr.log)"),
+    Flag(("--log-max-size",), "log_max_size", "str", None, "rotate the log at this size (10m, 512k; default: never)"),
+    Flag(("--log-max-files",), "log_max_files", "int", 1,
+         "log files kept, the current one included (default: 1: a full log starts again)"),
+    Flag(("--restart",), "restart", "str", "no", "no, on-failure[:N], always or unless-stopped (default: no)"),
+    Flag(("-i", "--interactive"), "interactive", "switch", False, "keep stdin open for attach"),
+    Flag(("-t", "--tty"), "tty", "switch", False, "the bundle's process has a terminal (the monitor holds it)"),
+    Flag(("--stop-signal",), "stop_signal", "str", None, "the signal `stop` sends first (default: the bundle's "
+         "org.opencontainers.image.stopSignal annotation, else SIGTERM)"),
+    Flag(("--stop-timeout",), "stop_timeout", "int", 10, "seconds `stop` waits before SIGKILL (default: 10)"),
+    Flag(("--rm",), "rm", "switch", False, "remove it once it has ended (no restart policy with it)"),
+    Flag(("-a", "--attach"), "attach", "switch", False, "attach once it runs (as `attach` does)"),
+    Flag(("--detach-keys",), "detach_keys", "str", None, "with --attach: keys that detach (default: ctrl-p,ctrl-q)"),
 ]
 
 
 def verb_parser(verb: str) -> Any:
     if verb == "run":
-        parser = ocicli.Parser(f"{PROG} run", VERBS["run"], EXAMPLES, common=False)
-        for names, dest, kind, default, text in RUN_FLAGS:
-            if kind == "switch":
-                parser.add_argument(*names, dest=dest, action="store_true", help=text)
-            elif dest == "log_format":
-                parser.add_argument(*names, dest=dest, default=default, choices=ocicli.LOG_FORMATS, help=text)
-            else:
-                parser.add_argument(*names, dest=dest, default=default, type=int if kind == "int" else str, help=text)
+        parser = ocicli.Parser(f"{PROG} run", VERBS["run"], EXAMPLES)
+        ocicli.add_flags(parser, RUN_FLAGS)
         parser.add_argument("id", metavar="CONTAINER_ID")
         return parser
     parser = ocicli.Parser(f"{PROG} {verb}", VERBS[verb])
@@ -178,17 +153,7 @@ def verb_parser(verb: str) -> Any:
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
-        ocicli.run(PROG, _main, args)
-    except SystemExit as done:
-        # `run` is on a container's start path: skip the interpreter's teardown, as oci-run does.
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+    ocicli.run(PROG, _main, args, exit_at_once=True)  # `run` is on a container's start path
 
 
 def _main(args: list[str], messages: ocicli.Messages) -> int:
@@ -201,35 +166,20 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
         top.print_help()
         return 0 if any(a in ("-h", "--help") for a in args) else 2
     if verb == "--version":
-        from oci import __version__
-
         sys.stdout.write(f"{PROG} (ocikit) {__version__}\n")
         return 0
     if verb not in VERBS:
         messages.error(f"unknown command {verb!r} (one of: {', '.join(VERBS)})")
         return 2
-    opts: Any = (verb == "run" and ocicli.quick_parse(rest, RUN_FLAGS, [("id", ocicli.REQUIRED)])
+    opts: Any = (verb == "run" and ocicli.quick_parse(rest, ocicli.COMMON_FLAGS + RUN_FLAGS, [("id", ocicli.REQUIRED)])
                  or verb_parser(verb).parse_args(rest))
-    if opts.log_format not in ocicli.LOG_FORMATS:
-        opts = verb_parser(verb).parse_args(rest)  # argparse says what is wrong
     messages.log_format = opts.log_format if opts.log_format != "text" else g.log_format
     messages.debug_on = g.debug or opts.debug
     messages.quiet = g.quiet or opts.quiet
-    try:
-        return int(HANDLERS[verb](g.store(), opts, messages) or 0)
-    except OSError as err:  # one line, not a traceback: a file or socket of the root that went wrong
-        from oci.errors import OciError
-
-        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
-        raise OciError(f"{where}{err.strerror or err}") from None
+    return int(HANDLERS[verb](g.store(), opts, messages) or 0)
 
 
 def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.errors import InvalidDocument, InvalidInput, NotFound
-    from oci.monitor import client, policy, runtimes
-    from oci.runtime.lifecycle import parse_signal, signal_numbers
-    from oci.runtime.state import check_id
-
     def signal_name(number: int) -> str:  # signal.Signals(number).name, without the enum import
         names = {value: name for name, value in signal_numbers().items() if name not in ("IOT", "CLD", "POLL")}
         return "SIG" + names[number] if number in names else f"SIGRTMIN+{number - int(signal_numbers()['RTMIN'])}"
@@ -247,13 +197,9 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
             data = f.read()
     except FileNotFoundError:
         raise NotFound(f"{path}: no such file (is {opts.bundle} a bundle?)") from None
-    from oci.monitor import proto
-
     try:
         config = proto.decode(data)
     except (ValueError, UnicodeDecodeError):
-        from oci.monitor import record
-
         config = record.parse(data, path)  # raises, saying what is wrong where
     process = config.get("process") if isinstance(config, dict) else None
     if not isinstance(process, dict) or not isinstance(process.get("args", []), list):
@@ -272,8 +218,6 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
         raise InvalidInput("--log-max-files: must be 1 or more")
     max_size = 0
     if opts.log_max_size:
-        from oci.bundle.options import parse_bytes
-
         max_size = parse_bytes(opts.log_max_size, "--log-max-size")
     log = os.path.abspath(opts.log_path) if opts.log_path else root.default_log(opts.id)
     runtime_root = os.path.abspath(opts.runtime_root) if opts.runtime_root else None
@@ -285,7 +229,6 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     if not opts.attach:
         ocicli.emit(client.run(root, opts.id, spec, opts.name))
         return 0
-    from oci.monitor import attach
 
     keys = attach.parse_keys(opts.detach_keys or attach.DEFAULT_DETACH_KEYS)
     channel = client.connect(root)
@@ -299,8 +242,6 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 def _attached(channel: Any, answer: dict[str, Any], keys: bytes, sig_proxy: bool, ref: str,
               messages: ocicli.Messages) -> int:
-    from oci.monitor import attach
-
     code = attach.session(channel, answer, keys, sig_proxy=sig_proxy)
     if code == attach.DETACHED:
         messages.info(f"detached from {ref}")
@@ -312,8 +253,6 @@ def _attached(channel: Any, answer: dict[str, Any], keys: bytes, sig_proxy: bool
 
 
 def cmd_ps(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     rows = client.containers(root, opts.all)
     if opts.ids:
         sys.stdout.write("".join(row["id"] + "\n" for row in rows))
@@ -321,9 +260,7 @@ def cmd_ps(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     if (opts.format or ("table" if sys.stdout.isatty() else "json")) == "json":
         ocicli.emit(rows)
         return 0
-    import time
 
-    from oci.monitor import times
 
     now = time.time_ns()
     table = [("CONTAINER ID", "NAME", "COMMAND", "CREATED", "STATUS", "RESTARTS", "PID")]
@@ -344,12 +281,6 @@ def cmd_ps(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_logs(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    import time
-
-    from oci.errors import InvalidInput, OciError
-    from oci.monitor import client, crilog, record, times
-    from oci.monitor.follow import RotatedFile
-
     tail = None
     if opts.tail != "all":
         if not opts.tail.isdigit():
@@ -366,7 +297,7 @@ def cmd_logs(root: Any, opts: Any, messages: ocicli.Messages) -> int:
             printer.show(entry)
         if not opts.follow:
             return 0
-        boot = client.boot_id()
+        boot = record.boot_id()
         while True:
             try:
                 rec = record.load(root, container_id)
@@ -388,8 +319,6 @@ def cmd_logs(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_wait(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     for ref in opts.ids:
         code = client.wait(root, ref)
         if code is None:
@@ -400,8 +329,6 @@ def cmd_wait(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_stop(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     for ref in opts.ids:
         client.stop(root, ref, opts.time)
         sys.stdout.write(ref + "\n")
@@ -409,8 +336,6 @@ def cmd_stop(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_start(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     for ref in opts.ids:
         client.start(root, ref)
         sys.stdout.write(ref + "\n")
@@ -418,8 +343,6 @@ def cmd_start(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_restart(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     for ref in opts.ids:
         client.restart(root, ref, opts.time)
         sys.stdout.write(ref + "\n")
@@ -427,9 +350,6 @@ def cmd_restart(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_kill(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.errors import UsageError
-    from oci.monitor import client
-
     if opts.signal and opts.sig:
         raise UsageError("kill: give the signal once (-s SIG, or after the ID)")
     client.kill(root, opts.id, opts.signal or opts.sig or "KILL")
@@ -438,8 +358,6 @@ def cmd_kill(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_attach(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import attach, client
-
     keys = attach.parse_keys(opts.detach_keys or attach.DEFAULT_DETACH_KEYS)
     channel, answer = client.attach(root, opts.id, stdin=not opts.no_stdin)
     try:
@@ -449,8 +367,6 @@ def cmd_attach(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_rm(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     for ref in opts.ids:
         client.remove(root, ref, opts.force)
         sys.stdout.write(ref + "\n")
@@ -458,12 +374,6 @@ def cmd_rm(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_events(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    import json
-    import time
-
-    from oci.monitor import events, times
-    from oci.monitor.follow import RotatedFile
-
     filters = events.parse_filters(opts.filter)
     since = times.parse_since(opts.since) if opts.since else None
     until = times.parse_since(opts.until, "--until") if opts.until else None
@@ -501,16 +411,12 @@ def cmd_events(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_inspect(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import client
-
     ocicli.emit(client.inspect(root, opts.id))
     return 0
 
 
 def cmd_monitor(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    from oci.monitor import daemon
-
-    daemon.serve(root, opts.idle_timeout if opts.idle_timeout > 0 else None, echo=not opts.quiet)
+    service.serve(root, opts.idle_timeout if opts.idle_timeout > 0 else None, echo=not opts.quiet)
     return 0
 
 

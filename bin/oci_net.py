@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-import ocisite  # noqa: F401  (site's folders under -S)
+import ocisite  # noqa: F401  (the checkout, and site's folders under -S)
 
 DESCRIPTION = """Connect containers to bridge networks: addresses, NAT, published ports, names.
 
@@ -28,11 +28,12 @@ Three ways in, one implementation:
               {"type": "ocikit", "bridge": "oci0", "ipam": {"subnet": "10.88.0.0/16"}}"""
 
 EXAMPLES = """  oci-net create web --subnet 10.213.5.0/24 --subnet6 fd00:213:5::/64
-  oci-net add web --pid 1234 --name api --alias backend -p 8080:80 -p 127.0.0.1:5353:53/udp
-  oci-net add web --netns /run/netns/c2 --id c2 --ip 10.213.5.20 --hosts-file /tmp/c2/hosts
+  ip netns add c1 && oci-net add web --netns /run/netns/c1 --id c1 --name api --alias backend -p 8080:80
+  # c2.pid: a process in the container's netns (as `oci-run create --pid-file c2.pid` writes it)
+  oci-net add web --pid "$(cat c2.pid)" --id c2 --ip 10.213.5.20 -p 127.0.0.1:5353:53/udp --hosts-file ./c2/hosts
   oci-net check web --id c2
-  oci-net del web --id c2
-  oci-net gc
+  oci-net del web --id c2 && oci-net del web --id c1
+  oci-net gc                          # release what containers whose netns is gone left
   oci-net rm web
   # as OCI hooks in config.json (hooks get no environment: a state directory goes in the args):
   #   createRuntime: ["oci-net", "hook", "connect", "web", "--state-dir", "/srv/net", "-p", "8080:80"]
@@ -40,14 +41,11 @@ EXAMPLES = """  oci-net create web --subnet 10.213.5.0/24 --subnet6 fd00:213:5::
   CNI_COMMAND=VERSION oci-net </dev/null"""
 
 
-STATE_HELP = "state directory (default $OCIKIT_NET_STATE_DIR or /var/lib/ocikit/net)"
+STATE_HELP = "state directory (default: $OCIKIT_NET_STATE_DIR, else /var/lib/ocikit/net)"
 
 
 def cni_main() -> None:
     """The CNI plugin: imports only what the protocol needs (runtimes start it per container)."""
-    root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-    if os.path.isfile(os.path.join(root, "oci", "net", "cni.py")) and root not in sys.path:
-        sys.path.insert(1, root)  # running from a checkout
     import json
 
     from oci.net import cni
@@ -75,14 +73,14 @@ def build_parser(only: str | None = None):
     class VerbParser(argparse.ArgumentParser):
         def __init__(self, **kwargs) -> None:
             super().__init__(**kwargs)
-            self.add_argument("--state-dir", default=argparse.SUPPRESS, help=STATE_HELP)
+            self.add_argument("--state-dir", default=argparse.SUPPRESS, metavar="DIR", help=STATE_HELP)
 
         def error(self, message: str):
             sys.stderr.write(f"{self.prog}: {message} (see --help)\n")
             sys.exit(2)
 
     parser = ocicli.Parser("oci-net", DESCRIPTION, EXAMPLES)
-    parser.add_argument("--state-dir", help=STATE_HELP)
+    parser.add_argument("--state-dir", metavar="DIR", help=STATE_HELP)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=VerbParser)
     for verb in VERBS if only is None else (only,):
         _VERB_FLAGS[verb](verbs)
@@ -177,21 +175,27 @@ def _connect_flags(sub) -> None:
     sub.add_argument("--alias", action="append", default=[], help="another name (repeatable; may be shared)")
 
 
-def _container(args, need_netns: bool) -> tuple[str, str | None]:
-    from oci.errors import UsageError
+def _netns(args) -> str | None:
+    """The network namespace --netns or --pid names, if any."""
     from oci.net import links
 
-    netns = None
-    if args.netns or args.pid:
-        netns = links.netns_path(args.netns, args.pid)
-    elif need_netns or not args.id:
-        raise UsageError("give --netns PATH or --pid PID" + ("" if need_netns else " or --id ID"))
-    container_id = args.id or f"netns-{os.stat(netns).st_ino}"
-    return container_id, netns
+    return links.netns_path(args.netns, args.pid) if args.netns or args.pid else None
+
+
+def _container(args, netns: str | None) -> str:
+    """The container's ID: --id, else one made from its network namespace."""
+    from oci.errors import UsageError
+
+    if args.id:
+        return args.id
+    if netns is None:
+        raise UsageError("give --netns PATH or --pid PID or --id ID")
+    return f"netns-{os.stat(netns).st_ino}"
 
 
 def main_body(argv: list[str], messages) -> int:
     args = build_parser(_verb_of(argv)).parse_args(argv)  # --help and --version need nothing more
+    messages.quiet = args.quiet
     import ocicli
 
     from oci.net import endpoint, nat, networks
@@ -220,20 +224,25 @@ def main_body(argv: list[str], messages) -> int:
             networks.delete(state, args.name)
         messages.info(f"removed network {args.name}")
     elif args.verb == "add":
-        container_id, netns = _container(args, need_netns=True)
+        netns = _netns(args)
+        if netns is None:
+            from oci.errors import UsageError
+
+            raise UsageError("give --netns PATH or --pid PID")
+        container_id = _container(args, netns)
         net = networks.load(state, args.network)
         req = endpoint.Request(container_id, netns, args.ifname, ip=args.ip, ip6=args.ip6, mac=args.mac,
                                ports=[nat.parse_port(p) for p in args.publish], name=args.name,
                                aliases=args.alias, hosts_file=args.hosts_file and os.path.abspath(args.hosts_file))
         ocicli.emit({"network": net["name"], **endpoint.connect(state, net, req)})
     elif args.verb == "del":
-        container_id, _ = _container(args, need_netns=False)
+        container_id = _container(args, _netns(args))
         net = networks.load(state, args.network)
         released = endpoint.disconnect(state, net, container_id, args.ifname)
         if not released:
             messages.warn(f"{container_id}/{args.ifname} was not connected to {net['name']}")
     elif args.verb == "check":
-        container_id, _ = _container(args, need_netns=False)
+        container_id = _container(args, _netns(args))
         net = networks.load(state, args.network)
         ocicli.emit({"network": net["name"], **endpoint.check(state, net, container_id, args.ifname)})
     elif args.verb == "gc":

@@ -3,22 +3,10 @@
 
 from __future__ import annotations
 
-import gc
 import os
-import sys
 from time import monotonic
 
 import ocicli
-from oci_fetch import (
-    REGISTRY_FLAGS,
-    ProgressBar,
-    add_flags,
-    parse_args,
-    registries_conf,
-    registry_options,
-    route_warnings,
-    run_and_exit,
-)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,73 +29,71 @@ REF's tag and every --tag. Credentials and proxies as for oci-fetch ($REGISTRY_A
 containers auth.json, $DOCKER_CONFIG/config.json, credential helpers; $HTTPS_PROXY,
 $HTTP_PROXY, $NO_PROXY)."""
 EXAMPLES = """\
-  oci-push ./images:busybox 127.0.0.1:5000/library/busybox:latest
-  oci-push ./images:app docker://localhost:5000/team/app:1.0 --tag 1 --tag latest
-  oci-fetch 127.0.0.1:5000/library/debian:12 ./images | oci-push - 127.0.0.1:5000/mirror/debian:12
-  oci-push --tls-verify=false ./images:app registry.lab:5000/team/app:1.0
-  oci-push --from-repo library/debian ./images:app registry.example/team/app:2.0
-  oci-push --sign cosign.key ./images:app registry.example/team/app:2.0"""
+  oci-push ./images:busybox 127.0.0.1:5000/team/busybox:1
+  oci-push ./images:busybox docker://localhost:5000/team/busybox:1.0 --tag 1 --tag latest
+  oci-fetch 127.0.0.1:5000/library/busybox ./images | oci-push - 127.0.0.1:5000/mirror/busybox
+  oci-push --from-repo library/busybox ./images:busybox 127.0.0.1:5000/team/app:2.0
+  oci-push --sign cosign.key ./images:busybox 127.0.0.1:5000/team/app:2.0   # an ECDSA P-256 PEM key
+  oci-push --tls-verify=false ./images:busybox localhost:5443/team/busybox:1  # certificate unchecked"""
 
 
+Flag = ocicli.Flag
 PUSH_FLAGS = [
-    (("--tag",), "tag", "append", None, "NAME", "also tag the pushed image NAME in the repository (repeatable)"),
-    (("--from-repo",), "from_repo", "append", None, "REPO",
-     "a repository of the same registry that may hold some blobs already: they are mounted from it instead of "
-     "uploaded (repeatable)"),
-    (("--chunk-size",), "chunk_size", "str", "32M", "SIZE",
-     "blobs up to SIZE go up in one request, larger ones in chunks of SIZE (bytes, or with K, M, G; default: 32M)"),
-    (("--sign",), "sign", "str", None, "KEY",
-     "sign the pushed manifest with this ECDSA P-256 PEM key, cosign-compatible (signature pushed under the "
-     "sha256-HEX.sig tag; encrypted keys read $COSIGN_PASSWORD)"),
-] + REGISTRY_FLAGS
+    Flag(("--tag",), "tag", "append", None, "also tag the pushed image NAME in the repository (repeatable)",
+         metavar="NAME"),
+    Flag(("--from-repo",), "from_repo", "append", None,
+         "a repository of the same registry that may hold some blobs already: they are mounted from it instead of "
+         "uploaded (repeatable)", metavar="REPO"),
+    Flag(("--chunk-size",), "chunk_size", "str", "32M",
+         "blobs up to SIZE go up in one request, larger ones in chunks of SIZE (bytes, or with K, M, G; default: 32M)",
+         metavar="SIZE"),
+    Flag(("--sign",), "sign", "str", None,
+         "sign the pushed manifest with this ECDSA P-256 PEM key, cosign-compatible (signature pushed under the "
+         "sha256-HEX.sig tag; encrypted keys read $COSIGN_PASSWORD)", metavar="KEY"),
+] + ocicli.REGISTRY_FLAGS
 PUSH_POSITIONALS = [("image", ocicli.REQUIRED), ("ref", ocicli.REQUIRED)]
 
 
 def push_parser() -> argparse.ArgumentParser:
     parser = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
-    parser.add_argument("image", metavar="IMAGE", help="LAYOUT[:TAG|@DIGEST], or - for a descriptor on stdin")
+    parser.add_argument("image", metavar="IMAGE", help="[oci:]LAYOUT[:TAG|@DIGEST], or - for a descriptor on stdin")
     parser.add_argument("ref", metavar="REF", help="where to push: [HOST[:PORT]/]PATH[:TAG][@DIGEST]")
-    add_flags(parser, PUSH_FLAGS)
+    ocicli.add_flags(parser, PUSH_FLAGS)
     return parser
 
 
 def body(argv: list[str], messages: ocicli.Messages) -> int:
-    args = parse_args(argv, PUSH_FLAGS, PUSH_POSITIONALS, push_parser)
+    args = ocicli.parse(argv, PUSH_FLAGS, PUSH_POSITIONALS, push_parser)
     messages.quiet = args.quiet
     started = monotonic()
     from oci.errors import IntegrityError, UsageError
     from oci.reference import check_tag
     from oci.registry.client import connect
     from oci.registry.push import parse_size, push
-    from oci.registry.registries_conf import endpoints
+    from oci.registry.registries_conf import resolve
 
     try:
         chunk_size = parse_size(args.chunk_size)
     except ValueError as err:
         raise UsageError(f"--chunk-size: {err}") from None
-    places = endpoints(args.ref, pull=False, config=registries_conf(args.ref))
-    options = registry_options(args, places)
+    places, options = resolve(args.ref, pull=False, options=ocicli.registry_options(args))
     ref = places[0].reference
     for tag in args.tag:
         check_tag(tag, "--tag")
     if args.sign and not os.path.isfile(args.sign):
         raise UsageError(f"--sign {args.sign}: no such key file")
-    route_warnings(messages)
     tags = ([ref.tag] if ref.tag and not ref.digest else []) + args.tag
     repository = connect(ref, options, push=True)
     for reference in tags or ([str(ref.digest)] if ref.digest else []):
         repository.prefetch_manifest(reference, head=True)  # answered while the layout is read
 
-    from oci.image import from_pipe, open_image, to_pipe
+    from oci.image import to_pipe
 
-    if args.image == "-":
-        layout, descriptor = from_pipe(ocicli.read_stdin_json("an image descriptor"))
-    else:
-        layout, descriptor = open_image(args.image.removeprefix("oci:"))
+    layout, descriptor, _ = ocicli.image_argument(args.image)
     if ref.digest and ref.digest != descriptor.digest:
         raise IntegrityError(f"{args.ref}: the image is {descriptor.digest}, not {ref.digest}")
-    bar = ProgressBar() if not args.quiet and sys.stderr.isatty() else None
-    gc.enable()
+    bar = ocicli.progress(args.quiet)
+    ocicli.collect_from_now()
     try:
         result = push(layout, descriptor, repository, tags=tags, jobs=args.jobs, chunk_size=chunk_size,
                       mount_from=args.from_repo, progress=bar)
@@ -129,7 +115,7 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
 
 
 def main() -> None:
-    run_and_exit(PROG, body)
+    ocicli.run(PROG, body, exit_at_once=True, collect_at_start=False)
 
 
 if __name__ == "__main__":

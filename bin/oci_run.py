@@ -18,18 +18,21 @@ if TYPE_CHECKING:
 
 PROG = "oci-run"
 DESCRIPTION = "Create and run containers from OCI runtime bundles (runc-compatible)."
-EXAMPLES = """  oci-run run --bundle ./bundle demo          # run in the foreground, exit with the container's status
+EXAMPLES = """\
+  # bundles made by oci-bundle: ./hello prints hello, ./bundle's process keeps running
+  oci-run run --bundle ./hello hello          # in the foreground; exits with the container's status
   oci-run create -b ./bundle demo && oci-run start demo
   oci-run state demo
+  oci-run list --format json
+  oci-run exec demo ps                        # another process in the container
+  oci-run ps demo                             # `ps -ef` lines of the container's processes
+  oci-run update --memory 256m --pids-limit 100 demo
+  oci-run events --stats demo                 # one JSON stats object
+  oci-run pause demo && oci-run resume demo
   oci-run kill demo TERM
   oci-run delete --force demo
-  oci-run list --format json
-  oci-run spec --bundle ./bundle              # write a default config.json
-  oci-run features
-  oci-run pause demo && oci-run resume demo
-  oci-run update --memory 256m --pids-limit 100 demo
-  oci-run ps demo                             # `ps -ef` lines of the container's processes
-  oci-run events --stats demo                 # one JSON stats object"""
+  mkdir -p new && oci-run spec --bundle ./new # a default config.json (for a root filesystem in ./new/rootfs)
+  oci-run features"""
 VERBS = {
     "create": "create a container (its init waits for start)",
     "start": "run the user process of a created container",
@@ -47,7 +50,7 @@ VERBS = {
     "update": "change a live container's memory and pids limits",
     "events": "print a container's cgroup statistics as JSON (--stats: once; else every --interval)",
 }
-GLOBAL_VALUE_FLAGS = ("--root", "--log", "--log-format", "--criu", "--rootless")
+GLOBAL_VALUE_FLAGS = ("--root", "--log", "--log-format", "--criu")
 GLOBAL_SWITCHES = ("--debug", "--systemd-cgroup", "-q", "--quiet")
 
 
@@ -64,6 +67,7 @@ class Globals:
         self.log: str | None = None
         self.log_format = "text"
         self.debug = False
+        self.quiet = False
         self.notes: list[str] = []
 
     def store(self) -> Any:
@@ -75,91 +79,66 @@ class Globals:
 
 def split_globals(args: list[str]) -> tuple[Globals, str | None, list[str]]:
     """(global flags, verb, the verb's arguments); raises UsageError on an unknown global flag."""
-    from oci.errors import UsageError
-
+    found, verb, rest = ocicli.split_globals(args, GLOBAL_VALUE_FLAGS, GLOBAL_SWITCHES,
+                                             optional={"--rootless": ("true", "false", "auto")})
     g = Globals()
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("-"):
-            return g, arg, args[i + 1:]
-        name, eq, value = arg.partition("=")
-        if name in GLOBAL_VALUE_FLAGS:
-            if not eq:
-                if name == "--rootless" and (i + 1 >= len(args) or args[i + 1] not in ("true", "false", "auto")):
-                    i += 1
-                    continue
-                if i + 1 >= len(args):
-                    raise UsageError(f"flag needs an argument: {name}")
-                value = args[i + 1]
-                i += 1
-            if name == "--root":
-                g.root = value
-            elif name == "--log":
-                g.log = value
-            elif name == "--log-format":
-                if value not in ocicli.LOG_FORMATS:
-                    raise UsageError(f"--log-format: unknown format {value!r} (text or json)")
-                g.log_format = value
-        elif name in GLOBAL_SWITCHES:
-            g.debug = g.debug or name == "--debug"
-        elif arg in ("-h", "--help"):
-            return g, None, []
-        elif arg in ("-v", "--version"):
-            return g, "--version", []
-        else:
-            raise UsageError(f"unknown global flag {arg}")
-        i += 1
-    return g, None, []
+    g.root = found.get("--root", g.root)
+    g.log = found.get("--log")
+    g.log_format = found.get("--log-format", "text")
+    g.debug = "--debug" in found
+    g.quiet = "-q" in found or "--quiet" in found
+    return g, verb, rest
 
 
-# The flags of the verbs engines call on every container: (flags, dest, kind, default, help).
-# One table serves argparse (help, errors) and quick_parse (the common case without argparse).
+# The flags of the verbs engines call on every container, in ocicli's table shape: one table serves
+# argparse (help, errors) and ocicli.quick_parse (the common case without argparse).
+Flag = ocicli.Flag
 CREATE_FLAGS = [
-    (("-b", "--bundle"), "bundle", "str", ".", "the bundle directory (default: current directory)"),
-    (("--pid-file",), "pid_file", "str", None, "write the init's pid to this file"),
-    (("--console-socket",), "console_socket", "str", None,
-     "AF_UNIX socket that receives the pty master (with terminal)"),
-    (("--no-pivot",), "no_pivot", "switch", False, "move the rootfs to / and chroot, no pivot_root"),
-    (("--no-new-keyring",), "no_new_keyring", "switch", False, "accepted: oci-run never creates a session keyring"),
-    (("--preserve-fds",), "preserve_fds", "int", 0, "pass N fds beyond stdio (3..3+N-1)"),
+    Flag(("-b", "--bundle"), "bundle", "str", ".", "the bundle directory (default: current directory)"),
+    Flag(("--pid-file",), "pid_file", "str", None, "write the init's pid to this file"),
+    Flag(("--console-socket",), "console_socket", "str", None,
+         "AF_UNIX socket that receives the pty master (with terminal)"),
+    Flag(("--no-pivot",), "no_pivot", "switch", False, "move the rootfs to / and chroot, no pivot_root"),
+    Flag(("--no-new-keyring",), "no_new_keyring", "switch", False, "accepted: oci-run never creates a session keyring"),
+    Flag(("--preserve-fds",), "preserve_fds", "int", 0, "pass N fds beyond stdio (3..3+N-1)"),
 ]
 POSITIONALS = [("id", ocicli.REQUIRED)]
 KILL_POSITIONALS = [("id", ocicli.REQUIRED), ("signal", "SIGTERM")]
+UPDATE_FLAGS = [
+    Flag(("-r", "--resources"), "resources", "str", None,
+         "a LinuxResources JSON document (- for stdin); no other flag with it"),
+    Flag(("--memory",), "memory", "str", None, "memory limit in bytes (k, m, g suffixes; -1: unlimited)"),
+    Flag(("--memory-reservation",), "memory_reservation", "str", None, "memory soft limit in bytes (k, m, g suffixes)"),
+    Flag(("--memory-swap",), "memory_swap", "str", None,
+         "memory+swap limit in bytes (k, m, g suffixes; -1: unlimited)"),
+    Flag(("--pids-limit",), "pids_limit", "int", None, "maximum number of processes (-1: unlimited)"),
+    Flag(("--cpu-share",), "cpu_share", "int", None, "CPU shares (relative weight; cpu.weight on cgroup v2)"),
+    Flag(("--cpu-quota",), "cpu_quota", "int", None, "CFS quota in microseconds per period (-1: unlimited)"),
+    Flag(("--cpu-period",), "cpu_period", "int", None, "CFS period in microseconds"),
+    Flag(("--cpuset-cpus",), "cpuset_cpus", "str", None, "CPUs the container may use (0-2,4)"),
+    Flag(("--cpuset-mems",), "cpuset_mems", "str", None, "memory nodes the container may use (0-1)"),
+    Flag(("--cpu-rt-period",), "cpu_rt_period", "int", None, "realtime period in microseconds (cgroup v1)"),
+    Flag(("--cpu-rt-runtime",), "cpu_rt_runtime", "int", None,
+         "realtime runtime in microseconds per period (cgroup v1)"),
+    Flag(("--blkio-weight",), "blkio_weight", "int", None, "block I/O weight (10-1000)"),
+    Flag(("--kernel-memory",), "kernel_memory", "str", None, "accepted and ignored, as runc ignores it"),
+    Flag(("--kernel-memory-tcp",), "kernel_memory_tcp", "str", None, "accepted and ignored, as runc ignores it"),
+]
 VERB_FLAGS = {
     "create": CREATE_FLAGS,
     "run": [*CREATE_FLAGS,
-            (("-d", "--detach"), "detach", "switch", False, "return once the container started"),
-            (("--keep",), "keep", "switch", False, "keep the container's state after it exits")],
+            Flag(("-d", "--detach"), "detach", "switch", False, "return once the container started"),
+            Flag(("--keep",), "keep", "switch", False, "keep the container's state after it exits")],
     "start": [],
     "state": [],
-    "kill": [(("-a", "--all"), "all", "switch", False, "signal every process in the container")],
-    "delete": [(("-f", "--force"), "force", "switch", False, "kill a running container first")],
+    "kill": [Flag(("-a", "--all"), "all", "switch", False, "signal every process in the container")],
+    "delete": [Flag(("-f", "--force"), "force", "switch", False, "kill a running container first")],
     "pause": [],
     "resume": [],
-    "ps": [(("-f", "--format"), "format", "str", "table", "table (ps output) or json (the pids as a JSON array)")],
-    "events": [(("--stats",), "stats", "switch", False, "print the container's stats once and exit"),
-               (("--interval",), "interval", "str", "5s", "time between stats (5s, 500ms, 1m; default: 5s)")],
-    "update": [(("-r", "--resources"), "resources", "str", None,
-                "a LinuxResources JSON document (- for stdin); no other flag with it"),
-               (("--memory",), "memory", "str", None, "memory limit in bytes (k, m, g suffixes; -1: unlimited)"),
-               (("--memory-reservation",), "memory_reservation", "str", None,
-                "memory soft limit in bytes (k, m, g suffixes)"),
-               (("--memory-swap",), "memory_swap", "str", None,
-                "memory+swap limit in bytes (k, m, g suffixes; -1: unlimited)"),
-               (("--pids-limit",), "pids_limit", "int", None, "maximum number of processes (-1: unlimited)"),
-               (("--cpu-share",), "cpu_share", "int", None, "CPU shares (relative weight; cpu.weight on cgroup v2)"),
-               (("--cpu-quota",), "cpu_quota", "int", None, "CFS quota in microseconds per period (-1: unlimited)"),
-               (("--cpu-period",), "cpu_period", "int", None, "CFS period in microseconds"),
-               (("--cpuset-cpus",), "cpuset_cpus", "str", None, "CPUs the container may use (0-2,4)"),
-               (("--cpuset-mems",), "cpuset_mems", "str", None, "memory nodes the container may use (0-1)"),
-               (("--cpu-rt-period",), "cpu_rt_period", "int", None, "realtime period in microseconds (cgroup v1)"),
-               (("--cpu-rt-runtime",), "cpu_rt_runtime", "int", None,
-                "realtime runtime in microseconds per period (cgroup v1)"),
-               (("--blkio-weight",), "blkio_weight", "int", None, "block I/O weight (10-1000)"),
-               (("--kernel-memory",), "kernel_memory", "str", None, "accepted and ignored, as runc ignores it"),
-               (("--kernel-memory-tcp",), "kernel_memory_tcp", "str", None,
-                "accepted and ignored, as runc ignores it")],
+    "ps": [Flag(("-f", "--format"), "format", "str", "table", "table (ps output) or json (the pids as a JSON array)")],
+    "events": [Flag(("--stats",), "stats", "switch", False, "print the container's stats once and exit"),
+               Flag(("--interval",), "interval", "str", "5s", "time between stats (5s, 500ms, 1m; default: 5s)")],
+    "update": UPDATE_FLAGS,
 }
 
 
@@ -173,11 +152,7 @@ def quick_parse(verb: str, args: list[str]) -> ocicli.Options | None:
 
 def verb_parser(verb: str) -> ocicli.Parser:
     parser = ocicli.Parser(f"{PROG} {verb}", VERBS[verb], common=False)
-    for names, dest, kind, default, text in VERB_FLAGS.get(verb, []):
-        if kind == "switch":
-            parser.add_argument(*names, dest=dest, action="store_true", help=text)
-        else:
-            parser.add_argument(*names, dest=dest, default=default, type=int if kind == "int" else str, help=text)
+    ocicli.add_flags(parser, VERB_FLAGS.get(verb, []))
     if verb == "exec":
         parser.add_argument("-p", "--process", help="a process.json (the config's process object) to run")
         parser.add_argument("--console-socket", help="AF_UNIX socket that receives the pty master (with --tty)")
@@ -227,17 +202,7 @@ def _refused_update_flags(parser: ocicli.Parser) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
-        ocicli.run(PROG, _main, args)
-    except SystemExit as done:
-        # Engines run us many times per container: skip the interpreter's teardown.
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+    ocicli.run(PROG, _main, args, exit_at_once=True)  # engines run us many times per container
 
 
 def _main(args: list[str], messages: ocicli.Messages) -> int:
@@ -247,11 +212,9 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
     if verb is None:
         verbs = "\n".join(f"  {name:9s} {text}" for name, text in VERBS.items())
         top = ocicli.Parser(PROG, f"{DESCRIPTION}\n\nverbs (`oci-run VERB --help` for each):\n{verbs}", EXAMPLES,
-                            common=False, usage="oci-run [global flags] VERB [flags] [CONTAINER_ID ...]")
+                            usage="oci-run [global flags] VERB [flags] [CONTAINER_ID ...]")
         top.add_argument("--root", default="/run/oci-run", help="state directory (default: /run/oci-run)")
-        top.add_argument("--log", help="also append errors to this file")
-        top.add_argument("--log-format", choices=ocicli.LOG_FORMATS, default="text", help="text or json messages")
-        top.add_argument("--debug", action="store_true", help="tracebacks and debug messages")
+        top.add_argument("--log", help="also append errors and warnings to this file (in --log-format, as runc)")
         top.add_argument("--systemd-cgroup", action="store_true",
                          help="accepted: a slice:prefix:name cgroupsPath maps to a cgroupfs path")
         top.add_argument("--rootless", help="accepted for compatibility (true, false, auto)")
@@ -267,6 +230,7 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
         return 2
     messages.log_format = g.log_format
     messages.debug_on = g.debug
+    messages.quiet = g.quiet
     opts = quick_parse(verb, rest) or verb_parser(verb).parse_args(rest)
     try:
         handler = HANDLERS.get(verb)
@@ -350,9 +314,7 @@ def cmd_create(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
 def cmd_start(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     from oci.runtime import lifecycle
 
-    _, warnings = lifecycle.start(g.store(), opts.id)
-    for warning in warnings:
-        messages.warn(warning)
+    lifecycle.start(g.store(), opts.id)
     return 0
 
 
@@ -397,33 +359,28 @@ def cmd_delete(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
             from oci.runtime import control
 
             control.kill_paused(store, opts.id)
-        warnings = lifecycle.delete(store, opts.id, opts.force)
+        lifecycle.delete(store, opts.id, opts.force)
     except NotFound:
         if not opts.force:
             raise
         store.remove(opts.id)  # like runc: --force on a missing container only clears leftovers
-        return 0
-    for warning in warnings:
-        messages.warn(warning)
     return 0
 
 
 def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    import _signal  # not signal nor socket, which build enums (~8 ms of imports on every run)
     import _socket
 
     from oci.runtime import lifecycle
 
     store = g.store()
     direct_tty = not opts.detach and opts.console_socket is None
-    ours = theirs = None
-    if direct_tty:
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM) if direct_tty else None
     create_opts = _create_options(g, opts, subreaper=not opts.detach,
-                                  console_fd=theirs.fileno() if theirs else None)
+                                  console_fd=pair[1].fileno() if pair else None)
     container = lifecycle.create(store, opts.id, opts.bundle, create_opts)
     master = None
-    if theirs is not None:
+    if pair is not None:
+        ours, theirs = pair
         theirs.close()
         if container.terminal:
             from oci.linux import terminal
@@ -431,37 +388,16 @@ def cmd_run(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
             master = terminal.receive_master(ours)
         ours.close()
     try:
-        _, warnings = lifecycle.start(store, opts.id)
+        lifecycle.start(store, opts.id)
     except BaseException:
         lifecycle.delete(store, opts.id, force=True)
         raise
-    for warning in warnings:
-        messages.warn(warning)
     if opts.detach:
         return 0
 
-    def forward(signum: int, _frame: Any) -> None:
-        if signum == _signal.SIGWINCH and master is not None:
-            from oci.linux import terminal
-
-            terminal.copy_size(0, master)  # the kernel tells the container's foreground group
-            return
-        try:
-            os.kill(container.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
-                   _signal.SIGUSR2, _signal.SIGWINCH):
-        _signal.signal(signum, forward)
-    if master is not None:
-        from oci.linux import terminal
-
-        terminal.proxy(master)
-    status = lifecycle.wait_exit(container.pid)
+    status = lifecycle.wait_in_foreground(container.pid, master)
     if not opts.keep:
-        for warning in lifecycle.delete(store, opts.id, force=True):
-            messages.warn(warning)
+        lifecycle.delete(store, opts.id, force=True)
     return status
 
 

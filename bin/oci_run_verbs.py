@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any, Protocol
 
 import ocicli
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from oci.runtime.state import StateStore
 
-    from oci_run import Globals
+
+class Globals(Protocol):
+    """What these verbs use of oci-run's global flags (oci_run.Globals, which imports this module)."""
+
+    notes: list[str]
+
+    def store(self) -> StateStore: ...
 
 
 def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
-    import _signal  # see cmd_run
     import _socket
 
     from oci.runtime import execute, lifecycle
@@ -26,37 +30,23 @@ def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     store = g.store()
     process = execute.process_from_file(opts.process, g.notes) if opts.process else _exec_process(store, opts)
     direct_tty = bool(process.get("terminal")) and not opts.detach and opts.console_socket is None
-    ours = theirs = None
-    if direct_tty:
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM) if direct_tty else None
     exec_opts = execute.ExecOptions(console_socket=opts.console_socket, pid_file=opts.pid_file,
-                                    console_fd=theirs.fileno() if theirs else None,
+                                    console_fd=pair[1].fileno() if pair else None,
                                     preserve_fds=opts.preserve_fds, subreaper=not opts.detach)
     pid = execute.run_exec(store, opts.id, process, exec_opts, g.notes)
     if opts.detach:
         return 0
     master = None
-    if theirs is not None:
+    if pair is not None:
+        ours, theirs = pair
         from oci.linux import terminal
 
         theirs.close()
         master = terminal.receive_master(ours)
         ours.close()
 
-    def forward(signum: int, _frame: Any) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
-                   _signal.SIGUSR2):
-        _signal.signal(signum, forward)
-    if master is not None:
-        from oci.linux import terminal
-
-        terminal.proxy(master)
-    return lifecycle.wait_exit(pid)
+    return lifecycle.wait_in_foreground(pid, master)
 
 
 def _exec_process(store: Any, opts: Any) -> dict[str, Any]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import ocicli
 
 PROG = "oci-unpack"
 DESCRIPTION = """Apply an image's layers to a root filesystem, or compose cached layers with overlayfs.
 
-IMAGE is LAYOUT[:TAG|@DIGEST], or - for the descriptor printed by oci-fetch on stdin.
+IMAGE is [oci:]LAYOUT[:TAG|@DIGEST], or - for the descriptor printed by oci-fetch on stdin.
 ROOTFS must be absent or empty; on failure it is left as it was found. Every tar entry is
 treated as hostile: nothing is created, followed or written outside ROOTFS (exit 4 names the
 entry). Each uncompressed layer is checked against the config's rootfs.diff_ids.
@@ -19,34 +20,17 @@ entry). Each uncompressed layer is checked against the config's rootfs.diff_ids.
 stdout: {"rootfs": ..., "image": DESCRIPTOR, "diff_ids": [...], "mount": null or MOUNT},
 where MOUNT (with --emit-mount) is the overlay mount for a runtime-spec config.json."""
 EXAMPLES = """  oci-unpack ./images:busybox ./bundle/rootfs
-  oci-fetch 127.0.0.1:5000/library/alpine:3 ./images | oci-unpack - ./bundle/rootfs
+  oci-fetch 127.0.0.1:5000/library/busybox ./images | oci-unpack - ./rootfs
   oci-unpack --overlay ./images:busybox ./c1/rootfs        # mount overlayfs from the layer cache
   oci-unpack --emit-mount ./images:busybox ./c2/rootfs     # only print the mount, for oci-bundle
-  oci-unpack --uid-map 0:100000:65536 --gid-map 0:100000:65536 ./images:busybox ./rootfs
+  oci-unpack --uid-map 0:100000:65536 --gid-map 0:100000:65536 ./images:busybox ./shifted
   oci-unpack --gc                                          # prune cached layers no overlay uses"""
-
-DEFAULT_MAX_SIZE = 64 << 30
-DEFAULT_MAX_ENTRIES = 2_000_000
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def size_argument(text: str) -> int:
-    """A byte count with an optional K/M/G/T suffix."""
-    import argparse
-
-    unit = text[-1:].upper() if text[-1:].isalpha() else ""
-    try:
-        value = int(text[: len(text) - len(unit)]) * _UNITS[unit]
-    except (KeyError, ValueError):
-        raise argparse.ArgumentTypeError(f"invalid size {text!r} (examples: 500M, 8G)") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}")
-    return value
 
 
 def parser() -> ocicli.Parser:
     p = ocicli.Parser(PROG, DESCRIPTION, EXAMPLES)
-    p.add_argument("image", nargs="?", metavar="IMAGE", help="LAYOUT[:TAG|@DIGEST], or - to read a descriptor on stdin")
+    p.add_argument("image", nargs="?", metavar="IMAGE",
+                   help="[oci:]LAYOUT[:TAG|@DIGEST], or - to read a descriptor on stdin")
     p.add_argument("rootfs", nargs="?", metavar="ROOTFS", help="the directory to fill (absent or empty)")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to choose from an index "
                    "(default: this machine's)")
@@ -58,10 +42,10 @@ def parser() -> ocicli.Parser:
                    "$XDG_CACHE_HOME/ocikit/layers otherwise)")
     p.add_argument("--gc", action="store_true", help="delete cached layers that no overlay uses (its ROOTFS "
                    "is gone); with IMAGE and ROOTFS, after unpacking")
-    p.add_argument("--max-size", type=size_argument, default=DEFAULT_MAX_SIZE, metavar="BYTES",
+    p.add_argument("--max-size", type=ocicli.size_argument, default=ocicli.DEFAULT_MAX_SIZE, metavar="BYTES",
                    help="cap on the uncompressed size of all layers (default: 64G; suffixes K, M, G, T)")
-    p.add_argument("--max-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
-                   help=f"cap on the number of tar entries of all layers (default: {DEFAULT_MAX_ENTRIES})")
+    p.add_argument("--max-entries", type=int, default=ocicli.DEFAULT_MAX_ENTRIES, metavar="N",
+                   help=f"cap on the number of tar entries of all layers (default: {ocicli.DEFAULT_MAX_ENTRIES})")
     p.add_argument("--uid-map", action="append", metavar="CONTAINER:HOST:SIZE",
                    help="shift owners: container uid CONTAINER.. becomes HOST.. (repeatable; as runc and podman)")
     p.add_argument("--gid-map", action="append", metavar="CONTAINER:HOST:SIZE", help="the same for groups")
@@ -75,16 +59,13 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
             return collect(args, messages)
         raise_usage("IMAGE and ROOTFS are required (or --gc alone)")
     from oci.errors import UsageError
-    from oci.image import Image, from_pipe, open_image, to_pipe
+    from oci.image import Image, to_pipe
     from oci.unpack.idmap import IdMap
     from oci.unpack.options import Budget, Options
 
     if args.max_entries <= 0:
         raise UsageError("--max-entries must be positive")
-    if args.image == "-":
-        layout, descriptor = from_pipe(ocicli.read_stdin_json("an image descriptor"))
-    else:
-        layout, descriptor = open_image(args.image)
+    layout, descriptor, _ = ocicli.image_argument(args.image)
     platform = None
     if args.platform:
         from oci.platform import Platform
@@ -92,23 +73,23 @@ def main_body(argv: list[str], messages: ocicli.Messages) -> int:
         platform = Platform.parse(args.platform)
     image = Image.load(layout, descriptor, platform)
     image.layers  # noqa: B018 -- refuses unknown layer media types before anything is made
-    options = Options(uid_map=IdMap.parse(args.uid_map), gid_map=IdMap.parse(args.gid_map),
-                      warn=messages.warn)
+    options = Options(uid_map=IdMap.parse(args.uid_map), gid_map=IdMap.parse(args.gid_map))
     budget = Budget(args.max_size, args.max_entries)
-    progress = Progress(messages) if not args.quiet and sys.stderr.isatty() else None
+    progress = None if args.quiet else Progress(messages, live=sys.stderr.isatty())
     rootfs = os.path.abspath(args.rootfs)
     from oci.unpack.rootfs import fill, fresh_directory
 
     mount, unread = None, None
     # The marker that says ROOTFS is being filled goes once the output is out: a command killed
     # before it printed leaves a ROOTFS the next oci-unpack starts over (see oci.unpack.rootfs).
-    with fresh_directory(rootfs, messages.warn):
+    with fresh_directory(rootfs):
         if args.overlay or args.emit_mount:
             mount = overlay(args, image, rootfs, options, budget, progress)
         else:
             fill(image, rootfs, options, budget, progress)
         if progress:
-            progress.done()
+            progress.done(rootfs, len(image.layers), "mount of" if args.emit_mount else
+                          "overlay of" if args.overlay else "")
         try:
             ocicli.emit({"rootfs": rootfs, "image": to_pipe(layout, image.descriptor),
                          "diff_ids": [str(d) for d in image.diff_ids], "mount": mount})
@@ -155,36 +136,36 @@ def raise_usage(message: str) -> None:
 
 
 class Progress:
-    """One self-overwriting line on a terminal: layers done and bytes unpacked."""
+    """On a terminal (`live`), one self-overwriting line: layers done and bytes unpacked; off
+    it, one summary line at the end, as the other commands print."""
 
-    def __init__(self, messages: ocicli.Messages) -> None:
-        self.messages = messages
-        self.size = 0
+    def __init__(self, messages: ocicli.Messages, live: bool) -> None:
+        self.messages, self.live = messages, live
+        self.size = self.entries = self.layers = 0
+        self.start = time.monotonic()
 
     def __call__(self, index: int, count: int, result) -> None:
         self.size += result.size or 1
-        sys.stderr.write(f"\r{PROG}: layer {index + 1}/{count}, {self.size / 1e6:.1f} MB, "
-                         f"{result.entries} entries   ")
-        sys.stderr.flush()
+        self.entries += result.entries
+        self.layers += 1
+        if self.live:
+            sys.stderr.write(f"\r{PROG}: layer {index + 1}/{count}, {self.size / 1e6:.1f} MB, "
+                             f"{result.entries} entries   ")
+            sys.stderr.flush()
 
-    def done(self) -> None:
-        if self.size:
-            sys.stderr.write("\n")
-
-
-def main_checked(argv: list[str], messages: ocicli.Messages) -> int:
-    """main_body, with operating-system errors outside any tar entry reported as one line."""
-    try:
-        return main_body(argv, messages)
-    except OSError as err:
-        from oci.errors import OciError
-
-        where = f"{err.filename}: " if err.filename else ""
-        raise OciError(f"{where}{err.strerror or err}") from None
+    def done(self, rootfs: str, layers: int, kind: str) -> None:
+        """`ROOTFS: overlay of 3 layers, 1 unpacked (2.0 MB, 5 entries), 0.1 s`."""
+        if self.live:
+            if self.size:
+                sys.stderr.write("\n")
+            return
+        what = f"{kind} {layers} layers, {self.layers} unpacked" if kind else f"{self.layers} layers unpacked"
+        self.messages.info(f"{rootfs}: {what} ({self.size / 1e6:.1f} MB, {self.entries} entries), "
+                           f"{time.monotonic() - self.start:.1f} s")
 
 
 def main() -> None:
-    ocicli.run(PROG, main_checked)
+    ocicli.run(PROG, main_body)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,15 @@ ocikit_images.py and ocikit_objects.py, imported only for them.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 
 import ocicli
+
+from oci import __version__
+from oci.errors import Conflict, NotFound, OciError, Unsupported, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,18 +29,19 @@ Docker's everyday workflow in one command: images in one OCI layout, layers in t
 overlay cache, containers, volumes and networks under a state root (--root, else $OCIKIT_ROOT,
 else /var/lib/ocikit as root). Verbs and flags are Docker's."""
 EXAMPLES = """\
-  ocikit run --rm 127.0.0.1:5000/library/busybox echo hello
+  ocikit run --rm 127.0.0.1:5000/library/busybox echo hello          # pulled when missing
   ocikit run -d --name web -p 8080:80 -v site:/www 127.0.0.1:5000/library/busybox httpd -f -p 80 -h /www
   ocikit ps -a
-  ocikit logs -f web
+  ocikit logs -f web                                                 # follows until ctrl-c
   ocikit exec -it web sh
   ocikit stop web && ocikit rm web
   ocikit images --format '{{.Repository}}:{{.Tag}} {{.ID}}'
-  ocikit tag busybox 127.0.0.1:5000/team/busybox:1 && ocikit push 127.0.0.1:5000/team/busybox:1
-  ocikit save -o busybox.tar busybox && ocikit load -i busybox.tar
-  ocikit login -u ocikit --password-stdin registry.example:5000 < password.txt
+  ocikit tag 127.0.0.1:5000/library/busybox 127.0.0.1:5000/team/busybox:1
+  ocikit push 127.0.0.1:5000/team/busybox:1
+  ocikit save -o busybox.tar 127.0.0.1:5000/team/busybox:1 && ocikit load -i busybox.tar
+  ocikit login -u ocikit --password-stdin 127.0.0.1:5000 < password.txt
   ocikit volume create data && ocikit volume ls
-  ocikit network create web && ocikit run --network web ..."""
+  ocikit network create backend && ocikit run --rm --network backend 127.0.0.1:5000/library/busybox hostname"""
 
 # verb -> (module, function, one line of help). Management forms (`image ls`) map onto these.
 VERBS: dict[str, tuple[str, str, str]] = {
@@ -142,38 +148,22 @@ def parser(verb: str, description: str, usage: str | None = None, examples: str 
 
 
 def split_globals(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """The flags before the verb: --root, --runtime, --log-format, --debug, -v, -h."""
-    found: dict[str, Any] = {"root": None, "runtime": "oci-run", "log_format": "text", "debug": False}
-    i = 0
-    while i < len(argv) and argv[i].startswith("-"):
-        name, eq, value = argv[i].partition("=")
-        if name in ("--root", "--runtime", "--log-format"):
-            if not eq:
-                if i + 1 >= len(argv):
-                    raise_usage(f"flag needs an argument: {name}")
-                value = argv[i + 1]
-                i += 1
-            found[name[2:].replace("-", "_")] = value
-        elif name in ("-D", "--debug"):
-            found["debug"] = True
-        elif name in ("-v", "--version"):
-            return found, ["version"]
-        elif name in ("-h", "--help"):
-            return found, []
-        else:
-            raise_usage(f"unknown flag: {name}")
-        i += 1
-    return found, argv[i:]
+    """The flags before the verb: --root, --runtime, --log-format, -D/--debug, -v, -h."""
+    found, verb, rest = ocicli.split_globals(argv, ("--root", "--runtime", "--log-format"), ("-D", "--debug"))
+    flags = {"root": found.get("--root"), "runtime": found.get("--runtime", "oci-run"),
+             "log_format": found.get("--log-format", "text"), "debug": "-D" in found or "--debug" in found}
+    if verb == "--version":
+        return flags, ["version"]
+    return flags, [verb, *rest] if verb is not None else []
 
 
 def raise_usage(message: str) -> None:
-    from oci.errors import UsageError
-
     raise UsageError(message)
 
 
 def top_help() -> str:
-    lines = [f"usage: {PROG} [--root DIR] [--runtime oci-run] [--debug] COMMAND [ARGS...]", "", DESCRIPTION, "",
+    lines = [f"usage: {PROG} [--root DIR] [--runtime oci-run] [--log-format F] [--debug] COMMAND [ARGS...]", "",
+             DESCRIPTION, "",
              "commands:"]
     lines += [f"  {name:10s} {text}" for name, (_, _, text) in VERBS.items()]
     lines += ["", "management commands:"]
@@ -181,6 +171,7 @@ def top_help() -> str:
     lines += ["", "global flags:",
               "  --root DIR       state root (default: $OCIKIT_ROOT, else /var/lib/ocikit as root)",
               "  --runtime NAME   oci-run (in process), or runc, crun or a path, through the monitor",
+              "  --log-format F   messages on stderr as text lines or JSON lines (text, json; default: text)",
               "  -D, --debug      tracebacks and debug messages",
               "", "examples:", EXAMPLES, "", ocicli.EXIT_CODES, "",
               f"Run '{PROG} COMMAND --help' for more information on a command."]
@@ -190,8 +181,7 @@ def top_help() -> str:
 def body(argv: list[str], messages: ocicli.Messages) -> int:
     flags, rest = split_globals(argv)
     messages.debug_on = messages.debug_on or flags["debug"]
-    if flags["log_format"] in ocicli.LOG_FORMATS:
-        messages.log_format = flags["log_format"]
+    messages.log_format = flags["log_format"]
     if not rest:
         sys.stdout.write(top_help())
         return 0 if argv else 2
@@ -218,10 +208,10 @@ def body(argv: list[str], messages: ocicli.Messages) -> int:
 # -- run and create --------------------------------------------------------------------------
 
 RUN_EXAMPLES = """\
-  ocikit run --rm busybox echo hello
-  ocikit run -it --rm busybox sh
-  ocikit run -d --name web -p 8080:80 -v site:/www busybox httpd -f -p 80 -h /www
-  ocikit run --network none -m 64m --pids-limit 32 --read-only busybox true"""
+  ocikit run --rm 127.0.0.1:5000/library/busybox echo hello
+  ocikit run -it --rm 127.0.0.1:5000/library/busybox sh
+  ocikit run -d --name web -p 8080:80 -v site:/www 127.0.0.1:5000/library/busybox httpd -f -p 80 -h /www
+  ocikit run --network none -m 64m --pids-limit 32 --read-only 127.0.0.1:5000/library/busybox true"""
 
 
 def run_parser(verb: str) -> argparse.ArgumentParser:
@@ -264,15 +254,9 @@ def run_parser(verb: str) -> argparse.ArgumentParser:
 
 
 def add_registry_flags(p: argparse.ArgumentParser) -> None:
-    """How to reach registries, as podman and skopeo spell it."""
-    p.add_argument("--tls-verify", default=None, metavar="true|false",
-                   help="verify the registry's TLS certificate (default: true; false: TLS without verification)")
-    p.add_argument("--cert-dir", metavar="DIR", help="CA certificates (*.crt) and client certificate for registries")
-
-
-def registry_flags(args: Any) -> dict[str, Any]:
-    """--tls-verify and --cert-dir, for the engine's registry calls."""
-    return {"tls_verify": getattr(args, "tls_verify", None), "cert_dir": getattr(args, "cert_dir", None)}
+    """How to reach registries, as podman and skopeo spell it: --tls-verify[=false] and --cert-dir, the
+    small commands' flags (ocicli.REGISTRY_FLAGS); `ocicli.registry_options(args)` reads them."""
+    ocicli.add_flags(p, ocicli.registry_flags("--tls-verify", "--cert-dir"))
 
 
 def run_options(args: Any) -> Any:
@@ -300,8 +284,6 @@ def image_for_run(context: Context, args: Any) -> Any:
     if found is not None and args.pull != "always":
         return found
     if args.pull == "never":
-        from oci.errors import NotFound
-
         raise NotFound(f"No such image: {args.image}")
     if found is None:
         context.messages.info(f"Unable to find image '{args.image}' locally")
@@ -313,15 +295,10 @@ def pull_with_progress(context: Context, text: str, args: Any, quiet: bool = Fal
     from oci.platform import Platform
 
     platform = Platform.parse(args.platform) if getattr(args, "platform", None) else None
-    bar = None
-    if not quiet and sys.stderr.isatty():
-        from oci_fetch import ProgressBar
-
-        bar = ProgressBar()
-    route_registry_warnings(context)
+    bar = ocicli.progress(quiet)
     try:
-        pulled = transfer.pull(context.engine.images, text, **registry_flags(args), platform=platform,
-                               progress=bar, warn=context.messages.warn)
+        pulled = transfer.pull(context.engine.images, text, ocicli.registry_options(args), platform=platform,
+                               progress=bar)
     finally:
         if bar:
             bar.finish()
@@ -333,15 +310,8 @@ def pull_with_progress(context: Context, text: str, args: Any, quiet: bool = Fal
     return pulled
 
 
-def route_registry_warnings(context: Context) -> None:
-    from oci.registry import log
-
-    log.sink = context.messages.warn
-
-
 def cmd_run(context: Context, argv: list[str]) -> int:
     from oci.engine import create, foreground
-    from oci.errors import OciError
     from oci.fsutil import relaxed
 
     create.warm_validator()
@@ -360,13 +330,12 @@ def cmd_run(context: Context, argv: list[str]) -> int:
         monitor.start(record, interactive=args.interactive, tty=args.tty)
         context.out(record["Id"] + "\n")
         return 0
-    return foreground.run(engine, record, interactive=args.interactive, tty=args.tty, warn=context.messages.warn)
+    return foreground.run(engine, record, interactive=args.interactive, tty=args.tty)
 
 
 def run_foreground(context: Context, args: Any, opts: Any) -> int:
     """`run --rm` in the foreground: create, run, remove, whatever happens in between."""
     from oci.engine import create, foreground, remove
-    from oci.errors import OciError
 
     engine = context.engine
     try:
@@ -374,7 +343,7 @@ def run_foreground(context: Context, args: Any, opts: Any) -> int:
     except OciError as err:
         raise foreground.RunFailed(err.message, foreground.CANNOT_RUN) from None
     try:
-        return foreground.run(engine, record, interactive=args.interactive, tty=args.tty, warn=context.messages.warn,
+        return foreground.run(engine, record, interactive=args.interactive, tty=args.tty,
                               log=False)
     finally:
         remove.remove(engine, record["Id"], force=True, volumes=True)
@@ -383,8 +352,6 @@ def run_foreground(context: Context, args: Any, opts: Any) -> int:
 def require_monitor(context: Context) -> Any:
     monitor = context.monitor()
     if monitor is None:
-        from oci.errors import Unsupported
-
         raise Unsupported("detached containers need oci-mon (issue 16), which is not installed")
     return monitor
 
@@ -411,8 +378,6 @@ def containers_parser(verb: str, description: str, extra: Callable[[Any], None] 
 
 def for_each(context: Context, names: list[str], action: Callable[[str, str], None]) -> int:
     """Apply `action(id, name as given)` to each container, as Docker does: errors printed, others go on."""
-    from oci.errors import OciError
-
     code = 0
     for name in names:
         try:
@@ -439,8 +404,7 @@ def cmd_start(context: Context, argv: list[str]) -> int:
             raise_usage("you cannot start and attach multiple containers at once")
         cid = engine.containers.resolve(args.containers[0])
         record = _startable(context, cid)
-        return foreground.run(engine, record, interactive=args.interactive, tty=record["Config"]["Tty"],
-                              warn=context.messages.warn)
+        return foreground.run(engine, record, interactive=args.interactive, tty=record["Config"]["Tty"])
 
     def start(cid: str, name: str) -> None:
         record = engine.containers.load(cid)
@@ -459,7 +423,6 @@ def _startable(context: Context, cid: str) -> dict[str, Any]:
     """The record of a container that is not running, its rootfs mounted again if a reboot took it."""
     from oci.bundle import rootfs as rootfs_module
     from oci.engine import status
-    from oci.errors import Conflict
 
     engine = context.engine
     record = status.refresh(engine, engine.containers.load(cid), context.monitor())
@@ -471,8 +434,6 @@ def _startable(context: Context, cid: str) -> dict[str, Any]:
     annotations = config_mod.load(folder).get("annotations") or {}
     spec = annotations.get("org.ocikit.rootfs.mount")
     if spec:
-        import json
-
         rootfs_module.ensure_mounted(json.loads(spec), os.path.join(folder, "rootfs"))
     try:
         engine.runtime_store().remove(cid)  # what a previous run left
@@ -647,8 +608,9 @@ def cmd_inspect(context: Context, argv: list[str]) -> int:
     args = p.parse_args(argv)
     from oci.engine import inspection
 
+    registry = ocicli.registry_options(args)
     return _print_documents(context, args, lambda name: inspection.any_object(context.engine, name, args.type,
-                                                                            context.monitor(), args))
+                                                                            context.monitor(), registry))
 
 
 def cmd_container_inspect(context: Context, argv: list[str]) -> int:
@@ -665,7 +627,6 @@ def cmd_container_inspect(context: Context, argv: list[str]) -> int:
 
 def _print_documents(context: Context, args: Any, find: Callable[[str], Any]) -> int:
     from oci.engine.formatting import document, render
-    from oci.errors import OciError
 
     found, code = [], 0
     for name in args.names:
@@ -704,7 +665,6 @@ def cmd_stats(context: Context, argv: list[str]) -> int:
     p.add_argument("--format", help="table (default), json, or a Go template")
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
     args = p.parse_args(argv)
-    import time
 
     from oci.engine import listing
     from oci.engine.formatting import emit
@@ -735,8 +695,6 @@ def cmd_port(context: Context, argv: list[str]) -> int:
     if args.port:
         wanted = args.port if "/" in args.port else f"{args.port}/tcp"
         if wanted not in bindings:
-            from oci.errors import NotFound
-
             raise NotFound(f"No public port '{wanted}' published for {args.container}")
     for key, hosts in sorted(bindings.items()):
         if wanted and key != wanted:
@@ -767,8 +725,6 @@ def cmd_logs(context: Context, argv: list[str]) -> int:
 
 def _monitored(context: Context, name: str) -> str:
     """The ID of a container the monitor runs (attach needs one)."""
-    from oci.errors import Unsupported
-
     engine = context.engine
     cid = engine.containers.resolve(name)
     if not engine.containers.load(cid).get("Monitored"):
@@ -856,8 +812,6 @@ def cmd_commit(context: Context, argv: list[str]) -> int:
 
 
 def cmd_version(context: Context, argv: list[str]) -> int:
-    from oci import __version__
-
     context.out(f"ocikit version {__version__}\n")
     return 0
 
@@ -867,4 +821,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("ocikit", sys.modules[__name__])  # ocikit_images and ocikit_objects import it by name
     main()

@@ -3,11 +3,15 @@ build, login, logout, image inspect, image tags, manifest create/push/inspect.""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
 
-from ocikit import Context, add_registry_flags, parser, pull_with_progress, registry_flags, route_registry_warnings
+import ocicli
+from ocikit import Context, _print_documents, add_registry_flags, parser, pull_with_progress
+
+from oci.errors import NotFound, OciError, Unsupported, UsageError
 
 
 def cmd_images(context: Context, argv: list[str]) -> int:
@@ -41,8 +45,6 @@ def cmd_pull(context: Context, argv: list[str]) -> int:
     p.add_argument("name")
     args = p.parse_args(argv)
     if args.all_tags:
-        from oci.errors import Unsupported
-
         raise Unsupported("pull --all-tags is not supported")
     pulled = pull_with_progress(context, args.name, args, quiet=args.quiet)
     context.out(str(pulled.reference) + "\n")
@@ -64,15 +66,11 @@ def cmd_push(context: Context, argv: list[str]) -> int:
     if args.all_tags:
         repo = parse_reference(args.name).name
         names = [n for s in engine.images.images() for n in s.names if n.rsplit(":", 1)[0] == repo]
-    route_registry_warnings(context)
+    registry = ocicli.registry_options(args)
     for name in names:
-        bar = None
-        if not args.quiet and sys.stderr.isatty():
-            from oci_fetch import ProgressBar
-
-            bar = ProgressBar()
+        bar = ocicli.progress(args.quiet)
         try:
-            result = transfer.push(engine.images, name, **registry_flags(args), progress=bar)
+            result = transfer.push(engine.images, name, registry, progress=bar)
         finally:
             if bar:
                 bar.finish()
@@ -105,7 +103,6 @@ def cmd_rmi(context: Context, argv: list[str]) -> int:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     args = p.parse_args(argv)
     from oci.engine import imagegc
-    from oci.errors import OciError
 
     code = 0
     for text in args.images:
@@ -142,13 +139,14 @@ def cmd_image_inspect(context: Context, argv: list[str]) -> int:
     add_registry_flags(p)
     p.add_argument("names", nargs="+", metavar="IMAGE")
     args = p.parse_args(argv)
-    from ocikit import _print_documents
 
     from oci.engine import inspection
 
+    registry = ocicli.registry_options(args)
+
     def find(name: str) -> Any:
         if name.startswith("docker://"):
-            return inspection.remote(name, **registry_flags(args))
+            return inspection.remote(name, registry)
         return inspection.image(context.engine, name)
 
     return _print_documents(context, args, find)
@@ -165,11 +163,8 @@ def cmd_image_tags(context: Context, argv: list[str]) -> int:
     from oci.engine.images import parse_reference
 
     ref = parse_reference(args.repository)
-    route_registry_warnings(context)
-    tags = transfer.repository(args.repository, **registry_flags(args)).list_tags()
+    tags = transfer.repository(args.repository, ocicli.registry_options(args)).list_tags()
     if args.format == "json":
-        import json
-
         context.out(json.dumps({"Repository": ref.name, "Tags": tags}, indent=4) + "\n")
     else:
         context.out("".join(f"{t}\n" for t in tags))
@@ -193,8 +188,6 @@ def cmd_save(context: Context, argv: list[str]) -> int:
             archive.save(context.engine.images, args.images, f, args.format)
         return 0
     if sys.stdout.isatty():
-        from oci.errors import UsageError
-
         raise UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     archive.save(context.engine.images, args.images, sys.stdout.buffer, args.format)
     sys.stdout.flush()
@@ -213,15 +206,11 @@ def cmd_load(context: Context, argv: list[str]) -> int:
         try:
             source = open(args.input, "rb")
         except FileNotFoundError:
-            from oci.errors import NotFound
-
             raise NotFound(f"open {args.input}: no such file or directory") from None
     else:
         import tempfile
 
         if sys.stdin.isatty():
-            from oci.errors import UsageError
-
             raise UsageError("requested load from stdin, but stdin is empty")
         source = tempfile.TemporaryFile()  # tar members are read on demand: spool the stream
         import shutil
@@ -237,8 +226,8 @@ def cmd_load(context: Context, argv: list[str]) -> int:
 
 def cmd_build(context: Context, argv: list[str]) -> int:
     p = parser("build", "Build an image from a Dockerfile (oci-build), into the image store",
-               "ocikit build [OPTIONS] PATH", "  ocikit build -t app:1 .\n  ocikit build -f Containerfile "
-               "--build-arg VERSION=2 --target runtime -t registry.example/app:2 .")
+               "ocikit build [OPTIONS] PATH", "  ocikit build -t app:1 ./app\n  ocikit build -f ./app/Containerfile "
+               "--build-arg VERSION=2 --target runtime -t 127.0.0.1:5000/team/app:2 ./app")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image")
     p.add_argument("-f", "--file", help="the Dockerfile (default: PATH/Dockerfile, else PATH/Containerfile; - stdin)")
     p.add_argument("--build-arg", action="append", default=[], metavar="NAME[=VALUE]")
@@ -258,21 +247,20 @@ def cmd_build(context: Context, argv: list[str]) -> int:
 
     from oci.build import config as configs
     from oci.dockerfile.progress import Progress
-    from oci.engine import building, registries
+    from oci.engine import building
     from oci.platform import Platform
 
     text = None
     if args.file == "-":
         text = sys.stdin.read()
-    route_registry_warnings(context)
-    progress = Progress(sys.stderr, quiet=args.quiet, warn=context.messages.warn)
+    progress = Progress(sys.stderr, quiet=args.quiet)
     stored = building.build(
         context.engine, context=args.path, dockerfile=None if args.file == "-" else args.file, dockerfile_text=text,
         names=args.tag, build_args=build_args(args.build_arg), target=args.target,
         labels=dict(configs.parse_pair(item, "--label") for item in args.label), no_cache=args.no_cache,
         pull=args.pull, network=args.network, platform=Platform.parse(args.platform) if args.platform else None,
         squash=args.squash, epoch=configs.parse_epoch(os.environ.get("SOURCE_DATE_EPOCH")),
-        registry=registries.options(None, **registry_flags(args)), progress=progress,
+        registry=ocicli.registry_options(args), progress=progress,
         output=None if args.quiet else sys.stderr.fileno())
     if args.iidfile:
         from oci.fsutil import write_atomic
@@ -299,7 +287,6 @@ def cmd_login(context: Context, argv: list[str]) -> int:
     p.add_argument("server", nargs="?")
     args = p.parse_args(argv)
     from oci.engine import login
-    from oci.errors import UsageError
 
     password = args.password
     if args.password_stdin:
@@ -321,11 +308,7 @@ def cmd_login(context: Context, argv: list[str]) -> int:
         import getpass
 
         password = getpass.getpass("Password: ")
-    key = login.registry_key(args.server)
-    route_registry_warnings(context)
-    from oci.engine import registries
-
-    path = login.login(args.server, username, password, registries.for_host(key, **registry_flags(args)))
+    path = login.login(args.server, username, password, ocicli.registry_options(args))
     context.messages.debug(f"credentials written to {path}")
     context.out("Login Succeeded\n")
     return 0
@@ -378,8 +361,7 @@ def cmd_manifest_push(context: Context, argv: list[str]) -> int:
     from oci.engine import manifests
 
     target = args.destination or args.list
-    route_registry_warnings(context)
-    result = manifests.push(context.engine.images, args.list, target, **registry_flags(args))
+    result = manifests.push(context.engine.images, args.list, target, ocicli.registry_options(args))
     if args.purge:
         manifests.remove(context.engine.images, args.list)
     context.out(f"{result.descriptor.digest}\n")
@@ -395,17 +377,16 @@ def cmd_manifest_inspect(context: Context, argv: list[str]) -> int:
     args = p.parse_args(argv)
     from oci.engine import manifests
 
-    route_registry_warnings(context)
-    document = manifests.inspect(context.engine.images, args.name, **registry_flags(args))
-    import json
+    document = manifests.inspect(context.engine.images, args.name, ocicli.registry_options(args))
 
     context.out(json.dumps(document, indent=4) + "\n")
     return 0
 
 
 def cmd_manifest_annotate(context: Context, argv: list[str]) -> int:
-    from oci.errors import Unsupported
-
+    p = parser("manifest annotate", "Not supported (exit 8): a list takes each image's platform from its config",
+               "ocikit manifest annotate [OPTIONS] LIST IMAGE")
+    p.parse_known_args(argv)  # --help answers
     raise Unsupported("manifest annotate is not supported: create the list from images with the right platforms")
 
 

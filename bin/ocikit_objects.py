@@ -3,9 +3,12 @@ create/ls/inspect/rm/connect/disconnect/prune (oci-net's networks, in the state 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from ocikit import Context, parser
+from ocikit import Context, _print_documents, parser
+
+from oci.errors import Conflict, NotFound, OciError, Unsupported
 
 
 def _volume_users(context: Context) -> dict[str, list[str]]:
@@ -26,7 +29,6 @@ def cmd_volume_create(context: Context, argv: list[str]) -> int:
     p.add_argument("-o", "--opt", action="append", default=[], help="not supported")
     p.add_argument("name", nargs="?")
     args = p.parse_args(argv)
-    from oci.errors import Unsupported
 
     if args.driver != "local" or args.opt:
         raise Unsupported("only the local driver without options is supported")
@@ -75,7 +77,6 @@ def cmd_volume_inspect(context: Context, argv: list[str]) -> int:
     p.add_argument("-f", "--format", help="a Go template, or json")
     p.add_argument("names", nargs="+", metavar="VOLUME")
     args = p.parse_args(argv)
-    from ocikit import _print_documents
 
     return _print_documents(context, args, context.engine.volumes.inspect)
 
@@ -85,7 +86,6 @@ def cmd_volume_rm(context: Context, argv: list[str]) -> int:
     p.add_argument("-f", "--force", action="store_true", help="no error for a volume that does not exist")
     p.add_argument("names", nargs="+", metavar="VOLUME")
     args = p.parse_args(argv)
-    from oci.errors import NotFound, OciError
 
     used = _volume_users(context)
     code = 0
@@ -131,7 +131,6 @@ def cmd_network_create(context: Context, argv: list[str]) -> int:
     p.add_argument("name")
     args = p.parse_args(argv)
     from oci.engine import networks
-    from oci.errors import Unsupported
 
     if args.driver != "bridge":
         raise Unsupported(f"network driver {args.driver!r} is not supported (bridge)")
@@ -173,7 +172,6 @@ def cmd_network_inspect(context: Context, argv: list[str]) -> int:
     p.add_argument("-f", "--format", help="a Go template, or json")
     p.add_argument("names", nargs="+", metavar="NETWORK")
     args = p.parse_args(argv)
-    from ocikit import _print_documents
 
     from oci.engine import inspection
 
@@ -186,7 +184,6 @@ def cmd_network_rm(context: Context, argv: list[str]) -> int:
     p.add_argument("names", nargs="+", metavar="NETWORK")
     args = p.parse_args(argv)
     from oci.engine import networks
-    from oci.errors import NotFound, OciError
 
     code = 0
     for name in args.names:
@@ -227,7 +224,6 @@ def cmd_network_connect(context: Context, argv: list[str]) -> int:
     p.add_argument("container")
     args = p.parse_args(argv)
     from oci.engine import networks, status
-    from oci.errors import Conflict
 
     engine = context.engine
     cid = engine.containers.resolve(args.container)
@@ -238,7 +234,6 @@ def cmd_network_connect(context: Context, argv: list[str]) -> int:
     if args.network in attached:
         raise Conflict(f"endpoint with name {record['Name']} already exists in network {args.network}")
     folder = engine.containers.folder(cid)
-    import os
 
     networks.connect(engine.root, args.network, cid, record["State"]["Pid"], ifname=f"eth{len(attached)}",
                      hostname=record["Name"], aliases=[cid[:12], *args.alias],
@@ -254,7 +249,6 @@ def cmd_network_disconnect(context: Context, argv: list[str]) -> int:
     p.add_argument("container")
     args = p.parse_args(argv)
     from oci.engine import networks
-    from oci.errors import NotFound
     from oci.net import endpoint
 
     engine = context.engine

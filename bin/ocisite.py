@@ -1,11 +1,23 @@
-"""Site's folders for a Python started with -S, found on the first import that needs them.
+"""Where a command finds its code: the one place a command module puts anything on sys.path.
 
-The installed launchers start Python with -S: site's start-up (the code lines of .pth files,
-sitecustomize, the interactive helpers) costs ~2-3 ms per call, and commands start often
-(engines call a runtime several times per container). Every command module imports this one
-first; under -S it puts a finder last on sys.meta_path, so the first import nothing else
-finds (jsonschema, pyroute2, seccomp, ...) adds the folders site would have added and looks
-again. Without -S it does nothing.
+Every command module imports this one first (directly or through ocicli). It does two things:
+
+* the checkout: a command file run from a checkout (bin/ beside oci/: `python3 bin/oci_run.py`,
+  the checkout's launchers bin/oci-*, a hook's `python3 .../bin/oci_net.py`) puts the checkout
+  first after the script's folder, so `oci` is the checkout's. An installed package (wheel)
+  has no oci/ beside its modules and finds it in site-packages.
+* site's folders under -S: the installed launchers (.venv/bin/oci-*, written by .ci/install)
+  start Python with -S and put only bin/ on sys.path: site's start-up (the code lines of .pth
+  files, sitecustomize, the interactive helpers) costs ~2-3 ms per call, and commands start
+  often (engines call a runtime several times per container). Under -S this module puts a
+  finder last on sys.meta_path, so the first import nothing else finds (jsonschema, pyroute2,
+  seccomp, ...) adds the folders site would have added and looks again. Without -S it does
+  nothing of the kind.
+
+Any other Python code (tests, benchmarks) runs with the venv's interpreter, where ocikit is
+installed in editable mode (.ci/install writes ocikit.pth naming the checkout and bin/), as
+any installed package is found; the library itself never touches sys.path (oci-mon's daemon
+is started with the folder its own `oci` package was loaded from: oci.monitor.client).
 """
 
 from __future__ import annotations
@@ -66,5 +78,8 @@ class _SiteFoldersOnMiss:
         return PathFinder.find_spec(name, path, target)
 
 
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+if os.path.isfile(os.path.join(CHECKOUT, "oci", "__init__.py")) and CHECKOUT not in sys.path:
+    sys.path.insert(1, CHECKOUT)  # running from a checkout
 if sys.flags.no_site:
     sys.meta_path.append(_SiteFoldersOnMiss)

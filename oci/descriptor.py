@@ -74,7 +74,7 @@ class Descriptor:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return (self.media_type, self.digest, self.size) == (other.media_type, other.digest, other.size)  # type: ignore[attr-defined]
+        return (self.media_type, self.digest, self.size) == (other.media_type, other.digest, other.size)
 
     def __hash__(self) -> int:
         return hash((self.media_type, self.digest, self.size))

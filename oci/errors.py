@@ -50,6 +50,12 @@ class InvalidInput(OciError):
     exit_code = 2
 
 
+def json_pointer(*path: str | int) -> str:
+    """The JSON pointer (RFC 6901) of a place in a document, from its keys and indexes: what every
+    message about a document names (`/mounts/0/options`)."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
 class InvalidDocument(InvalidInput):
     """A JSON document that fails its schema: one violation per line, `FILE: /pointer: message`."""
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from oci import platform as platforms
 
+TRANSPORT = "oci:"  # skopeo's and podman's prefix of an image in a layout: optional where a layout is expected
 LAYOUT_ANNOTATION = "org.ocikit.layout"  # where the image lives, when a descriptor travels through a pipe
 
 
@@ -69,13 +70,14 @@ class Image(namedtuple("Image", ["layout", "descriptor", "manifest", "config_des
 
 
 def parse_image_argument(text: str) -> tuple[str, str | None]:
-    """Split `LAYOUT[:TAG|@DIGEST]` into (layout path, tag or digest or None), the one way every
-    command reads it: the tag by the OCI grammar, the digest well-formed, else InvalidInput.
+    """Split `[oci:]LAYOUT[:TAG|@DIGEST]` into (layout path, tag or digest or None), the one way
+    every command reads it: the tag by the OCI grammar, the digest well-formed, else InvalidInput.
 
     A colon whose tail holds a `/` (`./a:b/c`) names a folder with a colon in its name when
     that path exists; otherwise it is a tag with a slash, which no tag may have."""
     from oci.reference import check_tag
 
+    text = text[len(TRANSPORT):] if text.startswith(TRANSPORT) else text
     if "@" in text:
         path, _, digest = text.rpartition("@")
         if not path:
@@ -92,7 +94,7 @@ def parse_image_argument(text: str) -> tuple[str, str | None]:
 
 
 def open_image(text: str) -> tuple[Layout, Descriptor]:
-    """Open `LAYOUT[:TAG|@DIGEST]` and resolve the descriptor it names."""
+    """Open `[oci:]LAYOUT[:TAG|@DIGEST]` and resolve the descriptor it names."""
     path, name = parse_image_argument(text)
     layout = Layout.open(path)
     return layout, layout.resolve(name)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 try:
     from _json import encode_basestring_ascii, make_encoder
+
+    C_ENCODER = True
 except ImportError:  # another Python: the stdlib's public way
     import json
 
-    make_encoder = None
+    C_ENCODER = False
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,10 +30,10 @@ def dumps(document: Any, separators: tuple[str, str] | None = None, indent: int 
     """json.dumps(document, separators=separators, indent=indent) for plain data."""
     if separators is None:
         separators = (",", ": ") if indent is not None else (", ", ": ")
-    if make_encoder is None:
+    if not C_ENCODER:
         return json.dumps(document, separators=separators, indent=indent)
     item, key = separators
-    encode = make_encoder(None, None, encode_basestring_ascii, None, key, item, False, False, True)
+    encode = make_encoder(None, _unserializable, encode_basestring_ascii, None, key, item, False, False, True)
     if indent is None:
         return "".join(encode(document, 0))
     return _indented(document, encode, " " * indent, "\n", item, key)
@@ -56,5 +58,11 @@ def _key(key: Any) -> str:
     if key is True or key is False or key is None:
         return {True: "true", False: "false", None: "null"}[key]
     if isinstance(key, int | float):
-        return "".join(make_encoder(None, None, encode_basestring_ascii, None, ":", ",", False, False, True)(key, 0))
+        return "".join(make_encoder(None, _unserializable, encode_basestring_ascii, None, ":", ",", False, False,
+                                    True)(key, 0))
     raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def _unserializable(value: Any) -> Any:
+    """What json.dumps says of a value it cannot write."""
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

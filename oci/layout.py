@@ -36,7 +36,9 @@ from oci.fsutil import TMP_PREFIX, atomic_file, fsync_dir, locked, write_atomic
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
-    from typing import Any, BinaryIO
+    from typing import Any
+
+    from oci.digest import IntoReader
 
 LAYOUT_VERSION = "1.0.0"
 MAX_DOCUMENT = 4 << 20  # manifests, indexes and configs larger than this are refused
@@ -142,7 +144,7 @@ class Layout:
             return False
         return size is None or st.st_size == size
 
-    def put_blob(self, source: BinaryIO, expected: Digest | None = None, size: int | None = None,
+    def put_blob(self, source: IntoReader, expected: Digest | None = None, size: int | None = None,
                  limit: int | None = None) -> tuple[Digest, int]:
         """Store a stream as a blob; verify it against `expected`/`size` when given.
 

@@ -13,6 +13,7 @@ from collections import namedtuple
 from oci.digest import Digest
 from oci.errors import InvalidInput
 
+TRANSPORT = "docker://"  # skopeo's and podman's prefix of a registry reference, accepted wherever one is typed
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 MAX_NAME = 255
@@ -41,6 +42,11 @@ def check_tag(tag: str, where: str = "") -> str:
     prefix = f"{where}: " if where else ""
     raise InvalidInput(f"{prefix}invalid tag {tag!r}: up to 128 letters, digits, '_', '.' and '-', "
                        "not starting with '.' or '-'")
+
+
+def strip_transport(text: str) -> str:
+    """A reference as typed, without the `docker://` transport prefix."""
+    return text[len(TRANSPORT):] if text.startswith(TRANSPORT) else text
 
 
 class Reference(namedtuple("Reference", ["registry", "repository", "tag", "digest"], defaults=(None, None))):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from oci.errors import InvalidDocument, InvalidInput, NotFound
+from oci.errors import InvalidDocument, InvalidInput, NotFound, json_pointer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def violations(doc: Any, kind: str) -> list[tuple[str, str]]:
     """Every schema violation of `doc` as (json-pointer, message), sorted by pointer."""
     found = []
     for error in validator(kind).iter_errors(doc):
-        found.append((_pointer(error.absolute_path), _message(error)))
+        found.append((json_pointer(*error.absolute_path), _message(error)))
     return sorted(set(found))
 
 
@@ -168,12 +168,23 @@ def _compile(folder: str, filename: str) -> Any:
         name = uri.split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         return Resource.from_contents(documents[name], default_specification=DRAFT4)
 
-    registry = Registry(retrieve=retrieve).with_resources(pairs).crawl()
+    # `retrieve` is the attrs alias of Registry's private `_retrieve` field (referencing's documented
+    # argument); mypy's attrs plugin does not see aliases through referencing's own `define` wrapper.
+    registry = Registry(retrieve=retrieve).with_resources(pairs).crawl()  # type: ignore[call-arg]
     return Draft4Validator(documents[filename], registry=registry)
 
 
-def _pointer(path: Any) -> str:
-    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+def own_violations(doc: Any, path: str) -> list[tuple[str, str]]:
+    """Every violation of `doc` against one of ocikit's own JSON schemas (Draft 7, beside the module
+    that uses it: the CNI configuration, oci-mon's records, the build cache's records), as sorted
+    (JSON pointer, message) pairs."""
+    import json
+
+    from jsonschema import Draft7Validator
+
+    with open(path, "rb") as f:
+        validator = Draft7Validator(json.load(f))
+    return sorted({(json_pointer(*error.absolute_path), error.message[:300]) for error in validator.iter_errors(doc)})
 
 
 def _message(error: Any) -> str:

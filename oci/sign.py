@@ -23,16 +23,19 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey, EllipticCurvePublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
+from oci import schema
 from oci.descriptor import OCI_CONFIG, OCI_MANIFEST, Descriptor
 from oci.digest import Digest, verify_bytes
 from oci.errors import IntegrityError, InvalidInput, NotFound, Unsupported
-
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey, EllipticCurvePublicKey
-
-    from oci.registry.client import Repository
+from oci.registry.client import Repository
 
 PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -60,9 +63,6 @@ def payload(docker_reference: str, digest: Digest) -> bytes:
 
 def load_private_key(path: str) -> EllipticCurvePrivateKey:
     """An ECDSA P-256 private key from a PEM file (password from $COSIGN_PASSWORD if encrypted)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     data = _read_key(path)
     if b"SIGSTORE PRIVATE KEY" in data or b"COSIGN PRIVATE KEY" in data:
         raise Unsupported(f"{path}: cosign's encrypted key format is not supported; use a PEM key "
@@ -79,9 +79,6 @@ def load_private_key(path: str) -> EllipticCurvePrivateKey:
 
 def load_public_key(path: str) -> EllipticCurvePublicKey:
     """An ECDSA P-256 public key from a PEM file."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
     try:
         key = load_pem_public_key(_read_key(path))
     except ValueError as err:
@@ -103,18 +100,11 @@ def _read_key(path: str) -> bytes:
 
 def sign_payload(key: EllipticCurvePrivateKey, data: bytes) -> str:
     """The base64 DER ECDSA-SHA256 signature of `data`."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     return base64.b64encode(key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
 
 
 def verify_payload(key: EllipticCurvePublicKey, data: bytes, signature: str) -> bool:
     """True when `signature` (base64 DER) is `key`'s signature of `data`."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     try:
         key.verify(base64.b64decode(signature, validate=True), data, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
@@ -139,8 +129,6 @@ def signature_manifest(layers: list[dict[str, Any]]) -> tuple[bytes, bytes]:
 
 def _signature_layers(repository: Repository, digest: Digest) -> list[dict[str, Any]]:
     """The payload layers of the current signature manifest of `digest` ([] when unsigned)."""
-    from oci import schema
-
     tag = signature_tag(digest)
     try:
         current = repository.get_manifest(tag)
@@ -176,8 +164,6 @@ def _put_blob(repository: Repository, data: bytes) -> None:
 def verify(repository: Repository, digest: Digest, key_path: str) -> list[dict[str, Any]]:
     """The payloads signed by the key in `key_path` that vouch for manifest `digest`;
     IntegrityError when there is none (no signature, or none that verifies)."""
-    from oci import schema
-
     key = load_public_key(key_path)
     layers = _signature_layers(repository, digest)
     if not layers:

@@ -14,7 +14,8 @@ BIN = ROOT / "bin"
 # The throwaway pure-cgroup-v2 VM of the development machines, beside the checkout (`../shared`);
 # tests that need it fail in CI (STRICT below) when it is missing.
 CG2VM = str(ROOT.parent / "shared" / "tools" / "cg2vm")
-sys.path.insert(0, str(ROOT))
+# The checkout and bin/ are importable because ocikit is installed in the venv the tests run with
+# (.ci/install: ocikit.pth), as for any installed package (bin/ocisite.py says where code is found).
 
 
 def command(name: str) -> list[str]:
@@ -46,6 +47,30 @@ def blob_locations(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("OCIKIT_BLOB_LOCATIONS", None)
     else:
         os.environ["OCIKIT_BLOB_LOCATIONS"] = previous
+
+
+class _Recorder:
+    """A sink for oci.log that keeps what the library said."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.debug_messages: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def debug(self, message: str) -> None:
+        self.debug_messages.append(message)
+
+
+@pytest.fixture
+def library_warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The warnings the library gives through oci.log while the test runs."""
+    import oci
+
+    recorder = _Recorder()
+    monkeypatch.setattr(oci, "log_sink", recorder)
+    return recorder.warnings
 
 
 @pytest.fixture

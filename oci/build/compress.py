@@ -88,7 +88,7 @@ def compressor(compression: str) -> Any:
     if compression == "gzip":
         return ParallelGzip()
     if compression == "zstd":
-        import zstandard
+        import zstandard  # a third-party package: only for zstd layers
 
         return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
     return Identity()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime
 import posixpath
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from oci.digest import Digest
 from oci.errors import InvalidInput
 from oci.platform import Platform
+from oci.runtime.lifecycle import parse_signal as signal_number
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 
@@ -60,12 +62,9 @@ def parse_port(text: str) -> str:
 def parse_signal(text: str) -> str:
     """A stop signal as the image config writes it: a name (SIGTERM; TERM and sigterm are
     accepted, SIGRTMIN+3 too) or a number, known to this system's kernel as oci-run reads it."""
-    from oci.runtime.lifecycle import parse_signal as signal_number
-
     name = text.strip().upper()
     if not name.isdigit() and not name.startswith("SIG"):
         name = "SIG" + name
-    import signal
 
     try:
         if not 0 < signal_number(name) < signal.NSIG:

@@ -10,6 +10,7 @@ becomes a whiteout (only the topmost one of a deleted tree).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import heapq
 import os
@@ -17,7 +18,7 @@ import posixpath
 import stat
 import tarfile
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, cast
 
 from oci.build.entry import OPAQUE_WHITEOUT, WHITEOUT_PREFIX, Entry, sort_key
 from oci.build.source import from_directory
@@ -49,8 +50,10 @@ def image_state(image: Image | None) -> dict[str, State]:
     for layer, diff_id in zip(image.layers, image.diff_ids, strict=True):
         with image.layout.open_blob(layer) as blob:
             hasher = diff_id.hasher()
-            stream = _Hashing(_decompressed(blob, LAYERS[layer.media_type]), hasher)
-            _apply_layer(state, stream, str(layer.digest))
+            # read-only streams, where typeshed's IO types (tarfile's stream mode, GzipFile) also ask
+            # for seek and write, which reading never calls
+            stream = _Hashing(_decompressed(cast(BinaryIO, blob), LAYERS[layer.media_type]), hasher)
+            _apply_layer(state, cast(BinaryIO, stream), str(layer.digest))
             while stream.read(1 << 20):
                 pass
             blob.read()  # reach EOF: the blob's digest is checked
@@ -97,6 +100,8 @@ def _state_of(member: tarfile.TarInfo, archive: tarfile.TarFile, state: dict[str
     if member.isreg():
         hasher = hashlib.sha256()
         source = archive.extractfile(member)
+        if source is None:  # a regular member always has content: a tarfile that says otherwise is broken
+            raise IntegrityError(f"{member.name}: a regular file without content")
         while chunk := source.read(1 << 20):
             hasher.update(chunk)
         digest = hasher.hexdigest()
@@ -162,11 +167,9 @@ class _Hashing:
 
 def _decompressed(blob: BinaryIO, compression: str) -> BinaryIO:
     if compression == "gzip":
-        import gzip
-
-        return gzip.GzipFile(fileobj=blob, mode="rb")
+        return cast(BinaryIO, gzip.GzipFile(fileobj=blob, mode="rb"))  # a BufferedIOBase, read as a stream
     if compression == "zstd":
-        import zstandard
+        import zstandard  # a third-party package: only for zstd layers
 
         return zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True)
     if compression:

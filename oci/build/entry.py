@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tarfile
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 from oci.errors import IntegrityError, OciError
 
@@ -55,7 +55,7 @@ class Entry:
     devmajor: int = 0
     devminor: int = 0
     xattrs: dict[str, bytes] = field(default_factory=dict)
-    opener: Callable[[], BinaryIO] | None = None  # the content of a regular file
+    opener: Callable[[], IO[bytes]] | None = None  # the content of a regular file
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,8 @@ def tar_stream(entries: Iterable[Entry], policy: Policy, chunk: int = 1 << 20) -
     for entry in entries:
         buffer += header(entry, policy)
         if entry.type == tarfile.REGTYPE and entry.size:
+            if entry.opener is None:
+                raise OciError(f"{entry.name}: a regular file without its content")
             try:
                 with entry.opener() as source:
                     remaining = entry.size

@@ -7,17 +7,24 @@ or the archive had, so the same content always gives the same layer. Sockets are
 
 from __future__ import annotations
 
+import bz2
 import errno
+import gzip
+import lzma
 import os
 import posixpath
 import shutil
 import stat
 import tarfile
 import tempfile
-from typing import BinaryIO, Iterator
+from typing import IO, BinaryIO, Callable, Iterator
 
 from oci.build.entry import OPAQUE_WHITEOUT, OVERLAY_XATTR_PREFIXES, WHITEOUT_PREFIX, Entry, keeps_xattr, sort_key
 from oci.errors import IntegrityError, InvalidInput, NotFound, OciError, Unsupported
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from oci.digest import Reader  # an interface for type checkers only
 
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 UNSUPPORTED_OVERLAY_XATTRS = (".overlay.metacopy", ".overlay.redirect")
@@ -42,6 +49,30 @@ def from_directory(root: str, upper: bool = False) -> Iterator[Entry]:
 
 
 def _walk(root: str, prefix: str, links: dict[tuple[int, int], str], upper: bool) -> Iterator[Entry]:
+    """Depth first, parents before children, each folder's children in sort order; a loop,
+    not recursion, so that a tree of any depth (a RUN's `mkdir -p` of 2,000 levels) is walked."""
+    stack = [iter(_children(root, prefix, upper))]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+            continue
+        rel, path, st, whiteout = child
+        if whiteout:
+            yield Entry(rel, tarfile.REGTYPE, mode=0o600, mtime=int(st.st_mtime))
+            continue
+        entry = _entry(path, rel, st, links, upper)
+        if entry is None:
+            continue
+        yield entry
+        if entry.type == tarfile.DIRTYPE:
+            if upper and _is_opaque(path):
+                yield Entry(f"{rel}/{OPAQUE_WHITEOUT}", tarfile.REGTYPE, mode=0o600, mtime=int(st.st_mtime))
+            stack.append(iter(_children(root, rel, upper)))
+
+
+def _children(root: str, prefix: str, upper: bool) -> list[tuple[str, str, os.stat_result, bool]]:
+    """(name in the layer, host path, lstat, whether a whiteout) of a folder's children, sorted."""
     folder = os.path.join(root, prefix) if prefix else root
     try:
         names = os.listdir(folder)
@@ -56,21 +87,9 @@ def _walk(root: str, prefix: str, links: dict[tuple[int, int], str], upper: bool
             continue  # gone since the listing
         whiteout = upper and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
         out = WHITEOUT_PREFIX + name if whiteout else name
-        children.append((sort_key(out), out, path, st, whiteout))
+        children.append((sort_key(out), f"{prefix}/{out}" if prefix else out, path, st, whiteout))
     children.sort(key=lambda child: child[0])
-    for _, out, path, st, whiteout in children:
-        rel = f"{prefix}/{out}" if prefix else out
-        if whiteout:
-            yield Entry(rel, tarfile.REGTYPE, mode=0o600, mtime=int(st.st_mtime))
-            continue
-        entry = _entry(path, rel, st, links, upper)
-        if entry is None:
-            continue
-        yield entry
-        if entry.type == tarfile.DIRTYPE:
-            if upper and _is_opaque(path):
-                yield Entry(f"{rel}/{OPAQUE_WHITEOUT}", tarfile.REGTYPE, mode=0o600, mtime=int(st.st_mtime))
-            yield from _walk(root, rel, links, upper)
+    return [(rel, path, st, whiteout) for _, rel, path, st, whiteout in children]
 
 
 def entry_of(path: str, rel: str, st: os.stat_result, links: dict[tuple[int, int], str]) -> Entry | None:
@@ -172,6 +191,18 @@ def _tar_entries(source: str | BinaryIO, path: str, tmp_dir: str | None) -> Iter
             yield _tar_entry(path, archive, name, latest, groups)
 
 
+def _member_opener(path: str, archive: tarfile.TarFile, member: tarfile.TarInfo) -> Callable[[], IO[bytes]]:
+    """How to read a regular member's content."""
+
+    def opener() -> IO[bytes]:
+        found = archive.extractfile(member)
+        if found is None:
+            raise Unsupported(f"{path}: tar entry {member.name!r}: no content to read")
+        return found
+
+    return opener
+
+
 def _tar_entry(path: str, archive: tarfile.TarFile, name: str, latest: dict[str, tarfile.TarInfo],
                groups: dict[str, list[str]]) -> Entry:
     member = latest[name]
@@ -187,7 +218,7 @@ def _tar_entry(path: str, archive: tarfile.TarFile, name: str, latest: dict[str,
                   xattrs={k: v for k, v in xattrs.items() if keeps_xattr(k)})
     if member.isreg():
         entry.size = member.size
-        entry.opener = lambda: archive.extractfile(member)
+        entry.opener = _member_opener(path, archive, member)
     elif member.type in _FILE_TYPES:
         entry.type = _FILE_TYPES[member.type]
         entry.linkname = member.linkname if member.issym() else ""
@@ -259,21 +290,15 @@ class _seekable_tar:
             f.close()
 
 
-def _decompressing(source: BinaryIO, kind: str | None) -> BinaryIO:
+def _decompressing(source: BinaryIO, kind: str | None) -> Reader:
     if kind == "gzip":
-        import gzip
-
         return gzip.GzipFile(fileobj=source, mode="rb")
     if kind == "zstd":
-        import zstandard
+        import zstandard  # a third-party package: only for zstd layers
 
         return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
     if kind == "bzip2":
-        import bz2
-
         return bz2.BZ2File(source)
     if kind == "xz":
-        import lzma
-
         return lzma.LZMAFile(source)
     return source

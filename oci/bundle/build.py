@@ -123,7 +123,7 @@ def build(image_config: dict[str, Any], rootfs: str, bundle: str, opts: BundleOp
     if opts.privileged:
         _privileged(cfg)
 
-    notes = convert.annotations(image_config)
+    notes = convert.implicit_annotations(image_config)
     for text in opts.annotations:
         key, value = options.parse_key_values(text, "annotation")
         notes[key] = value
@@ -200,7 +200,7 @@ def _capabilities(opts: BundleOptions) -> list[str]:
 
 
 def _security(cfg: dict[str, Any], opts: BundleOptions, caps: list[str]) -> None:
-    profile: str | None = "unconfined" if opts.privileged else "default"
+    profile = "unconfined" if opts.privileged else "default"
     nnp = not opts.privileged
     for text in opts.security_opts:
         key, sep, value = text.partition("=")

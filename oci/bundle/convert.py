@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import posixpath
-from typing import Any
+from typing import Any, Sequence
 
 from oci.errors import UsageError
 
@@ -22,7 +22,8 @@ STOP_SIGNAL = "org.opencontainers.image.stopSignal"
 EXPOSED_PORTS = "org.opencontainers.image.exposedPorts"
 
 
-def process_args(config: dict[str, Any], entrypoint: str | None = None, args: list[str] | None = None) -> list[str]:
+def process_args(config: dict[str, Any], entrypoint: str | None = None, args: Sequence[str] | None = None
+                 ) -> list[str]:
     """Entrypoint + Cmd, where `--entrypoint` replaces the entrypoint (and drops Cmd) and trailing args replace Cmd.
 
     As `docker run`: `--entrypoint ""` clears the image's entrypoint.
@@ -71,7 +72,7 @@ def working_dir(config: dict[str, Any], override: str | None = None) -> str:
     return posixpath.normpath(posixpath.join("/", cwd))
 
 
-def annotations(config: dict[str, Any]) -> dict[str, str]:
+def implicit_annotations(config: dict[str, Any]) -> dict[str, str]:
     """The implicit annotations of conversion.md, with `Config.Labels` taking precedence."""
     image = config.get("config") or {}
     result: dict[str, str] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from oci.fsutil import write_atomic
 
@@ -47,7 +47,7 @@ def _is_loopback(address: str) -> bool:
         return False
 
 
-def resolv_conf(dns: list[str], search: list[str], options: list[str], host_file: str = "/etc/resolv.conf",
+def resolv_conf(dns: Sequence[str], search: Sequence[str], options: Sequence[str], host_file: str = "/etc/resolv.conf",
                 keep_loopback: bool = False) -> str:
     """--dns/--dns-search/--dns-option, else the host's resolv.conf minus loopback nameservers (as Docker)."""
     for server in dns:

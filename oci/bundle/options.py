@@ -6,7 +6,7 @@ import os
 import posixpath
 import re
 import stat
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from oci.errors import InvalidInput, NotFound
 
@@ -39,7 +39,7 @@ def parse_bytes(text: str, what: str = "size") -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-def parse_env_entry(entry: str, environ: dict[str, str], where: str) -> str | None:
+def parse_env_entry(entry: str, environ: Mapping[str, str], where: str) -> str | None:
     """`NAME=value` as is; a bare `NAME` takes the host's value (None when unset there)."""
     name, sep, _ = entry.partition("=")
     if not name or re.search(r"\s", name):
@@ -49,7 +49,7 @@ def parse_env_entry(entry: str, environ: dict[str, str], where: str) -> str | No
     return f"{name}={environ[name]}" if name in environ else None
 
 
-def read_env_file(path: str, environ: dict[str, str]) -> list[str]:
+def read_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
     """Docker's --env-file: one `NAME=value` or `NAME` a line; blank lines and `#` comments skipped."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -324,7 +324,8 @@ def parse_capability(name: str) -> str:
     return cap
 
 
-def capabilities(default: list[str], everything: list[str], add: list[str], drop: list[str]) -> list[str]:
+def capabilities(default: Sequence[str], everything: Sequence[str], add: Sequence[str], drop: Sequence[str]
+                 ) -> list[str]:
     """Docker's --cap-add/--cap-drop arithmetic, ALL included."""
     added = [parse_capability(c) for c in add]
     dropped = [parse_capability(c) for c in drop]

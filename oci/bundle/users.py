@@ -86,4 +86,6 @@ def resolve(rootfs: str, spec: str | None) -> User:
             number = _number(row[2], "gid")
             if name in members and number is not None and number not in additional:
                 additional.append(number)
+    if uid is None:  # a name found in no entry, or an entry without a number: refused above
+        raise InvalidInput(f"user {user_part!r} has no numeric uid")
     return User(uid, gid, additional, home, name)

@@ -2,7 +2,8 @@
 
 * `scratch`: no image;
 * `oci:LAYOUT[:TAG|@DIGEST]`: an image in another layout (its blobs are copied into the
-  build's layout, verified, only those missing);
+  build's layout, verified, only those missing, by the same code as a registry's: oci-fetch's
+  Puller from a LayoutSource);
 * anything else is a registry reference in Docker's grammar (`busybox` is
   `docker.io/library/busybox:latest`), pulled with oci-fetch's code into the build's layout,
   untagged; the manifest it resolved to is remembered in the cache, so the next build does
@@ -16,11 +17,19 @@ from __future__ import annotations
 import hashlib
 from typing import Callable
 
-from oci.build.commit import copy_blobs
+from oci.descriptor import Descriptor
 from oci.dockerfile.cache import BuildCache
-from oci.image import Image, open_image
+from oci.image import TRANSPORT, Image
 from oci.layout import Layout
 from oci.platform import Platform
+from oci.reference import Reference
+from oci.registry.client import connect
+from oci.registry.pull import Puller
+from oci.registry.sources import LayoutSource, RegistrySource
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from oci.registry.sources import Source  # an interface for type checkers (oci.registry.sources)
 
 
 def resolve(name: str, platform: Platform | None, store: Layout, cache: BuildCache, *, registry: object = None,
@@ -28,21 +37,13 @@ def resolve(name: str, platform: Platform | None, store: Layout, cache: BuildCac
     """The image `name` names, with its blobs in `store` (None for scratch)."""
     if name == "scratch":
         return None
-    if name.startswith("oci:"):
-        image = Image.load(*open_image(name[len("oci:"):]), platform)
-        if image.layout.path != store.path:
-            copy_blobs(image, store)
-            if not store.has_blob(image.descriptor.digest, image.descriptor.size):
-                store.put_bytes(image.layout.read_blob(image.descriptor), image.descriptor.digest)
-            image = Image.load(store, image.descriptor, platform)
-        return image
+    if name.startswith(TRANSPORT):
+        return _copied(LayoutSource(name), "", platform or Platform.host(), store)
     return _from_registry(name, platform, store, cache, registry, pull, info)
 
 
 def _from_registry(name: str, platform: Platform | None, store: Layout, cache: BuildCache, registry: object,
                    pull: bool, info: Callable[[str], None] | None) -> Image:
-    from oci.reference import Reference
-
     reference = Reference.parse(name)
     wanted = platform or Platform.host()
     key = hashlib.sha256(f"{reference}\0{wanted}".encode()).hexdigest()
@@ -52,20 +53,22 @@ def _from_registry(name: str, platform: Platform | None, store: Layout, cache: B
             image = Image.load(store, found, wanted)
             if all(store.has_blob(layer.digest, layer.size) for layer in image.layers):
                 return image
-    from oci.descriptor import Descriptor
-    from oci.registry.client import connect
-    from oci.registry.pull import Puller, RegistrySource
-
     if info:
         info(f"pulling {reference}")
-    repository = connect(reference, registry)  # type: ignore[arg-type]
-    puller = Puller(RegistrySource(repository), store.path)
-    plan, manifest = puller.plan(reference.identifier, wanted, False)
+    image = _copied(RegistrySource(connect(reference, registry)), reference.identifier, wanted,  # type: ignore[arg-type]
+                    store)
+    cache.put_base(key, str(reference), str(wanted), image.descriptor)
+    return image
+
+
+def _copied(source: Source, reference: str, platform: Platform, store: Layout) -> Image:
+    """The image `reference` names in `source` (a registry's repository or another layout, one
+    platform of an index), its blobs copied into `store` (only those missing), untagged."""
+    puller = Puller(source, store.path)
+    plan, manifest = puller.plan(reference, platform, False)
     try:
         puller.store(plan, store)
     except BaseException:
         store.roll_back(puller.added)
         raise
-    descriptor = Descriptor(manifest.media_type, manifest.digest, len(manifest.data))
-    cache.put_base(key, str(reference), str(wanted), descriptor)
-    return Image.load(store, descriptor, wanted)
+    return Image.load(store, Descriptor(manifest.media_type, manifest.digest, len(manifest.data)), platform)

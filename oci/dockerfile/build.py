@@ -9,26 +9,35 @@ call it from a process that may stay there (a command, or a child process).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
+from oci import schema
 from oci.build import config as configs
+from oci.build.commit import copy_blobs
+from oci.build.entry import Policy
+from oci.build.layer import write_layer
 from oci.descriptor import OCI_CONFIG, OCI_MANIFEST, Descriptor
+from oci.dockerfile import ignore, lifetime, parser, runstep
 from oci.dockerfile import instructions as ins
 from oci.dockerfile.cache import BuildCache
-from oci.dockerfile.context import HashCache, SourceRoot
+from oci.dockerfile.context import HashCache, SourceRoot, open_in
 from oci.dockerfile.executor import Executor
 from oci.dockerfile.progress import Progress
-from oci.dockerfile.state import PROXY_ARGS, Settings, State, step_key
+from oci.dockerfile.squash import squash
+from oci.dockerfile.state import MAX_ENTRIES, MAX_SIZE, PROXY_ARGS, Settings, State, step_key
+from oci.dockerfile.stdin import context_from_stream
 from oci.errors import InvalidInput, NotFound, UsageError
-from oci.image import parse_image_argument
+from oci.image import Image, parse_image_argument
 from oci.layout import Layout
 from oci.platform import Platform
 
 DOCKERFILE_NAMES = ("Dockerfile", "Containerfile")
+MAX_DOCKERFILE = 16 << 20  # bytes: a Dockerfile (or ignore file) is text a person wrote
 BASE_ANNOTATION = "org.opencontainers.image.base.digest"
 
 
@@ -56,6 +65,10 @@ class BuildOptions:
     registry: Any = None  # oci.registry.http.Options
     progress: Progress | None = None
     output: int | None = 2  # RUN output: an fd, or None to capture it (shown when a step fails)
+    max_size: int = MAX_SIZE  # cap on the uncompressed bytes of a base image, an ADD archive or URL
+    max_entries: int = MAX_ENTRIES  # cap on the tar entries of a base image or an ADD archive
+    context_stream: BinaryIO | None = None  # `-`: the context as a tar (or a lone Dockerfile) on this stream
+    context_label: str | None = None  # how errors name a context read from a stream
 
 
 @dataclass
@@ -72,25 +85,40 @@ class BuildResult:
 
 
 def read_dockerfile(options: BuildOptions) -> tuple[str, str]:
-    """(the text, the name errors use) of the Dockerfile."""
+    """(the text, the name errors use) of the Dockerfile; inside the context, symlinks are
+    resolved inside it (`context.open_in`)."""
     if options.dockerfile_text is not None:
         return options.dockerfile_text, options.dockerfile or "Dockerfile"
-    path = options.dockerfile
-    if path is None:
-        for name in DOCKERFILE_NAMES:
-            candidate = os.path.join(options.context, name)
-            if os.path.isfile(candidate):
-                path = candidate
-                break
-        else:
-            raise NotFound(f"{options.context}: no Dockerfile or Containerfile (give one with -f)")
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read(), path
-    except FileNotFoundError:
-        raise NotFound(f"{path}: no such file") from None
-    except OSError as err:
-        raise InvalidInput(f"{path}: cannot read: {err.strerror}") from None
+    candidates = [options.dockerfile] if options.dockerfile is not None else \
+        [os.path.join(options.context, name) for name in DOCKERFILE_NAMES]
+
+    def shown(path: str) -> str:  # a stdin context's files by their names in the archive
+        label = options.context_label
+        return path if label is None else label + "/" + os.path.relpath(path, options.context)
+
+    for path in candidates:
+        try:
+            with open_in(options.context, path) as f:
+                return read_text(f, shown(path)), path
+        except FileNotFoundError:
+            if options.dockerfile is not None:
+                raise NotFound(f"{shown(path)}: no such file") from None
+        except IsADirectoryError:
+            raise InvalidInput(f"{shown(path)}: is a directory, not a Dockerfile") from None
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise InvalidInput(f"{shown(path)}: too many levels of symbolic links (a symlink loop)") from None
+            raise InvalidInput(f"{shown(path)}: cannot read: {err.strerror}") from None
+    where = options.context_label or options.context
+    raise NotFound(f"{where}: no Dockerfile or Containerfile (give one with -f)")
+
+
+def read_text(f: BinaryIO, name: str, limit: int = MAX_DOCKERFILE) -> str:
+    """The text of a Dockerfile or ignore file (`/dev/zero` given as one ends at the cap)."""
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidInput(f"{name}: larger than {limit >> 20} MiB: not a Dockerfile")
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _targets(options: BuildOptions) -> list[tuple[str, str]]:
@@ -112,16 +140,8 @@ def _open_layout(path: str) -> Layout:
     return Layout.open(path, create=True)
 
 
-def build(options: BuildOptions) -> BuildResult:
-    """Build the image the options describe; see the module doc."""
-    from oci.dockerfile import ignore, parser
-
-    started = time.monotonic()
-    targets = _targets(options)
-    if not targets and not options.cache_dir:
-        raise UsageError("name the image with -t LAYOUT[:TAG] (or give --cache-dir)")
-    if not os.path.isdir(options.context):
-        raise NotFound(f"{options.context}: no such directory (the build context)")
+def _parse(options: BuildOptions) -> tuple[ins.Program, ins.Stage, str, str | None]:
+    """The program, the stage to build, the Dockerfile's name, its path when it is a file."""
     text, name = read_dockerfile(options)
     program = ins.program(parser.parse(text, name))
     stage = program.stages[-1]
@@ -130,35 +150,60 @@ def build(options: BuildOptions) -> BuildResult:
         if found is None:
             raise NotFound(f"target stage {options.target!r} could not be found")
         stage = found
+    path = None if options.dockerfile_text is not None else name
+    if path is not None and options.context_label is not None:  # read from a stdin context: shown as such
+        name = options.context_label + "/" + os.path.relpath(path, options.context)
+        program.dockerfile.path = name
+    return program, stage, name, path
+
+
+def build(options: BuildOptions) -> BuildResult:
+    """Build the image the options describe; see the module doc."""
+    started = time.monotonic()
+    targets = _targets(options)
+    if not targets and not options.cache_dir:
+        raise UsageError("name the image with -t LAYOUT[:TAG] (or give --cache-dir)")
+    if options.context_stream is None:
+        if not os.path.isdir(options.context):
+            raise NotFound(f"{options.context}: no such directory (the build context)")
+        parsed = _parse(options)  # before the layout is touched: a bad Dockerfile leaves no trace
     progress = options.progress or Progress()
     store = _open_layout(options.cache_dir or targets[0][0])
-    cache = BuildCache(store, progress.warn)
-    context = os.path.abspath(options.context)
-    dockerfile_path = None if options.dockerfile_text is not None else name
-    hashes = HashCache(cache.context_hashes(context), progress.warn)
-    source = SourceRoot(context, ignore.load(context, dockerfile_path), hashes)
+    cache = BuildCache(store)
+    cache.make_private()
+    _reap_killed_builds(cache, progress)
     work: list[str] = []
 
     def workspace_dir() -> str:
-        work.append(cache.work_dir())
-        return work[-1]
+        if not work:
+            work.append(cache.work_dir())
+        return work[0]
 
-    settings = Settings(store=store, cache=cache, context=source, progress=progress,
-                        build_args=dict(options.build_args), platform=options.platform or Platform.host(),
-                        epoch=options.epoch, compression=options.compression, no_cache=options.no_cache,
-                        pull=options.pull, network=options.network, net_state_dir=options.net_state_dir,
-                        registry=options.registry, layer_cache=options.layer_cache, output=options.output,
-                        workspace_dir=workspace_dir)
-    executor = Executor(program, settings)
-    warnings = list(program.dockerfile.warnings)
+    executor: Executor | None = None
     try:
+        if options.context_stream is not None:
+            options = context_from_stream(options, os.path.join(workspace_dir(), "context"))
+            parsed = _parse(options)
+        program, stage, _, dockerfile_path = parsed
+        context = os.path.abspath(options.context)
+        hashes = HashCache(cache.context_hashes(context) if options.context_label is None else None)
+        source = SourceRoot(context, ignore.load(context, dockerfile_path), hashes)
+        settings = Settings(store=store, cache=cache, context=source, progress=progress,
+                            build_args=dict(options.build_args), platform=options.platform or Platform.host(),
+                            epoch=options.epoch, compression=options.compression, no_cache=options.no_cache,
+                            pull=options.pull, network=options.network, net_state_dir=options.net_state_dir,
+                            registry=options.registry, layer_cache=options.layer_cache, output=options.output,
+                            workspace_dir=workspace_dir, max_size=options.max_size, max_entries=options.max_entries)
+        executor = Executor(program, settings)
+        warnings = list(program.dockerfile.warnings)
         with store.session():
             state = executor.build(stage.index)
             descriptor = _final_image(executor, state, options)
             tagged = _tag(store, descriptor, targets)
         source.hashes.save() if source.hashes else None
     finally:
-        executor.close()
+        if executor is not None:
+            executor.close()
         for path in work:
             cache.release(path)
     unused = sorted(set(options.build_args) - executor.used_args - set(PROXY_ARGS))
@@ -172,6 +217,13 @@ def build(options: BuildOptions) -> BuildResult:
                        time.monotonic() - started, warnings)
 
 
+def _reap_killed_builds(cache: BuildCache, progress: Progress) -> None:
+    """What SIGKILLed builds left (see `lifetime`): containers and their records, scratch
+    folders (the layout's session removes their temporaries)."""
+    lifetime.reap(lambda: runstep.command("oci-run"), progress.warn)
+    cache.sweep_work()
+
+
 def _final_image(executor: Executor, state: State, options: BuildOptions) -> Descriptor:
     """The stage's image: from the cache when its key is known, else written now."""
     settings = executor.settings
@@ -181,8 +233,6 @@ def _final_image(executor: Executor, state: State, options: BuildOptions) -> Des
         if found is not None:
             return found
     if options.squash:
-        from oci.dockerfile.squash import squash
-
         squash(executor, state)
     if not state.layers:
         _empty_layer(executor, state)
@@ -203,9 +253,6 @@ def _final_image(executor: Executor, state: State, options: BuildOptions) -> Des
 
 def _empty_layer(executor: Executor, state: State) -> None:
     """One empty layer for an image that has none: the image spec's schema wants a layer."""
-    from oci.build.entry import Policy
-    from oci.build.layer import write_layer
-
     settings = executor.settings
     layer = write_layer(settings.store, [], Policy(epoch=settings.epoch), settings.compression)
     state.layers.append(layer.descriptor)
@@ -217,17 +264,25 @@ def _empty_layer(executor: Executor, state: State) -> None:
 
 
 def _put_json(layout: Layout, media_type: str, document: dict[str, Any], kind: str) -> Descriptor:
-    from oci import schema
-
-    data = json.dumps(document, separators=(",", ":")).encode()
+    # Keys sorted: a history entry read back from the cache and one made now are the same bytes.
+    data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    if b"\\ud" in data:  # bytes of invalid UTF-8 kept from the Dockerfile: U+FFFD, as Go writes them
+        data = json.dumps(_valid_unicode(document), sort_keys=True, separators=(",", ":")).encode()
     schema.load(data, kind, f"the new image {kind}", remember=True)
     return Descriptor(media_type, layout.put_bytes(data), len(data))
 
 
-def _tag(store: Layout, descriptor: Descriptor, targets: list[tuple[str, str]]) -> list[tuple[Layout, Descriptor]]:
-    from oci.build.commit import copy_blobs
-    from oci.image import Image
+def _valid_unicode(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_valid_unicode(item) for item in value]
+    if isinstance(value, dict):
+        return {_valid_unicode(k): _valid_unicode(v) for k, v in value.items()}
+    return value
 
+
+def _tag(store: Layout, descriptor: Descriptor, targets: list[tuple[str, str]]) -> list[tuple[Layout, Descriptor]]:
     tagged = []
     layouts: dict[str, Layout] = {store.path: store}
     for path, tag in targets:

@@ -15,6 +15,10 @@ layout, or `--cache-dir`):
 * `context/HEX.json`: content digests of a build context's files, by stat;
 * `work/ID/`: a running build's scratch folder (a build killed leaves one; the next removes it).
 
+The folder is private to root (0700): its trees and scratch folders hold what images hold,
+device nodes an ADD archive made (`/dev/sda`, mode 0666) included, which no other user of
+the host may reach.
+
 Records are JSON validated by `cache-record.schema.json`; one that is not valid, or whose
 blobs the layout lost (its garbage collection deletes untagged blobs), is a cache miss.
 `prune()` empties the cache and collects the layout's unreferenced blobs.
@@ -23,18 +27,21 @@ blobs the layout lost (its garbage collection deletes untagged blobs), is a cach
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import secrets
-import shutil
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+from oci import log
 from oci.descriptor import Descriptor
 from oci.digest import Digest
+from oci.dockerfile.lifetime import remove_tree
 from oci.errors import InvalidDocument
 from oci.fsutil import write_atomic
 from oci.layout import Layout
+from oci.schema import own_violations
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache-record.schema.json")
 KINDS = ("layer", "image", "base", "context")
@@ -88,18 +95,10 @@ def plainly_valid(doc: Any) -> bool:
 
 def violations(doc: Any) -> list[tuple[str, str]]:
     """Every schema violation of a record as (json-pointer, message)."""
-    from jsonschema import Draft7Validator
-
-    with open(SCHEMA, "rb") as f:
-        validator = Draft7Validator(json.load(f))
-    found = set()
-    for error in validator.iter_errors(doc):
-        pointer = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path)
-        found.add((pointer, error.message[:300]))
-    return sorted(found)
+    return own_violations(doc, SCHEMA)
 
 
-def read_record(path: str, kind: str, warn: Callable[[str], None]) -> dict[str, Any] | None:
+def read_record(path: str, kind: str) -> dict[str, Any] | None:
     """The record of `kind` in the file at `path`; None when missing, or (with a warning naming
     the file and JSON pointer) when it is not a valid record."""
     try:
@@ -110,12 +109,12 @@ def read_record(path: str, kind: str, warn: Callable[[str], None]) -> dict[str, 
     try:
         doc = json.loads(data)
     except ValueError:
-        warn(f"{path}: /: not valid JSON (ignored: the step runs again)")
+        log.warning(f"{path}: /: not valid JSON (ignored: the step runs again)")
         return None
     if not plainly_valid(doc):
         problems = violations(doc)
         if problems:
-            warn(str(InvalidDocument(path, problems)).splitlines()[0] + " (ignored: the step runs again)")
+            log.warning(str(InvalidDocument(path, problems)).splitlines()[0] + " (ignored: the step runs again)")
             return None
     if doc.get("kind") != kind:
         return None
@@ -125,11 +124,16 @@ def read_record(path: str, kind: str, warn: Callable[[str], None]) -> dict[str, 
 class BuildCache:
     """The cache of one layout (see the module doc)."""
 
-    def __init__(self, layout: Layout, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.dir = os.path.join(layout.path, ".ocikit", "build-cache")
-        self.warn = warn or (lambda message: None)
         self._lock_fd: int | None = None
+
+    def make_private(self) -> None:
+        """Create the cache folder, readable by its owner only (see the module doc)."""
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        if os.stat(self.dir).st_mode & 0o077:
+            os.chmod(self.dir, 0o700)
 
     def _path(self, folder: str, key: str) -> str:
         return os.path.join(self.dir, folder, f"{key}.json")
@@ -137,7 +141,7 @@ class BuildCache:
     # -- records -----------------------------------------------------------
 
     def _read(self, folder: str, key: str, kind: str) -> dict[str, Any] | None:
-        return read_record(self._path(folder, key), kind, self.warn)
+        return read_record(self._path(folder, key), kind)
 
     def _write(self, folder: str, key: str, doc: dict[str, Any]) -> None:
         os.makedirs(os.path.join(self.dir, folder), exist_ok=True)
@@ -213,14 +217,12 @@ class BuildCache:
         except OSError:
             if not os.path.isdir(target):  # not there by a concurrent build: keep the folder where it is
                 return folder
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_tree(folder)
         return target
 
     # -- scratch ---------------------------------------------------------------
 
     def context_hashes(self, context: str) -> str:
-        import hashlib
-
         return os.path.join(self.dir, "context", hashlib.sha256(context.encode()).hexdigest()[:32] + ".json")
 
     def work_dir(self) -> str:
@@ -237,7 +239,7 @@ class BuildCache:
         return path
 
     def release(self, path: str) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
         try:
             os.unlink(path + ".lock")
         except FileNotFoundError:
@@ -245,6 +247,12 @@ class BuildCache:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def sweep_work(self) -> None:
+        """Remove the scratch folders of builds that are gone (killed ones leave theirs)."""
+        work = os.path.join(self.dir, "work")
+        if os.path.isdir(work):
+            self._sweep(work)
 
     @staticmethod
     def _sweep(work: str) -> None:
@@ -262,7 +270,7 @@ class BuildCache:
             except OSError:
                 os.close(fd)
                 continue
-            shutil.rmtree(path[: -len(".lock")], ignore_errors=True)
+            remove_tree(path[: -len(".lock")])
             os.unlink(path)
             os.close(fd)
 
@@ -276,8 +284,8 @@ class BuildCache:
             path = os.path.join(self.dir, folder)
             if os.path.isdir(path):
                 records += len(os.listdir(path))
-                shutil.rmtree(path, ignore_errors=True)
-        shutil.rmtree(os.path.join(self.dir, "trees"), ignore_errors=True)
+                remove_tree(path)
+        remove_tree(os.path.join(self.dir, "trees"))
         if os.path.isdir(os.path.join(self.dir, "work")):
             self._sweep(os.path.join(self.dir, "work"))
         blobs = self.layout.gc()

@@ -1,8 +1,10 @@
 """Sources of COPY and ADD: paths in the build context (or in another stage's root), globs,
 the ignore file, and a content digest of what a step copies.
 
-* A source path is relative to the root it is taken from; `..` cannot leave it, and
-  symlinks on the way are followed inside it (also the last component, as Docker does).
+* A source path is relative to the root it is taken from; `..` cannot leave it (`../x` is
+  `x`, as BuildKit and buildah clean it; Docker's legacy builder refused it), and symlinks
+  on the way are followed inside it (also the last component, as Docker does): a link to
+  `/etc/passwd` names the context's `etc/passwd`. A symlink loop is refused by name.
 * Wildcards are Go's `filepath.Match`, one path component at a time: `*`, `?`, `[a-z]`,
   `[^a]`, `\\` escapes.
 * In the context, a path the ignore file excludes is not there; a directory is walked
@@ -24,15 +26,16 @@ import re
 import stat
 import tarfile
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import BinaryIO
 
 from oci.build.entry import Entry
 from oci.build.source import entry_of
+from oci.dockerfile.cache import read_record
 from oci.dockerfile.ignore import Matcher
+from oci.dockerfile.tree import open_in_root
 from oci.errors import InvalidInput, NotFound
-from oci.linux.kernel import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, kernel
+from oci.fsutil import write_atomic
 
-_RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 _WILDCARD = re.compile(r"(?<!\\)[*?\[]")
 _TYPES = {tarfile.REGTYPE: "f", tarfile.DIRTYPE: "d", tarfile.SYMTYPE: "l", tarfile.LNKTYPE: "h",
           tarfile.CHRTYPE: "c", tarfile.BLKTYPE: "b", tarfile.FIFOTYPE: "p"}
@@ -70,26 +73,42 @@ def _component_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
+def open_in(context: str, path: str) -> BinaryIO:
+    """Open file `path` for reading; when it lies in `context`, with symlinks resolved inside
+    the context, so that a hostile context's `Dockerfile -> /etc/shadow` reads the context's
+    own `etc/shadow` (missing) and never the host's. OSError as open() raises it."""
+    context, path = os.path.abspath(context), os.path.abspath(path)
+    if os.path.commonpath([context, path]) != context or path == context:
+        return open(path, "rb")
+    root = os.open(context, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = open_in_root(root, os.path.relpath(path, context), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror, path) from None
+    finally:
+        os.close(root)
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    return os.fdopen(fd, "rb")
+
+
 def source_path(text: str) -> str:
-    """A source argument as a clean path relative to its root; refuses paths that leave it."""
-    joined = posixpath.normpath(text.lstrip("/") or ".")
-    if joined == ".." or joined.startswith("../"):
-        raise InvalidInput(f"{text}: forbidden path outside the build context")
-    return "" if joined == "." else joined
+    """A source argument as a clean path relative to its root (`..` stops at the root)."""
+    joined = posixpath.normpath("/" + text).lstrip("/")
+    return "" if joined in ("", ".") else joined
 
 
 class HashCache:
     """sha256 of context files, remembered by (size, mtime, ctime, inode) between builds (a
     cache record of kind `context`)."""
 
-    def __init__(self, path: str | None, warn: Callable[[str], None] | None = None) -> None:
-        from oci.dockerfile.cache import read_record
-
+    def __init__(self, path: str | None) -> None:
         self.path = path
         self.files: dict[str, list] = {}
         self.changed = False
         if path:
-            doc = read_record(path, "context", warn or (lambda message: None))
+            doc = read_record(path, "context")
             if doc is not None:
                 self.files = doc["files"]
 
@@ -110,7 +129,6 @@ class HashCache:
     def save(self) -> None:
         if not self.path or not self.changed:
             return
-        from oci.fsutil import write_atomic
 
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         write_atomic(self.path, json.dumps({"kind": "context", "files": self.files}).encode())
@@ -131,6 +149,24 @@ class Found:
 
 
 @dataclass
+class _Frame:
+    """A folder being walked: its names still to see, where it is, its own item's index."""
+
+    names: list[str]
+    host: str
+    rel: str
+    below: str
+    mark: int | None
+    excluded: bool
+    added: bool = False
+
+
+def shown_path(path: str) -> str:
+    """A host path for a message: a very long one shortened in the middle."""
+    return path if len(path) <= 200 else f"{path[:100]}...{path[-80:]}"
+
+
+@dataclass
 class Item:
     """One file to write: its path relative to the copy's destination and its entry."""
 
@@ -147,6 +183,7 @@ class SourceRoot:
     path: str
     ignore: Matcher = field(default_factory=lambda: Matcher([]))
     hashes: HashCache | None = None
+    where: str = "build context"  # what errors call it
 
     def __post_init__(self) -> None:
         self.path = os.path.abspath(self.path)
@@ -160,9 +197,11 @@ class SourceRoot:
         except OSError as err:
             raise NotFound(f"{self.path}: {err.strerror}") from None
         try:
-            fd = kernel().openat2(root, rel, os.O_PATH | os.O_CLOEXEC, _RESOLVE)
+            fd = open_in_root(root, rel, os.O_PATH | os.O_CLOEXEC)
         except OSError as err:
-            if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            if err.errno == errno.ELOOP:
+                raise InvalidInput(f"{rel}: too many levels of symbolic links (a symlink loop)") from None
+            if err.errno in (errno.ENOENT, errno.ENOTDIR):
                 return None
             raise
         finally:
@@ -171,6 +210,23 @@ class SourceRoot:
             return os.readlink(f"/proc/self/fd/{fd}")
         finally:
             os.close(fd)
+
+    def why_missing(self, text: str) -> str:
+        """Why source `text` names nothing: a dangling symlink (one to the host's files, say)
+        is shown with its target."""
+        rel = source_path(text)
+        if rel and self.ignore.excluded(rel):
+            return f"excluded by the ignore file (.dockerignore) of the {self.where}"
+        head, _, name = rel.rpartition("/")
+        parent = self._resolve(head) if name else None
+        if parent is not None:
+            try:
+                target = os.readlink(os.path.join(parent, name))
+            except OSError:
+                pass
+            else:
+                return f"a symlink to {target}, which is not in the {self.where} (symlinks resolve inside it)"
+        return f"no such file or directory in the {self.where}"
 
     def _listing(self, rel: str) -> list[str]:
         host = self._resolve(rel)
@@ -192,7 +248,15 @@ class SourceRoot:
             regex = _component_regex(part)
             candidates = [posixpath.join(c, name) if c else name
                           for c in candidates for name in self._listing(c) if regex.match(name)]
-        return [f for f in (self._found(c) for c in sorted(candidates)) if f is not None]
+        matches: list[Found] = []
+        for candidate in sorted(candidates):
+            if self.ignore.excluded(candidate):
+                continue
+            match = self._found(candidate)
+            if match is None:  # listed, yet nothing there: a dangling symlink (buildah refuses it too)
+                raise NotFound(f"{candidate}: {self.why_missing(candidate)}")
+            matches.append(match)
+        return matches
 
     def _found(self, rel: str) -> Found | None:
         if rel and self.ignore.excluded(rel):
@@ -215,17 +279,25 @@ class SourceRoot:
         self._walk(found.host, found.rel, "", items, links)
         return items
 
-    def _walk(self, host: str, rel: str, below: str, items: list[Item], links: dict[tuple[int, int], str]) -> bool:
-        """Add the entries under directory `host`; True when anything was added."""
-        try:
-            names = sorted(os.listdir(host))
-        except OSError as err:
-            raise InvalidInput(f"{host}: cannot list: {err.strerror}") from None
-        added = False
-        for name in names:
-            child_rel = f"{rel}/{name}" if rel else name
-            child_below = f"{below}/{name}" if below else name
-            path = os.path.join(host, name)
+    def _walk(self, host: str, rel: str, below: str, items: list[Item], links: dict[tuple[int, int], str]) -> None:
+        """Add the entries under directory `host`, depth first, each folder's in name order (a
+        loop, not recursion: a tree of any depth). An excluded folder stays only when an
+        exception of the ignore file re-includes something below it."""
+        stack = [_Frame(self._names(host), host, rel, below, None, False)]
+        while stack:
+            frame = stack[-1]
+            if not frame.names:
+                stack.pop()
+                if frame.mark is not None:
+                    if frame.excluded and not frame.added:
+                        del items[frame.mark]  # nothing below it was kept: its item is the last
+                    else:
+                        stack[-1].added = True
+                continue
+            name = frame.names.pop()
+            child_rel = f"{frame.rel}/{name}" if frame.rel else name
+            child_below = f"{frame.below}/{name}" if frame.below else name
+            path = os.path.join(frame.host, name)
             try:
                 st = os.lstat(path)
             except FileNotFoundError:
@@ -237,12 +309,8 @@ class SourceRoot:
                 entry = entry_of(path, child_below, st, links)
                 if entry is None:
                     continue
-                mark = len(items)
                 items.append(Item(child_below, entry, path))
-                if not self._walk(path, child_rel, child_below, items, links) and excluded:
-                    del items[mark]
-                    continue
-                added = True
+                stack.append(_Frame(self._names(path), path, child_rel, child_below, len(items) - 1, excluded))
                 continue
             if excluded:
                 continue
@@ -253,8 +321,15 @@ class SourceRoot:
             if entry.type == tarfile.LNKTYPE:
                 item.link_rel = entry.linkname
             items.append(item)
-            added = True
-        return added
+            frame.added = True
+
+    @staticmethod
+    def _names(host: str) -> list[str]:
+        """A folder's names, last first (they are popped)."""
+        try:
+            return sorted(os.listdir(host), reverse=True)
+        except OSError as err:
+            raise InvalidInput(f"{shown_path(host)}: cannot list: {err.strerror}") from None
 
     def digest(self, items: list[Item], hasher: hashlib._Hash) -> None:
         """Feed the content digest of `items` into `hasher`."""

@@ -11,9 +11,12 @@ import os
 import posixpath
 import re
 import tarfile
+import time
 from typing import TYPE_CHECKING, BinaryIO, Callable
+from urllib.parse import urlsplit
 
 from oci.build.entry import Entry
+from oci.dockerfile import archive, base, remote
 from oci.dockerfile import instructions as ins
 from oci.dockerfile.context import Found, Item, SourceRoot, has_wildcard
 from oci.dockerfile.mounts import Overlay, Workspace
@@ -21,7 +24,7 @@ from oci.dockerfile.parser import Heredoc
 from oci.dockerfile.state import Settings, State, keyed_config, oci_layer, owner_of, step_key, to_json
 from oci.dockerfile.tree import Owner, Tree
 from oci.dockerfile.words import Lexer
-from oci.errors import InvalidInput, NotFound, OciError
+from oci.errors import InvalidInput, NotFound, OciError, Unsupported
 
 _CHMOD = re.compile(r"^[0-7]{1,4}$")
 
@@ -60,6 +63,9 @@ class CopySteps:
         if len(sources) + len(contents) > 1 and not as_dir:
             raise self._fail(instruction, "When using COPY with more than one source file, the destination must be "
                              "a directory and end with a /", InvalidInput)
+        if instruction.add and (git := next((s for s in sources if _is_git(s)), None)):
+            raise self._fail(instruction, f"{git}: ADD of a git repository is not supported by oci-build (clone it "
+                             "into the context, then COPY it)", Unsupported)
         urls = [s for s in sources if instruction.add and _is_url(s)]
         local = [s for s in sources if s not in urls]
         root, source_key = self._source_root(state, instruction) if local else (None, "")
@@ -126,7 +132,6 @@ class CopySteps:
             return LazyRoot(self, built), "stage " + ",".join(str(d) for d in built.diff_ids)
         if self.program.stage(name) is not None and not name.isdigit():
             raise InvalidInput(f"--from={name}: a stage can only copy from a stage defined before it")
-        from oci.dockerfile import base
 
         image = base.resolve(name, state.platform, self.settings.store, self.settings.cache,
                              registry=self.settings.registry, pull=self.settings.pull,
@@ -142,8 +147,7 @@ class CopySteps:
         for source in sources:
             matches = root.select(source)
             if not matches and not has_wildcard(source):
-                where = "build context" if root is self.settings.context else "source stage or image"
-                raise NotFound(f"{source}: no such file or directory in the {where}")
+                raise NotFound(f"{source}: {root.why_missing(source)}")
             for match in matches:
                 groups.append((match, root.items(match)))
         return groups
@@ -167,25 +171,15 @@ class CopySteps:
             return
         item = items[0]
         path = posixpath.join(target, posixpath.basename(match.rel) or item.rel) if as_directory else target
-        if instruction.add and not keep_owner and _is_archive(match.host):
-            self._unpack(tree, match.host, target, parents)
+        if instruction.add and not keep_owner and archive.is_archive(match.host):
+            os.close(tree.makedirs(target, parents))
+            archive.unpack(tree, match.host, target, parents, self.settings.budget(), match.rel)
             return
         tree.put(item.entry, path, owner_of(item.entry), mode, None, parents)
 
-    def _unpack(self, tree: Tree, archive: str, target: str, parents: Owner) -> None:
-        from oci.build.source import from_tarball
-
-        os.close(tree.makedirs(target, parents))
-        for entry in from_tarball(archive, tmp_dir=self._workspace().dir):
-            path = posixpath.join(target, entry.name)
-            link = posixpath.join(target, entry.linkname) if entry.type == tarfile.LNKTYPE else None
-            tree.put(entry, path, None, None, link, parents)
-
     def _download(self, instruction: ins.Copy, url: str) -> tuple[str, str, str]:
-        from oci.dockerfile import remote
-
         path = os.path.join(self._workspace().new_dir("download"), "file")
-        digest = remote.download(url, path, instruction.checksum, self.settings.registry)
+        digest = remote.download(url, path, instruction.checksum, self.settings.registry, self.settings.max_size)
         return url, digest, path
 
 
@@ -195,7 +189,7 @@ class LazyRoot(SourceRoot):
     def __init__(self, executor: CopySteps, state: State) -> None:
         self.executor, self.state = executor, state
         self.overlay: Overlay | None = None
-        super().__init__("/")
+        super().__init__("/", where="source stage or image")
 
     def _mount(self) -> None:
         if self.overlay is None:
@@ -217,8 +211,6 @@ class LazyRoot(SourceRoot):
 
 
 def _now(epoch: int | None) -> int:
-    import time
-
     return int(time.time()) if epoch is None else min(int(time.time()), epoch)
 
 
@@ -229,33 +221,24 @@ def _file_opener(path: str) -> Callable[[], BinaryIO]:
     return opener
 
 
+def _is_git(text: str) -> bool:
+    """A git repository as BuildKit's ADD recognises one: git://, git@, ssh://, or an http(s)
+    URL whose path ends in .git (a #ref may follow)."""
+    if text.startswith(("git://", "git@", "ssh://")):
+        return True
+    if not _is_url(text):
+        return False
+    from urllib.parse import urlsplit
+
+    return urlsplit(text).path.rstrip("/").endswith(".git")
+
+
 def _is_url(text: str) -> bool:
     return text.startswith(("http://", "https://"))
 
 
 def _url_name(url: str) -> str:
-    from urllib.parse import urlsplit
-
     name = posixpath.basename(urlsplit(url).path.rstrip("/"))
     return name or "download"
 
 
-ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
-
-
-def _is_archive(path: str) -> bool:
-    """Whether ADD unpacks this file: compressed (gzip, bzip2, xz, zstd) or a plain tar."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError:
-        return False
-    if head.startswith(ARCHIVE_MAGIC):
-        return True
-    if len(head) < 512:
-        return False
-    try:
-        tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
-    except tarfile.HeaderError:
-        return False
-    return True

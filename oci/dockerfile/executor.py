@@ -27,10 +27,14 @@ import copy
 import os
 import posixpath
 import re
+import shlex
 from typing import Any, Callable
 
 from oci.build import config as configs
 from oci.build.entry import Policy
+from oci.build.layer import write_layer
+from oci.build.source import from_directory
+from oci.dockerfile import base, runstep
 from oci.dockerfile import instructions as ins
 from oci.dockerfile.cache import LayerRecord
 from oci.dockerfile.copystep import CopySteps
@@ -51,9 +55,11 @@ from oci.dockerfile.state import (
 )
 from oci.dockerfile.tree import Owner, Tree
 from oci.dockerfile.words import Lexer
-from oci.errors import InvalidInput, OciError
+from oci.errors import IntegrityError, InvalidInput, OciError
 from oci.image import Image
 from oci.platform import Platform
+from oci.unpack import overlay as layer_cache
+from oci.unpack.options import Options
 
 _PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
 
@@ -190,7 +196,6 @@ class Executor(CopySteps):
                          step_key(built.key, "FROM-STAGE"), built.platform, shell=list(built.shell),
                          base_digest=built.base_digest, name=stage.name, index=stage.index,
                          base_layers=built.base_layers)
-        from oci.dockerfile import base
 
         try:
             image = base.resolve(name, platform, self.settings.store, self.settings.cache,
@@ -231,7 +236,8 @@ class Executor(CopySteps):
             raise located(err, instruction.node.where(self.program.dockerfile.path),
                           f"{instruction.keyword} {_short(instruction)}") from None
         except OSError as err:  # a file the step could not read or write, named with the step
-            where = f"{err.filename}: " if err.filename else ""
+            name = str(err.filename) if err.filename else ""
+            where = f"{name if len(name) <= 200 else name[:100] + '...' + name[-80:]}: " if name else ""
             raise located(OciError(f"{where}{err.strerror or err}"), instruction.node.where(
                 self.program.dockerfile.path), f"{instruction.keyword} {_short(instruction)}") from None
 
@@ -382,8 +388,6 @@ class Executor(CopySteps):
         missing = [i for i, folder in enumerate(state.dirs) if folder is None]
         if not missing:
             return [folder for folder in state.dirs if folder is not None]
-        from oci.unpack import overlay as layer_cache
-        from oci.unpack.options import Budget, Options
 
         last = max(missing) + 1
         manifest = {"layers": [layer.to_json() for layer in state.layers[:last]]}
@@ -393,7 +397,12 @@ class Executor(CopySteps):
         if self._layer_cache_session is None:  # held until the build ends: oci-unpack --gc waits for it
             self._layer_cache_session = cache.session()
             self._layer_cache_session.__enter__()
-        folders = cache.ensure(image, Options(warn=self.settings.progress.warn), Budget(64 << 30, 2_000_000))
+        try:
+            folders = cache.ensure(image, Options(), self.settings.budget())
+        except IntegrityError as err:
+            err.message = f"the layers of the stage's base image: {err.message}"
+            err.args = (err.message,)
+            raise
         for i, folder in enumerate(folders):
             state.dirs[i] = state.dirs[i] or folder
         return [folder for folder in state.dirs if folder is not None]
@@ -426,9 +435,6 @@ class Executor(CopySteps):
         state.config.setdefault("history", []).append(dict(record.history))
 
     def _commit(self, overlay: Overlay, created_by: str) -> LayerRecord:
-        from oci.build.layer import write_layer
-        from oci.build.source import from_directory
-
         entries = from_directory(overlay.upper, upper=True)
         first = next(entries, None)
         history: dict[str, Any] = {"created": configs.timestamp(self.settings.epoch), "created_by": created_by,
@@ -480,8 +486,6 @@ class Executor(CopySteps):
         key = step_key(state.key, "RUN", to_json(args), *arg_env, to_json(keyed_config(state)))
 
         def work(overlay: Overlay) -> None:
-            from oci.dockerfile import runstep
-
             spec = runstep.RunSpec(args, state.config, arg_env + proxies, network, self.settings.net_state_dir)
             self.settings.progress.flush()
             status, printed = runstep.run(self._workspace(), overlay, spec, self.settings.output)
@@ -513,8 +517,6 @@ class Executor(CopySteps):
 
 def _script_runner(data: str) -> str:
     """A here-document with a shebang runs as a script (BuildKit writes it to a file)."""
-    import shlex
-
     return f"f=$(mktemp) && printf %s {shlex.quote(data)} > \"$f\" && chmod +x \"$f\" && \"$f\"; s=$?; rm -f \"$f\"; " \
            "exit $s"
 

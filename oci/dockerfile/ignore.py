@@ -18,10 +18,12 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from oci.errors import InvalidInput
 
 IGNORE_FILES = (".dockerignore", ".containerignore")
+MAX_SIZE = 16 << 20
 _REGEX_SPECIAL = set(".+()|{}$")
 
 
@@ -146,7 +148,8 @@ def read_patterns(text: str) -> list[str]:
     if text.startswith("\ufeff"):
         text = text[1:]
     patterns = []
-    for line in text.splitlines():
+    for line in text.removesuffix("\n").split("\n"):  # as Go's bufio.ScanLines: `\n` or `\r\n` ends a line
+        line = line.removesuffix("\r")
         if line.startswith("#"):
             continue
         patterns.append(line)
@@ -155,25 +158,36 @@ def read_patterns(text: str) -> list[str]:
 
 def find(context: str, dockerfile: str | None) -> str | None:
     """The ignore file that applies: `DOCKERFILE.dockerignore`, else the context's."""
-    if dockerfile:
-        beside = dockerfile + ".dockerignore"
-        if os.path.isfile(beside):
-            return beside
-    for name in IGNORE_FILES:
-        path = os.path.join(context, name)
-        if os.path.isfile(path):
+    names = ([dockerfile + ".dockerignore"] if dockerfile else []) + [os.path.join(context, n) for n in IGNORE_FILES]
+    for path in names:
+        try:
+            _open(context, path).close()
             return path
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            continue
+        except OSError:
+            return path  # unreadable: `load` says why
     return None
 
 
+def _open(context: str, path: str) -> BinaryIO:
+    from oci.dockerfile.context import open_in
+
+    return open_in(context, path)
+
+
 def load(context: str, dockerfile: str | None) -> Matcher:
-    """The matcher for a build context (empty when there is no ignore file)."""
+    """The matcher for a build context (empty when there is no ignore file). Inside the
+    context, symlinks are resolved inside it."""
     path = find(context, dockerfile)
     if path is None:
         return Matcher([])
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
+        with _open(context, path) as f:
+            data = f.read(MAX_SIZE + 1)
+        if len(data) > MAX_SIZE:
+            raise InvalidInput(f"{path}: larger than {MAX_SIZE >> 20} MiB: not an ignore file")
+        text = data.decode("utf-8", "surrogateescape")
     except OSError as err:
         raise InvalidInput(f"{path}: cannot read: {err.strerror}") from None
     try:

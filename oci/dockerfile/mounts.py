@@ -15,9 +15,9 @@ content outside the upper directory (redirect_dir, metacopy, index) are turned o
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 
+from oci.dockerfile.lifetime import RuntimeRoot, remove_tree
 from oci.errors import OciError, Unsupported
 from oci.linux import overlayfs
 from oci.linux.kernel import CLONE_NEWNS, MNT_DETACH, kernel
@@ -61,7 +61,7 @@ class Workspace:
         self.count = 0
         self.links: dict[str, str] = {}
         self.mounted: list[Overlay] = []
-        self.runtime_root: str | None = None  # oci-run's state folder, made by the first RUN
+        self.runtime_root: RuntimeRoot | None = None  # oci-run's state folder, made by the first RUN
 
     def _link(self, layer: str) -> str:
         name = self.links.get(layer)
@@ -109,7 +109,7 @@ class Workspace:
     def discard(self, overlay: Overlay) -> None:
         """Unmount and delete an overlay's folders."""
         self.unmount(overlay)
-        shutil.rmtree(os.path.dirname(overlay.rootfs), ignore_errors=True)
+        remove_tree(os.path.dirname(overlay.rootfs))
 
     def close(self) -> None:
         for overlay in list(self.mounted):
@@ -117,6 +117,7 @@ class Workspace:
                 self.unmount(overlay)
             except OSError:
                 pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_tree(self.dir)
         if self.runtime_root is not None:
-            shutil.rmtree(self.runtime_root, ignore_errors=True)
+            self.runtime_root.close()
+            self.runtime_root = None

@@ -12,6 +12,12 @@
 * Leading `--name=value` words are the instruction's flags.
 
 Every node knows its lines, so errors name FILE:LINE.
+
+What BuildKit's scanner does to the text is done here too: a UTF-8 byte order mark is
+dropped and lines end at `\n` or `\r\n` (here-document bodies included); a line longer
+than 65535 bytes is refused with BuildKit's message (buildah silently drops the rest of
+the file). A NUL byte is refused: no program could be given an argument holding it.
+Invalid UTF-8 is kept, byte for byte (as `surrogateescape`), as Go keeps it in a string.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from oci.dockerfile.words import ExpansionError, Lexer
 from oci.errors import InvalidInput, OciError
 
 DEFAULT_ESCAPE = "\\"
+MAX_LINE = 65535  # bytes: bufio.MaxScanTokenSize - 1, BuildKit's limit
 DIRECTIVES = ("syntax", "escape", "check")
 HEREDOC_INSTRUCTIONS = ("run", "copy", "add")
 _DIRECTIVE = re.compile(r"^([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
@@ -161,7 +168,16 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
     """Parse Dockerfile `text` (named `path` in errors)."""
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = text.splitlines(keepends=True)
+    text = text.replace("\r\n", "\n")
+    if "\0" in text:
+        raise DockerfileError("a NUL byte (a binary file, not a Dockerfile?)",
+                              source=f"{path}:{text.count(chr(10), 0, text.index(chr(0))) + 1}")
+    lines = text.split("\n")
+    lines = [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE // 4 and len(line.encode("utf-8", "surrogateescape")) > MAX_LINE + 1:
+            raise DockerfileError(f"dockerfile line greater than max allowed size of {MAX_LINE}",
+                                  source=f"{path}:{number}")
     directives = _Directives()
     nodes: list[Node] = []
     warnings: list[str] = []

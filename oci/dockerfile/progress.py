@@ -15,12 +15,11 @@ The stage prefix appears when the Dockerfile has several stages. Step lines are 
 from __future__ import annotations
 
 import sys
-from typing import Callable, TextIO
+from typing import TextIO
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from oci.digest import Digest
-    from oci.dockerfile.instructions import Stage
+from oci import log
+from oci.digest import Digest
+from oci.dockerfile.instructions import Stage
 
 
 def _short(digest: Digest | str | None) -> str:
@@ -31,12 +30,10 @@ def _short(digest: Digest | str | None) -> str:
 class Progress:
     """Writes the build's step lines; quiet writes nothing but warnings."""
 
-    def __init__(self, stream: TextIO | None = None, quiet: bool = False,
-                 warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
         self.prefix = ""
-        self._warn = warn
 
     def _line(self, text: str) -> None:
         if not self.quiet:
@@ -70,7 +67,5 @@ class Progress:
         self._line(f"--> {_short(digest)}")
 
     def warn(self, text: str) -> None:
-        if self._warn is not None:
-            self._warn(text)
-        else:
-            self.stream.write(f"warning: {text}\n")
+        """A warning, as every warning of the library travels (oci.log: the command's stderr)."""
+        log.warning(text)

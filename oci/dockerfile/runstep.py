@@ -27,11 +27,15 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from oci import schema
+from oci.bundle import build as bundles
+from oci.dockerfile import lifetime
 from oci.dockerfile.mounts import Overlay, Workspace
 from oci.dockerfile.tree import Owner, Tree, clean
 from oci.errors import NotFound
+from oci.fsutil import write_atomic
+from oci.unpack.safepath import Root, UnsafePath
 
-RUNTIME_PARENT = "/run/oci-build"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CHECKOUT_BIN = os.path.join(os.path.dirname(os.path.dirname(_HERE)), "bin")
 
@@ -67,8 +71,6 @@ def run(workspace: Workspace, overlay: Overlay, spec: RunSpec, output: int | Non
 
     With an `output` fd, the container's stdout and stderr go there as they come.
     """
-    from oci.bundle import build as bundles
-
     image = spec.config.get("config") or {}
     cwd = posixpath.normpath(posixpath.join("/", image.get("WorkingDir") or "/"))
     with Tree(overlay.rootfs) as tree:
@@ -82,40 +84,40 @@ def run(workspace: Workspace, overlay: Overlay, spec: RunSpec, output: int | Non
         oci_net=command("oci-net") if spec.network not in ("host", "none") else (),
         net_state_dir=spec.net_state_dir, environ={})
     config = bundles.build(spec.config, overlay.rootfs, bundle, options)
-    _write_config(bundle, config)
     container = f"ocibuild-{secrets.token_hex(6)}"
-    runtime = [*command("oci-run"), "--root", runtime_root(workspace)]
+    config.setdefault("linux", {})["cgroupsPath"] = lifetime.cgroup_path(container)
+    _write_config(bundle, config)
+    runtime = runtime_root(workspace).command()
     captured = output is None
-    process = subprocess.Popen([*runtime, "run", "--bundle", bundle, container], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE if captured else output,
+    # Tied to this process (lifetime's module doc): a SIGKILLed build takes the container along.
+    process = subprocess.Popen(lifetime.tied([*runtime, "run", "--bundle", bundle, container]),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if captured else output,
                                stderr=subprocess.STDOUT if captured else output)
     try:
         printed, _ = process.communicate()
-    except BaseException:  # interrupted: the container goes too
-        subprocess.run([*runtime, "delete", "--force", container], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=30)
+    except BaseException:  # interrupted: the pid namespace goes, then the container's record and cgroup
         process.kill()
         process.wait()
+        try:
+            subprocess.run([*runtime, "delete", "--force", container], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=60)
+        except subprocess.TimeoutExpired:
+            pass  # the workspace's close tries again, and then the next build
         raise
     _drop_mount_points(overlay.upper, before)
     shutil.rmtree(bundle, ignore_errors=True)
     return process.returncode, printed or b""
 
 
-def runtime_root(workspace: Workspace) -> str:
-    """oci-run's state folder for this build: short (its sockets' paths must fit in 108
-    bytes), private to the build, removed with the workspace."""
+def runtime_root(workspace: Workspace) -> lifetime.RuntimeRoot:
+    """oci-run's state folder for this build: private to it, locked while it runs, removed
+    with the workspace (or by the next build when this one is killed)."""
     if workspace.runtime_root is None:
-        os.makedirs(RUNTIME_PARENT, mode=0o700, exist_ok=True)
-        workspace.runtime_root = os.path.join(RUNTIME_PARENT, secrets.token_hex(4))
-        os.makedirs(workspace.runtime_root, mode=0o700)
+        workspace.runtime_root = lifetime.RuntimeRoot(command("oci-run"))
     return workspace.runtime_root
 
 
 def _write_config(bundle: str, config: dict[str, Any]) -> None:
-    from oci import schema
-    from oci.fsutil import write_atomic
-
     path = os.path.join(bundle, "config.json")
     data = json.dumps(config, indent=2).encode() + b"\n"
     schema.load(data, "runtime-config", path, remember=True)
@@ -132,8 +134,6 @@ def _existing(tree: Tree) -> set[str]:
 
 def _drop_mount_points(upper: str, before: set[str]) -> None:
     """Remove the mount points the runtime made, still empty, from the upper directory."""
-    from oci.unpack.safepath import Root, UnsafePath
-
     with Root(upper) as root:
         for path in MOUNT_POINTS:
             if path in before:

@@ -9,23 +9,18 @@ empty, and one entry for the squashed layer follows them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from oci.build import config as configs
 from oci.dockerfile.cache import LayerRecord
-
-if TYPE_CHECKING:
-    from oci.dockerfile.executor import Executor
-    from oci.dockerfile.state import State
+from oci.dockerfile.executor import Executor
+from oci.dockerfile.state import State
+from oci.unpack.apply import apply_layer
+from oci.unpack.decompress import LayerStream
+from oci.unpack.options import Options
+from oci.unpack.safepath import Root
 
 
 def squash(executor: Executor, state: State) -> None:
     """Replace the state's added layers with one layer of their combined changes."""
-    from oci.unpack.apply import apply_layer
-    from oci.unpack.decompress import LayerStream
-    from oci.unpack.options import Budget, Options
-    from oci.unpack.safepath import Root
-
     base = state.base_layers
     added = state.layers[base:]
     if len(added) < 2:
@@ -35,7 +30,7 @@ def squash(executor: Executor, state: State) -> None:
     lowers = executor.lowers(state)[:base]
     workspace = executor._workspace()
     overlay = workspace.mount(lowers)
-    budget = Budget(64 << 30, 2_000_000)
+    budget = executor.settings.budget()
     try:
         with Root(overlay.rootfs) as root:
             for index in range(base, len(state.layers)):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+from oci.bundle import users
 from oci.descriptor import (
     DOCKER_LAYER,
     DOCKER_LAYER_GZIP,
@@ -19,14 +20,15 @@ from oci.descriptor import (
 from oci.digest import Digest
 from oci.dockerfile.cache import BuildCache
 from oci.dockerfile.context import SourceRoot
+from oci.dockerfile.progress import Progress
 from oci.errors import OciError
 from oci.layout import Layout
 from oci.platform import Platform
+from oci.unpack.options import Budget
 
-if TYPE_CHECKING:
-    from oci.dockerfile.progress import Progress
-
-KEY_VERSION = "oci-build/1"
+KEY_VERSION = "oci-build/2"
+MAX_SIZE = 64 << 30  # bytes, as oci-unpack's default --max-size
+MAX_ENTRIES = 2_000_000  # as oci-unpack's default --max-entries
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY",
               "no_proxy", "ALL_PROXY", "all_proxy")
@@ -62,6 +64,14 @@ class Settings:
     layer_cache: str | None = None
     output: int | None = 2  # where RUN output goes (None: captured, shown when the step fails)
     workspace_dir: Callable[[], str] | None = None
+    max_size: int = MAX_SIZE  # caps on what the build unpacks or downloads (--max-size, --max-entries)
+    max_entries: int = MAX_ENTRIES
+
+    def budget(self) -> Budget:
+        """Fresh caps for one image's layers, one archive ADD unpacks or one URL it downloads."""
+        from oci.unpack.options import Budget
+
+        return Budget(self.max_size, self.max_entries)
 
 
 @dataclass
@@ -117,8 +127,6 @@ def owner_of(rootfs: str, spec: str, numeric_group: bool = False) -> tuple[int, 
     """`user[:group]` (names or numbers) resolved in the image's /etc/passwd and /etc/group.
 
     A number without a group is also the group (Docker's rule for --chown)."""
-    from oci.bundle import users
-
     user_part, sep, _ = spec.partition(":")
     resolved = users.resolve(rootfs, spec)
     if numeric_group and not sep and user_part.isdigit():

@@ -17,10 +17,10 @@ import posixpath
 import stat
 import tarfile
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
-from oci.build.entry import Entry
-from oci.errors import InvalidInput, OciError
+from oci.build.entry import WHITEOUT_PREFIX, Entry
+from oci.errors import IntegrityError, InvalidInput, OciError
 from oci.linux.kernel import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, kernel
 
 _RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
@@ -28,6 +28,26 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _PATH = os.O_PATH | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK = 1 << 20
+RETRIES = 100  # openat2's EAGAIN, see open_in_root
+
+
+def open_in_root(root_fd: int, rel: str, flags: int) -> int:
+    """openat2 of `rel` with symlinks and `..` resolved inside `root_fd`. The kernel answers
+    EAGAIN when a rename or mount anywhere on the host raced a `..` of the walk (a symlink
+    like `lib -> ../usr/lib` on a busy machine): asked again, as openat2(2) says to."""
+    for _ in range(RETRIES):
+        try:
+            return kernel().openat2(root_fd, rel, flags, _RESOLVE)
+        except OSError as err:
+            if err.errno != errno.EAGAIN:
+                raise
+    return kernel().openat2(root_fd, rel, flags, _RESOLVE)
+
+
+def shown(path: str) -> str:
+    """A container path for a message: a very long one shortened in the middle."""
+    text = "/" + clean(path)
+    return text if len(text) <= 200 else f"{text[:100]}...{text[-80:]}"
 
 
 def clean(path: str) -> str:
@@ -47,7 +67,8 @@ class Owner:
 class Tree:
     """A root filesystem addressed through its fd."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, layer: bool = True) -> None:
+        self.layer = layer  # the root becomes a layer: `.wh.` names (whiteouts there) are refused
         self.path = os.path.abspath(root)
         self.fd = os.open(self.path, _DIR)
         self.privileged = os.geteuid() == 0
@@ -67,7 +88,7 @@ class Tree:
     def open(self, path: str, flags: int = _PATH) -> int:
         """An fd of `path`, symlinks followed inside the root (OSError when missing)."""
         rel = clean(path)
-        return os.dup(self.fd) if not rel else kernel().openat2(self.fd, rel, flags, _RESOLVE)
+        return os.dup(self.fd) if not rel else open_in_root(self.fd, rel, flags)
 
     def stat(self, path: str) -> os.stat_result | None:
         """stat of `path` (symlinks followed inside the root), None when missing."""
@@ -110,26 +131,32 @@ class Tree:
     def makedirs(self, path: str, owner: Owner = Owner(), mode: int = 0o755) -> int:
         """An fd of directory `path`, made with its missing parents (owned by `owner`); caller closes."""
         rel = clean(path)
-        try:
-            return self.open(rel, _DIR)
-        except OSError as err:
-            if err.errno != errno.ENOENT:
-                if err.errno == errno.ENOTDIR:
-                    raise InvalidInput(f"/{rel}: a path component is not a directory") from None
-                raise
-        head, _, name = rel.rpartition("/")
-        parent = self.makedirs(head, owner, mode)
-        try:
+        parts = rel.split("/") if rel else []
+        # The deepest existing directory first (a loop, not recursion: an archive may nest thousands deep).
+        found = len(parts)
+        while True:
             try:
-                os.mkdir(name, mode, dir_fd=parent)
-            except FileExistsError:
-                raise InvalidInput(f"/{rel}: cannot make a directory over a dangling symlink") from None
-            fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=parent)
-        finally:
-            os.close(parent)
-        if self.privileged and (owner.uid, owner.gid) != (0, 0):
-            os.fchown(fd, owner.uid, owner.gid)
-        os.fchmod(fd, mode)
+                fd = self.open("/".join(parts[:found]), _DIR)
+                break
+            except OSError as err:
+                if err.errno == errno.ENOTDIR:
+                    raise InvalidInput(f"{shown(rel)}: a path component is not a directory") from None
+                if err.errno != errno.ENOENT or found == 0:
+                    raise
+            found -= 1
+        for name in parts[found:]:
+            try:
+                try:
+                    os.mkdir(name, mode, dir_fd=fd)
+                except FileExistsError:
+                    raise InvalidInput(f"{shown(rel)}: cannot make a directory over a dangling symlink") from None
+                child = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=fd)
+            finally:
+                os.close(fd)
+            fd = child
+            if self.privileged and (owner.uid, owner.gid) != (0, 0):
+                os.fchown(fd, owner.uid, owner.gid)
+            os.fchmod(fd, mode)
         return fd
 
     def parent(self, path: str, owner: Owner = Owner()) -> tuple[int, str]:
@@ -147,11 +174,14 @@ class Tree:
         """Write `entry` at container path `path`: its content and metadata, with the owner
         and permission bits given instead of the entry's when set. A hard link points at the
         container path `link_target`."""
+        if self.layer and posixpath.basename(clean(path)).startswith(WHITEOUT_PREFIX):
+            raise IntegrityError(f"{shown(path)}: a name starting with {WHITEOUT_PREFIX} is a whiteout in a layer "
+                                 "(it would delete a file for whoever unpacks the image)")
         dfd, name = self.parent(path, parents)
         try:
             self._put(dfd, name, clean(path), entry, owner, mode, link_target)
         except OSError as err:
-            raise OciError(f"/{clean(path)}: {err.strerror}") from None
+            raise OciError(f"{shown(path)}: {err.strerror}") from None
         finally:
             os.close(dfd)
 
@@ -211,7 +241,7 @@ class Tree:
             os.chmod(name, perm, dir_fd=dfd, follow_symlinks=False)
             os.utime(name, (entry.mtime, entry.mtime), dir_fd=dfd, follow_symlinks=False)
         else:
-            raise InvalidInput(f"/{rel}: unsupported file type {kind!r}")
+            raise InvalidInput(f"{shown(rel)}: unsupported file type {kind!r}")
 
     def _clear(self, dfd: int, name: str, rel: str) -> None:
         try:
@@ -219,7 +249,7 @@ class Tree:
         except FileNotFoundError:
             return
         if stat.S_ISDIR(found.st_mode):
-            raise InvalidInput(f"/{rel}: cannot replace a directory with a file")
+            raise InvalidInput(f"{shown(rel)}: cannot replace a directory with a file")
         os.unlink(name, dir_fd=dfd)
 
     def _metadata(self, fd: int, uid: int, gid: int, perm: int, entry: Entry) -> None:
@@ -251,7 +281,7 @@ def _remove(dfd: int, name: str) -> None:
     os.unlink(name, dir_fd=dfd)
 
 
-def _copy(source: BinaryIO, fd: int, size: int, rel: str) -> None:
+def _copy(source: IO[bytes], fd: int, size: int, rel: str) -> None:
     remaining = size
     try:
         source_fd = source.fileno()
@@ -265,12 +295,12 @@ def _copy(source: BinaryIO, fd: int, size: int, rel: str) -> None:
                 break
             raise
         if not sent:
-            raise OciError(f"/{rel}: the source ended early (a file shrank while copied)")
+            raise OciError(f"{shown(rel)}: the source ended early (a file shrank while copied)")
         remaining -= sent
     while remaining:
         data = source.read(min(CHUNK, remaining))
         if not data:
-            raise OciError(f"/{rel}: the source ended early (a file shrank while copied)")
+            raise OciError(f"{shown(rel)}: the source ended early (a file shrank while copied)")
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]

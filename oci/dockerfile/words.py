@@ -13,16 +13,23 @@ Dockerfile author tests against:
 * an unset variable expands to nothing (or stays as written with `skip_unset`);
 * `process_words` splits the result on white space; text that came from a variable is split
   too, quoted text never.
+
+Hostile words are bounded: an expansion may nest `${...}` at most `MAX_DEPTH` deep and
+yield at most `MAX_EXPANSION` characters (`ENV A=$A$A`, repeated, doubles a value each
+time; BuildKit and buildah grow it until memory runs out). The `#`, `%` and `/` patterns are
+matched by a finite automaton in time linear in the value (a backtracking regular
+expression takes exponential time on `*a*a*a*b`).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Mapping
 
 from oci.errors import InvalidInput
 
 SPECIAL_PARAMS = "@*#?-$!0"
+MAX_DEPTH = 64
+MAX_EXPANSION = 1 << 20
 _EOF = ""
 
 
@@ -87,6 +94,8 @@ class _Scan:
     def __init__(self, lexer: Lexer, text: str, env: Mapping[str, str]) -> None:
         self.lx, self.text, self.env, self.pos = lexer, text, env, 0
         self.raw_escapes = lexer.raw_escapes
+        self.depth = 0
+        self.size = 0  # characters expanded so far
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else _EOF
@@ -99,17 +108,29 @@ class _Scan:
         return ch
 
     def fail(self, message: str) -> ExpansionError:
-        return ExpansionError(f"failed to process {self.text!r}: {message}")
+        shown = self.text if len(self.text) <= 80 else self.text[:77] + "..."
+        return ExpansionError(f"failed to process {shown!r}: {message}")
+
+    def grew(self, text: str) -> str:
+        """`text`, counted against the expansion cap."""
+        self.size += len(text)
+        if self.size > MAX_EXPANSION:
+            raise self.fail(f"expands to more than {MAX_EXPANSION} characters")
+        return text
 
     def run(self) -> tuple[str, list[str]]:
         return self.stop_on(_EOF, self.raw_escapes)
 
     def stop_on(self, stop: str, raw_escapes: bool) -> tuple[str, list[str]]:
         saved, self.raw_escapes = self.raw_escapes, raw_escapes
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"substitutions nested more than {MAX_DEPTH} deep")
         try:
             return self._stop_on(stop)
         finally:
             self.raw_escapes = saved
+            self.depth -= 1
 
     def _stop_on(self, stop: str) -> tuple[str, list[str]]:
         result: list[str] = []
@@ -121,7 +142,7 @@ class _Scan:
                 self.next()
                 return "".join(result), words.result()
             if ch == "$":
-                text = self.dollar()
+                text = self.grew(self.dollar())
                 result.append(text)
                 words.add_string(text)
             elif ch == "<":
@@ -179,7 +200,7 @@ class _Scan:
                     out.append(ch)
                 return "".join(out)
             if ch == "$":
-                out.append(self.dollar())
+                out.append(self.grew(self.dollar()))
                 continue
             ch = self.next()
             if ch == self.lx.escape:
@@ -237,6 +258,8 @@ class _Scan:
             raise self.fail("syntax error: bad substitution")
         name = self.name()
         ch = self.next()
+        if ch == _EOF:
+            raise self.fail("syntax error: missing '}'")
         modifier = ch
         if ch == "}":
             value, found = self.lookup(name)
@@ -296,57 +319,112 @@ class _Scan:
         value, found = self.lookup(name)
         if self.lx.skip_unset and not found:
             return "${" + name + "/" + pattern + "/" + replacement + "}"
-        regex = _pattern(pattern, greedy=True, anchored=False)
-        if every:
-            return regex.sub(lambda _: replacement, value)
-        return regex.sub(lambda _: replacement, value, count=1)
+        return _replace(pattern, value, replacement, every)
 
 
-def _pattern(pattern: str, greedy: bool, anchored: bool) -> re.Pattern[str]:
-    """A shell wildcard pattern (`*`, `?`, `\\` escapes; no brackets) as a regular expression."""
-    out = ["^"] if anchored else []
-    star = ".*" if greedy else ".*?"
+STAR, ANY = object(), object()  # the tokens of `*` and `?`; other tokens are literal characters
+
+
+def _tokens(pattern: str) -> list[object]:
+    """A shell wildcard pattern (`*`, `?`, `\\` escapes; no brackets) as a list of tokens."""
+    out: list[object] = []
     i = 0
     while i < len(pattern):
         ch = pattern[i]
         i += 1
         if ch == "*":
-            out.append(star)
+            if not out or out[-1] is not STAR:  # `**` is `*`
+                out.append(STAR)
         elif ch == "?":
-            out.append(".")
+            out.append(ANY)
         elif ch == "\\":
             following = pattern[i] if i < len(pattern) else ""
             if following in ("}", "/"):
                 continue
             if following not in ("*", "?", "\\"):
                 raise ExpansionError(f"invalid pattern ({pattern}) in substitution: invalid escape '\\{following}'")
-            out.append(re.escape(following))
+            out.append(following)
             i += 1
         else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
+            out.append(ch)
+    return out
+
+
+def _closure(tokens: list[object], states: set[int]) -> set[int]:
+    """`states` with those a `*` reaches by matching nothing."""
+    found = set(states)
+    for state in sorted(states):
+        while state < len(tokens) and tokens[state] is STAR:
+            state += 1
+            found.add(state)
+    return found
+
+
+def _step(tokens: list[object], states: set[int], ch: str) -> set[int]:
+    after = set()
+    for state in states:
+        if state == len(tokens):
+            continue
+        token = tokens[state]
+        if token is STAR:
+            after.add(state)
+        elif token is ANY or token == ch:
+            after.add(state + 1)
+    return _closure(tokens, after)
+
+
+def _prefix_ends(tokens: list[object], value: str, start: int = 0) -> list[int]:
+    """Every end (ascending) of a prefix of `value[start:]` that the pattern matches whole."""
+    ends = []
+    states = _closure(tokens, {0})
+    if len(tokens) in states:
+        ends.append(start)
+    for i in range(start, len(value)):
+        states = _step(tokens, states, value[i])
+        if not states:
+            break
+        if len(tokens) in states:
+            ends.append(i + 1)
+    return ends
 
 
 def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
-    found = _pattern(pattern, greedy, anchored=True).search(value)
-    return value[found.end():] if found else value
-
-
-def _reverse_pattern(pattern: str) -> str:
-    """The pattern read backwards, escapes kept in front of what they escape."""
-    tokens, i = [], 0
-    while i < len(pattern):
-        if pattern[i] == "\\" and i + 1 < len(pattern):
-            tokens.append(pattern[i:i + 2])
-            i += 2
-        else:
-            tokens.append(pattern[i])
-            i += 1
-    return "".join(reversed(tokens))
+    ends = _prefix_ends(_tokens(pattern), value)
+    return value[(ends[-1] if greedy else ends[0]):] if ends else value
 
 
 def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
-    return _trim_prefix(_reverse_pattern(pattern), value[::-1], greedy)[::-1]
+    ends = _prefix_ends(list(reversed(_tokens(pattern))), value[::-1])
+    return value[: len(value) - (ends[-1] if greedy else ends[0])] if ends else value
+
+
+def _replace(pattern: str, value: str, replacement: str, every: bool) -> str:
+    """The leftmost, longest matches of `pattern` in `value` (the first, or `every` one)
+    replaced, as Go's regexp does it for BuildKit, in time linear in `value`."""
+    tokens = _tokens(pattern)
+    # Where a match may start: a suffix of the reversed value ending there matches `*` + the
+    # reversed pattern (one pass over it).
+    backwards = [STAR, *reversed(tokens)]
+    starts = {len(value) - end for end in _prefix_ends(backwards, value[::-1])}
+    out: list[str] = []
+    position = 0
+    while position <= len(value):
+        start = next((i for i in range(position, len(value) + 1) if i in starts), None)
+        if start is None:
+            break
+        end = _prefix_ends(tokens, value, start)[-1]
+        out.append(value[position:start])
+        out.append(replacement)
+        if end == start:  # an empty match: keep the next character and go on after it
+            if start < len(value):
+                out.append(value[start])
+            position = start + 1
+        else:
+            position = end
+        if not every:
+            break
+    out.append(value[position:])
+    return "".join(out)
 
 
 def parse_words(rest: str, escape: str = "\\") -> list[str]:

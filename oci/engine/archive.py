@@ -17,12 +17,14 @@ the image store's blobs.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import posixpath
 import tarfile
 import time
 from typing import IO, Any
 
+from oci import schema
 from oci.descriptor import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
@@ -79,7 +81,6 @@ def save(store: ImageStore, names: list[str], output: IO[bytes], fmt: str = "doc
         def add_bytes(path: str, data: bytes) -> None:
             info = tarfile.TarInfo(path)
             info.size, info.mtime, info.mode = len(data), mtime, 0o644
-            import io
 
             tar.addfile(info, io.BytesIO(data))
 
@@ -103,7 +104,7 @@ def save(store: ImageStore, names: list[str], output: IO[bytes], fmt: str = "doc
                 info = tarfile.TarInfo(path)
                 info.size, info.mtime, info.mode = blob.size, mtime, 0o644
                 with store.layout.open_blob(blob) as reader:
-                    tar.addfile(info, reader)  # type: ignore[arg-type]
+                    tar.addfile(info, reader)
             if stored.image is not None:
                 manifests.append({"Config": f"blobs/sha256/{stored.image.config_descriptor.digest.hex}",
                                   "RepoTags": [familiar(n) for n in wanted if "@" not in n] or None,
@@ -271,8 +272,6 @@ def _copy_tree(archive: _Archive, layout: Any, descriptor: Descriptor, depth: in
 
 def _from_docker_archive(archive: _Archive, layout: Any, entry: dict[str, Any]) -> Descriptor:
     """A docker-archive image: config and layers stored as they are, a schema 2 manifest made for them."""
-    from oci import schema
-
     config_path = str(entry.get("Config") or "")
     config_data = archive.read(config_path)
     config_digest = Digest.of(config_data)

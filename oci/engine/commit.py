@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from oci.errors import InvalidInput
 
+from . import status
 from .engine import Engine
 from .images import parse_reference
 
@@ -75,7 +76,6 @@ def commit(engine: Engine, cid: str, repository: str | None, *, author: str | No
     from oci.runtime import control
     from oci.unpack.overlay import overlay_dirs
 
-    from . import status
 
     record = engine.containers.load(cid)
     name = str(parse_reference(repository)) if repository else None

@@ -47,6 +47,9 @@ def check_name(name: str) -> str:
     return name
 
 
+LOG = "ctr.log"
+
+
 class ContainerStore:
     """The records under containers/ and the names under names/."""
 
@@ -55,6 +58,10 @@ class ContainerStore:
 
     def folder(self, cid: str) -> str:
         return os.path.join(self.root, cid)
+
+    def log_path(self, cid: str) -> str:
+        """Its output in the CRI format (oci.engine.logs), whoever ran it: `containers/ID/ctr.log`."""
+        return os.path.join(self.root, cid, LOG)
 
     # -- names ------------------------------------------------------------
 

@@ -21,7 +21,7 @@ def _signal(text: str | None, default: str) -> int:
 
 
 def _alive(engine: Engine, cid: str) -> bool:
-    runtime, _ = status.runtime_status(engine, cid)
+    runtime, _ = engine.runtime_status(cid)
     return runtime in ("running", "paused", "created")
 
 

@@ -12,13 +12,18 @@ processes can swap a folder for a symlink while the copy walks the tree.
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
+import shutil
+import stat
 import sys
 import tarfile
 import tempfile
 from typing import Any, BinaryIO
 
+from oci.descriptor import OCI_LAYER, Descriptor
+from oci.digest import Digest
 from oci.errors import InvalidInput, NotFound, UsageError
 
 from .engine import Engine
@@ -34,8 +39,10 @@ def split(text: str) -> tuple[str | None, str]:
     return name, path or "/"
 
 
-def where(engine: Engine, cid: str, path: str) -> tuple[str, str]:
-    """(host root, path inside it) for the container path `path`: a bind mount's source or the rootfs."""
+def where(engine: Engine, cid: str, path: str, files: bool = False) -> tuple[str, str]:
+    """(host root, path inside it) for the container path `path`: a bind mount's source or the rootfs.
+    With `files` (reading), a file bind mount at `path` itself counts too (/etc/hostname, /etc/hosts
+    and /etc/resolv.conf are the bundle's files, empty placeholders in the rootfs)."""
     from oci.runtime import config as config_mod
 
     folder = engine.containers.folder(cid)
@@ -47,15 +54,16 @@ def where(engine: Engine, cid: str, path: str) -> tuple[str, str]:
                 "options", []):
             continue
         dest = posixpath.normpath(mount["destination"])
-        if (path == dest or path.startswith(dest.rstrip("/") + "/")) and os.path.isdir(mount["source"]):
+        if (path == dest or path.startswith(dest.rstrip("/") + "/")) and os.path.isdir(mount["source"]) or (
+                files and path == dest and os.path.isfile(mount["source"])):
             if best is None or len(dest) > len(best[0]):
                 best = (dest, mount["source"])
     if best is not None:
+        if not os.path.isdir(best[1]):
+            return os.path.dirname(best[1]), os.path.basename(best[1])
         return best[1], posixpath.relpath(path, best[0])
     root = os.path.join(folder, config["root"]["path"])
     if not os.path.ismount(root):
-        import json
-
         from oci.bundle import rootfs as rootfs_module
 
         spec = (config.get("annotations") or {}).get("org.ocikit.rootfs.mount")
@@ -73,7 +81,7 @@ def copy(engine: Engine, source: str, destination: str, follow: bool = False) ->
     cid = engine.containers.resolve(src_container if src_container is not None else str(dst_container))
     with _paused(engine, cid):
         if src_container is not None:
-            root, inside = where(engine, cid, src_path)
+            root, inside = where(engine, cid, src_path, files=True)
             copy_out(root, inside, dst_path, follow)
         else:
             root, inside = where(engine, cid, dst_path)
@@ -89,9 +97,7 @@ class _paused:  # noqa: N801  (used like a function: `with _paused(engine, cid):
     def __enter__(self) -> None:
         from oci.runtime import control
 
-        from .status import runtime_status
-
-        if runtime_status(self.engine, self.cid)[0] == "running":
+        if self.engine.runtime_status(self.cid)[0] == "running":
             control.pause(self.engine.runtime_store(), self.cid)
             self.froze = True
 
@@ -110,8 +116,14 @@ def copy_out(root: str, inside: str, destination: str, follow: bool) -> None:
         source = f"/proc/self/fd/{fd}"
         base = posixpath.basename(inside.rstrip("/")) or "."
         if destination == "-":
+            # `source` is a magic link (tarfile would store it as a symlink): a folder is read
+            # through `source/.`, a file through its fd
             with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                tar.add(source, arcname=base, recursive=True)
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    tar.add(source + "/.", arcname=base, recursive=True)
+                else:
+                    with os.fdopen(os.dup(fd), "rb") as file:
+                        tar.addfile(tar.gettarinfo(arcname=base, fileobj=file), file)
             return
         target = destination
         if os.path.isdir(destination):
@@ -122,8 +134,6 @@ def copy_out(root: str, inside: str, destination: str, follow: bool) -> None:
 
 
 def _copy_tree(source: str, target: str) -> None:
-    import shutil
-
     if os.path.isdir(source):
         shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
     else:
@@ -157,8 +167,6 @@ def copy_in(source: str, root: str, inside: str, follow: bool) -> None:
 
 def _apply(tree: object, tar_path: str) -> None:
     """Apply an uncompressed tar file to `tree` with the layer code, as a layer of its own digest."""
-    from oci.descriptor import OCI_LAYER, Descriptor
-    from oci.digest import Digest
     from oci.unpack.apply import apply_layer
     from oci.unpack.decompress import LayerStream
     from oci.unpack.options import Budget, Options

@@ -7,12 +7,17 @@ part-way removes what was made (mount, folder, name), so a rerun finds nothing i
 
 from __future__ import annotations
 
+import json
 import os
+import posixpath
+import shutil
 from typing import Any, NamedTuple, Sequence
 
-from oci.errors import InvalidInput, OciError
+from oci import schema
+from oci.errors import InvalidInput, NotFound, OciError
+from oci.fsutil import write_atomic
 
-from . import networks
+from . import networks, remove, status
 from .containers import new_id, now
 from .engine import Engine
 from .images import StoredImage
@@ -112,8 +117,6 @@ def reap(engine: Engine, name: str | None = None, monitor: Any = None) -> None:
     """Remove the `--rm` containers run detached that have exited (all of them, or the one holding
     `name`): nothing removes them when they exit, so the next command that looks does, as Docker would
     have done already."""
-    from . import remove, status
-
     if name is not None:
         owner = engine.containers.name_owner(name)
         candidates = [owner] if owner else []
@@ -141,7 +144,6 @@ def warm_validator() -> None:
     mounts and writes (mostly waiting on the kernel): `write_config` finds it ready."""
     import threading
 
-    from oci import schema
 
     thread = threading.Thread(target=schema.validator, args=("runtime-config",), name="warm-validator", daemon=True)
     thread.start()
@@ -151,11 +153,8 @@ def warm_validator() -> None:
 def write_config(folder: str, config: dict[str, Any]) -> None:
     """BUNDLE/config.json, validated as the runtime reads it (oci-run's loader, which remembers the
     exact bytes as valid): the runtime, called next in this process, then skips the schema work."""
-    import json
-
     while _warming:
         _warming.pop().join()
-    from oci.fsutil import write_atomic
     from oci.runtime import config as config_mod
 
     path = os.path.join(folder, "config.json")
@@ -166,9 +165,7 @@ def write_config(folder: str, config: dict[str, Any]) -> None:
 
 def make_workdir(rootfs: str, workdir: str | None) -> None:
     """The working directory made in the rootfs when the image lacks it, as Docker makes it."""
-    import posixpath
 
-    from oci.errors import NotFound
     from oci.linux.inroot import open_in_root
     from oci.unpack.safepath import Root
 
@@ -348,7 +345,5 @@ def _undo(engine: Engine, cid: str, name: str, folder: str, rootfs: str, made: l
     if "rootfs" in made:
         release_rootfs(engine, rootfs)
     if "folder" in made:
-        import shutil
-
         shutil.rmtree(folder, ignore_errors=True)
     engine.containers.release_name(name, cid)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from oci.errors import NotFound
+
 from .containers import ContainerStore
 from .images import ImageStore
 from .root import StateRoot
@@ -28,6 +30,15 @@ class Engine:
         from oci.runtime.state import StateStore
 
         return StateStore(self.root.runtime)
+
+    def runtime_status(self, cid: str) -> tuple[str | None, int]:
+        """(oci-run's status of the container, or None when it has no such container; its pid)."""
+        try:
+            container = self.runtime_store().load(cid)
+        except NotFound:
+            return None, 0
+        status = container.status()
+        return status, container.pid if status != "stopped" else 0
 
     def layer_cache(self) -> LayerCache:
         from oci.unpack.overlay import LayerCache

@@ -10,7 +10,7 @@ import copy
 import os
 from typing import Any, Sequence
 
-from oci.errors import Conflict
+from oci.errors import Conflict, NotFound, OciError
 
 from .engine import Engine
 
@@ -54,10 +54,8 @@ def run(engine: Engine, cid: str, command: Sequence[str], *, interactive: bool, 
         env: Sequence[str], env_files: Sequence[str], user: str | None, workdir: str | None,
         privileged: bool) -> int:
     """Run the process; its exit status (126/127 when it cannot be started, as Docker's), 0 with `detach`."""
-    import _signal
     import _socket
 
-    from oci.errors import NotFound, OciError
     from oci.runtime import execute, lifecycle
 
     from .foreground import exit_code_of
@@ -78,12 +76,12 @@ def run(engine: Engine, cid: str, command: Sequence[str], *, interactive: bool, 
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-    ours = theirs = None
+    pair = None
     if tty and not detach:
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     if tty and detach:
         process["terminal"] = False
-    options = execute.ExecOptions(console_fd=theirs.fileno() if theirs else None, subreaper=not detach)
+    options = execute.ExecOptions(console_fd=pair[1].fileno() if pair else None, subreaper=not detach)
     try:
         pid = execute.run_exec(store, cid, process, options)
     except OciError as err:
@@ -96,29 +94,12 @@ def run(engine: Engine, cid: str, command: Sequence[str], *, interactive: bool, 
     if detach:
         return 0
     master = None
-    if theirs is not None and ours is not None:
+    if pair is not None:
+        ours, theirs = pair
         from oci.linux import terminal
 
         theirs.close()
-        master = terminal.receive_master(ours)  # type: ignore[arg-type]  # _socket's socket, as oci-run's
+        master = terminal.receive_master(ours)
         ours.close()
 
-    def forward(signum: int, _frame: Any) -> None:
-        if signum == _signal.SIGWINCH and master is not None:
-            from oci.linux import terminal
-
-            terminal.copy_size(0, master)
-            return
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
-                   _signal.SIGUSR2, _signal.SIGWINCH):
-        _signal.signal(signum, forward)
-    if master is not None:
-        from oci.linux import terminal
-
-        terminal.proxy(master)
-    return lifecycle.wait_exit(pid)
+    return lifecycle.wait_in_foreground(pid, master)

@@ -9,7 +9,7 @@ made, 126 when its command cannot be invoked, 127 when it is not found.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
 
 from oci.errors import NotFound, OciError
 
@@ -38,28 +38,25 @@ def exit_code_of(err: OciError) -> int:
     return CANNOT_RUN
 
 
-def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool,
-        warn: Callable[[str], None], log: bool = True) -> int:
+def run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool, log: bool = True) -> int:
     """Create, start and wait for the container; record its exit; its status as docker run gives it.
 
     With `log` (and no terminal), what it prints goes through pipes to ours and to its log, as
     Docker keeps the log of every container; `run --rm` does without."""
     tee = None
     if log and not tty:
-        from .logs import Tee, path
+        from .logs import Tee
 
-        tee = Tee(path(engine, record["Id"]))
+        tee = Tee(engine.containers.log_path(record["Id"]))
         tee.__enter__()
     try:
-        return _run(engine, record, interactive=interactive, tty=tty, warn=warn, tee=tee)
+        return _run(engine, record, interactive=interactive, tty=tty, tee=tee)
     finally:
         if tee is not None:
             tee.__exit__(None, None, None)
 
 
-def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool, warn: Callable[[str], None],
-         tee: Any) -> int:
-    import _signal
+def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool, tee: Any) -> int:
     import _socket
 
     from oci.runtime import lifecycle
@@ -71,10 +68,8 @@ def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)  # as docker run without -i: the container reads nothing
         os.close(null)
-    ours = theirs = None
-    if tty:
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    options = lifecycle.CreateOptions(subreaper=True, console_fd=theirs.fileno() if theirs else None)
+    pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM) if tty else None
+    options = lifecycle.CreateOptions(subreaper=True, console_fd=pair[1].fileno() if pair else None)
     try:
         container = lifecycle.create(store, cid, folder, options)
     except OciError as err:
@@ -83,47 +78,27 @@ def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool
         if tee is not None:
             tee.release()  # the container holds the pipes now; our own stdout and stderr are back
     master = None
-    if theirs is not None and ours is not None:
+    if pair is not None:
+        ours, theirs = pair
         from oci.linux import terminal
 
         theirs.close()
-        master = terminal.receive_master(ours)  # type: ignore[arg-type]  # _socket's socket, as oci-run's
+        master = terminal.receive_master(ours)
         ours.close()
     try:
-        _, warnings = lifecycle.start(store, cid)
+        lifecycle.start(store, cid)
     except BaseException as err:
         lifecycle.delete(store, cid, force=True)
         if isinstance(err, OciError):
             raise RunFailed(err.message, exit_code_of(err)) from None
         raise
-    for warning in warnings:
-        warn(warning)
     mark_running(engine, record, container.pid)
 
-    def forward(signum: int, _frame: Any) -> None:
-        if signum == _signal.SIGWINCH and master is not None:
-            from oci.linux import terminal
-
-            terminal.copy_size(0, master)
-            return
-        try:
-            os.kill(container.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
-                   _signal.SIGUSR2, _signal.SIGWINCH):
-        _signal.signal(signum, forward)
-    if master is not None:
-        from oci.linux import terminal
-
-        terminal.proxy(master)
-    status = lifecycle.wait_exit(container.pid)
+    status = lifecycle.wait_in_foreground(container.pid, master)
     try:
         with engine.containers.lock(cid):  # `rm -f` from elsewhere holds it while it removes the container
             try:
-                for warning in lifecycle.delete(store, cid, force=True):
-                    warn(warning)
+                lifecycle.delete(store, cid, force=True)
             except NotFound:
                 return status  # removed meanwhile
             mark_exited(engine, cid, status)

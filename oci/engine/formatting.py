@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Iterable, Sequence
 
 from oci.errors import UsageError
+from oci.monitor import times
 
 ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}")
 
@@ -29,49 +30,18 @@ def human_size(size: float) -> str:
 
 
 def parse_time(text: str) -> float | None:
-    """Seconds since the epoch of an RFC 3339 time (fractions and zone ignored beyond UTC `Z`)."""
+    """Seconds since the epoch of an RFC 3339 time; None for Go's zero time or text that is none."""
     if not text or text.startswith("0001-"):
         return None
-    import calendar
-
-    base = text[:19]
     try:
-        return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
+        return times.parse_rfc3339(text) / times.NS
     except ValueError:
         return None
 
 
-def human_duration(seconds: float) -> str:
-    """Docker's HumanDuration (`Less than a second`, `5 seconds`, `About a minute`, `3 hours`, ...)."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
-
-
 def ago(text: str) -> str:
     t = parse_time(text)
-    return "N/A" if t is None else f"{human_duration(time.time() - t)} ago"
+    return "N/A" if t is None else f"{times.human_duration(time.time() - t)} ago"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

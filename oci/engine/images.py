@@ -15,17 +15,17 @@ import os
 from collections import namedtuple
 from typing import Any, Iterable
 
-from oci.descriptor import INDEXES, MANIFESTS, Descriptor
+from oci.descriptor import INDEXES, MANIFESTS, REF_NAME, Descriptor
 from oci.digest import Digest
 from oci.errors import Conflict, InvalidInput, NotFound, OciError
 from oci.image import Image
 from oci.layout import Layout
-from oci.reference import Reference
+from oci.reference import Reference, strip_transport
 
 
 def parse_reference(text: str) -> Reference:
     """A reference as users type it: `docker://` accepted, Docker Hub normalisation, `latest` by default."""
-    return Reference.parse(text.removeprefix("docker://"))
+    return Reference.parse(strip_transport(text))
 
 
 def familiar(name: str) -> str:
@@ -214,8 +214,6 @@ class ImageStore:
 
 def _plain(descriptor: Descriptor) -> Descriptor:
     """The descriptor without its old name (other annotations, such as where it came from, stay)."""
-    from oci.descriptor import REF_NAME
-
     kept = {k: v for k, v in descriptor.annotations.items() if k != REF_NAME}
     return Descriptor(descriptor.media_type, descriptor.digest, descriptor.size, kept, descriptor.platform,
                       descriptor.artifact_type)

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from oci import schema
+from oci.descriptor import INDEXES, Descriptor
+from oci.digest import verify_bytes
 from oci.errors import NotFound
+from oci.reference import TRANSPORT, Reference
+from oci.registry.http import Options
 
 from . import networks, status
 from .engine import Engine
+from .images import familiar, parse_reference
 
 
 def container(engine: Engine, name: str, monitor: Any = None) -> dict[str, Any]:
@@ -45,7 +51,6 @@ def image(engine: Engine, name: str) -> dict[str, Any]:
     stored = engine.images.find(name)
     config = stored.config
     inner = config.get("config") or {}
-    from .images import familiar
 
     return {
         "Id": stored.id,
@@ -71,23 +76,17 @@ def image(engine: Engine, name: str) -> dict[str, Any]:
 
 
 def _familiar_digest(text: str) -> str:
-    from oci.reference import Reference
-
     name, _, digest = text.partition("@")
     return Reference.parse(name).familiar().removesuffix(":latest") + "@" + digest
 
 
-def remote(name: str, *, tls_verify: str | None = None, cert_dir: str | None = None,
-           platform: Any = None) -> dict[str, Any]:
+def remote(name: str, registry: Options | None = None, platform: Any = None) -> dict[str, Any]:
     """skopeo inspect's document for an image in its registry: manifest and config fetched, no layer."""
-    from oci import schema
-    from oci.descriptor import INDEXES, Descriptor
 
-    from .images import parse_reference
     from .transfer import repository as find_repository
 
     ref = parse_reference(name)
-    repository = find_repository(name, tls_verify=tls_verify, cert_dir=cert_dir)
+    repository = find_repository(name, registry)
     manifest = repository.get_manifest(ref.identifier)
     digest = manifest.digest
     doc = schema.load(manifest.data, manifest.media_type, str(ref), remember=True)
@@ -101,7 +100,6 @@ def remote(name: str, *, tls_verify: str | None = None, cert_dir: str | None = N
     response, _ = repository.open_blob(config_descriptor.digest)
     with response:
         data = response.read_all(4 << 20, "config")
-    from oci.digest import verify_bytes
 
     verify_bytes(data, config_descriptor.digest, config_descriptor.size, f"{ref} config")
     config = schema.parse(data, f"{ref} config")
@@ -139,10 +137,12 @@ def network(engine: Engine, name: str) -> dict[str, Any]:
             "Labels": {}}
 
 
-def any_object(engine: Engine, name: str, kind: str | None, monitor: Any, args: Any) -> dict[str, Any]:
-    """Docker's `inspect`: the first kind of object that has the name (container, image, volume, network)."""
-    if name.startswith("docker://"):
-        return remote(name, tls_verify=getattr(args, "tls_verify", None), cert_dir=getattr(args, "cert_dir", None))
+def any_object(engine: Engine, name: str, kind: str | None, monitor: Any, registry: Options | None = None
+               ) -> dict[str, Any]:
+    """Docker's `inspect`: the first kind of object that has the name (container, image, volume, network);
+    `docker://REF` is an image in its registry, reached with the transport options `registry`."""
+    if name.startswith(TRANSPORT):
+        return remote(name, registry)
     finders = {"container": lambda: container(engine, name, monitor), "image": lambda: image(engine, name),
                "volume": lambda: volume(engine, name), "network": lambda: network(engine, name)}
     for key in ([kind] if kind else list(finders)):

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import time
 from typing import Any
 
 from oci.errors import InvalidInput, OciError
+from oci.monitor.times import human_duration
 
 from . import status
 from .engine import Engine
-from .formatting import ago, human_duration, human_size, parse_time, table
+from .formatting import ago, human_size, parse_time, table
 from .images import split_name
 
 
@@ -123,8 +126,6 @@ def images(engine: Engine, show_all: bool = True, digests: bool = False, no_trun
 
 
 def _reference_matches(pattern: str, repo: str, tag: str) -> bool:
-    import fnmatch
-
     name, sep, wanted_tag = pattern.rpartition(":")
     if not sep or "/" in wanted_tag:  # the colon of a registry's port, not a tag
         name, wanted_tag = pattern, ""
@@ -203,8 +204,6 @@ def _cpu_percent(cid: str, total_ns: int) -> float:
 
 
 def _host_memory() -> int:
-    import os
-
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 

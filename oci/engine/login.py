@@ -11,9 +11,10 @@ import json
 import os
 from typing import Any
 
-from oci.errors import AuthError, InvalidInput
+from oci.errors import AuthError, InvalidInput, OciError, RegistryError
 from oci.fsutil import write_atomic
 from oci.reference import DOCKER_HUB, DOCKER_HUB_API
+from oci.registry.http import Options
 
 
 def auth_file() -> str:
@@ -56,10 +57,21 @@ def _write(path: str, doc: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(doc, indent=1).encode() + b"\n", 0o600)
 
 
-def check(key: str, username: str, password: str, options: Any) -> None:
+def options_for(key: str, registry: Options | None = None) -> Options:
+    """The transport options for a registry named by its host alone: `registry` (the command's
+    flags) with its registries.conf entry (insecure or not)."""
+    from oci.registry.registries_conf import resolve
+
+    try:
+        return resolve(f"{key}/ocikit-login", pull=False, options=registry)[1]
+    except OciError:  # a host registries.conf blocks or cannot parse: no insecure hosts
+        return registry or Options()
+
+
+def check(key: str, username: str, password: str, options: Options) -> None:
     """Ask the registry whether the credentials are good (GET /v2/ with them, as Docker does)."""
-    from oci.registry.client import Registry
     from oci.registry.credentials import Credentials
+    from oci.registry.session import Registry
 
     host = DOCKER_HUB_API if key == DOCKER_HUB else key
     registry = Registry(host, options, name=key, credentials=lambda: Credentials(username, password))
@@ -72,18 +84,17 @@ def check(key: str, username: str, password: str, options: Any) -> None:
     if response.status in (401, 403):
         raise AuthError(f"login to {key} failed: unauthorized: incorrect username or password")
     if response.status >= 400:
-        from oci.errors import RegistryError
-
         raise RegistryError(f"login to {key} failed: HTTP {response.status}")
     registry.transport.close()
 
 
-def login(server: str | None, username: str, password: str, options: Any) -> str:
-    """Check and store the credentials; the auth file written."""
+def login(server: str | None, username: str, password: str, registry: Options | None = None) -> str:
+    """Check and store the credentials (the registry reached with the transport options `registry`
+    and its registries.conf entry); the auth file written."""
     key = registry_key(server)
     if not username or not password:
         raise InvalidInput("login needs a username and a password")
-    check(key, username, password, options)
+    check(key, username, password, options_for(key, registry))
     path = auth_file()
     doc = _read(path)
     doc.setdefault("auths", {})[key] = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}

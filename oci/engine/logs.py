@@ -6,17 +6,17 @@ run in the foreground prints while it shows it (`Tee`), so `logs` reads one file
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import time
 from typing import Any
 
+from oci.errors import InvalidInput, OciError
+
+from . import status
 from .engine import Engine
 
-LOG = "ctr.log"
 CHUNK = 1 << 16
-
-
-def path(engine: Engine, cid: str) -> str:
-    return os.path.join(engine.containers.folder(cid), LOG)
 
 
 class Tee:
@@ -34,8 +34,6 @@ class Tee:
 
     def __enter__(self) -> Tee:
         """Our fds 1 and 2 are the pipes until `release`: a runtime made now inherits them."""
-        import sys
-
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -91,13 +89,10 @@ class Tee:
 def show(engine: Engine, cid: str, *, follow: bool, since: str | None, until: str | None, tail: str,
          timestamps: bool, monitor: Any = None) -> int:
     """`logs`: the container's log as it printed it (stdout to stdout, stderr to stderr)."""
-    import time
 
-    from oci.errors import InvalidInput, OciError
     from oci.monitor import crilog, times
     from oci.monitor.follow import RotatedFile
 
-    from . import status
 
     lines = None
     if tail != "all":
@@ -107,7 +102,7 @@ def show(engine: Engine, cid: str, *, follow: bool, since: str | None, until: st
     start = times.parse_since(since) if since else None
     stop = times.parse_since(until, "--until") if until else None
     printer = crilog.Printer(1, 2, timestamps)
-    source = RotatedFile(path(engine, cid))
+    source = RotatedFile(engine.containers.log_path(cid))
     try:
         for record in crilog.select(crilog.records(source.history()), start, stop, lines):
             printer.show(record)

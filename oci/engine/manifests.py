@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from oci import schema
 from oci.descriptor import INDEXES, OCI_INDEX, Descriptor
-from oci.errors import InvalidInput, NotFound
+from oci.errors import Conflict, InvalidInput, NotFound
+from oci.reference import TRANSPORT
+from oci.registry.http import Options
 
 from .images import ImageStore, StoredImage, parse_reference
 
@@ -21,8 +24,6 @@ def _platform(stored: StoredImage) -> dict[str, str]:
 
 def create(images: ImageStore, name: str, members: list[StoredImage], amend: bool = False) -> str:
     """Store an index of `members` (one per platform, the later one winning) under `name`; its digest."""
-    from oci import schema
-
     full = str(parse_reference(name))
     entries: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
     existing = images.maybe_find(full)
@@ -30,8 +31,6 @@ def create(images: ImageStore, name: str, members: list[StoredImage], amend: boo
         if existing.descriptor.media_type not in INDEXES:
             raise InvalidInput(f"{name} names an image, not a manifest list")
         if not amend:
-            from oci.errors import Conflict
-
             raise Conflict(f"manifest list {name} already exists (use --amend)")
         for entry in images.layout.read_document(existing.descriptor).get("manifests", []):
             entries[tuple(sorted((entry.get("platform") or {}).items()))] = entry
@@ -51,34 +50,31 @@ def create(images: ImageStore, name: str, members: list[StoredImage], amend: boo
     return str(digest)
 
 
-def push(images: ImageStore, name: str, target: str, *, tls_verify: str | None = None,
-         cert_dir: str | None = None) -> Any:
+def push(images: ImageStore, name: str, target: str, registry: Options | None = None) -> Any:
     from oci.registry.push import push as push_image
+    from oci.registry.registries_conf import resolve
 
-    from . import registries
     from .transfer import connect
 
     stored = images.find(name)
     if stored.descriptor.media_type not in INDEXES:
         raise InvalidInput(f"{name} is not a manifest list (push it with `ocikit push`)")
-    found = registries.places(target, pull=False)
+    found, options = resolve(target, pull=False, options=registry)
     ref = found[0].reference
-    repository = connect(ref, registries.options(found, tls_verify=tls_verify, cert_dir=cert_dir), push=True)
+    repository = connect(ref, options, push=True)
     return push_image(images.layout, stored.descriptor, repository, tags=[ref.tag] if ref.tag else [])
 
 
-def inspect(images: ImageStore, name: str, *, tls_verify: str | None = None, cert_dir: str | None = None) -> Any:
+def inspect(images: ImageStore, name: str, registry: Options | None = None) -> Any:
     """A local list's index, else the document the registry serves for `name`."""
-    from oci import schema
-
-    found = images.maybe_find(name) if not name.startswith("docker://") else None
+    found = images.maybe_find(name) if not name.startswith(TRANSPORT) else None
     if found is not None and found.descriptor.media_type in INDEXES:
         return images.layout.read_document(found.descriptor)
     from .transfer import repository
 
     ref = parse_reference(name)
     try:
-        manifest = repository(name, tls_verify=tls_verify, cert_dir=cert_dir).get_manifest(ref.identifier)
+        manifest = repository(name, registry).get_manifest(ref.identifier)
     except NotFound:
         raise NotFound(f"no such manifest: {ref}") from None
     return schema.parse(manifest.data, str(ref))

@@ -10,11 +10,11 @@ in its record; its State then comes from the monitor's record (exit code, restar
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from oci.errors import NotFound
 
-from . import logs
 from .engine import Engine
 
 
@@ -50,29 +50,25 @@ class Monitor:
                                         "maximumRetryCount": restart["MaximumRetryCount"]},
                       "stopSignal": _signal_name(record["Config"].get("StopSignal") or "SIGTERM"),
                       "stopTimeout": int(record["Config"].get("StopTimeout") or 10),
-                      "log": {"path": logs.path(engine, cid), "maxSize": 0, "maxFiles": 1}}
+                      "log": {"path": engine.containers.log_path(cid), "maxSize": 0, "maxFiles": 1}}
             answer = client.run(self.root, cid, config, name=cid)
         return answer
 
     def state(self, cid: str) -> dict[str, Any] | None:
         """Docker's State of a container the monitor knows (None if it does not)."""
-        import time
-
         from oci.monitor import client, record
 
         try:
             rec = record.load(self.root, cid)
         except NotFound:
             return None
-        row = client.describe(rec, client.monitor_alive(self.root), time.time_ns(), client.boot_id())
+        row = client.describe(rec, client.monitor_alive(self.root), time.time_ns(), record.boot_id())
         status = row["status"]
         if status == "removing":
             status = "dead"
         paused = False
         if status == "running":
-            from .status import runtime_status
-
-            paused = runtime_status(self.engine, cid)[0] == "paused"
+            paused = self.engine.runtime_status(cid)[0] == "paused"
             status = "paused" if paused else status
         return {"Status": status, "Running": status in ("running", "paused", "restarting"), "Paused": paused,
                 "Restarting": status == "restarting", "OOMKilled": bool(row["oomKilled"]), "Pid": row["pid"],

@@ -14,6 +14,7 @@ import shutil
 from oci.errors import Conflict, NotFound
 from oci.linux.overlayfs import unmount
 
+from . import networks, status
 from .engine import Engine
 
 
@@ -30,7 +31,6 @@ def remove(engine: Engine, cid: str, force: bool = False, volumes: bool = False,
     """`docker rm [-f] [-v]`: Conflict for a running container unless `force`."""
     from oci.runtime import lifecycle
 
-    from . import networks, status
 
     containers = engine.containers
     record = containers.load(cid)

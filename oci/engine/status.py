@@ -9,19 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oci.errors import NotFound
-
 from .engine import Engine
-
-
-def runtime_status(engine: Engine, cid: str) -> tuple[str | None, int]:
-    """(oci-run's status or None when it has no such container, pid)."""
-    try:
-        container = engine.runtime_store().load(cid)
-    except NotFound:
-        return None, 0
-    status = container.status()
-    return status, container.pid if status != "stopped" else 0
 
 
 def refresh(engine: Engine, record: dict[str, Any], monitor: Any = None) -> dict[str, Any]:
@@ -37,7 +25,7 @@ def refresh(engine: Engine, record: dict[str, Any], monitor: Any = None) -> dict
             record["RestartCount"] = found.pop("RestartCount", 0)
             state.update(found)
             return record
-    status, pid = runtime_status(engine, record["Id"])
+    status, pid = engine.runtime_status(record["Id"])
     if status in ("running", "paused"):
         state.update(Status=status, Running=True, Paused=status == "paused", Pid=pid)
     elif status == "created":

@@ -4,17 +4,18 @@ tried first, its insecure registries, the blob-location cache, images named by f
 from __future__ import annotations
 
 from collections import namedtuple
-from typing import Any, Callable
+from typing import Any
 
 from oci.errors import NotFound
+from oci.reference import Reference
+from oci.registry.registries_conf import resolve
 
-from . import registries
 from .images import ImageStore, parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from oci.platform import Platform
-    from oci.reference import Reference
+    from oci.registry.http import Options
 
 Pulled = namedtuple("Pulled", ["image", "reference", "fetched", "bytes", "present", "changed", "source"])
 
@@ -25,10 +26,11 @@ def connect(ref: Reference, options: Any, push: bool = False) -> Any:
     return connect_repository(ref, options, push=push)
 
 
-def repository(text: str, *, tls_verify: str | None = None, cert_dir: str | None = None) -> Any:
-    """The repository `text` names, where registries.conf says it lives (for tags and remote inspect)."""
-    found = registries.places(text, pull=False)
-    return connect(found[0].reference, registries.options(found, tls_verify=tls_verify, cert_dir=cert_dir))
+def repository(text: str, registry: Options | None = None) -> Any:
+    """The repository `text` names, where registries.conf says it lives (for tags and remote inspect),
+    reached with the transport options `registry` (the command's registry flags)."""
+    found, options = resolve(text, pull=False, options=registry)
+    return connect(found[0].reference, options)
 
 
 def _canonical(found: list[Any], used: Reference) -> Reference:
@@ -37,17 +39,15 @@ def _canonical(found: list[Any], used: Reference) -> Reference:
     return next((place.reference for place in found[index:] if not place.mirror), used)
 
 
-def pull(store: ImageStore, text: str, *, tls_verify: str | None = None, cert_dir: str | None = None,
-         platform: Platform | None = None, progress: Any = None, jobs: int = 4,
-         warn: Callable[[str], None] | None = None) -> Pulled:
+def pull(store: ImageStore, text: str, registry: Options | None = None, *, platform: Platform | None = None,
+         progress: Any = None, jobs: int = 4) -> Pulled:
     """Pull `text` into the store under its full name; the name's previous image stays, dangling."""
-    from oci.registry.client import SOURCE_ANNOTATION
-    from oci.registry.pull import first_serving
+    from oci.registry.locations import SOURCE_ANNOTATION
     from oci.registry.pull import pull as pull_image
+    from oci.registry.sources import first_serving
 
-    found = registries.places(text, pull=True)
-    options = registries.options(found, tls_verify=tls_verify, cert_dir=cert_dir)
-    source, used = first_serving(found, options, *([warn] if warn else []))
+    found, options = resolve(text, pull=True, options=registry)
+    source, used = first_serving(found, options)
     ref = _canonical(found, used)
     name = str(ref)  # `REPO:TAG`, or `REPO@DIGEST` for a pull by digest (Docker shows its tag as <none>)
     before = store.maybe_find(name)
@@ -61,8 +61,8 @@ def pull(store: ImageStore, text: str, *, tls_verify: str | None = None, cert_di
                   used)
 
 
-def push(store: ImageStore, text: str, *, tls_verify: str | None = None, cert_dir: str | None = None,
-         progress: Any = None, jobs: int = 4) -> Any:
+def push(store: ImageStore, text: str, registry: Options | None = None, *, progress: Any = None,
+         jobs: int = 4) -> Any:
     """Push the image stored as `text` to where its name says (registries.conf's location); the result."""
     from oci.registry.push import push as push_image
 
@@ -70,9 +70,9 @@ def push(store: ImageStore, text: str, *, tls_verify: str | None = None, cert_di
     stored = store.maybe_find(str(ref))
     if stored is None:
         raise NotFound(f"An image does not exist locally with the tag: {ref.familiar()}")
-    found = registries.places(str(ref), pull=False)
+    found, options = resolve(str(ref), pull=False, options=registry)
     target = found[0].reference
-    repo = connect(target, registries.options(found, tls_verify=tls_verify, cert_dir=cert_dir), push=True)
+    repo = connect(target, options, push=True)
     if target.tag:
         repo.prefetch_manifest(target.tag, head=True)
     return push_image(store.layout, stored.descriptor, repo, tags=[target.tag] if target.tag else [], jobs=jobs,

@@ -52,7 +52,7 @@ RECURSIVE_OPTIONS: dict[str, tuple[int, int]] = {
 RUNTIME_OPTIONS = {"tmpcopyup", "idmap", "ridmap"}
 
 
-def wants_idmap(mount: dict) -> bool:  # type: ignore[type-arg]
+def wants_idmap(mount: dict) -> bool:
     """Whether a mount asks for an idmapping (oci.linux.idmap): an option, or mappings of its own (as runc reads
     them: mappings without the option are idmapped too)."""
     return bool(mount.get("uidMappings") or mount.get("gidMappings")) or \

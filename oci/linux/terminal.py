@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _socket
 import array
 import fcntl
 import os
@@ -55,9 +56,14 @@ def send_master(sock_fd: int, master: int) -> None:
         sock.close()
 
 
-def receive_master(sock: socket.socket) -> int:
-    """The pty master sent by send_master."""
-    _, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+def receive_master(sock: _socket.socket) -> int:
+    """The pty master sent by send_master (over a `_socket` socket, which oci-run keeps to: `socket`
+    costs its enums; what socket.recv_fds does, on the plain socket)."""
+    fds = array.array("i")
+    _, ancillary, _, _ = sock.recvmsg(4096, _socket.CMSG_SPACE(fds.itemsize))
+    for level, kind, data in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
     if not fds:
         raise OSError("console: no file descriptor received")
     return fds[0]

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
+import oci
 from oci.errors import NotFound, OciError
-from oci.monitor import proto
+from oci.monitor import proto, record, times
 from oci.monitor.paths import Root
+from oci.runtime.state import process_start_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 START_TIMEOUT = 30.0
-_BOOT = ("import sys; sys.path[:0] = [{path!r}]; from oci.monitor.daemon import main; "
+_BOOT = ("import sys; sys.path[:0] = [{path!r}]; from oci.monitor.service import main; "
          "sys.exit(main(sys.argv[1:]))")
 
 
@@ -55,8 +58,6 @@ def monitor_pid(root: Root) -> int | None:
 def start_monitor(root: Root, idle_timeout: float | None = None) -> None:
     """Start a monitor for `root` in the background (a new session, no inherited stdio) and return once it
     listens. It leaves by itself `idle_timeout` seconds (default 30) after its last container stopped."""
-    import oci
-
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(oci.__file__)))
     argv = [sys.executable, "-S", "-c", _BOOT.format(path=package_parent), root.path, "--daemonize"]
     if idle_timeout is not None:
@@ -86,8 +87,6 @@ def start_monitor(root: Root, idle_timeout: float | None = None) -> None:
 
 def connect(root: Root, start: bool = True, idle_timeout: float | None = None) -> proto.Channel:
     """A connection to the monitor of `root`, starting one when none runs and `start` says so."""
-    import time
-
     deadline = time.monotonic() + START_TIMEOUT
     started = False
     while True:
@@ -171,7 +170,7 @@ def wait(root: Root, ref: str) -> int | None:
     container_id = resolve(root, ref)
     rec = record.load(root, container_id)
     if rec["state"]["status"] not in ("running", "created") and not monitor_alive(root):
-        return rec["state"].get("exitCode")  # type: ignore[no-any-return]
+        return rec["state"].get("exitCode")
     return request(root, {"op": "wait", "id": container_id}).get("exitCode")
 
 
@@ -197,19 +196,8 @@ def log_path(root: Root, ref: str) -> str:
     return str(inspect(root, ref)["config"]["log"]["path"])
 
 
-def boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 def describe(rec: dict[str, Any], monitored: bool, now_ns: int, boot: str) -> dict[str, Any]:
     """A `ps` row: the record's facts, with what no monitor watches told as such."""
-    from oci.monitor import times
-    from oci.runtime.state import process_start_time
-
     st = rec["state"]
     status = st["status"]
     pid = st.get("pid") or 0
@@ -258,13 +246,9 @@ def _policy(rec: dict[str, Any]) -> object:
 
 def containers(root: Root, all_states: bool = False) -> list[dict[str, Any]]:
     """`ps` rows of the containers (all_states: also those exited), oldest first; damaged records raise."""
-    import time
-
-    from oci.monitor import record
-
     monitored = monitor_alive(root)
     now_ns = time.time_ns()
-    boot = boot_id()
+    boot = record.boot_id()
     rows = []
     for container_id in root.ids():
         try:

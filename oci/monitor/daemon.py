@@ -6,7 +6,7 @@ every container's init (PR_SET_CHILD_SUBREAPER: the runtime's `run --detach` exi
 is reparented here), so it reaps them and learns their exit status; it reads their output
 (oci.monitor.stdio) in one epoll loop (oci.monitor.loop), drives the runtime without waiting
 on it, answers clients (oci.monitor.server, oci.monitor.operations), and keeps each
-container's record on disk (oci.monitor.record).
+container's record on disk (oci.monitor.record); oci.monitor.service runs it as a process.
 
 What it risks, and how that is bounded:
 
@@ -32,33 +32,23 @@ import time
 
 from oci.errors import Conflict, InvalidInput, OciError
 from oci.monitor import crilog, events, oom, policy, proto, record, times
-from oci.monitor.loop import Loop
+from oci.monitor.loop import Loop, Timer
 from oci.monitor.paths import Root
 from oci.monitor.runtimes import Runtime, last_error
 from oci.monitor.stdio import ContainerIO
+from oci.runtime.state import process_start_time, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-    from oci.monitor.loop import Timer
     from oci.monitor.server import Conn, Server
 
 IDLE_TIMEOUT = 30.0  # a monitor started on demand leaves this long after its last container stopped
 LOG_MAX = 1 << 20
 
 
-def boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 def start_time(pid: int) -> int | None:
-    from oci.runtime.state import process_start_time
-
     return process_start_time(pid)
 
 
@@ -107,28 +97,29 @@ class Watched:
 
     @property
     def state(self) -> dict[str, Any]:
-        return self.rec["state"]  # type: ignore[no-any-return]
+        return self.rec["state"]
 
     @property
     def config(self) -> dict[str, Any]:
-        return self.rec["config"]  # type: ignore[no-any-return]
+        return self.rec["config"]
 
 
 class Monitor:
     """Every container of a root, their records and events."""
 
-    def __init__(self, root: Root, idle_timeout: float | None = IDLE_TIMEOUT, echo: bool = False) -> None:
-        from oci.monitor import operations
+    def __init__(self, root: Root, operations: Callable[[Monitor], dict[str, Callable[[Conn, dict[str, Any]], None]]],
+                 idle_timeout: float | None = IDLE_TIMEOUT, echo: bool = False) -> None:
+        """`operations(monitor)`: the requests it answers, by name (oci.monitor.operations.bind)."""
         from oci.monitor.server import Server
 
         self.echo = echo  # its messages on stderr too (in the foreground, for an init system's journal)
         self.root = root
         self.idle_timeout = idle_timeout
         self.loop = Loop(lambda message: self.say("error", message))
-        self.server: Server = Server(self.loop, operations.bind(self), lambda message: self.say("error", message))
+        self.server: Server = Server(self.loop, operations(self), lambda message: self.say("error", message))
         self.containers: dict[str, Watched] = {}
         self.events = events.EventLog(root.events)
-        self.boot = boot_id()
+        self.boot = record.boot_id()
         self.idle_since: float | None = None
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self.lock_fd = -1
@@ -156,7 +147,6 @@ class Monitor:
         kernel().prctl(PR_SET_CHILD_SUBREAPER, 1)
         self.loop.open()
         self.server.open(self.root.socket)
-        from oci.runtime.state import write_atomic
 
         write_atomic(self.root.pidfile, (f'{{"pid": {os.getpid()}, "startTime": {start_time(os.getpid()) or 0}, '
                                          f'"started": "{times.now()}"}}\n').encode(), 0o600)
@@ -674,84 +664,3 @@ class Monitor:
         w.state.update(adopted=True, monitorPid=os.getpid())
         self.save(w)
         self.say("info", f"{w.id}: adopted (pid {pid})")
-
-
-def serve(root: Root, idle_timeout: float | None, ready: Callable[[str], None] | None = None,
-          echo: bool = False) -> None:
-    """Run a monitor for `root` until it is told to leave (or is idle for `idle_timeout` seconds)."""
-    monitor = Monitor(root, idle_timeout, echo)
-    try:
-        monitor.open()
-    except BaseException as err:
-        if ready is not None:
-            if isinstance(err, OSError):
-                reason = f"{err.filename}: {err.strerror}" if err.filename else str(err.strerror or err)
-            else:
-                reason = str(err) or type(err).__name__
-            ready(f"error: {reason}")
-        raise
-    if ready is not None:
-        ready("ready")
-    monitor.serve()
-
-
-def daemonize(root: Root, idle_timeout: float | None) -> int:
-    """Start a monitor in the background (new session, stdio on /dev/null, not a session leader);
-    return once it listens: 0, or 1 with its complaint on stderr."""
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(reader)
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            os.chdir("/")
-            os.umask(0o022)
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            if null > 2:
-                os.close(null)
-            os.closerange(3, writer)
-            os.closerange(writer + 1, 1 << 16)
-
-            def ready(message: str) -> None:
-                try:
-                    os.write(writer, message.encode())
-                finally:
-                    os.close(writer)
-
-            serve(root, idle_timeout, ready)
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    os.close(writer)
-    os.waitpid(pid, 0)
-    chunks = []
-    while True:
-        chunk = os.read(reader, 4096)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(reader)
-    message = b"".join(chunks).decode(errors="replace")
-    if message == "ready":
-        return 0
-    import sys
-
-    sys.stderr.write(f"{message.removeprefix('error: ') or 'it died'}\n")
-    return 1
-
-
-def main(argv: list[str]) -> int:
-    """`python -S -c ... ROOT [--idle-timeout S] [--daemonize]`: how commands start a monitor."""
-    root = Root(argv[0])
-    idle: float | None = IDLE_TIMEOUT
-    if "--idle-timeout" in argv:
-        value = float(argv[argv.index("--idle-timeout") + 1])
-        idle = None if value <= 0 else value
-    if "--daemonize" in argv:
-        return daemonize(root, idle)
-    serve(root, idle)
-    return 0

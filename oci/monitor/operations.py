@@ -9,6 +9,7 @@ import signal
 
 from oci.errors import Conflict, InvalidInput, NotFound, OciError
 from oci.monitor import proto, record
+from oci.runtime.state import check_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,8 +61,6 @@ def ping(monitor: Monitor, conn: Conn, doc: dict[str, Any]) -> None:
 
 def run(monitor: Monitor, conn: Conn, doc: dict[str, Any]) -> None:
     """Create and start a new container; answer once it runs (and, with "attach", stay attached)."""
-    from oci.runtime.state import check_id
-
     container_id, name = doc.get("id"), doc.get("name")
     if not isinstance(container_id, str) or not isinstance(name, str):
         raise InvalidInput("request: id and name must be strings")

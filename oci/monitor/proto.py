@@ -17,9 +17,12 @@ Paths longer than sun_path holds are reached through /proc/self/fd/N/NAME.
 from __future__ import annotations
 
 import _socket
+import json
 import os
-from _struct import Struct  # struct's C half: one module fewer on `oci-mon run`'s path
+import struct
+from _json import make_scanner
 
+from oci import errors
 from oci.errors import OciError
 
 TYPE_CHECKING = False
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
 
 MAX_LINE = 1 << 20
 SUN_PATH_MAX = 107
-HEADER = Struct(">cI")
+HEADER = struct.Struct(">cI")
 
 
 class _Reachable:
@@ -86,7 +89,7 @@ def listen(path: str, mode: int = 0o600) -> Any:
 
 def peer_uid(sock: Any) -> int:
     creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
-    return int(Struct("3i").unpack(creds)[1])
+    return int(struct.unpack("3i", creds)[1])
 
 
 def encode(doc: Any) -> bytes:
@@ -121,9 +124,8 @@ def decode(data: bytes | str) -> Any:
     text = data.decode() if isinstance(data, bytes) else data
     if _scan is None:
         try:
-            from _json import make_scanner
+            pass
         except ImportError:  # another Python: the stdlib's public way
-            import json
 
             return json.loads(text)
         _scan = make_scanner(_Context())  # type: ignore[arg-type]
@@ -131,7 +133,6 @@ def decode(data: bytes | str) -> Any:
     try:
         value, end = _scan(text, start)
     except Exception:  # StopIteration, or an error the scanner reports through json.decoder: let json say it
-        import json
 
         return json.loads(text)
     finally:
@@ -210,8 +211,6 @@ class MonitorGone(OciError):
 
 def error_from(doc: dict[str, Any]) -> OciError:
     """The OciError subclass whose exit code the monitor sent."""
-    from oci import errors
-
     code = doc.get("code", 1)
     message = str(doc.get("error") or "the monitor refused the request")
     for cls in (errors.UsageError, errors.NotFound, errors.IntegrityError, errors.Conflict, errors.Unsupported):

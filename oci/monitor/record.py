@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 
+from oci import schema
 from oci.errors import InvalidDocument, InvalidInput, NotFound
 from oci.monitor.paths import Root
-from oci.runtime.state import write_atomic
+from oci.runtime.state import check_id, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,6 +25,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMAS = {"record": "record.schema.json", "event": "event.schema.json"}
 VERSION = 1
 LIVE = ("created", "running", "restarting")
+
+
+def boot_id() -> str:
+    """This boot's ID: a record made in another boot names processes that are gone."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def new(container_id: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +63,7 @@ def load(root: Root, container_id: str, validate: bool = False) -> dict[str, Any
     doc = parse(data, path)
     if validate:
         check(doc, "record", path)
-    return doc  # type: ignore[no-any-return]
+    return doc
 
 
 def parse(data: bytes, source: str) -> Any:
@@ -63,8 +73,6 @@ def parse(data: bytes, source: str) -> Any:
     try:
         return decode(data)
     except (ValueError, UnicodeDecodeError):
-        from oci import schema
-
         return schema.parse(data, source)  # raises, with json's words for what is wrong
 
 
@@ -76,23 +84,14 @@ def check(doc: Any, kind: str, source: str) -> None:
 
 
 def violations(doc: Any, kind: str) -> list[tuple[str, str]]:
-    import json
+    """Every schema violation of a record or event (`kind`) as (json-pointer, message), sorted."""
+    from oci.schema import own_violations
 
-    from jsonschema import Draft7Validator
-
-    with open(os.path.join(HERE, SCHEMAS[kind]), "rb") as f:
-        validator = Draft7Validator(json.load(f))
-    found = set()
-    for error in validator.iter_errors(doc):
-        pointer = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path)
-        found.add((pointer, error.message[:300]))
-    return sorted(found)
+    return own_violations(doc, os.path.join(HERE, SCHEMAS[kind]))
 
 
 def resolve(root: Root, ref: str) -> str:
     """The ID a user means by `ref`: an ID, a name, or the unique start of an ID."""
-    from oci.runtime.state import check_id
-
     try:
         check_id(ref)
     except InvalidInput:
@@ -167,4 +166,4 @@ def check_config(config: Any, source: str = "request") -> dict[str, Any]:
             raise fail(pointer, f"{value} is less than the minimum of {least}")
     if not config["stopSignal"].startswith("SIG"):
         raise fail("/config/stopSignal", f"{config['stopSignal']!r} is not a signal name like SIGTERM")
-    return config  # type: ignore[no-any-return]
+    return config

@@ -7,6 +7,7 @@ is where containerd's shim reads them too.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -62,8 +63,6 @@ class Runtime:
 
 def last_error(log_path: str, offset: int = 0) -> str:
     """The last error the runtime wrote to its --log after `offset` ("" if none)."""
-    import json
-
     try:
         with open(log_path, "rb") as f:
             f.seek(offset)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import struct
 
 from oci.monitor import proto
 from oci.monitor.crilog import STREAMS
@@ -173,7 +174,6 @@ class ContainerIO:
         if self.master < 0:
             return
         import fcntl
-        import struct
         import termios
 
         try:

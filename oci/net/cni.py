@@ -27,11 +27,12 @@ Configuration keys (validated by `cni-config.schema.json`):
 CNI_ARGS understood: `IP=ADDRESS` (a static address, as host-local takes it) and
 `K8S_POD_NAME=NAME` (the name other members see in their hosts files); others are ignored.
 
-What runtimes hand over is read as the Go plugins read it (`gofields`): keys match fields
-ignoring case (containerd's `portMappings` come as `HostPort`, `ContainerPort`, `Protocol`,
-`HostIP`), and keys that match nothing, in the configuration, its `ipam` or its
-`runtimeConfig` (capabilities oci-net does not use, such as `bandwidth`), are ignored and
-named in one line on stderr. DEL is best effort, as the spec asks: it needs only the
+What runtimes hand over is read as the Go plugins read it (oci.gojson, Go's encoding/json
+rules): keys match fields ignoring case (containerd's `portMappings` come as `HostPort`,
+`ContainerPort`, `Protocol`, `HostIP`: go-cni hands its untagged Go struct), a later key
+overrides an earlier one, null leaves a field unset, and keys that match nothing, in the
+configuration, its `ipam` or its `runtimeConfig` (capabilities oci-net does not use, such
+as `bandwidth`), are ignored and named in one line on stderr. DEL is best effort, as the spec asks: it needs only the
 network's name (and `stateDir`); a netns that is gone, a lease that is missing, a network
 never seen, a malformed `prevResult` or a configuration that no longer validates still
 succeed, releasing whatever the records name. The last DEL of a network (or a GC that
@@ -97,7 +98,7 @@ def parse_args(text: str) -> dict[str, str]:
 
 
 _PORT = {"hostPort": None, "containerPort": None, "protocol": None, "hostIP": None}
-# The fields of the configuration (gofields shapes): what oci-net reads, and the keys the
+# The fields of the configuration (oci.gojson shapes): what oci-net reads, and the keys the
 # CNI spec reserves for the runtime (args, prevResult, capabilities, cni.dev/...)
 FIELDS: dict[str, Any] = {
     "cniVersion": None, "name": None, "type": None, "bridge": None, "mtu": None, "ipMasq": None,
@@ -125,10 +126,10 @@ def parse_config(data: bytes, command: str = "") -> dict[str, Any]:
         raise CniError(DECODE_FAILURE, f"configuration on stdin is not JSON: {err}") from None
     if not isinstance(raw, dict):
         raise CniError(DECODE_FAILURE, "configuration on stdin is not a JSON object")
-    from oci.net import gofields
+    from oci import gojson
 
     unknown: list[str] = []
-    conf = gofields.match(raw, FIELDS, "", unknown)
+    conf = gojson.decode(raw, FIELDS, unknown=unknown)
     version = conf.get("cniVersion")
     if version not in SUPPORTED:
         raise CniError(INCOMPATIBLE_VERSION, f"cniVersion {version!r} is not supported",
@@ -218,7 +219,8 @@ def run(command: str, stdin: bytes) -> dict[str, Any] | None:
     if command not in ("ADD", "DEL", "CHECK", "STATUS", "GC"):
         raise CniError(INVALID_ENV, f"CNI_COMMAND {command!r} is not one of ADD, DEL, CHECK, VERSION, STATUS, GC")
     if command == "DEL":
-        return _del(parse_config(stdin, command))
+        _del(parse_config(stdin, command))
+        return None
     conf = load_config(stdin, command)
     least = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}.get(command)
     if least and not version_at_least(conf["cniVersion"], least):  # as the spec's skel refuses them
@@ -228,7 +230,8 @@ def run(command: str, stdin: bytes) -> dict[str, Any] | None:
     from oci.net import endpoint
 
     if command == "STATUS":
-        return _status(state, net)
+        _status(state, net)
+        return None
     if command == "GC":
         valid = {endpoint.key_of(a["containerID"], a["ifname"]) for a in conf.get("cni.dev/valid-attachments", [])}
         endpoint.gc(state, net, valid)
@@ -236,7 +239,8 @@ def run(command: str, stdin: bytes) -> dict[str, Any] | None:
     container_id, ifname = _env("CNI_CONTAINERID"), _env("CNI_IFNAME")
     netns = _env("CNI_NETNS")
     if command == "CHECK":
-        return _check(conf, state, net, container_id, ifname)
+        _check(conf, state, net, container_id, ifname)
+        return None
     return _add(conf, state, net, container_id, ifname, netns)
 
 

@@ -76,7 +76,7 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
             address6 = ipam.allocate(subnet6, ipam.used_addresses(leases, 6), [net["gateway6"]], req.ip6)
             cidrs.append(f"{address6}/{subnet6.prefixlen}")
             gateways.append(net["gateway6"])
-        lease = {
+        lease: dict[str, Any] = {
             "containerId": req.container_id, "ifname": req.ifname, "netns": req.netns, "netnsId": netns_id,
             "hostIfname": host_ifname(net["name"], key), "nftTable": net["nftTable"],
             "mac": req.mac or mac_for(address),
@@ -95,8 +95,8 @@ def connect(state: str, net: dict[str, Any], req: Request) -> dict[str, Any]:
                     raise
             lease["bridgeMac"], lease["hostMac"] = bridge.mac, links.attach(nl, bridge, req.netns, iface)
         try:
-            address4, address6 = _addresses(lease)
-            nat.add_ports(net, lease["hostIfname"], address4, address6, req.ports)
+            ip4, ip6 = _addresses(lease)
+            nat.add_ports(net, lease["hostIfname"], ip4, ip6, req.ports)
             leases[key] = lease
             _refresh_hosts(net["name"], leases, extra=[])
         except BaseException:

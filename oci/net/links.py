@@ -40,7 +40,7 @@ class Bridge(NamedTuple):
     """A bridge on the host as ensure_bridge found or made it."""
 
     name: str
-    index: int
+    ifindex: int  # (not `index`: a tuple's own method)
     mac: str
     created: bool
 
@@ -203,7 +203,7 @@ def attach(nl: rtnl.Rtnl, bridge: Bridge, netns: str, iface: Interface) -> str:
             peer = {"attrs": [("IFLA_IFNAME", iface.ifname), ("IFLA_NET_NS_FD", fd), ("IFLA_MTU", iface.mtu),
                               ("IFLA_ADDRESS", iface.mac)]}
             info = [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]
-            attrs = [("IFLA_IFNAME", iface.host_ifname), ("IFLA_MTU", iface.mtu), ("IFLA_MASTER", bridge.index),
+            attrs = [("IFLA_IFNAME", iface.host_ifname), ("IFLA_MTU", iface.mtu), ("IFLA_MASTER", bridge.ifindex),
                      ("IFLA_LINKINFO", {"attrs": info})]
             nl.request(_link_msg(up=True, attrs=attrs), rtnl.RTM_NEWLINK, rtnl.CREATE)
     finally:

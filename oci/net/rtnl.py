@@ -103,7 +103,7 @@ class Rtnl:
         header["flags"] = NLM_F_REQUEST | flags | (NLM_F_DUMP if dump else NLM_F_ACK)
         msg.encode()
         self.sock.send(msg.data)
-        replies = []
+        replies: list[Any] = []
         while True:
             for reply in self.marshal.parse(self.sock.recv(RECV_SIZE)):
                 if reply["header"]["sequence_number"] != self.seq:

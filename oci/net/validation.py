@@ -29,15 +29,9 @@ def schema_path(kind: str) -> str:
 
 def violations(doc: Any, kind: str) -> list[tuple[str, str]]:
     """Every violation of `doc` as (json-pointer, message), sorted."""
-    from jsonschema import Draft7Validator
+    from oci.schema import own_violations
 
-    with open(schema_path(kind), "rb") as f:
-        validator = Draft7Validator(json.load(f))
-    found = set()
-    for error in validator.iter_errors(doc):
-        pointer = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path)
-        found.add((pointer, error.message[:300]))
-    return sorted(found)
+    return own_violations(doc, schema_path(kind))
 
 
 def validate(doc: Any, kind: str, source: str, memo_dir: str | None = None) -> None:

@@ -26,121 +26,37 @@ oci.errors: NotFound (3), IntegrityError (4), RegistryError/HttpError (5), AuthE
 
 from __future__ import annotations
 
-from _thread import allocate_lock
-from collections import namedtuple
-
-from oci import schema
-from oci.descriptor import DOCKER_LIST, DOCKER_MANIFEST, INDEXES, MANIFESTS, OCI_INDEX, OCI_MANIFEST, Descriptor
+from oci import log, schema
+from oci.descriptor import OCI_INDEX, Descriptor
 from oci.digest import Digest
-from oci.errors import AuthError, DigestMismatch, IntegrityError, NotFound, OciError, RegistryError, Unsupported
+from oci.errors import AuthError, DigestMismatch, IntegrityError, NotFound, OciError, RegistryError
 from oci.reference import Reference
 
-from . import log, urls
+from . import urls
 from .http import HttpError, Options, Response, SentBytes, Transport
+from .manifests import MANIFEST_ACCEPT, MANIFEST_TYPES, MAX_MANIFEST, Manifest, manifest_media_type
+from .session import Registry, credentials_for, error_detail
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
-
-    from .auth import Authenticator
-    from .credentials import Credentials
     from .http import Body
 
-SOURCE_ANNOTATION = "org.ocikit.source"  # on a layout's index entry: the reference an image was fetched from
-MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
-MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
-MAX_MANIFEST = 4 << 20  # the distribution spec lets registries refuse manifests above 4 MiB
-MAX_ERROR_BODY = 1 << 16
 MAX_TAG_LIST = 16 << 20
 MAX_REDIRECTS = 5
 _LINK_NEXT = r'<([^>]+)>\s*;\s*rel="?next"?'
 
 
-class Manifest(namedtuple("Manifest", ["media_type", "digest", "data"])):
-    """A manifest or index exactly as the registry served it, with its verified digest."""
+class Upload:
+    """A blob upload session: where to send the next request and how many bytes it holds. (A plain
+    class, as Manifest.)"""
 
-    __slots__ = ()
-    media_type: str
-    digest: Digest
-    data: bytes
+    __slots__ = ("location", "offset")
 
-    @property
-    def descriptor(self) -> Descriptor:
-        return Descriptor(self.media_type, self.digest, len(self.data))
+    def __init__(self, location: str, offset: int = 0) -> None:
+        self.location, self.offset = location, offset
 
-
-class Upload(namedtuple("Upload", ["location", "offset"], defaults=(0,))):
-    """A blob upload session: where to send the next request and how many bytes it holds."""
-
-    __slots__ = ()
-    location: str
-    offset: int
-
-
-class Registry:
-    """One registry host: its transport and what it told us about authentication."""
-
-    def __init__(self, host: str, options: Options | None = None, *, name: str | None = None,
-                 transport: Transport | None = None,
-                 credentials: Callable[[], Credentials | None] | None = None) -> None:
-        self.host = host  # where the API lives (host[:port])
-        self.name = name or host  # what credentials are filed under (docker.io for Docker Hub)
-        self.transport = transport or Transport(options)
-        self._credentials = credentials or (lambda: _lookup(self.name))
-        self._auth: Authenticator | None = None  # made on the first challenge (401)
-        self._auth_lock = allocate_lock()
-
-    @property
-    def auth(self) -> Authenticator:
-        """How to authenticate here, learnt from the registry's challenges."""
-        with self._auth_lock:
-            if self._auth is None:
-                from .auth import Authenticator
-
-                self._auth = Authenticator(self.transport, self.name, self._credentials)
-            return self._auth
-
-    def _authorization(self, scopes: tuple[str, ...]) -> str | None:
-        """The Authorization header for `scopes`; None until a challenge said how to make one."""
-        return self._auth.header(scopes) if self._auth is not None else None
-
-    def repository(self, name: str, push: bool = False) -> Repository:
-        return Repository(self, name, push)
-
-    def url(self, path: str) -> str:
-        return self.transport.url(self.host, path)
-
-    def send_ahead(self, method: str, url: str, scopes: tuple[str, ...], headers: dict[str, str] | None = None
-                   ) -> None:
-        """Send a GET or HEAD now, authorized as `request` would; `request` reads the answer."""
-        sent = dict(headers or {})
-        authorization = self._authorization(scopes)
-        if authorization:
-            sent["Authorization"] = authorization
-        self.transport.send_ahead(method, url, sent)
-
-    def request(self, method: str, url: str, scopes: tuple[str, ...], headers: dict[str, str] | None = None,
-                body: Body = None, *, retry: bool = True) -> Response:
-        """Send a request with the authorization `scopes` need, answering challenges (401) as asked."""
-        start = body.tell() if body is not None and not isinstance(body, bytes) and body.seekable() else None
-        for attempt in range(3):
-            sent = dict(headers or {})
-            authorization = self._authorization(scopes)
-            if authorization:
-                sent["Authorization"] = authorization
-            if attempt and start is not None:
-                body.seek(start)  # type: ignore[union-attr]
-            response = self.transport.request(method, url, sent, body, retry=retry)
-            if response.status != 401:
-                return response
-            challenge = response.header("WWW-Authenticate")
-            detail = error_detail(response)
-            insufficient = 'error="insufficient_scope"' in (challenge or "")
-            if attempt == 2 or (authorization and insufficient) or (
-                    body is not None and not isinstance(body, bytes) and start is None):
-                raise AuthError(f"{self.name}: access refused for {' '.join(scopes)}{detail}")
-            self.auth.challenged(challenge, scopes)
-        raise AssertionError("unreachable")
+    def __repr__(self) -> str:
+        return f"Upload({self.location!r}, {self.offset})"
 
 
 class Repository:
@@ -161,7 +77,7 @@ class Repository:
                  *, retry: bool = True, scopes: tuple[str, ...] | None = None) -> Response:
         return self.registry.request(method, url, scopes or self.scopes, headers, body, retry=retry)
 
-    def _fail(self, response: Response, what: str) -> RegistryError:
+    def _fail(self, response: Response, what: str) -> OciError:
         """The error for an unexpected answer (the body is read for the registry's message)."""
         detail = error_detail(response)
         if response.status == 404:
@@ -347,7 +263,7 @@ class Repository:
         headers = {"Content-Type": "application/octet-stream"}
         replayable = body is None or isinstance(body, (bytes, SentBytes))
         if body is not None:
-            length = len(body) if hasattr(body, "__len__") else size  # type: ignore[arg-type]
+            length = len(body) if isinstance(body, (bytes, SentBytes)) else size
             if length is None:
                 raise ValueError("finish_upload: size is required with a streamed body")
             headers["Content-Length"] = str(length)
@@ -389,36 +305,8 @@ def connect(reference: Reference, options: Options | None = None, push: bool = F
             transport: Transport | None = None) -> Repository:
     """The repository a reference names, reached with `options`."""
     registry = Registry(reference.api_host, options, name=reference.registry, transport=transport,
-                        credentials=lambda: _lookup(reference.registry, reference.repository))
-    return registry.repository(reference.repository, push)
-
-
-def _lookup(registry: str, repository: str = "") -> Credentials | None:
-    """Credentials from the files and helpers (read when a registry first asks for them)."""
-    from .credentials import lookup
-
-    return lookup(registry, repository)
-
-
-def manifest_media_type(data: bytes, content_type: str | None, what: str) -> str:
-    """The media type of served manifest bytes: the document's own `mediaType`, else Content-Type."""
-    doc = schema.recall(data, ("manifest", "index"))  # bytes fetched before need no JSON parser
-    doc = schema.parse(data, what) if doc is None else doc
-    declared = doc.get("mediaType") if isinstance(doc, dict) else None
-    header = (content_type or "").split(";", 1)[0].strip()
-    if isinstance(declared, str) and declared and header in MANIFESTS | INDEXES and header != declared:
-        raise IntegrityError(f"{what}: the document says mediaType {declared}, the registry served it as {header}")
-    media_type = declared if isinstance(declared, str) and declared else header
-    if media_type not in MANIFESTS | INDEXES:
-        if isinstance(doc, dict) and doc.get("schemaVersion") == 1:
-            raise Unsupported(f"{what}: Docker schema 1 manifests are not supported")
-        if isinstance(doc, dict) and isinstance(doc.get("manifests"), list):
-            media_type = OCI_INDEX
-        elif isinstance(doc, dict) and "config" in doc:
-            media_type = OCI_MANIFEST
-        else:
-            raise Unsupported(f"{what}: unsupported manifest media type {media_type or 'none'!r}")
-    return media_type
+                        credentials=lambda: credentials_for(reference.registry, reference.repository))
+    return Repository(registry, reference.repository, push)
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -451,24 +339,6 @@ def upload_range_end(value: str | None) -> int:
 
     match = re.match(r"\s*(?:bytes=)?0-(-?\d+)\s*$", value or "")
     return max(-1, int(match[1])) if match else -1
-
-
-def error_detail(response: Response) -> str:
-    """`: CODE: message` from a registry's JSON error body, or '' (the body is consumed)."""
-    try:
-        data = response.read_all(MAX_ERROR_BODY, "error body")
-    except (OciError, OSError):
-        response.close()
-        return ""
-    try:
-        import json
-
-        errors = json.loads(data).get("errors") or []
-        first = errors[0]
-        text = ": ".join(filter(None, (str(first.get("code", "")), str(first.get("message", "")))))
-    except (ValueError, AttributeError, IndexError, TypeError):
-        return ""
-    return f" ({text})" if text else ""
 
 
 def _json(data: bytes, what: str) -> dict:

@@ -22,9 +22,8 @@ import json
 import os
 from collections import namedtuple
 
+from oci import log
 from oci.reference import DOCKER_HUB
-
-from . import log
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -6,9 +6,10 @@ connection errors, are retried with exponential backoff (honouring `Retry-After`
 as the request body can be sent again. A response whose body was read to the end gives
 its connection back to the pool for the next request to the same host.
 
-The wire format is `wire`'s (our own HTTP/1.1 framing with caps for hostile servers);
-`ssl` is imported only when a TLS connection is made (or a TLS error is described): a
-plain HTTP client (`--insecure`) does not pay for it.
+The wire format is `wire`'s (our own HTTP/1.1 framing with caps for hostile servers); what
+a TLS connection trusts and presents is `tls`'s, imported (with `ssl`) only when a registry
+may be reached with TLS (or a TLS error is described): a plain HTTP client (`--insecure`)
+does not pay for it.
 """
 
 from __future__ import annotations
@@ -20,22 +21,38 @@ from _socket import SHUT_RDWR
 from _thread import allocate_lock
 from collections import namedtuple
 
+from oci import log
 from oci.errors import IntegrityError, NotFound, RegistryError
 
-from . import log, urls
+from . import urls
 from .proxy import proxy_for
-from .wire import Connection, split_host
+from .urls import split_host
+from .wire import Connection
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
-    from typing import BinaryIO, Callable
+    from typing import Callable, Protocol
 
     from . import wire
 
-    Body = bytes | BinaryIO | None
+    class Payload(Protocol):
+        """A request body read as it is sent, and sent again from where it started when retried:
+        a file, SentBytes."""
+
+        def read(self, n: int = -1, /) -> bytes: ...
+
+        def seekable(self) -> bool: ...
+
+        def tell(self) -> int: ...
+
+        def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    Body = bytes | Payload | None
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+CERT_DIR_ENV = "OCIKIT_CERT_DIR"
+SYSTEM_CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 
 
 def transient(status: int) -> bool:
@@ -47,8 +64,6 @@ BLOCK = 1 << 20
 # What a kept-alive connection the server has closed meanwhile fails with (RemoteDisconnected
 # is a ConnectionResetError): the request is sent again at once on a new connection.
 STALE_CONNECTION_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
-CERT_DIR_ENV = "OCIKIT_CERT_DIR"
-SYSTEM_CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 
 
 class Options(namedtuple("Options", ["insecure", "cert_dir", "timeout", "retries", "backoff", "max_backoff",
@@ -272,7 +287,10 @@ class Transport:
         with self._lock:
             context = self._contexts.get(host)
             if context is None:
-                context = self._contexts[host] = tls_context(host, self.options.cert_dir, self.verifies(host))
+                from .tls import tls_context
+
+                context = self._contexts[host] = tls_context(cert_dirs(host, self.options.cert_dir),
+                                                             self.verifies(host))
             return context
 
     def _connect(self, scheme: str, netloc: str) -> Connection:
@@ -458,19 +476,19 @@ class Transport:
         key = (scheme, netloc)
         headers = _with_defaults(method, headers, body)
         answered = self._answer_ahead(method, url, headers, key) if body is None and self._ahead else None
-        raw, conn = answered if answered is not None else (None, None)
-        while raw is None:
+        while answered is None:
             conn, reused = self._checkout(key)
             try:
                 conn.request(method, target, headers, body)
-                raw = conn.getresponse()
+                answered = conn.getresponse(), conn
             except (OSError, ValueError) as err:
                 self._checkin(key, conn, False)
                 if reused and isinstance(err, STALE_CONNECTION_ERRORS) and (body is None or isinstance(body, bytes)):
                     log.debug("%s %s: kept-alive connection failed (%s), trying a new one", method, redact(url), err)
                     continue  # the server closed an idle keep-alive connection: try a fresh one
                 raise
-        response = Response(raw, url, lambda reusable: self._checkin(key, conn, reusable))
+        raw, used = answered
+        response = Response(raw, url, lambda reusable: self._checkin(key, used, reusable))
         if method == "HEAD":
             response.read()  # no body: the connection goes back to the pool
         return response
@@ -483,6 +501,18 @@ class Transport:
             delay = backoff_delay(attempt, self.options.backoff, self.options.max_backoff)
         log.warning("%s; retrying in %.1fs", reason, delay)
         time.sleep(delay)
+
+
+def cert_dirs(host: str, cert_dir: str | None = None) -> list[str]:
+    """The certificate directories for `host`: `cert_dir` (else $OCIKIT_CERT_DIR) alone when given,
+    else /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST that exist (oci.registry.tls
+    loads them); NotFound for a given directory that is missing."""
+    explicit = cert_dir or os.environ.get(CERT_DIR_ENV)
+    if explicit:
+        if not os.path.isdir(explicit):
+            raise NotFound(f"{explicit}: no such certificate directory")
+        return [explicit]
+    return [folder for folder in (os.path.join(base, host) for base in SYSTEM_CERT_DIRS) if os.path.isdir(folder)]
 
 
 def _with_defaults(method: str, headers: dict[str, str], body: Body) -> dict[str, str]:
@@ -517,64 +547,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if when is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def tls_context(host: str, cert_dir: str | None = None, verify: bool = True) -> ssl.SSLContext:
-    """A verifying TLS context: system CAs (and SSL_CERT_FILE), plus the CAs and client
-    certificate of `cert_dir` (or $OCIKIT_CERT_DIR, or /etc/containers|docker/certs.d/HOST).
-    Without `verify`, neither the chain nor the host name is checked (the client certificate
-    is still presented)."""
-    import ssl
-
-    explicit = cert_dir or os.environ.get(CERT_DIR_ENV) or ""
-    if explicit and not os.path.isdir(explicit):
-        raise NotFound(f"{explicit}: no such certificate directory")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        _load_system_roots(context)
-    folders = [explicit]
-    folders += [os.path.join(base, host) for base in SYSTEM_CERT_DIRS]
-    for folder in filter(os.path.isdir, folders):
-        names = sorted(os.listdir(folder))
-        for ca in [os.path.join(folder, name) for name in names if name.endswith(".crt")]:
-            try:
-                context.load_verify_locations(cafile=ca)
-            except (OSError, ssl.SSLError) as err:
-                raise RegistryError(f"{ca}: cannot load CA certificate: {err}") from None
-        for cert in [os.path.join(folder, name) for name in names if name.endswith(".cert")]:
-            key = cert[: -len(".cert")] + ".key"
-            try:
-                context.load_cert_chain(cert, key if os.path.exists(key) else None)
-            except (OSError, ssl.SSLError) as err:
-                raise RegistryError(f"{cert}: cannot load client certificate: {err}") from None
-        if folder == folders[0]:
-            break  # an explicit directory replaces the per-host defaults
-    return context
-
-
-def _load_system_roots(context: ssl.SSLContext) -> None:
-    """Trust the system's CAs, where OpenSSL's default paths say ($SSL_CERT_FILE, $SSL_CERT_DIR).
-
-    Loading the CA bundle parses every certificate in it (~20 ms for Debian's ~140, on every
-    TLS command). When the bundle sits in a hashed directory of the same CAs, as Debian's
-    update-ca-certificates writes them, the directory alone is given: OpenSSL then reads only
-    the issuers a handshake needs. Anything else loads the default paths as they are."""
-    import ssl
-
-    paths = ssl.get_default_verify_paths()
-    capath = paths.capath
-    if paths.cafile and capath and os.path.dirname(os.path.realpath(paths.cafile)) == os.path.realpath(capath):
-        try:
-            hashed = any(len(name) == 10 and name.endswith(".0") for name in os.listdir(capath))
-        except OSError:
-            hashed = False
-        if hashed:
-            context.load_verify_locations(capath=capath)
-            return
-    context.load_default_certs()
 
 
 def describe_error(err: BaseException) -> str:

@@ -9,7 +9,8 @@ push reads one small file per blob of the image, whatever the cache's size, and 
 what is new (an append; the file is rewritten when it grows past MAX_PER_BLOB lines). The
 cache only ever saves uploads: one that cannot be read or written costs nothing else, and a
 repository it names that no longer holds the blob makes the registry open an upload instead
-of a mount.
+of a mount. A pull also writes where an image came from on its layout's index entry
+(SOURCE_ANNOTATION), a repository a later push of the image may mount from.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Iterable
 
 ENV = "OCIKIT_BLOB_LOCATIONS"
+SOURCE_ANNOTATION = "org.ocikit.source"  # on a layout's index entry: the reference an image was fetched from
 MAX_PER_BLOB = 4
 
 

@@ -16,7 +16,7 @@ import os
 
 from oci.errors import UsageError
 
-from .wire import split_host
+from .urls import split_host
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

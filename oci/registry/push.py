@@ -37,9 +37,10 @@ from oci.errors import AuthError, IntegrityError, InvalidInput, NotFound, OciErr
 from oci.layout import Layout
 from oci.reference import Reference
 
-from .client import MAX_MANIFEST, SOURCE_ANNOTATION, Repository, Upload
+from .client import Repository, Upload
 from .http import HttpError, SentBytes, transient
-from .locations import BlobLocations
+from .locations import SOURCE_ANNOTATION, BlobLocations
+from .manifests import MAX_MANIFEST
 
 DEFAULT_CHUNK_SIZE = 32 << 20
 BLOB_ATTEMPTS = 4  # fresh upload sessions per blob before giving up
@@ -51,15 +52,8 @@ AHEAD_PER_JOB = 2  # blobs (and child manifests) asked for at once per --jobs, e
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for type checkers only (typing costs a command's start ~3 ms)
     import threading
-    from typing import Protocol
 
-    class Progress(Protocol):
-        """What a progress display needs: each blob that travels (once the registry is known to
-        lack it), then bytes done per blob."""
-
-        def begin(self, blobs: list[Descriptor]) -> None: ...
-
-        def advance(self, blob: Descriptor, done: int) -> None: ...
+    from .workers import Progress
 
 
 class Plan:
@@ -237,7 +231,7 @@ class Pusher:
 
     def _ensure_blob(self, blob: Descriptor, sources: list[str], result: Result, missing: bool = False) -> None:
         """Make the registry hold `blob`: asked for first (unless known `missing`), then mounted or uploaded."""
-        if self._stop.is_set():
+        if self._stop is not None and self._stop.is_set():
             raise _Stopped()
         if not missing and self.repository.blob_size(blob.digest) is not None:
             self._count(result, "present", blob)
@@ -303,7 +297,7 @@ class Pusher:
             hasher, hashed = blob.digest.hasher(), 0
             failures = 0
             while upload.offset < blob.size:
-                if self._stop.is_set():
+                if self._stop is not None and self._stop.is_set():
                     self.repository.cancel_upload(upload)
                     raise _Stopped()
                 f.seek(upload.offset)

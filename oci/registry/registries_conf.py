@@ -29,7 +29,11 @@ from __future__ import annotations
 import os
 
 from oci.errors import AuthError, InvalidInput
-from oci.reference import DOCKER_HUB, Reference
+from oci.reference import DOCKER_HUB, Reference, strip_transport
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .http import Options
 
 ENV = "CONTAINERS_REGISTRIES_CONF"
 SYSTEM = "/etc/containers/registries.conf"
@@ -150,11 +154,6 @@ def _without_comments(data: bytes) -> bytes:
     return b"\n".join(line for line in (raw.split(b"#", 1)[0].strip() for raw in data.splitlines()) if line)
 
 
-def strip_transport(text: str) -> str:
-    """A reference without skopeo's `docker://` transport prefix."""
-    return text[len("docker://"):] if text.startswith("docker://") else text
-
-
 def endpoints(text: str, *, pull: bool, config: Config | None = None) -> list[Endpoint]:
     """Where the reference `text` (`docker://` accepted) is pulled from (mirrors first) or
     pushed to, by registries.conf; InvalidInput for a bad reference, AuthError for a blocked
@@ -173,6 +172,19 @@ def endpoints(text: str, *, pull: bool, config: Config | None = None) -> list[En
     for candidate in candidates:
         found += _for_reference(candidate, config, pull)
     return found
+
+
+def resolve(text: str, *, pull: bool, options: Options | None = None) -> tuple[list[Endpoint], Options]:
+    """Where the reference `text` is pulled from or pushed to (`endpoints`), and the transport
+    `options` (default: Options()) for them: the hosts registries.conf calls insecure among
+    them are reached with TLS unverified, plain HTTP allowed."""
+    if options is None:
+        from .http import Options
+
+        options = Options()
+    found = endpoints(text, pull=pull)
+    hosts = frozenset(place.reference.api_host for place in found if place.insecure)
+    return found, options._replace(insecure_hosts=options.insecure_hosts | hosts) if hosts else options
 
 
 def _short_name_candidates(text: str, ref: Reference, config: Config) -> list[Reference]:

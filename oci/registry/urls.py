@@ -1,5 +1,6 @@
 """The URLs a registry client handles: split one for a request, resolve a Location or Link
-against the URL it came with (RFC 3986 section 5.2), and encode a query string.
+against the URL it came with (RFC 3986 section 5.2), encode a query string, and split a
+`host[:port]` (the registry's, a proxy's, a NO_PROXY entry's).
 
 Only http and https URLs are split; fragments are dropped, as HTTP never sends them.
 """
@@ -119,3 +120,19 @@ def is_loopback(netloc: str) -> bool:
         return True
     parts = host.split(".")
     return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+def split_host(netloc: str, default_port: int) -> tuple[str, int]:
+    """('host', port) of `host`, `host:port`, `[v6]` or `[v6]:port`; ValueError otherwise."""
+    if netloc.startswith("["):
+        host, bracket, rest = netloc[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"invalid host {netloc!r}")
+        port = rest[1:]
+    else:
+        host, _, port = netloc.partition(":")
+        if ":" in port:
+            raise ValueError(f"an IPv6 address needs brackets: {netloc!r}")
+    if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise ValueError(f"invalid host {netloc!r}")
+    return host, int(port) if port else default_port

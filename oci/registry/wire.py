@@ -22,7 +22,9 @@ import io
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
-    from typing import BinaryIO
+    from typing import Any, BinaryIO
+
+    from oci.digest import Reader
 
     from .proxy import Proxy
 
@@ -79,8 +81,8 @@ class Headers:
 class Response:
     """One response: its head read on construction, its body read by the caller."""
 
-    def __init__(self, fp: BinaryIO, method: str) -> None:
-        self._fp: BinaryIO | None = fp
+    def __init__(self, fp: io.BufferedReader[Any], method: str) -> None:
+        self._fp: io.BufferedReader[Any] | None = fp
         for _ in range(MAX_INTERIM + 1):  # interim 1xx answers are skipped, a few of them
             version, self.status, self.reason = _status_line(fp)
             self.headers = Headers(_fields(fp))
@@ -175,7 +177,7 @@ class Response:
         count = 0
         while count < len(view):
             try:
-                got = fp.readinto1(view[count:])  # type: ignore[attr-defined]
+                got = fp.readinto1(view[count:])
             except OSError as err:
                 if not count:
                     raise
@@ -219,7 +221,7 @@ class Connection:
         self.tls = tls
         self.proxy = proxy
         self.sock: _socket.socket | ssl.SSLSocket | None = None
-        self._fp: BinaryIO | None = None
+        self._fp: io.BufferedReader[Any] | None = None
         self._method = ""
         self._host_header = f"[{host}]" if ":" in host else host
         if port != (443 if tls is not None else 80):
@@ -267,7 +269,7 @@ class Connection:
     def _host_header_with_port(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
-    def request(self, method: str, target: str, headers: dict[str, str], body: bytes | BinaryIO | None = None
+    def request(self, method: str, target: str, headers: dict[str, str], body: bytes | Reader | None = None
                 ) -> None:
         """Send a request. A file body needs a Content-Length header; a bytes body gets one."""
         if any(c in target for c in " \r\n") or any(c in method for c in " \r\n"):
@@ -347,22 +349,6 @@ def _connect(host: str, port: int, timeout: float | None) -> _socket.socket:
     raise error or OSError(f"{host}: no address to connect to")
 
 
-def split_host(netloc: str, default_port: int) -> tuple[str, int]:
-    """('host', port) of `host`, `host:port`, `[v6]` or `[v6]:port`; ValueError otherwise."""
-    if netloc.startswith("["):
-        host, bracket, rest = netloc[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError(f"invalid host {netloc!r}")
-        port = rest[1:]
-    else:
-        host, _, port = netloc.partition(":")
-        if ":" in port:
-            raise ValueError(f"an IPv6 address needs brackets: {netloc!r}")
-    if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
-        raise ValueError(f"invalid host {netloc!r}")
-    return host, int(port) if port else default_port
-
-
 def _readline(fp: BinaryIO, what: str) -> bytes:
     line = fp.readline(MAX_LINE + 1)
     if len(line) > MAX_LINE:
@@ -385,7 +371,7 @@ def _status_line(fp: BinaryIO) -> tuple[str, int, str]:
 
 def _fields(fp: BinaryIO) -> list[tuple[str, str]]:
     """Header (or trailer) lines up to the empty line, as (lower-case name, value)."""
-    fields = []
+    fields: list[tuple[str, str]] = []
     while True:
         line = _readline(fp, "header line")
         if line in (b"\r\n", b"\n"):

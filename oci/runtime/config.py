@@ -20,10 +20,10 @@ validation (the vendored schemas stay unmodified):
 * podman 4.3 writes `linux.devices[].fileMode` with the file-type bits of stat(2) (`--device`,
   `--privileged`: 8630 = S_IFCHR|0666; 24960 = S_IFBLK|0600): runc hands the mode to mknod,
   which takes the permission bits; the type bits are dropped before the schema check.
-* Go's encoding/json matches object keys case-insensitively (`"Hostname"` fills `hostname`):
-  a key that differs from a property of RULES only in case is read as that property (logged),
-  unless the property is there too; and a null value leaves a property unset (the schema would
-  refuse it).
+* runc, podman and containerd are Go programs: a config is whatever Go's encoding/json takes,
+  and runc reads it with Go's rules (oci.gojson): a key that differs from a property of RULES
+  only in case is read as that property (logged: `"Hostname"` fills `hostname`), a later key
+  overrides an earlier one, and null leaves a property unset (the schema would refuse it).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 
 from oci import RUNTIME_SPEC_VERSION, schema
-from oci.errors import InvalidDocument, InvalidInput, NotFound, Unsupported
+from oci.errors import InvalidDocument, InvalidInput, NotFound, Unsupported, json_pointer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -113,10 +113,6 @@ RULES: dict[str, Any] = {
 }
 
 
-def _pointer_part(key: str | int) -> str:
-    return "/" + str(key).replace("~", "~0").replace("/", "~1")
-
-
 def is_noop(value: Any) -> bool:
     """Whether a value asks for nothing: absent, null, 0, false or empty."""
     return value is None or value is False or value == 0 or value == "" or value == [] or value == {}
@@ -148,43 +144,27 @@ def review(doc: Any, rules: Any = None, pointer: str = "", found: Review | None 
     if isinstance(rules, list):
         if isinstance(doc, list):
             for i, item in enumerate(doc):
-                review(item, rules[0], pointer + _pointer_part(i), found)
+                review(item, rules[0], pointer + json_pointer(i), found)
         return found
     if isinstance(doc, dict):
         for key, value in doc.items():
             if key in rules:
-                review(value, rules[key], pointer + _pointer_part(key), found)
+                review(value, rules[key], pointer + json_pointer(key), found)
             else:
-                found.notes.append(f"{pointer}{_pointer_part(key)}: unknown property ignored")
+                found.notes.append(f"{pointer}{json_pointer(key)}: unknown property ignored")
     return found
 
 
 def fold_keys(doc: Any, rules: Any, pointer: str, notes: list[str]) -> None:
-    """Read the objects RULES describes as Go's encoding/json reads them, in place: a key that matches a
-    property only when case is ignored is that property (a key already spelled right wins), and a
-    property whose value is null is not set."""
-    if isinstance(rules, list) and isinstance(doc, list):
-        for i, item in enumerate(doc):
-            fold_keys(item, rules[0], pointer + _pointer_part(i), notes)
-        return
-    if not isinstance(rules, dict) or not isinstance(doc, dict):
-        return
-    lowered = None
-    for key in list(doc):
-        if doc[key] is None:
-            del doc[key]
-            continue
-        if key not in rules:
-            if lowered is None:
-                lowered = {name.lower(): name for name in rules}
-            name = lowered.get(key.lower())
-            if name is not None and name not in doc:
-                doc[name] = doc.pop(key)
-                notes.append(f"{pointer}{_pointer_part(key)}: read as {name!r}, as Go's JSON decoder reads it")
-                key = name
-            else:
-                continue
-        fold_keys(doc[key], rules[key], pointer + _pointer_part(key), notes)
+    """Read the objects RULES describes as Go's encoding/json reads them, in place (oci.gojson: a key
+    that matches a property only when case is folded is that property, a later key overrides an earlier
+    one, null leaves a property unset); unknown keys stay for `review` to note."""
+    if isinstance(doc, dict):
+        from oci import gojson  # only for a config not remembered yet (schema.load's memo)
+
+        decoded = gojson.decode(doc, rules, pointer, folded=notes)
+        doc.clear()
+        doc.update(decoded)
 
 
 S_IFMT = 0o170000

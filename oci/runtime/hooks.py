@@ -78,12 +78,12 @@ def run_hooks(hooks: dict[str, Any] | None, phase: str, state: dict[str, Any]) -
         run_hook(hook, state, phase)
 
 
-def run_hooks_warn(hooks: dict[str, Any] | None, phase: str, state: dict[str, Any]) -> list[str]:
-    """Run every hook of `phase`; failures are returned as warnings (poststart, poststop)."""
-    warnings = []
+def run_hooks_warn(hooks: dict[str, Any] | None, phase: str, state: dict[str, Any]) -> None:
+    """Run every hook of `phase`; a failure is a warning (oci.log) and the next hook runs (poststop)."""
     for hook in (hooks or {}).get(phase, []):
         try:
             run_hook(hook, state, phase)
         except HookError as err:
-            warnings.append(err.message)
-    return warnings
+            from oci import log  # only for a hook that failed
+
+            log.warning(err.message)

@@ -222,7 +222,7 @@ def _stop(pid: int, cgroup: Any, reap: bool) -> None:
         time.sleep(0.002)
 
 
-def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
+def start(store: StateStore, container_id: str) -> Container:
     """Let the waiting init run startContainer hooks and exec the process; then poststart hooks, the first
     failing one an error that stops the container."""
     with store.lock(container_id):
@@ -267,7 +267,7 @@ def start(store: StateStore, container_id: str) -> tuple[Container, list[str]]:
 
                 _stop(container.pid, cgroups.manager(container.cgroup_path), True)
                 raise
-    return container, []
+    return container
 
 
 def signal_numbers() -> dict[str, int]:
@@ -320,8 +320,8 @@ def kill(store: StateStore, container_id: str, signum: int, all_processes: bool 
         raise Conflict("container not running") from None
 
 
-def delete(store: StateStore, container_id: str, force: bool = False) -> list[str]:
-    """Remove a stopped (or created, or with force any) container; poststop hooks (warnings returned)."""
+def delete(store: StateStore, container_id: str, force: bool = False) -> None:
+    """Remove a stopped (or created, or with force any) container; poststop hooks (failures are warnings)."""
     from oci.linux import cgroups
 
     with store.lock(container_id):
@@ -338,16 +338,46 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> list[st
             if err.errno != errno.ENOENT:
                 raise
         store.remove(container_id)
-    return _hooks_warn(container, "poststop", "stopped")
+    _hooks_warn(container, "poststop", "stopped")
 
 
-def _hooks_warn(container: Container, phase: str, status: str) -> list[str]:
-    """Run the container's `phase` hooks, failures as warnings; the hooks module is imported only if there are any."""
+def _hooks_warn(container: Container, phase: str, status: str) -> None:
+    """Run the container's `phase` hooks, failures as warnings (oci.log); the hooks module is imported only if
+    there are any."""
     if not container.hooks.get(phase):
-        return []
+        return
     from oci.runtime import hooks
 
-    return hooks.run_hooks_warn(container.hooks, phase, container.spec_state(status))
+    hooks.run_hooks_warn(container.hooks, phase, container.spec_state(status))
+
+
+FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2,
+             _signal.SIGWINCH)
+
+
+def wait_in_foreground(pid: int, master: int | None = None) -> int:
+    """Stay with `pid` until it exits, as `runc run` and `runc exec` do: the signals a terminal or a
+    supervisor sends us go to it (a window change resizes its terminal instead), its terminal's
+    master, when it has one, is proxied to ours; its exit status as a shell shows it (wait_exit)."""
+
+    def forward(signum: int, _frame: Any) -> None:
+        if signum == _signal.SIGWINCH and master is not None:
+            from oci.linux import terminal
+
+            terminal.copy_size(0, master)  # the kernel tells the process's foreground group
+            return
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in FORWARDED:
+        _signal.signal(signum, forward)
+    if master is not None:
+        from oci.linux import terminal
+
+        terminal.proxy(master)
+    return wait_exit(pid)
 
 
 def wait_exit(pid: int) -> int:

@@ -17,6 +17,7 @@ import os
 import stat
 import tarfile
 
+from oci import log
 from oci.errors import IntegrityError, OciError, Unsupported
 from oci.unpack.decompress import LayerStream
 from oci.unpack.options import Budget, LayerResult, Options
@@ -74,7 +75,7 @@ class _Applier:
                 raise IntegrityError(f"layer {self.layer}: malformed tar: {err}") from None
             if member is None:
                 break
-            tar.members.clear()  # keep no per-entry state in tarfile
+            tar.members.clear()  # type: ignore[attr-defined]  # keep no per-entry state in tarfile (not in typeshed)
             self.budget.count_entry()
             self.result.entries += 1
             try:
@@ -136,7 +137,7 @@ class _Applier:
             self.hardlink(dfd, base, path, m)
         elif m.ischr() or m.isblk():
             if not self.options.privileged:
-                self.options.warn(f"{m.name}: device node skipped (needs root)")
+                log.warning(f"{m.name}: device node skipped (needs root)")
                 return
             self.replace(dfd, base, path)
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
@@ -178,7 +179,8 @@ class _Applier:
         if m.size > self.budget.bytes_left:
             raise IntegrityError(f"sparse file of {m.size} bytes exceeds the size cap (--max-size)")
         end = 0
-        for offset, length in m.sparse:
+        sparse: list[tuple[int, int]] = m.sparse  # type: ignore[assignment]  # typeshed says bytes: a list here
+        for offset, length in sparse:
             if not length:
                 continue  # GNU tar ends its map with (size, 0); old-format maps pad with (0, 0)
             if offset < end or offset + length > m.size:
@@ -416,7 +418,7 @@ class _Applier:
             if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES) or (
                     self.options.privileged and not name.startswith("user.")):
                 raise
-            self.options.warn(f"{m.name}: xattr {name} not set ({err.strerror})")
+            log.warning(f"{m.name}: xattr {name} not set ({err.strerror})")
 
     def set_xattrs_fd(self, fd: int, m: tarfile.TarInfo, replace: bool = False) -> None:
         """The entry's xattrs; with `replace` (a directory a lower layer made, declared again) the

@@ -19,11 +19,15 @@ import shutil
 import subprocess
 import threading
 import zlib
-from typing import BinaryIO, Callable
+from typing import Callable
 
 from oci.descriptor import LAYERS, Descriptor
 from oci.digest import Digest
 from oci.errors import IntegrityError, NotFound, Unsupported
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from oci.digest import Reader  # an interface for type checkers only
 
 CHUNK = 1 << 20
 MAX_HEADER_READ = 16 << 20  # tarfile reads headers (PAX, GNU long names) whole: cap them
@@ -42,7 +46,7 @@ def compression_of(descriptor: Descriptor) -> str:
 class _BlobHasher:
     """Reads the blob file, hashing it against its descriptor."""
 
-    def __init__(self, file: BinaryIO, descriptor: Descriptor) -> None:
+    def __init__(self, file: Reader, descriptor: Descriptor) -> None:
         self.file, self.descriptor = file, descriptor
         self.hash = descriptor.digest.hasher()
         self.count = 0
@@ -99,7 +103,7 @@ class LayerStream:
         self._blob = _BlobHasher(self._file, descriptor)
         self._hash = diff_id.hasher()
         self._count = 0
-        self._buf = b""
+        self._buf: bytes | bytearray = b""
         self._pos = 0
         self._base = 0  # stream offset of _buf[0]
         self._eof = False
@@ -360,7 +364,8 @@ def _unzstd(blob: _BlobHasher, out: int) -> None:
 
     try:
         with open(out, "wb", buffering=0, closefd=False) as sink:
-            zstandard.ZstdDecompressor().copy_stream(blob, sink, read_size=CHUNK, write_size=CHUNK)
+            # copy_stream only read()s its source; zstandard's stub asks for a whole IO[bytes]
+            zstandard.ZstdDecompressor().copy_stream(blob, sink, read_size=CHUNK, write_size=CHUNK)  # type: ignore[arg-type]
     finally:
         os.close(out)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from oci.errors import IntegrityError
 from oci.unpack.idmap import IdMap
@@ -35,18 +35,16 @@ class Options:
     """How entries are written."""
 
     def __init__(self, uid_map: IdMap | None = None, gid_map: IdMap | None = None, overlay: bool = False,
-                 privileged: bool | None = None, lower: list[Root] | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 privileged: bool | None = None, lower: list[Root] | None = None) -> None:
         self.uid_map = IdMap() if uid_map is None else uid_map
         self.gid_map = IdMap() if gid_map is None else gid_map
         self.overlay = overlay  # whiteouts in overlayfs form (a layer cache entry)
         self.privileged = os.geteuid() == 0 if privileged is None else privileged  # chown, mknod, trusted.* xattrs
         self.lower: list[Root] = [] if lower is None else lower  # overlay form: lower layers, top first
-        self.warn: Callable[[str], None] = warn or (lambda message: None)
 
     def for_layer_cache(self, lower: list[Root]) -> Options:
         """A copy that writes the overlay form, with `lower` as the layers beneath (hardlink targets)."""
-        return Options(self.uid_map, self.gid_map, True, self.privileged, lower, self.warn)
+        return Options(self.uid_map, self.gid_map, True, self.privileged, lower)
 
 
 class LayerResult:

@@ -15,6 +15,7 @@ import os
 import shutil
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from oci import log
 from oci.errors import Conflict
 from oci.unpack.options import Budget, LayerResult, Options
 
@@ -34,11 +35,11 @@ def sibling(path: str, suffix: str) -> str:
 
 
 @contextlib.contextmanager
-def fresh_directory(path: str, warn: Callable[[str], None] | None = None) -> Iterator[str]:
+def fresh_directory(path: str) -> Iterator[str]:
     """Yield `path` as an empty directory (made if absent); on failure leave it as it was found.
 
     The marker beside it says, while the block runs, that the tree is being made; a marker
-    left by a killed run makes this one clear the remains first (`warn` is told)."""
+    left by a killed run makes this one clear the remains first (with a warning, oci.log)."""
     path = os.path.abspath(path)
     marker = sibling(path, MARKER)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -50,8 +51,7 @@ def fresh_directory(path: str, warn: Callable[[str], None] | None = None) -> Ite
             raise Conflict(f"{path}: another oci-unpack is filling it") from None
         left = os.read(fd, 16)
         if left:  # a killed run's marker: what it made goes (the marker stays until it is gone)
-            if warn:
-                warn(f"{path}: an interrupted oci-unpack left it incomplete; starting over")
+            log.warning(f"{path}: an interrupted oci-unpack left it incomplete; starting over")
             _clear_remains(path, made=left.startswith(b"made"))
         try:
             made = not os.path.lexists(path)
@@ -114,7 +114,7 @@ def open_layer(image: Image, index: int, budget: Budget, after: LayerStream | No
 
 def unpack(image: Image, rootfs: str, options: Options, budget: Budget, progress: Progress | None = None) -> str:
     """Apply every layer of `image` to the empty or absent directory `rootfs`; return its absolute path."""
-    with fresh_directory(rootfs, options.warn) as path:
+    with fresh_directory(rootfs) as path:
         fill(image, path, options, budget, progress)
     return path
 
@@ -136,6 +136,8 @@ def fill(image: Image, path: str, options: Options, budget: Budget, progress: Pr
         try:
             for index in range(count):
                 stream, ahead = ahead, None
+                if stream is None:  # made the round before (or before the loop): never, for a type checker
+                    stream = open_layer(image, index, budget)
                 with stream:
                     if index + 1 < count:  # decompress the next layer while this one is written
                         ahead = open_layer(image, index + 1, budget, after=stream)

@@ -19,12 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.integration import cri_checks, cri_env  # noqa: E402
-from tests.integration.registry_server import start_registry  # noqa: E402
+from tests.integration import cri_checks, cri_env
+from tests.integration.registry_server import start_registry
 
 
 def main(argv: list[str]) -> int:

@@ -125,13 +125,14 @@ def htpasswd_line(user: str, password: str) -> str:
 
 def start_registry(workdir: str, *, tls: bool = False, basic_auth: tuple[str, str] | None = None,
                    token: TokenIssuer | dict | None = None, config: dict | None = None,
-                   cert_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Registry:
+                   cert_hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), port: int | None = None) -> Registry:
     """Start a registry in `workdir` (storage, config, log, certificates live there).
 
     `tls`: serve HTTPS with a server certificate from a fresh CA. `basic_auth`: (user, password)
     for htpasswd auth. `token`: a `TokenIssuer` (not yet serving) or keyword arguments for one;
     the registry then uses the token realm. `config`: extra top-level config sections merged in.
-    `cert_hosts`: the names and addresses the TLS server certificate is valid for.
+    `cert_hosts`: the names and addresses the TLS server certificate is valid for. `port`: this
+    one (say 5000, in a network namespace of the test's own) instead of a free one.
     """
     os.makedirs(workdir, exist_ok=True)
     storage = os.path.join(workdir, "storage")
@@ -168,9 +169,8 @@ def start_registry(workdir: str, *, tls: bool = False, basic_auth: tuple[str, st
         doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
 
     last_error = ""
-    for _attempt in range(5):  # the free port may be taken between choosing and binding
-        port = free_port()
-        host = f"127.0.0.1:{port}"
+    for _attempt in range(1 if port else 5):  # the free port may be taken between choosing and binding
+        host = f"127.0.0.1:{port or free_port()}"
         doc["http"]["addr"] = host
         config_file = os.path.join(workdir, "config.yml")
         with open(config_file, "w") as f:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
-from bundle_testimage import make_image  # noqa: E402
+from tests.unit.bundle_testimage import make_image
 
 pytestmark = pytest.mark.root
 

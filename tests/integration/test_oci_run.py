@@ -8,15 +8,13 @@ import pty
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ocirun_bundle import Bundle, OciRun, make_rootfs, unique_id  # noqa: E402
+from tests.integration.ocirun_bundle import Bundle, OciRun, make_rootfs, unique_id
 
 pytestmark = pytest.mark.root
 

@@ -29,11 +29,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ocirun_bundle import Bundle, make_rootfs, unique_id  # noqa: E402
-
-from oci.runtime import config  # noqa: E402
-from tests.conftest import CG2VM  # noqa: E402
+from oci.runtime import config
+from tests.conftest import CG2VM
+from tests.integration.ocirun_bundle import Bundle, make_rootfs, unique_id
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable  # the virtualenv's (jsonschema for ocikit), never a pyenv shim: it costs seconds in the VM

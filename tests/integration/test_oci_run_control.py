@@ -9,18 +9,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ocirun_bundle import Bundle, OciRun, make_rootfs, unique_id  # noqa: E402
-
-from oci.runtime import config  # noqa: E402
-from tests.conftest import CG2VM  # noqa: E402
-from tests.integration import podman_env  # noqa: E402
+from oci.runtime import config
+from tests.conftest import CG2VM
+from tests.integration import podman_env
+from tests.integration.ocirun_bundle import Bundle, OciRun, make_rootfs, unique_id
 
 pytestmark = pytest.mark.root
 

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ocirun_bundle import Bundle, OciRun, make_rootfs, unique_id  # noqa: E402
-
-from tests.integration.podman_env import host_cgroup_file  # noqa: E402
+from tests.integration.ocirun_bundle import Bundle, OciRun, make_rootfs, unique_id
+from tests.integration.podman_env import host_cgroup_file
 
 pytestmark = pytest.mark.root
 

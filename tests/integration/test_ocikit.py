@@ -9,12 +9,14 @@ cache are its own; credentials go to a private REGISTRY_AUTH_FILE. The image is 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 from pathlib import Path
@@ -251,6 +253,12 @@ def test_exec_top_cp_and_commit_on_a_running_container(kit, image, tmp_path):
         kit("cp", str(tmp_path / "in.txt"), "work:/tmp/")
         kit("cp", "work:/made", str(tmp_path / "out.txt"))
         assert (tmp_path / "out.txt").read_text() == "made\n"
+        kit("cp", "work:/etc/hostname", str(tmp_path / "hostname"))  # the bundle's file, not the placeholder
+        assert (tmp_path / "hostname").read_text() == "work\n"
+        streamed = subprocess.run(kit.argv("cp", "work:/etc", "-"), env=kit.environ, capture_output=True,
+                                  timeout=60, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(streamed)) as tar:
+            assert tar.getmember("etc").isdir() and tar.extractfile("etc/passwd").read().startswith(b"root:")
         image_id = kit("commit", "-c", 'CMD ["cat", "/tmp/in.txt", "/made"]', "work", "committed:1").stdout.strip()
         assert image_id.startswith("sha256:")
         assert kit("run", "--rm", "committed:1").stdout == "from the host\nmade\n"

@@ -10,7 +10,7 @@ import pytest
 from oci.descriptor import OCI_MANIFEST, Descriptor
 from oci.image import LAYOUT_ANNOTATION, Image
 from oci.layout import Layout
-from oci.registry.client import SOURCE_ANNOTATION
+from oci.registry.locations import SOURCE_ANNOTATION
 
 from . import images
 from .conftest import TOKEN_POLICY

@@ -60,7 +60,7 @@ def test_working_dir():
 
 
 def test_annotations_follow_conversion_md_and_labels_win():
-    notes = convert.annotations(IMAGE)
+    notes = convert.implicit_annotations(IMAGE)
     assert notes == {
         "org.opencontainers.image.os": "linux", "org.opencontainers.image.architecture": "amd64",
         "org.opencontainers.image.variant": "v8", "org.opencontainers.image.os.version": "10.0",
@@ -68,7 +68,7 @@ def test_annotations_follow_conversion_md_and_labels_win():
         "org.opencontainers.image.created": "2024-01-02T03:04:05Z",
         "org.opencontainers.image.stopSignal": "SIGQUIT", "org.opencontainers.image.exposedPorts": "53/udp,80/tcp",
         "com.example": "x"}
-    assert convert.annotations({"config": {}}) == {}
+    assert convert.implicit_annotations({"config": {}}) == {}
 
 
 def test_volumes_are_normalised():

@@ -42,7 +42,6 @@ def test_bad_flag_value_is_a_usage_error():
 
 
 def _run_main(main, *args):
-    sys.path.insert(0, str(BIN))
     import ocicli
 
     with pytest.raises(SystemExit) as info:
@@ -76,7 +75,6 @@ def test_errors_as_text_lines_and_exit_codes(capsys):
 
 
 def test_commands_not_built_yet_say_so(capsys, monkeypatch):
-    sys.path.insert(0, str(BIN))
     import ocicli
 
     main = ocicli.not_implemented("oci-x", "does x", "  oci-x y", "issue 99")

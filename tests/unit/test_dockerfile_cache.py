@@ -15,13 +15,12 @@ from oci.dockerfile.cache import BuildCache, LayerRecord
 from oci.layout import Layout
 
 
-def make_cache(tmp_path: Path) -> tuple[BuildCache, list[str]]:
-    warnings: list[str] = []
-    return BuildCache(Layout.open(str(tmp_path / "layout"), create=True), warnings.append), warnings
+def make_cache(tmp_path: Path) -> BuildCache:
+    return BuildCache(Layout.open(str(tmp_path / "layout"), create=True))
 
 
 def test_layer_record_round_trip_and_lost_blob(tmp_path: Path) -> None:
-    cache, _ = make_cache(tmp_path)
+    cache = make_cache(tmp_path)
     data = b"layer bytes"
     descriptor = Descriptor(OCI_LAYER_GZIP, cache.layout.put_bytes(data), len(data))
     history = {"created": "2024-01-01T00:00:00Z", "created_by": "RUN x", "comment": "oci-build"}
@@ -37,8 +36,8 @@ def test_layer_record_round_trip_and_lost_blob(tmp_path: Path) -> None:
     assert cache.layer("missing") is None
 
 
-def test_broken_record_is_a_miss_with_a_warning(tmp_path: Path) -> None:
-    cache, warnings = make_cache(tmp_path)
+def test_broken_record_is_a_miss_with_a_warning(tmp_path: Path, library_warnings: list[str]) -> None:
+    cache, warnings = make_cache(tmp_path), library_warnings
     steps = Path(cache.dir) / "steps"
     steps.mkdir(parents=True)
     (steps / "bad.json").write_text('{"kind": "layer", "layer": null, "diffID": null, "history": {"created_by": 7}}')
@@ -49,7 +48,7 @@ def test_broken_record_is_a_miss_with_a_warning(tmp_path: Path) -> None:
 
 
 def test_image_and_base_records(tmp_path: Path) -> None:
-    cache, _ = make_cache(tmp_path)
+    cache = make_cache(tmp_path)
     manifest = Descriptor("application/vnd.oci.image.manifest.v1+json", Digest.of(b"none"), 4)
     cache.put_base("b", "reg/x:1", "linux/amd64", manifest)
     assert cache.base("b") is None  # the manifest blob is not in the layout
@@ -58,7 +57,7 @@ def test_image_and_base_records(tmp_path: Path) -> None:
 
 
 def test_work_dirs_of_dead_builds_are_swept(tmp_path: Path) -> None:
-    cache, _ = make_cache(tmp_path)
+    cache = make_cache(tmp_path)
     stale = Path(cache.dir) / "work" / "1-dead"
     stale.mkdir(parents=True)
     (Path(cache.dir) / "work" / "1-dead.lock").write_text("")
@@ -69,7 +68,7 @@ def test_work_dirs_of_dead_builds_are_swept(tmp_path: Path) -> None:
 
 
 def test_prune_empties_records_and_collects_blobs(tmp_path: Path) -> None:
-    cache, _ = make_cache(tmp_path)
+    cache = make_cache(tmp_path)
     digest = cache.layout.put_bytes(b"unreferenced")
     cache.put_layer("k", LayerRecord(Descriptor(OCI_LAYER_GZIP, digest, 12), Digest.of(b"t"), {"created_by": "x"}))
     records, blobs = cache.prune()

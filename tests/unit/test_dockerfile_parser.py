@@ -144,3 +144,28 @@ def test_json_form() -> None:
     assert parse_json("[not json") is None
     with pytest.raises(InvalidInput, match="strings only"):
         parse_json('["a", 1]', "cmd")
+
+
+def test_crlf_ends_lines_here_documents_included_and_only_newline_splits() -> None:
+    parsed = parse("FROM a\r\nRUN <<EOF\r\none\r\nEOF\r\nLABEL a=b\u2028c\r\n")
+    assert [n.keyword for n in parsed.nodes] == ["from", "run", "label"]
+    assert parsed.nodes[1].heredocs[0].content == "one\n"
+    assert parsed.nodes[2].args == "a=b\u2028c"  # U+2028 is no line break for BuildKit's scanner
+
+
+def test_bom_nul_and_line_length() -> None:
+    assert parse("\ufeff# escape=`\nFROM a\n").escape == "`"
+    with pytest.raises(DockerfileError, match="NUL byte") as err:
+        parse("FROM a\nRUN echo\n\nRUN a\0b\n", "Df")
+    assert err.value.source == "Df:4"
+    parse("FROM a\nLABEL a=" + "x" * (65535 - 8) + "\n")  # 65535 bytes: BuildKit's largest line
+    with pytest.raises(DockerfileError, match="greater than max allowed size of 65535") as err:
+        parse("FROM a\nLABEL a=" + "x" * (65536 - 8) + "\n", "Df")
+    assert err.value.source == "Df:2"
+    with pytest.raises(DockerfileError, match="greater than"):
+        parse("FROM a\nLABEL a=" + "\u00e9" * 40000 + "\n")  # bytes, not characters
+
+
+def test_invalid_utf8_is_kept_byte_for_byte() -> None:
+    text = b"FROM a\nRUN echo \xff\n".decode("utf-8", "surrogateescape")
+    assert parse(text).nodes[1].args.encode("utf-8", "surrogateescape") == b"echo \xff"

@@ -86,3 +86,38 @@ def test_plain_text_is_unchanged(text: str) -> None:
 @given(st.text(alphabet="abc XYZ_09", max_size=20))
 def test_single_quotes_are_literal(text: str) -> None:
     assert Lexer().process_word(f"'${text}'", ENV) == f"${text}"
+
+
+def test_expansion_is_capped_in_depth_and_size() -> None:
+    from oci.dockerfile.words import MAX_DEPTH, MAX_EXPANSION
+
+    nested = "${A:-" * (MAX_DEPTH - 1) + "x" + "}" * (MAX_DEPTH - 1)  # the word itself is the first level
+    assert Lexer().process_word(nested, {}) == "x"
+    with pytest.raises(ExpansionError, match="nested more than"):
+        Lexer().process_word("${A:-" + nested + "}", {})
+    with pytest.raises(ExpansionError, match="nested more than"):
+        Lexer().process_word("${A:-" * 5000, {})  # never Python's RecursionError
+    half = "x" * (MAX_EXPANSION // 2)
+    assert len(Lexer().process_word("$H$H", {"H": half})) == MAX_EXPANSION
+    with pytest.raises(ExpansionError, match="expands to more than"):
+        Lexer().process_word("$H$H$H", {"H": half})
+    with pytest.raises(ExpansionError, match="expands to more than"):
+        Lexer().process_words('"$H" $H $H', {"H": half})
+
+
+@pytest.mark.parametrize("word, expected", [
+    ("${V#a*}", "bcabc"), ("${V##a*}", ""), ("${V#*b}", "cabc"), ("${V##*b}", "c"), ("${V#\\*}", "abcabc"),
+    ("${V%b*}", "abca"), ("${V%%b*}", "a"), ("${V%?}", "abcab"), ("${V%%*}", ""),
+    ("${V/b/X}", "aXcabc"), ("${V//b/X}", "aXcaXc"), ("${V/b*/X}", "aX"), ("${V//?/.}", "......"),
+    ("${V/*/X}", "X"), ("${V//x/X}", "abcabc"), ("${V/a?c/X}", "Xabc"),
+])
+def test_pattern_operators(word: str, expected: str) -> None:
+    assert Lexer().process_word(word, {"V": "abcabc"}) == expected
+
+
+def test_patterns_take_time_linear_in_the_value() -> None:
+    """A backtracking regular expression takes exponential time on these (a hang, not a failure)."""
+    value = "a" * 50_000
+    assert Lexer().process_word("${V#*a*a*a*a*a*b}", {"V": value}) == value
+    assert Lexer().process_word("${V%%*a*a*a*a*a*b}", {"V": value}) == value
+    assert Lexer().process_word("${V//*a*a*a*a*b/x}", {"V": value}) == value

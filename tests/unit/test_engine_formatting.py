@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from oci.engine.formatting import emit, human_duration, human_size, render, table
+from oci.engine.formatting import emit, human_size, render, table
 from oci.errors import UsageError
+from oci.monitor.times import human_duration
 
 ROWS = [{"ID": "0123456789ab", "Names": "web", "Labels": {"a": "1"}, "State": {"Status": "running"},
          "Ports": ["80/tcp"]},

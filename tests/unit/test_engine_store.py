@@ -5,12 +5,12 @@ import os
 
 import pytest
 
-from oci.engine import login, networks, registries
+from oci.engine import login, networks
 from oci.engine.containers import ContainerStore, new_id
 from oci.engine.create import parse_restart
 from oci.engine.root import StateRoot
 from oci.engine.volumes import VolumeStore
-from oci.errors import Conflict, InvalidInput, NotFound, UsageError
+from oci.errors import Conflict, InvalidInput, NotFound
 
 
 def test_a_name_is_held_by_one_container(tmp_path):
@@ -120,9 +120,3 @@ def test_roots_keep_their_host_wide_names_apart(tmp_path):
     assert one.bridge_name("bridge") != two.bridge_name("bridge") and len(one.bridge_name("bridge")) <= 15
     assert one.nft_table != two.nft_table and one.runtime != two.runtime
     assert StateRoot("/var/lib/ocikit").nft_table == "ocikit"
-
-
-def test_tls_verify_takes_true_or_false():
-    assert registries.parse_bool("false", "--tls-verify") is False
-    with pytest.raises(UsageError):
-        registries.parse_bool("maybe", "--tls-verify")

@@ -201,8 +201,8 @@ def test_one_monitor_per_root(world):
     client.start_monitor(world.root, idle_timeout=60)
     first = client.monitor_pid(world.root)
     world.monitors.add(first)
-    second = subprocess.run([sys.executable, "-c", "import sys; from oci.monitor import daemon; "
-                             "sys.exit(daemon.main(sys.argv[1:]))", world.root.path, "--daemonize"],
+    second = subprocess.run([sys.executable, "-c", "import sys; from oci.monitor import service; "
+                             "sys.exit(service.main(sys.argv[1:]))", world.root.path, "--daemonize"],
                             capture_output=True, text=True, timeout=60, cwd=str(Path(__file__).parents[2]))
     assert second.returncode == 1 and "already runs" in second.stderr
     assert client.monitor_pid(world.root) == first

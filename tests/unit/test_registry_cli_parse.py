@@ -1,8 +1,13 @@
 """oci-fetch's and oci-push's argparse-free parsing of the plain spellings matches argparse."""
 
+import ocicli
 import pytest
-from oci_fetch import FETCH_FLAGS, FETCH_POSITIONALS, fetch_parser, quick_parse
+from oci_fetch import FETCH_FLAGS, FETCH_POSITIONALS, fetch_parser
 from oci_push import PUSH_FLAGS, PUSH_POSITIONALS, push_parser
+
+
+def quick_parse(argv, flags, positionals):
+    return ocicli.quick_parse(argv, ocicli.COMMON_FLAGS + flags, positionals)
 
 FETCH = (FETCH_FLAGS, FETCH_POSITIONALS, fetch_parser)
 PUSH = (PUSH_FLAGS, PUSH_POSITIONALS, push_parser)

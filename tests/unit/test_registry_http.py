@@ -10,8 +10,11 @@ import pytest
 
 from oci.errors import IntegrityError, RegistryError, Unsupported
 from oci.reference import Reference
-from oci.registry.client import connect, content_range_start, manifest_media_type, upload_range_end
-from oci.registry.http import HttpError, Options, Transport, backoff_delay, parse_retry_after, tls_context
+from oci.registry import tls
+from oci.registry.client import connect, content_range_start, upload_range_end
+from oci.registry.http import HttpError, Options, Transport, backoff_delay, cert_dirs, parse_retry_after
+from oci.registry.manifests import manifest_media_type
+from oci.registry.tls import tls_context
 
 
 def test_backoff_grows_and_is_capped():
@@ -122,7 +125,7 @@ def test_size_cap(serve):
 def test_bad_ca_file_is_reported(tmp_path):
     (tmp_path / "ca.crt").write_text("not a certificate")
     with pytest.raises(RegistryError, match="cannot load CA certificate"):
-        tls_context("reg", str(tmp_path))
+        tls_context(cert_dirs("reg", str(tmp_path)))
 
 
 def test_reference_to_urls():
@@ -163,7 +166,7 @@ def test_missing_cert_dir_is_reported(tmp_path):
     from oci.errors import NotFound
 
     with pytest.raises(NotFound, match="no such certificate directory"):
-        tls_context("reg", str(tmp_path / "missing"))
+        tls_context(cert_dirs("reg", str(tmp_path / "missing")))
 
 
 def test_a_request_sent_ahead_is_answered_to_the_request_that_follows(serve):
@@ -245,7 +248,6 @@ class RecordingContext:
 def test_system_roots(tmp_path, monkeypatch, bundle_inside, hashed, expected):
     import ssl
 
-    from oci.registry import http
 
     certs, other = tmp_path / "certs", tmp_path / "other"
     certs.mkdir()
@@ -257,7 +259,7 @@ def test_system_roots(tmp_path, monkeypatch, bundle_inside, hashed, expected):
     paths = ssl.DefaultVerifyPaths(str(bundle), str(certs), "SSL_CERT_FILE", str(bundle), "SSL_CERT_DIR", str(certs))
     monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths)
     context = RecordingContext()
-    http._load_system_roots(context)
+    tls._load_system_roots(context)
     assert context.calls == ([("locations", None, str(certs))] if expected == "capath" else [("default",)])
 
 

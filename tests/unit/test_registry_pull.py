@@ -12,7 +12,8 @@ from oci.digest import Digest
 from oci.errors import IntegrityError, NotFound
 from oci.layout import Layout
 from oci.platform import Platform
-from oci.registry.pull import LayoutSource, ResumingReader, pull
+from oci.registry.pull import ResumingReader, pull
+from oci.registry.sources import LayoutSource
 from tests.integration import images
 
 

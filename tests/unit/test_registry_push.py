@@ -12,9 +12,10 @@ import pytest
 from oci.descriptor import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor
 from oci.errors import InvalidInput
 from oci.layout import Layout
-from oci.registry.client import Registry
+from oci.registry.client import Repository
 from oci.registry.http import Options
 from oci.registry.push import _detail, mount_sources, parse_size, plan
+from oci.registry.session import Registry
 
 
 @pytest.mark.parametrize("text,size", [("1", 1), ("512K", 512 << 10), ("16M", 16 << 20), ("16MiB", 16 << 20),
@@ -30,7 +31,7 @@ def test_parse_size_refuses(text):
 
 
 def test_mount_sources_keep_same_registry_names():
-    target = Registry("127.0.0.1:5000", Options(insecure=True)).repository("team/app", push=True)
+    target = Repository(Registry("127.0.0.1:5000", Options(insecure=True)), "team/app", push=True)
     hints = ["library/debian", "127.0.0.1:5000/library/alpine:3", "other.example/x/y:1", "team/app",
              "127.0.0.1:5000/library/debian@sha256:" + "a" * 64, "localhost/z", "base:1"]
     assert mount_sources(target, hints) == ["library/debian", "library/alpine", "base"]

@@ -237,14 +237,14 @@ def test_host_header_of_ipv6_and_default_ports():
 @pytest.mark.parametrize("netloc, expected", [("h", ("h", 80)), ("h:5000", ("h", 5000)), ("[::1]", ("::1", 80)),
                                               ("[::1]:5000", ("::1", 5000)), ("h:", ("h", 80))])
 def test_split_host(netloc, expected):
-    from oci.registry.wire import split_host
+    from oci.registry.urls import split_host
 
     assert split_host(netloc, 80) == expected
 
 
 @pytest.mark.parametrize("netloc", ["", ":5000", "h:x", "h:0", "h:70000", "::1", "[::1", "[::1]x"])
 def test_split_host_refuses(netloc):
-    from oci.registry.wire import split_host
+    from oci.registry.urls import split_host
 
     with pytest.raises(ValueError):
         split_host(netloc, 80)

@@ -158,7 +158,7 @@ def test_start_kill_and_delete_of_a_container_whose_init_is_gone(runtime, monkey
         lifecycle.kill(store, "c4", 15)
     with pytest.raises(Conflict, match="container not running"):
         lifecycle.kill(store, "c4", 15, all_processes=True)
-    assert lifecycle.delete(store, "c4") == []
+    assert lifecycle.delete(store, "c4") is None
     assert cgroup.calls[-1] == ("destroy",)
     with pytest.raises(NotFound):
         store.load("c4")

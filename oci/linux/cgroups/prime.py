@@ -37,15 +37,15 @@ def own_procs_file() -> str | None:
         sep = fields.index("-")
         fstype, root, mountpoint = fields[sep + 1], fields[3], fields[4]
         if fstype == "cgroup2":
-            path = own.get("")
+            found = own.get("")
         elif fstype == "cgroup":
             options = set(fields[sep + 3].split(","))
-            path = next((p for c, p in own.items() if c and set(c.split(",")) <= options), None)
+            found = next((p for c, p in own.items() if c and set(c.split(",")) <= options), None)
         else:
             continue
-        if path is None or not (path == root or path.startswith(root.rstrip("/") + "/")):
+        if found is None or not (found == root or found.startswith(root.rstrip("/") + "/")):
             continue
-        procs = os.path.join(mountpoint + path[len(root.rstrip("/")):], "cgroup.procs")
+        procs = os.path.join(mountpoint + found[len(root.rstrip("/")):], "cgroup.procs")
         if os.path.exists(procs):
             return procs
     return None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from oci.linux.cgroups import devices_v1
 from oci.linux.cgroups.base import (
     DEFAULT_ALLOWED,
     CgroupError,
@@ -100,10 +99,10 @@ class V1Manager(Manager):
         self._write_network(resources.get("network") or {})
         pids = resources.get("pids") or {}
         if "limit" in pids:
-            folder = self.controller_dir("pids")
-            if folder is None:
+            pids_dir = self.controller_dir("pids")
+            if pids_dir is None:
                 raise CgroupError("cgroup: the pids controller is not mounted")
-            write(os.path.join(folder, "pids.max"), "max" if pids["limit"] <= 0 else str(pids["limit"]))
+            write(os.path.join(pids_dir, "pids.max"), "max" if pids["limit"] <= 0 else str(pids["limit"]))
         self._write_devices(resources.get("devices") or [])
 
     def _write_devices(self, devices: list[dict[str, Any]]) -> None:
@@ -111,6 +110,8 @@ class V1Manager(Manager):
         ones, then the config's rules in order; written as the difference from what the cgroup has
         (see devices_v1: a cgroup that already holds processes keeps its devices throughout).
         `update` leaves the device rules alone, as runc's update leaves them as they were."""
+        from oci.linux.cgroups import devices_v1  # create's alone: the other verbs load v1 too
+
         folder = self.controller_dir("devices")
         if folder is None:
             if devices:
