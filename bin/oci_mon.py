@@ -4,26 +4,25 @@
 The role of containerd-shim and conmon, for any runc-compatible runtime. One monitor process per
 state root watches every container (oci.monitor.daemon); this command asks it to act, and reads
 records, logs and events straight from the root (oci.monitor.client).
+
+`oci-mon run` (detached, the monitor already running) is a hot path (README, Performance): it sits
+on every detached container's start path, which issue 16 holds within 1.2x of conmon + runc. So
+this module imports at its top only what `run` needs (os, sys, ocicli); `run` reads its flags
+with ocicli.quick_parse (no argparse) and config.json with oci.monitor.proto.decode (no json);
+every other verb imports what it uses in its own function. tests/unit/test_import_budget.py
+holds `run` to its allowlist (OCI_MON_RUN).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
-from typing import Any
 
 import ocicli
 
-from oci import __version__
-from oci.bundle.options import parse_bytes
-from oci.errors import InvalidDocument, InvalidInput, NotFound, OciError, UsageError
-from oci.monitor import attach, client, crilog, events, policy, proto, record, runtimes, service, times
-from oci.monitor.follow import RotatedFile
-from oci.monitor.paths import Root
-from oci.runtime.lifecycle import parse_signal, signal_numbers
-from oci.runtime.state import check_id
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PROG = "oci-mon"
 DESCRIPTION = "Run containers detached through a runc-compatible runtime, and watch over them."
@@ -64,6 +63,8 @@ class Globals:
         self.quiet = False
 
     def store(self) -> Any:
+        from oci.monitor.paths import Root
+
         return Root(self.root)
 
 
@@ -166,6 +167,8 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
         top.print_help()
         return 0 if any(a in ("-h", "--help") for a in args) else 2
     if verb == "--version":
+        from oci import __version__
+
         sys.stdout.write(f"{PROG} (ocikit) {__version__}\n")
         return 0
     if verb not in VERBS:
@@ -180,6 +183,12 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
 
 
 def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    # The hot path: only what a detached run needs (the README's OCI_MON_RUN allowlist).
+    from oci.errors import InvalidDocument, InvalidInput, NotFound
+    from oci.monitor import client, policy, proto, runtimes
+    from oci.runtime.lifecycle import parse_signal, signal_numbers
+    from oci.runtime.state import check_id
+
     def signal_name(number: int) -> str:  # signal.Signals(number).name, without the enum import
         names = {value: name for name, value in signal_numbers().items() if name not in ("IOT", "CLD", "POLL")}
         return "SIG" + names[number] if number in names else f"SIGRTMIN+{number - int(signal_numbers()['RTMIN'])}"
@@ -200,6 +209,8 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     try:
         config = proto.decode(data)
     except (ValueError, UnicodeDecodeError):
+        from oci.monitor import record
+
         config = record.parse(data, path)  # raises, saying what is wrong where
     process = config.get("process") if isinstance(config, dict) else None
     if not isinstance(process, dict) or not isinstance(process.get("args", []), list):
@@ -218,6 +229,8 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
         raise InvalidInput("--log-max-files: must be 1 or more")
     max_size = 0
     if opts.log_max_size:
+        from oci.bundle.options import parse_bytes
+
         max_size = parse_bytes(opts.log_max_size, "--log-max-size")
     log = os.path.abspath(opts.log_path) if opts.log_path else root.default_log(opts.id)
     runtime_root = os.path.abspath(opts.runtime_root) if opts.runtime_root else None
@@ -229,6 +242,7 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     if not opts.attach:
         ocicli.emit(client.run(root, opts.id, spec, opts.name))
         return 0
+    from oci.monitor import attach
 
     keys = attach.parse_keys(opts.detach_keys or attach.DEFAULT_DETACH_KEYS)
     channel = client.connect(root)
@@ -242,6 +256,8 @@ def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 def _attached(channel: Any, answer: dict[str, Any], keys: bytes, sig_proxy: bool, ref: str,
               messages: ocicli.Messages) -> int:
+    from oci.monitor import attach
+
     code = attach.session(channel, answer, keys, sig_proxy=sig_proxy)
     if code == attach.DETACHED:
         messages.info(f"detached from {ref}")
@@ -253,6 +269,10 @@ def _attached(channel: Any, answer: dict[str, Any], keys: bytes, sig_proxy: bool
 
 
 def cmd_ps(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    import time
+
+    from oci.monitor import client, times
+
     rows = client.containers(root, opts.all)
     if opts.ids:
         sys.stdout.write("".join(row["id"] + "\n" for row in rows))
@@ -260,8 +280,6 @@ def cmd_ps(root: Any, opts: Any, messages: ocicli.Messages) -> int:
     if (opts.format or ("table" if sys.stdout.isatty() else "json")) == "json":
         ocicli.emit(rows)
         return 0
-
-
     now = time.time_ns()
     table = [("CONTAINER ID", "NAME", "COMMAND", "CREATED", "STATUS", "RESTARTS", "PID")]
     for row in rows:
@@ -281,6 +299,12 @@ def cmd_ps(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_logs(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    import time
+
+    from oci.errors import InvalidInput, OciError
+    from oci.monitor import client, crilog, record, times
+    from oci.monitor.follow import RotatedFile
+
     tail = None
     if opts.tail != "all":
         if not opts.tail.isdigit():
@@ -319,6 +343,8 @@ def cmd_logs(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_wait(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.monitor import client
+
     for ref in opts.ids:
         code = client.wait(root, ref)
         if code is None:
@@ -329,6 +355,8 @@ def cmd_wait(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_stop(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.monitor import client
+
     for ref in opts.ids:
         client.stop(root, ref, opts.time)
         sys.stdout.write(ref + "\n")
@@ -336,6 +364,8 @@ def cmd_stop(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_start(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.monitor import client
+
     for ref in opts.ids:
         client.start(root, ref)
         sys.stdout.write(ref + "\n")
@@ -343,6 +373,8 @@ def cmd_start(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_restart(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.monitor import client
+
     for ref in opts.ids:
         client.restart(root, ref, opts.time)
         sys.stdout.write(ref + "\n")
@@ -350,6 +382,9 @@ def cmd_restart(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_kill(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.errors import UsageError
+    from oci.monitor import client
+
     if opts.signal and opts.sig:
         raise UsageError("kill: give the signal once (-s SIG, or after the ID)")
     client.kill(root, opts.id, opts.signal or opts.sig or "KILL")
@@ -358,6 +393,8 @@ def cmd_kill(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_attach(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.monitor import attach, client
+
     keys = attach.parse_keys(opts.detach_keys or attach.DEFAULT_DETACH_KEYS)
     channel, answer = client.attach(root, opts.id, stdin=not opts.no_stdin)
     try:
@@ -367,6 +404,8 @@ def cmd_attach(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_rm(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.monitor import client
+
     for ref in opts.ids:
         client.remove(root, ref, opts.force)
         sys.stdout.write(ref + "\n")
@@ -374,6 +413,12 @@ def cmd_rm(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_events(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    import json
+    import time
+
+    from oci.monitor import events, times
+    from oci.monitor.follow import RotatedFile
+
     filters = events.parse_filters(opts.filter)
     since = times.parse_since(opts.since) if opts.since else None
     until = times.parse_since(opts.until, "--until") if opts.until else None
@@ -411,11 +456,15 @@ def cmd_events(root: Any, opts: Any, messages: ocicli.Messages) -> int:
 
 
 def cmd_inspect(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.monitor import client
+
     ocicli.emit(client.inspect(root, opts.id))
     return 0
 
 
 def cmd_monitor(root: Any, opts: Any, messages: ocicli.Messages) -> int:
+    from oci.monitor import service
+
     service.serve(root, opts.idle_timeout if opts.idle_timeout > 0 else None, echo=not opts.quiet)
     return 0
 

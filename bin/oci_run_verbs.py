@@ -37,14 +37,9 @@ def cmd_exec(g: Globals, opts: Any, messages: ocicli.Messages) -> int:
     pid = execute.run_exec(store, opts.id, process, exec_opts, g.notes)
     if opts.detach:
         return 0
-    master = None
-    if pair is not None:
-        ours, theirs = pair
-        from oci.linux import terminal
+    from oci.linux.terminal import take_master
 
-        theirs.close()
-        master = terminal.receive_master(ours)
-        ours.close()
+    master = take_master(pair)
 
     return lifecycle.wait_in_foreground(pid, master)
 

@@ -105,16 +105,20 @@ def recall(data: bytes, kinds: tuple[str, ...]) -> Any | None:
     return None
 
 
-def load_file(path: str, kind: str, *, remember: bool = False) -> Any:
-    """Read and validate a JSON file, naming the file in every error."""
+def read_bytes(path: str) -> bytes:
+    """A document's bytes; a missing or unreadable file is one line naming it."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except FileNotFoundError:
         raise NotFound(f"{path}: no such file") from None
     except OSError as err:
         raise InvalidInput(f"{path}: cannot read: {err.strerror}") from None
-    return load(data, kind, path, remember=remember)
+
+
+def load_file(path: str, kind: str, *, remember: bool = False) -> Any:
+    """Read and validate a JSON file, naming the file in every error."""
+    return load(read_bytes(path), kind, path, remember=remember)
 
 
 def violations(doc: Any, kind: str) -> list[tuple[str, str]]:

@@ -93,13 +93,8 @@ def run(engine: Engine, cid: str, command: Sequence[str], *, interactive: bool, 
         raise
     if detach:
         return 0
-    master = None
-    if pair is not None:
-        ours, theirs = pair
-        from oci.linux import terminal
+    from oci.linux.terminal import take_master
 
-        theirs.close()
-        master = terminal.receive_master(ours)
-        ours.close()
+    master = take_master(pair)
 
     return lifecycle.wait_in_foreground(pid, master)

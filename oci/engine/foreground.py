@@ -77,14 +77,9 @@ def _run(engine: Engine, record: dict[str, Any], *, interactive: bool, tty: bool
     finally:
         if tee is not None:
             tee.release()  # the container holds the pipes now; our own stdout and stderr are back
-    master = None
-    if pair is not None:
-        ours, theirs = pair
-        from oci.linux import terminal
+    from oci.linux.terminal import take_master
 
-        theirs.close()
-        master = terminal.receive_master(ours)
-        ours.close()
+    master = take_master(pair)
     try:
         lifecycle.start(store, cid)
     except BaseException as err:

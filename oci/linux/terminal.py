@@ -69,6 +69,19 @@ def receive_master(sock: _socket.socket) -> int:
     return fds[0]
 
 
+def take_master(pair: tuple[_socket.socket, _socket.socket] | None) -> int | None:
+    """The pty master of a process started with `pair`'s second socket as its console socket (None
+    without a pair): our end of the pair receives it, and both ends are closed."""
+    if pair is None:
+        return None
+    ours, theirs = pair
+    theirs.close()
+    try:
+        return receive_master(ours)
+    finally:
+        ours.close()
+
+
 def copy_size(tty_fd: int, master: int) -> None:
     """Give the container's pty the window size of our terminal."""
     try:

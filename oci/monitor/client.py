@@ -4,6 +4,10 @@ state root and a container (ID, name or unique ID prefix) and has no CLI concern
 Changes go through the monitor (the only writer of records; one is started when none runs);
 reads (`containers`, `inspect`, log and event files) come straight from the records, so they
 work with no monitor at all, which is how `ps` can tell running containers as unmonitored.
+
+`run` is on `oci-mon run`'s hot path (README, Performance): this module imports at its top only
+what connecting and asking the monitor need; records, times and validation are imported by the
+functions that read them.
 """
 
 from __future__ import annotations
@@ -14,9 +18,8 @@ import time
 
 import oci
 from oci.errors import NotFound, OciError
-from oci.monitor import proto, record, times
+from oci.monitor import proto
 from oci.monitor.paths import Root
-from oci.runtime.state import process_start_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -198,6 +201,9 @@ def log_path(root: Root, ref: str) -> str:
 
 def describe(rec: dict[str, Any], monitored: bool, now_ns: int, boot: str) -> dict[str, Any]:
     """A `ps` row: the record's facts, with what no monitor watches told as such."""
+    from oci.monitor import times
+    from oci.runtime.state import process_start_time
+
     st = rec["state"]
     status = st["status"]
     pid = st.get("pid") or 0
@@ -246,6 +252,8 @@ def _policy(rec: dict[str, Any]) -> object:
 
 def containers(root: Root, all_states: bool = False) -> list[dict[str, Any]]:
     """`ps` rows of the containers (all_states: also those exited), oldest first; damaged records raise."""
+    from oci.monitor import record
+
     monitored = monitor_alive(root)
     now_ns = time.time_ns()
     boot = record.boot_id()

@@ -7,7 +7,6 @@ is where containerd's shim reads them too.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -63,6 +62,8 @@ class Runtime:
 
 def last_error(log_path: str, offset: int = 0) -> str:
     """The last error the runtime wrote to its --log after `offset` ("" if none)."""
+    import json  # here, not at the top: `oci-mon run` imports this module for `resolve` only
+
     try:
         with open(log_path, "rb") as f:
             f.seek(offset)

@@ -337,14 +337,7 @@ def load(bundle: str, notes: list[str] | None = None) -> dict[str, Any]:
     """Read BUNDLE/config.json: tolerate, validate, review; refuse in one line, append what was ignored to
     `notes`."""
     path = os.path.join(bundle, "config.json")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise NotFound(f"{path}: no such file") from None
-    except OSError as err:
-        raise InvalidInput(f"{path}: cannot read: {err.strerror}") from None
-    doc = load_document(data, "runtime-config", path, notes, remember=True)
+    doc = load_document(schema.read_bytes(path), "runtime-config", path, notes, remember=True)
     check_version(doc.get("ociVersion", ""), path)
     if "linux" not in doc:
         raise Unsupported(f"{path}: /linux: only Linux containers are supported")

@@ -288,7 +288,7 @@ PREPARE = {
                  " > Dockerfile && mkdir -p docker && "
                  "printf 'FROM 127.0.0.1:5000/library/busybox AS build\\nARG VERSION=1\\n"
                  "RUN echo $VERSION > /version\\nFROM scratch AS runtime\\nCOPY --from=build /version /\\n"
-                 "FROM runtime AS test\\n' > docker/Containerfile",
+                 "FROM runtime AS test\\n' > docker/Containerfile && mkdir -p app && cp Dockerfile app/",
     "oci-run": "oci-fetch -q 127.0.0.1:5000/library/busybox ./images --tag busybox >/dev/null && "
                "oci-unpack -q ./images:busybox ./bundle/rootfs >/dev/null && "
                "oci-bundle -q ./images:busybox ./bundle --rootfs ./bundle/rootfs -- sleep 600 >/dev/null && "

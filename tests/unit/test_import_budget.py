@@ -11,8 +11,10 @@ A module that is not in a list makes the test fail: either the import moves off 
 the PERFORMANCE section of the README) says why the path needs it now.
 
 oci-run's verbs and the CNI plugin's ADD and DEL need root (a container, a network namespace);
-the others run anywhere. Steady state is measured: the config or CNI configuration was seen once
-already (its validation remembered), as an engine's second container finds it.
+the others run anywhere (`oci-mon run` asks a stand-in monitor that answers on the root's socket
+as the real one does: what the command imports ends with the answer). Steady state is measured:
+the config or CNI configuration was seen once already (its validation remembered), as an
+engine's second container finds it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -80,6 +83,13 @@ WARM_FETCH = REGISTRY | {"oci_fetch", "oci.registry.sources", "oci.registry.pull
 WARM_PUSH = REGISTRY | {"oci_push", "oci.registry.push", "json", "json.decoder", "json.encoder", "json.scanner",
                         "re", "re._casefix", "re._compiler", "re._constants", "re._parser", "_sre", "enum",
                         "functools", "_functools", "types", "copyreg"}
+
+# `oci-mon run`, detached, its monitor running: every detached container's start (issue 16: within
+# 1.2x of conmon + runc). Its flags through quick_parse, config.json through proto.decode (_json's
+# scanner, not json), one request on the monitor's socket, the answer printed.
+OCI_MON_RUN = COMMAND | {"oci_mon", "oci.monitor", "oci.monitor.client", "oci.monitor.paths", "oci.monitor.policy",
+                         "oci.monitor.proto", "oci.monitor.runtimes", "oci.runtime", "oci.runtime.state",
+                         "oci.runtime.lifecycle", "oci.jsonout", "_json", "_socket", "_struct", "errno"}
 
 
 def loaded(code: str, argv: list[str] = (), env: dict[str, str] | None = None, stdin: bytes = b"",
@@ -193,6 +203,58 @@ def test_warm_push(registry: Registry) -> None:
         done, modules = loaded("from oci_push import main; main()",
                                [f"{registry.layout}:v1", f"{registry.host}/app:v1"], registry.env)
     check("warm oci-push", done, modules, WARM_PUSH)
+
+
+# -- oci-mon run --------------------------------------------------------------------------------
+
+
+def _monitor(root: Path) -> socket.socket:
+    """A stand-in for a running monitor of `root`: answers each `run` request as the monitor does once the
+    container runs ({"ok": true, "id", "name", "pid", "status"})."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(root / "monitor.sock"))
+    server.listen(4)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                data = b""
+                while b"\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                request = json.loads(data)
+                answer = {"ok": True, "id": request["id"], "name": request["name"], "pid": 4242, "status": "running"}
+                conn.sendall(json.dumps(answer).encode() + b"\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def test_oci_mon_run(tmp_path: Path) -> None:
+    """A detached run with its monitor running: the flags, config.json, one request, the answer printed."""
+    root = tmp_path / "root"
+    root.mkdir(mode=0o700)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    config = {"ociVersion": "1.2.0", "root": {"path": "rootfs"}, "process": {"args": ["/bin/sleep", "30"], "cwd": "/"},
+              "annotations": {"org.opencontainers.image.stopSignal": "SIGQUIT"}}
+    (bundle / "config.json").write_text(json.dumps(config))
+    server = _monitor(root)
+    try:
+        done, modules = loaded("from oci_mon import main; main()",
+                               ["--root", str(root), "run", "--runtime", shutil.which("true") or "/bin/true",
+                                "--bundle", str(bundle), "--restart", "on-failure:3", "budget"])
+    finally:
+        server.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        server.close()
+    check("oci-mon run", done, modules, OCI_MON_RUN)
+    assert json.loads(done.stdout) == {"id": "budget", "name": "budget", "pid": 4242, "status": "running"}
 
 
 # -- the CNI plugin -----------------------------------------------------------------------------

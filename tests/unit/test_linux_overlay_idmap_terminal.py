@@ -121,3 +121,17 @@ def test_the_pty_master_travels_over_the_console_socket():
             os.close(fd)
         ours.close()
         theirs.close()
+
+
+def test_the_master_sent_over_a_console_socket_pair_is_taken_and_both_ends_closed():
+    import _socket
+
+    pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    reader, writer = os.pipe()
+    terminal.send_master(os.dup(pair[1].fileno()), writer)
+    master = terminal.take_master(pair)
+    assert master is not None and os.path.sameopenfile(master, writer)
+    assert pair[0].fileno() == -1 and pair[1].fileno() == -1
+    for fd in (master, reader, writer):
+        os.close(fd)
+    assert terminal.take_master(None) is None
