@@ -202,15 +202,40 @@ def _create_in(store: StateStore, folder: str, container_id: str, bundle: str, c
         raise
 
 
-def _stop(pid: int, cgroup: Any, reap: bool) -> None:
-    """SIGKILL the init and everything in the cgroup, and wait until they are gone."""
-    # The init too, by its pid: it may not have made it into the cgroup yet.
-    targets = ({pid} if pid else set()) | (set() if cgroup.kill_all() else set(cgroup.pids()))
+def signal_all(cgroup: Any, signum: int, also: int = 0) -> set[int]:
+    """Send `signum` to every process of the cgroup, and to `also` (an init that may not have joined it
+    yet); the pids signalled. SIGKILL goes through cgroup.kill where the kernel has it (v2, 5.14+: no fork
+    escapes it); otherwise the cgroup is frozen while its pids are listed and signalled, so that no process
+    forks a child the list misses (runc's signalAllProcesses), then thawed: after SIGKILL always (a v1
+    frozen task dies only once thawed), after another signal unless it was paused before (the signal
+    waits for `resume`, as Docker's kill of a paused container)."""
+    targets = {also} if also else set()
+    if signum == _signal.SIGKILL and cgroup.kill_all():
+        frozen = paused = False
+    else:
+        paused = cgroup.is_frozen()
+        try:
+            cgroup.freeze()
+            frozen = True
+        except OciError:  # no freezer, or a task that will not freeze: signal what is there
+            frozen = False
+        targets |= set(cgroup.pids())
     for target in targets:
         try:
-            os.kill(target, _signal.SIGKILL)
+            os.kill(target, signum)
         except ProcessLookupError:
             pass
+    if frozen and (signum == _signal.SIGKILL or not paused):
+        try:
+            cgroup.thaw()
+        except OciError:
+            pass
+    return targets
+
+
+def _stop(pid: int, cgroup: Any, reap: bool) -> None:
+    """SIGKILL the init and everything in the cgroup, and wait until they are gone."""
+    signal_all(cgroup, _signal.SIGKILL, pid)
     if reap and pid:
         try:
             os.waitpid(pid, 0)
@@ -303,14 +328,10 @@ def kill(store: StateStore, container_id: str, signum: int, all_processes: bool 
     if all_processes:
         from oci.linux import cgroups
 
-        targets = cgroups.manager(container.cgroup_path).pids()
-        if not targets and not container.alive():
+        cgroup = cgroups.manager(container.cgroup_path)
+        if not cgroup.pids() and not container.alive():
             raise Conflict("container not running")
-        for pid in targets:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+        signal_all(cgroup, signum)
         return
     if not container.alive():
         raise Conflict("container not running")

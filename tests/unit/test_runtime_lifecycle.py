@@ -13,6 +13,7 @@ import pytest
 from oci.errors import Conflict, InvalidInput, NotFound, UsageError
 from oci.linux import cgroups, kernel
 from oci.linux.cgroups import prime
+from oci.linux.cgroups.base import CgroupError
 from oci.runtime import lifecycle, process
 from oci.runtime.channel import Channel, InitError
 from oci.runtime.defaults import default_config
@@ -45,6 +46,15 @@ class RecordingCgroup:
 
     def kill_all(self) -> bool:
         return False
+
+    def is_frozen(self) -> bool:
+        return False
+
+    def freeze(self) -> None:
+        self.calls.append(("freeze",))
+
+    def thaw(self) -> None:
+        self.calls.append(("thaw",))
 
     def destroy(self) -> None:
         self.calls.append(("destroy",))
@@ -173,3 +183,66 @@ def test_signals_as_runc_reads_them(text, number):
 def test_unknown_signals_are_refused(text):
     with pytest.raises(InvalidInput, match="invalid signal"):
         lifecycle.parse_signal(text)
+
+
+class FreezableCgroup(RecordingCgroup):
+    """A cgroup with a freezer (v1) whose member list changes once it is frozen (a fork raced the listing),
+    paused or not, with or without the kernel's cgroup.kill."""
+
+    def __init__(self, paused: bool = False, has_kill: bool = False, freezer: bool = True) -> None:
+        super().__init__()
+        self.paused, self.has_kill, self.freezer = paused, has_kill, freezer
+        self.members = [101]
+
+    def is_frozen(self) -> bool:
+        return self.paused
+
+    def freeze(self) -> None:
+        if not self.freezer:
+            raise CgroupError("cgroup: the freezer controller is not mounted")
+        self.calls.append(("freeze",))
+        self.members = [101, 102]  # forked before the freeze took hold: listed now, as frozen
+
+    def kill_all(self) -> bool:
+        if self.has_kill:
+            self.calls.append(("cgroup.kill",))
+        return self.has_kill
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    signals: list[tuple[int, int]] = []
+
+    def fake_kill(pid: int, signum: int) -> None:
+        signals.append((pid, signum))
+
+    monkeypatch.setattr(lifecycle.os, "kill", fake_kill)
+    return signals
+
+
+def test_every_process_is_signalled_inside_a_freeze_so_no_fork_escapes_the_list(sent):
+    cgroup = FreezableCgroup()
+    assert lifecycle.signal_all(cgroup, 15) == {101, 102}
+    assert cgroup.calls == [("freeze",), ("thaw",)]
+    assert sorted(sent) == [(101, 15), (102, 15)]
+
+
+def test_a_paused_container_stays_paused_for_a_signal_but_is_thawed_for_sigkill(sent):
+    paused = FreezableCgroup(paused=True)
+    lifecycle.signal_all(paused, 15)
+    assert paused.calls == [("freeze",)]  # the signal waits for resume, as Docker's kill of a paused container
+    paused = FreezableCgroup(paused=True)
+    lifecycle.signal_all(paused, 9)
+    assert paused.calls == [("freeze",), ("thaw",)]  # a frozen v1 task dies only once thawed
+
+
+def test_sigkill_goes_through_cgroup_kill_where_the_kernel_has_it_and_the_init_by_pid(sent):
+    cgroup = FreezableCgroup(has_kill=True)
+    assert lifecycle.signal_all(cgroup, 9, also=4245) == {4245}
+    assert cgroup.calls == [("cgroup.kill",)] and sent == [(4245, 9)]
+
+
+def test_without_a_freezer_the_processes_listed_are_signalled(sent):
+    cgroup = FreezableCgroup(freezer=False)
+    assert lifecycle.signal_all(cgroup, 15) == {101}
+    assert cgroup.calls == [] and sent == [(101, 15)]

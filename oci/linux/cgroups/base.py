@@ -201,6 +201,13 @@ class Manager:
         """Freeze every process of the cgroup; return once the kernel says they are all frozen."""
         raise NotImplementedError
 
+    def is_frozen(self) -> bool:
+        """Whether the cgroup is frozen now (paused); False where it has no freezer."""
+        try:
+            return read_text(self.freezer_file()) in ("FROZEN", "1")
+        except OciError:
+            return False
+
     def thaw(self) -> None:
         """Thaw the cgroup; return once the kernel says it is no longer frozen."""
         raise NotImplementedError
