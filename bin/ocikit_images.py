@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 import ocicli
-from ocikit import Context, _print_documents, add_registry_flags, parser, pull_with_progress
+from ocikit import Context, add_registry_flags, parser, print_documents, pull_with_progress
 
 from oci.errors import NotFound, OciError, Unsupported, UsageError
 
@@ -149,7 +149,7 @@ def cmd_image_inspect(context: Context, argv: list[str]) -> int:
             return inspection.remote(name, registry)
         return inspection.image(context.engine, name)
 
-    return _print_documents(context, args, find)
+    return print_documents(context, args, find)
 
 
 def cmd_image_tags(context: Context, argv: list[str]) -> int:

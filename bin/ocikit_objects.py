@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ocikit import Context, _print_documents, parser
+from ocikit import Context, parser, print_documents
 
 from oci.errors import Conflict, NotFound, OciError, Unsupported
 
@@ -78,7 +78,7 @@ def cmd_volume_inspect(context: Context, argv: list[str]) -> int:
     p.add_argument("names", nargs="+", metavar="VOLUME")
     args = p.parse_args(argv)
 
-    return _print_documents(context, args, context.engine.volumes.inspect)
+    return print_documents(context, args, context.engine.volumes.inspect)
 
 
 def cmd_volume_rm(context: Context, argv: list[str]) -> int:
@@ -175,7 +175,7 @@ def cmd_network_inspect(context: Context, argv: list[str]) -> int:
 
     from oci.engine import inspection
 
-    return _print_documents(context, args, lambda name: inspection.network(context.engine, name))
+    return print_documents(context, args, lambda name: inspection.network(context.engine, name))
 
 
 def cmd_network_rm(context: Context, argv: list[str]) -> int:
