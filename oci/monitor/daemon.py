@@ -13,8 +13,9 @@ What it risks, and how that is bounded:
 * The monitor dying (killed, crashed) does not stop the containers: their stdout and stderr
   are FIFOs they hold read-write, so a write never meets a closed pipe; output waits in the
   pipe until a monitor reads again. Records on disk are whole (atomic replace). `oci-mon ps`
-  tells such containers as unmonitored; the next monitor adopts them: it checks each recorded
-  pid and its start time, watches it through a pidfd and reads the same FIFOs again. It is not
+  tells such containers as unmonitored; the next monitor adopts them (oci.monitor.adoption):
+  it checks each recorded pid and its start time, watches it through a pidfd and reads the
+  same FIFOs again. It is not
   their parent, so the exit code of an adopted container is unknown. A terminal container
   loses its pty master with the monitor (the kernel hangs its terminal up) and an interactive
   one its stdin: as under conmon.
@@ -30,13 +31,14 @@ import os
 import signal
 import time
 
-from oci.errors import Conflict, InvalidInput, OciError
-from oci.monitor import crilog, events, oom, policy, proto, record, times
-from oci.monitor.loop import Loop, Timer
+from oci.errors import Conflict, OciError
+from oci.monitor import adoption, crilog, events, oom, policy, proto, record, times
+from oci.monitor.loop import Loop
 from oci.monitor.paths import Root
 from oci.monitor.runtimes import Runtime, last_error
 from oci.monitor.stdio import ContainerIO
-from oci.runtime.state import process_start_time, write_atomic
+from oci.monitor.watched import Watched, decode_status, start_time
+from oci.runtime.state import write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,62 +48,6 @@ if TYPE_CHECKING:
 
 IDLE_TIMEOUT = 30.0  # a monitor started on demand leaves this long after its last container stopped
 LOG_MAX = 1 << 20
-
-
-def start_time(pid: int) -> int | None:
-    return process_start_time(pid)
-
-
-def decode_status(status: int) -> tuple[int, str | None]:
-    """(exit code as a shell shows it, the signal's name or None) of a wait status."""
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        return 128 + number, signal_name(number)
-    return os.WEXITSTATUS(status), None
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"SIG{number}"
-
-
-class Watched:
-    """What the monitor holds for one container besides its record."""
-
-    def __init__(self, rec: dict[str, Any], io: ContainerIO) -> None:
-        self.rec = rec
-        self.id: str = rec["id"]
-        self.io = io
-        self.phase = "exited"  # creating, running, restarting, exited
-        self.pid = 0
-        self.child = False  # our child: its exit status will be known
-        self.pidfd = -1  # for an adopted container
-        self.writer: crilog.LogWriter | None = None
-        self.attached: list[Conn] = []
-        self.on_exit: list[Callable[[int | None], None]] = []
-        self.kill_timer: Timer | None = None
-        self.restart_timer: Timer | None = None
-        self.backoff = policy.Backoff()
-        self.early_exit: int | None = None
-        self.deleting = False
-        self.after_delete: list[Callable[[], None]] = []
-        self.removing: list[Callable[[], None]] | None = None
-        self.started = 0.0
-        self.exited_at = 0.0
-        self.restart_delay = 0.0
-        self.oom_base: int | None = None
-        self.log_offset = 0
-        self.dirty = False
-
-    @property
-    def state(self) -> dict[str, Any]:
-        return self.rec["state"]
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.rec["config"]
 
 
 class Monitor:
@@ -151,7 +97,7 @@ class Monitor:
         write_atomic(self.root.pidfile, (f'{{"pid": {os.getpid()}, "startTime": {start_time(os.getpid()) or 0}, '
                                          f'"started": "{times.now()}"}}\n').encode(), 0o600)
         self.say("info", f"monitor {os.getpid()} started for {self.root.path}")
-        self.adopt_all()
+        adoption.adopt_all(self)
 
     def serve(self) -> None:
         try:
@@ -525,7 +471,7 @@ class Monitor:
         if w.removing is not None:
             self.delete(w, lambda: self.remove(w))
         else:
-            self.delete(w, (lambda: self._schedule_restart(w)) if restart else None)
+            self.delete(w, (lambda: self.schedule_restart(w)) if restart else None)
 
     def detached(self, w: Watched, conn: Conn) -> None:
         if conn in w.attached:
@@ -533,13 +479,13 @@ class Monitor:
             if w.id in self.containers:
                 self.event(w, "detach")
 
-    def _schedule_restart(self, w: Watched) -> None:
+    def schedule_restart(self, w: Watched) -> None:
         if w.phase != "restarting":
             return
         delay = w.restart_delay - (time.monotonic() - w.exited_at)
-        w.restart_timer = self.loop.after(delay, lambda: self._restart(w))
+        w.restart_timer = self.loop.after(delay, lambda: self.restart_now(w))
 
-    def _restart(self, w: Watched) -> None:
+    def restart_now(self, w: Watched) -> None:
         w.restart_timer = None
         if w.phase != "restarting":
             return
@@ -579,88 +525,3 @@ class Monitor:
         callbacks, w.removing = w.removing or [], None
         for callback in callbacks:
             callback()
-
-    # ---- adoption ------------------------------------------------------------------------------
-
-    def adopt_all(self) -> None:
-        """Take over what the records say: live containers are watched again, dead ones ended."""
-        for container_id in self.root.ids():
-            path = self.root.record(container_id)
-            try:
-                with open(path, "rb") as f:
-                    rec = proto.decode(f.read())
-                record.check_config(rec["config"], path)
-                if not isinstance(rec.get("state"), dict) or rec.get("id") != container_id:
-                    raise InvalidInput("/state: missing, or /id differs from the folder name")
-            except (OSError, ValueError, KeyError, TypeError, OciError) as err:
-                self.say("error", f"{path}: not adopted: {err}")
-                continue
-            w = self.add(rec)
-            try:
-                self._adopt(w)
-            except Exception:
-                import traceback
-
-                self.say("error", f"{container_id}: adoption failed: " + traceback.format_exc().replace("\n", " | "))
-
-    def _adopt(self, w: Watched) -> None:
-        st = w.state
-        status = st.get("status")
-        same_boot = st.get("bootId") == self.boot
-        if status == "removing":
-            w.removing = []
-            self.delete(w, lambda: self.remove(w))
-        elif status == "created" and not st.get("startedAt"):  # a `run` that never got to run
-            self.say("info", f"{w.id}: its creation was interrupted: removed")
-            w.removing = []
-            self.delete(w, lambda: self.remove(w))
-        elif status in ("running", "created"):
-            pid = int(st.get("pid") or 0)
-            pidfd = -1
-            if same_boot and pid > 0:
-                try:
-                    pidfd = os.pidfd_open(pid)
-                except OSError:
-                    pidfd = -1
-            if pidfd >= 0 and start_time(pid) == st.get("pidStartTime"):
-                self._watch_adopted(w, pid, pidfd)
-                return
-            if pidfd >= 0:
-                os.close(pidfd)
-            w.phase = "running"
-            w.started = 0.0
-            self.say("info", f"{w.id}: it ended while no monitor watched it")
-            self.finish(w, None, None, "exited while no monitor watched it: exit status unknown")
-        elif status == "restarting":
-            w.phase = "restarting"
-            w.restart_delay = policy.FIRST_DELAY
-            w.exited_at = time.monotonic()
-            self._schedule_restart(w)
-        else:
-            w.phase = "exited"
-            restart_policy = policy.RestartPolicy.from_json(w.config["restartPolicy"])
-            if not same_boot and st.get("startedAt") and policy.restart_at_boot(
-                    restart_policy, st.get("exitCode"), bool(st.get("manuallyStopped")),
-                    int(st.get("restartCount", 0))):
-                self.say("info", f"{w.id}: started again after a reboot ({restart_policy})")
-                w.phase = st["status"] = "restarting"
-                st["manuallyStopped"] = False
-                self._restart(w)
-
-    def _watch_adopted(self, w: Watched, pid: int, pidfd: int) -> None:
-        w.pid, w.pidfd, w.child = pid, pidfd, False
-        w.phase = "running"
-        w.started = time.monotonic()
-        w.oom_base = w.state.get("oomKillsAtStart")
-        self.loop.watch(pidfd, lambda _mask: self.finish(
-            w, None, None, "exited while watched by a monitor that was not its parent: exit status unknown"))
-        cfg = w.config
-        log = cfg["log"]
-        w.writer = crilog.LogWriter(log["path"], log["maxSize"], log["maxFiles"])
-        if cfg["tty"]:
-            w.state["error"] = "its terminal closed with the monitor that held it: output is no longer logged"
-        else:
-            w.io.reopen_fifos()
-        w.state.update(adopted=True, monitorPid=os.getpid())
-        self.save(w)
-        self.say("info", f"{w.id}: adopted (pid {pid})")

@@ -15,8 +15,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-    from oci.monitor.daemon import Monitor, Watched
+    from oci.monitor.daemon import Monitor
     from oci.monitor.server import Conn
+    from oci.monitor.watched import Watched
 
 
 def bind(monitor: Monitor) -> dict[str, Callable[[Conn, dict[str, Any]], None]]:
