@@ -12,7 +12,6 @@ descriptor.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import shutil
@@ -24,6 +23,7 @@ from typing import Callable
 from oci.descriptor import LAYERS, Descriptor
 from oci.digest import Digest
 from oci.errors import IntegrityError, NotFound, Unsupported
+from oci.unpack import libdeflate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class LayerStream:
             return
         self._direct = False
         pigz = shutil.which("pigz") if use_pigz is not False and compression == "gzip" else None
-        if compression == "gzip" and _libdeflate() is not None and use_pigz is None and \
+        if compression == "gzip" and libdeflate.available() and use_pigz is None and \
                 descriptor.size <= min(WHOLE_CAP, limit):
             r, w = _pipe()
             self._fd = r
@@ -176,7 +176,7 @@ class LayerStream:
             self._blob.hash.update(view[:got])
             if self._blob.count != self.descriptor.size:
                 return  # verify() reports it
-            whole = _inflate_once(data, min(WHOLE_CAP, self.limit))
+            whole = libdeflate.inflate_once(data, min(WHOLE_CAP, self.limit))
             if whole is None:
                 memory = _BlobHasher(_MemoryFile(data), self.descriptor)
                 out, pipe = -1, out
@@ -381,46 +381,3 @@ class _MemoryFile:
         out = bytes(self._view[self._pos:end])
         self._pos += len(out)
         return out
-
-
-_LIBDEFLATE: list = []
-
-
-def _libdeflate() -> ctypes.CDLL | None:
-    """libdeflate through ctypes, when the system has it (Debian libdeflate0)."""
-    if not _LIBDEFLATE:
-        try:
-            lib = ctypes.CDLL("libdeflate.so.0")
-            lib.libdeflate_alloc_decompressor.restype = ctypes.c_void_p
-            lib.libdeflate_free_decompressor.argtypes = [ctypes.c_void_p]
-            size_p = ctypes.POINTER(ctypes.c_size_t)
-            lib.libdeflate_gzip_decompress_ex.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
-                                                          ctypes.c_void_p, ctypes.c_size_t, size_p, size_p]
-            _LIBDEFLATE.append(lib)
-        except (OSError, AttributeError):
-            _LIBDEFLATE.append(None)
-    return _LIBDEFLATE[0]
-
-
-def _inflate_once(data: bytearray, cap: int) -> bytearray | None:
-    """The single gzip member in `data` inflated (None if it is not exactly one member within `cap`)."""
-    lib = _libdeflate()
-    if lib is None or len(data) < 18:
-        return None
-    size = int.from_bytes(data[-4:], "little")  # ISIZE: the size modulo 2**32
-    if size > cap:
-        return None
-    out = bytearray(size)
-    used_in, used_out = ctypes.c_size_t(), ctypes.c_size_t()
-    source = (ctypes.c_char * len(data)).from_buffer(data)
-    target = (ctypes.c_char * max(size, 1)).from_buffer(out) if size else ctypes.create_string_buffer(1)
-    decompressor = lib.libdeflate_alloc_decompressor()
-    try:
-        result = lib.libdeflate_gzip_decompress_ex(decompressor, source, len(data), target, size,
-                                                   ctypes.byref(used_in), ctypes.byref(used_out))
-    finally:
-        lib.libdeflate_free_decompressor(decompressor)
-        del source, target
-    if result != 0 or used_in.value != len(data) or used_out.value != size:
-        return None
-    return out
