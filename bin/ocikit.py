@@ -13,7 +13,7 @@ import sys
 import ocicli
 
 from oci import __version__
-from oci.errors import OciError, UsageError
+from oci.errors import NotFound, OciError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -242,6 +242,24 @@ def cmd_inspect(context: Context, argv: list[str]) -> int:
     registry = ocicli.registry_options(args)
     return print_documents(context, args, lambda name: inspection.any_object(context.engine, name, args.type,
                                                                             context.monitor(), registry))
+
+
+def remove_each(context: Context, names: list[str], remove: Callable[[str], None], force: bool) -> int:
+    """`remove(name)` for each name, as Docker's `volume rm` and `network rm`: the name printed once
+    removed, a missing one an error unless `force`, other errors printed while the rest go on."""
+    code = 0
+    for name in names:
+        try:
+            remove(name)
+            context.out(name + "\n")
+        except NotFound as err:
+            if not force:
+                context.messages.error(err.message)
+                code = err.exit_code
+        except OciError as err:
+            context.messages.error(err.message)
+            code = err.exit_code
+    return code
 
 
 def print_documents(context: Context, args: Any, find: Callable[[str], Any]) -> int:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ocikit import Context, parser, print_documents
+from ocikit import Context, parser, print_documents, remove_each
 
-from oci.errors import Conflict, NotFound, OciError, Unsupported
+from oci.errors import Conflict, NotFound, Unsupported
 
 
 def _volume_users(context: Context) -> dict[str, list[str]]:
@@ -88,19 +88,8 @@ def cmd_volume_rm(context: Context, argv: list[str]) -> int:
     args = p.parse_args(argv)
 
     used = _volume_users(context)
-    code = 0
-    for name in args.names:
-        try:
-            context.engine.volumes.remove(name, used.get(name, []))
-            context.out(name + "\n")
-        except NotFound as err:
-            if not args.force:
-                context.messages.error(err.message)
-                code = err.exit_code
-        except OciError as err:
-            context.messages.error(err.message)
-            code = err.exit_code
-    return code
+    return remove_each(context, args.names, lambda name: context.engine.volumes.remove(name, used.get(name, [])),
+                       args.force)
 
 
 def cmd_volume_prune(context: Context, argv: list[str]) -> int:
@@ -185,19 +174,7 @@ def cmd_network_rm(context: Context, argv: list[str]) -> int:
     args = p.parse_args(argv)
     from oci.engine import networks
 
-    code = 0
-    for name in args.names:
-        try:
-            networks.remove(context.engine.root, name)
-            context.out(name + "\n")
-        except NotFound as err:
-            if not args.force:
-                context.messages.error(err.message)
-                code = err.exit_code
-        except OciError as err:
-            context.messages.error(err.message)
-            code = err.exit_code
-    return code
+    return remove_each(context, args.names, lambda name: networks.remove(context.engine.root, name), args.force)
 
 
 def cmd_network_prune(context: Context, argv: list[str]) -> int:
