@@ -16,8 +16,10 @@ Fault actions (the first matching fault with `times` left applies, then `times` 
 
 * `status`: answer `status` (default 500) with `headers` and `body`, without forwarding;
   `Fault(..., action="status", status=429, headers={"Retry-After": "1"})`.
-* `reset`: forward, send the response head and `after` bytes of its body, then reset the
-  connection (TCP RST); with `after=0` nothing of the answer is sent.
+* `reset`: forward, send the response head and `after` bytes of its body, then, once the
+  client's kernel has acknowledged them, reset the connection (TCP RST: a reset that overtakes
+  bytes still in flight makes the client's kernel drop them, so a loaded machine would see
+  the break at byte 0); with `after=0` nothing of the answer is sent.
 * `reset_request`: forward the request head and `after` bytes of its body upstream, wait
   `seconds` (so the registry reads them), then reset both connections (an interrupted
   upload: the registry saw a partial body).
@@ -31,6 +33,7 @@ Fault actions (the first matching fault with `times` left applies, then `times` 
 
 from __future__ import annotations
 
+import fcntl
 import re
 import socket
 import struct
@@ -134,6 +137,21 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
 
 def _build_head(first: str, headers: list[tuple[str, str]]) -> bytes:
     return ("\r\n".join([first] + [f"{k}: {v}" for k, v in headers]) + "\r\n\r\n").encode("latin-1")
+
+
+SIOCOUTQ = 0x5411  # bytes of the send queue the peer has not acknowledged yet (TIOCOUTQ)
+
+
+def _delivered(sock: socket.socket, timeout: float = 10.0) -> None:
+    """Wait until the peer's kernel has acknowledged every byte sent on `sock`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not struct.unpack("i", fcntl.ioctl(sock.fileno(), SIOCOUTQ, b"\0" * 4))[0]:
+                return
+        except OSError:
+            return
+        time.sleep(0.001)
 
 
 def _reset(sock: socket.socket) -> None:
@@ -354,6 +372,7 @@ class FaultProxy:
                 time.sleep(fault.seconds)
                 client.close()
             else:
+                _delivered(client)
                 _reset(client)
             return False
         if action == "corrupt":
