@@ -11,9 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin"
-# The throwaway pure-cgroup-v2 VM of the development machines, beside the checkout (`../shared`);
-# tests that need it fail in CI (STRICT below) when it is missing.
-CG2VM = str(ROOT.parent / "shared" / "tools" / "cg2vm")
+# The throwaway pure-cgroup-v2 VM of the development machines, beside the checkout (`../shared`),
+# or where OCIKIT_CG2VM says (a clone elsewhere); tests that need it fail in CI (STRICT below)
+# when it is missing.
+CG2VM = os.environ.get("OCIKIT_CG2VM") or str(ROOT.parent / "shared" / "tools" / "cg2vm")
 # The checkout and bin/ are importable because ocikit is installed in the venv the tests run with
 # (.ci/install: ocikit.pth), as for any installed package (bin/ocisite.py says where code is found).
 
