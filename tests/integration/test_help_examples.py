@@ -6,9 +6,9 @@ with `bash -c` in a folder of the command's own, as a user would paste them. Wha
 name is prepared as a user would have it:
 
 * a sandbox: a network namespace and a mount namespace of the test's own (`unshare`), so
-  that 127.0.0.1:5000 is the test's, and the default state folders (/run/oci-run,
-  /var/lib/ocikit, /var/lib/oci-mon, /run/ocikit, /run/netns, /run/containers, /srv) are
-  private tmpfs mounts: the examples run with every default, as written;
+  that 127.0.0.1:5000 is the test's, and the default state folders (/run/oci-run, runc's
+  and crun's /run/runc and /run/crun, /var/lib/ocikit, /var/lib/oci-mon, /run/ocikit,
+  /run/netns, /run/containers, /srv) are private tmpfs mounts: the examples run with every default, as written;
 * a plain-HTTP registry on 127.0.0.1:5000 (also reached as localhost:5000) and a TLS one
   with a self-signed certificate on localhost:5443 (`tests/integration/registry_server.py`),
   each holding library/busybox:latest, an index of linux/amd64 and linux/arm64 images of
@@ -49,8 +49,8 @@ pytestmark = pytest.mark.root
 COMMANDS = ("oci-fetch", "oci-push", "oci-unpack", "oci-bundle", "oci-commit", "oci-build", "oci-run",
             "oci-net", "oci-mon", "ocikit")
 BIN = Path(sys.executable).parent  # the launchers of `make install`
-PRIVATE = ("/run/oci-run", "/run/ocikit", "/var/lib/ocikit", "/var/lib/oci-mon", "/run/netns", "/run/containers",
-           "/srv")
+PRIVATE = ("/run/oci-run", "/run/runc", "/run/crun", "/run/ocikit", "/var/lib/ocikit", "/var/lib/oci-mon", "/run/netns",
+           "/run/containers", "/srv")
 
 
 # -- what --help says ---------------------------------------------------------------------------

@@ -295,7 +295,10 @@ def test_events_report_an_oom_kill(oci, bundle):
     kinds = []
     while "oom" not in kinds and time.monotonic() < deadline:
         kinds.append(json.loads(stream.stdout.readline())["type"])
-    assert oci("kill", cid, "KILL").returncode == 0
+    killed = oci("kill", cid, "KILL")
+    # The OOM killer may take the init too when the host is short of memory (tests running beside this one):
+    # then there is nothing left to kill, and the container has stopped all the same.
+    assert killed.returncode == 0 or "container not running" in killed.stderr, killed.stderr
     stream.communicate(timeout=10)
     assert "oom" in kinds and oci.state(cid)["status"] == "stopped"
 
