@@ -248,8 +248,8 @@ def test_a_killed_build_on_an_oci_net_network_gives_its_lease_back(tmp_path: Pat
         quick = tmp_path / "quick"
         quick.mkdir()
         (quick / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /\n")
-        build(tmp_path, quick, layout="other")  # any build, any layout, reaps
-        assert not json.loads(leases.read_text())
+        reaper = build(tmp_path, quick, layout="other")  # any build, any layout, reaps
+        assert not json.loads(leases.read_text()), reaper.stderr
     finally:
         lab.close()
 
