@@ -10,14 +10,19 @@ names at the time of the call, since the fd is closed right after.
 State it answers from (change it before the code under test runs):
 capabilities (`effective`, `permitted`, `inheritable`, `bounding`, `ambient`, as 64-bit masks) with
 capset(2)'s rules and the set-uid rules of capabilities(7) (keep-caps); `rlimits`; interface
-flags for SIOCGIFFLAGS (`link_flags`); the ids, hostname and flags set through prctl.
+flags for SIOCGIFFLAGS (`link_flags`); the ids, hostname and flags set through prctl; the ids of
+the BPF programs attached to a cgroup (`bpf_attached`, one list: tests use one cgroup), which
+BPF_PROG_QUERY answers (into the caller's buffer, as the kernel does) and BPF_PROG_ATTACH and
+BPF_PROG_DETACH change.
 Failures are scripted with `fail()`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import struct
 
 from oci.linux import kernel as k
 from oci.linux.kernel import Kernel
@@ -28,6 +33,8 @@ if TYPE_CHECKING:
 
 ALL_CAPS = (1 << 41) - 1  # CAP_CHOWN .. CAP_CHECKPOINT_RESTORE
 SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
+BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_GET_FD_BY_ID, BPF_PROG_QUERY = 5, 8, 9, 13, 16
+BPF_F_REPLACE = 4
 
 
 def _named(path: str) -> str:
@@ -70,6 +77,8 @@ class RecordingKernel(Kernel):
         self.rlimits: dict[int, tuple[int, int]] = {}
         self.link_flags: dict[str, int] = {"lo": 0}
         self.seccomp: list[Any] = []  # filters loaded, in order
+        self.bpf_attached: list[int] = []  # ids of the programs on the cgroup, in attach order
+        self._bpf_ids: dict[int, int] = {}  # program fds handed out (of /dev/null) -> their program's id
         self._failures: list[_Failure] = []
         self._real = Kernel()
 
@@ -266,6 +275,39 @@ class RecordingKernel(Kernel):
             self.link_flags[name] = int.from_bytes(buffer[16:18], "little")
         return buffer
 
-    def bpf(self, cmd: int, attr: bytes) -> int:
-        self._record("bpf", cmd, attr)
-        return os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    def bpf(self, cmd: int, attr: bytes | bytearray) -> int:
+        """Loads and BPF_PROG_GET_FD_BY_ID hand out an fd (of /dev/null) standing for a program (a
+        load's gets a new id); BPF_PROG_QUERY, ATTACH and DETACH answer from and change `bpf_attached`."""
+        self._record("bpf", cmd, bytes(attr))
+        if cmd in (BPF_PROG_LOAD, BPF_PROG_GET_FD_BY_ID):
+            prog_id = struct.unpack_from("<I", attr)[0]
+            if cmd == BPF_PROG_LOAD:
+                prog_id = max([100, *self.bpf_attached, *self._bpf_ids.values()]) + 1
+            elif prog_id not in self.bpf_attached:
+                raise OSError(errno.ENOENT, "bpf: No such file or directory")
+            fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            self._bpf_ids[fd] = prog_id
+            return fd
+        if cmd == BPF_PROG_QUERY:
+            ids_address, room = struct.unpack_from("<QI", attr, 16)
+            if isinstance(attr, bytearray):
+                struct.pack_into("<I", attr, 24, len(self.bpf_attached))
+            given = self.bpf_attached[:room]
+            if ids_address and given:
+                ctypes.memmove(ids_address, struct.pack(f"<{len(given)}I", *given), 4 * len(given))
+            if room < len(self.bpf_attached):
+                raise OSError(errno.ENOSPC, "bpf: No space left on device")
+        elif cmd == BPF_PROG_ATTACH:
+            prog_fd, flags, replace_fd = struct.unpack_from("<I4xII", attr, 4)
+            if flags & BPF_F_REPLACE:
+                if self._bpf_ids.get(replace_fd) not in self.bpf_attached:
+                    raise OSError(errno.ENOENT, "bpf: No such file or directory")
+                self.bpf_attached[self.bpf_attached.index(self._bpf_ids[replace_fd])] = self._bpf_ids[prog_fd]
+            else:
+                self.bpf_attached.append(self._bpf_ids[prog_fd])
+        elif cmd == BPF_PROG_DETACH:
+            prog_id = self._bpf_ids.get(struct.unpack_from("<I", attr, 4)[0])
+            if prog_id not in self.bpf_attached:
+                raise OSError(errno.ENOENT, "bpf: No such file or directory")
+            self.bpf_attached.remove(prog_id)
+        return 0

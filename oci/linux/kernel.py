@@ -261,11 +261,15 @@ class Kernel:
         c.check("ioctl", c.libc.ioctl(c.cint(fd), c.ulong(request), buf))
         return buf.raw
 
-    def bpf(self, cmd: int, attr: bytes) -> int:
-        """bpf(2) with a bpf_attr given as bytes; the call's result (a new fd for loads)."""
+    def bpf(self, cmd: int, attr: bytes | bytearray) -> int:
+        """bpf(2) with a bpf_attr given as bytes; the call's result (a new fd for loads). A bytearray
+        gets back the attr as the kernel left it, failed call or not (BPF_PROG_QUERY's count)."""
         c = self.c
-        buf = c.string_buffer(attr, len(attr))
-        return c.check("bpf", c.libc.syscall(c.long(c.SYS_BPF), c.cint(cmd), buf, c.uint(len(attr))))
+        buf = c.string_buffer(bytes(attr), len(attr))
+        result = c.libc.syscall(c.long(c.SYS_BPF), c.cint(cmd), buf, c.uint(len(attr)))
+        if isinstance(attr, bytearray):
+            attr[:] = buf.raw[:len(attr)]
+        return c.check("bpf", result)
 
 
 _current = Kernel()

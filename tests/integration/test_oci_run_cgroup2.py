@@ -234,3 +234,52 @@ def test_device_rules_as_a_bpf_program(tmp_path):
         assert result.stdout.split() == ["null-ok", "1", "zero-write-refused", "mem-refused"], result.stderr
     finally:
         os.rmdir(folder)
+
+
+@pytest.mark.skipif(_cgroup2_mount() is None, reason="no cgroup2 hierarchy mounted")
+def test_device_rules_loosened_replace_the_program(tmp_path):
+    """A second set of device rules takes the first one's place (as runc's): the kernel allows a device
+    only if every program attached allows it, so one left behind would go on refusing. Through both
+    of the kernel's ways: BPF_F_REPLACE of the one there, and attach-then-detach of several (those
+    an older ocikit piled up)."""
+    from oci.linux.cgroups import devices_bpf
+    from oci.linux.cgroups.base import DEFAULT_ALLOWED
+
+    def attached(folder: str) -> int:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            programs = devices_bpf._attached(fd)
+        finally:
+            os.close(fd)
+        assert programs is not None
+        for program in programs:
+            os.close(program)
+        return len(programs)
+
+    def zero_write(folder: str) -> str:
+        script = f"echo $$ > {folder}/cgroup.procs; echo x > /dev/zero && echo zero-written || echo zero-refused"
+        result = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+        return result.stdout.strip()
+
+    strict = [*DEFAULT_ALLOWED, {"allow": False, "type": "c", "major": 1, "minor": 5, "access": "w"}]
+    folder = os.path.join(_cgroup2_mount(), unique_id("ocikit-bpfswap"))
+    os.mkdir(folder)
+    try:
+        devices_bpf.attach(folder, strict)
+        assert (zero_write(folder), attached(folder)) == ("zero-refused", 1)
+        devices_bpf.attach(folder, DEFAULT_ALLOWED)  # one there: replaced in one step
+        assert (zero_write(folder), attached(folder)) == ("zero-written", 1)
+
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for _ in range(2):  # as ocikit before this change did: programs beside the one there
+                program = devices_bpf._load(strict)
+                devices_bpf._attach(fd, program)
+                os.close(program)
+        finally:
+            os.close(fd)
+        assert (zero_write(folder), attached(folder)) == ("zero-refused", 3)
+        devices_bpf.attach(folder, DEFAULT_ALLOWED)  # three there: attach, then detach them
+        assert (zero_write(folder), attached(folder)) == ("zero-written", 1)
+    finally:
+        os.rmdir(folder)

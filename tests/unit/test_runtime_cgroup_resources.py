@@ -127,10 +127,118 @@ def test_v2_devices_denied_when_the_config_lists_none(v2, fake_kernel):
 
     v2[0].apply({})
     calls = [args for name, args in fake_kernel.calls if name == "bpf"]
-    assert [cmd for cmd, _ in calls] == [devices_bpf.BPF_PROG_LOAD, devices_bpf.BPF_PROG_ATTACH]
+    assert [cmd for cmd, _ in calls] == [devices_bpf.BPF_PROG_LOAD, devices_bpf.BPF_PROG_QUERY,
+                                         devices_bpf.BPF_PROG_ATTACH]
     program = devices_bpf.program(DEFAULT_ALLOWED)
     assert struct.unpack_from("<II", calls[0][1]) == (devices_bpf.BPF_PROG_TYPE_CGROUP_DEVICE, len(program) // 8)
     assert program.endswith(devices_bpf._insn(devices_bpf.MOV32_K, 0, imm=0) + devices_bpf._insn(devices_bpf.EXIT))
+
+
+
+def _bpf_steps(fake_kernel):
+    """The bpf calls made, each as (command, what it names): a program id, attach flags, a program's id."""
+    import struct
+
+    from oci.linux.cgroups import devices_bpf as d
+
+    steps = []
+    for cmd, attr in fake_kernel.called("bpf"):
+        if cmd == d.BPF_PROG_GET_FD_BY_ID:
+            steps.append(("get", struct.unpack_from("<I", attr)[0]))
+        elif cmd == d.BPF_PROG_ATTACH:
+            flags, replace = struct.unpack_from("<II", attr, 12)
+            steps.append(("replace", replace) if flags & d.BPF_F_REPLACE else ("attach", flags))
+        else:
+            steps.append(({d.BPF_PROG_LOAD: "load", d.BPF_PROG_QUERY: "query", d.BPF_PROG_DETACH: "detach"}[cmd],
+                          struct.unpack_from("<I", attr, 4)[0] if cmd == d.BPF_PROG_DETACH else None))
+    return steps
+
+
+@pytest.mark.parametrize("attached", [[], [7], [7, 8]])
+def test_v2_device_program_replaces_those_attached(v2, fake_kernel, attached):
+    """As runc: the new program goes on (in one step with BPF_F_REPLACE when there was one), then the
+    old ones come off; exactly one is left, so a second set of rules that allows more takes effect."""
+    from oci.linux.cgroups import devices_bpf as d
+
+    fake_kernel.bpf_attached = list(attached)
+    v2[0].apply({"devices": [{"allow": True, "access": "rwm"}]})
+    steps = [(name, arg if name in ("get", "attach") else None) for name, arg in _bpf_steps(fake_kernel)]
+    gets = [("get", prog_id) for prog_id in attached]
+    expected = {0: [("attach", d.BPF_F_ALLOW_MULTI)], 1: [("replace", None)],
+                2: [("attach", d.BPF_F_ALLOW_MULTI), ("detach", None), ("detach", None)]}[len(attached)]
+    assert steps == [("load", None), ("query", None), *gets, *expected]
+    assert len(fake_kernel.bpf_attached) == 1 and fake_kernel.bpf_attached[0] not in attached
+    v2[0].apply({})  # and again: still one
+    assert len(fake_kernel.bpf_attached) == 1
+
+
+def test_v2_device_program_detaches_the_old_ones_by_their_fds(v2, fake_kernel):
+    """BPF_PROG_DETACH names the fds BPF_PROG_GET_FD_BY_ID gave for the old programs; every fd is closed after."""
+    import struct
+
+    from oci.linux.cgroups import devices_bpf as d
+
+    fake_kernel.bpf_attached = [7, 8]
+    answers = []
+    recording_bpf = fake_kernel.bpf
+
+    def bpf(cmd, attr):
+        answers.append(recording_bpf(cmd, attr))
+        return answers[-1]
+
+    fake_kernel.bpf = bpf
+    open_before = len(os.listdir("/proc/self/fd"))
+    v2[0].apply({})
+    assert len(os.listdir("/proc/self/fd")) == open_before
+    calls = fake_kernel.called("bpf")
+    got = [fd for (cmd, _), fd in zip(calls, answers, strict=True) if cmd == d.BPF_PROG_GET_FD_BY_ID]
+    assert [struct.unpack_from("<I", attr, 4)[0] for cmd, attr in calls if cmd == d.BPF_PROG_DETACH] == got
+
+
+def test_v2_device_program_without_bpf_f_replace(v2, fake_kernel):
+    """Before Linux 5.6 BPF_F_REPLACE is EINVAL: attach, then detach the one that was there."""
+    import errno
+
+    from oci.linux.cgroups import devices_bpf as d
+
+    fake_kernel.bpf_attached = [7]
+    fake_kernel.fail("bpf", errno.EINVAL,
+                     when=lambda cmd, attr: cmd == d.BPF_PROG_ATTACH and attr[12] & d.BPF_F_REPLACE)
+    v2[0].apply({})
+    assert [name for name, _ in _bpf_steps(fake_kernel)] == ["load", "query", "get", "replace", "attach", "detach"]
+    assert len(fake_kernel.bpf_attached) == 1 and fake_kernel.bpf_attached != [7]
+
+
+def test_v2_device_program_beside_the_old_when_the_kernel_will_not_say(v2, fake_kernel):
+    """A kernel that refuses BPF_PROG_QUERY: the new program goes on beside the old, as before."""
+    import errno
+
+    from oci.linux.cgroups import devices_bpf as d
+
+    fake_kernel.bpf_attached = [7]
+    fake_kernel.fail("bpf", errno.EINVAL, when=lambda cmd, attr: cmd == d.BPF_PROG_QUERY)
+    v2[0].apply({})
+    assert [name for name, _ in _bpf_steps(fake_kernel)] == ["load", "query", "attach"]
+    assert len(fake_kernel.bpf_attached) == 2 and fake_kernel.bpf_attached[0] == 7
+
+
+def test_v2_device_program_skips_what_it_may_not_open_and_fails_in_one_line(v2, fake_kernel):
+    """A program an LSM keeps from us stays (it can only refuse more, as runc reasons); a detach the
+    kernel refuses is one line, after the new program is on."""
+    import errno
+
+    from oci.linux.cgroups import devices_bpf as d
+
+    fake_kernel.bpf_attached = [7, 8]
+    fake_kernel.fail("bpf", errno.EPERM, when=lambda cmd, attr: cmd == d.BPF_PROG_GET_FD_BY_ID and attr[0] == 7)
+    v2[0].apply({})
+    assert [step for step in _bpf_steps(fake_kernel) if step[0] == "get"] == [("get", 7), ("get", 8)]
+    assert fake_kernel.bpf_attached[0] == 7 and len(fake_kernel.bpf_attached) == 2  # 8 replaced
+    fake_kernel.fail("bpf", errno.EBUSY, when=lambda cmd, attr: cmd == d.BPF_PROG_DETACH, times=5)
+    fake_kernel.bpf_attached.append(9)
+    with pytest.raises(CgroupError, match=r"^cgroup: /linux/resources/devices: detaching an earlier device "
+                                          r"program: bpf: Device or resource busy$"):
+        v2[0].apply({})
 
 
 @pytest.mark.parametrize("memory, files", [
