@@ -183,71 +183,28 @@ def _main(args: list[str], messages: ocicli.Messages) -> int:
 
 
 def cmd_run(root: Any, opts: Any, messages: ocicli.Messages) -> int:
-    # The hot path: only what a detached run needs (the README's OCI_MON_RUN allowlist).
-    from oci.errors import InvalidDocument, InvalidInput, NotFound
-    from oci.monitor import client, policy, proto, runtimes
-    from oci.runtime.lifecycle import parse_signal, signal_numbers
-    from oci.runtime.state import check_id
+    # The hot path (the README's OCI_MON_RUN allowlist): the monitor reads the bundle and checks the
+    # flags (oci.monitor.runspec); this side makes absolute what depends on the caller.
+    from oci.monitor import client
 
-    def signal_name(number: int) -> str:  # signal.Signals(number).name, without the enum import
-        names = {value: name for name, value in signal_numbers().items() if name not in ("IOT", "CLD", "POLL")}
-        return "SIG" + names[number] if number in names else f"SIGRTMIN+{number - int(signal_numbers()['RTMIN'])}"
+    def absolute(path: str | None) -> str | None:
+        return os.path.abspath(path) if path else None
 
-    check_id(opts.id)
-    if opts.name is not None:
-        check_id(opts.name)
-    restart = policy.parse(opts.restart)
-    if opts.rm and restart.name != "no":
-        raise InvalidInput("--rm and --restart: a container removed once it ends cannot be restarted")
-    bundle = os.path.realpath(opts.bundle)
-    path = os.path.join(bundle, "config.json")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise NotFound(f"{path}: no such file (is {opts.bundle} a bundle?)") from None
-    try:
-        config = proto.decode(data)
-    except (ValueError, UnicodeDecodeError):
-        from oci.monitor import record
-
-        config = record.parse(data, path)  # raises, saying what is wrong where
-    process = config.get("process") if isinstance(config, dict) else None
-    if not isinstance(process, dict) or not isinstance(process.get("args", []), list):
-        raise InvalidDocument(path, [("/process", "a process with args is required")])
-    terminal = bool(process.get("terminal"))
-    if opts.tty and not terminal:
-        raise InvalidDocument(path, [("/process/terminal", "false, but -t asks for a terminal (make the bundle "
-                                                           "with a terminal: oci-bundle -t)")])
-    annotations = config.get("annotations") or {}
-    stop = opts.stop_signal or (annotations.get("org.opencontainers.image.stopSignal")
-                                if isinstance(annotations, dict) else None) or "SIGTERM"
-    stop_signal = signal_name(parse_signal(str(stop)))
-    if opts.stop_timeout < 0:
-        raise InvalidInput("--stop-timeout: must be 0 or more")
-    if opts.log_max_files < 1:
-        raise InvalidInput("--log-max-files: must be 1 or more")
-    max_size = 0
-    if opts.log_max_size:
-        from oci.bundle.options import parse_bytes
-
-        max_size = parse_bytes(opts.log_max_size, "--log-max-size")
-    log = os.path.abspath(opts.log_path) if opts.log_path else root.default_log(opts.id)
-    runtime_root = os.path.abspath(opts.runtime_root) if opts.runtime_root else None
-    spec = {"bundle": bundle, "runtime": {"path": runtimes.resolve(opts.runtime), "root": runtime_root},
-            "command": [str(arg) for arg in process.get("args", [])], "tty": terminal,
-            "interactive": bool(opts.interactive), "restartPolicy": restart.to_json(), "stopSignal": stop_signal,
-            "stopTimeout": opts.stop_timeout, "log": {"path": log, "maxSize": max_size, "maxFiles": opts.log_max_files},
-            "autoRemove": bool(opts.rm)}
+    runtime = opts.runtime if "/" not in opts.runtime else os.path.abspath(opts.runtime)
+    spec = {"bundle": os.path.realpath(opts.bundle), "runtime": runtime, "runtimeRoot": absolute(opts.runtime_root),
+            "path": os.environ.get("PATH"), "commandDir": os.path.dirname(os.path.abspath(sys.argv[0] or ".")),
+            "restart": opts.restart, "rm": bool(opts.rm), "stopSignal": opts.stop_signal,
+            "stopTimeout": opts.stop_timeout, "logPath": absolute(opts.log_path), "logMaxSize": opts.log_max_size,
+            "logMaxFiles": opts.log_max_files, "interactive": bool(opts.interactive), "tty": bool(opts.tty)}
     if not opts.attach:
-        ocicli.emit(client.run(root, opts.id, spec, opts.name))
+        ocicli.emit(client.run(root, opts.id, options=spec, name=opts.name))
         return 0
     from oci.monitor import attach
 
     keys = attach.parse_keys(opts.detach_keys or attach.DEFAULT_DETACH_KEYS)
     channel = client.connect(root)
     try:
-        answer = channel.request({"op": "run", "id": opts.id, "name": opts.name or opts.id, "config": spec,
+        answer = channel.request({"op": "run", "id": opts.id, "name": opts.name or opts.id, "options": spec,
                                   "attach": True, "stdin": True})
         return _attached(channel, answer, keys, True, opts.id, messages)
     finally:

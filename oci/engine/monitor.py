@@ -43,8 +43,9 @@ class Monitor:
             answer = client.start(self.root, cid)
         else:
             restart = record["HostConfig"]["RestartPolicy"]
+            runtime = runtimes.resolve(engine.runtime_name, *runtimes.caller())
             config = {"bundle": engine.containers.folder(cid),
-                      "runtime": {"path": runtimes.resolve(engine.runtime_name), "root": engine.root.runtime},
+                      "runtime": {"path": runtime, "root": engine.root.runtime},
                       "command": [record["Path"], *record["Args"]], "tty": tty, "interactive": interactive,
                       "restartPolicy": {"name": restart["Name"] or "no",
                                         "maximumRetryCount": restart["MaximumRetryCount"]},
@@ -108,11 +109,9 @@ class Monitor:
 
 
 def _signal_name(text: str) -> str:
-    import signal
+    from oci.runtime.lifecycle import parse_signal, signal_name
 
-    from oci.runtime.lifecycle import parse_signal
-
-    return signal.Signals(parse_signal(text)).name
+    return signal_name(parse_signal(text))
 
 
 def connect(engine: Engine) -> Monitor | None:

@@ -136,10 +136,14 @@ def resolve(root: Root, ref: str) -> str:
     return record.resolve(root, ref)
 
 
-def run(root: Root, container_id: str, config: dict[str, Any], name: str | None = None) -> dict[str, Any]:
-    """Create and start a container (config: record.schema.json's config object); its answer once it runs:
-    {"id", "name", "pid", "status"}."""
-    answer = request(root, {"op": "run", "id": container_id, "name": name or container_id, "config": config})
+def run(root: Root, container_id: str, config: dict[str, Any] | None = None, name: str | None = None,
+        options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Create and start a container; its answer once it runs: {"id", "name", "pid", "status"}. Either
+    `config` (record.schema.json's config object) or `options` (`oci-mon run`'s flags, which the
+    monitor makes into one: oci.monitor.runspec)."""
+    doc: dict[str, Any] = {"op": "run", "id": container_id, "name": name or container_id}
+    doc.update({"config": config} if options is None else {"options": options})
+    answer = request(root, doc)
     return {key: answer[key] for key in ("id", "name", "pid", "status")}
 
 

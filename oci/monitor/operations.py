@@ -8,7 +8,7 @@ import os
 import signal
 
 from oci.errors import Conflict, InvalidInput, NotFound, OciError
-from oci.monitor import proto, record
+from oci.monitor import proto, record, runspec
 from oci.runtime.state import check_id
 
 TYPE_CHECKING = False
@@ -67,7 +67,14 @@ def run(monitor: Monitor, conn: Conn, doc: dict[str, Any]) -> None:
         raise InvalidInput("request: id and name must be strings")
     check_id(container_id)
     check_id(name)
-    config = record.check_config(doc.get("config"))
+    if "options" in doc:  # `oci-mon run`'s flags, as it read them
+        options = runspec.options_of(doc["options"])
+        unknown = sorted(set(options) - set(runspec.DEFAULTS) - {"bundle"})
+        if unknown:  # a newer client's: not acted on
+            monitor.say("info", f"{container_id}: ignored in its run options: {', '.join(unknown)}")
+        config = record.check_config(runspec.config(options, monitor.root, container_id))
+    else:
+        config = record.check_config(doc.get("config"))
     unknown = sorted(set(config) - set(record.CONFIG_KEYS))
     if unknown:  # a newer client's, perhaps: kept in the record, not acted on
         monitor.say("info", f"{container_id}: ignored in its config: {', '.join(unknown)}")

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import os
 
-from oci.runtime.state import check_id
-
 DEFAULT_ROOT = "/var/lib/oci-mon"
 
 
@@ -46,6 +44,8 @@ class Root:
         os.makedirs(self.containers, mode=0o700, exist_ok=True)
 
     def container(self, container_id: str) -> str:
+        from oci.runtime.state import check_id  # here: `oci-mon run` names no container's folder
+
         return os.path.join(self.containers, check_id(container_id))
 
     def record(self, container_id: str) -> str:

@@ -15,21 +15,31 @@ from oci.errors import NotFound
 KNOWN = ("oci-run", "runc", "crun")
 
 
-def resolve(name: str) -> str:
-    """The absolute path of runtime `name` (oci-run, runc, crun, another name on $PATH, or a path)."""
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def resolve(name: str, search: str | None = None, command_dir: str | None = None) -> str:
+    """The absolute path of runtime `name` (oci-run, runc, crun, another name on `search`, the caller's
+    $PATH, or a path; a relative path is the caller's to make absolute). oci-run is also looked for
+    beside the interpreter and in `command_dir`, the caller's own folder: the venv of this ocikit."""
     if "/" in name:
         path = os.path.abspath(name)
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
         raise NotFound(f"--runtime: {name}: no such executable")
-    folders = os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":")
-    if name == "oci-run":  # beside the interpreter or the command: the venv of this ocikit
-        folders += [os.path.dirname(sys.executable), os.path.dirname(os.path.abspath(sys.argv[0] or "."))]
+    folders = (search if search is not None else DEFAULT_PATH).split(":")
+    if name == "oci-run":
+        folders += [os.path.dirname(sys.executable), *([command_dir] if command_dir else [])]
     for folder in folders:
         path = os.path.join(folder or ".", name)
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return os.path.abspath(path)
     raise NotFound(f"--runtime: {name} is not installed (not found on $PATH)")
+
+
+def caller() -> tuple[str, str]:
+    """This process's $PATH and folder: where `resolve` looks for a runtime this process names."""
+    return (os.environ.get("PATH", DEFAULT_PATH), os.path.dirname(os.path.abspath(sys.argv[0] or ".")))
 
 
 class Runtime:

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import os
-import signal
 
 from oci.monitor import crilog, policy
 from oci.monitor.stdio import ContainerIO
+from oci.runtime.lifecycle import signal_name
 from oci.runtime.state import process_start_time
 
 TYPE_CHECKING = False
@@ -28,13 +28,6 @@ def decode_status(status: int) -> tuple[int, str | None]:
         number = os.WTERMSIG(status)
         return 128 + number, signal_name(number)
     return os.WEXITSTATUS(status), None
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"SIG{number}"
 
 
 class Watched:

@@ -322,6 +322,17 @@ def parse_signal(text: str) -> int:
     raise InvalidInput(f"invalid signal: {text}")
 
 
+def signal_name(number: int) -> str:
+    """The name parse_signal reads back: SIGTERM for 15, SIGRTMIN+2 for a real-time signal (what
+    signal.Signals(number).name gives, without importing enum, and for every number)."""
+    names = {value: name for name, value in signal_numbers().items() if name not in ("IOT", "CLD", "POLL")}
+    if number in names:
+        return "SIG" + names[number]
+    if int(_signal.SIGRTMIN) < number < int(_signal.SIGRTMAX):
+        return f"SIGRTMIN+{number - int(_signal.SIGRTMIN)}"
+    return f"SIG{number}"
+
+
 def kill(store: StateStore, container_id: str, signum: int, all_processes: bool = False) -> None:
     """Send `signum` to the container's init (or, with all_processes, to every process in its cgroup)."""
     container = store.load(container_id)

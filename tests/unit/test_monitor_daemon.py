@@ -225,3 +225,54 @@ def test_auto_remove_once_it_ended(world):
     wait_for(lambda: not os.path.exists(world.root.container("c")), 10, "its removal")
     wait_for(lambda: world.actions("c")[-1:] == ["destroy"], 10, "its destroy event")
     assert world.actions("c") == ["create", "start", "die", "destroy"]
+
+
+def run_options(world: World, cid: str, **changes: object) -> dict:
+    """The options `oci-mon run` sends (oci.monitor.runspec), for a bundle whose config the monitor reads."""
+    bundle = world.base / f"bundle-{cid}"
+    bundle.mkdir(exist_ok=True)
+    config = {"process": {"args": ["sh", "-c", "exit 4"], "terminal": False},
+              "annotations": {"org.opencontainers.image.stopSignal": "RTMIN+3"}}
+    (bundle / "config.json").write_text(json.dumps(config))
+    options = {"bundle": str(bundle), "runtime": world.runtime.name, "path": str(world.runtime.parent),
+               "runtimeRoot": str(world.base / "rt"), "restart": "on-failure:1", "logMaxSize": "1m",
+               "logMaxFiles": 2}
+    return {**options, **changes}
+
+
+def test_run_from_the_commands_options(world):
+    """The monitor reads the bundle and the flags: the runtime found on the caller's PATH, the stop signal from
+    the image's annotation, sizes and policies parsed, the log in the container's folder."""
+    answer = client.run(world.root, "c", options=run_options(world, "c"))
+    assert answer["status"] == "running"
+    config = client.inspect(world.root, "c")["config"]
+    assert config["runtime"] == {"path": str(world.runtime), "root": str(world.base / "rt")}
+    assert (config["command"], config["stopSignal"], config["tty"]) == (["sh", "-c", "exit 4"], "SIGRTMIN+3", False)
+    assert config["restartPolicy"] == {"name": "on-failure", "maximumRetryCount": 1}
+    assert config["log"] == {"path": world.root.default_log("c"), "maxSize": 1 << 20, "maxFiles": 2}
+    assert client.wait(world.root, "c") in (4, None)
+
+
+@pytest.mark.parametrize(("changes", "code", "words"), [
+    ({"restart": "sometimes"}, 2, "--restart: unknown policy"),
+    ({"rm": True}, 2, "--rm and --restart"),
+    ({"stopTimeout": -1}, 2, "--stop-timeout"),
+    ({"logMaxSize": "lots"}, 2, "--log-max-size"),
+    ({"tty": True}, 2, "/process/terminal"),
+    ({"runtime": "no-such-runtime"}, 3, "no-such-runtime is not installed"),
+    ({"bundle": "/nonexistent"}, 3, "/nonexistent/config.json: no such file"),
+    ({"stopTimeout": "10"}, 2, "options/stopTimeout: wrong type"),
+])
+def test_run_options_refused_in_one_line(world, changes, code, words):
+    with pytest.raises(OciError) as caught:
+        client.run(world.root, "bad", options=run_options(world, "bad", **changes))
+    assert caught.value.exit_code == code and words in str(caught.value) and "\n" not in str(caught.value)
+    assert not os.path.exists(world.root.container("bad")), "a refused run leaves nothing behind"
+
+
+def test_a_config_json_that_is_not_json_is_named(world):
+    options = run_options(world, "bad")
+    Path(options["bundle"], "config.json").write_text('{"process": ')
+    with pytest.raises(OciError) as caught:
+        client.run(world.root, "bad", options=options)
+    assert caught.value.exit_code == 2 and "config.json" in str(caught.value)
