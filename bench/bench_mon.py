@@ -11,7 +11,9 @@
 * Latency: start-to-running of one detached container, BENCH_RUNS (15) times, median: from the
   call until the container runs (`oci-mon run` returns; conmon has reported the pid on its sync
   pipe and `runc start` returned). oci-mon's monitor is already running (warm), as it is in
-  steady use; the cold figure (the first `run`, which starts the monitor) is printed too.
+  steady use; the cold figure (the first `run`, which starts the monitor) is printed too. Each
+  start begins 0.2 s after the last removal (the kernel tears a container's namespaces down
+  asynchronously), and the two sides take turns going first.
 
 Bundles, rootfs and both state roots are on a tmpfs scratch (the root filesystem here is ext4
 without a journal, where fsyncs cost what they would not elsewhere). Needs root.
@@ -32,6 +34,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COUNT = int(os.environ.get("BENCH_CONTAINERS", "100"))  # 0: the latency only
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
+SETTLE = float(os.environ.get("BENCH_SETTLE", "0.2"))  # seconds between a removal and the next start (see `latency`)
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 CONMON = shutil.which("conmon") or "/usr/bin/conmon"
 PYTHON_S = "python -S -c pass (the CLI's floor)"
@@ -213,12 +216,17 @@ def latency(mon: OciMon, con: Conmon, bundle: str) -> dict[str, list[float]]:
     keep = f"bm-keep-{tag}"
     mon.run(bundle, keep)  # keeps the monitor from leaving between samples
     for i in range(RUNS + 1):
-        cid = f"bm-lat-{tag}-{i}"
-        ms = mon.run(bundle, cid)
-        mon.remove(cid)
-        cid = f"bc-lat-{tag}-{i}"
-        ms_conmon = con.run(bundle, cid)
-        con.remove(cid)
+        # Each start begins on a settled machine: a container just removed leaves the kernel work to
+        # do for a while (its network namespace and cgroup go asynchronously), which would slow
+        # whichever start comes next. The order alternates too, so neither side always goes first.
+        measured = {}
+        for side in (("oci-mon", "conmon") if i % 2 else ("conmon", "oci-mon")):
+            starter = mon if side == "oci-mon" else con
+            cid = f"b{side[0]}-lat-{tag}-{i}"
+            measured[side] = starter.run(bundle, cid)
+            starter.remove(cid)
+            time.sleep(SETTLE)
+        ms, ms_conmon = measured["oci-mon"], measured["conmon"]
         start = time.perf_counter()
         subprocess.run([python, "-S", "-c", "pass"], check=True)
         ms_python = (time.perf_counter() - start) * 1000
