@@ -93,10 +93,10 @@ def cgroup_path(container: str) -> str:
     return f"/oci-build/{container}"
 
 
-def _delete_containers(runtime: list[str], root: str) -> list[str]:
+def _delete_containers(runtime: list[str], root: str, warn: Callable[[str], None] | None = None) -> list[str]:
     """`oci-run --root ROOT delete --force` every container in `root`, and its cgroup (which
     oci-run, like runc, leaves when killed before the container's record was written); the
-    ones that stayed."""
+    ones that stayed. What a delete that worked said (its poststop hooks' failures) goes to `warn`."""
     stayed = []
     for name in sorted(os.listdir(root)):
         if not os.path.isdir(os.path.join(root, name)) or name.startswith("."):
@@ -107,9 +107,12 @@ def _delete_containers(runtime: list[str], root: str) -> list[str]:
         except subprocess.TimeoutExpired:
             stayed.append(f"{name}: oci-run delete --force took more than 60 s")
             continue
+        said = done.stderr.decode(errors="replace").strip()
         if done.returncode != 0 and os.path.isdir(os.path.join(root, name)):
-            stayed.append(f"{name}: {done.stderr.decode(errors='replace').strip()}")
+            stayed.append(f"{name}: {said}")
             continue
+        if said and warn is not None:  # deleted, with warnings (a poststop hook failed: a network lease kept?)
+            warn(f"{os.path.join(root, name)}: oci-run delete --force: {' '.join(said.splitlines())}")
         problem = _remove_cgroup(cgroup_path(name))
         if problem:
             stayed.append(f"{name}: {problem}")
@@ -162,12 +165,12 @@ def reap(runtime: Callable[[], list[str]], warn: Callable[[str], None], parent: 
                 raise
             if name.startswith(".") and time.time() - os.fstat(fd).st_mtime < _HIDDEN_GRACE:
                 continue  # being made: its maker locks it next
-            stayed = _delete_containers(runtime(), path)
+            stayed = _delete_containers(runtime(), path, warn)
             for pause in _AGAIN_AFTER:
                 if not stayed:
                     break
                 time.sleep(pause)
-                stayed = _delete_containers(runtime(), path)
+                stayed = _delete_containers(runtime(), path, warn)
             if stayed:
                 warn(f"{path}: could not delete the containers of an interrupted build: {'; '.join(stayed)}")
                 continue
