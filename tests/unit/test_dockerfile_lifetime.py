@@ -69,7 +69,7 @@ def test_a_container_still_dying_is_deleted_again(tmp_path: Path, no_cgroups: li
     tries: list[str] = []
     real = lifetime._delete_containers
 
-    def busy_once(runtime: list[str], root: str) -> list[str]:
+    def busy_once(runtime: list[str], root: str, warn: object = None) -> list[str]:
         tries.append(root)
         return ["ocibuild-dying: cgroup busy"] if len(tries) == 1 else real(runtime, root)
 
@@ -155,3 +155,18 @@ def test_openat2_asked_again_when_a_rename_raced_its_walk(monkeypatch: pytest.Mo
     finally:
         os.close(root)
     assert len(calls) == 3
+
+
+def test_what_a_delete_that_worked_warned_about_is_told(tmp_path: Path, no_cgroups: list[str]) -> None:
+    """A poststop hook that failed (oci-net's disconnect: a lease kept) is a warning of the reaping build."""
+    parent = tmp_path / "builds"
+    made = subprocess.run([sys.executable, "-c", "from oci.dockerfile.lifetime import RuntimeRoot; "
+                           f"print(RuntimeRoot([], {str(parent)!r}).path)"], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[2])
+    dead = Path(made.stdout.strip())
+    (dead / "ocibuild-hooked").mkdir()
+    script = tmp_path / "warning-oci-run.py"
+    script.write_text(FAKE_RUNTIME + "sys.stderr.write('poststop hook oci-net: exited 1\\n')\n")
+    warned: list[str] = []
+    assert lifetime.reap(lambda: [sys.executable, str(script)], warned.append, str(parent)) == 1
+    assert len(warned) == 1 and "ocibuild-hooked: oci-run delete --force: poststop hook oci-net" in warned[0]
