@@ -143,7 +143,13 @@ def run(root: Root, container_id: str, config: dict[str, Any] | None = None, nam
     monitor makes into one: oci.monitor.runspec)."""
     doc: dict[str, Any] = {"op": "run", "id": container_id, "name": name or container_id}
     doc.update({"config": config} if options is None else {"options": options})
-    answer = request(root, doc)
+    try:
+        answer = request(root, doc)
+    except OciError as err:
+        if options is not None and "/config: must be an object" in str(err):  # an older monitor's words
+            raise type(err)(f"{err} (the monitor of {root.path} is an older ocikit's: stop it, its containers "
+                            "keep running and a new one adopts them)") from None
+        raise
     return {key: answer[key] for key in ("id", "name", "pid", "status")}
 
 

@@ -276,3 +276,16 @@ def test_a_config_json_that_is_not_json_is_named(world):
     with pytest.raises(OciError) as caught:
         client.run(world.root, "bad", options=options)
     assert caught.value.exit_code == 2 and "config.json" in str(caught.value)
+
+
+def test_an_older_monitor_refusing_the_options_is_named(tmp_path, monkeypatch):
+    """A monitor of an older ocikit wants a whole config: the refusal says what to do."""
+    from oci.errors import UsageError
+
+    def older(root, doc, start=True):
+        raise UsageError("request: /config: must be an object")
+
+    monkeypatch.setattr(client, "request", older)
+    with pytest.raises(UsageError) as caught:
+        client.run(Root(str(tmp_path / "root")), "c", options={"bundle": "/b"})
+    assert "an older ocikit's: stop it" in str(caught.value) and caught.value.exit_code == 2
