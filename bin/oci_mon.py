@@ -8,9 +8,9 @@ records, logs and events straight from the root (oci.monitor.client).
 `oci-mon run` (detached, the monitor already running) is a hot path (README, Performance): it sits
 on every detached container's start path, which issue 16 holds within 1.2x of conmon + runc. So
 this module imports at its top only what `run` needs (os, sys, ocicli); `run` reads its flags
-with ocicli.quick_parse (no argparse) and config.json with oci.monitor.proto.decode (no json);
-every other verb imports what it uses in its own function. tests/unit/test_import_budget.py
-holds `run` to its allowlist (OCI_MON_RUN).
+with ocicli.quick_parse (no argparse) and sends them to the monitor, which reads config.json and
+checks them (oci.monitor.runspec); every other verb imports what it uses in its own function.
+tests/unit/test_import_budget.py holds `run` to its allowlist (OCI_MON_RUN).
 """
 
 from __future__ import annotations
