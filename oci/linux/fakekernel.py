@@ -25,6 +25,14 @@ import os
 import struct
 
 from oci.linux import kernel as k
+from oci.linux.cgroups.devices_bpf import (
+    BPF_F_REPLACE,
+    BPF_PROG_ATTACH,
+    BPF_PROG_DETACH,
+    BPF_PROG_GET_FD_BY_ID,
+    BPF_PROG_LOAD,
+    BPF_PROG_QUERY,
+)
 from oci.linux.kernel import Kernel
 
 TYPE_CHECKING = False
@@ -33,8 +41,6 @@ if TYPE_CHECKING:
 
 ALL_CAPS = (1 << 41) - 1  # CAP_CHOWN .. CAP_CHECKPOINT_RESTORE
 SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
-BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_GET_FD_BY_ID, BPF_PROG_QUERY = 5, 8, 9, 13, 16
-BPF_F_REPLACE = 4
 
 
 def _named(path: str) -> str:
