@@ -69,7 +69,7 @@ def run(monitor: Monitor, conn: Conn, doc: dict[str, Any]) -> None:
     check_id(name)
     if "options" in doc:  # `oci-mon run`'s flags, as it read them
         options = runspec.options_of(doc["options"])
-        unknown = sorted(set(options) - set(runspec.DEFAULTS) - {"bundle"})
+        unknown = sorted(set(options) - set(runspec.OPTION_TYPES))
         if unknown:  # a newer client's: not acted on
             monitor.say("info", f"{container_id}: ignored in its run options: {', '.join(unknown)}")
         config = record.check_config(runspec.config(options, monitor.root, container_id))

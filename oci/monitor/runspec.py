@@ -19,28 +19,25 @@ from oci.monitor.paths import Root
 from oci.runtime.lifecycle import parse_signal, signal_name
 
 CONFIG_MAX = 64 << 20  # a config.json past this is refused (the monitor reads it between other work)
+# Every option `oci-mon run` sends, with its types; its flags' defaults stay with its flags (bin/oci_mon.py).
 OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "bundle": (str,), "runtime": (str,), "runtimeRoot": (str, type(None)), "path": (str, type(None)),
     "commandDir": (str, type(None)), "restart": (str,), "rm": (bool,), "stopSignal": (str, type(None)),
     "stopTimeout": (int,), "logPath": (str, type(None)), "logMaxSize": (str, type(None)), "logMaxFiles": (int,),
     "interactive": (bool,), "tty": (bool,),
 }
-DEFAULTS: dict[str, Any] = {
-    "runtime": "oci-run", "runtimeRoot": None, "path": None, "commandDir": None, "restart": "no", "rm": False,
-    "stopSignal": None, "stopTimeout": 10, "logPath": None, "logMaxSize": None, "logMaxFiles": 1,
-    "interactive": False, "tty": False,
-}
 
 
 def options_of(doc: Any) -> dict[str, Any]:
-    """The request's options, checked for their types; unknown ones are the caller's to hear about."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("bundle"), str):
-        raise InvalidInput("request: options must be an object with a bundle")
-    options = {**DEFAULTS, **doc}
+    """The request's options, checked for their presence and types; unknown ones are the caller's to hear about."""
+    if not isinstance(doc, dict):
+        raise InvalidInput("request: options must be an object")
     for key, types in OPTION_TYPES.items():
-        if not isinstance(options[key], types) or (int in types and isinstance(options[key], bool)):
+        if key not in doc:
+            raise InvalidInput(f"request: options/{key}: missing")
+        if not isinstance(doc[key], types) or (int in types and isinstance(doc[key], bool)):
             raise InvalidInput(f"request: options/{key}: wrong type")
-    return options
+    return doc
 
 
 def config(options: dict[str, Any], root: Root, container_id: str) -> dict[str, Any]:

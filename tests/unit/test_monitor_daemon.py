@@ -235,8 +235,9 @@ def run_options(world: World, cid: str, **changes: object) -> dict:
               "annotations": {"org.opencontainers.image.stopSignal": "RTMIN+3"}}
     (bundle / "config.json").write_text(json.dumps(config))
     options = {"bundle": str(bundle), "runtime": world.runtime.name, "path": str(world.runtime.parent),
-               "runtimeRoot": str(world.base / "rt"), "restart": "on-failure:1", "logMaxSize": "1m",
-               "logMaxFiles": 2}
+               "commandDir": None, "runtimeRoot": str(world.base / "rt"), "restart": "on-failure:1", "rm": False,
+               "stopSignal": None, "stopTimeout": 10, "logPath": None, "logMaxSize": "1m", "logMaxFiles": 2,
+               "interactive": False, "tty": False}
     return {**options, **changes}
 
 
