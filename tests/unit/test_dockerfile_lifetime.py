@@ -38,15 +38,20 @@ def fake_runtime(tmp_path: Path) -> list[str]:
     return [sys.executable, str(script)]
 
 
+def root_of_a_build_gone(parent: Path) -> Path:
+    """A runtime root whose build exited without a word: the lock went with it."""
+    made = subprocess.run([sys.executable, "-c", "from oci.dockerfile.lifetime import RuntimeRoot; "
+                           f"print(RuntimeRoot([], {str(parent)!r}).path)"], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[2])
+    return Path(made.stdout.strip())
+
+
 def test_a_root_is_reaped_only_once_its_build_is_gone(tmp_path: Path, no_cgroups: list[str]) -> None:
     parent = tmp_path / "builds"
     runtime = fake_runtime(tmp_path)
     live = lifetime.RuntimeRoot(runtime, str(parent))
     (Path(live.path) / "ocibuild-live").mkdir()
-    made = subprocess.run([sys.executable, "-c", "import sys; from oci.dockerfile.lifetime import RuntimeRoot; "
-                           f"print(RuntimeRoot([], {str(parent)!r}).path)"], capture_output=True, text=True,
-                          check=True, cwd=Path(__file__).resolve().parents[2])
-    dead = Path(made.stdout.strip())  # its build exited without a word: the lock went with it
+    dead = root_of_a_build_gone(parent)
     (dead / "ocibuild-dead").mkdir()
     assert lifetime.reap(lambda: runtime, print, str(parent)) == 1
     assert not dead.exists() and os.path.isdir(live.path)
@@ -61,10 +66,7 @@ def test_a_container_still_dying_is_deleted_again(tmp_path: Path, no_cgroups: li
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A build killed a moment ago may have processes still dying: the reaper tries again before it warns."""
     parent = tmp_path / "builds"
-    made = subprocess.run([sys.executable, "-c", "from oci.dockerfile.lifetime import RuntimeRoot; "
-                           f"print(RuntimeRoot([], {str(parent)!r}).path)"], capture_output=True, text=True,
-                          check=True, cwd=Path(__file__).resolve().parents[2])
-    dead = Path(made.stdout.strip())
+    dead = root_of_a_build_gone(parent)
     (dead / "ocibuild-dying").mkdir()
     tries: list[str] = []
     real = lifetime._delete_containers
@@ -160,10 +162,7 @@ def test_openat2_asked_again_when_a_rename_raced_its_walk(monkeypatch: pytest.Mo
 def test_what_a_delete_that_worked_warned_about_is_told(tmp_path: Path, no_cgroups: list[str]) -> None:
     """A poststop hook that failed (oci-net's disconnect: a lease kept) is a warning of the reaping build."""
     parent = tmp_path / "builds"
-    made = subprocess.run([sys.executable, "-c", "from oci.dockerfile.lifetime import RuntimeRoot; "
-                           f"print(RuntimeRoot([], {str(parent)!r}).path)"], capture_output=True, text=True,
-                          check=True, cwd=Path(__file__).resolve().parents[2])
-    dead = Path(made.stdout.strip())
+    dead = root_of_a_build_gone(parent)
     (dead / "ocibuild-hooked").mkdir()
     script = tmp_path / "warning-oci-run.py"
     script.write_text(FAKE_RUNTIME + "sys.stderr.write('poststop hook oci-net: exited 1\\n')\n")
