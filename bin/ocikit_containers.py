@@ -314,27 +314,24 @@ def cmd_container_prune(context: Context, argv: list[str]) -> int:
 
 
 def cmd_pause(context: Context, argv: list[str]) -> int:
-    args = containers_parser("pause", "Pause all processes within one or more containers").parse_args(argv)
-
-    def pause(cid: str, name: str) -> None:
-        from oci.runtime import control
-
-        control.pause(context.engine.runtime_store(), cid)
-        context.out(name + "\n")
-
-    return for_each(context, args.containers, pause)
+    return _freeze(context, argv, "pause", "Pause all processes within one or more containers")
 
 
 def cmd_unpause(context: Context, argv: list[str]) -> int:
-    args = containers_parser("unpause", "Unpause all processes within one or more containers").parse_args(argv)
+    return _freeze(context, argv, "unpause", "Unpause all processes within one or more containers")
 
-    def unpause(cid: str, name: str) -> None:
+
+def _freeze(context: Context, argv: list[str], verb: str, description: str) -> int:
+    """`pause` or `unpause` each container named, through the runtime's freezer."""
+    args = containers_parser(verb, description).parse_args(argv)
+
+    def act(cid: str, name: str) -> None:
         from oci.runtime import control
 
-        control.resume(context.engine.runtime_store(), cid)
+        (control.pause if verb == "pause" else control.resume)(context.engine.runtime_store(), cid)
         context.out(name + "\n")
 
-    return for_each(context, args.containers, unpause)
+    return for_each(context, args.containers, act)
 
 
 def cmd_wait(context: Context, argv: list[str]) -> int:
