@@ -38,9 +38,6 @@ RUNTIME_PARENT = "/run/oci-build/builds"  # (the folder above it held unlocked r
 TIED = ("setpriv", "--pdeathsig", "KILL", "--", "unshare", "--pid", "--fork", "--kill-child=KILL", "--mount-proc",
         "--")
 _HIDDEN_GRACE = 60.0  # seconds a half-made root (hidden name, lock free) may be younger than and still be in use
-# Pauses before deleting again what a first try left: a build killed a moment ago may still have
-# processes dying in its pid namespace, which keep the step's cgroup busy (4 s in all).
-_AGAIN_AFTER = (0.25, 0.75, 1.0, 2.0)
 
 
 def remove_tree(path: str) -> None:
@@ -166,11 +163,6 @@ def reap(runtime: Callable[[], list[str]], warn: Callable[[str], None], parent: 
             if name.startswith(".") and time.time() - os.fstat(fd).st_mtime < _HIDDEN_GRACE:
                 continue  # being made: its maker locks it next
             stayed = _delete_containers(runtime(), path, warn)
-            for pause in _AGAIN_AFTER:
-                if not stayed:
-                    break
-                time.sleep(pause)
-                stayed = _delete_containers(runtime(), path, warn)
             if stayed:
                 warn(f"{path}: could not delete the containers of an interrupted build: {'; '.join(stayed)}")
                 continue

@@ -62,26 +62,6 @@ def test_a_root_is_reaped_only_once_its_build_is_gone(tmp_path: Path, no_cgroups
     assert (parent / "deleted").read_text() == "ocibuild-dead\nocibuild-live\n"
 
 
-def test_a_container_still_dying_is_deleted_again(tmp_path: Path, no_cgroups: list[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """A build killed a moment ago may have processes still dying: the reaper tries again before it warns."""
-    parent = tmp_path / "builds"
-    dead = root_of_a_build_gone(parent)
-    (dead / "ocibuild-dying").mkdir()
-    tries: list[str] = []
-    real = lifetime._delete_containers
-
-    def busy_once(runtime: list[str], root: str, warn: object = None) -> list[str]:
-        tries.append(root)
-        return ["ocibuild-dying: cgroup busy"] if len(tries) == 1 else real(runtime, root)
-
-    monkeypatch.setattr(lifetime, "_delete_containers", busy_once)
-    monkeypatch.setattr(lifetime.time, "sleep", lambda _seconds: None)
-    warned: list[str] = []
-    assert lifetime.reap(lambda: fake_runtime(tmp_path), warned.append, str(parent)) == 1
-    assert len(tries) == 2 and not warned and not dead.exists()
-
-
 def test_a_root_being_made_is_left_alone(tmp_path: Path, no_cgroups: list[str]) -> None:
     parent = tmp_path / "builds"
     (parent / ".new-1234").mkdir(parents=True)  # made a moment ago, not locked yet
